@@ -1,0 +1,49 @@
+//! Settings shared by every service, read from environment variables (or the same-named
+//! command-line flags) with clap; each service flattens these into its own `Config`.
+use std::net::SocketAddr;
+
+use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgConnectOptions;
+
+/// PostgreSQL connection settings.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL, e.g. `postgres://postgres@127.0.0.1:5432/concert`. Kept secret: it
+    /// may carry a password, so it never appears in logs or `Debug` output.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: SecretString,
+
+    /// Connections in this replica's pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+}
+
+impl DatabaseConfig {
+    /// Parses the URL into connect options.
+    ///
+    /// # Errors
+    /// When `DATABASE_URL` is not a valid PostgreSQL URL.
+    pub fn connect_options(&self) -> anyhow::Result<PgConnectOptions> {
+        self.database_url
+            .expose_secret()
+            .parse::<PgConnectOptions>()
+            .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))
+    }
+}
+
+/// Where a service listens.
+#[derive(Debug, Clone, Args)]
+pub struct ListenConfig {
+    /// Address the gRPC server binds (gRPC over HTTP/2 and grpc-web over HTTP/1.1).
+    #[arg(long, env = "LISTEN_ADDR")]
+    pub listen_addr: Option<SocketAddr>,
+}
+
+impl ListenConfig {
+    /// The configured address, or the service's documented default.
+    #[must_use]
+    pub fn addr_or(&self, default: SocketAddr) -> SocketAddr {
+        self.listen_addr.unwrap_or(default)
+    }
+}

@@ -1,0 +1,75 @@
+//! PostgreSQL pools confined to one service's schema.
+//!
+//! Each service owns one schema (`queue`, `catalog`, `reservation`, `wallet`) and never reads
+//! another's. The pool sets `search_path` as a start-up parameter of every connection, so
+//! unqualified table names resolve to the service's own schema (including sqlx's
+//! `_sqlx_migrations` bookkeeping table) at no extra round trip.
+use std::time::Duration;
+
+use sqlx::{
+    PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+/// Opens a pool whose connections use `schema` as their only search path.
+///
+/// # Errors
+/// When PostgreSQL cannot be reached within the acquire timeout.
+pub async fn connect(
+    options: PgConnectOptions,
+    schema: &str,
+    max_connections: u32,
+) -> anyhow::Result<PgPool> {
+    let options = options
+        .options([("search_path", schema)])
+        .application_name(schema);
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+/// Creates `schema` if missing and applies the service's migrations to it.
+///
+/// Safe to run from several replicas starting at once: schema creation is serialized by a
+/// transaction-scoped advisory lock, and sqlx's migrator takes its own lock.
+///
+/// # Errors
+/// When the schema cannot be created or a migration fails.
+pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('concert.create_schema'))")
+        .execute(&mut *tx)
+        .await?;
+    // Identifiers cannot be bound as parameters; `schema` is one of our own constants, and
+    // quote_ident-style quoting keeps even a surprising value inert.
+    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    migrator.run(pool).await?;
+    Ok(())
+}
+
+/// SQLSTATE of a unique violation.
+pub const UNIQUE_VIOLATION: &str = "23505";
+/// SQLSTATE of a foreign-key violation.
+pub const FOREIGN_KEY_VIOLATION: &str = "23503";
+/// SQLSTATE of a CHECK constraint violation.
+pub const CHECK_VIOLATION: &str = "23514";
+/// SQLSTATE of a serialization failure.
+pub const SERIALIZATION_FAILURE: &str = "40001";
+
+/// The SQLSTATE of a database error, if `err` is one.
+#[must_use]
+pub fn sqlstate(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}

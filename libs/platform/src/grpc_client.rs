@@ -1,0 +1,24 @@
+//! Channels to peer services.
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+/// Default deadline of one call to a peer service.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A lazily connecting channel to a peer (`http://host:port`). The first call connects;
+/// a peer that is down surfaces as UNAVAILABLE on that call, not as a start-up failure, so
+/// services can start in any order.
+///
+/// # Errors
+/// When `url` is not a valid URI.
+pub fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| anyhow::anyhow!("invalid peer URL {url:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(DEFAULT_CALL_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    Ok(endpoint.connect_lazy())
+}

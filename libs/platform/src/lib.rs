@@ -1,0 +1,15 @@
+//! Shared platform for the concert services.
+//!
+//! Each service binary is `config → telemetry::init → startup::run(config, listener, shutdown)`;
+//! this crate provides the pieces every service uses the same way, so that a service crate
+//! holds only its domain, its repository and its gRPC handlers.
+
+pub mod auth;
+pub mod config;
+pub mod convert;
+pub mod db;
+pub mod grpc_client;
+pub mod server;
+pub mod status;
+pub mod telemetry;
+pub mod validate;

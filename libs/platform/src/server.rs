@@ -1,0 +1,134 @@
+//! The gRPC server stack every service runs: its own services plus the standard health
+//! service (tonic-health), server reflection v1 and v1alpha (so both `buf curl` and the
+//! grpcurl 1.8 shipped on PyPI can list and call methods), grpc-web with CORS for browsers
+//! (tonic-web; HTTP/1.1 accepted alongside HTTP/2), request tracing, and graceful shutdown.
+use std::{future::Future, time::Duration};
+
+use http::{HeaderName, header};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::{Routes, RoutesBuilder};
+use tonic_health::ServingStatus;
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    trace::TraceLayer,
+};
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then drains in-flight calls.
+///
+/// `health_names` are the fully qualified service names reported SERVING by the health
+/// service (plus the empty name for the server as a whole).
+///
+/// # Errors
+/// When the server cannot start or reflection cannot load the descriptor set.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    health_names: &[&'static str],
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    for name in health_names {
+        reporter
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(concert_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(concert_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let mut builder = RoutesBuilder::from(routes);
+    builder
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "gRPC server listening (HTTP/2 and grpc-web)");
+
+    // Ask peers to go away on shutdown; when health flips to NOT_SERVING first, load
+    // balancers stop sending new calls before in-flight ones are drained.
+    let shutdown = async move {
+        shutdown.await;
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        for name in health_names {
+            reporter
+                .set_service_status(*name, ServingStatus::NotServing)
+                .await;
+        }
+        tracing::info!("shutdown requested: draining in-flight calls");
+    };
+
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(TraceLayer::new_for_grpc())
+        .layer(cors())
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_routes(builder.routes())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// CORS for grpc-web browser clients: any origin (tokens, not cookies, authorise calls),
+/// the gRPC request headers, and the gRPC trailers a browser must be allowed to read.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([http::Method::POST, http::Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+            HeaderName::from_static("grpc-timeout"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+        ])
+        .max_age(Duration::from_secs(24 * 60 * 60))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (Kubernetes pod termination).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

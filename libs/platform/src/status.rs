@@ -1,0 +1,102 @@
+//! Building `tonic::Status` values the same way in every service: a stable machine-readable
+//! reason in `google.rpc.ErrorInfo`, field violations in `google.rpc.BadRequest`, and opaque
+//! INTERNAL errors whose cause chain is logged but never sent.
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// `ErrorInfo.domain` of every error the suite returns.
+pub const ERROR_DOMAIN: &str = "concert.example.com";
+
+/// A status with `google.rpc.ErrorInfo { reason, domain }` attached.
+#[must_use]
+pub fn with_reason(code: Code, reason: &'static str, message: impl Into<String>) -> Status {
+    let details =
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::<String, String>::new());
+    Status::with_error_details(code, message, details)
+}
+
+/// INVALID_ARGUMENT naming `field`, with a `google.rpc.BadRequest` field violation.
+#[must_use]
+pub fn invalid_argument(field: &str, description: &str) -> Status {
+    let mut details = ErrorDetails::with_bad_request_violation(field, description);
+    details.set_error_info(
+        "INVALID_ARGUMENT",
+        ERROR_DOMAIN,
+        HashMap::<String, String>::new(),
+    );
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{field}: {description}"),
+        details,
+    )
+}
+
+/// An opaque INTERNAL status. The whole cause chain goes to the log, not to the caller.
+#[must_use]
+pub fn internal(error: &anyhow::Error) -> Status {
+    tracing::error!(error = ?error, "unexpected error");
+    Status::internal("internal error")
+}
+
+/// Maps a failure of a call to a peer service: UNAVAILABLE and DEADLINE_EXCEEDED pass
+/// through (the caller may retry), anything else becomes an opaque INTERNAL.
+#[must_use]
+pub fn from_peer(peer: &'static str, status: &Status) -> Status {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
+            tracing::warn!(peer, code = ?status.code(), message = status.message(), "peer call failed");
+            Status::new(
+                status.code(),
+                format!("{peer} service: {}", status.message()),
+            )
+        }
+        _ => internal(&anyhow::anyhow!(
+            "{peer} service answered {:?}: {}",
+            status.code(),
+            status.message()
+        )),
+    }
+}
+
+/// The `ErrorInfo.reason` of a status, if it carries one.
+#[must_use]
+pub fn reason(status: &Status) -> Option<String> {
+    status.get_details_error_info().map(|info| info.reason)
+}
+
+/// The first field named in a status's `BadRequest` details.
+#[must_use]
+pub fn violated_field(status: &Status) -> Option<String> {
+    status
+        .get_details_bad_request()
+        .and_then(|br| br.field_violations.into_iter().next())
+        .map(|v| v.field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_names_the_field() {
+        let status = invalid_argument("seat_number", "must be within 1..=50");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(violated_field(&status).as_deref(), Some("seat_number"));
+        assert!(status.message().contains("seat_number"));
+    }
+
+    #[test]
+    fn reason_round_trips() {
+        let status = with_reason(Code::AlreadyExists, "SEAT_UNAVAILABLE", "taken");
+        assert_eq!(reason(&status).as_deref(), Some("SEAT_UNAVAILABLE"));
+    }
+
+    #[test]
+    fn internal_is_opaque() {
+        let status = internal(&anyhow::anyhow!("password=hunter2 leaked"));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("hunter2"));
+    }
+}

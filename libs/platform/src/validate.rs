@@ -1,0 +1,91 @@
+//! Field validation shared by every service's proto → domain conversions.
+//! Each failure names the proto field, so callers see exactly what to fix.
+use uuid::Uuid;
+
+/// One invalid request field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {description}")]
+pub struct FieldViolation {
+    /// The proto field name, e.g. `seat_number`.
+    pub field: &'static str,
+    /// What is wrong and what is allowed.
+    pub description: String,
+}
+
+impl FieldViolation {
+    /// A violation of `field`.
+    #[must_use]
+    pub fn new(field: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            field,
+            description: description.into(),
+        }
+    }
+}
+
+impl From<FieldViolation> for tonic::Status {
+    fn from(v: FieldViolation) -> Self {
+        crate::status::invalid_argument(v.field, &v.description)
+    }
+}
+
+/// Longest accepted user id or idempotency key, in bytes.
+pub const MAX_KEY_BYTES: usize = 128;
+
+/// Parses a UUID field.
+///
+/// # Errors
+/// When `value` is empty or not a UUID.
+pub fn uuid(field: &'static str, value: &str) -> Result<Uuid, FieldViolation> {
+    if value.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    Uuid::parse_str(value).map_err(|_| FieldViolation::new(field, "must be a UUID"))
+}
+
+/// Checks an opaque identifier (user id, idempotency key): 1..=128 bytes, no control characters.
+///
+/// # Errors
+/// When `value` is empty, too long or contains control characters.
+pub fn key(field: &'static str, value: &str) -> Result<String, FieldViolation> {
+    if value.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    if value.len() > MAX_KEY_BYTES {
+        return Err(FieldViolation::new(
+            field,
+            format!("must be at most {MAX_KEY_BYTES} bytes"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldViolation::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_field_errors_name_the_field() {
+        assert_eq!(uuid("token", "").unwrap_err().field, "token");
+        assert_eq!(
+            uuid("token", "not-a-uuid").unwrap_err().description,
+            "must be a UUID"
+        );
+        let id = Uuid::new_v4();
+        assert_eq!(uuid("token", &id.to_string()).unwrap(), id);
+    }
+
+    #[test]
+    fn key_bounds() {
+        assert!(key("user_id", "").is_err());
+        assert!(key("user_id", &"x".repeat(129)).is_err());
+        assert!(key("user_id", "a\nb").is_err());
+        assert_eq!(key("user_id", &"x".repeat(128)).unwrap().len(), 128);
+    }
+}
