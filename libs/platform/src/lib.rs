@@ -5,11 +5,15 @@
 //! holds only its domain, its repository and its gRPC handlers.
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod db;
 pub mod grpc_client;
+pub mod money;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validate;

@@ -1,0 +1,113 @@
+//! Test support: run a real service on an ephemeral port and stop it when the handle drops.
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+
+/// A service running in this process on `127.0.0.1:<ephemeral>`.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Binds port 0 and spawns `run(listener, shutdown)`.
+    ///
+    /// # Panics
+    /// When no port can be bound (tests only).
+    pub async fn start<F, Fut>(run: F) -> Self
+    where
+        F: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("local address");
+        let (tx, rx) = oneshot::channel::<()>();
+        let shutdown = Box::pin(async move {
+            let _ = rx.await;
+        });
+        let handle = tokio::spawn(run(listener, shutdown));
+        let server = Self {
+            addr,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        };
+        server.wait_until_serving().await;
+        server
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A channel to the server.
+    ///
+    /// # Panics
+    /// Never for the URL this type builds.
+    #[must_use]
+    pub fn channel(&self) -> Channel {
+        crate::grpc_client::lazy_channel(&self.url()).expect("valid URL")
+    }
+
+    /// Waits until the health service answers SERVING (migrations done).
+    async fn wait_until_serving(&self) {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let mut client = HealthClient::new(self.channel());
+        for _ in 0..200 {
+            if let Some(h) = &self.handle {
+                assert!(
+                    !h.is_finished(),
+                    "server at {} exited during start-up",
+                    self.addr
+                );
+            }
+            if client
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server at {} did not become healthy", self.addr);
+    }
+
+    /// Stops the server gracefully and returns what `run` returned.
+    ///
+    /// # Errors
+    /// Whatever the server's `run` failed with.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.handle.take() {
+            Some(h) => h.await?,
+            None => Ok(()),
+        }
+    }
+
+    /// Kills the server at once, like a crashed process: in-flight calls are dropped.
+    pub fn kill(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Wallet settings, from environment variables.
+use clap::Parser;
+use platform::config::{DatabaseConfig, ListenConfig};
+use sqlx::postgres::PgConnectOptions;
+
+/// Command line / environment of `wallet-service`.
+#[derive(Debug, Parser)]
+#[command(name = "wallet-service", about = "Concert wallet: balances and ledger")]
+pub struct Config {
+    #[command(flatten)]
+    pub db: DatabaseConfig,
+    #[command(flatten)]
+    pub listen: ListenConfig,
+}
+
+/// Validated settings the service runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub db: PgConnectOptions,
+    pub max_connections: u32,
+}
+
+impl Config {
+    /// Validates the configuration.
+    ///
+    /// # Errors
+    /// When `DATABASE_URL` does not parse.
+    pub fn into_settings(self) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            db: self.db.connect_options()?,
+            max_connections: self.db.database_max_connections,
+        })
+    }
+}

@@ -1,0 +1,80 @@
+use platform::money::Won;
+
+use crate::error::WalletError;
+
+/// Largest balance one wallet may hold: 1,000,000,000 won. Bounds the damage of a bug or an
+/// abused charge endpoint and keeps every sum far from `i64` overflow.
+pub const MAX_BALANCE: Won = Won::new(1_000_000_000);
+
+/// A wallet's balance, with the rules for changing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Account {
+    pub balance: Won,
+}
+
+impl Account {
+    /// The balance after adding `amount` (a charge or a refund).
+    ///
+    /// # Errors
+    /// [`WalletError::BalanceLimit`] when the result would exceed [`MAX_BALANCE`].
+    pub fn credit(self, amount: Won) -> Result<Account, WalletError> {
+        let balance = self
+            .balance
+            .checked_add(amount)
+            .filter(|b| *b <= MAX_BALANCE)
+            .ok_or(WalletError::BalanceLimit {
+                balance: self.balance,
+                amount,
+            })?;
+        Ok(Account { balance })
+    }
+
+    /// The balance after taking `amount` out (a debit).
+    ///
+    /// # Errors
+    /// [`WalletError::InsufficientBalance`] when the balance is below `amount`.
+    pub fn debit(self, amount: Won) -> Result<Account, WalletError> {
+        let balance = self
+            .balance
+            .checked_sub(amount)
+            .filter(|b| *b >= Won::ZERO)
+            .ok_or(WalletError::InsufficientBalance {
+                balance: self.balance,
+                amount,
+            })?;
+        Ok(Account { balance })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credit_is_bounded() {
+        let a = Account {
+            balance: Won::new(999_999_999),
+        };
+        assert_eq!(a.credit(Won::new(1)).unwrap().balance, MAX_BALANCE);
+        assert!(matches!(
+            a.credit(Won::new(2)),
+            Err(WalletError::BalanceLimit { .. })
+        ));
+        let huge = Account {
+            balance: Won::new(i64::MAX),
+        };
+        assert!(huge.credit(Won::new(1)).is_err());
+    }
+
+    #[test]
+    fn debit_never_goes_negative() {
+        let a = Account {
+            balance: Won::new(100),
+        };
+        assert_eq!(a.debit(Won::new(100)).unwrap().balance, Won::ZERO);
+        assert!(matches!(
+            a.debit(Won::new(101)),
+            Err(WalletError::InsufficientBalance { .. })
+        ));
+    }
+}

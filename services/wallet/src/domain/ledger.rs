@@ -1,0 +1,143 @@
+use chrono::{DateTime, Utc};
+use platform::money::Won;
+
+use super::Account;
+use crate::error::WalletError;
+
+/// What a ledger entry did to the balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Money added by the user (+).
+    Charge,
+    /// Money paid for a seat (−).
+    Debit,
+    /// Money given back by saga compensation (+).
+    Refund,
+}
+
+impl EntryKind {
+    /// The name stored in the `kind` column.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Charge => "CHARGE",
+            EntryKind::Debit => "DEBIT",
+            EntryKind::Refund => "REFUND",
+        }
+    }
+
+    /// Parses the stored name.
+    ///
+    /// # Errors
+    /// When the column holds an unknown kind (a corrupted row).
+    pub fn parse(s: &str) -> Result<Self, WalletError> {
+        match s {
+            "CHARGE" => Ok(EntryKind::Charge),
+            "DEBIT" => Ok(EntryKind::Debit),
+            "REFUND" => Ok(EntryKind::Refund),
+            other => Err(WalletError::Unexpected(anyhow::anyhow!(
+                "unknown ledger kind {other:?}"
+            ))),
+        }
+    }
+}
+
+/// One request to change a balance, identified by `(user_id, idempotency_key)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutation {
+    pub user_id: String,
+    pub kind: EntryKind,
+    pub amount: Won,
+    pub idempotency_key: String,
+    /// For a refund: the key of the debit being given back.
+    pub debit_key: Option<String>,
+}
+
+impl Mutation {
+    /// Applies the mutation to an account.
+    ///
+    /// # Errors
+    /// The balance rules of [`Account`].
+    pub fn apply(&self, account: Account) -> Result<Account, WalletError> {
+        match self.kind {
+            EntryKind::Charge | EntryKind::Refund => account.credit(self.amount),
+            EntryKind::Debit => account.debit(self.amount),
+        }
+    }
+
+    /// Whether a stored entry with the same key records this very request, so replaying it
+    /// must return the stored result; a different request under the same key is refused.
+    #[must_use]
+    pub fn is_replay_of(&self, entry: &LedgerEntry) -> bool {
+        entry.kind == self.kind && entry.amount == self.amount && entry.debit_key == self.debit_key
+    }
+}
+
+/// One append-only ledger row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub entry_id: i64,
+    pub user_id: String,
+    pub kind: EntryKind,
+    pub amount: Won,
+    pub balance_after: Won,
+    pub idempotency_key: String,
+    pub debit_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mutation(kind: EntryKind, amount: i64) -> Mutation {
+        Mutation {
+            user_id: "u".into(),
+            kind,
+            amount: Won::new(amount),
+            idempotency_key: "k".into(),
+            debit_key: None,
+        }
+    }
+
+    fn entry(kind: EntryKind, amount: i64) -> LedgerEntry {
+        LedgerEntry {
+            entry_id: 1,
+            user_id: "u".into(),
+            kind,
+            amount: Won::new(amount),
+            balance_after: Won::new(amount),
+            idempotency_key: "k".into(),
+            debit_key: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn replay_requires_the_same_request() {
+        let m = mutation(EntryKind::Charge, 100);
+        assert!(m.is_replay_of(&entry(EntryKind::Charge, 100)));
+        assert!(!m.is_replay_of(&entry(EntryKind::Charge, 101)));
+        assert!(!m.is_replay_of(&entry(EntryKind::Debit, 100)));
+    }
+
+    #[test]
+    fn apply_follows_the_kind() {
+        let a = Account {
+            balance: Won::new(50),
+        };
+        assert_eq!(
+            mutation(EntryKind::Charge, 10).apply(a).unwrap().balance,
+            Won::new(60)
+        );
+        assert_eq!(
+            mutation(EntryKind::Refund, 10).apply(a).unwrap().balance,
+            Won::new(60)
+        );
+        assert_eq!(
+            mutation(EntryKind::Debit, 10).apply(a).unwrap().balance,
+            Won::new(40)
+        );
+        assert!(mutation(EntryKind::Debit, 51).apply(a).is_err());
+    }
+}

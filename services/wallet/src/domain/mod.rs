@@ -1,0 +1,6 @@
+//! Wallet rules, free of SQL and gRPC.
+mod account;
+mod ledger;
+
+pub use account::{Account, MAX_BALANCE};
+pub use ledger::{EntryKind, LedgerEntry, Mutation};

@@ -1,0 +1,43 @@
+//! proto ⇄ domain conversions for the wallet.
+use concert_proto::concert::wallet::v1::{Transaction, TransactionKind};
+use platform::{
+    convert::timestamp,
+    money::Won,
+    validate::{self, FieldViolation},
+};
+
+use crate::domain::{EntryKind, LedgerEntry, Mutation};
+
+/// Validates the fields shared by Charge, Debit and Refund.
+pub(super) fn mutation(
+    kind: EntryKind,
+    user_id: &str,
+    amount: i64,
+    idempotency_key: &str,
+    debit_key: Option<String>,
+) -> Result<Mutation, FieldViolation> {
+    Ok(Mutation {
+        user_id: validate::key("user_id", user_id)?,
+        kind,
+        amount: Won::payment("amount", amount)?,
+        idempotency_key: validate::key("idempotency_key", idempotency_key)?,
+        debit_key,
+    })
+}
+
+pub(super) fn transaction(e: &LedgerEntry) -> Transaction {
+    let kind = match e.kind {
+        EntryKind::Charge => TransactionKind::Charge,
+        EntryKind::Debit => TransactionKind::Debit,
+        EntryKind::Refund => TransactionKind::Refund,
+    };
+    Transaction {
+        transaction_id: e.entry_id,
+        user_id: e.user_id.clone(),
+        kind: kind.into(),
+        amount: e.amount.get(),
+        balance_after: e.balance_after.get(),
+        idempotency_key: e.idempotency_key.clone(),
+        created_at: Some(timestamp(e.created_at)),
+    }
+}

@@ -1,0 +1,13 @@
+//! The wallet service: balances and an append-only ledger, in won.
+//!
+//! - [`domain`]: the balance rules (never negative, bounded, checked arithmetic).
+//! - [`repo`]: PostgreSQL, one transaction per request, idempotent by key.
+//! - [`grpc`]: the `WalletService` and `WalletInternalService` handlers.
+//! - [`error`]: the one place where wallet errors become gRPC statuses.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod repo;
+pub mod startup;

@@ -1,0 +1,199 @@
+//! PostgreSQL access for the wallet schema.
+use chrono::{DateTime, Utc};
+use platform::money::Won;
+use sqlx::{PgPool, Postgres, Row, Transaction, postgres::PgRow};
+
+use crate::{
+    domain::{Account, EntryKind, LedgerEntry, Mutation},
+    error::WalletError,
+};
+
+/// The result of applying a mutation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub entry: LedgerEntry,
+    /// True when the key had been used for this same request before: nothing changed now.
+    pub replayed: bool,
+}
+
+/// Wallet storage.
+#[derive(Debug, Clone)]
+pub struct WalletRepo {
+    pool: PgPool,
+}
+
+const ENTRY_COLUMNS: &str =
+    "entry_id, user_id, kind, amount, balance_after, idempotency_key, debit_key, created_at";
+
+impl WalletRepo {
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies a charge, debit or refund exactly once per `(user_id, idempotency_key)`.
+    ///
+    /// The account row lock serializes every mutation of one wallet, so the key lookup, the
+    /// balance rule and the ledger append see one consistent state; different wallets never
+    /// wait on each other.
+    ///
+    /// # Errors
+    /// The domain rules ([`WalletError::InsufficientBalance`], [`WalletError::BalanceLimit`]),
+    /// [`WalletError::IdempotencyKeyReused`], and for refunds [`WalletError::DebitNotFound`] /
+    /// [`WalletError::RefundExceedsDebit`].
+    #[tracing::instrument(skip_all, fields(user_id = %m.user_id, kind = m.kind.as_str(), key = %m.idempotency_key))]
+    pub async fn apply(&self, m: &Mutation) -> Result<Applied, WalletError> {
+        let mut tx = self.pool.begin().await?;
+        // Creates the account on first use and locks its row until commit.
+        let balance: i64 = sqlx::query_scalar(
+            "INSERT INTO accounts (user_id) VALUES ($1)
+             ON CONFLICT (user_id) DO UPDATE SET updated_at = now()
+             RETURNING balance",
+        )
+        .bind(&m.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+
+        if let Some(existing) = find_entry(&mut tx, &m.user_id, &m.idempotency_key).await? {
+            tx.rollback().await?;
+            return if m.is_replay_of(&existing) {
+                Ok(Applied {
+                    entry: existing,
+                    replayed: true,
+                })
+            } else {
+                Err(WalletError::IdempotencyKeyReused)
+            };
+        }
+
+        if let Some(debit_key) = &m.debit_key {
+            check_refundable(&mut tx, &m.user_id, debit_key, m.amount).await?;
+        }
+
+        let account = m.apply(Account {
+            balance: Won::new(balance),
+        })?;
+        sqlx::query("UPDATE accounts SET balance = $2, updated_at = now() WHERE user_id = $1")
+            .bind(&m.user_id)
+            .bind(account.balance.get())
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, idempotency_key, debit_key)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENTRY_COLUMNS}"
+        ))
+        .bind(&m.user_id)
+        .bind(m.kind.as_str())
+        .bind(m.amount.get())
+        .bind(account.balance.get())
+        .bind(&m.idempotency_key)
+        .bind(&m.debit_key)
+        .fetch_one(&mut *tx)
+        .await?;
+        let entry = entry_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Applied {
+            entry,
+            replayed: false,
+        })
+    }
+
+    /// The balance of `user_id`; 0 when the wallet was never charged.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(user_id))]
+    pub async fn balance(&self, user_id: &str) -> Result<Won, WalletError> {
+        let balance: Option<i64> =
+            sqlx::query_scalar("SELECT balance FROM accounts WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(Won::new(balance.unwrap_or(0)))
+    }
+
+    /// The newest `limit` ledger entries of `user_id`.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(user_id))]
+    pub async fn entries(
+        &self,
+        user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>, WalletError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE user_id = $1 ORDER BY entry_id DESC LIMIT $2"
+        ))
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+}
+
+async fn find_entry(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: &str,
+    key: &str,
+) -> Result<Option<LedgerEntry>, WalletError> {
+    let row = sqlx::query(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE user_id = $1 AND idempotency_key = $2"
+    ))
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(entry_from_row).transpose()
+}
+
+/// A refund must give back part or all of an existing debit, never more than was taken.
+async fn check_refundable(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: &str,
+    debit_key: &str,
+    amount: Won,
+) -> Result<(), WalletError> {
+    let debited: Option<i64> = sqlx::query_scalar(
+        "SELECT amount FROM ledger_entries WHERE user_id = $1 AND idempotency_key = $2 AND kind = 'DEBIT'",
+    )
+    .bind(user_id)
+    .bind(debit_key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let debited = Won::new(debited.ok_or(WalletError::DebitNotFound)?);
+    let refunded: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(amount), 0)::BIGINT FROM ledger_entries
+         WHERE user_id = $1 AND kind = 'REFUND' AND debit_key = $2",
+    )
+    .bind(user_id)
+    .bind(debit_key)
+    .fetch_one(&mut **tx)
+    .await?;
+    let refundable = debited
+        .checked_sub(Won::new(refunded))
+        .ok_or_else(|| WalletError::Unexpected(anyhow::anyhow!("refund sum overflow")))?;
+    if amount > refundable {
+        return Err(WalletError::RefundExceedsDebit {
+            requested: amount,
+            refundable,
+        });
+    }
+    Ok(())
+}
+
+fn entry_from_row(row: &PgRow) -> Result<LedgerEntry, WalletError> {
+    let kind: String = row.try_get("kind")?;
+    let created_at: DateTime<Utc> = row.try_get("created_at")?;
+    Ok(LedgerEntry {
+        entry_id: row.try_get("entry_id")?,
+        user_id: row.try_get("user_id")?,
+        kind: EntryKind::parse(&kind)?,
+        amount: Won::new(row.try_get("amount")?),
+        balance_after: Won::new(row.try_get("balance_after")?),
+        idempotency_key: row.try_get("idempotency_key")?,
+        debit_key: row.try_get("debit_key")?,
+        created_at,
+    })
+}

@@ -1,0 +1,348 @@
+//! Wallet RPCs against a real server and a fresh PostgreSQL database per test.
+use concert_proto::concert::wallet::v1::{
+    ChargeRequest, DebitRequest, GetBalanceRequest, ListTransactionsRequest, RefundRequest,
+    TransactionKind, wallet_internal_service_client::WalletInternalServiceClient,
+    wallet_service_client::WalletServiceClient,
+};
+use platform::{
+    status::{reason, violated_field},
+    testing::RunningServer,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tonic::{Code, transport::Channel};
+use wallet_service::{config::Settings, startup};
+
+struct App {
+    server: RunningServer,
+    public: WalletServiceClient<Channel>,
+    internal: WalletInternalServiceClient<Channel>,
+}
+
+async fn spawn(db: PgConnectOptions) -> App {
+    let settings = Settings {
+        db,
+        max_connections: 20,
+    };
+    let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
+    let public = WalletServiceClient::new(server.channel());
+    let internal = WalletInternalServiceClient::new(server.channel());
+    App {
+        server,
+        public,
+        internal,
+    }
+}
+
+fn charge(user: &str, amount: i64, key: &str) -> ChargeRequest {
+    ChargeRequest {
+        user_id: user.into(),
+        amount,
+        idempotency_key: key.into(),
+    }
+}
+
+fn debit(user: &str, amount: i64, key: &str) -> DebitRequest {
+    DebitRequest {
+        user_id: user.into(),
+        amount,
+        idempotency_key: key.into(),
+    }
+}
+
+async fn balance(app: &App, user: &str) -> i64 {
+    app.public
+        .clone()
+        .get_balance(GetBalanceRequest {
+            user_id: user.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .balance
+}
+
+#[sqlx::test(migrations = false)]
+async fn charge_adds_to_balance_and_ledger(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    assert_eq!(balance(&app, "alice").await, 0, "a new wallet is empty");
+    let r = app
+        .public
+        .charge(charge("alice", 50_000, "c1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.balance, 50_000);
+    app.public
+        .charge(charge("alice", 20_000, "c2"))
+        .await
+        .unwrap();
+    assert_eq!(balance(&app, "alice").await, 70_000);
+
+    let txs = app
+        .public
+        .list_transactions(ListTransactionsRequest {
+            user_id: "alice".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .transactions;
+    assert_eq!(txs.len(), 2);
+    assert_eq!(txs[0].amount, 20_000, "newest first");
+    assert_eq!(txs[0].balance_after, 70_000);
+    assert_eq!(txs[1].kind, TransactionKind::Charge as i32);
+    app.server.stop().await.unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn same_key_replays_and_other_request_is_refused(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    let first = app
+        .public
+        .charge(charge("bob", 10_000, "k"))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = app
+        .public
+        .charge(charge("bob", 10_000, "k"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        first.transaction, again.transaction,
+        "a replay returns the original entry"
+    );
+    assert_eq!(balance(&app, "bob").await, 10_000, "charged once");
+
+    let err = app.public.charge(charge("bob", 99, "k")).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violated_field(&err).as_deref(), Some("idempotency_key"));
+    assert_eq!(balance(&app, "bob").await, 10_000);
+}
+
+#[sqlx::test(migrations = false)]
+async fn bad_input_names_the_field(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    let cases = [
+        (charge("u", 0, "k"), "amount"),
+        (charge("u", -1, "k"), "amount"),
+        (charge("u", 10_000_001, "k"), "amount"),
+        (charge("u", i64::MAX, "k"), "amount"),
+        (charge("", 1, "k"), "user_id"),
+        (charge(&"u".repeat(129), 1, "k"), "user_id"),
+        (charge("u", 1, ""), "idempotency_key"),
+    ];
+    for (req, field) in cases {
+        let err = app.public.charge(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}");
+        assert_eq!(violated_field(&err).as_deref(), Some(field));
+    }
+    let err = app
+        .public
+        .list_transactions(ListTransactionsRequest {
+            user_id: "u".into(),
+            limit: 1001,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("limit"));
+}
+
+#[sqlx::test(migrations = false)]
+async fn balance_limit_is_enforced(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    for i in 0..100 {
+        app.public
+            .charge(charge("rich", 10_000_000, &format!("c{i}")))
+            .await
+            .unwrap();
+    }
+    let err = app
+        .public
+        .charge(charge("rich", 1, "one-more"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&err).as_deref(), Some("BALANCE_LIMIT"));
+    assert_eq!(balance(&app, "rich").await, 1_000_000_000);
+}
+
+#[sqlx::test(migrations = false)]
+async fn debit_refuses_to_go_negative(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    let err = app
+        .internal
+        .debit(debit("carol", 1, "d0"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reason(&err).as_deref(),
+        Some("INSUFFICIENT_BALANCE"),
+        "no wallet means no money"
+    );
+
+    app.public
+        .charge(charge("carol", 1_000, "c"))
+        .await
+        .unwrap();
+    let err = app
+        .internal
+        .debit(debit("carol", 1_001, "d1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&err).as_deref(), Some("INSUFFICIENT_BALANCE"));
+    assert_eq!(balance(&app, "carol").await, 1_000);
+
+    let ok = app
+        .internal
+        .debit(debit("carol", 1_000, "d2"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.balance, 0);
+    let replay = app
+        .internal
+        .debit(debit("carol", 1_000, "d2"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        replay.transaction, ok.transaction,
+        "a retried debit is not taken twice"
+    );
+    assert_eq!(balance(&app, "carol").await, 0);
+}
+
+#[sqlx::test(migrations = false)]
+async fn refund_gives_back_at_most_what_was_debited(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    app.public.charge(charge("dave", 5_000, "c")).await.unwrap();
+    app.internal
+        .debit(debit("dave", 3_000, "pay-1"))
+        .await
+        .unwrap();
+    let refund = |amount: i64, key: &str, debit_key: &str| RefundRequest {
+        user_id: "dave".into(),
+        amount,
+        idempotency_key: key.into(),
+        debit_idempotency_key: debit_key.into(),
+    };
+
+    let err = app
+        .internal
+        .refund(refund(3_000, "r0", "no-such-debit"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(reason(&err).as_deref(), Some("DEBIT_NOT_FOUND"));
+
+    let err = app
+        .internal
+        .refund(refund(3_001, "r1", "pay-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("amount"));
+
+    let ok = app
+        .internal
+        .refund(refund(3_000, "r2", "pay-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.balance, 5_000);
+    let replay = app
+        .internal
+        .refund(refund(3_000, "r2", "pay-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        replay.balance, 5_000,
+        "replayed refund returns the original result"
+    );
+    let err = app
+        .internal
+        .refund(refund(1, "r3", "pay-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_field(&err).as_deref(),
+        Some("amount"),
+        "nothing left to refund"
+    );
+    assert_eq!(
+        balance(&app, "dave").await,
+        5_000,
+        "money is neither lost nor created"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn concurrent_charges_sum_exactly_and_debits_never_overdraw(
+    _p: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let app = spawn(db).await;
+    let charges = (0..1_000).map(|i| {
+        let mut c = app.public.clone();
+        async move {
+            c.charge(charge("eve", 7, &format!("c{i}")))
+                .await
+                .map(|_| ())
+        }
+    });
+    let results = futures::future::join_all(charges).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(balance(&app, "eve").await, 7_000);
+
+    // 300 debits of 30 against 7,000: exactly 233 fit.
+    let debits = (0..300).map(|i| {
+        let mut c = app.internal.clone();
+        async move { c.debit(debit("eve", 30, &format!("d{i}"))).await }
+    });
+    let results = futures::future::join_all(debits).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 233);
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| e.code() == Code::FailedPrecondition)
+    );
+    assert_eq!(balance(&app, "eve").await, 7_000 - 233 * 30);
+}
+
+#[sqlx::test(migrations = false)]
+async fn ledger_is_append_only_and_matches_balances(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db.clone()).await;
+    app.public.charge(charge("fay", 900, "c")).await.unwrap();
+    app.internal.debit(debit("fay", 400, "d")).await.unwrap();
+
+    let pool = PgPoolOptions::new()
+        .connect_with(db.options([("search_path", "wallet")]))
+        .await
+        .unwrap();
+    let err = sqlx::query("UPDATE ledger_entries SET amount = 1")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let err = sqlx::query("DELETE FROM ledger_entries")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+
+    let mismatches: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM accounts a WHERE a.balance <> (
+            SELECT COALESCE(SUM(CASE kind WHEN 'DEBIT' THEN -amount ELSE amount END), 0)
+            FROM ledger_entries l WHERE l.user_id = a.user_id)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(mismatches, 0);
+}
