@@ -1,0 +1,63 @@
+//! The admission loop: every replica runs one, and the advisory lock inside
+//! [`QueueRepo::admission_round`] lets exactly one of them admit at a time.
+use std::{sync::Arc, time::Duration};
+
+use platform::clock::SharedClock;
+use tokio::sync::Notify;
+
+use crate::{domain::AdmissionPolicy, repo::QueueRepo};
+
+/// Runs admission rounds on every tick, and at once when [`Admission::wake`] is called
+/// (a join or a freed slot on this replica). Waking is only a latency shortcut: the tick
+/// alone is enough for correctness, whichever replica a slot was freed on.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    repo: QueueRepo,
+    policy: AdmissionPolicy,
+    clock: SharedClock,
+    wake: Arc<Notify>,
+}
+
+impl Admission {
+    #[must_use]
+    pub fn new(repo: QueueRepo, policy: AdmissionPolicy, clock: SharedClock) -> Self {
+        Self {
+            repo,
+            policy,
+            clock,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Asks for a round soon (coalesced with any pending request).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Loops until the task is dropped. Errors are logged and retried on the next tick.
+    pub async fn run(self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {},
+                () = self.wake.notified() => {},
+            }
+            match self
+                .repo
+                .admission_round(&self.policy, self.clock.now())
+                .await
+            {
+                Ok(outcome) if outcome.admitted > 0 || outcome.expired > 0 => {
+                    tracing::info!(
+                        admitted = outcome.admitted,
+                        expired = outcome.expired,
+                        "admission round"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "admission round failed; retrying next tick"),
+            }
+        }
+    }
+}

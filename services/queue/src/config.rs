@@ -1,0 +1,63 @@
+//! Queue settings, from environment variables.
+use std::time::Duration;
+
+use clap::Parser;
+use platform::{
+    clock::SharedClock,
+    config::{DatabaseConfig, ListenConfig},
+};
+use sqlx::postgres::PgConnectOptions;
+
+use crate::domain::AdmissionPolicy;
+
+/// Command line / environment of `queue-service`.
+#[derive(Debug, Parser)]
+#[command(name = "queue-service", about = "Concert waiting room")]
+pub struct Config {
+    #[command(flatten)]
+    pub db: DatabaseConfig,
+    #[command(flatten)]
+    pub listen: ListenConfig,
+
+    /// Most tokens ACTIVE at once (admission policy).
+    #[arg(long, env = "QUEUE_MAX_ACTIVE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_active: u32,
+
+    /// Seconds an admitted token stays ACTIVE.
+    #[arg(long, env = "QUEUE_ACTIVE_TTL_SECS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub active_ttl_secs: u32,
+
+    /// Milliseconds between admission rounds of this replica (a freed slot is also refilled
+    /// at once when this replica frees it).
+    #[arg(long, env = "QUEUE_ADMISSION_INTERVAL_MS", default_value_t = 250, value_parser = clap::value_parser!(u32).range(10..=60_000))]
+    pub admission_interval_ms: u32,
+}
+
+/// Validated settings the service runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub db: PgConnectOptions,
+    pub max_connections: u32,
+    pub policy: AdmissionPolicy,
+    pub admission_interval: Duration,
+    pub clock: SharedClock,
+}
+
+impl Config {
+    /// Validates the configuration.
+    ///
+    /// # Errors
+    /// When `DATABASE_URL` does not parse.
+    pub fn into_settings(self) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            db: self.db.connect_options()?,
+            max_connections: self.db.database_max_connections,
+            policy: AdmissionPolicy {
+                max_active: u64::from(self.max_active),
+                active_ttl: chrono::Duration::seconds(i64::from(self.active_ttl_secs)),
+            },
+            admission_interval: Duration::from_millis(u64::from(self.admission_interval_ms)),
+            clock: platform::clock::system(),
+        })
+    }
+}

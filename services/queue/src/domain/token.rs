@@ -1,0 +1,138 @@
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// Lifecycle of a token: WAITING → ACTIVE → EXPIRED, or WAITING → EXPIRED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    Waiting,
+    Active,
+    Expired,
+}
+
+impl TokenState {
+    /// The name stored in the `state` column.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Waiting => "WAITING",
+            TokenState::Active => "ACTIVE",
+            TokenState::Expired => "EXPIRED",
+        }
+    }
+
+    /// Parses the stored name; `None` for a value the schema's CHECK forbids.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "WAITING" => Some(TokenState::Waiting),
+            "ACTIVE" => Some(TokenState::Active),
+            "EXPIRED" => Some(TokenState::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// A stored token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub token: Uuid,
+    pub user_id: String,
+    /// Join order (FIFO).
+    pub seq: i64,
+    pub state: TokenState,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Token {
+    /// The state as seen at `now`: an ACTIVE token past `expires_at` is EXPIRED even before
+    /// the admission round has marked it, so a stale row never grants access.
+    #[must_use]
+    pub fn effective_state(&self, now: DateTime<Utc>) -> TokenState {
+        match (self.state, self.expires_at) {
+            (TokenState::Active, Some(exp)) if exp <= now => TokenState::Expired,
+            (state, _) => state,
+        }
+    }
+}
+
+/// A token and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStatus {
+    pub token: Token,
+    /// State at the time of the read (see [`Token::effective_state`]).
+    pub state: TokenState,
+    /// 1-based place among WAITING tokens; 0 unless WAITING.
+    pub position: u64,
+    /// WAITING tokens in the whole queue.
+    pub waiting_count: u64,
+}
+
+impl QueueStatus {
+    /// Builds the status from a token and the count of WAITING tokens ahead of it.
+    #[must_use]
+    pub fn new(token: Token, waiting_ahead: u64, waiting_count: u64, now: DateTime<Utc>) -> Self {
+        let state = token.effective_state(now);
+        let position = if state == TokenState::Waiting {
+            waiting_ahead + 1
+        } else {
+            0
+        };
+        Self {
+            token,
+            state,
+            position,
+            waiting_count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    fn token(state: TokenState, expires_at: Option<DateTime<Utc>>) -> Token {
+        Token {
+            token: Uuid::new_v4(),
+            user_id: "u".into(),
+            seq: 1,
+            state,
+            issued_at: Utc::now(),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn active_token_past_expiry_reads_as_expired() {
+        let now = Utc::now();
+        let t = token(TokenState::Active, Some(now - Duration::seconds(1)));
+        assert_eq!(t.effective_state(now), TokenState::Expired);
+        let t = token(TokenState::Active, Some(now + Duration::seconds(1)));
+        assert_eq!(t.effective_state(now), TokenState::Active);
+    }
+
+    #[test]
+    fn position_is_one_based_and_zero_once_admitted() {
+        let now = Utc::now();
+        assert_eq!(
+            QueueStatus::new(token(TokenState::Waiting, None), 0, 5, now).position,
+            1
+        );
+        assert_eq!(
+            QueueStatus::new(token(TokenState::Waiting, None), 4, 5, now).position,
+            5
+        );
+        let active = token(TokenState::Active, Some(now + Duration::seconds(60)));
+        assert_eq!(QueueStatus::new(active, 0, 5, now).position, 0);
+    }
+
+    #[test]
+    fn state_names_round_trip() {
+        for s in [TokenState::Waiting, TokenState::Active, TokenState::Expired] {
+            assert_eq!(TokenState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(TokenState::parse("nope"), None);
+    }
+}

@@ -1,0 +1,60 @@
+//! Queue errors and their one mapping to gRPC statuses.
+use platform::{
+    status::{internal, with_reason},
+    validate::FieldViolation,
+};
+use tonic::{Code, Status};
+
+/// Everything a queue request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    InvalidArgument(#[from] FieldViolation),
+    #[error("unknown queue token")]
+    TokenNotFound,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for QueueError {
+    fn from(e: sqlx::Error) -> Self {
+        QueueError::Unexpected(e.into())
+    }
+}
+
+impl From<QueueError> for Status {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::InvalidArgument(v) => v.into(),
+            QueueError::TokenNotFound => {
+                with_reason(Code::NotFound, "TOKEN_UNKNOWN", e.to_string())
+            }
+            QueueError::Unexpected(err) => internal(&err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::status::{reason, violated_field};
+
+    #[test]
+    fn every_error_maps_to_its_code() {
+        let s = Status::from(QueueError::InvalidArgument(FieldViolation::new(
+            "token",
+            "must be a UUID",
+        )));
+        assert_eq!(
+            (s.code(), violated_field(&s).as_deref()),
+            (Code::InvalidArgument, Some("token"))
+        );
+        let s = Status::from(QueueError::TokenNotFound);
+        assert_eq!(
+            (s.code(), reason(&s).as_deref()),
+            (Code::NotFound, Some("TOKEN_UNKNOWN"))
+        );
+        let s = Status::from(QueueError::Unexpected(anyhow::anyhow!("db down")));
+        assert_eq!(s.code(), Code::Internal);
+    }
+}

@@ -1,0 +1,118 @@
+//! gRPC handlers of the queue.
+use concert_proto::concert::queue::v1::{
+    self as pb, ExpireTokenRequest, ExpireTokenResponse, GetQueueStatusRequest,
+    GetQueueStatusResponse, IssueTokenRequest, IssueTokenResponse, ValidateTokenRequest,
+    ValidateTokenResponse, queue_internal_service_server::QueueInternalService,
+    queue_service_server::QueueService,
+};
+use platform::{clock::SharedClock, convert::timestamp, validate};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    admission::Admission,
+    domain::{QueueStatus, TokenState},
+    repo::QueueRepo,
+};
+
+/// Implements the public and the internal queue API.
+#[derive(Debug, Clone)]
+pub struct QueueApi {
+    repo: QueueRepo,
+    admission: Admission,
+    clock: SharedClock,
+}
+
+impl QueueApi {
+    #[must_use]
+    pub fn new(repo: QueueRepo, admission: Admission, clock: SharedClock) -> Self {
+        Self {
+            repo,
+            admission,
+            clock,
+        }
+    }
+
+    async fn status_of(&self, token: &str) -> Result<pb::QueueStatus, Status> {
+        let token = validate::uuid("token", token)?;
+        let status = self.repo.status(token, self.clock.now()).await?;
+        Ok(to_proto(&status))
+    }
+}
+
+#[tonic::async_trait]
+impl QueueService for QueueApi {
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    async fn issue_token(
+        &self,
+        request: Request<IssueTokenRequest>,
+    ) -> Result<Response<IssueTokenResponse>, Status> {
+        let user_id = validate::key("user_id", &request.into_inner().user_id)?;
+        let token = self.repo.join(&user_id, self.clock.now()).await?;
+        if token.state == TokenState::Waiting {
+            self.admission.wake();
+        }
+        let status = self.status_of(&token.token.to_string()).await?;
+        Ok(Response::new(IssueTokenResponse {
+            status: Some(status),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
+    async fn get_queue_status(
+        &self,
+        request: Request<GetQueueStatusRequest>,
+    ) -> Result<Response<GetQueueStatusResponse>, Status> {
+        let status = self.status_of(&request.into_inner().token).await?;
+        Ok(Response::new(GetQueueStatusResponse {
+            status: Some(status),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl QueueInternalService for QueueApi {
+    #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
+    async fn validate_token(
+        &self,
+        request: Request<ValidateTokenRequest>,
+    ) -> Result<Response<ValidateTokenResponse>, Status> {
+        let token = validate::uuid("token", &request.into_inner().token)?;
+        let token = self.repo.get(token).await?;
+        // Position is not needed to authorise a call, so this stays a primary-key read.
+        let status = QueueStatus::new(token, 0, 0, self.clock.now());
+        Ok(Response::new(ValidateTokenResponse {
+            status: Some(to_proto(&status)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
+    async fn expire_token(
+        &self,
+        request: Request<ExpireTokenRequest>,
+    ) -> Result<Response<ExpireTokenResponse>, Status> {
+        let token = validate::uuid("token", &request.into_inner().token)?;
+        let token = self.repo.expire(token, self.clock.now()).await?;
+        self.admission.wake();
+        let status = QueueStatus::new(token, 0, 0, self.clock.now());
+        Ok(Response::new(ExpireTokenResponse {
+            status: Some(to_proto(&status)),
+        }))
+    }
+}
+
+fn to_proto(s: &QueueStatus) -> pb::QueueStatus {
+    let state = match s.state {
+        TokenState::Waiting => pb::TokenState::Waiting,
+        TokenState::Active => pb::TokenState::Active,
+        TokenState::Expired => pb::TokenState::Expired,
+    };
+    pb::QueueStatus {
+        token: s.token.token.to_string(),
+        user_id: s.token.user_id.clone(),
+        state: state.into(),
+        position: s.position,
+        waiting_count: s.waiting_count,
+        expires_at: s.token.expires_at.map(timestamp),
+        issued_at: Some(timestamp(s.token.issued_at)),
+    }
+}

@@ -1,0 +1,15 @@
+//! The queue service: the waiting room in front of the protected APIs.
+//!
+//! - [`domain`]: token states and the admission policy (no SQL, no gRPC).
+//! - [`repo`]: PostgreSQL: joining, status reads, admission rounds.
+//! - [`admission`]: the background loop that runs admission rounds.
+//! - [`grpc`]: `QueueService` and `QueueInternalService` handlers.
+//! - [`error`]: the one mapping of queue errors to gRPC statuses.
+
+pub mod admission;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod repo;
+pub mod startup;

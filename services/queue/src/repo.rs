@@ -1,0 +1,207 @@
+//! PostgreSQL access for the queue schema.
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row, postgres::PgRow};
+use uuid::Uuid;
+
+use crate::{
+    domain::{AdmissionPolicy, QueueStatus, Token, TokenState},
+    error::QueueError,
+};
+
+/// Key of the advisory lock that makes one replica at a time run an admission round.
+const ADMISSION_LOCK: i64 = 0x0051_5545_5545; // "QUEUE"
+
+const TOKEN_COLUMNS: &str = "token, user_id, seq, state, issued_at, expires_at";
+
+/// What one admission round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundOutcome {
+    /// False when another replica held the admission lock, so this one did nothing.
+    pub ran: bool,
+    pub expired: u64,
+    pub admitted: u64,
+}
+
+/// Queue storage.
+#[derive(Debug, Clone)]
+pub struct QueueRepo {
+    pool: PgPool,
+}
+
+impl QueueRepo {
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Joins the line, or returns the user's live token when there is one.
+    ///
+    /// The unique index over live tokens makes concurrent joins of one user (on any replica)
+    /// end with exactly one token.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(user_id))]
+    pub async fn join(&self, user_id: &str, now: DateTime<Utc>) -> Result<Token, QueueError> {
+        // Two tries: the live token found on conflict may expire before we read it.
+        for _ in 0..2 {
+            let inserted = sqlx::query(&format!(
+                "INSERT INTO tokens (token, user_id, state, issued_at) VALUES ($1, $2, 'WAITING', $3)
+                 ON CONFLICT (user_id) WHERE state <> 'EXPIRED' DO NOTHING
+                 RETURNING {TOKEN_COLUMNS}"
+            ))
+            .bind(Uuid::new_v4())
+            .bind(user_id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = inserted {
+                return token_from_row(&row);
+            }
+            let live = sqlx::query(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 AND state <> 'EXPIRED'"
+            ))
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = live {
+                return token_from_row(&row);
+            }
+        }
+        Err(QueueError::Unexpected(anyhow::anyhow!(
+            "live token of {user_id} kept changing"
+        )))
+    }
+
+    /// A token and its place in line.
+    ///
+    /// # Errors
+    /// [`QueueError::TokenNotFound`] for an unknown token.
+    #[tracing::instrument(skip_all, fields(%token))]
+    pub async fn status(&self, token: Uuid, now: DateTime<Utc>) -> Result<QueueStatus, QueueError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS},
+                    CASE WHEN t.state = 'WAITING'
+                         THEN (SELECT count(*) FROM tokens w WHERE w.state = 'WAITING' AND w.seq < t.seq)
+                         ELSE 0 END AS ahead,
+                    (SELECT count(*) FROM tokens w WHERE w.state = 'WAITING') AS waiting
+             FROM tokens t WHERE t.token = $1"
+        ))
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(QueueError::TokenNotFound)?;
+        let ahead: i64 = row.try_get("ahead")?;
+        let waiting: i64 = row.try_get("waiting")?;
+        Ok(QueueStatus::new(
+            token_from_row(&row)?,
+            to_u64(ahead),
+            to_u64(waiting),
+            now,
+        ))
+    }
+
+    /// One token by id, without its place in line (the cheap read behind ValidateToken).
+    ///
+    /// # Errors
+    /// [`QueueError::TokenNotFound`] for an unknown token.
+    #[tracing::instrument(skip_all, fields(%token))]
+    pub async fn get(&self, token: Uuid) -> Result<Token, QueueError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = $1"
+        ))
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(QueueError::TokenNotFound)?;
+        token_from_row(&row)
+    }
+
+    /// Expires a token (idempotent) and returns it.
+    ///
+    /// # Errors
+    /// [`QueueError::TokenNotFound`] for an unknown token.
+    #[tracing::instrument(skip_all, fields(%token))]
+    pub async fn expire(&self, token: Uuid, now: DateTime<Utc>) -> Result<Token, QueueError> {
+        sqlx::query("UPDATE tokens SET state = 'EXPIRED', expired_at = $2 WHERE token = $1 AND state <> 'EXPIRED'")
+            .bind(token)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        self.get(token).await
+    }
+
+    /// One admission round: expires ACTIVE tokens past their TTL, then admits the oldest
+    /// WAITING tokens into the free slots, in `seq` order.
+    ///
+    /// Runs only while holding a transaction-scoped advisory lock, so with any number of
+    /// replicas exactly one round runs at a time: the active limit is never exceeded and no
+    /// token is admitted twice. A replica that finds the lock taken skips its round.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn admission_round(
+        &self,
+        policy: &AdmissionPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<RoundOutcome, QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(ADMISSION_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(RoundOutcome::default());
+        }
+        let expired = sqlx::query(
+            "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'ACTIVE' AND expires_at <= $1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let active: i64 = sqlx::query_scalar("SELECT count(*) FROM tokens WHERE state = 'ACTIVE'")
+            .fetch_one(&mut *tx)
+            .await?;
+        let free = policy.free_slots(to_u64(active));
+        let admitted = if free == 0 {
+            0
+        } else {
+            sqlx::query(
+                "UPDATE tokens SET state = 'ACTIVE', activated_at = $1, expires_at = $2
+                 WHERE token IN (SELECT token FROM tokens WHERE state = 'WAITING' ORDER BY seq LIMIT $3)",
+            )
+            .bind(now)
+            .bind(policy.expiry(now))
+            .bind(i64::try_from(free).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        };
+        tx.commit().await?;
+        Ok(RoundOutcome {
+            ran: true,
+            expired,
+            admitted,
+        })
+    }
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn token_from_row(row: &PgRow) -> Result<Token, QueueError> {
+    let state: String = row.try_get("state")?;
+    Ok(Token {
+        token: row.try_get("token")?,
+        user_id: row.try_get("user_id")?,
+        seq: row.try_get("seq")?,
+        state: TokenState::parse(&state).ok_or_else(|| {
+            QueueError::Unexpected(anyhow::anyhow!("unknown token state {state:?}"))
+        })?,
+        issued_at: row.try_get("issued_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}

@@ -1,0 +1,55 @@
+//! Builds and runs the queue server and its admission loop.
+use std::{
+    future::Future,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+};
+
+use concert_proto::concert::queue::v1::{
+    queue_internal_service_server::QueueInternalServiceServer,
+    queue_service_server::QueueServiceServer,
+};
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tonic::{server::NamedService, service::Routes};
+
+use crate::{admission::Admission, config::Settings, grpc::QueueApi, repo::QueueRepo};
+
+/// Default listen address: 127.0.0.1:50051.
+pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
+/// The PostgreSQL schema this service owns.
+pub const SCHEMA: &str = "queue";
+/// The queue's migrations (`migrations/queue`).
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/queue");
+
+/// Connects to PostgreSQL, applies migrations, starts the admission loop and serves until
+/// `shutdown` resolves.
+///
+/// # Errors
+/// When the database is unreachable, a migration fails or the server cannot start.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let pool = platform::db::connect(settings.db, SCHEMA, settings.max_connections).await?;
+    platform::db::migrate(&pool, SCHEMA, &MIGRATOR).await?;
+    let repo = QueueRepo::new(pool);
+    let admission = Admission::new(repo.clone(), settings.policy, settings.clock.clone());
+    let admission_task = tokio::spawn(admission.clone().run(settings.admission_interval));
+
+    let api = QueueApi::new(repo, admission, settings.clock);
+    let routes = Routes::new(QueueServiceServer::new(api.clone()))
+        .add_service(QueueInternalServiceServer::new(api));
+    let served = platform::server::serve(
+        listener,
+        routes,
+        &[
+            QueueServiceServer::<QueueApi>::NAME,
+            QueueInternalServiceServer::<QueueApi>::NAME,
+        ],
+        shutdown,
+    )
+    .await;
+    admission_task.abort();
+    served
+}

@@ -1,0 +1,311 @@
+//! Queue RPCs against real servers (one or two replicas) on a fresh database per test.
+use std::time::Duration;
+
+use concert_proto::concert::queue::v1::{
+    ExpireTokenRequest, GetQueueStatusRequest, IssueTokenRequest, QueueStatus, TokenState,
+    ValidateTokenRequest, queue_internal_service_client::QueueInternalServiceClient,
+    queue_service_client::QueueServiceClient,
+};
+use platform::{
+    clock::{ManualClock, SharedClock},
+    status::violated_field,
+    testing::RunningServer,
+};
+use queue_service::{config::Settings, domain::AdmissionPolicy, startup};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tonic::{Code, transport::Channel};
+
+struct Replica {
+    _server: RunningServer,
+    public: QueueServiceClient<Channel>,
+    internal: QueueInternalServiceClient<Channel>,
+}
+
+async fn replica(db: PgConnectOptions, max_active: u64, clock: SharedClock) -> Replica {
+    let settings = Settings {
+        db,
+        max_connections: 10,
+        policy: AdmissionPolicy {
+            max_active,
+            active_ttl: chrono::Duration::seconds(600),
+        },
+        admission_interval: Duration::from_millis(20),
+        clock,
+    };
+    let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
+    Replica {
+        public: QueueServiceClient::new(server.channel()),
+        internal: QueueInternalServiceClient::new(server.channel()),
+        _server: server,
+    }
+}
+
+async fn join(r: &Replica, user: &str) -> QueueStatus {
+    r.public
+        .clone()
+        .issue_token(IssueTokenRequest {
+            user_id: user.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+async fn status(r: &Replica, token: &str) -> QueueStatus {
+    r.public
+        .clone()
+        .get_queue_status(GetQueueStatusRequest {
+            token: token.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+/// Polls `status` until `pred` holds (admission runs in the background).
+async fn wait_for(r: &Replica, token: &str, pred: impl Fn(&QueueStatus) -> bool) -> QueueStatus {
+    for _ in 0..200 {
+        let s = status(r, token).await;
+        if pred(&s) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "condition not reached for {token}: {:?}",
+        status(r, token).await
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn joining_twice_returns_the_same_token(_p: PgPoolOptions, db: PgConnectOptions) {
+    let q = replica(db, 100, platform::clock::system()).await;
+    let first = join(&q, "alice").await;
+    let again = join(&q, "alice").await;
+    assert_eq!(first.token, again.token);
+    assert_eq!(first.user_id, "alice");
+    let other = join(&q, "bob").await;
+    assert_ne!(other.token, first.token, "tokens are bound to users");
+}
+
+#[sqlx::test(migrations = false)]
+async fn admits_in_fifo_order_up_to_the_limit(_p: PgPoolOptions, db: PgConnectOptions) {
+    let q = replica(db, 2, platform::clock::system()).await;
+    let mut tokens = Vec::new();
+    for i in 0..5 {
+        tokens.push(join(&q, &format!("user-{i}")).await.token);
+    }
+    wait_for(&q, &tokens[1], |s| s.state == TokenState::Active as i32).await;
+    let s0 = status(&q, &tokens[0]).await;
+    assert_eq!((s0.state, s0.position), (TokenState::Active as i32, 0));
+    assert!(s0.expires_at.is_some());
+    for (i, t) in tokens.iter().enumerate().skip(2) {
+        let s = status(&q, t).await;
+        assert_eq!(s.state, TokenState::Waiting as i32);
+        assert_eq!(
+            s.position,
+            (i - 1) as u64,
+            "1-based place among waiting users"
+        );
+        assert_eq!(s.waiting_count, 3);
+    }
+
+    // Paying expires the first token: the next in line moves up and is admitted.
+    q.internal
+        .clone()
+        .expire_token(ExpireTokenRequest {
+            token: tokens[0].clone(),
+        })
+        .await
+        .unwrap();
+    wait_for(&q, &tokens[2], |s| s.state == TokenState::Active as i32).await;
+    let s3 = status(&q, &tokens[3]).await;
+    assert_eq!(
+        (s3.state, s3.position, s3.waiting_count),
+        (TokenState::Waiting as i32, 1, 2)
+    );
+    assert_eq!(
+        status(&q, &tokens[0]).await.state,
+        TokenState::Expired as i32
+    );
+
+    // A user whose token expired may join again and gets a new place at the back.
+    let rejoined = join(&q, "user-0").await;
+    assert_ne!(rejoined.token, tokens[0]);
+    assert_eq!(rejoined.position, 3);
+}
+
+#[sqlx::test(migrations = false)]
+async fn active_token_expires_after_its_ttl(_p: PgPoolOptions, db: PgConnectOptions) {
+    let clock = ManualClock::new();
+    let q = replica(db, 1, std::sync::Arc::new(clock.clone())).await;
+    let a = join(&q, "a").await.token;
+    let b = join(&q, "b").await.token;
+    wait_for(&q, &a, |s| s.state == TokenState::Active as i32).await;
+    let v = q
+        .internal
+        .clone()
+        .validate_token(ValidateTokenRequest { token: a.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.status.unwrap().state, TokenState::Active as i32);
+
+    clock.advance(chrono::Duration::seconds(601));
+    // Expired on read at once, even before the admission round marks it.
+    let v = q
+        .internal
+        .clone()
+        .validate_token(ValidateTokenRequest { token: a.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.status.unwrap().state, TokenState::Expired as i32);
+    // And its slot goes to the next user.
+    wait_for(&q, &b, |s| s.state == TokenState::Active as i32).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_replicas_admit_in_order_and_never_exceed_the_limit(
+    _p: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    const LIMIT: i64 = 10;
+    let r1 = replica(db.clone(), LIMIT as u64, platform::clock::system()).await;
+    let r2 = replica(db.clone(), LIMIT as u64, platform::clock::system()).await;
+    let pool = PgPoolOptions::new()
+        .connect_with(db.options([("search_path", "queue")]))
+        .await
+        .unwrap();
+
+    // 200 users join concurrently through both replicas.
+    let joins = (0..200).map(|i| {
+        let r = if i % 2 == 0 { &r1 } else { &r2 };
+        async move { join(r, &format!("u{i}")).await.token }
+    });
+    let tokens = futures::future::join_all(joins).await;
+
+    // Expire admitted tokens in rounds through alternating replicas, checking after each
+    // step that the limit holds and that the admitted set is always the head of the line.
+    let mut expired = 0;
+    while expired < 200 {
+        let active: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT token::text, seq FROM tokens WHERE state = 'ACTIVE' ORDER BY seq",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert!(
+            active.len() as i64 <= LIMIT,
+            "active limit exceeded: {}",
+            active.len()
+        );
+        let max_active_seq = active.iter().map(|(_, s)| *s).max().unwrap_or(0);
+        let waiting_before: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tokens WHERE state = 'WAITING' AND seq < $1")
+                .bind(max_active_seq)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            waiting_before, 0,
+            "someone was admitted ahead of an earlier joiner"
+        );
+        if active.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        for (i, (token, _)) in active.iter().enumerate() {
+            let r = if i % 2 == 0 { &r1 } else { &r2 };
+            r.internal
+                .clone()
+                .expire_token(ExpireTokenRequest {
+                    token: token.clone(),
+                })
+                .await
+                .unwrap();
+            expired += 1;
+        }
+    }
+    let admitted: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tokens WHERE activated_at IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(admitted, 200, "every token admitted exactly once");
+    assert_eq!(tokens.len(), 200);
+}
+
+#[sqlx::test(migrations = false)]
+async fn concurrent_joins_of_one_user_yield_one_token(_p: PgPoolOptions, db: PgConnectOptions) {
+    let r1 = replica(db.clone(), 100, platform::clock::system()).await;
+    let r2 = replica(db, 100, platform::clock::system()).await;
+    let joins = (0..50).map(|i| {
+        let r = if i % 2 == 0 { &r1 } else { &r2 };
+        async move { join(r, "same-user").await.token }
+    });
+    let tokens = futures::future::join_all(joins).await;
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "one live token per user"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn bad_input_and_unknown_tokens(_p: PgPoolOptions, db: PgConnectOptions) {
+    let q = replica(db, 100, platform::clock::system()).await;
+    let err = q
+        .public
+        .clone()
+        .issue_token(IssueTokenRequest {
+            user_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), violated_field(&err).as_deref()),
+        (Code::InvalidArgument, Some("user_id"))
+    );
+    let err = q
+        .public
+        .clone()
+        .get_queue_status(GetQueueStatusRequest {
+            token: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), violated_field(&err).as_deref()),
+        (Code::InvalidArgument, Some("token"))
+    );
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let err = q
+        .public
+        .clone()
+        .get_queue_status(GetQueueStatusRequest {
+            token: unknown.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = q
+        .internal
+        .clone()
+        .validate_token(ValidateTokenRequest {
+            token: unknown.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = q
+        .internal
+        .clone()
+        .expire_token(ExpireTokenRequest { token: unknown })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
