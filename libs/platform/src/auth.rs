@@ -29,36 +29,16 @@ pub struct Principal {
 /// is not `Bearer <uuid>`.
 pub fn bearer_token(metadata: &MetadataMap) -> Result<Uuid, Status> {
     let value = metadata.get("authorization").ok_or_else(|| {
-        with_reason(
-            Code::Unauthenticated,
-            "TOKEN_MISSING",
-            "authorization: Bearer <queue token> is required",
-        )
+        with_reason(Code::Unauthenticated, "TOKEN_MISSING", "authorization: Bearer <queue token> is required")
     })?;
-    let value = value.to_str().map_err(|_| {
-        with_reason(
-            Code::Unauthenticated,
-            "TOKEN_MALFORMED",
-            "authorization header is not ASCII",
-        )
+    let value = value
+        .to_str()
+        .map_err(|_| with_reason(Code::Unauthenticated, "TOKEN_MALFORMED", "authorization header is not ASCII"))?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).ok_or_else(|| {
+        with_reason(Code::Unauthenticated, "TOKEN_MALFORMED", "authorization must be `Bearer <token>`")
     })?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or_else(|| {
-            with_reason(
-                Code::Unauthenticated,
-                "TOKEN_MALFORMED",
-                "authorization must be `Bearer <token>`",
-            )
-        })?;
-    Uuid::parse_str(token.trim()).map_err(|_| {
-        with_reason(
-            Code::Unauthenticated,
-            "TOKEN_MALFORMED",
-            "queue token must be a UUID",
-        )
-    })
+    Uuid::parse_str(token.trim())
+        .map_err(|_| with_reason(Code::Unauthenticated, "TOKEN_MALFORMED", "queue token must be a UUID"))
 }
 
 /// Checks queue tokens against the queue service.
@@ -71,9 +51,7 @@ impl TokenValidator {
     /// A validator calling the queue service over `channel`.
     #[must_use]
     pub fn new(channel: Channel) -> Self {
-        Self {
-            client: QueueInternalServiceClient::new(channel),
-        }
+        Self { client: QueueInternalServiceClient::new(channel) }
     }
 
     /// Authenticates a protected call.
@@ -88,21 +66,11 @@ impl TokenValidator {
     }
 
     async fn check(&self, token: Uuid, now: DateTime<Utc>) -> Result<Principal, Status> {
-        let response = self
-            .client
-            .clone()
-            .validate_token(ValidateTokenRequest {
-                token: token.to_string(),
-            })
-            .await;
+        let response = self.client.clone().validate_token(ValidateTokenRequest { token: token.to_string() }).await;
         let status = match response {
             Ok(r) => r.into_inner().status.unwrap_or_default(),
             Err(s) if s.code() == Code::NotFound => {
-                return Err(with_reason(
-                    Code::Unauthenticated,
-                    "TOKEN_UNKNOWN",
-                    "unknown queue token",
-                ));
+                return Err(with_reason(Code::Unauthenticated, "TOKEN_UNKNOWN", "unknown queue token"));
             }
             Err(s) => return Err(from_peer("queue", &s)),
         };
@@ -114,16 +82,9 @@ impl TokenValidator {
                     .and_then(|t| DateTime::from_timestamp(t.seconds, 0))
                     .is_some_and(|t| t <= now);
                 if expired {
-                    Err(with_reason(
-                        Code::Unauthenticated,
-                        "TOKEN_EXPIRED",
-                        "queue token has expired",
-                    ))
+                    Err(with_reason(Code::Unauthenticated, "TOKEN_EXPIRED", "queue token has expired"))
                 } else {
-                    Ok(Principal {
-                        token,
-                        user_id: status.user_id,
-                    })
+                    Ok(Principal { token, user_id: status.user_id })
                 }
             }
             Ok(TokenState::Waiting) => Err(with_reason(
@@ -131,11 +92,7 @@ impl TokenValidator {
                 "TOKEN_WAITING",
                 format!("still waiting in the queue (position {})", status.position),
             )),
-            _ => Err(with_reason(
-                Code::Unauthenticated,
-                "TOKEN_EXPIRED",
-                "queue token has expired",
-            )),
+            _ => Err(with_reason(Code::Unauthenticated, "TOKEN_EXPIRED", "queue token has expired")),
         }
     }
 }
@@ -153,21 +110,9 @@ mod tests {
     #[test]
     fn bearer_token_parses_and_rejects() {
         let id = Uuid::new_v4();
-        assert_eq!(
-            bearer_token(&metadata(&format!("Bearer {id}"))).unwrap(),
-            id
-        );
-        assert_eq!(
-            bearer_token(&MetadataMap::new()).unwrap_err().code(),
-            Code::Unauthenticated
-        );
-        assert_eq!(
-            bearer_token(&metadata("Basic abc")).unwrap_err().code(),
-            Code::Unauthenticated
-        );
-        assert_eq!(
-            bearer_token(&metadata("Bearer nope")).unwrap_err().code(),
-            Code::Unauthenticated
-        );
+        assert_eq!(bearer_token(&metadata(&format!("Bearer {id}"))).unwrap(), id);
+        assert_eq!(bearer_token(&MetadataMap::new()).unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(bearer_token(&metadata("Basic abc")).unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(bearer_token(&metadata("Bearer nope")).unwrap_err().code(), Code::Unauthenticated);
     }
 }

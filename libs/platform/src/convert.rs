@@ -18,15 +18,10 @@ pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
 ///
 /// # Errors
 /// When the field is missing or out of chrono's range.
-pub fn datetime(
-    field: &'static str,
-    ts: Option<&Timestamp>,
-) -> Result<DateTime<Utc>, FieldViolation> {
+pub fn datetime(field: &'static str, ts: Option<&Timestamp>) -> Result<DateTime<Utc>, FieldViolation> {
     let ts = ts.ok_or_else(|| FieldViolation::new(field, "is required"))?;
-    let nanos = u32::try_from(ts.nanos)
-        .map_err(|_| FieldViolation::new(field, "nanos must be within 0..1e9"))?;
-    DateTime::from_timestamp(ts.seconds, nanos)
-        .ok_or_else(|| FieldViolation::new(field, "is out of range"))
+    let nanos = u32::try_from(ts.nanos).map_err(|_| FieldViolation::new(field, "nanos must be within 0..1e9"))?;
+    DateTime::from_timestamp(ts.seconds, nanos).ok_or_else(|| FieldViolation::new(field, "is out of range"))
 }
 
 #[cfg(test)]
@@ -38,10 +33,7 @@ mod tests {
         let now = DateTime::from_timestamp(1_800_000_000, 123_000_000).unwrap();
         assert_eq!(datetime("t", Some(&timestamp(now))).unwrap(), now);
         assert_eq!(datetime("starts_at", None).unwrap_err().field, "starts_at");
-        let bad = Timestamp {
-            seconds: 0,
-            nanos: -1,
-        };
+        let bad = Timestamp { seconds: 0, nanos: -1 };
         assert!(datetime("t", Some(&bad)).is_err());
     }
 }

@@ -16,14 +16,8 @@ use sqlx::{
 ///
 /// # Errors
 /// When PostgreSQL cannot be reached within the acquire timeout.
-pub async fn connect(
-    options: PgConnectOptions,
-    schema: &str,
-    max_connections: u32,
-) -> anyhow::Result<PgPool> {
-    let options = options
-        .options([("search_path", schema)])
-        .application_name(schema);
+pub async fn connect(options: PgConnectOptions, schema: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options = options.options([("search_path", schema)]).application_name(schema);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
@@ -42,15 +36,11 @@ pub async fn connect(
 /// When the schema cannot be created or a migration fails.
 pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('concert.create_schema'))")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('concert.create_schema'))").execute(&mut *tx).await?;
     // Identifiers cannot be bound as parameters; `schema` is one of our own constants, and
     // quote_ident-style quoting keeps even a surprising value inert.
     let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}")).execute(&mut *tx).await?;
     tx.commit().await?;
     migrator.run(pool).await?;
     Ok(())

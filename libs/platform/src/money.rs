@@ -13,7 +13,7 @@ pub struct Won(i64);
 impl Won {
     /// Zero won.
     pub const ZERO: Won = Won(0);
-    /// Largest amount of one charge, debit, refund or seat price: 10,000,000 won.
+    /// Largest amount of one charge, debit, refund or seat price (seat prices are 1..=this): 10,000,000 won.
     pub const MAX_PAYMENT: Won = Won(10_000_000);
 
     /// Wraps a raw number of won (may be negative; callers validate where it matters).
@@ -49,24 +49,9 @@ impl Won {
             return Err(FieldViolation::new(field, "must be positive (won)"));
         }
         if won > Self::MAX_PAYMENT.0 {
-            return Err(FieldViolation::new(
-                field,
-                format!("must be at most {} won", Self::MAX_PAYMENT.0),
-            ));
+            return Err(FieldViolation::new(field, format!("must be at most {} won", Self::MAX_PAYMENT.0)));
         }
         Ok(Won(won))
-    }
-
-    /// Validates a price field: 0..=10,000,000 won (free seats are allowed).
-    ///
-    /// # Errors
-    /// When the price is negative or above [`Won::MAX_PAYMENT`].
-    pub fn price(field: &'static str, won: i64) -> Result<Won, FieldViolation> {
-        if won == 0 {
-            Ok(Won::ZERO)
-        } else {
-            Self::payment(field, won)
-        }
     }
 }
 
@@ -92,11 +77,7 @@ mod tests {
         assert!(Won::payment("amount", 0).is_err());
         assert!(Won::payment("amount", -5).is_err());
         assert!(Won::payment("amount", 10_000_001).is_err());
-        assert_eq!(
-            Won::payment("amount", 10_000_000).unwrap(),
-            Won::MAX_PAYMENT
-        );
-        assert_eq!(Won::price("price", 0).unwrap(), Won::ZERO);
+        assert_eq!(Won::payment("amount", 10_000_000).unwrap(), Won::MAX_PAYMENT);
         assert_eq!(Won::payment("amount", 0).unwrap_err().field, "amount");
     }
 }

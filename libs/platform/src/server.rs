@@ -28,13 +28,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+    reporter.set_service_status("", ServingStatus::Serving).await;
     for name in health_names {
-        reporter
-            .set_service_status(*name, ServingStatus::Serving)
-            .await;
+        reporter.set_service_status(*name, ServingStatus::Serving).await;
     }
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -47,10 +43,7 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let mut builder = RoutesBuilder::from(routes);
-    builder
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+    builder.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gRPC server listening (HTTP/2 and grpc-web)");
@@ -59,13 +52,9 @@ pub async fn serve(
     // balancers stop sending new calls before in-flight ones are drained.
     let shutdown = async move {
         shutdown.await;
-        reporter
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        reporter.set_service_status("", ServingStatus::NotServing).await;
         for name in health_names {
-            reporter
-                .set_service_status(*name, ServingStatus::NotServing)
-                .await;
+            reporter.set_service_status(*name, ServingStatus::NotServing).await;
         }
         tracing::info!("shutdown requested: draining in-flight calls");
     };

@@ -12,8 +12,7 @@ pub const ERROR_DOMAIN: &str = "concert.example.com";
 /// A status with `google.rpc.ErrorInfo { reason, domain }` attached.
 #[must_use]
 pub fn with_reason(code: Code, reason: &'static str, message: impl Into<String>) -> Status {
-    let details =
-        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::<String, String>::new());
+    let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::<String, String>::new());
     Status::with_error_details(code, message, details)
 }
 
@@ -21,16 +20,8 @@ pub fn with_reason(code: Code, reason: &'static str, message: impl Into<String>)
 #[must_use]
 pub fn invalid_argument(field: &str, description: &str) -> Status {
     let mut details = ErrorDetails::with_bad_request_violation(field, description);
-    details.set_error_info(
-        "INVALID_ARGUMENT",
-        ERROR_DOMAIN,
-        HashMap::<String, String>::new(),
-    );
-    Status::with_error_details(
-        Code::InvalidArgument,
-        format!("{field}: {description}"),
-        details,
-    )
+    details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::<String, String>::new());
+    Status::with_error_details(Code::InvalidArgument, format!("{field}: {description}"), details)
 }
 
 /// An opaque INTERNAL status. The whole cause chain goes to the log, not to the caller.
@@ -47,16 +38,9 @@ pub fn from_peer(peer: &'static str, status: &Status) -> Status {
     match status.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
             tracing::warn!(peer, code = ?status.code(), message = status.message(), "peer call failed");
-            Status::new(
-                status.code(),
-                format!("{peer} service: {}", status.message()),
-            )
+            Status::new(status.code(), format!("{peer} service: {}", status.message()))
         }
-        _ => internal(&anyhow::anyhow!(
-            "{peer} service answered {:?}: {}",
-            status.code(),
-            status.message()
-        )),
+        _ => internal(&anyhow::anyhow!("{peer} service answered {:?}: {}", status.code(), status.message())),
     }
 }
 
@@ -69,10 +53,7 @@ pub fn reason(status: &Status) -> Option<String> {
 /// The first field named in a status's `BadRequest` details.
 #[must_use]
 pub fn violated_field(status: &Status) -> Option<String> {
-    status
-        .get_details_bad_request()
-        .and_then(|br| br.field_violations.into_iter().next())
-        .map(|v| v.field)
+    status.get_details_bad_request().and_then(|br| br.field_violations.into_iter().next()).map(|v| v.field)
 }
 
 #[cfg(test)]

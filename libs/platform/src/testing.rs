@@ -4,6 +4,14 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 
+/// Binds `addr` (e.g. `127.0.0.1:0` for an ephemeral port).
+///
+/// # Panics
+/// When the address cannot be bound (tests only).
+pub async fn bind(addr: &str) -> TcpListener {
+    TcpListener::bind(addr).await.expect("bind a test port")
+}
+
 /// A service running in this process on `127.0.0.1:<ephemeral>`.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -23,20 +31,26 @@ impl RunningServer {
         F: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind an ephemeral port");
+        Self::start_on(bind("127.0.0.1:0").await, run).await
+    }
+
+    /// Spawns `run(listener, shutdown)` on a listener bound beforehand (so that services
+    /// which call each other can learn each other's addresses first).
+    ///
+    /// # Panics
+    /// When the listener has no local address (tests only).
+    pub async fn start_on<F, Fut>(listener: TcpListener, run: F) -> Self
+    where
+        F: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
         let addr = listener.local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
         let shutdown = Box::pin(async move {
             let _ = rx.await;
         });
         let handle = tokio::spawn(run(listener, shutdown));
-        let server = Self {
-            addr,
-            shutdown: Some(tx),
-            handle: Some(handle),
-        };
+        let server = Self { addr, shutdown: Some(tx), handle: Some(handle) };
         server.wait_until_serving().await;
         server
     }
@@ -62,19 +76,9 @@ impl RunningServer {
         let mut client = HealthClient::new(self.channel());
         for _ in 0..200 {
             if let Some(h) = &self.handle {
-                assert!(
-                    !h.is_finished(),
-                    "server at {} exited during start-up",
-                    self.addr
-                );
+                assert!(!h.is_finished(), "server at {} exited during start-up", self.addr);
             }
-            if client
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .is_ok()
-            {
+            if client.check(HealthCheckRequest { service: String::new() }).await.is_ok() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

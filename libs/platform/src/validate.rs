@@ -16,10 +16,7 @@ impl FieldViolation {
     /// A violation of `field`.
     #[must_use]
     pub fn new(field: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            field,
-            description: description.into(),
-        }
+        Self { field, description: description.into() }
     }
 }
 
@@ -52,16 +49,10 @@ pub fn key(field: &'static str, value: &str) -> Result<String, FieldViolation> {
         return Err(FieldViolation::new(field, "is required"));
     }
     if value.len() > MAX_KEY_BYTES {
-        return Err(FieldViolation::new(
-            field,
-            format!("must be at most {MAX_KEY_BYTES} bytes"),
-        ));
+        return Err(FieldViolation::new(field, format!("must be at most {MAX_KEY_BYTES} bytes")));
     }
     if value.chars().any(char::is_control) {
-        return Err(FieldViolation::new(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(FieldViolation::new(field, "must not contain control characters"));
     }
     Ok(value.to_owned())
 }
@@ -73,10 +64,7 @@ mod tests {
     #[test]
     fn uuid_field_errors_name_the_field() {
         assert_eq!(uuid("token", "").unwrap_err().field, "token");
-        assert_eq!(
-            uuid("token", "not-a-uuid").unwrap_err().description,
-            "must be a UUID"
-        );
+        assert_eq!(uuid("token", "not-a-uuid").unwrap_err().description, "must be a UUID");
         let id = Uuid::new_v4();
         assert_eq!(uuid("token", &id.to_string()).unwrap(), id);
     }

@@ -6,8 +6,7 @@
 #![allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
 
 /// Encoded `FileDescriptorSet` of every concert.* package plus its google/protobuf imports.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/concert_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/concert_descriptor.bin"));
 
 pub mod concert {
     pub mod queue {

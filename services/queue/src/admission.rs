@@ -21,12 +21,7 @@ pub struct Admission {
 impl Admission {
     #[must_use]
     pub fn new(repo: QueueRepo, policy: AdmissionPolicy, clock: SharedClock) -> Self {
-        Self {
-            repo,
-            policy,
-            clock,
-            wake: Arc::new(Notify::new()),
-        }
+        Self { repo, policy, clock, wake: Arc::new(Notify::new()) }
     }
 
     /// Asks for a round soon (coalesced with any pending request).
@@ -43,17 +38,9 @@ impl Admission {
                 _ = ticker.tick() => {},
                 () = self.wake.notified() => {},
             }
-            match self
-                .repo
-                .admission_round(&self.policy, self.clock.now())
-                .await
-            {
+            match self.repo.admission_round(&self.policy, self.clock.now()).await {
                 Ok(outcome) if outcome.admitted > 0 || outcome.expired > 0 => {
-                    tracing::info!(
-                        admitted = outcome.admitted,
-                        expired = outcome.expired,
-                        "admission round"
-                    );
+                    tracing::info!(admitted = outcome.admitted, expired = outcome.expired, "admission round");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "admission round failed; retrying next tick"),

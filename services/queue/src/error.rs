@@ -26,9 +26,7 @@ impl From<QueueError> for Status {
     fn from(e: QueueError) -> Self {
         match e {
             QueueError::InvalidArgument(v) => v.into(),
-            QueueError::TokenNotFound => {
-                with_reason(Code::NotFound, "TOKEN_UNKNOWN", e.to_string())
-            }
+            QueueError::TokenNotFound => with_reason(Code::NotFound, "TOKEN_UNKNOWN", e.to_string()),
             QueueError::Unexpected(err) => internal(&err),
         }
     }
@@ -41,19 +39,10 @@ mod tests {
 
     #[test]
     fn every_error_maps_to_its_code() {
-        let s = Status::from(QueueError::InvalidArgument(FieldViolation::new(
-            "token",
-            "must be a UUID",
-        )));
-        assert_eq!(
-            (s.code(), violated_field(&s).as_deref()),
-            (Code::InvalidArgument, Some("token"))
-        );
+        let s = Status::from(QueueError::InvalidArgument(FieldViolation::new("token", "must be a UUID")));
+        assert_eq!((s.code(), violated_field(&s).as_deref()), (Code::InvalidArgument, Some("token")));
         let s = Status::from(QueueError::TokenNotFound);
-        assert_eq!(
-            (s.code(), reason(&s).as_deref()),
-            (Code::NotFound, Some("TOKEN_UNKNOWN"))
-        );
+        assert_eq!((s.code(), reason(&s).as_deref()), (Code::NotFound, Some("TOKEN_UNKNOWN")));
         let s = Status::from(QueueError::Unexpected(anyhow::anyhow!("db down")));
         assert_eq!(s.code(), Code::Internal);
     }

@@ -5,12 +5,6 @@ use queue_service::{config::Config, startup};
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     platform::telemetry::init("queue");
-    let listener =
-        tokio::net::TcpListener::bind(config.listen.addr_or(startup::DEFAULT_ADDR)).await?;
-    startup::run(
-        config.into_settings()?,
-        listener,
-        platform::server::shutdown_signal(),
-    )
-    .await
+    let listener = tokio::net::TcpListener::bind(config.listen.addr_or(startup::DEFAULT_ADDR)).await?;
+    startup::run(config.into_settings()?, listener, platform::server::shutdown_signal()).await
 }

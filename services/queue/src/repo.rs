@@ -58,19 +58,16 @@ impl QueueRepo {
             if let Some(row) = inserted {
                 return token_from_row(&row);
             }
-            let live = sqlx::query(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 AND state <> 'EXPIRED'"
-            ))
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
+            let live =
+                sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 AND state <> 'EXPIRED'"))
+                    .bind(user_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
             if let Some(row) = live {
                 return token_from_row(&row);
             }
         }
-        Err(QueueError::Unexpected(anyhow::anyhow!(
-            "live token of {user_id} kept changing"
-        )))
+        Err(QueueError::Unexpected(anyhow::anyhow!("live token of {user_id} kept changing")))
     }
 
     /// A token and its place in line.
@@ -93,12 +90,7 @@ impl QueueRepo {
         .ok_or(QueueError::TokenNotFound)?;
         let ahead: i64 = row.try_get("ahead")?;
         let waiting: i64 = row.try_get("waiting")?;
-        Ok(QueueStatus::new(
-            token_from_row(&row)?,
-            to_u64(ahead),
-            to_u64(waiting),
-            now,
-        ))
+        Ok(QueueStatus::new(token_from_row(&row)?, to_u64(ahead), to_u64(waiting), now))
     }
 
     /// One token by id, without its place in line (the cheap read behind ValidateToken).
@@ -107,13 +99,11 @@ impl QueueRepo {
     /// [`QueueError::TokenNotFound`] for an unknown token.
     #[tracing::instrument(skip_all, fields(%token))]
     pub async fn get(&self, token: Uuid) -> Result<Token, QueueError> {
-        let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = $1"
-        ))
-        .bind(token)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(QueueError::TokenNotFound)?;
+        let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = $1"))
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(QueueError::TokenNotFound)?;
         token_from_row(&row)
     }
 
@@ -147,10 +137,8 @@ impl QueueRepo {
         now: DateTime<Utc>,
     ) -> Result<RoundOutcome, QueueError> {
         let mut tx = self.pool.begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(ADMISSION_LOCK)
-            .fetch_one(&mut *tx)
-            .await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(ADMISSION_LOCK).fetch_one(&mut *tx).await?;
         if !locked {
             return Ok(RoundOutcome::default());
         }
@@ -161,9 +149,8 @@ impl QueueRepo {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let active: i64 = sqlx::query_scalar("SELECT count(*) FROM tokens WHERE state = 'ACTIVE'")
-            .fetch_one(&mut *tx)
-            .await?;
+        let active: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tokens WHERE state = 'ACTIVE'").fetch_one(&mut *tx).await?;
         let free = policy.free_slots(to_u64(active));
         let admitted = if free == 0 {
             0
@@ -180,11 +167,7 @@ impl QueueRepo {
             .rows_affected()
         };
         tx.commit().await?;
-        Ok(RoundOutcome {
-            ran: true,
-            expired,
-            admitted,
-        })
+        Ok(RoundOutcome { ran: true, expired, admitted })
     }
 }
 
@@ -198,9 +181,8 @@ fn token_from_row(row: &PgRow) -> Result<Token, QueueError> {
         token: row.try_get("token")?,
         user_id: row.try_get("user_id")?,
         seq: row.try_get("seq")?,
-        state: TokenState::parse(&state).ok_or_else(|| {
-            QueueError::Unexpected(anyhow::anyhow!("unknown token state {state:?}"))
-        })?,
+        state: TokenState::parse(&state)
+            .ok_or_else(|| QueueError::Unexpected(anyhow::anyhow!("unknown token state {state:?}")))?,
         issued_at: row.try_get("issued_at")?,
         expires_at: row.try_get("expires_at")?,
     })

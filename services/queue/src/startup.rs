@@ -5,8 +5,7 @@ use std::{
 };
 
 use concert_proto::concert::queue::v1::{
-    queue_internal_service_server::QueueInternalServiceServer,
-    queue_service_server::QueueServiceServer,
+    queue_internal_service_server::QueueInternalServiceServer, queue_service_server::QueueServiceServer,
 };
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -38,15 +37,11 @@ pub async fn run(
     let admission_task = tokio::spawn(admission.clone().run(settings.admission_interval));
 
     let api = QueueApi::new(repo, admission, settings.clock);
-    let routes = Routes::new(QueueServiceServer::new(api.clone()))
-        .add_service(QueueInternalServiceServer::new(api));
+    let routes = Routes::new(QueueServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api));
     let served = platform::server::serve(
         listener,
         routes,
-        &[
-            QueueServiceServer::<QueueApi>::NAME,
-            QueueInternalServiceServer::<QueueApi>::NAME,
-        ],
+        &[QueueServiceServer::<QueueApi>::NAME, QueueInternalServiceServer::<QueueApi>::NAME],
         shutdown,
     )
     .await;

@@ -2,9 +2,8 @@
 use std::time::Duration;
 
 use concert_proto::concert::queue::v1::{
-    ExpireTokenRequest, GetQueueStatusRequest, IssueTokenRequest, QueueStatus, TokenState,
-    ValidateTokenRequest, queue_internal_service_client::QueueInternalServiceClient,
-    queue_service_client::QueueServiceClient,
+    ExpireTokenRequest, GetQueueStatusRequest, IssueTokenRequest, QueueStatus, TokenState, ValidateTokenRequest,
+    queue_internal_service_client::QueueInternalServiceClient, queue_service_client::QueueServiceClient,
 };
 use platform::{
     clock::{ManualClock, SharedClock},
@@ -25,10 +24,7 @@ async fn replica(db: PgConnectOptions, max_active: u64, clock: SharedClock) -> R
     let settings = Settings {
         db,
         max_connections: 10,
-        policy: AdmissionPolicy {
-            max_active,
-            active_ttl: chrono::Duration::seconds(600),
-        },
+        policy: AdmissionPolicy { max_active, active_ttl: chrono::Duration::seconds(600) },
         admission_interval: Duration::from_millis(20),
         clock,
     };
@@ -41,24 +37,13 @@ async fn replica(db: PgConnectOptions, max_active: u64, clock: SharedClock) -> R
 }
 
 async fn join(r: &Replica, user: &str) -> QueueStatus {
-    r.public
-        .clone()
-        .issue_token(IssueTokenRequest {
-            user_id: user.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
+    r.public.clone().issue_token(IssueTokenRequest { user_id: user.into() }).await.unwrap().into_inner().status.unwrap()
 }
 
 async fn status(r: &Replica, token: &str) -> QueueStatus {
     r.public
         .clone()
-        .get_queue_status(GetQueueStatusRequest {
-            token: token.into(),
-        })
+        .get_queue_status(GetQueueStatusRequest { token: token.into() })
         .await
         .unwrap()
         .into_inner()
@@ -75,10 +60,7 @@ async fn wait_for(r: &Replica, token: &str, pred: impl Fn(&QueueStatus) -> bool)
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!(
-        "condition not reached for {token}: {:?}",
-        status(r, token).await
-    );
+    panic!("condition not reached for {token}: {:?}", status(r, token).await);
 }
 
 #[sqlx::test(migrations = false)]
@@ -106,32 +88,16 @@ async fn admits_in_fifo_order_up_to_the_limit(_p: PgPoolOptions, db: PgConnectOp
     for (i, t) in tokens.iter().enumerate().skip(2) {
         let s = status(&q, t).await;
         assert_eq!(s.state, TokenState::Waiting as i32);
-        assert_eq!(
-            s.position,
-            (i - 1) as u64,
-            "1-based place among waiting users"
-        );
+        assert_eq!(s.position, (i - 1) as u64, "1-based place among waiting users");
         assert_eq!(s.waiting_count, 3);
     }
 
     // Paying expires the first token: the next in line moves up and is admitted.
-    q.internal
-        .clone()
-        .expire_token(ExpireTokenRequest {
-            token: tokens[0].clone(),
-        })
-        .await
-        .unwrap();
+    q.internal.clone().expire_token(ExpireTokenRequest { token: tokens[0].clone() }).await.unwrap();
     wait_for(&q, &tokens[2], |s| s.state == TokenState::Active as i32).await;
     let s3 = status(&q, &tokens[3]).await;
-    assert_eq!(
-        (s3.state, s3.position, s3.waiting_count),
-        (TokenState::Waiting as i32, 1, 2)
-    );
-    assert_eq!(
-        status(&q, &tokens[0]).await.state,
-        TokenState::Expired as i32
-    );
+    assert_eq!((s3.state, s3.position, s3.waiting_count), (TokenState::Waiting as i32, 1, 2));
+    assert_eq!(status(&q, &tokens[0]).await.state, TokenState::Expired as i32);
 
     // A user whose token expired may join again and gets a new place at the back.
     let rejoined = join(&q, "user-0").await;
@@ -146,41 +112,23 @@ async fn active_token_expires_after_its_ttl(_p: PgPoolOptions, db: PgConnectOpti
     let a = join(&q, "a").await.token;
     let b = join(&q, "b").await.token;
     wait_for(&q, &a, |s| s.state == TokenState::Active as i32).await;
-    let v = q
-        .internal
-        .clone()
-        .validate_token(ValidateTokenRequest { token: a.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let v = q.internal.clone().validate_token(ValidateTokenRequest { token: a.clone() }).await.unwrap().into_inner();
     assert_eq!(v.status.unwrap().state, TokenState::Active as i32);
 
     clock.advance(chrono::Duration::seconds(601));
     // Expired on read at once, even before the admission round marks it.
-    let v = q
-        .internal
-        .clone()
-        .validate_token(ValidateTokenRequest { token: a.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let v = q.internal.clone().validate_token(ValidateTokenRequest { token: a.clone() }).await.unwrap().into_inner();
     assert_eq!(v.status.unwrap().state, TokenState::Expired as i32);
     // And its slot goes to the next user.
     wait_for(&q, &b, |s| s.state == TokenState::Active as i32).await;
 }
 
 #[sqlx::test(migrations = false)]
-async fn two_replicas_admit_in_order_and_never_exceed_the_limit(
-    _p: PgPoolOptions,
-    db: PgConnectOptions,
-) {
+async fn two_replicas_admit_in_order_and_never_exceed_the_limit(_p: PgPoolOptions, db: PgConnectOptions) {
     const LIMIT: i64 = 10;
     let r1 = replica(db.clone(), LIMIT as u64, platform::clock::system()).await;
     let r2 = replica(db.clone(), LIMIT as u64, platform::clock::system()).await;
-    let pool = PgPoolOptions::new()
-        .connect_with(db.options([("search_path", "queue")]))
-        .await
-        .unwrap();
+    let pool = PgPoolOptions::new().connect_with(db.options([("search_path", "queue")])).await.unwrap();
 
     // 200 users join concurrently through both replicas.
     let joins = (0..200).map(|i| {
@@ -193,17 +141,12 @@ async fn two_replicas_admit_in_order_and_never_exceed_the_limit(
     // step that the limit holds and that the admitted set is always the head of the line.
     let mut expired = 0;
     while expired < 200 {
-        let active: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT token::text, seq FROM tokens WHERE state = 'ACTIVE' ORDER BY seq",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        assert!(
-            active.len() as i64 <= LIMIT,
-            "active limit exceeded: {}",
-            active.len()
-        );
+        let active: Vec<(String, i64)> =
+            sqlx::query_as("SELECT token::text, seq FROM tokens WHERE state = 'ACTIVE' ORDER BY seq")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert!(active.len() as i64 <= LIMIT, "active limit exceeded: {}", active.len());
         let max_active_seq = active.iter().map(|(_, s)| *s).max().unwrap_or(0);
         let waiting_before: i64 =
             sqlx::query_scalar("SELECT count(*) FROM tokens WHERE state = 'WAITING' AND seq < $1")
@@ -211,31 +154,21 @@ async fn two_replicas_admit_in_order_and_never_exceed_the_limit(
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        assert_eq!(
-            waiting_before, 0,
-            "someone was admitted ahead of an earlier joiner"
-        );
+        assert_eq!(waiting_before, 0, "someone was admitted ahead of an earlier joiner");
         if active.is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         }
         for (i, (token, _)) in active.iter().enumerate() {
             let r = if i % 2 == 0 { &r1 } else { &r2 };
-            r.internal
-                .clone()
-                .expire_token(ExpireTokenRequest {
-                    token: token.clone(),
-                })
-                .await
-                .unwrap();
+            r.internal.clone().expire_token(ExpireTokenRequest { token: token.clone() }).await.unwrap();
             expired += 1;
         }
     }
-    let admitted: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM tokens WHERE activated_at IS NOT NULL")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let admitted: i64 = sqlx::query_scalar("SELECT count(*) FROM tokens WHERE activated_at IS NOT NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(admitted, 200, "every token admitted exactly once");
     assert_eq!(tokens.len(), 200);
 }
@@ -249,63 +182,21 @@ async fn concurrent_joins_of_one_user_yield_one_token(_p: PgPoolOptions, db: PgC
         async move { join(r, "same-user").await.token }
     });
     let tokens = futures::future::join_all(joins).await;
-    assert!(
-        tokens.iter().all(|t| *t == tokens[0]),
-        "one live token per user"
-    );
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "one live token per user");
 }
 
 #[sqlx::test(migrations = false)]
 async fn bad_input_and_unknown_tokens(_p: PgPoolOptions, db: PgConnectOptions) {
     let q = replica(db, 100, platform::clock::system()).await;
-    let err = q
-        .public
-        .clone()
-        .issue_token(IssueTokenRequest {
-            user_id: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (err.code(), violated_field(&err).as_deref()),
-        (Code::InvalidArgument, Some("user_id"))
-    );
-    let err = q
-        .public
-        .clone()
-        .get_queue_status(GetQueueStatusRequest {
-            token: "nope".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (err.code(), violated_field(&err).as_deref()),
-        (Code::InvalidArgument, Some("token"))
-    );
+    let err = q.public.clone().issue_token(IssueTokenRequest { user_id: String::new() }).await.unwrap_err();
+    assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("user_id")));
+    let err = q.public.clone().get_queue_status(GetQueueStatusRequest { token: "nope".into() }).await.unwrap_err();
+    assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("token")));
     let unknown = uuid::Uuid::new_v4().to_string();
-    let err = q
-        .public
-        .clone()
-        .get_queue_status(GetQueueStatusRequest {
-            token: unknown.clone(),
-        })
-        .await
-        .unwrap_err();
+    let err = q.public.clone().get_queue_status(GetQueueStatusRequest { token: unknown.clone() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let err = q
-        .internal
-        .clone()
-        .validate_token(ValidateTokenRequest {
-            token: unknown.clone(),
-        })
-        .await
-        .unwrap_err();
+    let err = q.internal.clone().validate_token(ValidateTokenRequest { token: unknown.clone() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let err = q
-        .internal
-        .clone()
-        .expire_token(ExpireTokenRequest { token: unknown })
-        .await
-        .unwrap_err();
+    let err = q.internal.clone().expire_token(ExpireTokenRequest { token: unknown }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }

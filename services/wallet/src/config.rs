@@ -26,9 +26,6 @@ impl Config {
     /// # Errors
     /// When `DATABASE_URL` does not parse.
     pub fn into_settings(self) -> anyhow::Result<Settings> {
-        Ok(Settings {
-            db: self.db.connect_options()?,
-            max_connections: self.db.database_max_connections,
-        })
+        Ok(Settings { db: self.db.connect_options()?, max_connections: self.db.database_max_connections })
     }
 }

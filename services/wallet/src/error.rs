@@ -35,20 +35,12 @@ impl From<WalletError> for Status {
     fn from(e: WalletError) -> Self {
         match e {
             WalletError::InvalidArgument(v) => v.into(),
-            WalletError::InsufficientBalance { .. } => with_reason(
-                Code::FailedPrecondition,
-                "INSUFFICIENT_BALANCE",
-                e.to_string(),
-            ),
-            WalletError::BalanceLimit { .. } => {
-                with_reason(Code::FailedPrecondition, "BALANCE_LIMIT", e.to_string())
+            WalletError::InsufficientBalance { .. } => {
+                with_reason(Code::FailedPrecondition, "INSUFFICIENT_BALANCE", e.to_string())
             }
-            WalletError::IdempotencyKeyReused => {
-                invalid_argument("idempotency_key", &e.to_string())
-            }
-            WalletError::DebitNotFound => {
-                with_reason(Code::NotFound, "DEBIT_NOT_FOUND", e.to_string())
-            }
+            WalletError::BalanceLimit { .. } => with_reason(Code::FailedPrecondition, "BALANCE_LIMIT", e.to_string()),
+            WalletError::IdempotencyKeyReused => invalid_argument("idempotency_key", &e.to_string()),
+            WalletError::DebitNotFound => with_reason(Code::NotFound, "DEBIT_NOT_FOUND", e.to_string()),
             WalletError::RefundExceedsDebit { .. } => invalid_argument("amount", &e.to_string()),
             WalletError::Unexpected(err) => internal(&err),
         }
@@ -64,57 +56,28 @@ mod tests {
     fn every_error_maps_to_its_code() {
         let w = Won::new(1);
         let cases: Vec<(WalletError, Code, Option<&str>, Option<&str>)> = vec![
+            (FieldViolation::new("amount", "bad").into(), Code::InvalidArgument, None, Some("amount")),
             (
-                FieldViolation::new("amount", "bad").into(),
-                Code::InvalidArgument,
-                None,
-                Some("amount"),
-            ),
-            (
-                WalletError::InsufficientBalance {
-                    balance: w,
-                    amount: w,
-                },
+                WalletError::InsufficientBalance { balance: w, amount: w },
                 Code::FailedPrecondition,
                 Some("INSUFFICIENT_BALANCE"),
                 None,
             ),
             (
-                WalletError::BalanceLimit {
-                    balance: w,
-                    amount: w,
-                },
+                WalletError::BalanceLimit { balance: w, amount: w },
                 Code::FailedPrecondition,
                 Some("BALANCE_LIMIT"),
                 None,
             ),
+            (WalletError::IdempotencyKeyReused, Code::InvalidArgument, None, Some("idempotency_key")),
+            (WalletError::DebitNotFound, Code::NotFound, Some("DEBIT_NOT_FOUND"), None),
             (
-                WalletError::IdempotencyKeyReused,
-                Code::InvalidArgument,
-                None,
-                Some("idempotency_key"),
-            ),
-            (
-                WalletError::DebitNotFound,
-                Code::NotFound,
-                Some("DEBIT_NOT_FOUND"),
-                None,
-            ),
-            (
-                WalletError::RefundExceedsDebit {
-                    requested: w,
-                    refundable: w,
-                },
+                WalletError::RefundExceedsDebit { requested: w, refundable: w },
                 Code::InvalidArgument,
                 None,
                 Some("amount"),
             ),
-            (
-                WalletError::Unexpected(anyhow::anyhow!("boom")),
-                Code::Internal,
-                None,
-                None,
-            ),
+            (WalletError::Unexpected(anyhow::anyhow!("boom")), Code::Internal, None, None),
         ];
         for (error, code, want_reason, field) in cases {
             let status = Status::from(error);

@@ -22,8 +22,7 @@ pub struct WalletRepo {
     pool: PgPool,
 }
 
-const ENTRY_COLUMNS: &str =
-    "entry_id, user_id, kind, amount, balance_after, idempotency_key, debit_key, created_at";
+const ENTRY_COLUMNS: &str = "entry_id, user_id, kind, amount, balance_after, idempotency_key, debit_key, created_at";
 
 impl WalletRepo {
     #[must_use]
@@ -57,10 +56,7 @@ impl WalletRepo {
         if let Some(existing) = find_entry(&mut tx, &m.user_id, &m.idempotency_key).await? {
             tx.rollback().await?;
             return if m.is_replay_of(&existing) {
-                Ok(Applied {
-                    entry: existing,
-                    replayed: true,
-                })
+                Ok(Applied { entry: existing, replayed: true })
             } else {
                 Err(WalletError::IdempotencyKeyReused)
             };
@@ -70,9 +66,7 @@ impl WalletRepo {
             check_refundable(&mut tx, &m.user_id, debit_key, m.amount).await?;
         }
 
-        let account = m.apply(Account {
-            balance: Won::new(balance),
-        })?;
+        let account = m.apply(Account { balance: Won::new(balance) })?;
         sqlx::query("UPDATE accounts SET balance = $2, updated_at = now() WHERE user_id = $1")
             .bind(&m.user_id)
             .bind(account.balance.get())
@@ -92,10 +86,7 @@ impl WalletRepo {
         .await?;
         let entry = entry_from_row(&row)?;
         tx.commit().await?;
-        Ok(Applied {
-            entry,
-            replayed: false,
-        })
+        Ok(Applied { entry, replayed: false })
     }
 
     /// The balance of `user_id`; 0 when the wallet was never charged.
@@ -104,11 +95,10 @@ impl WalletRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all, fields(user_id))]
     pub async fn balance(&self, user_id: &str) -> Result<Won, WalletError> {
-        let balance: Option<i64> =
-            sqlx::query_scalar("SELECT balance FROM accounts WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let balance: Option<i64> = sqlx::query_scalar("SELECT balance FROM accounts WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(Won::new(balance.unwrap_or(0)))
     }
 
@@ -117,11 +107,7 @@ impl WalletRepo {
     /// # Errors
     /// Database failures only.
     #[tracing::instrument(skip_all, fields(user_id))]
-    pub async fn entries(
-        &self,
-        user_id: &str,
-        limit: u32,
-    ) -> Result<Vec<LedgerEntry>, WalletError> {
+    pub async fn entries(&self, user_id: &str, limit: u32) -> Result<Vec<LedgerEntry>, WalletError> {
         let rows = sqlx::query(&format!(
             "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE user_id = $1 ORDER BY entry_id DESC LIMIT $2"
         ))
@@ -138,13 +124,12 @@ async fn find_entry(
     user_id: &str,
     key: &str,
 ) -> Result<Option<LedgerEntry>, WalletError> {
-    let row = sqlx::query(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE user_id = $1 AND idempotency_key = $2"
-    ))
-    .bind(user_id)
-    .bind(key)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let row =
+        sqlx::query(&format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE user_id = $1 AND idempotency_key = $2"))
+            .bind(user_id)
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await?;
     row.as_ref().map(entry_from_row).transpose()
 }
 
@@ -175,10 +160,7 @@ async fn check_refundable(
         .checked_sub(Won::new(refunded))
         .ok_or_else(|| WalletError::Unexpected(anyhow::anyhow!("refund sum overflow")))?;
     if amount > refundable {
-        return Err(WalletError::RefundExceedsDebit {
-            requested: amount,
-            refundable,
-        });
+        return Err(WalletError::RefundExceedsDebit { requested: amount, refundable });
     }
     Ok(())
 }

@@ -5,8 +5,7 @@ use std::{
 };
 
 use concert_proto::concert::wallet::v1::{
-    wallet_internal_service_server::WalletInternalServiceServer,
-    wallet_service_server::WalletServiceServer,
+    wallet_internal_service_server::WalletInternalServiceServer, wallet_service_server::WalletServiceServer,
 };
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -33,15 +32,11 @@ pub async fn run(
     let pool = platform::db::connect(settings.db, SCHEMA, settings.max_connections).await?;
     platform::db::migrate(&pool, SCHEMA, &MIGRATOR).await?;
     let api = WalletApi::new(WalletRepo::new(pool));
-    let routes = Routes::new(WalletServiceServer::new(api.clone()))
-        .add_service(WalletInternalServiceServer::new(api));
+    let routes = Routes::new(WalletServiceServer::new(api.clone())).add_service(WalletInternalServiceServer::new(api));
     platform::server::serve(
         listener,
         routes,
-        &[
-            WalletServiceServer::<WalletApi>::NAME,
-            WalletInternalServiceServer::<WalletApi>::NAME,
-        ],
+        &[WalletServiceServer::<WalletApi>::NAME, WalletInternalServiceServer::<WalletApi>::NAME],
         shutdown,
     )
     .await

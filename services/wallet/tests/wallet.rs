@@ -1,8 +1,7 @@
 //! Wallet RPCs against a real server and a fresh PostgreSQL database per test.
 use concert_proto::concert::wallet::v1::{
-    ChargeRequest, DebitRequest, GetBalanceRequest, ListTransactionsRequest, RefundRequest,
-    TransactionKind, wallet_internal_service_client::WalletInternalServiceClient,
-    wallet_service_client::WalletServiceClient,
+    ChargeRequest, DebitRequest, GetBalanceRequest, ListTransactionsRequest, RefundRequest, TransactionKind,
+    wallet_internal_service_client::WalletInternalServiceClient, wallet_service_client::WalletServiceClient,
 };
 use platform::{
     status::{reason, violated_field},
@@ -19,71 +18,37 @@ struct App {
 }
 
 async fn spawn(db: PgConnectOptions) -> App {
-    let settings = Settings {
-        db,
-        max_connections: 20,
-    };
+    let settings = Settings { db, max_connections: 20 };
     let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
     let public = WalletServiceClient::new(server.channel());
     let internal = WalletInternalServiceClient::new(server.channel());
-    App {
-        server,
-        public,
-        internal,
-    }
+    App { server, public, internal }
 }
 
 fn charge(user: &str, amount: i64, key: &str) -> ChargeRequest {
-    ChargeRequest {
-        user_id: user.into(),
-        amount,
-        idempotency_key: key.into(),
-    }
+    ChargeRequest { user_id: user.into(), amount, idempotency_key: key.into() }
 }
 
 fn debit(user: &str, amount: i64, key: &str) -> DebitRequest {
-    DebitRequest {
-        user_id: user.into(),
-        amount,
-        idempotency_key: key.into(),
-    }
+    DebitRequest { user_id: user.into(), amount, idempotency_key: key.into() }
 }
 
 async fn balance(app: &App, user: &str) -> i64 {
-    app.public
-        .clone()
-        .get_balance(GetBalanceRequest {
-            user_id: user.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .balance
+    app.public.clone().get_balance(GetBalanceRequest { user_id: user.into() }).await.unwrap().into_inner().balance
 }
 
 #[sqlx::test(migrations = false)]
 async fn charge_adds_to_balance_and_ledger(_p: PgPoolOptions, db: PgConnectOptions) {
     let mut app = spawn(db).await;
     assert_eq!(balance(&app, "alice").await, 0, "a new wallet is empty");
-    let r = app
-        .public
-        .charge(charge("alice", 50_000, "c1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.public.charge(charge("alice", 50_000, "c1")).await.unwrap().into_inner();
     assert_eq!(r.balance, 50_000);
-    app.public
-        .charge(charge("alice", 20_000, "c2"))
-        .await
-        .unwrap();
+    app.public.charge(charge("alice", 20_000, "c2")).await.unwrap();
     assert_eq!(balance(&app, "alice").await, 70_000);
 
     let txs = app
         .public
-        .list_transactions(ListTransactionsRequest {
-            user_id: "alice".into(),
-            limit: 0,
-        })
+        .list_transactions(ListTransactionsRequest { user_id: "alice".into(), limit: 0 })
         .await
         .unwrap()
         .into_inner()
@@ -98,22 +63,9 @@ async fn charge_adds_to_balance_and_ledger(_p: PgPoolOptions, db: PgConnectOptio
 #[sqlx::test(migrations = false)]
 async fn same_key_replays_and_other_request_is_refused(_p: PgPoolOptions, db: PgConnectOptions) {
     let mut app = spawn(db).await;
-    let first = app
-        .public
-        .charge(charge("bob", 10_000, "k"))
-        .await
-        .unwrap()
-        .into_inner();
-    let again = app
-        .public
-        .charge(charge("bob", 10_000, "k"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        first.transaction, again.transaction,
-        "a replay returns the original entry"
-    );
+    let first = app.public.charge(charge("bob", 10_000, "k")).await.unwrap().into_inner();
+    let again = app.public.charge(charge("bob", 10_000, "k")).await.unwrap().into_inner();
+    assert_eq!(first.transaction, again.transaction, "a replay returns the original entry");
     assert_eq!(balance(&app, "bob").await, 10_000, "charged once");
 
     let err = app.public.charge(charge("bob", 99, "k")).await.unwrap_err();
@@ -139,14 +91,8 @@ async fn bad_input_names_the_field(_p: PgPoolOptions, db: PgConnectOptions) {
         assert_eq!(err.code(), Code::InvalidArgument, "{field}");
         assert_eq!(violated_field(&err).as_deref(), Some(field));
     }
-    let err = app
-        .public
-        .list_transactions(ListTransactionsRequest {
-            user_id: "u".into(),
-            limit: 1001,
-        })
-        .await
-        .unwrap_err();
+    let err =
+        app.public.list_transactions(ListTransactionsRequest { user_id: "u".into(), limit: 1001 }).await.unwrap_err();
     assert_eq!(violated_field(&err).as_deref(), Some("limit"));
 }
 
@@ -154,16 +100,9 @@ async fn bad_input_names_the_field(_p: PgPoolOptions, db: PgConnectOptions) {
 async fn balance_limit_is_enforced(_p: PgPoolOptions, db: PgConnectOptions) {
     let mut app = spawn(db).await;
     for i in 0..100 {
-        app.public
-            .charge(charge("rich", 10_000_000, &format!("c{i}")))
-            .await
-            .unwrap();
+        app.public.charge(charge("rich", 10_000_000, &format!("c{i}"))).await.unwrap();
     }
-    let err = app
-        .public
-        .charge(charge("rich", 1, "one-more"))
-        .await
-        .unwrap_err();
+    let err = app.public.charge(charge("rich", 1, "one-more")).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(reason(&err).as_deref(), Some("BALANCE_LIMIT"));
     assert_eq!(balance(&app, "rich").await, 1_000_000_000);
@@ -172,47 +111,19 @@ async fn balance_limit_is_enforced(_p: PgPoolOptions, db: PgConnectOptions) {
 #[sqlx::test(migrations = false)]
 async fn debit_refuses_to_go_negative(_p: PgPoolOptions, db: PgConnectOptions) {
     let mut app = spawn(db).await;
-    let err = app
-        .internal
-        .debit(debit("carol", 1, "d0"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        reason(&err).as_deref(),
-        Some("INSUFFICIENT_BALANCE"),
-        "no wallet means no money"
-    );
+    let err = app.internal.debit(debit("carol", 1, "d0")).await.unwrap_err();
+    assert_eq!(reason(&err).as_deref(), Some("INSUFFICIENT_BALANCE"), "no wallet means no money");
 
-    app.public
-        .charge(charge("carol", 1_000, "c"))
-        .await
-        .unwrap();
-    let err = app
-        .internal
-        .debit(debit("carol", 1_001, "d1"))
-        .await
-        .unwrap_err();
+    app.public.charge(charge("carol", 1_000, "c")).await.unwrap();
+    let err = app.internal.debit(debit("carol", 1_001, "d1")).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(reason(&err).as_deref(), Some("INSUFFICIENT_BALANCE"));
     assert_eq!(balance(&app, "carol").await, 1_000);
 
-    let ok = app
-        .internal
-        .debit(debit("carol", 1_000, "d2"))
-        .await
-        .unwrap()
-        .into_inner();
+    let ok = app.internal.debit(debit("carol", 1_000, "d2")).await.unwrap().into_inner();
     assert_eq!(ok.balance, 0);
-    let replay = app
-        .internal
-        .debit(debit("carol", 1_000, "d2"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        replay.transaction, ok.transaction,
-        "a retried debit is not taken twice"
-    );
+    let replay = app.internal.debit(debit("carol", 1_000, "d2")).await.unwrap().into_inner();
+    assert_eq!(replay.transaction, ok.transaction, "a retried debit is not taken twice");
     assert_eq!(balance(&app, "carol").await, 0);
 }
 
@@ -220,10 +131,7 @@ async fn debit_refuses_to_go_negative(_p: PgPoolOptions, db: PgConnectOptions) {
 async fn refund_gives_back_at_most_what_was_debited(_p: PgPoolOptions, db: PgConnectOptions) {
     let mut app = spawn(db).await;
     app.public.charge(charge("dave", 5_000, "c")).await.unwrap();
-    app.internal
-        .debit(debit("dave", 3_000, "pay-1"))
-        .await
-        .unwrap();
+    app.internal.debit(debit("dave", 3_000, "pay-1")).await.unwrap();
     let refund = |amount: i64, key: &str, debit_key: &str| RefundRequest {
         user_id: "dave".into(),
         amount,
@@ -231,68 +139,28 @@ async fn refund_gives_back_at_most_what_was_debited(_p: PgPoolOptions, db: PgCon
         debit_idempotency_key: debit_key.into(),
     };
 
-    let err = app
-        .internal
-        .refund(refund(3_000, "r0", "no-such-debit"))
-        .await
-        .unwrap_err();
+    let err = app.internal.refund(refund(3_000, "r0", "no-such-debit")).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(reason(&err).as_deref(), Some("DEBIT_NOT_FOUND"));
 
-    let err = app
-        .internal
-        .refund(refund(3_001, "r1", "pay-1"))
-        .await
-        .unwrap_err();
+    let err = app.internal.refund(refund(3_001, "r1", "pay-1")).await.unwrap_err();
     assert_eq!(violated_field(&err).as_deref(), Some("amount"));
 
-    let ok = app
-        .internal
-        .refund(refund(3_000, "r2", "pay-1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let ok = app.internal.refund(refund(3_000, "r2", "pay-1")).await.unwrap().into_inner();
     assert_eq!(ok.balance, 5_000);
-    let replay = app
-        .internal
-        .refund(refund(3_000, "r2", "pay-1"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        replay.balance, 5_000,
-        "replayed refund returns the original result"
-    );
-    let err = app
-        .internal
-        .refund(refund(1, "r3", "pay-1"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        violated_field(&err).as_deref(),
-        Some("amount"),
-        "nothing left to refund"
-    );
-    assert_eq!(
-        balance(&app, "dave").await,
-        5_000,
-        "money is neither lost nor created"
-    );
+    let replay = app.internal.refund(refund(3_000, "r2", "pay-1")).await.unwrap().into_inner();
+    assert_eq!(replay.balance, 5_000, "replayed refund returns the original result");
+    let err = app.internal.refund(refund(1, "r3", "pay-1")).await.unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("amount"), "nothing left to refund");
+    assert_eq!(balance(&app, "dave").await, 5_000, "money is neither lost nor created");
 }
 
 #[sqlx::test(migrations = false)]
-async fn concurrent_charges_sum_exactly_and_debits_never_overdraw(
-    _p: PgPoolOptions,
-    db: PgConnectOptions,
-) {
+async fn concurrent_charges_sum_exactly_and_debits_never_overdraw(_p: PgPoolOptions, db: PgConnectOptions) {
     let app = spawn(db).await;
     let charges = (0..1_000).map(|i| {
         let mut c = app.public.clone();
-        async move {
-            c.charge(charge("eve", 7, &format!("c{i}")))
-                .await
-                .map(|_| ())
-        }
+        async move { c.charge(charge("eve", 7, &format!("c{i}"))).await.map(|_| ()) }
     });
     let results = futures::future::join_all(charges).await;
     assert!(results.iter().all(Result::is_ok));
@@ -306,12 +174,7 @@ async fn concurrent_charges_sum_exactly_and_debits_never_overdraw(
     let results = futures::future::join_all(debits).await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(ok, 233);
-    assert!(
-        results
-            .iter()
-            .filter_map(|r| r.as_ref().err())
-            .all(|e| e.code() == Code::FailedPrecondition)
-    );
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| e.code() == Code::FailedPrecondition));
     assert_eq!(balance(&app, "eve").await, 7_000 - 233 * 30);
 }
 
@@ -321,19 +184,10 @@ async fn ledger_is_append_only_and_matches_balances(_p: PgPoolOptions, db: PgCon
     app.public.charge(charge("fay", 900, "c")).await.unwrap();
     app.internal.debit(debit("fay", 400, "d")).await.unwrap();
 
-    let pool = PgPoolOptions::new()
-        .connect_with(db.options([("search_path", "wallet")]))
-        .await
-        .unwrap();
-    let err = sqlx::query("UPDATE ledger_entries SET amount = 1")
-        .execute(&pool)
-        .await
-        .unwrap_err();
+    let pool = PgPoolOptions::new().connect_with(db.options([("search_path", "wallet")])).await.unwrap();
+    let err = sqlx::query("UPDATE ledger_entries SET amount = 1").execute(&pool).await.unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
-    let err = sqlx::query("DELETE FROM ledger_entries")
-        .execute(&pool)
-        .await
-        .unwrap_err();
+    let err = sqlx::query("DELETE FROM ledger_entries").execute(&pool).await.unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
 
     let mismatches: i64 = sqlx::query_scalar(

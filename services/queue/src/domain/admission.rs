@@ -29,25 +29,15 @@ mod tests {
 
     #[test]
     fn free_slots_never_negative() {
-        let p = AdmissionPolicy {
-            max_active: 3,
-            active_ttl: Duration::seconds(600),
-        };
+        let p = AdmissionPolicy { max_active: 3, active_ttl: Duration::seconds(600) };
         assert_eq!(p.free_slots(0), 3);
         assert_eq!(p.free_slots(3), 0);
-        assert_eq!(
-            p.free_slots(7),
-            0,
-            "over the limit (policy lowered) admits nobody"
-        );
+        assert_eq!(p.free_slots(7), 0, "over the limit (policy lowered) admits nobody");
     }
 
     #[test]
     fn expiry_adds_the_ttl() {
-        let p = AdmissionPolicy {
-            max_active: 1,
-            active_ttl: Duration::seconds(600),
-        };
+        let p = AdmissionPolicy { max_active: 1, active_ttl: Duration::seconds(600) };
         let now = Utc::now();
         assert_eq!(p.expiry(now) - now, Duration::seconds(600));
     }

@@ -73,17 +73,8 @@ impl QueueStatus {
     #[must_use]
     pub fn new(token: Token, waiting_ahead: u64, waiting_count: u64, now: DateTime<Utc>) -> Self {
         let state = token.effective_state(now);
-        let position = if state == TokenState::Waiting {
-            waiting_ahead + 1
-        } else {
-            0
-        };
-        Self {
-            token,
-            state,
-            position,
-            waiting_count,
-        }
+        let position = if state == TokenState::Waiting { waiting_ahead + 1 } else { 0 };
+        Self { token, state, position, waiting_count }
     }
 }
 
@@ -94,14 +85,7 @@ mod tests {
     use super::*;
 
     fn token(state: TokenState, expires_at: Option<DateTime<Utc>>) -> Token {
-        Token {
-            token: Uuid::new_v4(),
-            user_id: "u".into(),
-            seq: 1,
-            state,
-            issued_at: Utc::now(),
-            expires_at,
-        }
+        Token { token: Uuid::new_v4(), user_id: "u".into(), seq: 1, state, issued_at: Utc::now(), expires_at }
     }
 
     #[test]
@@ -116,14 +100,8 @@ mod tests {
     #[test]
     fn position_is_one_based_and_zero_once_admitted() {
         let now = Utc::now();
-        assert_eq!(
-            QueueStatus::new(token(TokenState::Waiting, None), 0, 5, now).position,
-            1
-        );
-        assert_eq!(
-            QueueStatus::new(token(TokenState::Waiting, None), 4, 5, now).position,
-            5
-        );
+        assert_eq!(QueueStatus::new(token(TokenState::Waiting, None), 0, 5, now).position, 1);
+        assert_eq!(QueueStatus::new(token(TokenState::Waiting, None), 4, 5, now).position, 5);
         let active = token(TokenState::Active, Some(now + Duration::seconds(60)));
         assert_eq!(QueueStatus::new(active, 0, 5, now).position, 0);
     }

@@ -1,9 +1,8 @@
 //! gRPC handlers of the queue.
 use concert_proto::concert::queue::v1::{
-    self as pb, ExpireTokenRequest, ExpireTokenResponse, GetQueueStatusRequest,
-    GetQueueStatusResponse, IssueTokenRequest, IssueTokenResponse, ValidateTokenRequest,
-    ValidateTokenResponse, queue_internal_service_server::QueueInternalService,
-    queue_service_server::QueueService,
+    self as pb, ExpireTokenRequest, ExpireTokenResponse, GetQueueStatusRequest, GetQueueStatusResponse,
+    IssueTokenRequest, IssueTokenResponse, ValidateTokenRequest, ValidateTokenResponse,
+    queue_internal_service_server::QueueInternalService, queue_service_server::QueueService,
 };
 use platform::{clock::SharedClock, convert::timestamp, validate};
 use tonic::{Request, Response, Status};
@@ -25,11 +24,7 @@ pub struct QueueApi {
 impl QueueApi {
     #[must_use]
     pub fn new(repo: QueueRepo, admission: Admission, clock: SharedClock) -> Self {
-        Self {
-            repo,
-            admission,
-            clock,
-        }
+        Self { repo, admission, clock }
     }
 
     async fn status_of(&self, token: &str) -> Result<pb::QueueStatus, Status> {
@@ -42,19 +37,14 @@ impl QueueApi {
 #[tonic::async_trait]
 impl QueueService for QueueApi {
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
-    async fn issue_token(
-        &self,
-        request: Request<IssueTokenRequest>,
-    ) -> Result<Response<IssueTokenResponse>, Status> {
+    async fn issue_token(&self, request: Request<IssueTokenRequest>) -> Result<Response<IssueTokenResponse>, Status> {
         let user_id = validate::key("user_id", &request.into_inner().user_id)?;
         let token = self.repo.join(&user_id, self.clock.now()).await?;
         if token.state == TokenState::Waiting {
             self.admission.wake();
         }
         let status = self.status_of(&token.token.to_string()).await?;
-        Ok(Response::new(IssueTokenResponse {
-            status: Some(status),
-        }))
+        Ok(Response::new(IssueTokenResponse { status: Some(status) }))
     }
 
     #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
@@ -63,9 +53,7 @@ impl QueueService for QueueApi {
         request: Request<GetQueueStatusRequest>,
     ) -> Result<Response<GetQueueStatusResponse>, Status> {
         let status = self.status_of(&request.into_inner().token).await?;
-        Ok(Response::new(GetQueueStatusResponse {
-            status: Some(status),
-        }))
+        Ok(Response::new(GetQueueStatusResponse { status: Some(status) }))
     }
 }
 
@@ -80,9 +68,7 @@ impl QueueInternalService for QueueApi {
         let token = self.repo.get(token).await?;
         // Position is not needed to authorise a call, so this stays a primary-key read.
         let status = QueueStatus::new(token, 0, 0, self.clock.now());
-        Ok(Response::new(ValidateTokenResponse {
-            status: Some(to_proto(&status)),
-        }))
+        Ok(Response::new(ValidateTokenResponse { status: Some(to_proto(&status)) }))
     }
 
     #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
@@ -94,9 +80,7 @@ impl QueueInternalService for QueueApi {
         let token = self.repo.expire(token, self.clock.now()).await?;
         self.admission.wake();
         let status = QueueStatus::new(token, 0, 0, self.clock.now());
-        Ok(Response::new(ExpireTokenResponse {
-            status: Some(to_proto(&status)),
-        }))
+        Ok(Response::new(ExpireTokenResponse { status: Some(to_proto(&status)) }))
     }
 }
 

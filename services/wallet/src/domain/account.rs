@@ -22,10 +22,7 @@ impl Account {
             .balance
             .checked_add(amount)
             .filter(|b| *b <= MAX_BALANCE)
-            .ok_or(WalletError::BalanceLimit {
-                balance: self.balance,
-                amount,
-            })?;
+            .ok_or(WalletError::BalanceLimit { balance: self.balance, amount })?;
         Ok(Account { balance })
     }
 
@@ -38,10 +35,7 @@ impl Account {
             .balance
             .checked_sub(amount)
             .filter(|b| *b >= Won::ZERO)
-            .ok_or(WalletError::InsufficientBalance {
-                balance: self.balance,
-                amount,
-            })?;
+            .ok_or(WalletError::InsufficientBalance { balance: self.balance, amount })?;
         Ok(Account { balance })
     }
 }
@@ -52,29 +46,17 @@ mod tests {
 
     #[test]
     fn credit_is_bounded() {
-        let a = Account {
-            balance: Won::new(999_999_999),
-        };
+        let a = Account { balance: Won::new(999_999_999) };
         assert_eq!(a.credit(Won::new(1)).unwrap().balance, MAX_BALANCE);
-        assert!(matches!(
-            a.credit(Won::new(2)),
-            Err(WalletError::BalanceLimit { .. })
-        ));
-        let huge = Account {
-            balance: Won::new(i64::MAX),
-        };
+        assert!(matches!(a.credit(Won::new(2)), Err(WalletError::BalanceLimit { .. })));
+        let huge = Account { balance: Won::new(i64::MAX) };
         assert!(huge.credit(Won::new(1)).is_err());
     }
 
     #[test]
     fn debit_never_goes_negative() {
-        let a = Account {
-            balance: Won::new(100),
-        };
+        let a = Account { balance: Won::new(100) };
         assert_eq!(a.debit(Won::new(100)).unwrap().balance, Won::ZERO);
-        assert!(matches!(
-            a.debit(Won::new(101)),
-            Err(WalletError::InsufficientBalance { .. })
-        ));
+        assert!(matches!(a.debit(Won::new(101)), Err(WalletError::InsufficientBalance { .. })));
     }
 }

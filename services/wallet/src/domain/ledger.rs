@@ -35,9 +35,7 @@ impl EntryKind {
             "CHARGE" => Ok(EntryKind::Charge),
             "DEBIT" => Ok(EntryKind::Debit),
             "REFUND" => Ok(EntryKind::Refund),
-            other => Err(WalletError::Unexpected(anyhow::anyhow!(
-                "unknown ledger kind {other:?}"
-            ))),
+            other => Err(WalletError::Unexpected(anyhow::anyhow!("unknown ledger kind {other:?}"))),
         }
     }
 }
@@ -91,13 +89,7 @@ mod tests {
     use super::*;
 
     fn mutation(kind: EntryKind, amount: i64) -> Mutation {
-        Mutation {
-            user_id: "u".into(),
-            kind,
-            amount: Won::new(amount),
-            idempotency_key: "k".into(),
-            debit_key: None,
-        }
+        Mutation { user_id: "u".into(), kind, amount: Won::new(amount), idempotency_key: "k".into(), debit_key: None }
     }
 
     fn entry(kind: EntryKind, amount: i64) -> LedgerEntry {
@@ -123,21 +115,10 @@ mod tests {
 
     #[test]
     fn apply_follows_the_kind() {
-        let a = Account {
-            balance: Won::new(50),
-        };
-        assert_eq!(
-            mutation(EntryKind::Charge, 10).apply(a).unwrap().balance,
-            Won::new(60)
-        );
-        assert_eq!(
-            mutation(EntryKind::Refund, 10).apply(a).unwrap().balance,
-            Won::new(60)
-        );
-        assert_eq!(
-            mutation(EntryKind::Debit, 10).apply(a).unwrap().balance,
-            Won::new(40)
-        );
+        let a = Account { balance: Won::new(50) };
+        assert_eq!(mutation(EntryKind::Charge, 10).apply(a).unwrap().balance, Won::new(60));
+        assert_eq!(mutation(EntryKind::Refund, 10).apply(a).unwrap().balance, Won::new(60));
+        assert_eq!(mutation(EntryKind::Debit, 10).apply(a).unwrap().balance, Won::new(40));
         assert!(mutation(EntryKind::Debit, 51).apply(a).is_err());
     }
 }

@@ -2,10 +2,9 @@
 mod convert;
 
 use concert_proto::concert::wallet::v1::{
-    ChargeRequest, ChargeResponse, DebitRequest, DebitResponse, GetBalanceRequest,
-    GetBalanceResponse, ListTransactionsRequest, ListTransactionsResponse, RefundRequest,
-    RefundResponse, wallet_internal_service_server::WalletInternalService,
-    wallet_service_server::WalletService,
+    ChargeRequest, ChargeResponse, DebitRequest, DebitResponse, GetBalanceRequest, GetBalanceResponse,
+    ListTransactionsRequest, ListTransactionsResponse, RefundRequest, RefundResponse,
+    wallet_internal_service_server::WalletInternalService, wallet_service_server::WalletService,
 };
 use platform::validate;
 use tonic::{Request, Response, Status};
@@ -33,37 +32,19 @@ impl WalletApi {
 #[tonic::async_trait]
 impl WalletService for WalletApi {
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
-    async fn charge(
-        &self,
-        request: Request<ChargeRequest>,
-    ) -> Result<Response<ChargeResponse>, Status> {
+    async fn charge(&self, request: Request<ChargeRequest>) -> Result<Response<ChargeResponse>, Status> {
         let r = request.into_inner();
-        let m = mutation(
-            EntryKind::Charge,
-            &r.user_id,
-            r.amount,
-            &r.idempotency_key,
-            None,
-        )?;
+        let m = mutation(EntryKind::Charge, &r.user_id, r.amount, &r.idempotency_key, None)?;
         let applied = self.repo.apply(&m).await?;
         let balance = applied.entry.balance_after.get();
-        Ok(Response::new(ChargeResponse {
-            transaction: Some(transaction(&applied.entry)),
-            balance,
-        }))
+        Ok(Response::new(ChargeResponse { transaction: Some(transaction(&applied.entry)), balance }))
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
-    async fn get_balance(
-        &self,
-        request: Request<GetBalanceRequest>,
-    ) -> Result<Response<GetBalanceResponse>, Status> {
+    async fn get_balance(&self, request: Request<GetBalanceRequest>) -> Result<Response<GetBalanceResponse>, Status> {
         let user_id = validate::key("user_id", &request.into_inner().user_id)?;
         let balance = self.repo.balance(&user_id).await?;
-        Ok(Response::new(GetBalanceResponse {
-            user_id,
-            balance: balance.get(),
-        }))
+        Ok(Response::new(GetBalanceResponse { user_id, balance: balance.get() }))
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
@@ -76,63 +57,33 @@ impl WalletService for WalletApi {
         let limit = match r.limit {
             0 => DEFAULT_LIMIT,
             n if n > MAX_LIMIT => {
-                return Err(validate::FieldViolation::new(
-                    "limit",
-                    format!("must be at most {MAX_LIMIT}"),
-                )
-                .into());
+                return Err(validate::FieldViolation::new("limit", format!("must be at most {MAX_LIMIT}")).into());
             }
             n => n,
         };
         let entries = self.repo.entries(&user_id, limit).await?;
-        Ok(Response::new(ListTransactionsResponse {
-            transactions: entries.iter().map(transaction).collect(),
-        }))
+        Ok(Response::new(ListTransactionsResponse { transactions: entries.iter().map(transaction).collect() }))
     }
 }
 
 #[tonic::async_trait]
 impl WalletInternalService for WalletApi {
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id, key = %request.get_ref().idempotency_key))]
-    async fn debit(
-        &self,
-        request: Request<DebitRequest>,
-    ) -> Result<Response<DebitResponse>, Status> {
+    async fn debit(&self, request: Request<DebitRequest>) -> Result<Response<DebitResponse>, Status> {
         let r = request.into_inner();
-        let m = mutation(
-            EntryKind::Debit,
-            &r.user_id,
-            r.amount,
-            &r.idempotency_key,
-            None,
-        )?;
+        let m = mutation(EntryKind::Debit, &r.user_id, r.amount, &r.idempotency_key, None)?;
         let applied = self.repo.apply(&m).await?;
         let balance = applied.entry.balance_after.get();
-        Ok(Response::new(DebitResponse {
-            transaction: Some(transaction(&applied.entry)),
-            balance,
-        }))
+        Ok(Response::new(DebitResponse { transaction: Some(transaction(&applied.entry)), balance }))
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id, key = %request.get_ref().idempotency_key))]
-    async fn refund(
-        &self,
-        request: Request<RefundRequest>,
-    ) -> Result<Response<RefundResponse>, Status> {
+    async fn refund(&self, request: Request<RefundRequest>) -> Result<Response<RefundResponse>, Status> {
         let r = request.into_inner();
         let debit_key = validate::key("debit_idempotency_key", &r.debit_idempotency_key)?;
-        let m = mutation(
-            EntryKind::Refund,
-            &r.user_id,
-            r.amount,
-            &r.idempotency_key,
-            Some(debit_key),
-        )?;
+        let m = mutation(EntryKind::Refund, &r.user_id, r.amount, &r.idempotency_key, Some(debit_key))?;
         let applied = self.repo.apply(&m).await?;
         let balance = applied.entry.balance_after.get();
-        Ok(Response::new(RefundResponse {
-            transaction: Some(transaction(&applied.entry)),
-            balance,
-        }))
+        Ok(Response::new(RefundResponse { transaction: Some(transaction(&applied.entry)), balance }))
     }
 }

@@ -1,0 +1,255 @@
+//! Starts the whole suite in-process for tests: queue, catalog, one or more reservation
+//! replicas and wallet, each on an ephemeral port, all against one fresh PostgreSQL database
+//! (each service in its own schema), sharing one injectable clock.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::time::Duration;
+
+use concert_proto::concert::{
+    catalog::v1::{
+        AddScheduleRequest, CreateConcertRequest, GradePricing,
+        catalog_admin_service_client::CatalogAdminServiceClient, catalog_service_client::CatalogServiceClient,
+    },
+    queue::v1::{GetQueueStatusRequest, IssueTokenRequest, TokenState, queue_service_client::QueueServiceClient},
+    reservation::v1::reservation_service_client::ReservationServiceClient,
+    wallet::v1::{ChargeRequest, GetBalanceRequest, wallet_service_client::WalletServiceClient},
+};
+use platform::{
+    clock::SharedClock,
+    testing::{RunningServer, bind},
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::net::TcpListener;
+use tonic::{Request, transport::Channel};
+
+/// How to start the suite.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    pub max_active: u64,
+    pub hold_ttl: chrono::Duration,
+    pub reservation_replicas: usize,
+    pub clock: SharedClock,
+    pub recovery_interval: Duration,
+    pub payment_lease: chrono::Duration,
+}
+
+impl Default for SuiteOptions {
+    fn default() -> Self {
+        Self {
+            max_active: 1_000,
+            hold_ttl: chrono::Duration::seconds(300),
+            reservation_replicas: 1,
+            clock: platform::clock::system(),
+            recovery_interval: Duration::from_secs(3_600),
+            payment_lease: chrono::Duration::seconds(30),
+        }
+    }
+}
+
+/// The running suite.
+pub struct Suite {
+    pub queue: RunningServer,
+    pub catalog: RunningServer,
+    pub reservations: Vec<RunningServer>,
+    pub wallet: Option<RunningServer>,
+    wallet_addr: std::net::SocketAddr,
+    db: PgConnectOptions,
+    pub clock: SharedClock,
+}
+
+fn url(l: &TcpListener) -> String {
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+impl Suite {
+    /// Starts every service against the database `db`.
+    pub async fn start(db: PgConnectOptions, opts: SuiteOptions) -> Self {
+        let queue_l = bind("127.0.0.1:0").await;
+        let catalog_l = bind("127.0.0.1:0").await;
+        let wallet_l = bind("127.0.0.1:0").await;
+        let mut reservation_ls = Vec::new();
+        for _ in 0..opts.reservation_replicas.max(1) {
+            reservation_ls.push(bind("127.0.0.1:0").await);
+        }
+        let (queue_url, catalog_url, wallet_url) = (url(&queue_l), url(&catalog_l), url(&wallet_l));
+        let reservation_url = url(&reservation_ls[0]);
+        let wallet_addr = wallet_l.local_addr().unwrap();
+
+        // Migrations of one service at a time keep start-up deterministic.
+        let wallet = start_wallet(db.clone(), wallet_l).await;
+        let queue_settings = queue_service::config::Settings {
+            db: db.clone(),
+            max_connections: 10,
+            policy: queue_service::domain::AdmissionPolicy {
+                max_active: opts.max_active,
+                active_ttl: chrono::Duration::seconds(600),
+            },
+            admission_interval: Duration::from_millis(20),
+            clock: opts.clock.clone(),
+        };
+        let queue = RunningServer::start_on(queue_l, |l, s| queue_service::startup::run(queue_settings, l, s)).await;
+        let catalog_settings = catalog_service::config::Settings {
+            db: db.clone(),
+            max_connections: 10,
+            queue_url: queue_url.clone(),
+            reservation_url,
+            clock: opts.clock.clone(),
+        };
+        let catalog =
+            RunningServer::start_on(catalog_l, |l, s| catalog_service::startup::run(catalog_settings, l, s)).await;
+        let mut reservations = Vec::new();
+        for l in reservation_ls {
+            let settings = reservation_service::config::Settings {
+                db: db.clone(),
+                max_connections: 20,
+                queue_url: queue_url.clone(),
+                catalog_url: catalog_url.clone(),
+                wallet_url: wallet_url.clone(),
+                hold_ttl: opts.hold_ttl,
+                sweep_interval: Duration::from_millis(100),
+                recovery_interval: opts.recovery_interval,
+                payment_lease: opts.payment_lease,
+                clock: opts.clock.clone(),
+            };
+            reservations
+                .push(RunningServer::start_on(l, |l, s| reservation_service::startup::run(settings, l, s)).await);
+        }
+        Self { queue, catalog, reservations, wallet: Some(wallet), wallet_addr, db, clock: opts.clock }
+    }
+
+    pub fn queue(&self) -> QueueServiceClient<Channel> {
+        QueueServiceClient::new(self.queue.channel())
+    }
+
+    pub fn catalog(&self) -> CatalogServiceClient<Channel> {
+        CatalogServiceClient::new(self.catalog.channel())
+    }
+
+    pub fn admin(&self) -> CatalogAdminServiceClient<Channel> {
+        CatalogAdminServiceClient::new(self.catalog.channel())
+    }
+
+    /// A client of reservation replica `i`.
+    pub fn reservation(&self, i: usize) -> ReservationServiceClient<Channel> {
+        ReservationServiceClient::new(self.reservations[i].channel())
+    }
+
+    pub fn wallet(&self) -> WalletServiceClient<Channel> {
+        let url = format!("http://{}", self.wallet_addr);
+        WalletServiceClient::new(platform::grpc_client::lazy_channel(&url).unwrap())
+    }
+
+    /// Stops the wallet (calls to it then fail with UNAVAILABLE).
+    pub async fn stop_wallet(&mut self) {
+        if let Some(w) = self.wallet.take() {
+            w.stop().await.unwrap();
+        }
+    }
+
+    /// Starts the wallet again on its old port.
+    pub async fn restart_wallet(&mut self) {
+        let listener = bind(&self.wallet_addr.to_string()).await;
+        self.wallet = Some(start_wallet(self.db.clone(), listener).await);
+    }
+
+    /// A pool on one service's schema, for assertions on stored state.
+    pub async fn pool(&self, schema: &str) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(self.db.clone().options([("search_path", schema)]))
+            .await
+            .unwrap()
+    }
+
+    /// A concert with one date starting in `starts_in`: seats 1-10 VIP 150,000 won,
+    /// 11-30 R 120,000 won, 31-50 S 90,000 won. Returns (concert_id, schedule_id).
+    pub async fn seed_schedule(&self, starts_in: chrono::Duration) -> (String, String) {
+        let mut admin = self.admin();
+        let concert = admin
+            .create_concert(CreateConcertRequest { title: "Test Concert".into(), venue: "Hall".into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .concert
+            .unwrap();
+        let schedule = self.add_schedule(&concert.concert_id, starts_in).await;
+        (concert.concert_id, schedule)
+    }
+
+    /// Adds a date to a concert; returns its schedule id.
+    pub async fn add_schedule(&self, concert_id: &str, starts_in: chrono::Duration) -> String {
+        let starts_at = self.clock.now() + starts_in;
+        self.admin()
+            .add_schedule(AddScheduleRequest {
+                concert_id: concert_id.into(),
+                starts_at: Some(platform::convert::timestamp(starts_at)),
+                grades: standard_grades(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .schedule
+            .unwrap()
+            .schedule_id
+    }
+
+    /// Joins the queue as `user` and waits until the token is ACTIVE.
+    pub async fn active_token(&self, user: &str) -> String {
+        let mut queue = self.queue();
+        let status =
+            queue.issue_token(IssueTokenRequest { user_id: user.into() }).await.unwrap().into_inner().status.unwrap();
+        for _ in 0..250 {
+            let s = queue
+                .get_queue_status(GetQueueStatusRequest { token: status.token.clone() })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap();
+            if s.state == TokenState::Active as i32 {
+                return s.token;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{user} was never admitted");
+    }
+
+    /// Charges `amount` won to `user`'s wallet.
+    pub async fn charge(&self, user: &str, amount: i64) {
+        self.wallet()
+            .charge(ChargeRequest { user_id: user.into(), amount, idempotency_key: format!("charge-{}", uuid_like()) })
+            .await
+            .unwrap();
+    }
+
+    pub async fn balance(&self, user: &str) -> i64 {
+        self.wallet().get_balance(GetBalanceRequest { user_id: user.into() }).await.unwrap().into_inner().balance
+    }
+}
+
+async fn start_wallet(db: PgConnectOptions, listener: TcpListener) -> RunningServer {
+    let settings = wallet_service::config::Settings { db, max_connections: 20 };
+    RunningServer::start_on(listener, |l, s| wallet_service::startup::run(settings, l, s)).await
+}
+
+/// The seat layout used by tests and the demo.
+pub fn standard_grades() -> Vec<GradePricing> {
+    vec![
+        GradePricing { grade: "VIP".into(), first_seat: 1, last_seat: 10, price: 150_000 },
+        GradePricing { grade: "R".into(), first_seat: 11, last_seat: 30, price: 120_000 },
+        GradePricing { grade: "S".into(), first_seat: 31, last_seat: 50, price: 90_000 },
+    ]
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}

@@ -1,0 +1,284 @@
+//! Holding seats: races, expiry, authorisation and bad input.
+use std::sync::Arc;
+
+use concert_proto::concert::{
+    catalog::v1::{ListAvailableDatesRequest, ListSeatsRequest, SeatStatus},
+    queue::v1::IssueTokenRequest,
+    reservation::v1::{
+        CancelReservationRequest, GetReservationRequest, HoldSeatRequest, ListReservationsRequest,
+        PayReservationRequest, ReservationStatus,
+    },
+};
+use e2e::{Suite, SuiteOptions, authed};
+use platform::{
+    clock::ManualClock,
+    status::{reason, violated_field},
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tonic::{Code, Request};
+
+fn hold(schedule_id: &str, seat_number: u32) -> HoldSeatRequest {
+    HoldSeatRequest { schedule_id: schedule_id.into(), seat_number }
+}
+
+#[sqlx::test(migrations = false)]
+async fn one_seat_two_replicas_many_racers_exactly_one_winner(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..SuiteOptions::default() }).await;
+    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let mut tokens = Vec::new();
+    for i in 0..20 {
+        tokens.push(suite.active_token(&format!("racer-{i}")).await);
+    }
+    // 200 concurrent attempts on seat 13, alternating between the two replicas.
+    let attempts = (0..200).map(|i| {
+        let mut client = suite.reservation(i % 2);
+        let token = tokens[i % tokens.len()].clone();
+        let schedule_id = schedule_id.clone();
+        async move { client.hold_seat(authed(&token, hold(&schedule_id, 13))).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let winners = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(winners, 1, "exactly one hold succeeds");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!((r.code(), reason(r).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")));
+    }
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE seat_number = 13 AND status = 'HELD'")
+        .fetch_one(&suite.pool("reservation").await)
+        .await
+        .unwrap();
+    assert_eq!(live, 1);
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_expired_hold_frees_the_seat_and_cannot_be_paid(_p: PgPoolOptions, db: PgConnectOptions) {
+    let clock = ManualClock::new();
+    let opts = SuiteOptions {
+        clock: Arc::new(clock.clone()),
+        hold_ttl: chrono::Duration::seconds(5),
+        ..SuiteOptions::default()
+    };
+    let suite = Suite::start(db, opts).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let (alice, bob) = (suite.active_token("alice").await, suite.active_token("bob").await);
+    let mut reservation = suite.reservation(0);
+    let mut catalog = suite.catalog();
+
+    let held =
+        reservation.hold_seat(authed(&alice, hold(&schedule_id, 20))).await.unwrap().into_inner().reservation.unwrap();
+    let err = reservation.hold_seat(authed(&bob, hold(&schedule_id, 20))).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+
+    clock.advance(chrono::Duration::seconds(6));
+    // The seat is free at once (expiry is checked on read), before any sweep.
+    let seats = catalog.list_seats(authed(&bob, ListSeatsRequest { schedule_id: schedule_id.clone() })).await.unwrap();
+    assert_eq!(seats.into_inner().seats[19].status, SeatStatus::Available as i32);
+    let dates = catalog.list_available_dates(authed(&bob, ListAvailableDatesRequest { concert_id })).await.unwrap();
+    assert_eq!(dates.into_inner().schedules[0].available_seats, 50);
+
+    // Alice's expired hold cannot be paid.
+    suite.charge("alice", 500_000).await;
+    let err = reservation
+        .pay_reservation(authed(
+            &alice,
+            PayReservationRequest { reservation_id: held.reservation_id.clone(), idempotency_key: String::new() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::FailedPrecondition, Some("HOLD_EXPIRED")));
+    assert_eq!(suite.balance("alice").await, 500_000, "nothing debited");
+
+    // Bob takes the seat.
+    let bobs =
+        reservation.hold_seat(authed(&bob, hold(&schedule_id, 20))).await.unwrap().into_inner().reservation.unwrap();
+    assert_eq!(bobs.status, ReservationStatus::Held as i32);
+    let old = reservation
+        .get_reservation(GetReservationRequest { reservation_id: held.reservation_id, user_id: "alice".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!(old.status, ReservationStatus::Expired as i32);
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_sweeper_marks_expired_holds(_p: PgPoolOptions, db: PgConnectOptions) {
+    let clock = ManualClock::new();
+    let opts = SuiteOptions {
+        clock: Arc::new(clock.clone()),
+        hold_ttl: chrono::Duration::seconds(5),
+        ..SuiteOptions::default()
+    };
+    let suite = Suite::start(db, opts).await;
+    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let alice = suite.active_token("alice").await;
+    for seat in 1..=3 {
+        suite.reservation(0).hold_seat(authed(&alice, hold(&schedule_id, seat))).await.unwrap();
+    }
+    clock.advance(chrono::Duration::seconds(6));
+    let pool = suite.pool("reservation").await;
+    let mut expired = 0;
+    for _ in 0..100 {
+        expired = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM reservations WHERE status = 'EXPIRED'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if expired == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(expired, 3, "the sweeper released every expired hold");
+}
+
+#[sqlx::test(migrations = false)]
+async fn protected_calls_need_an_active_token(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions { max_active: 1, ..SuiteOptions::default() }).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let _first = suite.active_token("first").await;
+    let waiting = suite
+        .queue()
+        .issue_token(IssueTokenRequest { user_id: "second".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .token;
+    let mut reservation = suite.reservation(0);
+    let mut catalog = suite.catalog();
+
+    let err = reservation.hold_seat(Request::new(hold(&schedule_id, 1))).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unauthenticated, Some("TOKEN_MISSING")));
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let err = reservation.hold_seat(authed(&unknown, hold(&schedule_id, 1))).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unauthenticated, Some("TOKEN_UNKNOWN")));
+    let err = reservation.hold_seat(authed("garbage", hold(&schedule_id, 1))).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = reservation.hold_seat(authed(&waiting, hold(&schedule_id, 1))).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::PermissionDenied, Some("TOKEN_WAITING")));
+    let err = catalog.list_seats(authed(&waiting, ListSeatsRequest { schedule_id })).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = catalog.list_available_dates(Request::new(ListAvailableDatesRequest { concert_id })).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+}
+
+#[sqlx::test(migrations = false)]
+async fn bad_input_is_refused_with_the_field_named(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice").await;
+    let mut reservation = suite.reservation(0);
+    let mut catalog = suite.catalog();
+
+    for seat in [0, 51, u32::MAX] {
+        let err = reservation.hold_seat(authed(&token, hold(&schedule_id, seat))).await.unwrap_err();
+        assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("seat_number")));
+    }
+    let err = reservation.hold_seat(authed(&token, hold("not-a-uuid", 1))).await.unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("schedule_id"));
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let err = reservation.hold_seat(authed(&token, hold(&unknown, 1))).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = catalog.list_seats(authed(&token, ListSeatsRequest { schedule_id: unknown.clone() })).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = catalog
+        .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id: unknown.clone() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = catalog
+        .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id: "x".into() }))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("concert_id"));
+    let err = reservation
+        .pay_reservation(authed(
+            &token,
+            PayReservationRequest { reservation_id: "x".into(), idempotency_key: String::new() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("reservation_id"));
+    let err = reservation
+        .pay_reservation(authed(
+            &token,
+            PayReservationRequest { reservation_id: unknown, idempotency_key: String::new() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let _ = concert_id;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_started_date_cannot_be_held(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let (concert_id, _) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let past = suite.add_schedule(&concert_id, chrono::Duration::hours(-1)).await;
+    let token = suite.active_token("alice").await;
+    let err = suite.reservation(0).hold_seat(authed(&token, hold(&past, 1))).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::FailedPrecondition, Some("SCHEDULE_STARTED")));
+    let dates = suite
+        .catalog()
+        .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id }))
+        .await
+        .unwrap()
+        .into_inner()
+        .schedules;
+    assert_eq!(dates.len(), 1, "only dates that have not started are listed");
+}
+
+#[sqlx::test(migrations = false)]
+async fn owners_cancel_and_read_their_reservations(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let (alice, bob) = (suite.active_token("alice").await, suite.active_token("bob").await);
+    let mut reservation = suite.reservation(0);
+    let held =
+        reservation.hold_seat(authed(&alice, hold(&schedule_id, 5))).await.unwrap().into_inner().reservation.unwrap();
+    let id = held.reservation_id.clone();
+
+    let err = reservation
+        .get_reservation(GetReservationRequest { reservation_id: id.clone(), user_id: "bob".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = reservation
+        .cancel_reservation(authed(&bob, CancelReservationRequest { reservation_id: id.clone() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = reservation
+        .pay_reservation(authed(
+            &bob,
+            PayReservationRequest { reservation_id: id.clone(), idempotency_key: String::new() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let cancelled = reservation
+        .cancel_reservation(authed(&alice, CancelReservationRequest { reservation_id: id.clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!(cancelled.status, ReservationStatus::Cancelled as i32);
+    let again =
+        reservation.cancel_reservation(authed(&alice, CancelReservationRequest { reservation_id: id.clone() })).await;
+    assert!(again.is_ok(), "cancel is idempotent");
+    reservation.hold_seat(authed(&bob, hold(&schedule_id, 5))).await.expect("the seat is free again");
+
+    let list = reservation
+        .list_reservations(ListReservationsRequest { user_id: "alice".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .reservations;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].status, ReservationStatus::Cancelled as i32);
+    let err = reservation.list_reservations(ListReservationsRequest { user_id: String::new() }).await.unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("user_id"));
+}

@@ -1,0 +1,122 @@
+//! The whole booking journey across the four services.
+use concert_proto::concert::{
+    catalog::v1::{ListAvailableDatesRequest, ListConcertsRequest, ListSeatsRequest, SeatStatus},
+    queue::v1::{GetQueueStatusRequest, TokenState},
+    reservation::v1::{HoldSeatRequest, PayReservationRequest, ReservationStatus},
+    wallet::v1::{ListTransactionsRequest, TransactionKind},
+};
+use e2e::{Suite, SuiteOptions, authed};
+use platform::status::reason;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tonic::Code;
+
+#[sqlx::test(migrations = false)]
+async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(7)).await;
+    let (mut queue, mut catalog, mut reservation) = (suite.queue(), suite.catalog(), suite.reservation(0));
+
+    // Join the queue and get admitted.
+    let token = suite.active_token("alice").await;
+
+    // Browse.
+    let concerts = catalog.list_concerts(ListConcertsRequest {}).await.unwrap().into_inner().concerts;
+    assert!(concerts.iter().any(|c| c.concert_id == concert_id));
+    let dates = catalog
+        .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id: concert_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .schedules;
+    assert_eq!(dates.len(), 1);
+    assert_eq!((dates[0].total_seats, dates[0].available_seats), (50, 50));
+    let seats = catalog
+        .list_seats(authed(&token, ListSeatsRequest { schedule_id: schedule_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .seats;
+    assert_eq!(seats.len(), 50);
+    assert!(seats.iter().all(|s| s.status == SeatStatus::Available as i32));
+    assert_eq!((seats[0].seat_number, seats[0].grade.as_str(), seats[0].price), (1, "VIP", 150_000));
+
+    // Hold seat 7.
+    let held = reservation
+        .hold_seat(authed(&token, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 7 }))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!((held.status, held.price, held.user_id.as_str()), (ReservationStatus::Held as i32, 150_000, "alice"));
+    let seats = catalog
+        .list_seats(authed(&token, ListSeatsRequest { schedule_id: schedule_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .seats;
+    assert_eq!(seats[6].status, SeatStatus::Held as i32);
+
+    // Charge and pay.
+    suite.charge("alice", 200_000).await;
+    let paid = reservation
+        .pay_reservation(authed(
+            &token,
+            PayReservationRequest { reservation_id: held.reservation_id.clone(), idempotency_key: "pay-1".into() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(paid.balance_after, 50_000);
+    assert_eq!(paid.payment.as_ref().unwrap().amount, 150_000);
+    assert_eq!(paid.reservation.unwrap().status, ReservationStatus::Confirmed as i32);
+
+    // The seat is sold, the balance reduced, the ledger shows the debit.
+    assert_eq!(suite.balance("alice").await, 50_000);
+    let ledger = suite
+        .wallet()
+        .list_transactions(ListTransactionsRequest { user_id: "alice".into(), limit: 10 })
+        .await
+        .unwrap()
+        .into_inner()
+        .transactions;
+    assert_eq!(ledger[0].kind, TransactionKind::Debit as i32);
+    assert_eq!(ledger[0].amount, 150_000);
+
+    // The token was expired by the payment: it opens nothing any more.
+    let s = queue
+        .get_queue_status(GetQueueStatusRequest { token: token.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(s.state, TokenState::Expired as i32);
+    let err = reservation
+        .hold_seat(authed(&token, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 8 }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err =
+        catalog.list_seats(authed(&token, ListSeatsRequest { schedule_id: schedule_id.clone() })).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    // Another user sees the seat SOLD and cannot hold it.
+    let bob = suite.active_token("bob").await;
+    let seats = catalog
+        .list_seats(authed(&bob, ListSeatsRequest { schedule_id: schedule_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .seats;
+    assert_eq!(seats[6].status, SeatStatus::Sold as i32);
+    let dates = catalog
+        .list_available_dates(authed(&bob, ListAvailableDatesRequest { concert_id }))
+        .await
+        .unwrap()
+        .into_inner()
+        .schedules;
+    assert_eq!(dates[0].available_seats, 49);
+    let err = reservation.hold_seat(authed(&bob, HoldSeatRequest { schedule_id, seat_number: 7 })).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")));
+}

@@ -1,0 +1,51 @@
+//! Catalog settings, from environment variables.
+use clap::Parser;
+use platform::{
+    clock::SharedClock,
+    config::{DatabaseConfig, ListenConfig},
+};
+use sqlx::postgres::PgConnectOptions;
+
+/// Command line / environment of `catalog-service`.
+#[derive(Debug, Parser)]
+#[command(name = "catalog-service", about = "Concert catalog")]
+pub struct Config {
+    #[command(flatten)]
+    pub db: DatabaseConfig,
+    #[command(flatten)]
+    pub listen: ListenConfig,
+
+    /// Queue service, for token checks.
+    #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
+    pub queue_url: String,
+
+    /// Reservation service, for live seat status.
+    #[arg(long, env = "RESERVATION_URL", default_value = "http://127.0.0.1:50053")]
+    pub reservation_url: String,
+}
+
+/// Validated settings the service runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub db: PgConnectOptions,
+    pub max_connections: u32,
+    pub queue_url: String,
+    pub reservation_url: String,
+    pub clock: SharedClock,
+}
+
+impl Config {
+    /// Validates the configuration.
+    ///
+    /// # Errors
+    /// When `DATABASE_URL` does not parse.
+    pub fn into_settings(self) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            db: self.db.connect_options()?,
+            max_connections: self.db.database_max_connections,
+            queue_url: self.queue_url,
+            reservation_url: self.reservation_url,
+            clock: platform::clock::system(),
+        })
+    }
+}

@@ -1,0 +1,38 @@
+use chrono::{DateTime, Utc};
+use platform::money::Won;
+use uuid::Uuid;
+
+/// A concert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Concert {
+    pub concert_id: Uuid,
+    pub title: String,
+    pub venue: String,
+}
+
+/// One date of a concert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub schedule_id: Uuid,
+    pub concert_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub total_seats: u32,
+}
+
+/// A seat of a schedule, with its grade and price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    pub schedule_id: Uuid,
+    /// 1..=50.
+    pub seat_number: u32,
+    pub grade: String,
+    pub price: Won,
+}
+
+/// Live status of a seat, derived from reservation's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatStatus {
+    Available,
+    Held,
+    Sold,
+}

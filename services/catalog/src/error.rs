@@ -1,0 +1,59 @@
+//! Catalog errors and their one mapping to gRPC statuses.
+use platform::{
+    status::{internal, with_reason},
+    validate::FieldViolation,
+};
+use tonic::{Code, Status};
+
+/// Everything a catalog request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    InvalidArgument(#[from] FieldViolation),
+    #[error("unknown concert")]
+    ConcertNotFound,
+    #[error("unknown schedule")]
+    ScheduleNotFound,
+    /// A peer (queue, reservation) refused or failed; its status is already the right answer.
+    #[error("{0}")]
+    Peer(Status),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for CatalogError {
+    fn from(e: sqlx::Error) -> Self {
+        CatalogError::Unexpected(e.into())
+    }
+}
+
+impl From<CatalogError> for Status {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::InvalidArgument(v) => v.into(),
+            CatalogError::ConcertNotFound => with_reason(Code::NotFound, "CONCERT_NOT_FOUND", e.to_string()),
+            CatalogError::ScheduleNotFound => with_reason(Code::NotFound, "SCHEDULE_NOT_FOUND", e.to_string()),
+            CatalogError::Peer(status) => status,
+            CatalogError::Unexpected(err) => internal(&err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::status::{reason, violated_field};
+
+    #[test]
+    fn every_error_maps_to_its_code() {
+        let s = Status::from(CatalogError::InvalidArgument(FieldViolation::new("grades", "x")));
+        assert_eq!((s.code(), violated_field(&s).as_deref()), (Code::InvalidArgument, Some("grades")));
+        let s = Status::from(CatalogError::ConcertNotFound);
+        assert_eq!((s.code(), reason(&s).as_deref()), (Code::NotFound, Some("CONCERT_NOT_FOUND")));
+        let s = Status::from(CatalogError::ScheduleNotFound);
+        assert_eq!((s.code(), reason(&s).as_deref()), (Code::NotFound, Some("SCHEDULE_NOT_FOUND")));
+        let s = Status::from(CatalogError::Peer(Status::unavailable("down")));
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(Status::from(CatalogError::Unexpected(anyhow::anyhow!("x"))).code(), Code::Internal);
+    }
+}

@@ -1,0 +1,69 @@
+//! proto ⇄ domain conversions for the catalog.
+use concert_proto::concert::catalog::v1::{self as pb, GradePricing};
+use platform::{convert::timestamp, money::Won, validate::FieldViolation};
+
+use crate::domain::{Concert, GradeRange, SEATS_PER_SCHEDULE, Schedule, Seat, SeatStatus, seat_layout};
+
+pub(super) fn concert(c: &Concert) -> pb::Concert {
+    pb::Concert { concert_id: c.concert_id.to_string(), title: c.title.clone(), venue: c.venue.clone() }
+}
+
+pub(super) fn schedule(s: &Schedule, available: u32) -> pb::Schedule {
+    pb::Schedule {
+        schedule_id: s.schedule_id.to_string(),
+        concert_id: s.concert_id.to_string(),
+        starts_at: Some(timestamp(s.starts_at)),
+        total_seats: s.total_seats,
+        available_seats: available,
+    }
+}
+
+pub(super) fn seat(s: &Seat, status: SeatStatus) -> pb::Seat {
+    let status = match status {
+        SeatStatus::Available => pb::SeatStatus::Available,
+        SeatStatus::Held => pb::SeatStatus::Held,
+        SeatStatus::Sold => pb::SeatStatus::Sold,
+    };
+    pb::Seat {
+        schedule_id: s.schedule_id.to_string(),
+        seat_number: s.seat_number,
+        grade: s.grade.clone(),
+        price: s.price.get(),
+        status: status.into(),
+    }
+}
+
+pub(super) fn seat_number(n: u32) -> Result<u32, FieldViolation> {
+    if (1..=SEATS_PER_SCHEDULE).contains(&n) {
+        Ok(n)
+    } else {
+        Err(FieldViolation::new("seat_number", format!("must be within 1..={SEATS_PER_SCHEDULE}")))
+    }
+}
+
+pub(super) fn grade_ranges(grades: &[GradePricing]) -> Result<Vec<(u32, String, Won)>, FieldViolation> {
+    let ranges = grades
+        .iter()
+        .map(|g| {
+            Ok(GradeRange {
+                grade: g.grade.clone(),
+                first: g.first_seat,
+                last: g.last_seat,
+                price: Won::payment("grades.price", g.price)?,
+            })
+        })
+        .collect::<Result<Vec<_>, FieldViolation>>()?;
+    seat_layout(&ranges)
+}
+
+pub(super) fn validated_title_venue(title: &str, venue: &str) -> Result<(String, String), FieldViolation> {
+    let title = title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(FieldViolation::new("title", "must be 1..=200 characters"));
+    }
+    let venue = venue.trim();
+    if venue.chars().count() > 200 {
+        return Err(FieldViolation::new("venue", "must be at most 200 characters"));
+    }
+    Ok((title.to_owned(), venue.to_owned()))
+}

@@ -1,0 +1,128 @@
+//! gRPC handlers of the catalog.
+mod convert;
+
+use concert_proto::concert::catalog::v1::{
+    AddScheduleRequest, AddScheduleResponse, CreateConcertRequest, CreateConcertResponse, GetSeatRequest,
+    GetSeatResponse, ListAvailableDatesRequest, ListAvailableDatesResponse, ListConcertsRequest, ListConcertsResponse,
+    ListSeatsRequest, ListSeatsResponse, catalog_admin_service_server::CatalogAdminService,
+    catalog_internal_service_server::CatalogInternalService, catalog_service_server::CatalogService,
+};
+use platform::{auth::TokenValidator, clock::SharedClock, convert::timestamp, validate};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{SEATS_PER_SCHEDULE, SeatStatus},
+    occupancy::OccupancyClient,
+    repo::CatalogRepo,
+};
+use convert::{concert, grade_ranges, schedule, seat, seat_number, validated_title_venue};
+
+/// Implements the public, admin and internal catalog APIs.
+#[derive(Debug, Clone)]
+pub struct CatalogApi {
+    repo: CatalogRepo,
+    auth: TokenValidator,
+    occupancy: OccupancyClient,
+    clock: SharedClock,
+}
+
+impl CatalogApi {
+    #[must_use]
+    pub fn new(repo: CatalogRepo, auth: TokenValidator, occupancy: OccupancyClient, clock: SharedClock) -> Self {
+        Self { repo, auth, occupancy, clock }
+    }
+}
+
+#[tonic::async_trait]
+impl CatalogService for CatalogApi {
+    #[tracing::instrument(skip_all)]
+    async fn list_concerts(
+        &self,
+        _request: Request<ListConcertsRequest>,
+    ) -> Result<Response<ListConcertsResponse>, Status> {
+        let concerts = self.repo.concerts().await?;
+        Ok(Response::new(ListConcertsResponse { concerts: concerts.iter().map(concert).collect() }))
+    }
+
+    #[tracing::instrument(skip_all, fields(concert_id = %request.get_ref().concert_id))]
+    async fn list_available_dates(
+        &self,
+        request: Request<ListAvailableDatesRequest>,
+    ) -> Result<Response<ListAvailableDatesResponse>, Status> {
+        self.auth.authenticate(&request).await?;
+        let concert_id = validate::uuid("concert_id", &request.get_ref().concert_id)?;
+        let schedules = self.repo.upcoming_schedules(concert_id, self.clock.now()).await?;
+        let ids: Vec<_> = schedules.iter().map(|s| s.schedule_id).collect();
+        let occupancy = self.occupancy.occupancy(&ids).await?;
+        let schedules = schedules
+            .iter()
+            .map(|s| {
+                let taken = occupancy.keys().filter(|(id, _)| *id == s.schedule_id).count();
+                let taken = u32::try_from(taken).unwrap_or(SEATS_PER_SCHEDULE);
+                schedule(s, s.total_seats.saturating_sub(taken))
+            })
+            .collect();
+        Ok(Response::new(ListAvailableDatesResponse { schedules }))
+    }
+
+    #[tracing::instrument(skip_all, fields(schedule_id = %request.get_ref().schedule_id))]
+    async fn list_seats(&self, request: Request<ListSeatsRequest>) -> Result<Response<ListSeatsResponse>, Status> {
+        self.auth.authenticate(&request).await?;
+        let schedule_id = validate::uuid("schedule_id", &request.get_ref().schedule_id)?;
+        let ids = [schedule_id];
+        let (seats, occupancy) = tokio::try_join!(self.repo.seats(schedule_id), self.occupancy.occupancy(&ids))?;
+        let seats = seats
+            .iter()
+            .map(|s| {
+                let status = occupancy.get(&(schedule_id, s.seat_number)).copied().unwrap_or(SeatStatus::Available);
+                seat(s, status)
+            })
+            .collect();
+        Ok(Response::new(ListSeatsResponse { seats }))
+    }
+}
+
+#[tonic::async_trait]
+impl CatalogAdminService for CatalogApi {
+    #[tracing::instrument(skip_all)]
+    async fn create_concert(
+        &self,
+        request: Request<CreateConcertRequest>,
+    ) -> Result<Response<CreateConcertResponse>, Status> {
+        let r = request.into_inner();
+        let (title, venue) = validated_title_venue(&r.title, &r.venue)?;
+        let created = self.repo.create_concert(&title, &venue).await?;
+        Ok(Response::new(CreateConcertResponse { concert: Some(concert(&created)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(concert_id = %request.get_ref().concert_id))]
+    async fn add_schedule(
+        &self,
+        request: Request<AddScheduleRequest>,
+    ) -> Result<Response<AddScheduleResponse>, Status> {
+        let r = request.into_inner();
+        let concert_id = validate::uuid("concert_id", &r.concert_id)?;
+        let starts_at = platform::convert::datetime("starts_at", r.starts_at.as_ref())?;
+        let layout = grade_ranges(&r.grades)?;
+        let (created, seats) = self.repo.add_schedule(concert_id, starts_at, &layout).await?;
+        Ok(Response::new(AddScheduleResponse {
+            schedule: Some(schedule(&created, created.total_seats)),
+            seats: seats.iter().map(|s| seat(s, SeatStatus::Available)).collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl CatalogInternalService for CatalogApi {
+    #[tracing::instrument(skip_all, fields(schedule_id = %request.get_ref().schedule_id, seat = request.get_ref().seat_number))]
+    async fn get_seat(&self, request: Request<GetSeatRequest>) -> Result<Response<GetSeatResponse>, Status> {
+        let r = request.into_inner();
+        let schedule_id = validate::uuid("schedule_id", &r.schedule_id)?;
+        let number = seat_number(r.seat_number)?;
+        let (found, starts_at) = self.repo.seat(schedule_id, number).await?;
+        Ok(Response::new(GetSeatResponse {
+            seat: Some(seat(&found, SeatStatus::Available)),
+            starts_at: Some(timestamp(starts_at)),
+        }))
+    }
+}

@@ -1,0 +1,186 @@
+//! PostgreSQL access for the catalog schema.
+use chrono::{DateTime, Utc};
+use platform::{db, money::Won};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::{
+    domain::{Concert, SEATS_PER_SCHEDULE, Schedule, Seat},
+    error::CatalogError,
+};
+
+/// Catalog storage.
+#[derive(Debug, Clone)]
+pub struct CatalogRepo {
+    pool: PgPool,
+}
+
+impl CatalogRepo {
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Creates a concert.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_concert(&self, title: &str, venue: &str) -> Result<Concert, CatalogError> {
+        let concert = Concert { concert_id: Uuid::now_v7(), title: title.to_owned(), venue: venue.to_owned() };
+        sqlx::query("INSERT INTO concerts (concert_id, title, venue) VALUES ($1, $2, $3)")
+            .bind(concert.concert_id)
+            .bind(&concert.title)
+            .bind(&concert.venue)
+            .execute(&self.pool)
+            .await?;
+        Ok(concert)
+    }
+
+    /// All concerts, newest first.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn concerts(&self) -> Result<Vec<Concert>, CatalogError> {
+        let rows =
+            sqlx::query("SELECT concert_id, title, venue FROM concerts ORDER BY created_at DESC, concert_id DESC")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok(Concert { concert_id: r.try_get(0)?, title: r.try_get(1)?, venue: r.try_get(2)? }))
+            .collect()
+    }
+
+    /// Adds a schedule and its seats in one transaction.
+    ///
+    /// # Errors
+    /// [`CatalogError::ConcertNotFound`] for an unknown concert.
+    #[tracing::instrument(skip_all, fields(%concert_id))]
+    pub async fn add_schedule(
+        &self,
+        concert_id: Uuid,
+        starts_at: DateTime<Utc>,
+        layout: &[(u32, String, Won)],
+    ) -> Result<(Schedule, Vec<Seat>), CatalogError> {
+        let schedule = Schedule { schedule_id: Uuid::now_v7(), concert_id, starts_at, total_seats: SEATS_PER_SCHEDULE };
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO schedules (schedule_id, concert_id, starts_at, total_seats) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(schedule.schedule_id)
+        .bind(concert_id)
+        .bind(starts_at)
+        .bind(i32::try_from(SEATS_PER_SCHEDULE).unwrap_or(50))
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = inserted {
+            return Err(if db::sqlstate(&e).as_deref() == Some(db::FOREIGN_KEY_VIOLATION) {
+                CatalogError::ConcertNotFound
+            } else {
+                e.into()
+            });
+        }
+        let numbers: Vec<i32> = layout.iter().map(|(n, _, _)| i32::try_from(*n).unwrap_or(0)).collect();
+        let grades: Vec<&str> = layout.iter().map(|(_, g, _)| g.as_str()).collect();
+        let prices: Vec<i64> = layout.iter().map(|(_, _, p)| p.get()).collect();
+        sqlx::query(
+            "INSERT INTO seats (schedule_id, seat_number, grade, price)
+             SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::bigint[])",
+        )
+        .bind(schedule.schedule_id)
+        .bind(&numbers)
+        .bind(&grades)
+        .bind(&prices)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let seats = layout
+            .iter()
+            .map(|(n, g, p)| Seat { schedule_id: schedule.schedule_id, seat_number: *n, grade: g.clone(), price: *p })
+            .collect();
+        Ok((schedule, seats))
+    }
+
+    /// Schedules of a concert starting after `now`, earliest first.
+    ///
+    /// # Errors
+    /// [`CatalogError::ConcertNotFound`] for an unknown concert.
+    #[tracing::instrument(skip_all, fields(%concert_id))]
+    pub async fn upcoming_schedules(
+        &self,
+        concert_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Schedule>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT c.concert_id, s.schedule_id, s.starts_at, s.total_seats
+             FROM concerts c LEFT JOIN schedules s ON s.concert_id = c.concert_id AND s.starts_at > $2
+             WHERE c.concert_id = $1 ORDER BY s.starts_at",
+        )
+        .bind(concert_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(CatalogError::ConcertNotFound);
+        }
+        let mut schedules = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let Some(schedule_id) = r.try_get::<Option<Uuid>, _>(1)? else { continue };
+            let total: i32 = r.try_get(3)?;
+            schedules.push(Schedule {
+                schedule_id,
+                concert_id,
+                starts_at: r.try_get(2)?,
+                total_seats: u32::try_from(total).unwrap_or(0),
+            });
+        }
+        Ok(schedules)
+    }
+
+    /// The seats of a schedule in seat order, with the schedule's start time.
+    ///
+    /// # Errors
+    /// [`CatalogError::ScheduleNotFound`] for an unknown schedule.
+    #[tracing::instrument(skip_all, fields(%schedule_id))]
+    pub async fn seats(&self, schedule_id: Uuid) -> Result<Vec<Seat>, CatalogError> {
+        let rows =
+            sqlx::query("SELECT seat_number, grade, price FROM seats WHERE schedule_id = $1 ORDER BY seat_number")
+                .bind(schedule_id)
+                .fetch_all(&self.pool)
+                .await?;
+        if rows.is_empty() {
+            return Err(CatalogError::ScheduleNotFound);
+        }
+        rows.iter().map(|r| seat(schedule_id, r)).collect()
+    }
+
+    /// One seat and its schedule's start time.
+    ///
+    /// # Errors
+    /// [`CatalogError::ScheduleNotFound`] when the schedule (or seat) does not exist.
+    #[tracing::instrument(skip_all, fields(%schedule_id, seat_number))]
+    pub async fn seat(&self, schedule_id: Uuid, seat_number: u32) -> Result<(Seat, DateTime<Utc>), CatalogError> {
+        let row = sqlx::query(
+            "SELECT st.seat_number, st.grade, st.price, sc.starts_at
+             FROM seats st JOIN schedules sc USING (schedule_id)
+             WHERE st.schedule_id = $1 AND st.seat_number = $2",
+        )
+        .bind(schedule_id)
+        .bind(i32::try_from(seat_number).unwrap_or(0))
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(CatalogError::ScheduleNotFound)?;
+        Ok((seat(schedule_id, &row)?, row.try_get(3)?))
+    }
+}
+
+fn seat(schedule_id: Uuid, r: &sqlx::postgres::PgRow) -> Result<Seat, CatalogError> {
+    let n: i32 = r.try_get(0)?;
+    Ok(Seat {
+        schedule_id,
+        seat_number: u32::try_from(n).unwrap_or(0),
+        grade: r.try_get(1)?,
+        price: Won::new(r.try_get(2)?),
+    })
+}

@@ -1,0 +1,56 @@
+//! Builds and runs the catalog server.
+use std::{
+    future::Future,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+};
+
+use concert_proto::concert::catalog::v1::{
+    catalog_admin_service_server::CatalogAdminServiceServer,
+    catalog_internal_service_server::CatalogInternalServiceServer, catalog_service_server::CatalogServiceServer,
+};
+use platform::{auth::TokenValidator, grpc_client::lazy_channel};
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tonic::{server::NamedService, service::Routes};
+
+use crate::{config::Settings, grpc::CatalogApi, occupancy::OccupancyClient, repo::CatalogRepo};
+
+/// Default listen address: 127.0.0.1:50052.
+pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50052));
+/// The PostgreSQL schema this service owns.
+pub const SCHEMA: &str = "catalog";
+/// The catalog's migrations (`migrations/catalog`).
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/catalog");
+
+/// Connects to PostgreSQL, applies migrations, and serves until `shutdown` resolves.
+///
+/// # Errors
+/// When the database is unreachable, a migration fails or the server cannot start.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let pool = platform::db::connect(settings.db, SCHEMA, settings.max_connections).await?;
+    platform::db::migrate(&pool, SCHEMA, &MIGRATOR).await?;
+    let api = CatalogApi::new(
+        CatalogRepo::new(pool),
+        TokenValidator::new(lazy_channel(&settings.queue_url)?),
+        OccupancyClient::new(lazy_channel(&settings.reservation_url)?),
+        settings.clock,
+    );
+    let routes = Routes::new(CatalogServiceServer::new(api.clone()))
+        .add_service(CatalogAdminServiceServer::new(api.clone()))
+        .add_service(CatalogInternalServiceServer::new(api));
+    platform::server::serve(
+        listener,
+        routes,
+        &[
+            CatalogServiceServer::<CatalogApi>::NAME,
+            CatalogAdminServiceServer::<CatalogApi>::NAME,
+            CatalogInternalServiceServer::<CatalogApi>::NAME,
+        ],
+        shutdown,
+    )
+    .await
+}

@@ -1,0 +1,82 @@
+//! Reservation settings, from environment variables.
+use std::time::Duration;
+
+use clap::Parser;
+use platform::{
+    clock::SharedClock,
+    config::{DatabaseConfig, ListenConfig},
+};
+use sqlx::postgres::PgConnectOptions;
+
+/// Command line / environment of `reservation-service`.
+#[derive(Debug, Parser)]
+#[command(name = "reservation-service", about = "Concert seat holds and payments")]
+pub struct Config {
+    #[command(flatten)]
+    pub db: DatabaseConfig,
+    #[command(flatten)]
+    pub listen: ListenConfig,
+
+    /// Queue service, for token checks and expiring the token after payment.
+    #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
+    pub queue_url: String,
+    /// Catalog service, for seat prices.
+    #[arg(long, env = "CATALOG_URL", default_value = "http://127.0.0.1:50052")]
+    pub catalog_url: String,
+    /// Wallet service, for debits and refunds.
+    #[arg(long, env = "WALLET_URL", default_value = "http://127.0.0.1:50054")]
+    pub wallet_url: String,
+
+    /// Seconds an unpaid hold keeps its seat.
+    #[arg(long, env = "HOLD_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub hold_ttl_secs: u32,
+
+    /// Milliseconds between sweeps that mark expired holds EXPIRED.
+    #[arg(long, env = "HOLD_SWEEP_INTERVAL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(10..=600_000))]
+    pub hold_sweep_interval_ms: u32,
+
+    /// Milliseconds between passes of the payment recovery worker.
+    #[arg(long, env = "PAYMENT_RECOVERY_INTERVAL_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(10..=600_000))]
+    pub payment_recovery_interval_ms: u32,
+
+    /// Seconds an unfinished payment is left to the call that started it before the
+    /// recovery worker takes it over.
+    #[arg(long, env = "PAYMENT_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    pub payment_lease_secs: u32,
+}
+
+/// Validated settings the service runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub db: PgConnectOptions,
+    pub max_connections: u32,
+    pub queue_url: String,
+    pub catalog_url: String,
+    pub wallet_url: String,
+    pub hold_ttl: chrono::Duration,
+    pub sweep_interval: Duration,
+    pub recovery_interval: Duration,
+    pub payment_lease: chrono::Duration,
+    pub clock: SharedClock,
+}
+
+impl Config {
+    /// Validates the configuration.
+    ///
+    /// # Errors
+    /// When `DATABASE_URL` does not parse.
+    pub fn into_settings(self) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            db: self.db.connect_options()?,
+            max_connections: self.db.database_max_connections,
+            queue_url: self.queue_url,
+            catalog_url: self.catalog_url,
+            wallet_url: self.wallet_url,
+            hold_ttl: chrono::Duration::seconds(i64::from(self.hold_ttl_secs)),
+            sweep_interval: Duration::from_millis(u64::from(self.hold_sweep_interval_ms)),
+            recovery_interval: Duration::from_millis(u64::from(self.payment_recovery_interval_ms)),
+            payment_lease: chrono::Duration::seconds(i64::from(self.payment_lease_secs)),
+            clock: platform::clock::system(),
+        })
+    }
+}

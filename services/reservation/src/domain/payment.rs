@@ -1,0 +1,157 @@
+use chrono::{DateTime, Utc};
+use platform::money::Won;
+use uuid::Uuid;
+
+/// States of the payment saga. Each is written before the side effect that follows it.
+///
+/// ```text
+/// STARTED ──debit ok──▶ CONFIRMED ──token expired──▶ COMPLETED
+///    │                      (reservation CONFIRMED in the same transaction)
+///    ├──debit refused (insufficient balance)──▶ FAILED   (hold released)
+///    └──debit ok but hold no longer HELD──▶ COMPENSATING ──refund ok──▶ COMPENSATED
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    /// Recorded before the debit; the debit's outcome may be unknown.
+    Started,
+    /// Debited and the reservation confirmed; the queue token still to be expired.
+    Confirmed,
+    /// Done: seat sold, money taken once, token expired.
+    Completed,
+    /// Debited but the seat could not be confirmed; the debit is being refunded.
+    Compensating,
+    /// Refunded; money whole, seat not sold.
+    Compensated,
+    /// Debit refused; nothing taken, hold released.
+    Failed,
+}
+
+/// What the saga does next for a payment in a given state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SagaStep {
+    Debit,
+    ExpireToken,
+    Refund,
+    Done,
+}
+
+impl PaymentStatus {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "STARTED",
+            Self::Confirmed => "CONFIRMED",
+            Self::Completed => "COMPLETED",
+            Self::Compensating => "COMPENSATING",
+            Self::Compensated => "COMPENSATED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "STARTED" => Some(Self::Started),
+            "CONFIRMED" => Some(Self::Confirmed),
+            "COMPLETED" => Some(Self::Completed),
+            "COMPENSATING" => Some(Self::Compensating),
+            "COMPENSATED" => Some(Self::Compensated),
+            "FAILED" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    /// The next step of the saga from this state.
+    #[must_use]
+    pub fn next_step(self) -> SagaStep {
+        match self {
+            Self::Started => SagaStep::Debit,
+            Self::Confirmed => SagaStep::ExpireToken,
+            Self::Compensating => SagaStep::Refund,
+            Self::Completed | Self::Compensated | Self::Failed => SagaStep::Done,
+        }
+    }
+
+    /// True once the seat is sold (whether or not the token is expired yet).
+    #[must_use]
+    pub fn is_paid(self) -> bool {
+        matches!(self, Self::Confirmed | Self::Completed)
+    }
+}
+
+/// One payment saga.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub payment_id: Uuid,
+    pub reservation_id: Uuid,
+    pub user_id: String,
+    pub token: Uuid,
+    pub idempotency_key: String,
+    pub amount: Won,
+    pub status: PaymentStatus,
+    pub failure_reason: Option<String>,
+    pub balance_after: Option<Won>,
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+impl Payment {
+    /// Idempotency key of the wallet debit: derived from the saga id, so every retry of
+    /// this saga (by the caller or the recovery worker) debits at most once.
+    #[must_use]
+    pub fn debit_key(&self) -> String {
+        format!("payment:{}:debit", self.payment_id)
+    }
+
+    /// Idempotency key of the compensating refund.
+    #[must_use]
+    pub fn refund_key(&self) -> String {
+        format!("payment:{}:refund", self.payment_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_has_one_next_step() {
+        assert_eq!(PaymentStatus::Started.next_step(), SagaStep::Debit);
+        assert_eq!(PaymentStatus::Confirmed.next_step(), SagaStep::ExpireToken);
+        assert_eq!(PaymentStatus::Compensating.next_step(), SagaStep::Refund);
+        for s in [PaymentStatus::Completed, PaymentStatus::Compensated, PaymentStatus::Failed] {
+            assert_eq!(s.next_step(), SagaStep::Done);
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in [
+            PaymentStatus::Started,
+            PaymentStatus::Confirmed,
+            PaymentStatus::Completed,
+            PaymentStatus::Compensating,
+            PaymentStatus::Compensated,
+            PaymentStatus::Failed,
+        ] {
+            assert_eq!(PaymentStatus::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
+    fn keys_are_derived_from_the_saga() {
+        let p = Payment {
+            payment_id: Uuid::nil(),
+            reservation_id: Uuid::nil(),
+            user_id: "u".into(),
+            token: Uuid::nil(),
+            idempotency_key: "k".into(),
+            amount: Won::new(1),
+            status: PaymentStatus::Started,
+            failure_reason: None,
+            balance_after: None,
+            paid_at: None,
+        };
+        assert_ne!(p.debit_key(), p.refund_key());
+        assert!(p.debit_key().contains(&Uuid::nil().to_string()));
+    }
+}

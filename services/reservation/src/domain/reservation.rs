@@ -1,0 +1,157 @@
+use chrono::{DateTime, Utc};
+use platform::money::Won;
+use uuid::Uuid;
+
+use crate::error::ReservationError;
+
+/// Seats of a schedule are numbered 1..=50.
+pub const SEATS_PER_SCHEDULE: u32 = 50;
+
+/// Lifecycle of a reservation:
+/// HELD → CONFIRMED (paid), HELD → CANCELLED (by the user or by compensation),
+/// HELD → EXPIRED (not paid in time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStatus {
+    Held,
+    Confirmed,
+    Cancelled,
+    Expired,
+}
+
+impl ReservationStatus {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "HELD",
+            Self::Confirmed => "CONFIRMED",
+            Self::Cancelled => "CANCELLED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "HELD" => Some(Self::Held),
+            "CONFIRMED" => Some(Self::Confirmed),
+            "CANCELLED" => Some(Self::Cancelled),
+            "EXPIRED" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// A hold or sale of one seat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub reservation_id: Uuid,
+    pub user_id: String,
+    pub token: Uuid,
+    pub schedule_id: Uuid,
+    pub seat_number: u32,
+    pub price: Won,
+    pub status: ReservationStatus,
+    pub held_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// True while a payment saga exists for this reservation; such a hold is not released
+    /// by expiry until the saga finishes.
+    pub payment_started: bool,
+}
+
+impl Reservation {
+    /// The status as seen at `now`: a HELD reservation past `expires_at` with no payment
+    /// under way no longer holds its seat, even before the sweeper marks it.
+    #[must_use]
+    pub fn effective_status(&self, now: DateTime<Utc>) -> ReservationStatus {
+        if self.status == ReservationStatus::Held && self.expires_at <= now && !self.payment_started {
+            ReservationStatus::Expired
+        } else {
+            self.status
+        }
+    }
+
+    /// Checks that `user_id` owns the reservation.
+    ///
+    /// # Errors
+    /// [`ReservationError::NotOwner`].
+    pub fn check_owner(&self, user_id: &str) -> Result<(), ReservationError> {
+        if self.user_id == user_id { Ok(()) } else { Err(ReservationError::NotOwner) }
+    }
+
+    /// Checks that a payment may start now.
+    ///
+    /// # Errors
+    /// [`ReservationError::HoldExpired`] when the hold ran out (or expired earlier);
+    /// [`ReservationError::NotHeld`] when it was cancelled or is already confirmed.
+    pub fn check_payable(&self, now: DateTime<Utc>) -> Result<(), ReservationError> {
+        match self.effective_status(now) {
+            ReservationStatus::Held => Ok(()),
+            ReservationStatus::Expired => Err(ReservationError::HoldExpired),
+            ReservationStatus::Confirmed | ReservationStatus::Cancelled => Err(ReservationError::NotHeld),
+        }
+    }
+
+    /// Checks that the user may release the hold now.
+    ///
+    /// # Errors
+    /// [`ReservationError::NotHeld`] when it is not an unpaid live hold.
+    pub fn check_cancellable(&self, now: DateTime<Utc>) -> Result<(), ReservationError> {
+        if self.effective_status(now) == ReservationStatus::Held && !self.payment_started {
+            Ok(())
+        } else {
+            Err(ReservationError::NotHeld)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    fn held(expires_in: i64, payment_started: bool) -> Reservation {
+        let now = Utc::now();
+        Reservation {
+            reservation_id: Uuid::new_v4(),
+            user_id: "u".into(),
+            token: Uuid::new_v4(),
+            schedule_id: Uuid::new_v4(),
+            seat_number: 1,
+            price: Won::new(1),
+            status: ReservationStatus::Held,
+            held_at: now - Duration::seconds(600),
+            expires_at: now + Duration::seconds(expires_in),
+            payment_started,
+        }
+    }
+
+    #[test]
+    fn an_expired_hold_is_not_payable_or_cancellable() {
+        let now = Utc::now();
+        let r = held(-1, false);
+        assert_eq!(r.effective_status(now), ReservationStatus::Expired);
+        assert!(matches!(r.check_payable(now), Err(ReservationError::HoldExpired)));
+        assert!(matches!(r.check_cancellable(now), Err(ReservationError::NotHeld)));
+    }
+
+    #[test]
+    fn a_hold_with_a_payment_under_way_does_not_expire() {
+        let now = Utc::now();
+        let r = held(-1, true);
+        assert_eq!(r.effective_status(now), ReservationStatus::Held);
+        assert!(matches!(r.check_cancellable(now), Err(ReservationError::NotHeld)), "payment under way");
+    }
+
+    #[test]
+    fn a_live_hold_is_payable_by_its_owner_only() {
+        let now = Utc::now();
+        let r = held(60, false);
+        assert!(r.check_payable(now).is_ok());
+        assert!(r.check_cancellable(now).is_ok());
+        assert!(r.check_owner("u").is_ok());
+        assert!(matches!(r.check_owner("v"), Err(ReservationError::NotOwner)));
+        let confirmed = Reservation { status: ReservationStatus::Confirmed, ..r };
+        assert!(matches!(confirmed.check_payable(now), Err(ReservationError::NotHeld)));
+    }
+}

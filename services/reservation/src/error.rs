@@ -1,0 +1,103 @@
+//! Reservation errors and their one mapping to gRPC statuses.
+use platform::{
+    status::{internal, invalid_argument, with_reason},
+    validate::FieldViolation,
+};
+use tonic::{Code, Status};
+
+/// Everything a reservation request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ReservationError {
+    #[error(transparent)]
+    InvalidArgument(#[from] FieldViolation),
+    #[error("unknown reservation")]
+    NotFound,
+    #[error("unknown schedule or seat")]
+    ScheduleNotFound,
+    #[error("the reservation belongs to another user")]
+    NotOwner,
+    #[error("the seat is already held or sold")]
+    SeatUnavailable,
+    #[error("the concert date has already started")]
+    ScheduleStarted,
+    #[error("the hold has expired")]
+    HoldExpired,
+    #[error("the reservation is not an unpaid hold")]
+    NotHeld,
+    #[error("the wallet balance is too low for this seat")]
+    InsufficientBalance,
+    #[error("another payment of this reservation is in flight; retry shortly")]
+    PaymentInProgress,
+    #[error("idempotency key was already used for another reservation")]
+    IdempotencyKeyReused,
+    #[error("this queue token was already used to pay")]
+    TokenUsed,
+    /// A peer refused or failed; its status is already the right answer for the caller.
+    #[error("{0}")]
+    Peer(Status),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ReservationError {
+    fn from(e: sqlx::Error) -> Self {
+        ReservationError::Unexpected(e.into())
+    }
+}
+
+impl From<ReservationError> for Status {
+    fn from(e: ReservationError) -> Self {
+        use ReservationError as E;
+        let message = e.to_string();
+        match e {
+            E::InvalidArgument(v) => v.into(),
+            E::NotFound => with_reason(Code::NotFound, "RESERVATION_NOT_FOUND", message),
+            E::ScheduleNotFound => with_reason(Code::NotFound, "SCHEDULE_NOT_FOUND", message),
+            E::NotOwner => with_reason(Code::PermissionDenied, "NOT_OWNER", message),
+            E::SeatUnavailable => with_reason(Code::AlreadyExists, "SEAT_UNAVAILABLE", message),
+            E::ScheduleStarted => with_reason(Code::FailedPrecondition, "SCHEDULE_STARTED", message),
+            E::HoldExpired => with_reason(Code::FailedPrecondition, "HOLD_EXPIRED", message),
+            E::NotHeld => with_reason(Code::FailedPrecondition, "RESERVATION_NOT_HELD", message),
+            E::InsufficientBalance => with_reason(Code::FailedPrecondition, "INSUFFICIENT_BALANCE", message),
+            E::PaymentInProgress => with_reason(Code::Aborted, "PAYMENT_IN_PROGRESS", message),
+            E::IdempotencyKeyReused => invalid_argument("idempotency_key", &message),
+            E::TokenUsed => with_reason(Code::Unauthenticated, "TOKEN_USED", message),
+            E::Peer(status) => status,
+            E::Unexpected(err) => internal(&err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::status::{reason, violated_field};
+
+    #[test]
+    fn every_error_maps_to_its_code_and_reason() {
+        use ReservationError as E;
+        let cases: Vec<(E, Code, Option<&str>)> = vec![
+            (E::NotFound, Code::NotFound, Some("RESERVATION_NOT_FOUND")),
+            (E::ScheduleNotFound, Code::NotFound, Some("SCHEDULE_NOT_FOUND")),
+            (E::NotOwner, Code::PermissionDenied, Some("NOT_OWNER")),
+            (E::SeatUnavailable, Code::AlreadyExists, Some("SEAT_UNAVAILABLE")),
+            (E::ScheduleStarted, Code::FailedPrecondition, Some("SCHEDULE_STARTED")),
+            (E::HoldExpired, Code::FailedPrecondition, Some("HOLD_EXPIRED")),
+            (E::NotHeld, Code::FailedPrecondition, Some("RESERVATION_NOT_HELD")),
+            (E::InsufficientBalance, Code::FailedPrecondition, Some("INSUFFICIENT_BALANCE")),
+            (E::PaymentInProgress, Code::Aborted, Some("PAYMENT_IN_PROGRESS")),
+            (E::TokenUsed, Code::Unauthenticated, Some("TOKEN_USED")),
+            (E::Peer(Status::unavailable("x")), Code::Unavailable, None),
+            (E::Unexpected(anyhow::anyhow!("x")), Code::Internal, None),
+        ];
+        for (error, code, want) in cases {
+            let status = Status::from(error);
+            assert_eq!(status.code(), code);
+            assert_eq!(reason(&status).as_deref(), want);
+        }
+        let s = Status::from(E::IdempotencyKeyReused);
+        assert_eq!((s.code(), violated_field(&s).as_deref()), (Code::InvalidArgument, Some("idempotency_key")));
+        let s = Status::from(E::InvalidArgument(FieldViolation::new("seat_number", "x")));
+        assert_eq!(violated_field(&s).as_deref(), Some("seat_number"));
+    }
+}

@@ -1,0 +1,57 @@
+//! proto ⇄ domain conversions for reservations.
+use chrono::{DateTime, Utc};
+use concert_proto::concert::reservation::v1::{self as pb};
+use platform::{convert::timestamp, validate::FieldViolation};
+
+use crate::{
+    domain::{Payment, Reservation, ReservationStatus, SEATS_PER_SCHEDULE},
+    repo::OccupiedSeat,
+};
+
+pub(super) fn seat_number(n: u32) -> Result<u32, FieldViolation> {
+    if (1..=SEATS_PER_SCHEDULE).contains(&n) {
+        Ok(n)
+    } else {
+        Err(FieldViolation::new("seat_number", format!("must be within 1..={SEATS_PER_SCHEDULE}")))
+    }
+}
+
+fn status(s: ReservationStatus) -> pb::ReservationStatus {
+    match s {
+        ReservationStatus::Held => pb::ReservationStatus::Held,
+        ReservationStatus::Confirmed => pb::ReservationStatus::Confirmed,
+        ReservationStatus::Cancelled => pb::ReservationStatus::Cancelled,
+        ReservationStatus::Expired => pb::ReservationStatus::Expired,
+    }
+}
+
+/// A reservation as the caller sees it at `now` (an expired hold reads as EXPIRED).
+pub(super) fn reservation(r: &Reservation, now: DateTime<Utc>) -> pb::Reservation {
+    pb::Reservation {
+        reservation_id: r.reservation_id.to_string(),
+        user_id: r.user_id.clone(),
+        schedule_id: r.schedule_id.to_string(),
+        seat_number: r.seat_number,
+        price: r.price.get(),
+        status: status(r.effective_status(now)).into(),
+        held_at: Some(timestamp(r.held_at)),
+        expires_at: Some(timestamp(r.expires_at)),
+    }
+}
+
+pub(super) fn payment(p: &Payment) -> pb::Payment {
+    pb::Payment {
+        payment_id: p.payment_id.to_string(),
+        reservation_id: p.reservation_id.to_string(),
+        amount: p.amount.get(),
+        paid_at: p.paid_at.map(timestamp),
+    }
+}
+
+pub(super) fn occupied(s: &OccupiedSeat) -> pb::OccupiedSeat {
+    pb::OccupiedSeat {
+        schedule_id: s.schedule_id.to_string(),
+        seat_number: s.seat_number,
+        status: status(s.status).into(),
+    }
+}

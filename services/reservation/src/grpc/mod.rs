@@ -1,0 +1,206 @@
+//! gRPC handlers of the reservation service.
+mod convert;
+
+use chrono::Duration;
+use concert_proto::concert::reservation::v1::{
+    CancelReservationRequest, CancelReservationResponse, GetOccupancyRequest, GetOccupancyResponse,
+    GetReservationRequest, GetReservationResponse, HoldSeatRequest, HoldSeatResponse, ListReservationsRequest,
+    ListReservationsResponse, PayReservationRequest, PayReservationResponse,
+    reservation_internal_service_server::ReservationInternalService, reservation_service_server::ReservationService,
+};
+use platform::{
+    auth::{TokenValidator, bearer_token},
+    clock::SharedClock,
+    validate::{self, FieldViolation},
+};
+use tonic::{Code, Request, Response, Status};
+use uuid::Uuid;
+
+use crate::{
+    domain::{Payment, PaymentStatus},
+    error::ReservationError,
+    peers::Catalog,
+    repo::{NewHold, PaymentStart, ReservationRepo},
+    saga::{INSUFFICIENT_BALANCE, Saga},
+};
+use convert::{occupied, payment, reservation, seat_number};
+
+/// Most schedules one occupancy lookup may name.
+const MAX_OCCUPANCY_SCHEDULES: usize = 1_000;
+
+/// Implements the public and the internal reservation API.
+#[derive(Debug, Clone)]
+pub struct ReservationApi {
+    repo: ReservationRepo,
+    auth: TokenValidator,
+    catalog: Catalog,
+    saga: Saga,
+    clock: SharedClock,
+    hold_ttl: Duration,
+    payment_lease: Duration,
+}
+
+impl ReservationApi {
+    #[must_use]
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        repo: ReservationRepo,
+        auth: TokenValidator,
+        catalog: Catalog,
+        saga: Saga,
+        clock: SharedClock,
+        hold_ttl: Duration,
+        payment_lease: Duration,
+    ) -> Self {
+        Self { repo, auth, catalog, saga, clock, hold_ttl, payment_lease }
+    }
+
+    /// The response for a payment whose saga has run as far as it can now.
+    async fn payment_result(&self, p: Payment) -> Result<PayReservationResponse, ReservationError> {
+        match p.status {
+            PaymentStatus::Completed | PaymentStatus::Confirmed => {
+                let r = self.repo.get(p.reservation_id).await?;
+                Ok(PayReservationResponse {
+                    payment: Some(payment(&p)),
+                    reservation: Some(reservation(&r, self.clock.now())),
+                    balance_after: p.balance_after.map(|b| b.get()).unwrap_or_default(),
+                })
+            }
+            PaymentStatus::Failed if p.failure_reason.as_deref() == Some(INSUFFICIENT_BALANCE) => {
+                Err(ReservationError::InsufficientBalance)
+            }
+            PaymentStatus::Failed | PaymentStatus::Compensated => Err(ReservationError::NotHeld),
+            // The saga stopped short without an error only if another driver holds it.
+            PaymentStatus::Started | PaymentStatus::Compensating => Err(ReservationError::PaymentInProgress),
+        }
+    }
+
+    /// A replay after success: the token was expired by the very payment being asked for,
+    /// so authentication fails; answer with the stored result when key and token match.
+    async fn replay_after_payment(
+        &self,
+        token: Uuid,
+        reservation_id: Uuid,
+        key: &str,
+    ) -> Result<Option<PayReservationResponse>, ReservationError> {
+        match self.repo.payment_by_token(reservation_id, token).await? {
+            Some(p) if p.idempotency_key == key && p.status.is_paid() => Ok(Some(self.payment_result(p).await?)),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ReservationService for ReservationApi {
+    #[tracing::instrument(skip_all, fields(schedule_id = %request.get_ref().schedule_id, seat = request.get_ref().seat_number))]
+    async fn hold_seat(&self, request: Request<HoldSeatRequest>) -> Result<Response<HoldSeatResponse>, Status> {
+        let principal = self.auth.authenticate(&request).await?;
+        let r = request.into_inner();
+        let schedule_id = validate::uuid("schedule_id", &r.schedule_id)?;
+        let seat = seat_number(r.seat_number)?;
+        let info = self.catalog.seat(schedule_id, seat).await?;
+        let now = self.clock.now();
+        if info.starts_at <= now {
+            return Err(ReservationError::ScheduleStarted.into());
+        }
+        let held = self
+            .repo
+            .hold(&NewHold {
+                user_id: principal.user_id,
+                token: principal.token,
+                schedule_id,
+                seat_number: seat,
+                price: info.price,
+                now,
+                ttl: self.hold_ttl,
+            })
+            .await?;
+        Ok(Response::new(HoldSeatResponse { reservation: Some(reservation(&held, now)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(reservation_id = %request.get_ref().reservation_id))]
+    async fn get_reservation(
+        &self,
+        request: Request<GetReservationRequest>,
+    ) -> Result<Response<GetReservationResponse>, Status> {
+        let r = request.into_inner();
+        let id = validate::uuid("reservation_id", &r.reservation_id)?;
+        let user_id = validate::key("user_id", &r.user_id)?;
+        let found = self.repo.get(id).await?;
+        found.check_owner(&user_id)?;
+        Ok(Response::new(GetReservationResponse { reservation: Some(reservation(&found, self.clock.now())) }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_reservations(
+        &self,
+        request: Request<ListReservationsRequest>,
+    ) -> Result<Response<ListReservationsResponse>, Status> {
+        let user_id = validate::key("user_id", &request.into_inner().user_id)?;
+        let now = self.clock.now();
+        let list = self.repo.list_for_user(&user_id).await?;
+        Ok(Response::new(ListReservationsResponse { reservations: list.iter().map(|r| reservation(r, now)).collect() }))
+    }
+
+    #[tracing::instrument(skip_all, fields(reservation_id = %request.get_ref().reservation_id))]
+    async fn cancel_reservation(
+        &self,
+        request: Request<CancelReservationRequest>,
+    ) -> Result<Response<CancelReservationResponse>, Status> {
+        let principal = self.auth.authenticate(&request).await?;
+        let id = validate::uuid("reservation_id", &request.get_ref().reservation_id)?;
+        let now = self.clock.now();
+        let cancelled = self.repo.cancel(id, &principal.user_id, now).await?;
+        Ok(Response::new(CancelReservationResponse { reservation: Some(reservation(&cancelled, now)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(reservation_id = %request.get_ref().reservation_id))]
+    async fn pay_reservation(
+        &self,
+        request: Request<PayReservationRequest>,
+    ) -> Result<Response<PayReservationResponse>, Status> {
+        let reservation_id = validate::uuid("reservation_id", &request.get_ref().reservation_id)?;
+        let key = match request.get_ref().idempotency_key.as_str() {
+            "" => format!("reservation:{reservation_id}"),
+            k => validate::key("idempotency_key", k)?,
+        };
+        let principal = match self.auth.authenticate(&request).await {
+            Ok(p) => p,
+            Err(status) if status.code() == Code::Unauthenticated => {
+                let token = bearer_token(request.metadata())?;
+                return match self.replay_after_payment(token, reservation_id, &key).await? {
+                    Some(done) => Ok(Response::new(done)),
+                    None => Err(status),
+                };
+            }
+            Err(status) => return Err(status),
+        };
+        let now = self.clock.now();
+        let started = self
+            .repo
+            .start_payment(reservation_id, &principal.user_id, principal.token, &key, now, self.payment_lease)
+            .await?;
+        let payment = match started {
+            PaymentStart::New(p) | PaymentStart::Existing(p) => p,
+        };
+        let finished = self.saga.drive(payment).await?;
+        Ok(Response::new(self.payment_result(finished).await?))
+    }
+}
+
+#[tonic::async_trait]
+impl ReservationInternalService for ReservationApi {
+    #[tracing::instrument(skip_all, fields(schedules = request.get_ref().schedule_ids.len()))]
+    async fn get_occupancy(
+        &self,
+        request: Request<GetOccupancyRequest>,
+    ) -> Result<Response<GetOccupancyResponse>, Status> {
+        let ids = &request.get_ref().schedule_ids;
+        if ids.len() > MAX_OCCUPANCY_SCHEDULES {
+            return Err(FieldViolation::new("schedule_ids", format!("at most {MAX_OCCUPANCY_SCHEDULES}")).into());
+        }
+        let ids = ids.iter().map(|s| validate::uuid("schedule_ids", s)).collect::<Result<Vec<_>, _>>()?;
+        let seats = self.repo.occupancy(&ids, self.clock.now()).await?;
+        Ok(Response::new(GetOccupancyResponse { seats: seats.iter().map(occupied).collect() }))
+    }
+}

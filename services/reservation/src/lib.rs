@@ -1,0 +1,19 @@
+//! The reservation service: seat holds and the payment saga.
+//!
+//! - [`domain`]: reservation and payment states and their transitions (no SQL, no gRPC).
+//! - [`repo`]: PostgreSQL: holds, releases, saga state writes.
+//! - [`saga`]: drives a payment through debit → confirm → expire token, or compensation.
+//! - [`workers`]: the hold-expiry sweeper and the saga recovery worker.
+//! - [`peers`]: clients of catalog, wallet and queue.
+//! - [`grpc`]: `ReservationService` and `ReservationInternalService` handlers.
+//! - [`error`]: the one mapping of reservation errors to gRPC statuses.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod peers;
+pub mod repo;
+pub mod saga;
+pub mod startup;
+pub mod workers;

@@ -1,0 +1,563 @@
+//! PostgreSQL access for the reservation schema.
+use chrono::{DateTime, Duration, Utc};
+use platform::{db, money::Won};
+use sqlx::{PgPool, Postgres, Row, Transaction, postgres::PgRow};
+use uuid::Uuid;
+
+use crate::{
+    domain::{Payment, PaymentStatus, Reservation, ReservationStatus},
+    error::ReservationError,
+};
+
+const RESERVATION_COLUMNS: &str = "r.reservation_id, r.user_id, r.token, r.schedule_id, r.seat_number, r.price,
+     r.status, r.held_at, r.expires_at,
+     EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id) AS payment_started";
+
+const PAYMENT_COLUMNS: &str = "payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
+     failure_reason, balance_after, paid_at";
+
+/// A hold to place.
+#[derive(Debug, Clone)]
+pub struct NewHold {
+    pub user_id: String,
+    pub token: Uuid,
+    pub schedule_id: Uuid,
+    pub seat_number: u32,
+    pub price: Won,
+    pub now: DateTime<Utc>,
+    pub ttl: Duration,
+}
+
+/// How a payment request relates to what is stored.
+#[derive(Debug, Clone)]
+pub enum PaymentStart {
+    /// A new saga was recorded (status STARTED).
+    New(Payment),
+    /// The same request was made before; continue or report that saga.
+    Existing(Payment),
+}
+
+/// One occupied seat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OccupiedSeat {
+    pub schedule_id: Uuid,
+    pub seat_number: u32,
+    pub status: ReservationStatus,
+}
+
+/// Reservation storage.
+#[derive(Debug, Clone)]
+pub struct ReservationRepo {
+    pool: PgPool,
+}
+
+impl ReservationRepo {
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Places a hold. The unique index over live reservations decides races: of any
+    /// number of concurrent attempts on one seat, from any number of replicas, one wins.
+    ///
+    /// # Errors
+    /// [`ReservationError::SeatUnavailable`] when the seat is held or sold;
+    /// [`ReservationError::TokenUsed`] when the token already paid for a seat.
+    #[tracing::instrument(skip_all, fields(schedule_id = %h.schedule_id, seat = h.seat_number))]
+    pub async fn hold(&self, h: &NewHold) -> Result<Reservation, ReservationError> {
+        // Second try only after releasing a stale expired hold on the same seat.
+        for _ in 0..2 {
+            if let Some(r) = self.try_insert_hold(h).await? {
+                return Ok(r);
+            }
+            if self.token_used_to_pay(h.token).await? {
+                return Err(ReservationError::TokenUsed);
+            }
+            if !self.release_stale_hold(h.schedule_id, h.seat_number, h.now).await? {
+                return Err(ReservationError::SeatUnavailable);
+            }
+        }
+        Err(ReservationError::SeatUnavailable)
+    }
+
+    async fn try_insert_hold(&self, h: &NewHold) -> Result<Option<Reservation>, ReservationError> {
+        let row = sqlx::query(
+            "INSERT INTO reservations
+                 (reservation_id, user_id, token, schedule_id, seat_number, price, status, held_at, expires_at)
+             SELECT $1, $2, $3, $4, $5, $6, 'HELD', $7, $8
+             WHERE NOT EXISTS (SELECT 1 FROM payments
+                               WHERE token = $3 AND status IN ('CONFIRMED', 'COMPLETED'))
+             ON CONFLICT (schedule_id, seat_number) WHERE status IN ('HELD', 'CONFIRMED') DO NOTHING
+             RETURNING reservation_id",
+        )
+        .bind(Uuid::now_v7())
+        .bind(&h.user_id)
+        .bind(h.token)
+        .bind(h.schedule_id)
+        .bind(i32::try_from(h.seat_number).unwrap_or(0))
+        .bind(h.price.get())
+        .bind(h.now)
+        .bind(h.now + h.ttl)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Reservation {
+            reservation_id: row.try_get(0)?,
+            user_id: h.user_id.clone(),
+            token: h.token,
+            schedule_id: h.schedule_id,
+            seat_number: h.seat_number,
+            price: h.price,
+            status: ReservationStatus::Held,
+            held_at: h.now,
+            expires_at: h.now + h.ttl,
+            payment_started: false,
+        }))
+    }
+
+    async fn token_used_to_pay(&self, token: Uuid) -> Result<bool, ReservationError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM payments WHERE token = $1 AND status IN ('CONFIRMED', 'COMPLETED'))",
+        )
+        .bind(token)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Marks an expired, unpaid hold on one seat EXPIRED; true when one was released.
+    async fn release_stale_hold(
+        &self,
+        schedule_id: Uuid,
+        seat: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ReservationError> {
+        let released = sqlx::query(
+            "UPDATE reservations r SET status = 'EXPIRED', released_at = $3
+             WHERE schedule_id = $1 AND seat_number = $2 AND status = 'HELD' AND expires_at <= $3
+               AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)",
+        )
+        .bind(schedule_id)
+        .bind(i32::try_from(seat).unwrap_or(0))
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(released > 0)
+    }
+
+    /// Marks up to `limit` expired, unpaid holds EXPIRED (the sweeper). Safe with several
+    /// replicas sweeping at once: rows another sweeper has locked are skipped.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn expire_holds(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, ReservationError> {
+        let n = sqlx::query(
+            "UPDATE reservations SET status = 'EXPIRED', released_at = $1
+             WHERE reservation_id IN (
+                 SELECT reservation_id FROM reservations r
+                 WHERE status = 'HELD' AND expires_at <= $1
+                   AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)
+                 ORDER BY expires_at LIMIT $2
+                 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(now)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    /// One reservation.
+    ///
+    /// # Errors
+    /// [`ReservationError::NotFound`].
+    #[tracing::instrument(skip_all, fields(%id))]
+    pub async fn get(&self, id: Uuid) -> Result<Reservation, ReservationError> {
+        let row = sqlx::query(&format!("SELECT {RESERVATION_COLUMNS} FROM reservations r WHERE r.reservation_id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(ReservationError::NotFound)?;
+        reservation_from_row(&row)
+    }
+
+    /// A user's reservations, newest first (at most 1,000).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn list_for_user(&self, user_id: &str) -> Result<Vec<Reservation>, ReservationError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RESERVATION_COLUMNS} FROM reservations r WHERE r.user_id = $1 ORDER BY r.held_at DESC LIMIT 1000"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(reservation_from_row).collect()
+    }
+
+    /// Releases the owner's unpaid hold. Idempotent on an already CANCELLED reservation.
+    ///
+    /// # Errors
+    /// [`ReservationError::NotFound`], [`ReservationError::NotOwner`],
+    /// [`ReservationError::NotHeld`].
+    #[tracing::instrument(skip_all, fields(%id))]
+    pub async fn cancel(&self, id: Uuid, user_id: &str, now: DateTime<Utc>) -> Result<Reservation, ReservationError> {
+        let mut tx = self.pool.begin().await?;
+        let r = lock_reservation(&mut tx, id).await?;
+        r.check_owner(user_id)?;
+        if r.status == ReservationStatus::Cancelled {
+            return Ok(r);
+        }
+        r.check_cancellable(now)?;
+        set_reservation_status(&mut tx, id, ReservationStatus::Cancelled, now).await?;
+        tx.commit().await?;
+        Ok(Reservation { status: ReservationStatus::Cancelled, ..r })
+    }
+
+    /// Live occupancy of `schedules`: HELD (not expired, or with a payment under way) and
+    /// CONFIRMED seats.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(schedules = schedules.len()))]
+    pub async fn occupancy(
+        &self,
+        schedules: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OccupiedSeat>, ReservationError> {
+        let rows = sqlx::query(
+            "SELECT schedule_id, seat_number, status FROM reservations r
+             WHERE schedule_id = ANY($1) AND status IN ('HELD', 'CONFIRMED')
+               AND (status = 'CONFIRMED' OR expires_at > $2
+                    OR EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id))",
+        )
+        .bind(schedules)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get(2)?;
+                let seat: i32 = r.try_get(1)?;
+                Ok(OccupiedSeat {
+                    schedule_id: r.try_get(0)?,
+                    seat_number: u32::try_from(seat).unwrap_or(0),
+                    status: parse_reservation_status(&status)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records the start of a payment saga, or finds the one this request already started.
+    ///
+    /// The reservation row lock serializes concurrent payment attempts of one reservation.
+    ///
+    /// # Errors
+    /// [`ReservationError::NotFound`], [`ReservationError::NotOwner`], the payability rules
+    /// of [`Reservation::check_payable`], [`ReservationError::PaymentInProgress`] /
+    /// [`ReservationError::NotHeld`] when another key already pays it, and
+    /// [`ReservationError::IdempotencyKeyReused`] when the key paid another reservation.
+    #[tracing::instrument(skip_all, fields(%reservation_id))]
+    pub async fn start_payment(
+        &self,
+        reservation_id: Uuid,
+        user_id: &str,
+        token: Uuid,
+        key: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<PaymentStart, ReservationError> {
+        let mut tx = self.pool.begin().await?;
+        let r = lock_reservation(&mut tx, reservation_id).await?;
+        r.check_owner(user_id)?;
+        if let Some(existing) = payment_of_reservation(&mut tx, reservation_id).await? {
+            return if existing.idempotency_key == key {
+                Ok(PaymentStart::Existing(existing))
+            } else if existing.status.next_step() == crate::domain::SagaStep::Done {
+                Err(ReservationError::NotHeld)
+            } else {
+                Err(ReservationError::PaymentInProgress)
+            };
+        }
+        if let Err(e) = r.check_payable(now) {
+            if r.status == ReservationStatus::Held {
+                // Expired on read: release the seat now rather than wait for the sweeper.
+                set_reservation_status(&mut tx, reservation_id, ReservationStatus::Expired, now).await?;
+                tx.commit().await?;
+            }
+            return Err(e);
+        }
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
+                                   created_at, updated_at, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'STARTED', $7, $7, $8)
+             RETURNING {PAYMENT_COLUMNS}"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(reservation_id)
+        .bind(user_id)
+        .bind(token)
+        .bind(key)
+        .bind(r.price.get())
+        .bind(now)
+        .bind(now + lease)
+        .fetch_one(&mut *tx)
+        .await;
+        let row = match inserted {
+            Ok(row) => row,
+            Err(e) if db::sqlstate(&e).as_deref() == Some(db::UNIQUE_VIOLATION) => {
+                return Err(ReservationError::IdempotencyKeyReused);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let payment = payment_from_row(&row)?;
+        tx.commit().await?;
+        Ok(PaymentStart::New(payment))
+    }
+
+    /// After a successful debit: confirms the reservation and the payment together, or, when
+    /// the hold is no longer HELD, moves the payment to COMPENSATING. Idempotent.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(payment_id = %p.payment_id))]
+    pub async fn record_debit(
+        &self,
+        p: &Payment,
+        balance_after: Won,
+        now: DateTime<Utc>,
+    ) -> Result<Payment, ReservationError> {
+        let mut tx = self.pool.begin().await?;
+        let r = lock_reservation(&mut tx, p.reservation_id).await?;
+        let current = lock_payment(&mut tx, p.payment_id).await?;
+        if current.status != PaymentStatus::Started {
+            return Ok(current);
+        }
+        let next = if r.status == ReservationStatus::Held {
+            sqlx::query("UPDATE reservations SET status = 'CONFIRMED', confirmed_at = $2 WHERE reservation_id = $1")
+                .bind(p.reservation_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            PaymentStatus::Confirmed
+        } else {
+            PaymentStatus::Compensating
+        };
+        let row = sqlx::query(&format!(
+            "UPDATE payments SET status = $2, balance_after = $3, updated_at = $4,
+                                 paid_at = CASE WHEN $2 = 'CONFIRMED' THEN $4 END
+             WHERE payment_id = $1 RETURNING {PAYMENT_COLUMNS}"
+        ))
+        .bind(p.payment_id)
+        .bind(next.as_str())
+        .bind(balance_after.get())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let updated = payment_from_row(&row)?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// The debit was refused: the payment FAILED and the hold is released (compensation).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(payment_id = %p.payment_id))]
+    pub async fn record_debit_refused(
+        &self,
+        p: &Payment,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Payment, ReservationError> {
+        let mut tx = self.pool.begin().await?;
+        let r = lock_reservation(&mut tx, p.reservation_id).await?;
+        let current = lock_payment(&mut tx, p.payment_id).await?;
+        if current.status != PaymentStatus::Started {
+            return Ok(current);
+        }
+        if r.status == ReservationStatus::Held {
+            set_reservation_status(&mut tx, p.reservation_id, ReservationStatus::Cancelled, now).await?;
+        }
+        let updated = set_payment_status(&mut tx, p.payment_id, PaymentStatus::Failed, Some(reason), now).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Moves a payment from `from` to `to` (a no-op when it already moved on).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(payment_id = %p.payment_id, to = to.as_str()))]
+    pub async fn advance_payment(
+        &self,
+        p: &Payment,
+        from: PaymentStatus,
+        to: PaymentStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Payment, ReservationError> {
+        let mut tx = self.pool.begin().await?;
+        let current = lock_payment(&mut tx, p.payment_id).await?;
+        if current.status != from {
+            return Ok(current);
+        }
+        let updated = set_payment_status(&mut tx, p.payment_id, to, current.failure_reason.as_deref(), now).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Claims up to `limit` unfinished sagas whose lease ran out, extending their lease so
+    /// no other replica's worker takes them meanwhile.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn claim_unfinished(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<Payment>, ReservationError> {
+        let rows = sqlx::query(&format!(
+            "UPDATE payments SET next_attempt_at = $2, attempts = attempts + 1
+             WHERE payment_id IN (
+                 SELECT payment_id FROM payments
+                 WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND next_attempt_at <= $1
+                 ORDER BY next_attempt_at LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING {PAYMENT_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(now + lease)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(payment_from_row).collect()
+    }
+
+    /// The payment a token made for a reservation, if any (to answer replays after the
+    /// token has been expired by that very payment).
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn payment_by_token(
+        &self,
+        reservation_id: Uuid,
+        token: Uuid,
+    ) -> Result<Option<Payment>, ReservationError> {
+        let row =
+            sqlx::query(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE reservation_id = $1 AND token = $2"))
+                .bind(reservation_id)
+                .bind(token)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(payment_from_row).transpose()
+    }
+}
+
+async fn lock_reservation(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<Reservation, ReservationError> {
+    let row = sqlx::query(&format!(
+        "SELECT {RESERVATION_COLUMNS} FROM reservations r WHERE r.reservation_id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(ReservationError::NotFound)?;
+    reservation_from_row(&row)
+}
+
+async fn lock_payment(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<Payment, ReservationError> {
+    let row = sqlx::query(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    payment_from_row(&row)
+}
+
+async fn payment_of_reservation(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+) -> Result<Option<Payment>, ReservationError> {
+    let row = sqlx::query(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE reservation_id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(payment_from_row).transpose()
+}
+
+async fn set_reservation_status(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+    status: ReservationStatus,
+    now: DateTime<Utc>,
+) -> Result<(), ReservationError> {
+    sqlx::query("UPDATE reservations SET status = $2, released_at = $3 WHERE reservation_id = $1")
+        .bind(id)
+        .bind(status.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn set_payment_status(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+    status: PaymentStatus,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Payment, ReservationError> {
+    let row = sqlx::query(&format!(
+        "UPDATE payments SET status = $2, failure_reason = $3, updated_at = $4 WHERE payment_id = $1
+         RETURNING {PAYMENT_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    payment_from_row(&row)
+}
+
+fn parse_reservation_status(s: &str) -> Result<ReservationStatus, ReservationError> {
+    ReservationStatus::parse(s)
+        .ok_or_else(|| ReservationError::Unexpected(anyhow::anyhow!("unknown reservation status {s:?}")))
+}
+
+fn reservation_from_row(row: &PgRow) -> Result<Reservation, ReservationError> {
+    let status: String = row.try_get("status")?;
+    let seat: i32 = row.try_get("seat_number")?;
+    Ok(Reservation {
+        reservation_id: row.try_get("reservation_id")?,
+        user_id: row.try_get("user_id")?,
+        token: row.try_get("token")?,
+        schedule_id: row.try_get("schedule_id")?,
+        seat_number: u32::try_from(seat).unwrap_or(0),
+        price: Won::new(row.try_get("price")?),
+        status: parse_reservation_status(&status)?,
+        held_at: row.try_get("held_at")?,
+        expires_at: row.try_get("expires_at")?,
+        payment_started: row.try_get("payment_started")?,
+    })
+}
+
+fn payment_from_row(row: &PgRow) -> Result<Payment, ReservationError> {
+    let status: String = row.try_get("status")?;
+    Ok(Payment {
+        payment_id: row.try_get("payment_id")?,
+        reservation_id: row.try_get("reservation_id")?,
+        user_id: row.try_get("user_id")?,
+        token: row.try_get("token")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        amount: Won::new(row.try_get("amount")?),
+        status: PaymentStatus::parse(&status)
+            .ok_or_else(|| ReservationError::Unexpected(anyhow::anyhow!("unknown payment status {status:?}")))?,
+        failure_reason: row.try_get("failure_reason")?,
+        balance_after: row.try_get::<Option<i64>, _>("balance_after")?.map(Won::new),
+        paid_at: row.try_get("paid_at")?,
+    })
+}

@@ -1,0 +1,81 @@
+//! The payment saga: debit the wallet → confirm the reservation → expire the queue token;
+//! or, when the debit is refused, release the hold; or, when the seat cannot be confirmed
+//! after a debit, refund it.
+//!
+//! Every state is written to `payments` before the side effect that follows it, and every
+//! side effect is idempotent under a key derived from the saga id, so [`Saga::drive`] may be
+//! run any number of times, concurrently, by the request and by the recovery worker of any
+//! replica: the money moves once.
+use platform::clock::SharedClock;
+
+use crate::{
+    domain::{Payment, PaymentStatus, SagaStep},
+    error::ReservationError,
+    peers::{DebitOutcome, Queue, Wallet},
+    repo::ReservationRepo,
+};
+
+/// Reason recorded on a payment whose debit the wallet refused.
+pub const INSUFFICIENT_BALANCE: &str = "INSUFFICIENT_BALANCE";
+
+/// Drives payment sagas.
+#[derive(Debug, Clone)]
+pub struct Saga {
+    repo: ReservationRepo,
+    wallet: Wallet,
+    queue: Queue,
+    clock: SharedClock,
+}
+
+impl Saga {
+    #[must_use]
+    pub fn new(repo: ReservationRepo, wallet: Wallet, queue: Queue, clock: SharedClock) -> Self {
+        Self { repo, wallet, queue, clock }
+    }
+
+    /// Runs the saga from its stored state until it finishes or a peer is unreachable.
+    ///
+    /// Returns the payment in a final state, or in CONFIRMED when only the token expiry is
+    /// left (the seat is sold; the recovery worker expires the token later).
+    ///
+    /// # Errors
+    /// [`ReservationError::Peer`] when the wallet is unreachable; the payment stays in its
+    /// state and a retry (same key) or the recovery worker continues it.
+    #[tracing::instrument(skip_all, fields(payment_id = %payment.payment_id))]
+    pub async fn drive(&self, mut payment: Payment) -> Result<Payment, ReservationError> {
+        loop {
+            let now = self.clock.now();
+            payment = match payment.status.next_step() {
+                SagaStep::Debit => match self.wallet.debit(&payment).await? {
+                    DebitOutcome::Debited { balance_after } => {
+                        self.repo.record_debit(&payment, balance_after, now).await?
+                    }
+                    DebitOutcome::Insufficient => {
+                        self.repo.record_debit_refused(&payment, INSUFFICIENT_BALANCE, now).await?
+                    }
+                },
+                SagaStep::ExpireToken => match self.queue.expire_token(payment.token).await {
+                    Ok(()) => {
+                        self.repo
+                            .advance_payment(&payment, PaymentStatus::Confirmed, PaymentStatus::Completed, now)
+                            .await?
+                    }
+                    Err(e) => {
+                        // The seat is sold and paid; only the token is left. Reservation
+                        // refuses tokens that paid, so no second booking can slip through.
+                        tracing::warn!(error = %e, "token expiry deferred to the recovery worker");
+                        return Ok(payment);
+                    }
+                },
+                SagaStep::Refund => {
+                    self.wallet.refund(&payment).await?;
+                    self.repo
+                        .advance_payment(&payment, PaymentStatus::Compensating, PaymentStatus::Compensated, now)
+                        .await?
+                }
+                SagaStep::Done => return Ok(payment),
+            };
+            tracing::debug!(status = payment.status.as_str(), "saga advanced");
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Builds and runs the reservation server and its background workers.
+use std::{
+    future::Future,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+};
+
+use concert_proto::concert::reservation::v1::{
+    reservation_internal_service_server::ReservationInternalServiceServer,
+    reservation_service_server::ReservationServiceServer,
+};
+use platform::{auth::TokenValidator, grpc_client::lazy_channel};
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tonic::{server::NamedService, service::Routes};
+
+use crate::{
+    config::Settings,
+    grpc::ReservationApi,
+    peers::{Catalog, Queue, Wallet},
+    repo::ReservationRepo,
+    saga::Saga,
+    workers,
+};
+
+/// Default listen address: 127.0.0.1:50053.
+pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50053));
+/// The PostgreSQL schema this service owns.
+pub const SCHEMA: &str = "reservation";
+/// The reservation migrations (`migrations/reservation`).
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/reservation");
+
+/// Connects to PostgreSQL, applies migrations, starts the hold sweeper and the saga
+/// recovery worker, and serves until `shutdown` resolves.
+///
+/// # Errors
+/// When the database is unreachable, a migration fails or the server cannot start.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let pool = platform::db::connect(settings.db, SCHEMA, settings.max_connections).await?;
+    platform::db::migrate(&pool, SCHEMA, &MIGRATOR).await?;
+    let repo = ReservationRepo::new(pool);
+    let queue_channel = lazy_channel(&settings.queue_url)?;
+    let saga = Saga::new(
+        repo.clone(),
+        Wallet::new(lazy_channel(&settings.wallet_url)?),
+        Queue::new(queue_channel.clone()),
+        settings.clock.clone(),
+    );
+    let sweeper =
+        tokio::spawn(workers::sweep_expired_holds(repo.clone(), settings.clock.clone(), settings.sweep_interval));
+    let recovery = tokio::spawn(workers::recover_payments(
+        repo.clone(),
+        saga.clone(),
+        settings.clock.clone(),
+        settings.recovery_interval,
+        settings.payment_lease,
+    ));
+
+    let api = ReservationApi::new(
+        repo,
+        TokenValidator::new(queue_channel),
+        Catalog::new(lazy_channel(&settings.catalog_url)?),
+        saga,
+        settings.clock,
+        settings.hold_ttl,
+        settings.payment_lease,
+    );
+    let routes =
+        Routes::new(ReservationServiceServer::new(api.clone())).add_service(ReservationInternalServiceServer::new(api));
+    let served = platform::server::serve(
+        listener,
+        routes,
+        &[ReservationServiceServer::<ReservationApi>::NAME, ReservationInternalServiceServer::<ReservationApi>::NAME],
+        shutdown,
+    )
+    .await;
+    sweeper.abort();
+    recovery.abort();
+    served
+}

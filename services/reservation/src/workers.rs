@@ -1,0 +1,66 @@
+//! Background work every replica runs; both are safe with any number of replicas because
+//! they claim rows with `FOR UPDATE SKIP LOCKED`.
+use std::time::Duration;
+
+use platform::clock::SharedClock;
+
+use crate::{repo::ReservationRepo, saga::Saga};
+
+/// Most holds released per sweep.
+const SWEEP_BATCH: i64 = 1_000;
+/// Most sagas resumed per recovery pass.
+const RECOVERY_BATCH: i64 = 100;
+
+/// Marks expired, unpaid holds EXPIRED so their seats show AVAILABLE everywhere.
+/// (Reads already treat them as expired; the sweep keeps the table honest.)
+pub async fn sweep_expired_holds(repo: ReservationRepo, clock: SharedClock, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match repo.expire_holds(clock.now(), SWEEP_BATCH).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "expired holds released"),
+            Err(e) => tracing::warn!(error = %e, "hold sweep failed; retrying next tick"),
+        }
+    }
+}
+
+/// Resumes payment sagas left unfinished by a crash, a timeout or an unreachable peer.
+pub async fn recover_payments(
+    repo: ReservationRepo,
+    saga: Saga,
+    clock: SharedClock,
+    interval: Duration,
+    lease: chrono::Duration,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        recover_once(&repo, &saga, &clock, lease).await;
+    }
+}
+
+/// One recovery pass; returns how many sagas it finished.
+pub async fn recover_once(repo: &ReservationRepo, saga: &Saga, clock: &SharedClock, lease: chrono::Duration) -> usize {
+    let claimed = match repo.claim_unfinished(clock.now(), lease, RECOVERY_BATCH).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "claiming unfinished payments failed");
+            return 0;
+        }
+    };
+    let mut finished = 0;
+    for payment in claimed {
+        let id = payment.payment_id;
+        match saga.drive(payment).await {
+            Ok(p) => {
+                finished += usize::from(p.status.next_step() == crate::domain::SagaStep::Done);
+                tracing::info!(payment_id = %id, status = p.status.as_str(), "payment saga resumed");
+            }
+            Err(e) => tracing::warn!(payment_id = %id, error = %e, "payment saga still blocked"),
+        }
+    }
+    finished
+}
