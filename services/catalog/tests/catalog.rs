@@ -1,0 +1,154 @@
+//! Catalog RPCs that need no peers (admin, internal, public listing, token refusal),
+//! against a real server and a fresh database per test. Protected reads with live seat
+//! status are covered end to end in the e2e crate.
+use catalog_service::{config::Settings, startup};
+use concert_proto::concert::catalog::v1::{
+    AddScheduleRequest, CreateConcertRequest, GetSeatRequest, GradePricing, ListConcertsRequest, ListSeatsRequest,
+    catalog_admin_service_client::CatalogAdminServiceClient,
+    catalog_internal_service_client::CatalogInternalServiceClient, catalog_service_client::CatalogServiceClient,
+};
+use platform::{
+    convert::timestamp,
+    status::{reason, violated_field},
+    testing::RunningServer,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tonic::{Code, Request};
+
+struct App {
+    _server: RunningServer,
+    public: CatalogServiceClient<tonic::transport::Channel>,
+    admin: CatalogAdminServiceClient<tonic::transport::Channel>,
+    internal: CatalogInternalServiceClient<tonic::transport::Channel>,
+}
+
+async fn spawn(db: PgConnectOptions) -> App {
+    // Peers point at a closed port: calls that need them surface UNAVAILABLE.
+    let settings = Settings {
+        db,
+        max_connections: 5,
+        queue_url: "http://127.0.0.1:9".into(),
+        reservation_url: "http://127.0.0.1:9".into(),
+        clock: platform::clock::system(),
+    };
+    let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
+    App {
+        public: CatalogServiceClient::new(server.channel()),
+        admin: CatalogAdminServiceClient::new(server.channel()),
+        internal: CatalogInternalServiceClient::new(server.channel()),
+        _server: server,
+    }
+}
+
+fn grades() -> Vec<GradePricing> {
+    vec![
+        GradePricing { grade: "VIP".into(), first_seat: 1, last_seat: 10, price: 150_000 },
+        GradePricing { grade: "R".into(), first_seat: 11, last_seat: 50, price: 100_000 },
+    ]
+}
+
+fn schedule(concert_id: &str, grades: Vec<GradePricing>) -> AddScheduleRequest {
+    AddScheduleRequest {
+        concert_id: concert_id.into(),
+        starts_at: Some(timestamp(chrono::Utc::now() + chrono::Duration::days(3))),
+        grades,
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn admin_creates_concerts_and_fifty_seat_schedules(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    let concert = app
+        .admin
+        .create_concert(CreateConcertRequest { title: "  Opening Night ".into(), venue: "Olympic Hall".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .concert
+        .unwrap();
+    assert_eq!(concert.title, "Opening Night");
+    let created = app.admin.add_schedule(schedule(&concert.concert_id, grades())).await.unwrap().into_inner();
+    assert_eq!(created.seats.len(), 50);
+    assert_eq!(created.schedule.as_ref().unwrap().available_seats, 50);
+    let schedule_id = created.schedule.unwrap().schedule_id;
+
+    let listed = app.public.list_concerts(ListConcertsRequest {}).await.unwrap().into_inner().concerts;
+    assert_eq!(listed, vec![concert]);
+
+    let seat = app
+        .internal
+        .get_seat(GetSeatRequest { schedule_id: schedule_id.clone(), seat_number: 10 })
+        .await
+        .unwrap()
+        .into_inner();
+    let seat = seat.seat.unwrap();
+    assert_eq!((seat.grade.as_str(), seat.price), ("VIP", 150_000));
+    let seat = app.internal.get_seat(GetSeatRequest { schedule_id, seat_number: 11 }).await.unwrap().into_inner();
+    assert_eq!(seat.seat.unwrap().price, 100_000);
+}
+
+#[sqlx::test(migrations = false)]
+async fn bad_layouts_and_ids_are_refused(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    let err =
+        app.admin.create_concert(CreateConcertRequest { title: " ".into(), venue: String::new() }).await.unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("title"));
+    let concert = app
+        .admin
+        .create_concert(CreateConcertRequest { title: "T".into(), venue: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .concert
+        .unwrap();
+
+    let mut gap = grades();
+    gap[1].last_seat = 49;
+    let mut overlap = grades();
+    overlap[1].first_seat = 10;
+    let mut free = grades();
+    free[0].price = 0;
+    let mut too_dear = grades();
+    too_dear[0].price = 10_000_001;
+    for (bad, field) in
+        [(gap, "grades"), (overlap, "grades"), (vec![], "grades"), (free, "grades.price"), (too_dear, "grades.price")]
+    {
+        let err = app.admin.add_schedule(schedule(&concert.concert_id, bad)).await.unwrap_err();
+        assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some(field)));
+    }
+    let mut no_time = schedule(&concert.concert_id, grades());
+    no_time.starts_at = None;
+    let err = app.admin.add_schedule(no_time).await.unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("starts_at"));
+    let err = app.admin.add_schedule(schedule(&uuid::Uuid::new_v4().to_string(), grades())).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::NotFound, Some("CONCERT_NOT_FOUND")));
+
+    let err = app
+        .internal
+        .get_seat(GetSeatRequest { schedule_id: uuid::Uuid::new_v4().to_string(), seat_number: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = app.internal.get_seat(GetSeatRequest { schedule_id: "x".into(), seat_number: 1 }).await.unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("schedule_id"));
+    let err = app
+        .internal
+        .get_seat(GetSeatRequest { schedule_id: uuid::Uuid::new_v4().to_string(), seat_number: 51 })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("seat_number"));
+}
+
+#[sqlx::test(migrations = false)]
+async fn protected_reads_refuse_missing_tokens_and_report_an_unreachable_queue(
+    _p: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let mut app = spawn(db).await;
+    let err = app.public.list_seats(Request::new(ListSeatsRequest { schedule_id: "x".into() })).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let mut with_token = Request::new(ListSeatsRequest { schedule_id: uuid::Uuid::new_v4().to_string() });
+    with_token.metadata_mut().insert("authorization", format!("Bearer {}", uuid::Uuid::new_v4()).parse().unwrap());
+    let err = app.public.list_seats(with_token).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "queue is down: retryable, not INTERNAL");
+}
