@@ -1,4 +1,5 @@
 //! Holding seats: races, expiry, authorisation and bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::sync::Arc;
 
 use concert_proto::concert::{

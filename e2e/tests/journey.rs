@@ -1,4 +1,5 @@
 //! The whole booking journey across the four services.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use concert_proto::concert::{
     catalog::v1::{ListAvailableDatesRequest, ListConcertsRequest, ListSeatsRequest, SeatStatus},
     queue::v1::{GetQueueStatusRequest, TokenState},

@@ -1,4 +1,5 @@
 //! The payment saga: success, compensation, idempotency, wallet outages and recovery.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use concert_proto::concert::{
     catalog::v1::{ListSeatsRequest, SeatStatus},
     reservation::v1::{HoldSeatRequest, PayReservationRequest, PayReservationResponse, ReservationStatus},

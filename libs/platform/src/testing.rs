@@ -1,4 +1,6 @@
 //! Test support: run a real service on an ephemeral port and stop it when the handle drops.
+//! Test-only code: failing loudly (panicking) on set-up errors is what a test wants.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};

@@ -1,6 +1,7 @@
 //! Catalog RPCs that need no peers (admin, internal, public listing, token refusal),
 //! against a real server and a fresh database per test. Protected reads with live seat
 //! status are covered end to end in the e2e crate.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use catalog_service::{config::Settings, startup};
 use concert_proto::concert::catalog::v1::{
     AddScheduleRequest, CreateConcertRequest, GetSeatRequest, GradePricing, ListConcertsRequest, ListSeatsRequest,

@@ -1,4 +1,5 @@
 //! Queue RPCs against real servers (one or two replicas) on a fresh database per test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::time::Duration;
 
 use concert_proto::concert::queue::v1::{

@@ -1,4 +1,5 @@
 //! Wallet RPCs against a real server and a fresh PostgreSQL database per test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use concert_proto::concert::wallet::v1::{
     ChargeRequest, DebitRequest, GetBalanceRequest, ListTransactionsRequest, RefundRequest, TransactionKind,
     wallet_internal_service_client::WalletInternalServiceClient, wallet_service_client::WalletServiceClient,
