@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test against real PostgreSQL. Each test gets its own database (sqlx::test
+# creates and drops them on the server found below), so tests run in parallel.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=lib/postgres.sh
+. scripts/lib/postgres.sh
+
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
+find_postgres
+export DATABASE_URL="$PG_ADMIN_URL"
+cargo test --workspace --locked "$@"

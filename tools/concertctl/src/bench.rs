@@ -1,0 +1,233 @@
+//! Load generator over real gRPC. Every run creates its own concert, dates and users, so
+//! runs never interfere; it needs the queue to admit enough users (set QUEUE_MAX_ACTIVE
+//! to at least `--concurrency` + 1 for the benchmark run).
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use clap::{Args, Subcommand};
+use concert_proto::concert::{
+    catalog::v1::{AddScheduleRequest, CreateConcertRequest, ListSeatsRequest},
+    reservation::v1::HoldSeatRequest,
+};
+use hdrhistogram::Histogram;
+use tonic::Code;
+
+use crate::{
+    clients::{Clients, authed},
+    seed::grades,
+};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Requests in flight at once.
+    #[arg(long, global = true, default_value_t = 64)]
+    concurrency: usize,
+    /// HTTP/2 connections the load is spread over.
+    #[arg(long, global = true, default_value_t = 4)]
+    connections: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// HoldSeat on distinct seats (each call must succeed).
+    Hold {
+        /// Seats to hold (rounded up to whole 50-seat dates).
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+    },
+    /// Many HoldSeat attempts on ONE seat: exactly one must win.
+    HoldOneSeat {
+        #[arg(long, default_value_t = 10_000)]
+        attempts: usize,
+    },
+    /// ListSeats of one date, repeatedly, for a fixed time.
+    ListSeats {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+/// Latency and outcome counts of one scenario.
+struct Report {
+    name: String,
+    latency_us: Histogram<u64>,
+    ok: u64,
+    errors: Vec<(Code, u64)>,
+    elapsed: Duration,
+}
+
+impl Report {
+    fn print(&self) {
+        let n = self.latency_us.len();
+        let rate = n as f64 / self.elapsed.as_secs_f64();
+        println!(
+            "{}: {n} calls in {:.3} s = {rate:.0}/s | ok {} | errors {:?} | latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
+            self.name,
+            self.elapsed.as_secs_f64(),
+            self.ok,
+            self.errors,
+            self.latency_us.value_at_quantile(0.50) as f64 / 1000.0,
+            self.latency_us.value_at_quantile(0.90) as f64 / 1000.0,
+            self.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
+            self.latency_us.max() as f64 / 1000.0,
+        );
+    }
+}
+
+pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
+    let pool: Vec<Clients> = (0..args.connections.max(1)).map(|_| clients.reconnect()).collect::<Result<_, _>>()?;
+    let run_id = chrono::Utc::now().format("%H%M%S%3f").to_string();
+    let concert_id = clients
+        .admin()
+        .create_concert(CreateConcertRequest { title: format!("bench {run_id}"), venue: "loadgen".into() })
+        .await?
+        .into_inner()
+        .concert
+        .ok_or_else(|| anyhow::anyhow!("no concert"))?
+        .concert_id;
+    let tokens = Arc::new(users(clients, &run_id, args.concurrency).await?);
+    match args.scenario {
+        Scenario::Hold { requests } => {
+            let dates = requests.div_ceil(50);
+            let schedules = Arc::new(add_schedules(clients, &concert_id, dates).await?);
+            let next = Arc::new(AtomicUsize::new(0));
+            let total = dates * 50;
+            let report = drive(&pool, args.concurrency, "HoldSeat distinct seats", move |c, worker| {
+                let (tokens, schedules, next) = (tokens.clone(), schedules.clone(), next.clone());
+                async move {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= total {
+                        return None;
+                    }
+                    let req =
+                        HoldSeatRequest { schedule_id: schedules[k / 50].clone(), seat_number: (k % 50 + 1) as u32 };
+                    let request = authed(&tokens[worker % tokens.len()], req).ok()?;
+                    Some(c.reservation().hold_seat(request).await.map(|_| ()).map_err(|e| e.code()))
+                }
+            })
+            .await;
+            report.print();
+            anyhow::ensure!(report.ok == total as u64, "every distinct-seat hold must succeed");
+        }
+        Scenario::HoldOneSeat { attempts } => {
+            let schedule = add_schedules(clients, &concert_id, 1).await?.remove(0);
+            let left = Arc::new(AtomicUsize::new(attempts));
+            let report = drive(&pool, args.concurrency, "HoldSeat one seat", move |c, worker| {
+                let (tokens, schedule, left) = (tokens.clone(), schedule.clone(), left.clone());
+                async move {
+                    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).ok()?;
+                    let req = HoldSeatRequest { schedule_id: schedule, seat_number: 1 };
+                    let request = authed(&tokens[worker % tokens.len()], req).ok()?;
+                    Some(c.reservation().hold_seat(request).await.map(|_| ()).map_err(|e| e.code()))
+                }
+            })
+            .await;
+            report.print();
+            let losers: u64 = report.errors.iter().filter(|(c, _)| *c == Code::AlreadyExists).map(|(_, n)| n).sum();
+            anyhow::ensure!(report.ok == 1, "exactly one winner, got {}", report.ok);
+            anyhow::ensure!(losers == attempts as u64 - 1, "all others ALREADY_EXISTS, got {:?}", report.errors);
+        }
+        Scenario::ListSeats { seconds } => {
+            let schedule = add_schedules(clients, &concert_id, 1).await?.remove(0);
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let report = drive(&pool, args.concurrency, "ListSeats", move |c, worker| {
+                let (tokens, schedule) = (tokens.clone(), schedule.clone());
+                async move {
+                    if Instant::now() >= deadline {
+                        return None;
+                    }
+                    let request =
+                        authed(&tokens[worker % tokens.len()], ListSeatsRequest { schedule_id: schedule }).ok()?;
+                    Some(match c.catalog().list_seats(request).await {
+                        Ok(r) if r.get_ref().seats.len() == 50 => Ok(()),
+                        Ok(_) => Err(Code::DataLoss),
+                        Err(e) => Err(e.code()),
+                    })
+                }
+            })
+            .await;
+            report.print();
+            anyhow::ensure!(report.errors.is_empty(), "ListSeats failed: {:?}", report.errors);
+        }
+    }
+    Ok(())
+}
+
+/// `n` bench users, each admitted (ACTIVE).
+async fn users(clients: &Clients, run_id: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let joins = (0..n).map(|i| clients.active_token_owned(format!("bench-{run_id}-{i}")));
+    futures::future::try_join_all(joins).await
+}
+
+async fn add_schedules(clients: &Clients, concert_id: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let starts_at = chrono::Utc::now() + chrono::Duration::days(30) + chrono::Duration::minutes(i as i64);
+        let schedule = clients
+            .admin()
+            .add_schedule(AddScheduleRequest {
+                concert_id: concert_id.into(),
+                starts_at: Some(platform::convert::timestamp(starts_at)),
+                grades: grades(),
+            })
+            .await?
+            .into_inner()
+            .schedule
+            .ok_or_else(|| anyhow::anyhow!("no schedule"))?;
+        ids.push(schedule.schedule_id);
+    }
+    Ok(ids)
+}
+
+/// Runs `concurrency` workers, each calling `call` until it returns `None`.
+async fn drive<F, Fut>(pool: &[Clients], concurrency: usize, name: &str, call: F) -> Report
+where
+    F: Fn(Clients, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Option<Result<(), Code>>> + Send,
+{
+    let ok = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let workers = (0..concurrency).map(|w| {
+        let (call, client, ok) = (call.clone(), pool[w % pool.len()].clone(), ok.clone());
+        tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"));
+            let mut errors: Vec<(Code, u64)> = Vec::new();
+            loop {
+                let t = Instant::now();
+                let Some(result) = call(client.clone(), w).await else { break };
+                let _ = hist.record(t.elapsed().as_micros() as u64);
+                match result {
+                    Ok(()) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(code) => match errors.iter_mut().find(|(c, _)| *c == code) {
+                        Some((_, n)) => *n += 1,
+                        None => errors.push((code, 1)),
+                    },
+                }
+            }
+            (hist, errors)
+        })
+    });
+    let results = futures::future::join_all(workers).await;
+    let elapsed = start.elapsed();
+    let mut latency_us = Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"));
+    let mut errors: Vec<(Code, u64)> = Vec::new();
+    for (hist, errs) in results.into_iter().flatten() {
+        let _ = latency_us.add(&hist);
+        for (code, n) in errs {
+            match errors.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, m)) => *m += n,
+                None => errors.push((code, n)),
+            }
+        }
+    }
+    Report { name: name.into(), latency_us, ok: ok.load(Ordering::Relaxed), errors, elapsed }
+}

@@ -1,0 +1,147 @@
+//! The demo journey: join → admitted → dates → seats → hold → charge → pay → sold.
+use std::time::Duration;
+
+use concert_proto::concert::{
+    catalog::v1::{ListAvailableDatesRequest, ListConcertsRequest, ListSeatsRequest, SeatStatus},
+    queue::v1::{GetQueueStatusRequest, IssueTokenRequest},
+    reservation::v1::{HoldSeatRequest, PayReservationRequest},
+    wallet::v1::ChargeRequest,
+};
+
+use crate::clients::{Clients, authed};
+
+fn ts(t: Option<&concert_proto::Timestamp>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0)).map_or_else(|| "-".into(), |t| t.to_rfc3339())
+}
+
+pub async fn run(clients: &Clients) -> anyhow::Result<()> {
+    let user = format!("demo-{}", chrono::Utc::now().format("%H%M%S%3f"));
+    let step = |n: u32, text: String| println!("[{n}/9] {text}");
+
+    let joined = clients
+        .queue()
+        .issue_token(IssueTokenRequest { user_id: user.clone() })
+        .await?
+        .into_inner()
+        .status
+        .ok_or_else(|| anyhow::anyhow!("no status"))?;
+    step(
+        1,
+        format!(
+            "{user} joins the queue: token {} (position {}, {} waiting)",
+            joined.token, joined.position, joined.waiting_count
+        ),
+    );
+
+    let token = clients.active_token(&user, Duration::from_secs(60)).await?;
+    let status = clients
+        .queue()
+        .get_queue_status(GetQueueStatusRequest { token: token.clone() })
+        .await?
+        .into_inner()
+        .status
+        .ok_or_else(|| anyhow::anyhow!("no status"))?;
+    step(2, format!("admitted: token is ACTIVE until {}", ts(status.expires_at.as_ref())));
+
+    let concerts = clients.catalog().list_concerts(ListConcertsRequest {}).await?.into_inner().concerts;
+    let concert = concerts.first().ok_or_else(|| anyhow::anyhow!("no concerts: run `concertctl seed` first"))?;
+    step(3, format!("{} concerts; picking {:?} at {}", concerts.len(), concert.title, concert.venue));
+
+    let dates = clients
+        .catalog()
+        .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id: concert.concert_id.clone() })?)
+        .await?
+        .into_inner()
+        .schedules;
+    let summary: Vec<String> = dates
+        .iter()
+        .map(|d| format!("{} ({}/{} free)", ts(d.starts_at.as_ref()), d.available_seats, d.total_seats))
+        .collect();
+    step(4, format!("available dates: {}", summary.join(", ")));
+    let date = dates.iter().find(|d| d.available_seats > 0).ok_or_else(|| anyhow::anyhow!("sold out"))?;
+
+    let seats = clients
+        .catalog()
+        .list_seats(authed(&token, ListSeatsRequest { schedule_id: date.schedule_id.clone() })?)
+        .await?
+        .into_inner()
+        .seats;
+    let free: Vec<_> = seats.iter().filter(|s| s.status == SeatStatus::Available as i32).collect();
+    let seat = free.first().ok_or_else(|| anyhow::anyhow!("no free seat"))?;
+    step(
+        5,
+        format!(
+            "{} seats, {} available; choosing seat {} ({}, {} won)",
+            seats.len(),
+            free.len(),
+            seat.seat_number,
+            seat.grade,
+            seat.price
+        ),
+    );
+
+    let held = clients
+        .reservation()
+        .hold_seat(authed(
+            &token,
+            HoldSeatRequest { schedule_id: date.schedule_id.clone(), seat_number: seat.seat_number },
+        )?)
+        .await?
+        .into_inner()
+        .reservation
+        .ok_or_else(|| anyhow::anyhow!("no reservation"))?;
+    step(
+        6,
+        format!(
+            "seat {} HELD: reservation {} until {}",
+            held.seat_number,
+            held.reservation_id,
+            ts(held.expires_at.as_ref())
+        ),
+    );
+
+    let charged = clients
+        .wallet()
+        .charge(ChargeRequest { user_id: user.clone(), amount: 200_000, idempotency_key: format!("{user}-topup") })
+        .await?
+        .into_inner();
+    step(7, format!("charged 200000 won: balance {} won", charged.balance));
+
+    let paid = clients
+        .reservation()
+        .pay_reservation(authed(
+            &token,
+            PayReservationRequest { reservation_id: held.reservation_id.clone(), idempotency_key: String::new() },
+        )?)
+        .await?
+        .into_inner();
+    let payment = paid.payment.ok_or_else(|| anyhow::anyhow!("no payment"))?;
+    step(
+        8,
+        format!(
+            "paid {} won (payment {}): reservation CONFIRMED, balance now {} won",
+            payment.amount, payment.payment_id, paid.balance_after
+        ),
+    );
+
+    let refused = clients
+        .catalog()
+        .list_seats(authed(&token, ListSeatsRequest { schedule_id: date.schedule_id.clone() })?)
+        .await
+        .err()
+        .map_or_else(|| "still accepted (unexpected)".to_owned(), |e| format!("refused with {:?}", e.code()));
+    let viewer = clients.active_token(&format!("{user}-viewer"), Duration::from_secs(60)).await?;
+    let now = clients
+        .catalog()
+        .list_seats(authed(&viewer, ListSeatsRequest { schedule_id: date.schedule_id.clone() })?)
+        .await?
+        .into_inner()
+        .seats;
+    let shown = now
+        .iter()
+        .find(|s| s.seat_number == held.seat_number)
+        .and_then(|s| SeatStatus::try_from(s.status).ok())
+        .map_or("?", |s| s.as_str_name());
+    step(9, format!("another user now sees seat {} as {shown}; the paid token is {refused}", held.seat_number));
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! `concertctl`: seed demo data, walk the demo journey, wait for the suite to be healthy,
+//! and generate load over real gRPC.
+mod bench;
+mod clients;
+mod demo;
+mod seed;
+
+use clap::{Parser, Subcommand};
+
+use crate::clients::Endpoints;
+
+#[derive(Debug, Parser)]
+#[command(name = "concertctl", about = "Concert ticketing suite: seed, demo, benchmarks")]
+struct Cli {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Waits until all four services report SERVING (health service).
+    Wait {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Creates the demo concerts (2 concerts × 3 dates × 50 seats) unless they exist.
+    Seed,
+    /// Walks the whole journey as a fresh user, printing each step.
+    Demo,
+    /// Load benchmarks over real gRPC.
+    Bench(bench::BenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let clients = cli.endpoints.connect()?;
+    match cli.command {
+        Command::Wait { timeout_secs } => clients.wait_healthy(std::time::Duration::from_secs(timeout_secs)).await,
+        Command::Seed => seed::run(&clients).await,
+        Command::Demo => demo::run(&clients).await,
+        Command::Bench(args) => bench::run(&clients, args).await,
+    }
+}
