@@ -22,6 +22,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::net::TcpListener;
 use tonic::{Request, transport::Channel};
 
+/// Token-check cache of catalog and reservation: the production default.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_millis(1_000);
+
 /// How to start the suite.
 #[derive(Debug, Clone)]
 pub struct SuiteOptions {
@@ -45,6 +48,9 @@ impl Default for SuiteOptions {
         }
     }
 }
+
+// Pool sizes are small on purpose: tests run two suites at once against one PostgreSQL
+// whose default max_connections is 100.
 
 /// The running suite.
 pub struct Suite {
@@ -79,7 +85,7 @@ impl Suite {
         let wallet = start_wallet(db.clone(), wallet_l).await;
         let queue_settings = queue_service::config::Settings {
             db: db.clone(),
-            max_connections: 10,
+            max_connections: 4,
             policy: queue_service::domain::AdmissionPolicy {
                 max_active: opts.max_active,
                 active_ttl: chrono::Duration::seconds(600),
@@ -90,9 +96,11 @@ impl Suite {
         let queue = RunningServer::start_on(queue_l, |l, s| queue_service::startup::run(queue_settings, l, s)).await;
         let catalog_settings = catalog_service::config::Settings {
             db: db.clone(),
-            max_connections: 10,
+            max_connections: 4,
             queue_url: queue_url.clone(),
             reservation_url,
+            token_cache_ttl: TOKEN_CACHE_TTL,
+            layout_cache_ttl: Duration::from_secs(300),
             clock: opts.clock.clone(),
         };
         let catalog =
@@ -101,7 +109,7 @@ impl Suite {
         for l in reservation_ls {
             let settings = reservation_service::config::Settings {
                 db: db.clone(),
-                max_connections: 20,
+                max_connections: 8,
                 queue_url: queue_url.clone(),
                 catalog_url: catalog_url.clone(),
                 wallet_url: wallet_url.clone(),
@@ -109,6 +117,8 @@ impl Suite {
                 sweep_interval: Duration::from_millis(100),
                 recovery_interval: opts.recovery_interval,
                 payment_lease: opts.payment_lease,
+                token_cache_ttl: TOKEN_CACHE_TTL,
+                layout_cache_ttl: Duration::from_secs(300),
                 clock: opts.clock.clone(),
             };
             reservations
@@ -228,7 +238,7 @@ impl Suite {
 }
 
 async fn start_wallet(db: PgConnectOptions, listener: TcpListener) -> RunningServer {
-    let settings = wallet_service::config::Settings { db, max_connections: 20 };
+    let settings = wallet_service::config::Settings { db, max_connections: 6 };
     RunningServer::start_on(listener, |l, s| wallet_service::startup::run(settings, l, s)).await
 }
 

@@ -41,7 +41,7 @@ async fn one_seat_two_replicas_many_racers_exactly_one_winner(_p: PgPoolOptions,
     let winners = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(winners, 1, "exactly one hold succeeds");
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
-        assert_eq!((r.code(), reason(r).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")));
+        assert_eq!((r.code(), reason(r).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")), "{r:?}");
     }
     let live: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE seat_number = 13 AND status = 'HELD'")
         .fetch_one(&suite.pool("reservation").await)

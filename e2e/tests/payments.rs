@@ -227,3 +227,41 @@ async fn a_debit_that_cannot_be_confirmed_is_refunded(_p: PgPoolOptions, db: PgC
         vec![TransactionKind::Refund as i32, TransactionKind::Debit as i32, TransactionKind::Charge as i32]
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_token_that_paid_is_refused_at_once_even_where_it_is_cached(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..SuiteOptions::default() }).await;
+    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice").await;
+    suite.charge("alice", 1_000_000).await;
+    let (mut a, mut b) = (suite.reservation(0), suite.reservation(1));
+
+    // Replica B caches the token (a hold there), replica A takes the payment.
+    let on_b = b
+        .hold_seat(authed(&token, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 2 }))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    let on_a = hold(&suite, &token, &schedule_id, 3).await;
+    a.pay_reservation(authed(&token, PayReservationRequest { reservation_id: on_a, idempotency_key: "p1".into() }))
+        .await
+        .unwrap();
+
+    // Immediately, B still has the token cached as ACTIVE, yet refuses a second booking.
+    let err = b
+        .hold_seat(authed(&token, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 4 }))
+        .await
+        .unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unauthenticated, Some("TOKEN_USED")));
+    let err = b
+        .pay_reservation(authed(
+            &token,
+            PayReservationRequest { reservation_id: on_b.reservation_id, idempotency_key: "p2".into() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unauthenticated, Some("TOKEN_USED")));
+    assert_eq!(suite.balance("alice").await, 1_000_000 - 150_000, "one seat paid, once");
+}

@@ -47,3 +47,38 @@ impl ListenConfig {
         self.listen_addr.unwrap_or(default)
     }
 }
+
+/// Caching of immutable or briefly cacheable answers from peer services.
+#[derive(Debug, Clone, Args)]
+pub struct CacheConfig {
+    /// Milliseconds an ACTIVE queue-token check is reused in this replica (0 disables).
+    /// Time-based expiry is still checked on every call, and reservation refuses tokens
+    /// that paid from its own data, so the cache never lets a second booking through.
+    #[arg(long, env = "TOKEN_CACHE_TTL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub token_cache_ttl_ms: u64,
+
+    /// Seconds a schedule's seat layout (grades, prices, start time) is kept in memory.
+    /// Layouts never change after AddSchedule; the TTL only bounds memory.
+    #[arg(long, env = "SEAT_LAYOUT_CACHE_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub seat_layout_cache_ttl_secs: u64,
+}
+
+impl CacheConfig {
+    /// Token cache TTL.
+    #[must_use]
+    pub fn token_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.token_cache_ttl_ms)
+    }
+
+    /// Seat layout cache TTL.
+    #[must_use]
+    pub fn layout_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.seat_layout_cache_ttl_secs)
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { token_cache_ttl_ms: 1_000, seat_layout_cache_ttl_secs: 300 }
+    }
+}

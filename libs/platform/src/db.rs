@@ -63,3 +63,12 @@ pub fn sqlstate(err: &sqlx::Error) -> Option<String> {
         _ => None,
     }
 }
+
+/// True when `err` means "the database cannot be reached right now" (pool exhausted or
+/// closed, connection refused or dropped): the caller may retry, so services answer
+/// UNAVAILABLE rather than INTERNAL.
+#[must_use]
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
+        || sqlstate(err).is_some_and(|code| code.starts_with("08") || code == "53300" || code == "57P03")
+}

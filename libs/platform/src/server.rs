@@ -6,8 +6,10 @@ use std::{future::Future, time::Duration};
 
 use http::{HeaderName, header};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::service::{Routes, RoutesBuilder};
+use tonic::{
+    service::{Routes, RoutesBuilder},
+    transport::server::TcpIncoming,
+};
 use tonic_health::ServingStatus;
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
@@ -33,14 +35,22 @@ pub async fn serve(
         reporter.set_service_status(*name, ServingStatus::Serving).await;
     }
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
+    // Reflection advertises only what this server serves (plus health), not every
+    // service in the shared descriptor set.
+    let mut reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(concert_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .with_service_name("grpc.health.v1.Health");
+    let mut reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(concert_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+        .with_service_name("grpc.health.v1.Health");
+    for name in health_names {
+        reflection_v1 = reflection_v1.with_service_name(*name);
+        reflection_v1alpha = reflection_v1alpha.with_service_name(*name);
+    }
+    let reflection_v1 = reflection_v1.build_v1()?;
+    let reflection_v1alpha = reflection_v1alpha.build_v1alpha()?;
 
     let mut builder = RoutesBuilder::from(routes);
     builder.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
@@ -59,15 +69,18 @@ pub async fn serve(
         tracing::info!("shutdown requested: draining in-flight calls");
     };
 
+    // Nagle must be off on accepted sockets: a response written in two pieces would
+    // otherwise wait ~40 ms for the client's delayed ACK. `Server::tcp_nodelay` applies
+    // only to listeners tonic binds itself, so it is set on the incoming stream here.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .accept_http1(true)
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(TraceLayer::new_for_grpc())
         .layer(cors())
         .layer(tonic_web::GrpcWebLayer::new())
         .add_routes(builder.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     tracing::info!("server stopped");
     Ok(())

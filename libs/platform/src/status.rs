@@ -31,6 +31,13 @@ pub fn internal(error: &anyhow::Error) -> Status {
     Status::internal("internal error")
 }
 
+/// UNAVAILABLE for a database that cannot be reached right now (reason DATABASE_UNAVAILABLE).
+#[must_use]
+pub fn database_unavailable(error: &sqlx::Error) -> Status {
+    tracing::warn!(error = %error, "database unavailable");
+    with_reason(Code::Unavailable, "DATABASE_UNAVAILABLE", "database temporarily unavailable; retry")
+}
+
 /// Maps a failure of a call to a peer service: UNAVAILABLE and DEADLINE_EXCEEDED pass
 /// through (the caller may retry), anything else becomes an opaque INTERNAL.
 #[must_use]

@@ -1,8 +1,10 @@
 //! Catalog settings, from environment variables.
+use std::time::Duration;
+
 use clap::Parser;
 use platform::{
     clock::SharedClock,
-    config::{DatabaseConfig, ListenConfig},
+    config::{CacheConfig, DatabaseConfig, ListenConfig},
 };
 use sqlx::postgres::PgConnectOptions;
 
@@ -14,6 +16,8 @@ pub struct Config {
     pub db: DatabaseConfig,
     #[command(flatten)]
     pub listen: ListenConfig,
+    #[command(flatten)]
+    pub cache: CacheConfig,
 
     /// Queue service, for token checks.
     #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
@@ -31,6 +35,8 @@ pub struct Settings {
     pub max_connections: u32,
     pub queue_url: String,
     pub reservation_url: String,
+    pub token_cache_ttl: Duration,
+    pub layout_cache_ttl: Duration,
     pub clock: SharedClock,
 }
 
@@ -45,6 +51,8 @@ impl Config {
             max_connections: self.db.database_max_connections,
             queue_url: self.queue_url,
             reservation_url: self.reservation_url,
+            token_cache_ttl: self.cache.token_ttl(),
+            layout_cache_ttl: self.cache.layout_ttl(),
             clock: platform::clock::system(),
         })
     }

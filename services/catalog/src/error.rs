@@ -17,13 +17,20 @@ pub enum CatalogError {
     /// A peer (queue, reservation) refused or failed; its status is already the right answer.
     #[error("{0}")]
     Peer(Status),
+    /// The database cannot be reached right now (pool exhausted, connection lost).
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(sqlx::Error),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
 impl From<sqlx::Error> for CatalogError {
     fn from(e: sqlx::Error) -> Self {
-        CatalogError::Unexpected(e.into())
+        if platform::db::is_unavailable(&e) {
+            CatalogError::DatabaseUnavailable(e)
+        } else {
+            CatalogError::Unexpected(e.into())
+        }
     }
 }
 
@@ -34,6 +41,7 @@ impl From<CatalogError> for Status {
             CatalogError::ConcertNotFound => with_reason(Code::NotFound, "CONCERT_NOT_FOUND", e.to_string()),
             CatalogError::ScheduleNotFound => with_reason(Code::NotFound, "SCHEDULE_NOT_FOUND", e.to_string()),
             CatalogError::Peer(status) => status,
+            CatalogError::DatabaseUnavailable(err) => platform::status::database_unavailable(&err),
             CatalogError::Unexpected(err) => internal(&err),
         }
     }
@@ -46,6 +54,11 @@ mod tests {
 
     #[test]
     fn every_error_maps_to_its_code() {
+        let s = Status::from(CatalogError::DatabaseUnavailable(sqlx::Error::PoolTimedOut));
+        assert_eq!(
+            (s.code(), platform::status::reason(&s).as_deref()),
+            (Code::Unavailable, Some("DATABASE_UNAVAILABLE"))
+        );
         let s = Status::from(CatalogError::InvalidArgument(FieldViolation::new("grades", "x")));
         assert_eq!((s.code(), violated_field(&s).as_deref()), (Code::InvalidArgument, Some("grades")));
         let s = Status::from(CatalogError::ConcertNotFound);

@@ -138,40 +138,30 @@ impl CatalogRepo {
         Ok(schedules)
     }
 
-    /// The seats of a schedule in seat order, with the schedule's start time.
+    /// A schedule and its seats in seat order.
     ///
     /// # Errors
     /// [`CatalogError::ScheduleNotFound`] for an unknown schedule.
     #[tracing::instrument(skip_all, fields(%schedule_id))]
-    pub async fn seats(&self, schedule_id: Uuid) -> Result<Vec<Seat>, CatalogError> {
-        let rows =
-            sqlx::query("SELECT seat_number, grade, price FROM seats WHERE schedule_id = $1 ORDER BY seat_number")
-                .bind(schedule_id)
-                .fetch_all(&self.pool)
-                .await?;
-        if rows.is_empty() {
-            return Err(CatalogError::ScheduleNotFound);
-        }
-        rows.iter().map(|r| seat(schedule_id, r)).collect()
-    }
-
-    /// One seat and its schedule's start time.
-    ///
-    /// # Errors
-    /// [`CatalogError::ScheduleNotFound`] when the schedule (or seat) does not exist.
-    #[tracing::instrument(skip_all, fields(%schedule_id, seat_number))]
-    pub async fn seat(&self, schedule_id: Uuid, seat_number: u32) -> Result<(Seat, DateTime<Utc>), CatalogError> {
-        let row = sqlx::query(
-            "SELECT st.seat_number, st.grade, st.price, sc.starts_at
-             FROM seats st JOIN schedules sc USING (schedule_id)
-             WHERE st.schedule_id = $1 AND st.seat_number = $2",
+    pub async fn schedule_seats(&self, schedule_id: Uuid) -> Result<(Schedule, Vec<Seat>), CatalogError> {
+        let rows = sqlx::query(
+            "SELECT st.seat_number, st.grade, st.price, sc.concert_id, sc.starts_at, sc.total_seats
+             FROM schedules sc JOIN seats st USING (schedule_id)
+             WHERE sc.schedule_id = $1 ORDER BY st.seat_number",
         )
         .bind(schedule_id)
-        .bind(i32::try_from(seat_number).unwrap_or(0))
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(CatalogError::ScheduleNotFound)?;
-        Ok((seat(schedule_id, &row)?, row.try_get(3)?))
+        .fetch_all(&self.pool)
+        .await?;
+        let first = rows.first().ok_or(CatalogError::ScheduleNotFound)?;
+        let total: i32 = first.try_get(5)?;
+        let schedule = Schedule {
+            schedule_id,
+            concert_id: first.try_get(3)?,
+            starts_at: first.try_get(4)?,
+            total_seats: u32::try_from(total).unwrap_or(0),
+        };
+        let seats = rows.iter().map(|r| seat(schedule_id, r)).collect::<Result<_, _>>()?;
+        Ok((schedule, seats))
     }
 }
 

@@ -13,7 +13,7 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::{server::NamedService, service::Routes};
 
-use crate::{config::Settings, grpc::CatalogApi, occupancy::OccupancyClient, repo::CatalogRepo};
+use crate::{config::Settings, grpc::CatalogApi, layouts::Layouts, occupancy::OccupancyClient, repo::CatalogRepo};
 
 /// Default listen address: 127.0.0.1:50052.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50052));
@@ -33,9 +33,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = platform::db::connect(settings.db, SCHEMA, settings.max_connections).await?;
     platform::db::migrate(&pool, SCHEMA, &MIGRATOR).await?;
+    let repo = CatalogRepo::new(pool);
     let api = CatalogApi::new(
-        CatalogRepo::new(pool),
-        TokenValidator::new(lazy_channel(&settings.queue_url)?),
+        repo.clone(),
+        Layouts::new(repo, settings.layout_cache_ttl),
+        TokenValidator::new(lazy_channel(&settings.queue_url)?, settings.token_cache_ttl, settings.clock.clone()),
         OccupancyClient::new(lazy_channel(&settings.reservation_url)?),
         settings.clock,
     );

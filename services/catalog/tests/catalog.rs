@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use catalog_service::{config::Settings, startup};
 use concert_proto::concert::catalog::v1::{
-    AddScheduleRequest, CreateConcertRequest, GetSeatRequest, GradePricing, ListConcertsRequest, ListSeatsRequest,
-    catalog_admin_service_client::CatalogAdminServiceClient,
+    AddScheduleRequest, CreateConcertRequest, GetScheduleSeatsRequest, GradePricing, ListConcertsRequest,
+    ListSeatsRequest, catalog_admin_service_client::CatalogAdminServiceClient,
     catalog_internal_service_client::CatalogInternalServiceClient, catalog_service_client::CatalogServiceClient,
 };
 use platform::{
@@ -30,6 +30,8 @@ async fn spawn(db: PgConnectOptions) -> App {
         max_connections: 5,
         queue_url: "http://127.0.0.1:9".into(),
         reservation_url: "http://127.0.0.1:9".into(),
+        token_cache_ttl: std::time::Duration::from_secs(1),
+        layout_cache_ttl: std::time::Duration::from_secs(300),
         clock: platform::clock::system(),
     };
     let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
@@ -76,16 +78,16 @@ async fn admin_creates_concerts_and_fifty_seat_schedules(_p: PgPoolOptions, db: 
     let listed = app.public.list_concerts(ListConcertsRequest {}).await.unwrap().into_inner().concerts;
     assert_eq!(listed, vec![concert]);
 
-    let seat = app
+    let layout = app
         .internal
-        .get_seat(GetSeatRequest { schedule_id: schedule_id.clone(), seat_number: 10 })
+        .get_schedule_seats(GetScheduleSeatsRequest { schedule_id: schedule_id.clone() })
         .await
         .unwrap()
         .into_inner();
-    let seat = seat.seat.unwrap();
-    assert_eq!((seat.grade.as_str(), seat.price), ("VIP", 150_000));
-    let seat = app.internal.get_seat(GetSeatRequest { schedule_id, seat_number: 11 }).await.unwrap().into_inner();
-    assert_eq!(seat.seat.unwrap().price, 100_000);
+    assert_eq!(layout.schedule.unwrap().schedule_id, schedule_id);
+    assert_eq!(layout.seats.len(), 50);
+    assert_eq!((layout.seats[9].grade.as_str(), layout.seats[9].price), ("VIP", 150_000));
+    assert_eq!((layout.seats[10].grade.as_str(), layout.seats[10].price), ("R", 100_000));
 }
 
 #[sqlx::test(migrations = false)]
@@ -126,18 +128,12 @@ async fn bad_layouts_and_ids_are_refused(_p: PgPoolOptions, db: PgConnectOptions
 
     let err = app
         .internal
-        .get_seat(GetSeatRequest { schedule_id: uuid::Uuid::new_v4().to_string(), seat_number: 1 })
+        .get_schedule_seats(GetScheduleSeatsRequest { schedule_id: uuid::Uuid::new_v4().to_string() })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let err = app.internal.get_seat(GetSeatRequest { schedule_id: "x".into(), seat_number: 1 }).await.unwrap_err();
+    let err = app.internal.get_schedule_seats(GetScheduleSeatsRequest { schedule_id: "x".into() }).await.unwrap_err();
     assert_eq!(violated_field(&err).as_deref(), Some("schedule_id"));
-    let err = app
-        .internal
-        .get_seat(GetSeatRequest { schedule_id: uuid::Uuid::new_v4().to_string(), seat_number: 51 })
-        .await
-        .unwrap_err();
-    assert_eq!(violated_field(&err).as_deref(), Some("seat_number"));
 }
 
 #[sqlx::test(migrations = false)]

@@ -12,13 +12,20 @@ pub enum QueueError {
     InvalidArgument(#[from] FieldViolation),
     #[error("unknown queue token")]
     TokenNotFound,
+    /// The database cannot be reached right now (pool exhausted, connection lost).
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(sqlx::Error),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
 impl From<sqlx::Error> for QueueError {
     fn from(e: sqlx::Error) -> Self {
-        QueueError::Unexpected(e.into())
+        if platform::db::is_unavailable(&e) {
+            QueueError::DatabaseUnavailable(e)
+        } else {
+            QueueError::Unexpected(e.into())
+        }
     }
 }
 
@@ -27,6 +34,7 @@ impl From<QueueError> for Status {
         match e {
             QueueError::InvalidArgument(v) => v.into(),
             QueueError::TokenNotFound => with_reason(Code::NotFound, "TOKEN_UNKNOWN", e.to_string()),
+            QueueError::DatabaseUnavailable(err) => platform::status::database_unavailable(&err),
             QueueError::Unexpected(err) => internal(&err),
         }
     }
@@ -39,6 +47,11 @@ mod tests {
 
     #[test]
     fn every_error_maps_to_its_code() {
+        let s = Status::from(QueueError::DatabaseUnavailable(sqlx::Error::PoolTimedOut));
+        assert_eq!(
+            (s.code(), platform::status::reason(&s).as_deref()),
+            (Code::Unavailable, Some("DATABASE_UNAVAILABLE"))
+        );
         let s = Status::from(QueueError::InvalidArgument(FieldViolation::new("token", "must be a UUID")));
         assert_eq!((s.code(), violated_field(&s).as_deref()), (Code::InvalidArgument, Some("token")));
         let s = Status::from(QueueError::TokenNotFound);

@@ -11,6 +11,13 @@ use crate::{
 /// Key of the advisory lock that makes one replica at a time run an admission round.
 const ADMISSION_LOCK: i64 = 0x0051_5545_5545; // "QUEUE"
 
+/// Key of the join fence. Every join holds it *shared* from before it draws its `seq`
+/// until it commits; an admission round takes it *exclusively*, which waits for the joins
+/// in flight. So when a round picks the head of the line, no lower `seq` is still
+/// uncommitted: admission order is exactly join order, across any number of replicas.
+/// Joins never wait for each other, only (for a few milliseconds) for a round.
+const JOIN_FENCE: i64 = 0x0051_4A4F_494E; // "QJOIN"
+
 const TOKEN_COLUMNS: &str = "token, user_id, seq, state, issued_at, expires_at";
 
 /// What one admission round did.
@@ -45,14 +52,18 @@ impl QueueRepo {
     pub async fn join(&self, user_id: &str, now: DateTime<Utc>) -> Result<Token, QueueError> {
         // Two tries: the live token found on conflict may expire before we read it.
         for _ in 0..2 {
+            // The fence is taken in the FROM clause, so it is held before `seq`'s default
+            // (nextval) is evaluated for the new row, and released at commit.
             let inserted = sqlx::query(&format!(
-                "INSERT INTO tokens (token, user_id, state, issued_at) VALUES ($1, $2, 'WAITING', $3)
+                "INSERT INTO tokens (token, user_id, state, issued_at)
+                 SELECT $1, $2, 'WAITING', $3 FROM (SELECT pg_advisory_xact_lock_shared($4)) AS fence
                  ON CONFLICT (user_id) WHERE state <> 'EXPIRED' DO NOTHING
                  RETURNING {TOKEN_COLUMNS}"
             ))
             .bind(Uuid::new_v4())
             .bind(user_id)
             .bind(now)
+            .bind(JOIN_FENCE)
             .fetch_optional(&self.pool)
             .await?;
             if let Some(row) = inserted {
@@ -126,7 +137,8 @@ impl QueueRepo {
     ///
     /// Runs only while holding a transaction-scoped advisory lock, so with any number of
     /// replicas exactly one round runs at a time: the active limit is never exceeded and no
-    /// token is admitted twice. A replica that finds the lock taken skips its round.
+    /// token is admitted twice. A replica that finds the lock taken skips its round. The
+    /// join fence makes the admitted tokens exactly the head of the committed line.
     ///
     /// # Errors
     /// Database failures only.
@@ -142,6 +154,8 @@ impl QueueRepo {
         if !locked {
             return Ok(RoundOutcome::default());
         }
+        // Wait for joins in flight to commit (see JOIN_FENCE).
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(JOIN_FENCE).execute(&mut *tx).await?;
         let expired = sqlx::query(
             "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'ACTIVE' AND expires_at <= $1",
         )

@@ -4,7 +4,7 @@ use std::time::Duration;
 use clap::Parser;
 use platform::{
     clock::SharedClock,
-    config::{DatabaseConfig, ListenConfig},
+    config::{CacheConfig, DatabaseConfig, ListenConfig},
 };
 use sqlx::postgres::PgConnectOptions;
 
@@ -16,6 +16,8 @@ pub struct Config {
     pub db: DatabaseConfig,
     #[command(flatten)]
     pub listen: ListenConfig,
+    #[command(flatten)]
+    pub cache: CacheConfig,
 
     /// Queue service, for token checks and expiring the token after payment.
     #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
@@ -57,6 +59,8 @@ pub struct Settings {
     pub sweep_interval: Duration,
     pub recovery_interval: Duration,
     pub payment_lease: chrono::Duration,
+    pub token_cache_ttl: Duration,
+    pub layout_cache_ttl: Duration,
     pub clock: SharedClock,
 }
 
@@ -76,6 +80,8 @@ impl Config {
             sweep_interval: Duration::from_millis(u64::from(self.hold_sweep_interval_ms)),
             recovery_interval: Duration::from_millis(u64::from(self.payment_recovery_interval_ms)),
             payment_lease: chrono::Duration::seconds(i64::from(self.payment_lease_secs)),
+            token_cache_ttl: self.cache.token_ttl(),
+            layout_cache_ttl: self.cache.layout_ttl(),
             clock: platform::clock::system(),
         })
     }

@@ -35,13 +35,20 @@ pub enum ReservationError {
     /// A peer refused or failed; its status is already the right answer for the caller.
     #[error("{0}")]
     Peer(Status),
+    /// The database cannot be reached right now (pool exhausted, connection lost).
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(sqlx::Error),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
 impl From<sqlx::Error> for ReservationError {
     fn from(e: sqlx::Error) -> Self {
-        ReservationError::Unexpected(e.into())
+        if platform::db::is_unavailable(&e) {
+            ReservationError::DatabaseUnavailable(e)
+        } else {
+            ReservationError::Unexpected(e.into())
+        }
     }
 }
 
@@ -63,6 +70,7 @@ impl From<ReservationError> for Status {
             E::IdempotencyKeyReused => invalid_argument("idempotency_key", &message),
             E::TokenUsed => with_reason(Code::Unauthenticated, "TOKEN_USED", message),
             E::Peer(status) => status,
+            E::DatabaseUnavailable(err) => platform::status::database_unavailable(&err),
             E::Unexpected(err) => internal(&err),
         }
     }
@@ -75,6 +83,11 @@ mod tests {
 
     #[test]
     fn every_error_maps_to_its_code_and_reason() {
+        let s = Status::from(ReservationError::DatabaseUnavailable(sqlx::Error::PoolTimedOut));
+        assert_eq!(
+            (s.code(), platform::status::reason(&s).as_deref()),
+            (Code::Unavailable, Some("DATABASE_UNAVAILABLE"))
+        );
         use ReservationError as E;
         let cases: Vec<(E, Code, Option<&str>)> = vec![
             (E::NotFound, Code::NotFound, Some("RESERVATION_NOT_FOUND")),

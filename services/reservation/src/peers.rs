@@ -1,11 +1,14 @@
 //! Clients of the services reservation depends on: catalog (seat prices), wallet (debit,
 //! refund) and queue (token checks, token expiry).
+use std::{sync::Arc, time::Duration};
+
 use chrono::{DateTime, Utc};
 use concert_proto::concert::{
-    catalog::v1::{GetSeatRequest, catalog_internal_service_client::CatalogInternalServiceClient},
+    catalog::v1::{GetScheduleSeatsRequest, catalog_internal_service_client::CatalogInternalServiceClient},
     queue::v1::{ExpireTokenRequest, queue_internal_service_client::QueueInternalServiceClient},
     wallet::v1::{DebitRequest, RefundRequest, wallet_internal_service_client::WalletInternalServiceClient},
 };
+use moka::future::Cache;
 use platform::{money::Won, status::from_peer};
 use tonic::{Code, Status, transport::Channel};
 use uuid::Uuid;
@@ -19,36 +22,74 @@ pub struct SeatInfo {
     pub starts_at: DateTime<Utc>,
 }
 
-/// The catalog's internal API.
+/// A schedule's start and its seat prices (index = seat number − 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layout {
+    starts_at: DateTime<Utc>,
+    prices: Vec<Won>,
+}
+
+/// Most schedule layouts one replica keeps.
+const LAYOUT_CAPACITY: u64 = 50_000;
+
+/// The catalog's internal API, with schedule layouts cached: they never change after
+/// AddSchedule, so one lookup per schedule and replica prices every hold on it.
 #[derive(Debug, Clone)]
-pub struct Catalog(CatalogInternalServiceClient<Channel>);
+pub struct Catalog {
+    client: CatalogInternalServiceClient<Channel>,
+    layouts: Cache<Uuid, Arc<Layout>>,
+}
 
 impl Catalog {
     #[must_use]
-    pub fn new(channel: Channel) -> Self {
-        Self(CatalogInternalServiceClient::new(channel))
+    pub fn new(channel: Channel, layout_ttl: Duration) -> Self {
+        Self {
+            client: CatalogInternalServiceClient::new(channel),
+            layouts: Cache::builder().max_capacity(LAYOUT_CAPACITY).time_to_live(layout_ttl).build(),
+        }
     }
 
     /// Price and start of one seat.
     ///
     /// # Errors
-    /// [`ReservationError::ScheduleNotFound`]; [`ReservationError::Peer`] when catalog fails.
+    /// [`ReservationError::ScheduleNotFound`] for an unknown schedule or seat;
+    /// [`ReservationError::Peer`] when catalog fails.
     pub async fn seat(&self, schedule_id: Uuid, seat_number: u32) -> Result<SeatInfo, ReservationError> {
-        let response = self
-            .0
-            .clone()
-            .get_seat(GetSeatRequest { schedule_id: schedule_id.to_string(), seat_number })
-            .await
-            .map_err(|s| match s.code() {
-                Code::NotFound => ReservationError::ScheduleNotFound,
-                _ => ReservationError::Peer(from_peer("catalog", &s)),
-            })?
-            .into_inner();
-        let price = response.seat.map(|s| s.price).unwrap_or_default();
-        let starts_at = platform::convert::datetime("starts_at", response.starts_at.as_ref())
-            .map_err(|e| ReservationError::Unexpected(anyhow::anyhow!("catalog sent a bad seat: {e}")))?;
-        Ok(SeatInfo { price: Won::new(price), starts_at })
+        let client = self.client.clone();
+        let layout =
+            self.layouts.try_get_with(schedule_id, fetch_layout(client, schedule_id)).await.map_err(|e| match &*e {
+                ReservationError::ScheduleNotFound => ReservationError::ScheduleNotFound,
+                ReservationError::Peer(s) => ReservationError::Peer(Status::new(s.code(), s.message())),
+                other => ReservationError::Unexpected(anyhow::anyhow!("loading seat layout: {other}")),
+            })?;
+        let index = usize::try_from(seat_number).ok().and_then(|n| n.checked_sub(1));
+        let price = index.and_then(|i| layout.prices.get(i)).ok_or(ReservationError::ScheduleNotFound)?;
+        Ok(SeatInfo { price: *price, starts_at: layout.starts_at })
     }
+}
+
+async fn fetch_layout(
+    mut client: CatalogInternalServiceClient<Channel>,
+    schedule_id: Uuid,
+) -> Result<Arc<Layout>, ReservationError> {
+    let response = client
+        .get_schedule_seats(GetScheduleSeatsRequest { schedule_id: schedule_id.to_string() })
+        .await
+        .map_err(|s| match s.code() {
+            Code::NotFound => ReservationError::ScheduleNotFound,
+            _ => ReservationError::Peer(from_peer("catalog", &s)),
+        })?
+        .into_inner();
+    let schedule = response.schedule.unwrap_or_default();
+    let starts_at = platform::convert::datetime("starts_at", schedule.starts_at.as_ref())
+        .map_err(|e| ReservationError::Unexpected(anyhow::anyhow!("catalog sent a bad schedule: {e}")))?;
+    let mut seats = response.seats;
+    seats.sort_by_key(|s| s.seat_number);
+    let in_order = seats.iter().zip(1..).all(|(s, n)| s.seat_number == n);
+    if !in_order {
+        return Err(ReservationError::Unexpected(anyhow::anyhow!("catalog sent seats that are not 1..=n")));
+    }
+    Ok(Arc::new(Layout { starts_at, prices: seats.iter().map(|s| Won::new(s.price)).collect() }))
 }
 
 /// How the wallet answered a debit.

@@ -70,10 +70,23 @@ impl ReservationRepo {
             if let Some(r) = self.try_insert_hold(h).await? {
                 return Ok(r);
             }
-            if self.token_used_to_pay(h.token).await? {
+            // One read tells why the insert did nothing.
+            let (token_used, stale): (bool, bool) = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM payments WHERE token = $1 AND status IN ('CONFIRMED', 'COMPLETED')),
+                        EXISTS (SELECT 1 FROM reservations r
+                                WHERE schedule_id = $2 AND seat_number = $3 AND status = 'HELD' AND expires_at <= $4
+                                  AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id))",
+            )
+            .bind(h.token)
+            .bind(h.schedule_id)
+            .bind(i32::try_from(h.seat_number).unwrap_or(0))
+            .bind(h.now)
+            .fetch_one(&self.pool)
+            .await?;
+            if token_used {
                 return Err(ReservationError::TokenUsed);
             }
-            if !self.release_stale_hold(h.schedule_id, h.seat_number, h.now).await? {
+            if !stale || !self.release_stale_hold(h.schedule_id, h.seat_number, h.now).await? {
                 return Err(ReservationError::SeatUnavailable);
             }
         }
@@ -113,15 +126,6 @@ impl ReservationRepo {
             expires_at: h.now + h.ttl,
             payment_started: false,
         }))
-    }
-
-    async fn token_used_to_pay(&self, token: Uuid) -> Result<bool, ReservationError> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM payments WHERE token = $1 AND status IN ('CONFIRMED', 'COMPLETED'))",
-        )
-        .bind(token)
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     /// Marks an expired, unpaid hold on one seat EXPIRED; true when one was released.
@@ -281,6 +285,15 @@ impl ReservationRepo {
             } else {
                 Err(ReservationError::PaymentInProgress)
             };
+        }
+        let used: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM payments WHERE token = $1 AND status IN ('CONFIRMED', 'COMPLETED'))",
+        )
+        .bind(token)
+        .fetch_one(&mut *tx)
+        .await?;
+        if used {
+            return Err(ReservationError::TokenUsed);
         }
         if let Err(e) = r.check_payable(now) {
             if r.status == ReservationStatus::Held {

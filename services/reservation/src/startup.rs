@@ -61,8 +61,8 @@ pub async fn run(
 
     let api = ReservationApi::new(
         repo,
-        TokenValidator::new(queue_channel),
-        Catalog::new(lazy_channel(&settings.catalog_url)?),
+        TokenValidator::new(queue_channel, settings.token_cache_ttl, settings.clock.clone()),
+        Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl),
         saga,
         settings.clock,
         settings.hold_ttl,

@@ -21,13 +21,20 @@ pub enum WalletError {
     DebitNotFound,
     #[error("refund of {requested} exceeds the {refundable} still refundable for that debit")]
     RefundExceedsDebit { requested: Won, refundable: Won },
+    /// The database cannot be reached right now (pool exhausted, connection lost).
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(sqlx::Error),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
 impl From<sqlx::Error> for WalletError {
     fn from(e: sqlx::Error) -> Self {
-        WalletError::Unexpected(e.into())
+        if platform::db::is_unavailable(&e) {
+            WalletError::DatabaseUnavailable(e)
+        } else {
+            WalletError::Unexpected(e.into())
+        }
     }
 }
 
@@ -42,6 +49,7 @@ impl From<WalletError> for Status {
             WalletError::IdempotencyKeyReused => invalid_argument("idempotency_key", &e.to_string()),
             WalletError::DebitNotFound => with_reason(Code::NotFound, "DEBIT_NOT_FOUND", e.to_string()),
             WalletError::RefundExceedsDebit { .. } => invalid_argument("amount", &e.to_string()),
+            WalletError::DatabaseUnavailable(err) => platform::status::database_unavailable(&err),
             WalletError::Unexpected(err) => internal(&err),
         }
     }
@@ -54,6 +62,11 @@ mod tests {
 
     #[test]
     fn every_error_maps_to_its_code() {
+        let s = Status::from(WalletError::DatabaseUnavailable(sqlx::Error::PoolTimedOut));
+        assert_eq!(
+            (s.code(), platform::status::reason(&s).as_deref()),
+            (Code::Unavailable, Some("DATABASE_UNAVAILABLE"))
+        );
         let w = Won::new(1);
         let cases: Vec<(WalletError, Code, Option<&str>, Option<&str>)> = vec![
             (FieldViolation::new("amount", "bad").into(), Code::InvalidArgument, None, Some("amount")),

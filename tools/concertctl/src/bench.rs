@@ -52,6 +52,13 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// One hop at a time, to see where the time of the protected calls goes:
+    /// ListConcerts (catalog + its DB), ValidateToken (queue + its DB),
+    /// GetOccupancy (reservation + its DB).
+    Hops {
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
 }
 
 /// Latency and outcome counts of one scenario.
@@ -93,6 +100,9 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no concert"))?
         .concert_id;
     let tokens = Arc::new(users(clients, &run_id, args.concurrency).await?);
+    if let Scenario::Hops { seconds } = args.scenario {
+        return hops(clients, &pool, args.concurrency, seconds, &concert_id, &tokens).await;
+    }
     match args.scenario {
         Scenario::Hold { requests } => {
             let dates = requests.div_ceil(50);
@@ -156,7 +166,65 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
             report.print();
             anyhow::ensure!(report.errors.is_empty(), "ListSeats failed: {:?}", report.errors);
         }
+        Scenario::Hops { .. } => unreachable!("handled above"),
     }
+    Ok(())
+}
+
+async fn hops(
+    clients: &Clients,
+    pool: &[Clients],
+    concurrency: usize,
+    seconds: u64,
+    concert_id: &str,
+    tokens: &Arc<Vec<String>>,
+) -> anyhow::Result<()> {
+    use concert_proto::concert::{
+        catalog::v1::ListConcertsRequest, queue::v1::ValidateTokenRequest, reservation::v1::GetOccupancyRequest,
+    };
+    let schedule = add_schedules(clients, concert_id, 1).await?.remove(0);
+    let secs = Duration::from_secs(seconds);
+    let deadline = Instant::now() + secs;
+    drive(pool, concurrency, "ListConcerts (catalog only)", move |c, _| async move {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        Some(c.catalog().list_concerts(ListConcertsRequest {}).await.map(|_| ()).map_err(|e| e.code()))
+    })
+    .await
+    .print();
+    let deadline = Instant::now() + secs;
+    let t = tokens.clone();
+    drive(pool, concurrency, "ValidateToken (queue only)", move |c, w| {
+        let token = t[w % t.len()].clone();
+        async move {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            Some(
+                c.queue_internal()
+                    .validate_token(ValidateTokenRequest { token })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.code()),
+            )
+        }
+    })
+    .await
+    .print();
+    let deadline = Instant::now() + secs;
+    drive(pool, concurrency, "GetOccupancy (reservation only)", move |c, _| {
+        let schedule_ids = vec![schedule.clone()];
+        async move {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            let r = c.reservation_internal().get_occupancy(GetOccupancyRequest { schedule_ids }).await;
+            Some(r.map(|_| ()).map_err(|e| e.code()))
+        }
+    })
+    .await
+    .print();
     Ok(())
 }
 

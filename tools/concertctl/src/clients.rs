@@ -6,8 +6,14 @@ use concert_proto::concert::{
     catalog::v1::{
         catalog_admin_service_client::CatalogAdminServiceClient, catalog_service_client::CatalogServiceClient,
     },
-    queue::v1::{GetQueueStatusRequest, IssueTokenRequest, TokenState, queue_service_client::QueueServiceClient},
-    reservation::v1::reservation_service_client::ReservationServiceClient,
+    queue::v1::{
+        GetQueueStatusRequest, IssueTokenRequest, TokenState,
+        queue_internal_service_client::QueueInternalServiceClient, queue_service_client::QueueServiceClient,
+    },
+    reservation::v1::{
+        reservation_internal_service_client::ReservationInternalServiceClient,
+        reservation_service_client::ReservationServiceClient,
+    },
     wallet::v1::wallet_service_client::WalletServiceClient,
 };
 use platform::grpc_client::lazy_channel;
@@ -61,6 +67,12 @@ impl Clients {
     }
     pub fn reservation(&self) -> ReservationServiceClient<Channel> {
         ReservationServiceClient::new(self.reservation.clone())
+    }
+    pub fn queue_internal(&self) -> QueueInternalServiceClient<Channel> {
+        QueueInternalServiceClient::new(self.queue.clone())
+    }
+    pub fn reservation_internal(&self) -> ReservationInternalServiceClient<Channel> {
+        ReservationInternalServiceClient::new(self.reservation.clone())
     }
     pub fn wallet(&self) -> WalletServiceClient<Channel> {
         WalletServiceClient::new(self.wallet.clone())

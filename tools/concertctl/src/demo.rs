@@ -125,8 +125,11 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
     );
 
     let refused = clients
-        .catalog()
-        .list_seats(authed(&token, ListSeatsRequest { schedule_id: date.schedule_id.clone() })?)
+        .reservation()
+        .hold_seat(authed(
+            &token,
+            HoldSeatRequest { schedule_id: date.schedule_id.clone(), seat_number: seat.seat_number },
+        )?)
         .await
         .err()
         .map_or_else(|| "still accepted (unexpected)".to_owned(), |e| format!("refused with {:?}", e.code()));
@@ -142,6 +145,12 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
         .find(|s| s.seat_number == held.seat_number)
         .and_then(|s| SeatStatus::try_from(s.status).ok())
         .map_or("?", |s| s.as_str_name());
-    step(9, format!("another user now sees seat {} as {shown}; the paid token is {refused}", held.seat_number));
+    step(
+        9,
+        format!(
+            "another user now sees seat {} as {shown}; HoldSeat with the paid token is {refused}",
+            held.seat_number
+        ),
+    );
     Ok(())
 }

@@ -35,4 +35,6 @@ pub enum SeatStatus {
     Available,
     Held,
     Sold,
+    /// Not looked up (internal layout answers carry no status).
+    Unknown,
 }

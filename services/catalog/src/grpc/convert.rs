@@ -2,7 +2,7 @@
 use concert_proto::concert::catalog::v1::{self as pb, GradePricing};
 use platform::{convert::timestamp, money::Won, validate::FieldViolation};
 
-use crate::domain::{Concert, GradeRange, SEATS_PER_SCHEDULE, Schedule, Seat, SeatStatus, seat_layout};
+use crate::domain::{Concert, GradeRange, Schedule, Seat, SeatStatus, seat_layout};
 
 pub(super) fn concert(c: &Concert) -> pb::Concert {
     pb::Concert { concert_id: c.concert_id.to_string(), title: c.title.clone(), venue: c.venue.clone() }
@@ -23,6 +23,7 @@ pub(super) fn seat(s: &Seat, status: SeatStatus) -> pb::Seat {
         SeatStatus::Available => pb::SeatStatus::Available,
         SeatStatus::Held => pb::SeatStatus::Held,
         SeatStatus::Sold => pb::SeatStatus::Sold,
+        SeatStatus::Unknown => pb::SeatStatus::Unspecified,
     };
     pb::Seat {
         schedule_id: s.schedule_id.to_string(),
@@ -30,14 +31,6 @@ pub(super) fn seat(s: &Seat, status: SeatStatus) -> pb::Seat {
         grade: s.grade.clone(),
         price: s.price.get(),
         status: status.into(),
-    }
-}
-
-pub(super) fn seat_number(n: u32) -> Result<u32, FieldViolation> {
-    if (1..=SEATS_PER_SCHEDULE).contains(&n) {
-        Ok(n)
-    } else {
-        Err(FieldViolation::new("seat_number", format!("must be within 1..={SEATS_PER_SCHEDULE}")))
     }
 }
 

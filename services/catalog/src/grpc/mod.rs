@@ -2,25 +2,27 @@
 mod convert;
 
 use concert_proto::concert::catalog::v1::{
-    AddScheduleRequest, AddScheduleResponse, CreateConcertRequest, CreateConcertResponse, GetSeatRequest,
-    GetSeatResponse, ListAvailableDatesRequest, ListAvailableDatesResponse, ListConcertsRequest, ListConcertsResponse,
-    ListSeatsRequest, ListSeatsResponse, catalog_admin_service_server::CatalogAdminService,
+    AddScheduleRequest, AddScheduleResponse, CreateConcertRequest, CreateConcertResponse, GetScheduleSeatsRequest,
+    GetScheduleSeatsResponse, ListAvailableDatesRequest, ListAvailableDatesResponse, ListConcertsRequest,
+    ListConcertsResponse, ListSeatsRequest, ListSeatsResponse, catalog_admin_service_server::CatalogAdminService,
     catalog_internal_service_server::CatalogInternalService, catalog_service_server::CatalogService,
 };
-use platform::{auth::TokenValidator, clock::SharedClock, convert::timestamp, validate};
+use platform::{auth::TokenValidator, clock::SharedClock, validate};
 use tonic::{Request, Response, Status};
 
 use crate::{
     domain::{SEATS_PER_SCHEDULE, SeatStatus},
+    layouts::Layouts,
     occupancy::OccupancyClient,
     repo::CatalogRepo,
 };
-use convert::{concert, grade_ranges, schedule, seat, seat_number, validated_title_venue};
+use convert::{concert, grade_ranges, schedule, seat, validated_title_venue};
 
 /// Implements the public, admin and internal catalog APIs.
 #[derive(Debug, Clone)]
 pub struct CatalogApi {
     repo: CatalogRepo,
+    layouts: Layouts,
     auth: TokenValidator,
     occupancy: OccupancyClient,
     clock: SharedClock,
@@ -28,8 +30,14 @@ pub struct CatalogApi {
 
 impl CatalogApi {
     #[must_use]
-    pub fn new(repo: CatalogRepo, auth: TokenValidator, occupancy: OccupancyClient, clock: SharedClock) -> Self {
-        Self { repo, auth, occupancy, clock }
+    pub fn new(
+        repo: CatalogRepo,
+        layouts: Layouts,
+        auth: TokenValidator,
+        occupancy: OccupancyClient,
+        clock: SharedClock,
+    ) -> Self {
+        Self { repo, layouts, auth, occupancy, clock }
     }
 }
 
@@ -70,8 +78,9 @@ impl CatalogService for CatalogApi {
         self.auth.authenticate(&request).await?;
         let schedule_id = validate::uuid("schedule_id", &request.get_ref().schedule_id)?;
         let ids = [schedule_id];
-        let (seats, occupancy) = tokio::try_join!(self.repo.seats(schedule_id), self.occupancy.occupancy(&ids))?;
-        let seats = seats
+        let (layout, occupancy) = tokio::try_join!(self.layouts.get(schedule_id), self.occupancy.occupancy(&ids))?;
+        let seats = layout
+            .1
             .iter()
             .map(|s| {
                 let status = occupancy.get(&(schedule_id, s.seat_number)).copied().unwrap_or(SeatStatus::Available);
@@ -114,15 +123,17 @@ impl CatalogAdminService for CatalogApi {
 
 #[tonic::async_trait]
 impl CatalogInternalService for CatalogApi {
-    #[tracing::instrument(skip_all, fields(schedule_id = %request.get_ref().schedule_id, seat = request.get_ref().seat_number))]
-    async fn get_seat(&self, request: Request<GetSeatRequest>) -> Result<Response<GetSeatResponse>, Status> {
-        let r = request.into_inner();
-        let schedule_id = validate::uuid("schedule_id", &r.schedule_id)?;
-        let number = seat_number(r.seat_number)?;
-        let (found, starts_at) = self.repo.seat(schedule_id, number).await?;
-        Ok(Response::new(GetSeatResponse {
-            seat: Some(seat(&found, SeatStatus::Available)),
-            starts_at: Some(timestamp(starts_at)),
+    #[tracing::instrument(skip_all, fields(schedule_id = %request.get_ref().schedule_id))]
+    async fn get_schedule_seats(
+        &self,
+        request: Request<GetScheduleSeatsRequest>,
+    ) -> Result<Response<GetScheduleSeatsResponse>, Status> {
+        let schedule_id = validate::uuid("schedule_id", &request.get_ref().schedule_id)?;
+        let layout = self.layouts.get(schedule_id).await?;
+        let (found, seats) = &*layout;
+        Ok(Response::new(GetScheduleSeatsResponse {
+            schedule: Some(schedule(found, found.total_seats)),
+            seats: seats.iter().map(|s| seat(s, SeatStatus::Unknown)).collect(),
         }))
     }
 }

@@ -184,6 +184,11 @@ impl ReservationService for ReservationApi {
             PaymentStart::New(p) | PaymentStart::Existing(p) => p,
         };
         let finished = self.saga.drive(payment).await?;
+        if finished.status.is_paid() {
+            // This replica stops trusting the token at once; other replicas learn it from
+            // the queue after their cache TTL, and refuse it meanwhile from `payments`.
+            self.auth.forget(principal.token).await;
+        }
         Ok(Response::new(self.payment_result(finished).await?))
     }
 }
