@@ -25,6 +25,9 @@ use tonic::{Request, transport::Channel};
 /// Token-check cache of catalog and reservation: the production default.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_millis(1_000);
 
+/// ListSeats seat-status cache of catalog: the production default.
+pub const SEAT_STATUS_CACHE: Duration = Duration::from_millis(100);
+
 /// How to start the suite.
 #[derive(Debug, Clone)]
 pub struct SuiteOptions {
@@ -101,6 +104,7 @@ impl Suite {
             reservation_url,
             token_cache_ttl: TOKEN_CACHE_TTL,
             layout_cache_ttl: Duration::from_secs(300),
+            seat_status_ttl: SEAT_STATUS_CACHE,
             clock: opts.clock.clone(),
         };
         let catalog =
@@ -119,6 +123,7 @@ impl Suite {
                 payment_lease: opts.payment_lease,
                 token_cache_ttl: TOKEN_CACHE_TTL,
                 layout_cache_ttl: Duration::from_secs(300),
+                seat_taken_ttl: Duration::from_millis(500),
                 clock: opts.clock.clone(),
             };
             reservations
@@ -230,6 +235,28 @@ impl Suite {
             .charge(ChargeRequest { user_id: user.into(), amount, idempotency_key: format!("charge-{}", uuid_like()) })
             .await
             .unwrap();
+    }
+
+    /// Seat `seat`'s status as ListSeats shows it once it equals `want`, or the last status
+    /// seen after waiting several seat-status cache periods.
+    pub async fn seat_status_eventually(&self, token: &str, schedule_id: &str, seat: u32, want: i32) -> i32 {
+        use concert_proto::concert::catalog::v1::ListSeatsRequest;
+        let mut last = -1;
+        for _ in 0..20 {
+            let seats = self
+                .catalog()
+                .list_seats(authed(token, ListSeatsRequest { schedule_id: schedule_id.into() }))
+                .await
+                .unwrap()
+                .into_inner()
+                .seats;
+            last = seats[(seat - 1) as usize].status;
+            if last == want {
+                break;
+            }
+            tokio::time::sleep(SEAT_STATUS_CACHE / 4).await;
+        }
+        last
     }
 
     pub async fn balance(&self, user: &str) -> i64 {

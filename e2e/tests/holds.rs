@@ -283,3 +283,38 @@ async fn owners_cancel_and_read_their_reservations(_p: PgPoolOptions, db: PgConn
     let err = reservation.list_reservations(ListReservationsRequest { user_id: String::new() }).await.unwrap_err();
     assert_eq!(violated_field(&err).as_deref(), Some("user_id"));
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_released_seat_is_offered_again_within_the_taken_hint_ttl(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..SuiteOptions::default() }).await;
+    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let (alice, bob) = (suite.active_token("alice").await, suite.active_token("bob").await);
+    let (mut r0, mut r1) = (suite.reservation(0), suite.reservation(1));
+
+    // Same replica: bob is refused (replica 0 now has a hint), alice cancels there, and
+    // bob gets the seat at once.
+    let held = r0.hold_seat(authed(&alice, hold(&schedule_id, 8))).await.unwrap().into_inner().reservation.unwrap();
+    assert_eq!(r0.hold_seat(authed(&bob, hold(&schedule_id, 8))).await.unwrap_err().code(), Code::AlreadyExists);
+    r0.cancel_reservation(authed(&alice, CancelReservationRequest { reservation_id: held.reservation_id }))
+        .await
+        .unwrap();
+    let bobs = r0.hold_seat(authed(&bob, hold(&schedule_id, 8))).await.expect("hint cleared by the local cancel");
+
+    // Other replica: alice is refused on replica 1 (hint there), bob cancels on replica 0;
+    // replica 1 may refuse for at most the hint TTL (500 ms), then offers the seat again.
+    assert_eq!(r1.hold_seat(authed(&alice, hold(&schedule_id, 8))).await.unwrap_err().code(), Code::AlreadyExists);
+    let cancelled_at = std::time::Instant::now();
+    let id = bobs.into_inner().reservation.unwrap().reservation_id;
+    r0.cancel_reservation(authed(&bob, CancelReservationRequest { reservation_id: id })).await.unwrap();
+    loop {
+        match r1.hold_seat(authed(&alice, hold(&schedule_id, 8))).await {
+            Ok(_) => break,
+            Err(e) => assert_eq!(e.code(), Code::AlreadyExists),
+        }
+        assert!(
+            cancelled_at.elapsed() < std::time::Duration::from_millis(1_500),
+            "stale refusal outlived the hint TTL"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}

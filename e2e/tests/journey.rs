@@ -50,13 +50,22 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
         .reservation
         .unwrap();
     assert_eq!((held.status, held.price, held.user_id.as_str()), (ReservationStatus::Held as i32, 150_000, "alice"));
-    let seats = catalog
-        .list_seats(authed(&token, ListSeatsRequest { schedule_id: schedule_id.clone() }))
-        .await
-        .unwrap()
-        .into_inner()
-        .seats;
-    assert_eq!(seats[6].status, SeatStatus::Held as i32);
+    // The seat map shows the hold within the seat-status cache TTL.
+    let mut shown = None;
+    for _ in 0..20 {
+        let seats = catalog
+            .list_seats(authed(&token, ListSeatsRequest { schedule_id: schedule_id.clone() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .seats;
+        shown = Some(seats[6].status);
+        if shown == Some(SeatStatus::Held as i32) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(shown, Some(SeatStatus::Held as i32), "seat map lags at most {:?}", e2e::SEAT_STATUS_CACHE);
 
     // Charge and pay.
     suite.charge("alice", 200_000).await;
@@ -112,13 +121,8 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
 
     // Another user sees the seat SOLD and cannot hold it.
     let bob = suite.active_token("bob").await;
-    let seats = catalog
-        .list_seats(authed(&bob, ListSeatsRequest { schedule_id: schedule_id.clone() }))
-        .await
-        .unwrap()
-        .into_inner()
-        .seats;
-    assert_eq!(seats[6].status, SeatStatus::Sold as i32);
+    let sold = suite.seat_status_eventually(&bob, &schedule_id, 7, SeatStatus::Sold as i32).await;
+    assert_eq!(sold, SeatStatus::Sold as i32);
     let dates = catalog
         .list_available_dates(authed(&bob, ListAvailableDatesRequest { concert_id }))
         .await

@@ -23,6 +23,11 @@ pub struct Config {
     #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
     pub queue_url: String,
 
+    /// Milliseconds ListSeats may reuse one schedule's seat status (0: ask reservation on
+    /// every call). Seat maps lag by at most this; holds are always decided live.
+    #[arg(long, env = "SEAT_STATUS_CACHE_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=5_000))]
+    pub seat_status_cache_ms: u64,
+
     /// Reservation service, for live seat status.
     #[arg(long, env = "RESERVATION_URL", default_value = "http://127.0.0.1:50053")]
     pub reservation_url: String,
@@ -37,6 +42,7 @@ pub struct Settings {
     pub reservation_url: String,
     pub token_cache_ttl: Duration,
     pub layout_cache_ttl: Duration,
+    pub seat_status_ttl: Duration,
     pub clock: SharedClock,
 }
 
@@ -53,6 +59,7 @@ impl Config {
             reservation_url: self.reservation_url,
             token_cache_ttl: self.cache.token_ttl(),
             layout_cache_ttl: self.cache.layout_ttl(),
+            seat_status_ttl: Duration::from_millis(self.seat_status_cache_ms),
             clock: platform::clock::system(),
         })
     }

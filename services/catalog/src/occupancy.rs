@@ -1,5 +1,12 @@
-//! Live seat status, read from the reservation service on every call.
-use std::collections::HashMap;
+//! Live seat status, read from the reservation service.
+//!
+//! ListAvailableDates asks reservation on every call. ListSeats (the hottest read on opening
+//! day, polled by every browser) may reuse one schedule's answer for `SEAT_STATUS_CACHE_MS`
+//! (default 100 ms; 0 = ask on every call), with concurrent misses sharing one request: a
+//! seat map lags by at most that long. Holds never rely on it; reservation decides them.
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use moka::future::Cache;
 
 use concert_proto::concert::reservation::v1::{
     GetOccupancyRequest, ReservationStatus, reservation_internal_service_client::ReservationInternalServiceClient,
@@ -17,12 +24,37 @@ pub type Occupancy = HashMap<(Uuid, u32), SeatStatus>;
 #[derive(Debug, Clone)]
 pub struct OccupancyClient {
     client: ReservationInternalServiceClient<Channel>,
+    per_schedule: Option<Cache<Uuid, Arc<Occupancy>>>,
 }
 
+/// Most schedules whose seat status one replica keeps.
+const CAPACITY: u64 = 50_000;
+
 impl OccupancyClient {
+    /// A client that may reuse one schedule's answer for `cache_ttl` (zero: never).
     #[must_use]
-    pub fn new(channel: Channel) -> Self {
-        Self { client: ReservationInternalServiceClient::new(channel) }
+    pub fn new(channel: Channel, cache_ttl: Duration) -> Self {
+        let per_schedule =
+            (!cache_ttl.is_zero()).then(|| Cache::builder().max_capacity(CAPACITY).time_to_live(cache_ttl).build());
+        Self { client: ReservationInternalServiceClient::new(channel), per_schedule }
+    }
+
+    /// Seat status of one schedule, at most `SEAT_STATUS_CACHE_MS` old.
+    ///
+    /// # Errors
+    /// As [`OccupancyClient::occupancy`].
+    pub async fn schedule(&self, schedule_id: Uuid) -> Result<Arc<Occupancy>, CatalogError> {
+        let Some(cache) = &self.per_schedule else {
+            return self.occupancy(&[schedule_id]).await.map(Arc::new);
+        };
+        let this = self.clone();
+        cache
+            .try_get_with(schedule_id, async move { this.occupancy(&[schedule_id]).await.map(Arc::new) })
+            .await
+            .map_err(|e| match &*e {
+                CatalogError::Peer(s) => CatalogError::Peer(tonic::Status::new(s.code(), s.message())),
+                other => CatalogError::Unexpected(anyhow::anyhow!("seat status: {other}")),
+            })
     }
 
     /// Who holds or bought which seat of `schedules`, right now.

@@ -38,7 +38,7 @@ pub async fn run(
         repo.clone(),
         Layouts::new(repo, settings.layout_cache_ttl),
         TokenValidator::new(lazy_channel(&settings.queue_url)?, settings.token_cache_ttl, settings.clock.clone()),
-        OccupancyClient::new(lazy_channel(&settings.reservation_url)?),
+        OccupancyClient::new(lazy_channel(&settings.reservation_url)?, settings.seat_status_ttl),
         settings.clock,
     );
     let routes = Routes::new(CatalogServiceServer::new(api.clone()))

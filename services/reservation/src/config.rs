@@ -33,6 +33,11 @@ pub struct Config {
     #[arg(long, env = "HOLD_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub hold_ttl_secs: u32,
 
+    /// Milliseconds a seat seen taken is refused without asking the database (0 disables).
+    /// Never longer than the blocking hold's expiry; see `taken_seats`.
+    #[arg(long, env = "SEAT_TAKEN_CACHE_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub seat_taken_cache_ms: u64,
+
     /// Milliseconds between sweeps that mark expired holds EXPIRED.
     #[arg(long, env = "HOLD_SWEEP_INTERVAL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(10..=600_000))]
     pub hold_sweep_interval_ms: u32,
@@ -61,6 +66,7 @@ pub struct Settings {
     pub payment_lease: chrono::Duration,
     pub token_cache_ttl: Duration,
     pub layout_cache_ttl: Duration,
+    pub seat_taken_ttl: Duration,
     pub clock: SharedClock,
 }
 
@@ -82,6 +88,7 @@ impl Config {
             payment_lease: chrono::Duration::seconds(i64::from(self.payment_lease_secs)),
             token_cache_ttl: self.cache.token_ttl(),
             layout_cache_ttl: self.cache.layout_ttl(),
+            seat_taken_ttl: Duration::from_millis(self.seat_taken_cache_ms),
             clock: platform::clock::system(),
         })
     }

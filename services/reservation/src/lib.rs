@@ -3,6 +3,7 @@
 //! - [`domain`]: reservation and payment states and their transitions (no SQL, no gRPC).
 //! - [`repo`]: PostgreSQL: holds, releases, saga state writes.
 //! - [`saga`]: drives a payment through debit → confirm → expire token, or compensation.
+//! - [`taken_seats`]: per-replica hint of taken seats (refuse crowds early).
 //! - [`workers`]: the hold-expiry sweeper and the saga recovery worker.
 //! - [`peers`]: clients of catalog, wallet and queue.
 //! - [`grpc`]: `ReservationService` and `ReservationInternalService` handlers.
@@ -16,4 +17,5 @@ pub mod peers;
 pub mod repo;
 pub mod saga;
 pub mod startup;
+pub mod taken_seats;
 pub mod workers;

@@ -28,6 +28,15 @@ pub struct NewHold {
     pub ttl: Duration,
 }
 
+/// The outcome of a hold attempt.
+#[derive(Debug, Clone)]
+pub enum HoldAttempt {
+    /// The seat is now held by the caller.
+    Held(Reservation),
+    /// Someone else holds or bought the seat; it stays blocked at least until then.
+    Taken { blocked_until: DateTime<Utc> },
+}
+
 /// How a payment request relates to what is stored.
 #[derive(Debug, Clone)]
 pub enum PaymentStart {
@@ -59,38 +68,53 @@ impl ReservationRepo {
 
     /// Places a hold. The unique index over live reservations decides races: of any
     /// number of concurrent attempts on one seat, from any number of replicas, one wins.
+    /// A loser learns until when the seat is blocked (the blocking hold's expiry, or
+    /// "indefinitely" for a sold seat or a hold being paid).
     ///
     /// # Errors
-    /// [`ReservationError::SeatUnavailable`] when the seat is held or sold;
     /// [`ReservationError::TokenUsed`] when the token already paid for a seat.
     #[tracing::instrument(skip_all, fields(schedule_id = %h.schedule_id, seat = h.seat_number))]
-    pub async fn hold(&self, h: &NewHold) -> Result<Reservation, ReservationError> {
-        // Second try only after releasing a stale expired hold on the same seat.
-        for _ in 0..2 {
+    pub async fn hold(&self, h: &NewHold) -> Result<HoldAttempt, ReservationError> {
+        // A second and third try only after the blocker vanished or a stale hold was released.
+        for _ in 0..3 {
             if let Some(r) = self.try_insert_hold(h).await? {
-                return Ok(r);
+                return Ok(HoldAttempt::Held(r));
             }
             // One read tells why the insert did nothing.
-            let (token_used, stale): (bool, bool) = sqlx::query_as(
+            let row = sqlx::query(
                 "SELECT EXISTS (SELECT 1 FROM payments WHERE token = $1 AND status IN ('CONFIRMED', 'COMPLETED')),
-                        EXISTS (SELECT 1 FROM reservations r
-                                WHERE schedule_id = $2 AND seat_number = $3 AND status = 'HELD' AND expires_at <= $4
-                                  AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id))",
+                        r.status, r.expires_at,
+                        EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)
+                 FROM (SELECT 1) AS one
+                 LEFT JOIN reservations r
+                   ON r.schedule_id = $2 AND r.seat_number = $3 AND r.status IN ('HELD', 'CONFIRMED')",
             )
             .bind(h.token)
             .bind(h.schedule_id)
             .bind(i32::try_from(h.seat_number).unwrap_or(0))
-            .bind(h.now)
             .fetch_one(&self.pool)
             .await?;
+            let token_used: bool = row.try_get(0)?;
             if token_used {
                 return Err(ReservationError::TokenUsed);
             }
-            if !stale || !self.release_stale_hold(h.schedule_id, h.seat_number, h.now).await? {
-                return Err(ReservationError::SeatUnavailable);
+            let status: Option<String> = row.try_get(1)?;
+            let expires_at: Option<DateTime<Utc>> = row.try_get(2)?;
+            let paying: bool = row.try_get(3)?;
+            match (status.as_deref(), expires_at) {
+                (None, _) | (_, None) => continue, // the blocker is gone: try again
+                (Some("HELD"), Some(exp)) if !paying => {
+                    if exp > h.now {
+                        return Ok(HoldAttempt::Taken { blocked_until: exp });
+                    }
+                    if !self.release_stale_hold(h.schedule_id, h.seat_number, h.now).await? {
+                        return Ok(HoldAttempt::Taken { blocked_until: h.now });
+                    }
+                }
+                _ => return Ok(HoldAttempt::Taken { blocked_until: DateTime::<Utc>::MAX_UTC }),
             }
         }
-        Err(ReservationError::SeatUnavailable)
+        Ok(HoldAttempt::Taken { blocked_until: h.now })
     }
 
     async fn try_insert_hold(&self, h: &NewHold) -> Result<Option<Reservation>, ReservationError> {

@@ -19,6 +19,7 @@ use crate::{
     peers::{Catalog, Queue, Wallet},
     repo::ReservationRepo,
     saga::Saga,
+    taken_seats::TakenSeats,
     workers,
 };
 
@@ -65,6 +66,7 @@ pub async fn run(
         Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl),
         saga,
         settings.clock,
+        TakenSeats::new(settings.seat_taken_ttl),
         settings.hold_ttl,
         settings.payment_lease,
     );

@@ -77,8 +77,8 @@ impl CatalogService for CatalogApi {
     async fn list_seats(&self, request: Request<ListSeatsRequest>) -> Result<Response<ListSeatsResponse>, Status> {
         self.auth.authenticate(&request).await?;
         let schedule_id = validate::uuid("schedule_id", &request.get_ref().schedule_id)?;
-        let ids = [schedule_id];
-        let (layout, occupancy) = tokio::try_join!(self.layouts.get(schedule_id), self.occupancy.occupancy(&ids))?;
+        let (layout, occupancy) =
+            tokio::try_join!(self.layouts.get(schedule_id), self.occupancy.schedule(schedule_id))?;
         let seats = layout
             .1
             .iter()

@@ -20,8 +20,9 @@ use crate::{
     domain::{Payment, PaymentStatus},
     error::ReservationError,
     peers::Catalog,
-    repo::{NewHold, PaymentStart, ReservationRepo},
+    repo::{HoldAttempt, NewHold, PaymentStart, ReservationRepo},
     saga::{INSUFFICIENT_BALANCE, Saga},
+    taken_seats::TakenSeats,
 };
 use convert::{occupied, payment, reservation, seat_number};
 
@@ -36,6 +37,7 @@ pub struct ReservationApi {
     catalog: Catalog,
     saga: Saga,
     clock: SharedClock,
+    taken: TakenSeats,
     hold_ttl: Duration,
     payment_lease: Duration,
 }
@@ -49,10 +51,11 @@ impl ReservationApi {
         catalog: Catalog,
         saga: Saga,
         clock: SharedClock,
+        taken: TakenSeats,
         hold_ttl: Duration,
         payment_lease: Duration,
     ) -> Self {
-        Self { repo, auth, catalog, saga, clock, hold_ttl, payment_lease }
+        Self { repo, auth, catalog, saga, clock, taken, hold_ttl, payment_lease }
     }
 
     /// The response for a payment whose saga has run as far as it can now.
@@ -98,12 +101,15 @@ impl ReservationService for ReservationApi {
         let r = request.into_inner();
         let schedule_id = validate::uuid("schedule_id", &r.schedule_id)?;
         let seat = seat_number(r.seat_number)?;
+        if self.taken.is_taken(schedule_id, seat, self.clock.now()) {
+            return Err(ReservationError::SeatUnavailable.into());
+        }
         let info = self.catalog.seat(schedule_id, seat).await?;
         let now = self.clock.now();
         if info.starts_at <= now {
             return Err(ReservationError::ScheduleStarted.into());
         }
-        let held = self
+        let attempt = self
             .repo
             .hold(&NewHold {
                 user_id: principal.user_id,
@@ -115,7 +121,15 @@ impl ReservationService for ReservationApi {
                 ttl: self.hold_ttl,
             })
             .await?;
-        Ok(Response::new(HoldSeatResponse { reservation: Some(reservation(&held, now)) }))
+        match attempt {
+            HoldAttempt::Held(held) => {
+                Ok(Response::new(HoldSeatResponse { reservation: Some(reservation(&held, now)) }))
+            }
+            HoldAttempt::Taken { blocked_until } => {
+                self.taken.mark(schedule_id, seat, blocked_until);
+                Err(ReservationError::SeatUnavailable.into())
+            }
+        }
     }
 
     #[tracing::instrument(skip_all, fields(reservation_id = %request.get_ref().reservation_id))]
@@ -151,6 +165,7 @@ impl ReservationService for ReservationApi {
         let id = validate::uuid("reservation_id", &request.get_ref().reservation_id)?;
         let now = self.clock.now();
         let cancelled = self.repo.cancel(id, &principal.user_id, now).await?;
+        self.taken.forget(cancelled.schedule_id, cancelled.seat_number);
         Ok(Response::new(CancelReservationResponse { reservation: Some(reservation(&cancelled, now)) }))
     }
 
