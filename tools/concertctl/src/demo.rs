@@ -134,17 +134,26 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
         .err()
         .map_or_else(|| "still accepted (unexpected)".to_owned(), |e| format!("refused with {:?}", e.code()));
     let viewer = clients.active_token(&format!("{user}-viewer"), Duration::from_secs(60)).await?;
-    let now = clients
-        .catalog()
-        .list_seats(authed(&viewer, ListSeatsRequest { schedule_id: date.schedule_id.clone() })?)
-        .await?
-        .into_inner()
-        .seats;
-    let shown = now
-        .iter()
-        .find(|s| s.seat_number == held.seat_number)
-        .and_then(|s| SeatStatus::try_from(s.status).ok())
-        .map_or("?", |s| s.as_str_name());
+    // Seat maps may lag by SEAT_STATUS_CACHE_MS (100 ms by default): look as a browser's
+    // next poll would, for at most a second.
+    let mut shown = "?";
+    for _ in 0..20 {
+        let now = clients
+            .catalog()
+            .list_seats(authed(&viewer, ListSeatsRequest { schedule_id: date.schedule_id.clone() })?)
+            .await?
+            .into_inner()
+            .seats;
+        shown = now
+            .iter()
+            .find(|s| s.seat_number == held.seat_number)
+            .and_then(|s| SeatStatus::try_from(s.status).ok())
+            .map_or("?", |s| s.as_str_name());
+        if shown == SeatStatus::Sold.as_str_name() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     step(
         9,
         format!(
