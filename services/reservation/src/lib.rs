@@ -2,6 +2,7 @@
 //!
 //! - [`domain`]: reservation and payment states and their transitions (no SQL, no gRPC).
 //! - [`repo`]: PostgreSQL: holds, releases, saga state writes.
+//! - [`hold_batcher`]: groups concurrent hold inserts into one statement.
 //! - [`saga`]: drives a payment through debit → confirm → expire token, or compensation.
 //! - [`taken_seats`]: per-replica hint of taken seats (refuse crowds early).
 //! - [`workers`]: the hold-expiry sweeper and the saga recovery worker.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod hold_batcher;
 pub mod peers;
 pub mod repo;
 pub mod saga;

@@ -1,4 +1,6 @@
 //! PostgreSQL access for the reservation schema.
+use std::collections::HashSet;
+
 use chrono::{DateTime, Duration, Utc};
 use platform::{db, money::Won};
 use sqlx::{PgPool, Postgres, Row, Transaction, postgres::PgRow};
@@ -7,6 +9,7 @@ use uuid::Uuid;
 use crate::{
     domain::{Payment, PaymentStatus, Reservation, ReservationStatus},
     error::ReservationError,
+    hold_batcher::HoldBatcher,
 };
 
 const RESERVATION_COLUMNS: &str = "r.reservation_id, r.user_id, r.token, r.schedule_id, r.seat_number, r.price,
@@ -74,10 +77,10 @@ impl ReservationRepo {
     /// # Errors
     /// [`ReservationError::TokenUsed`] when the token already paid for a seat.
     #[tracing::instrument(skip_all, fields(schedule_id = %h.schedule_id, seat = h.seat_number))]
-    pub async fn hold(&self, h: &NewHold) -> Result<HoldAttempt, ReservationError> {
+    pub async fn hold(&self, h: &NewHold, inserter: &HoldBatcher) -> Result<HoldAttempt, ReservationError> {
         // A second and third try only after the blocker vanished or a stale hold was released.
         for _ in 0..3 {
-            if let Some(r) = self.try_insert_hold(h).await? {
+            if let Some(r) = inserter.insert(h.clone()).await? {
                 return Ok(HoldAttempt::Held(r));
             }
             // One read tells why the insert did nothing.
@@ -117,39 +120,43 @@ impl ReservationRepo {
         Ok(HoldAttempt::Taken { blocked_until: h.now })
     }
 
-    async fn try_insert_hold(&self, h: &NewHold) -> Result<Option<Reservation>, ReservationError> {
-        let row = sqlx::query(
+    /// Inserts holds in one statement; returns the ids of the rows actually inserted. A
+    /// hold is skipped when its seat is live (unique index) or its token already paid.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn insert_holds(&self, ids: &[Uuid], holds: &[NewHold]) -> Result<HashSet<Uuid>, ReservationError> {
+        let users: Vec<&str> = holds.iter().map(|h| h.user_id.as_str()).collect();
+        let tokens: Vec<Uuid> = holds.iter().map(|h| h.token).collect();
+        let schedules: Vec<Uuid> = holds.iter().map(|h| h.schedule_id).collect();
+        let seats: Vec<i32> = holds.iter().map(|h| i32::try_from(h.seat_number).unwrap_or(0)).collect();
+        let prices: Vec<i64> = holds.iter().map(|h| h.price.get()).collect();
+        let held_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now).collect();
+        let expires_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now + h.ttl).collect();
+        let inserted: Vec<Uuid> = sqlx::query_scalar(
             "INSERT INTO reservations
                  (reservation_id, user_id, token, schedule_id, seat_number, price, status, held_at, expires_at)
-             SELECT $1, $2, $3, $4, $5, $6, 'HELD', $7, $8
-             WHERE NOT EXISTS (SELECT 1 FROM payments
-                               WHERE token = $3 AND status IN ('CONFIRMED', 'COMPLETED'))
+             SELECT u.id, u.user_id, u.token, u.schedule_id, u.seat, u.price, 'HELD', u.held_at, u.expires_at
+             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[],
+                         $7::timestamptz[], $8::timestamptz[])
+                  WITH ORDINALITY AS u(id, user_id, token, schedule_id, seat, price, held_at, expires_at, n)
+             WHERE NOT EXISTS (SELECT 1 FROM payments p
+                               WHERE p.token = u.token AND p.status IN ('CONFIRMED', 'COMPLETED'))
+             ORDER BY u.n
              ON CONFLICT (schedule_id, seat_number) WHERE status IN ('HELD', 'CONFIRMED') DO NOTHING
              RETURNING reservation_id",
         )
-        .bind(Uuid::now_v7())
-        .bind(&h.user_id)
-        .bind(h.token)
-        .bind(h.schedule_id)
-        .bind(i32::try_from(h.seat_number).unwrap_or(0))
-        .bind(h.price.get())
-        .bind(h.now)
-        .bind(h.now + h.ttl)
-        .fetch_optional(&self.pool)
+        .bind(ids)
+        .bind(&users)
+        .bind(&tokens)
+        .bind(&schedules)
+        .bind(&seats)
+        .bind(&prices)
+        .bind(&held_at)
+        .bind(&expires_at)
+        .fetch_all(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(Reservation {
-            reservation_id: row.try_get(0)?,
-            user_id: h.user_id.clone(),
-            token: h.token,
-            schedule_id: h.schedule_id,
-            seat_number: h.seat_number,
-            price: h.price,
-            status: ReservationStatus::Held,
-            held_at: h.now,
-            expires_at: h.now + h.ttl,
-            payment_started: false,
-        }))
+        Ok(inserted.into_iter().collect())
     }
 
     /// Marks an expired, unpaid hold on one seat EXPIRED; true when one was released.

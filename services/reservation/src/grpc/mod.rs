@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::{
     domain::{Payment, PaymentStatus},
     error::ReservationError,
+    hold_batcher::HoldBatcher,
     peers::Catalog,
     repo::{HoldAttempt, NewHold, PaymentStart, ReservationRepo},
     saga::{INSUFFICIENT_BALANCE, Saga},
@@ -38,6 +39,7 @@ pub struct ReservationApi {
     saga: Saga,
     clock: SharedClock,
     taken: TakenSeats,
+    holds: HoldBatcher,
     hold_ttl: Duration,
     payment_lease: Duration,
 }
@@ -55,7 +57,8 @@ impl ReservationApi {
         hold_ttl: Duration,
         payment_lease: Duration,
     ) -> Self {
-        Self { repo, auth, catalog, saga, clock, taken, hold_ttl, payment_lease }
+        let holds = HoldBatcher::start(repo.clone());
+        Self { repo, auth, catalog, saga, clock, taken, holds, hold_ttl, payment_lease }
     }
 
     /// The response for a payment whose saga has run as far as it can now.
@@ -111,15 +114,18 @@ impl ReservationService for ReservationApi {
         }
         let attempt = self
             .repo
-            .hold(&NewHold {
-                user_id: principal.user_id,
-                token: principal.token,
-                schedule_id,
-                seat_number: seat,
-                price: info.price,
-                now,
-                ttl: self.hold_ttl,
-            })
+            .hold(
+                &NewHold {
+                    user_id: principal.user_id,
+                    token: principal.token,
+                    schedule_id,
+                    seat_number: seat,
+                    price: info.price,
+                    now,
+                    ttl: self.hold_ttl,
+                },
+                &self.holds,
+            )
             .await?;
         match attempt {
             HoldAttempt::Held(held) => {
