@@ -1,7 +1,7 @@
 //! The payment saga: success, compensation, idempotency, wallet outages and recovery.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use concert_proto::concert::{
-    catalog::v1::{ListSeatsRequest, SeatStatus},
+    catalog::v1::SeatStatus,
     reservation::v1::{HoldSeatRequest, PayReservationRequest, PayReservationResponse, ReservationStatus},
     wallet::v1::{ListTransactionsRequest, TransactionKind},
 };
@@ -47,17 +47,6 @@ async fn ledger_kinds(suite: &Suite, user: &str) -> Vec<(i32, i64)> {
         .collect()
 }
 
-async fn seat_status(suite: &Suite, token: &str, schedule_id: &str, seat: u32) -> i32 {
-    let seats = suite
-        .catalog()
-        .list_seats(authed(token, ListSeatsRequest { schedule_id: schedule_id.into() }))
-        .await
-        .unwrap()
-        .into_inner()
-        .seats;
-    seats[(seat - 1) as usize].status
-}
-
 async fn payment_status(suite: &Suite, reservation_id: &str) -> String {
     sqlx::query_scalar("SELECT status FROM payments WHERE reservation_id = $1::uuid")
         .bind(reservation_id)
@@ -77,7 +66,11 @@ async fn insufficient_balance_releases_the_hold(_p: PgPoolOptions, db: PgConnect
     let err = pay(&suite, &token, &id, "k1").await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::FailedPrecondition, Some("INSUFFICIENT_BALANCE")));
     assert_eq!(suite.balance("alice").await, 100_000, "nothing taken");
-    assert_eq!(seat_status(&suite, &token, &schedule_id, 1).await, SeatStatus::Available as i32, "hold released");
+    assert_eq!(
+        suite.seat_status_eventually(&token, &schedule_id, 1, SeatStatus::Available as i32).await,
+        SeatStatus::Available as i32,
+        "hold released"
+    );
     assert_eq!(payment_status(&suite, &id).await, "FAILED");
     // A replay gives the same answer.
     let err = pay(&suite, &token, &id, "k1").await.unwrap_err();
@@ -155,7 +148,11 @@ async fn wallet_down_means_unavailable_and_a_retry_pays_once(_p: PgPoolOptions, 
     let err = pay(&suite, &token, &id, "k").await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert_eq!(payment_status(&suite, &id).await, "STARTED");
-    assert_eq!(seat_status(&suite, &token, &schedule_id, 45).await, SeatStatus::Held as i32, "the hold lives on");
+    assert_eq!(
+        suite.seat_status_eventually(&token, &schedule_id, 45, SeatStatus::Held as i32).await,
+        SeatStatus::Held as i32,
+        "the hold lives on"
+    );
 
     suite.restart_wallet().await;
     assert_eq!(suite.balance("alice").await, 100_000, "no debit while the wallet was down");
@@ -194,7 +191,10 @@ async fn the_recovery_worker_finishes_an_interrupted_payment(_p: PgPoolOptions, 
     assert_eq!(status, "COMPLETED");
     assert_eq!(suite.balance("alice").await, 0);
     let other = suite.active_token("bob").await;
-    assert_eq!(seat_status(&suite, &other, &schedule_id, 9).await, SeatStatus::Sold as i32);
+    assert_eq!(
+        suite.seat_status_eventually(&other, &schedule_id, 9, SeatStatus::Sold as i32).await,
+        SeatStatus::Sold as i32
+    );
 }
 
 #[sqlx::test(migrations = false)]

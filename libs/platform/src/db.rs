@@ -46,6 +46,21 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow
     Ok(())
 }
 
+/// [`connect`] then [`migrate`]: what every service does at start-up.
+///
+/// # Errors
+/// As [`connect`] and [`migrate`].
+pub async fn connect_and_migrate(
+    options: PgConnectOptions,
+    schema: &str,
+    max_connections: u32,
+    migrator: &Migrator,
+) -> anyhow::Result<PgPool> {
+    let pool = connect(options, schema, max_connections).await?;
+    migrate(&pool, schema, migrator).await?;
+    Ok(pool)
+}
+
 /// SQLSTATE of a unique violation.
 pub const UNIQUE_VIOLATION: &str = "23505";
 /// SQLSTATE of a foreign-key violation.

@@ -30,8 +30,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let pool = platform::db::connect(settings.db, SCHEMA, settings.max_connections).await?;
-    platform::db::migrate(&pool, SCHEMA, &MIGRATOR).await?;
+    let pool = platform::db::connect_and_migrate(settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = QueueRepo::new(pool);
     let admission = Admission::new(repo.clone(), settings.policy, settings.clock.clone());
     let admission_task = tokio::spawn(admission.clone().run(settings.admission_interval));

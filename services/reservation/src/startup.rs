@@ -40,8 +40,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let pool = platform::db::connect(settings.db, SCHEMA, settings.max_connections).await?;
-    platform::db::migrate(&pool, SCHEMA, &MIGRATOR).await?;
+    let pool = platform::db::connect_and_migrate(settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = ReservationRepo::new(pool);
     let queue_channel = lazy_channel(&settings.queue_url)?;
     let saga = Saga::new(
