@@ -119,6 +119,62 @@ impl WalletRepo {
     }
 }
 
+/// The outcome of a reconciliation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    pub accounts: u64,
+    /// (user_id, balance, ledger sum) of every wallet that disagrees with its ledger.
+    pub mismatches: Vec<(String, Won, Won)>,
+    pub total_balance: Won,
+    pub total_charged: Won,
+    pub total_debited: Won,
+    pub total_refunded: Won,
+}
+
+impl WalletRepo {
+    /// Compares every balance with the sum of its ledger, in one REPEATABLE READ snapshot so
+    /// concurrent payments cannot make a correct wallet look wrong.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn audit(&self) -> Result<AuditReport, WalletError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        let mismatches: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT a.user_id, a.balance, COALESCE(l.sum, 0)::BIGINT
+             FROM accounts a
+             LEFT JOIN (SELECT user_id, SUM(CASE kind WHEN 'DEBIT' THEN -amount ELSE amount END) AS sum
+                        FROM ledger_entries GROUP BY user_id) l USING (user_id)
+             WHERE a.balance <> COALESCE(l.sum, 0)
+             ORDER BY a.user_id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let (accounts, balance): (i64, i64) =
+            sqlx::query_as("SELECT count(*), COALESCE(SUM(balance), 0)::BIGINT FROM accounts")
+                .fetch_one(&mut *tx)
+                .await?;
+        let (charged, debited, refunded): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(amount) FILTER (WHERE kind = 'CHARGE'), 0)::BIGINT,
+                    COALESCE(SUM(amount) FILTER (WHERE kind = 'DEBIT'), 0)::BIGINT,
+                    COALESCE(SUM(amount) FILTER (WHERE kind = 'REFUND'), 0)::BIGINT
+             FROM ledger_entries",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AuditReport {
+            accounts: u64::try_from(accounts).unwrap_or(0),
+            mismatches: mismatches.into_iter().map(|(u, b, l)| (u, Won::new(b), Won::new(l))).collect(),
+            total_balance: Won::new(balance),
+            total_charged: Won::new(charged),
+            total_debited: Won::new(debited),
+            total_refunded: Won::new(refunded),
+        })
+    }
+}
+
 async fn find_entry(
     tx: &mut Transaction<'_, Postgres>,
     user_id: &str,

@@ -1,8 +1,9 @@
 //! Wallet RPCs against a real server and a fresh PostgreSQL database per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use concert_proto::concert::wallet::v1::{
-    ChargeRequest, DebitRequest, GetBalanceRequest, ListTransactionsRequest, RefundRequest, TransactionKind,
-    wallet_internal_service_client::WalletInternalServiceClient, wallet_service_client::WalletServiceClient,
+    AuditRequest, ChargeRequest, DebitRequest, GetBalanceRequest, ListTransactionsRequest, RefundRequest,
+    TransactionKind, wallet_internal_service_client::WalletInternalServiceClient,
+    wallet_service_client::WalletServiceClient,
 };
 use platform::{
     status::{reason, violated_field},
@@ -209,4 +210,37 @@ async fn ledger_is_append_only_and_matches_balances(_p: PgPoolOptions, db: PgCon
     .await
     .unwrap();
     assert_eq!(mismatches, 0);
+}
+
+#[sqlx::test(migrations = false)]
+async fn audit_reconciles_every_wallet_and_reports_a_tampered_one(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db.clone()).await;
+    app.public.charge(charge("gus", 10_000, "c1")).await.unwrap();
+    app.public.charge(charge("hal", 5_000, "c2")).await.unwrap();
+    app.internal.debit(debit("gus", 3_000, "d1")).await.unwrap();
+    app.internal
+        .refund(RefundRequest {
+            user_id: "gus".into(),
+            amount: 1_000,
+            idempotency_key: "r1".into(),
+            debit_idempotency_key: "d1".into(),
+        })
+        .await
+        .unwrap();
+
+    let clean = app.internal.audit(AuditRequest {}).await.unwrap().into_inner();
+    assert_eq!(clean.accounts, 2);
+    assert!(clean.mismatches.is_empty());
+    assert_eq!((clean.total_charged, clean.total_debited, clean.total_refunded), (15_000, 3_000, 1_000));
+    assert_eq!(clean.total_balance, 15_000 - 3_000 + 1_000, "charges - debits + refunds = balances");
+
+    // Money created outside the ledger is caught.
+    let pool = PgPoolOptions::new().connect_with(db.options([("search_path", "wallet")])).await.unwrap();
+    sqlx::query("UPDATE accounts SET balance = balance + 1 WHERE user_id = 'hal'").execute(&pool).await.unwrap();
+    let dirty = app.internal.audit(AuditRequest {}).await.unwrap().into_inner();
+    assert_eq!(dirty.mismatches.len(), 1);
+    assert_eq!(
+        (dirty.mismatches[0].user_id.as_str(), dirty.mismatches[0].balance, dirty.mismatches[0].ledger_sum),
+        ("hal", 5_001, 5_000)
+    );
 }

@@ -14,7 +14,9 @@ use concert_proto::concert::{
         reservation_internal_service_client::ReservationInternalServiceClient,
         reservation_service_client::ReservationServiceClient,
     },
-    wallet::v1::wallet_service_client::WalletServiceClient,
+    wallet::v1::{
+        wallet_internal_service_client::WalletInternalServiceClient, wallet_service_client::WalletServiceClient,
+    },
 };
 use platform::grpc_client::lazy_channel;
 use tonic::{Request, transport::Channel};
@@ -73,6 +75,9 @@ impl Clients {
     }
     pub fn reservation_internal(&self) -> ReservationInternalServiceClient<Channel> {
         ReservationInternalServiceClient::new(self.reservation.clone())
+    }
+    pub fn wallet_internal(&self) -> WalletInternalServiceClient<Channel> {
+        WalletInternalServiceClient::new(self.wallet.clone())
     }
     pub fn wallet(&self) -> WalletServiceClient<Channel> {
         WalletServiceClient::new(self.wallet.clone())

@@ -32,6 +32,8 @@ enum Command {
     Demo,
     /// Load benchmarks over real gRPC.
     Bench(bench::BenchArgs),
+    /// Reconciles every wallet balance with its ledger; exits 1 on any mismatch.
+    Audit,
 }
 
 #[tokio::main]
@@ -43,5 +45,21 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed => seed::run(&clients).await,
         Command::Demo => demo::run(&clients).await,
         Command::Bench(args) => bench::run(&clients, args).await,
+        Command::Audit => audit(&clients).await,
     }
+}
+
+async fn audit(clients: &clients::Clients) -> anyhow::Result<()> {
+    use concert_proto::concert::wallet::v1::AuditRequest;
+    let report = clients.wallet_internal().audit(AuditRequest {}).await?.into_inner();
+    println!(
+        "audit: {} wallets; charged {} won, debited {} won, refunded {} won; balances {} won",
+        report.accounts, report.total_charged, report.total_debited, report.total_refunded, report.total_balance
+    );
+    for m in &report.mismatches {
+        println!("MISMATCH {}: balance {} won, ledger {} won", m.user_id, m.balance, m.ledger_sum);
+    }
+    anyhow::ensure!(report.mismatches.is_empty(), "{} wallets disagree with their ledger", report.mismatches.len());
+    println!("audit: every balance equals its ledger");
+    Ok(())
 }

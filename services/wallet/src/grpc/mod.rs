@@ -2,9 +2,9 @@
 mod convert;
 
 use concert_proto::concert::wallet::v1::{
-    ChargeRequest, ChargeResponse, DebitRequest, DebitResponse, GetBalanceRequest, GetBalanceResponse,
-    ListTransactionsRequest, ListTransactionsResponse, RefundRequest, RefundResponse,
-    wallet_internal_service_server::WalletInternalService, wallet_service_server::WalletService,
+    AccountMismatch, AuditRequest, AuditResponse, ChargeRequest, ChargeResponse, DebitRequest, DebitResponse,
+    GetBalanceRequest, GetBalanceResponse, ListTransactionsRequest, ListTransactionsResponse, RefundRequest,
+    RefundResponse, wallet_internal_service_server::WalletInternalService, wallet_service_server::WalletService,
 };
 use platform::validate;
 use tonic::{Request, Response, Status};
@@ -85,5 +85,32 @@ impl WalletInternalService for WalletApi {
         let applied = self.repo.apply(&m).await?;
         let balance = applied.entry.balance_after.get();
         Ok(Response::new(RefundResponse { transaction: Some(transaction(&applied.entry)), balance }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn audit(&self, _request: Request<AuditRequest>) -> Result<Response<AuditResponse>, Status> {
+        let report = self.repo.audit().await?;
+        if !report.mismatches.is_empty() {
+            tracing::error!(
+                mismatches = report.mismatches.len(),
+                "wallet audit found balances that disagree with the ledger"
+            );
+        }
+        Ok(Response::new(AuditResponse {
+            accounts: report.accounts,
+            mismatches: report
+                .mismatches
+                .iter()
+                .map(|(user_id, balance, sum)| AccountMismatch {
+                    user_id: user_id.clone(),
+                    balance: balance.get(),
+                    ledger_sum: sum.get(),
+                })
+                .collect(),
+            total_balance: report.total_balance.get(),
+            total_charged: report.total_charged.get(),
+            total_debited: report.total_debited.get(),
+            total_refunded: report.total_refunded.get(),
+        }))
     }
 }
