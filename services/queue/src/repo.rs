@@ -29,6 +29,15 @@ pub struct RoundOutcome {
     pub admitted: u64,
 }
 
+/// Counts behind `GetQueueStats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub waiting: u64,
+    pub active: u64,
+    pub admitted_last_minute: u64,
+    pub serving_seq: u64,
+}
+
 /// Queue storage.
 #[derive(Debug, Clone)]
 pub struct QueueRepo {
@@ -130,6 +139,30 @@ impl QueueRepo {
             .execute(&self.pool)
             .await?;
         self.get(token).await
+    }
+
+    /// Counts for operators, at `now` (ACTIVE tokens past their expiry are not counted).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn counts(&self, now: DateTime<Utc>) -> Result<QueueCounts, QueueError> {
+        let (waiting, active, recent, serving): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state = 'WAITING'),
+                    count(*) FILTER (WHERE state = 'ACTIVE' AND expires_at > $1),
+                    count(*) FILTER (WHERE activated_at > $1 - interval '60 seconds'),
+                    COALESCE(max(seq) FILTER (WHERE activated_at IS NOT NULL), 0)
+             FROM tokens",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueCounts {
+            waiting: to_u64(waiting),
+            active: to_u64(active),
+            admitted_last_minute: to_u64(recent),
+            serving_seq: to_u64(serving),
+        })
     }
 
     /// One admission round: expires ACTIVE tokens past their TTL, then admits the oldest

@@ -35,7 +35,7 @@ pub async fn run(
     let admission = Admission::new(repo.clone(), settings.policy, settings.clock.clone());
     let admission_task = tokio::spawn(admission.clone().run(settings.admission_interval));
 
-    let api = QueueApi::new(repo, admission, settings.clock);
+    let api = QueueApi::new(repo, admission, settings.policy, settings.clock);
     let routes = Routes::new(QueueServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api));
     let served = platform::server::serve(
         listener,

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use concert_proto::concert::queue::v1::{
-    ExpireTokenRequest, GetQueueStatusRequest, IssueTokenRequest, QueueStatus, TokenState, ValidateTokenRequest,
-    queue_internal_service_client::QueueInternalServiceClient, queue_service_client::QueueServiceClient,
+    ExpireTokenRequest, GetQueueStatsRequest, GetQueueStatusRequest, IssueTokenRequest, LeaveQueueRequest, QueueStatus,
+    TokenState, ValidateTokenRequest, queue_internal_service_client::QueueInternalServiceClient,
+    queue_service_client::QueueServiceClient,
 };
 use platform::{
     clock::{ManualClock, SharedClock},
@@ -200,4 +201,35 @@ async fn bad_input_and_unknown_tokens(_p: PgPoolOptions, db: PgConnectOptions) {
     assert_eq!(err.code(), Code::NotFound);
     let err = q.internal.clone().expire_token(ExpireTokenRequest { token: unknown }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+}
+
+#[sqlx::test(migrations = false)]
+async fn leaving_moves_everyone_behind_up_and_stats_add_up(_p: PgPoolOptions, db: PgConnectOptions) {
+    let q = replica(db, 1, platform::clock::system()).await;
+    let mut tokens = Vec::new();
+    for i in 0..4 {
+        tokens.push(join(&q, &format!("u{i}")).await.token);
+    }
+    wait_for(&q, &tokens[0], |s| s.state == TokenState::Active as i32).await;
+    assert_eq!(status(&q, &tokens[3]).await.position, 3);
+
+    // A waiting user leaves: the ones behind move up.
+    let left = q.public.clone().leave_queue(LeaveQueueRequest { token: tokens[1].clone() }).await.unwrap();
+    assert_eq!(left.into_inner().status.unwrap().state, TokenState::Expired as i32);
+    assert_eq!(status(&q, &tokens[2]).await.position, 1);
+    assert_eq!(status(&q, &tokens[3]).await.position, 2);
+
+    // The active user leaves: the slot goes to the next in line at once.
+    q.public.clone().leave_queue(LeaveQueueRequest { token: tokens[0].clone() }).await.unwrap();
+    wait_for(&q, &tokens[2], |s| s.state == TokenState::Active as i32).await;
+    assert_eq!(status(&q, &tokens[3]).await.position, 1);
+    // Leaving twice is fine.
+    q.public.clone().leave_queue(LeaveQueueRequest { token: tokens[0].clone() }).await.unwrap();
+
+    let stats = q.public.clone().get_queue_stats(GetQueueStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!((stats.waiting_count, stats.active_count, stats.admitted_last_minute), (1, 1, 2));
+    assert_eq!((stats.max_active, stats.active_ttl_seconds), (1, 600));
+    assert!(stats.serving_seq > 0);
+    let err = q.public.clone().leave_queue(LeaveQueueRequest { token: "x".into() }).await.unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("token"));
 }

@@ -1,7 +1,8 @@
 //! gRPC handlers of the queue.
 use concert_proto::concert::queue::v1::{
-    self as pb, ExpireTokenRequest, ExpireTokenResponse, GetQueueStatusRequest, GetQueueStatusResponse,
-    IssueTokenRequest, IssueTokenResponse, ValidateTokenRequest, ValidateTokenResponse,
+    self as pb, ExpireTokenRequest, ExpireTokenResponse, GetQueueStatsRequest, GetQueueStatsResponse,
+    GetQueueStatusRequest, GetQueueStatusResponse, IssueTokenRequest, IssueTokenResponse, LeaveQueueRequest,
+    LeaveQueueResponse, ValidateTokenRequest, ValidateTokenResponse,
     queue_internal_service_server::QueueInternalService, queue_service_server::QueueService,
 };
 use platform::{clock::SharedClock, convert::timestamp, validate};
@@ -9,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     admission::Admission,
-    domain::{QueueStatus, TokenState},
+    domain::{AdmissionPolicy, QueueStatus, TokenState},
     repo::QueueRepo,
 };
 
@@ -18,13 +19,22 @@ use crate::{
 pub struct QueueApi {
     repo: QueueRepo,
     admission: Admission,
+    policy: AdmissionPolicy,
     clock: SharedClock,
 }
 
 impl QueueApi {
     #[must_use]
-    pub fn new(repo: QueueRepo, admission: Admission, clock: SharedClock) -> Self {
-        Self { repo, admission, clock }
+    pub fn new(repo: QueueRepo, admission: Admission, policy: AdmissionPolicy, clock: SharedClock) -> Self {
+        Self { repo, admission, policy, clock }
+    }
+
+    /// Expires a token and lets the next in line move up at once.
+    async fn expire(&self, token: &str) -> Result<pb::QueueStatus, Status> {
+        let token = validate::uuid("token", token)?;
+        let token = self.repo.expire(token, self.clock.now()).await?;
+        self.admission.wake();
+        Ok(to_proto(&QueueStatus::new(token, 0, 0, self.clock.now())))
     }
 
     async fn status_of(&self, token: &str) -> Result<pb::QueueStatus, Status> {
@@ -55,6 +65,28 @@ impl QueueService for QueueApi {
         let status = self.status_of(&request.into_inner().token).await?;
         Ok(Response::new(GetQueueStatusResponse { status: Some(status) }))
     }
+
+    #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
+    async fn leave_queue(&self, request: Request<LeaveQueueRequest>) -> Result<Response<LeaveQueueResponse>, Status> {
+        let status = self.expire(&request.into_inner().token).await?;
+        Ok(Response::new(LeaveQueueResponse { status: Some(status) }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_queue_stats(
+        &self,
+        _request: Request<GetQueueStatsRequest>,
+    ) -> Result<Response<GetQueueStatsResponse>, Status> {
+        let counts = self.repo.counts(self.clock.now()).await?;
+        Ok(Response::new(GetQueueStatsResponse {
+            waiting_count: counts.waiting,
+            active_count: counts.active,
+            admitted_last_minute: counts.admitted_last_minute,
+            serving_seq: counts.serving_seq,
+            max_active: self.policy.max_active,
+            active_ttl_seconds: u64::try_from(self.policy.active_ttl.num_seconds()).unwrap_or(0),
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -76,11 +108,8 @@ impl QueueInternalService for QueueApi {
         &self,
         request: Request<ExpireTokenRequest>,
     ) -> Result<Response<ExpireTokenResponse>, Status> {
-        let token = validate::uuid("token", &request.into_inner().token)?;
-        let token = self.repo.expire(token, self.clock.now()).await?;
-        self.admission.wake();
-        let status = QueueStatus::new(token, 0, 0, self.clock.now());
-        Ok(Response::new(ExpireTokenResponse { status: Some(to_proto(&status)) }))
+        let status = self.expire(&request.into_inner().token).await?;
+        Ok(Response::new(ExpireTokenResponse { status: Some(status) }))
     }
 }
 
