@@ -2,7 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use concert_proto::concert::{
     catalog::v1::SeatStatus,
-    reservation::v1::{HoldSeatRequest, PayReservationRequest, PayReservationResponse, ReservationStatus},
+    reservation::v1::{
+        HoldSeatRequest, ListPaymentsRequest, PayReservationRequest, PayReservationResponse, PaymentStatus,
+        ReservationStatus,
+    },
     wallet::v1::{ListTransactionsRequest, TransactionKind},
 };
 use e2e::{Suite, SuiteOptions, authed};
@@ -264,4 +267,35 @@ async fn a_token_that_paid_is_refused_at_once_even_where_it_is_cached(_p: PgPool
         .unwrap_err();
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unauthenticated, Some("TOKEN_USED")));
     assert_eq!(suite.balance("alice").await, 1_000_000 - 150_000, "one seat paid, once");
+}
+
+#[sqlx::test(migrations = false)]
+async fn payment_history_shows_amount_time_and_outcome(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("ivy").await;
+    let short = hold(&suite, &token, &schedule_id, 1).await; // 150,000
+    let fine = hold(&suite, &token, &schedule_id, 50).await; // 90,000
+    suite.charge("ivy", 100_000).await;
+    assert_eq!(pay(&suite, &token, &short, "a").await.unwrap_err().code(), Code::FailedPrecondition);
+    pay(&suite, &token, &fine, "b").await.unwrap();
+
+    let history = suite
+        .reservation(0)
+        .list_payments(ListPaymentsRequest { user_id: "ivy".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .payments;
+    assert_eq!(history.len(), 2);
+    assert_eq!((history[0].reservation_id.as_str(), history[0].amount), (fine.as_str(), 90_000), "newest first");
+    assert_eq!(history[0].status, PaymentStatus::Paid as i32);
+    assert!(history[0].paid_at.is_some() && history[0].created_at.is_some());
+    assert_eq!(
+        (history[1].status, history[1].failure_reason.as_str()),
+        (PaymentStatus::Failed as i32, "INSUFFICIENT_BALANCE")
+    );
+    assert!(history[1].paid_at.is_none());
+    let other = suite.reservation(0).list_payments(ListPaymentsRequest { user_id: "nobody".into() }).await.unwrap();
+    assert!(other.into_inner().payments.is_empty());
 }

@@ -17,7 +17,7 @@ const RESERVATION_COLUMNS: &str = "r.reservation_id, r.user_id, r.token, r.sched
      EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id) AS payment_started";
 
 const PAYMENT_COLUMNS: &str = "payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
-     failure_reason, balance_after, paid_at";
+     failure_reason, balance_after, paid_at, created_at";
 
 /// A hold to place.
 #[derive(Debug, Clone)]
@@ -482,6 +482,21 @@ impl ReservationRepo {
         rows.iter().map(payment_from_row).collect()
     }
 
+    /// A user's payments, newest first (at most 1,000).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn payments_of(&self, user_id: &str) -> Result<Vec<Payment>, ReservationError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1000"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(payment_from_row).collect()
+    }
+
     /// The payment a token made for a reservation, if any (to answer replays after the
     /// token has been expired by that very payment).
     ///
@@ -603,5 +618,6 @@ fn payment_from_row(row: &PgRow) -> Result<Payment, ReservationError> {
         failure_reason: row.try_get("failure_reason")?,
         balance_after: row.try_get::<Option<i64>, _>("balance_after")?.map(Won::new),
         paid_at: row.try_get("paid_at")?,
+        created_at: row.try_get("created_at")?,
     })
 }

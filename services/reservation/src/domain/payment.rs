@@ -92,6 +92,7 @@ pub struct Payment {
     pub failure_reason: Option<String>,
     pub balance_after: Option<Won>,
     pub paid_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
 }
 
 impl Payment {
@@ -150,6 +151,7 @@ mod tests {
             failure_reason: None,
             balance_after: None,
             paid_at: None,
+            created_at: Utc::now(),
         };
         assert_ne!(p.debit_key(), p.refund_key());
         assert!(p.debit_key().contains(&Uuid::nil().to_string()));

@@ -4,7 +4,7 @@ use concert_proto::concert::reservation::v1::{self as pb};
 use platform::{convert::timestamp, validate::FieldViolation};
 
 use crate::{
-    domain::{Payment, Reservation, ReservationStatus, SEATS_PER_SCHEDULE},
+    domain::{Payment, PaymentStatus, Reservation, ReservationStatus, SEATS_PER_SCHEDULE},
     repo::OccupiedSeat,
 };
 
@@ -40,11 +40,20 @@ pub(super) fn reservation(r: &Reservation, now: DateTime<Utc>) -> pb::Reservatio
 }
 
 pub(super) fn payment(p: &Payment) -> pb::Payment {
+    let status = match p.status {
+        PaymentStatus::Started | PaymentStatus::Compensating => pb::PaymentStatus::Pending,
+        PaymentStatus::Confirmed | PaymentStatus::Completed => pb::PaymentStatus::Paid,
+        PaymentStatus::Failed => pb::PaymentStatus::Failed,
+        PaymentStatus::Compensated => pb::PaymentStatus::Refunded,
+    };
     pb::Payment {
         payment_id: p.payment_id.to_string(),
         reservation_id: p.reservation_id.to_string(),
         amount: p.amount.get(),
         paid_at: p.paid_at.map(timestamp),
+        status: status.into(),
+        created_at: Some(timestamp(p.created_at)),
+        failure_reason: p.failure_reason.clone().unwrap_or_default(),
     }
 }
 

@@ -4,9 +4,10 @@ mod convert;
 use chrono::Duration;
 use concert_proto::concert::reservation::v1::{
     CancelReservationRequest, CancelReservationResponse, GetOccupancyRequest, GetOccupancyResponse,
-    GetReservationRequest, GetReservationResponse, HoldSeatRequest, HoldSeatResponse, ListReservationsRequest,
-    ListReservationsResponse, PayReservationRequest, PayReservationResponse,
-    reservation_internal_service_server::ReservationInternalService, reservation_service_server::ReservationService,
+    GetReservationRequest, GetReservationResponse, HoldSeatRequest, HoldSeatResponse, ListPaymentsRequest,
+    ListPaymentsResponse, ListReservationsRequest, ListReservationsResponse, PayReservationRequest,
+    PayReservationResponse, reservation_internal_service_server::ReservationInternalService,
+    reservation_service_server::ReservationService,
 };
 use platform::{
     auth::{TokenValidator, bearer_token},
@@ -211,6 +212,16 @@ impl ReservationService for ReservationApi {
             self.auth.forget(principal.token).await;
         }
         Ok(Response::new(self.payment_result(finished).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_payments(
+        &self,
+        request: Request<ListPaymentsRequest>,
+    ) -> Result<Response<ListPaymentsResponse>, Status> {
+        let user_id = validate::key("user_id", &request.into_inner().user_id)?;
+        let payments = self.repo.payments_of(&user_id).await?;
+        Ok(Response::new(ListPaymentsResponse { payments: payments.iter().map(payment).collect() }))
     }
 }
 
