@@ -1,5 +1,5 @@
 //! PostgreSQL access for the reservation schema.
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::LazyLock};
 
 use chrono::{DateTime, Duration, Utc};
 use platform::{db, money::Won};
@@ -15,6 +15,45 @@ use crate::{
 const RESERVATION_COLUMNS: &str = "r.reservation_id, r.user_id, r.token, r.schedule_id, r.seat_number, r.price,
      r.status, r.held_at, r.expires_at,
      EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id) AS payment_started";
+
+/// SQL for "token `$1` has paid for a seat": the payment states of
+/// [`PaymentStatus::is_paid`]. Such a token books nothing more (HoldSeat, PayReservation).
+/// Written once here because the batch insert, the hold diagnosis and `start_payment` all
+/// apply it; `{token}` is replaced by the column or parameter holding the token.
+const TOKEN_HAS_PAID: &str =
+    "EXISTS (SELECT 1 FROM payments paid WHERE paid.token = {token} AND paid.status IN ('CONFIRMED', 'COMPLETED'))";
+
+fn token_has_paid(token: &str) -> String {
+    TOKEN_HAS_PAID.replace("{token}", token)
+}
+
+static INSERT_HOLDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO reservations
+             (reservation_id, user_id, token, schedule_id, seat_number, price, status, held_at, expires_at)
+         SELECT u.id, u.user_id, u.token, u.schedule_id, u.seat, u.price, 'HELD', u.held_at, u.expires_at
+         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[],
+                     $7::timestamptz[], $8::timestamptz[])
+              WITH ORDINALITY AS u(id, user_id, token, schedule_id, seat, price, held_at, expires_at, n)
+         WHERE NOT {}
+         ORDER BY u.n
+         ON CONFLICT (schedule_id, seat_number) WHERE status IN ('HELD', 'CONFIRMED') DO NOTHING
+         RETURNING reservation_id",
+        token_has_paid("u.token")
+    )
+});
+
+static HOLD_DIAGNOSIS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {},
+                r.status, r.expires_at,
+                EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)
+         FROM (SELECT 1) AS one
+         LEFT JOIN reservations r
+           ON r.schedule_id = $2 AND r.seat_number = $3 AND r.status IN ('HELD', 'CONFIRMED')",
+        token_has_paid("$1")
+    )
+});
 
 const PAYMENT_COLUMNS: &str = "payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
      failure_reason, balance_after, paid_at, created_at";
@@ -84,19 +123,12 @@ impl ReservationRepo {
                 return Ok(HoldAttempt::Held(r));
             }
             // One read tells why the insert did nothing.
-            let row = sqlx::query(
-                "SELECT EXISTS (SELECT 1 FROM payments WHERE token = $1 AND status IN ('CONFIRMED', 'COMPLETED')),
-                        r.status, r.expires_at,
-                        EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)
-                 FROM (SELECT 1) AS one
-                 LEFT JOIN reservations r
-                   ON r.schedule_id = $2 AND r.seat_number = $3 AND r.status IN ('HELD', 'CONFIRMED')",
-            )
-            .bind(h.token)
-            .bind(h.schedule_id)
-            .bind(i32::try_from(h.seat_number).unwrap_or(0))
-            .fetch_one(&self.pool)
-            .await?;
+            let row = sqlx::query(&HOLD_DIAGNOSIS)
+                .bind(h.token)
+                .bind(h.schedule_id)
+                .bind(i32::try_from(h.seat_number).unwrap_or(0))
+                .fetch_one(&self.pool)
+                .await?;
             let token_used: bool = row.try_get(0)?;
             if token_used {
                 return Err(ReservationError::TokenUsed);
@@ -133,29 +165,17 @@ impl ReservationRepo {
         let prices: Vec<i64> = holds.iter().map(|h| h.price.get()).collect();
         let held_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now).collect();
         let expires_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now + h.ttl).collect();
-        let inserted: Vec<Uuid> = sqlx::query_scalar(
-            "INSERT INTO reservations
-                 (reservation_id, user_id, token, schedule_id, seat_number, price, status, held_at, expires_at)
-             SELECT u.id, u.user_id, u.token, u.schedule_id, u.seat, u.price, 'HELD', u.held_at, u.expires_at
-             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[],
-                         $7::timestamptz[], $8::timestamptz[])
-                  WITH ORDINALITY AS u(id, user_id, token, schedule_id, seat, price, held_at, expires_at, n)
-             WHERE NOT EXISTS (SELECT 1 FROM payments p
-                               WHERE p.token = u.token AND p.status IN ('CONFIRMED', 'COMPLETED'))
-             ORDER BY u.n
-             ON CONFLICT (schedule_id, seat_number) WHERE status IN ('HELD', 'CONFIRMED') DO NOTHING
-             RETURNING reservation_id",
-        )
-        .bind(ids)
-        .bind(&users)
-        .bind(&tokens)
-        .bind(&schedules)
-        .bind(&seats)
-        .bind(&prices)
-        .bind(&held_at)
-        .bind(&expires_at)
-        .fetch_all(&self.pool)
-        .await?;
+        let inserted: Vec<Uuid> = sqlx::query_scalar(&INSERT_HOLDS)
+            .bind(ids)
+            .bind(&users)
+            .bind(&tokens)
+            .bind(&schedules)
+            .bind(&seats)
+            .bind(&prices)
+            .bind(&held_at)
+            .bind(&expires_at)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(inserted.into_iter().collect())
     }
 
@@ -317,12 +337,8 @@ impl ReservationRepo {
                 Err(ReservationError::PaymentInProgress)
             };
         }
-        let used: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM payments WHERE token = $1 AND status IN ('CONFIRMED', 'COMPLETED'))",
-        )
-        .bind(token)
-        .fetch_one(&mut *tx)
-        .await?;
+        let used: bool =
+            sqlx::query_scalar(&format!("SELECT {}", token_has_paid("$1"))).bind(token).fetch_one(&mut *tx).await?;
         if used {
             return Err(ReservationError::TokenUsed);
         }
