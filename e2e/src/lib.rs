@@ -11,16 +11,23 @@ use concert_proto::concert::{
         catalog_admin_service_client::CatalogAdminServiceClient, catalog_service_client::CatalogServiceClient,
     },
     queue::v1::{GetQueueStatusRequest, IssueTokenRequest, TokenState, queue_service_client::QueueServiceClient},
-    reservation::v1::reservation_service_client::ReservationServiceClient,
-    wallet::v1::{ChargeRequest, GetBalanceRequest, wallet_service_client::WalletServiceClient},
+    reservation::v1::{
+        HoldSeatRequest, PayReservationRequest, PayReservationResponse,
+        reservation_service_client::ReservationServiceClient,
+    },
+    wallet::v1::{
+        ChargeRequest, GetBalanceRequest, ListTransactionsRequest, wallet_service_client::WalletServiceClient,
+    },
 };
 use platform::{
     clock::SharedClock,
+    outbound::CallPolicy,
+    server::Limits,
     testing::{RunningServer, bind},
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::net::TcpListener;
-use tonic::{Request, transport::Channel};
+use tonic::{Request, Status, transport::Channel};
 
 /// Token-check cache of catalog and reservation: the production default.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_millis(1_000);
@@ -37,6 +44,8 @@ pub struct SuiteOptions {
     pub clock: SharedClock,
     pub recovery_interval: Duration,
     pub payment_lease: chrono::Duration,
+    /// Deadlines and retries of reservation's calls to wallet and queue.
+    pub peer_policy: CallPolicy,
 }
 
 impl Default for SuiteOptions {
@@ -48,6 +57,7 @@ impl Default for SuiteOptions {
             clock: platform::clock::system(),
             recovery_interval: Duration::from_secs(3_600),
             payment_lease: chrono::Duration::seconds(30),
+            peer_policy: CallPolicy::default(),
         }
     }
 }
@@ -62,6 +72,7 @@ pub struct Suite {
     pub reservations: Vec<RunningServer>,
     pub wallet: Option<RunningServer>,
     wallet_addr: std::net::SocketAddr,
+    reservation_settings: reservation_service::config::Settings,
     db: PgConnectOptions,
     pub clock: SharedClock,
 }
@@ -89,6 +100,7 @@ impl Suite {
         let queue_settings = queue_service::config::Settings {
             db: db.clone(),
             max_connections: 4,
+            limits: Limits::default(),
             policy: queue_service::domain::AdmissionPolicy {
                 max_active: opts.max_active,
                 active_ttl: chrono::Duration::seconds(600),
@@ -100,6 +112,7 @@ impl Suite {
         let catalog_settings = catalog_service::config::Settings {
             db: db.clone(),
             max_connections: 4,
+            limits: Limits::default(),
             queue_url: queue_url.clone(),
             reservation_url,
             token_cache_ttl: TOKEN_CACHE_TTL,
@@ -109,27 +122,37 @@ impl Suite {
         };
         let catalog =
             RunningServer::start_on(catalog_l, |l, s| catalog_service::startup::run(catalog_settings, l, s)).await;
+        let reservation_settings = reservation_service::config::Settings {
+            db: db.clone(),
+            max_connections: 8,
+            limits: Limits::default(),
+            queue_url: queue_url.clone(),
+            catalog_url: catalog_url.clone(),
+            wallet_url: wallet_url.clone(),
+            peer_policy: opts.peer_policy,
+            hold_ttl: opts.hold_ttl,
+            sweep_interval: Duration::from_millis(100),
+            recovery_interval: opts.recovery_interval,
+            payment_lease: opts.payment_lease,
+            token_cache_ttl: TOKEN_CACHE_TTL,
+            layout_cache_ttl: Duration::from_secs(300),
+            seat_taken_ttl: Duration::from_millis(500),
+            clock: opts.clock.clone(),
+        };
         let mut reservations = Vec::new();
         for l in reservation_ls {
-            let settings = reservation_service::config::Settings {
-                db: db.clone(),
-                max_connections: 8,
-                queue_url: queue_url.clone(),
-                catalog_url: catalog_url.clone(),
-                wallet_url: wallet_url.clone(),
-                hold_ttl: opts.hold_ttl,
-                sweep_interval: Duration::from_millis(100),
-                recovery_interval: opts.recovery_interval,
-                payment_lease: opts.payment_lease,
-                token_cache_ttl: TOKEN_CACHE_TTL,
-                layout_cache_ttl: Duration::from_secs(300),
-                seat_taken_ttl: Duration::from_millis(500),
-                clock: opts.clock.clone(),
-            };
-            reservations
-                .push(RunningServer::start_on(l, |l, s| reservation_service::startup::run(settings, l, s)).await);
+            reservations.push(start_reservation(reservation_settings.clone(), l).await);
         }
-        Self { queue, catalog, reservations, wallet: Some(wallet), wallet_addr, db, clock: opts.clock }
+        Self {
+            queue,
+            catalog,
+            reservations,
+            wallet: Some(wallet),
+            wallet_addr,
+            reservation_settings,
+            db,
+            clock: opts.clock,
+        }
     }
 
     pub fn queue(&self) -> QueueServiceClient<Channel> {
@@ -159,6 +182,20 @@ impl Suite {
         if let Some(w) = self.wallet.take() {
             w.stop().await.unwrap();
         }
+    }
+
+    /// Kills reservation replica `i` as a crash would (every task it started ends at once)
+    /// and starts a fresh replica on the same port, as a restarted pod.
+    pub async fn crash_and_restart_reservation(&mut self, i: usize) {
+        let addr = self.reservations[i].addr;
+        self.crash_reservation(i);
+        let replacement = start_reservation(self.reservation_settings.clone(), bind(&addr.to_string()).await).await;
+        self.reservations.insert(i, replacement);
+    }
+
+    /// Kills reservation replica `i` as a crash would; later indexes shift down by one.
+    pub fn crash_reservation(&mut self, i: usize) {
+        self.reservations.remove(i).kill();
     }
 
     /// Starts the wallet again on its old port.
@@ -259,13 +296,77 @@ impl Suite {
         last
     }
 
+    /// Holds `seat` through replica 0 with an ACTIVE `token`; returns the reservation id.
+    pub async fn hold(&self, token: &str, schedule_id: &str, seat: u32) -> String {
+        self.reservation(0)
+            .hold_seat(authed(token, HoldSeatRequest { schedule_id: schedule_id.into(), seat_number: seat }))
+            .await
+            .unwrap()
+            .into_inner()
+            .reservation
+            .unwrap()
+            .reservation_id
+    }
+
+    /// PayReservation through replica 0.
+    pub async fn pay(&self, token: &str, reservation_id: &str, key: &str) -> Result<PayReservationResponse, Status> {
+        self.reservation(0)
+            .pay_reservation(authed(
+                token,
+                PayReservationRequest { reservation_id: reservation_id.into(), idempotency_key: key.into() },
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// `user`'s ledger, newest first, as (kind, amount).
+    pub async fn ledger_kinds(&self, user: &str) -> Vec<(i32, i64)> {
+        self.wallet()
+            .list_transactions(ListTransactionsRequest { user_id: user.into(), limit: 100 })
+            .await
+            .unwrap()
+            .into_inner()
+            .transactions
+            .iter()
+            .map(|t| (t.kind, t.amount))
+            .collect()
+    }
+
+    /// The stored saga state of the payment of `reservation_id`.
+    pub async fn payment_status(&self, reservation_id: &str) -> String {
+        sqlx::query_scalar("SELECT status FROM payments WHERE reservation_id = $1::uuid")
+            .bind(reservation_id)
+            .fetch_one(&self.pool("reservation").await)
+            .await
+            .unwrap()
+    }
+
+    /// Polls the payment of `reservation_id` for up to 5 s until its state is `want`;
+    /// returns the last state seen.
+    pub async fn payment_status_eventually(&self, reservation_id: &str, want: &str) -> String {
+        let mut status = String::new();
+        for _ in 0..100 {
+            status = self.payment_status(reservation_id).await;
+            if status == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        status
+    }
+
     pub async fn balance(&self, user: &str) -> i64 {
         self.wallet().get_balance(GetBalanceRequest { user_id: user.into() }).await.unwrap().into_inner().balance
     }
 }
 
+/// A reservation replica on a runtime of its own, so that it can be killed like a process.
+async fn start_reservation(settings: reservation_service::config::Settings, listener: TcpListener) -> RunningServer {
+    RunningServer::start_isolated(listener, |l, s| reservation_service::startup::run(settings, l, s)).await
+}
+
 async fn start_wallet(db: PgConnectOptions, listener: TcpListener) -> RunningServer {
-    let settings = wallet_service::config::Settings { db, max_connections: 6 };
+    let settings = wallet_service::config::Settings { db, max_connections: 6, limits: Limits::default() };
     RunningServer::start_on(listener, |l, s| wallet_service::startup::run(settings, l, s)).await
 }
 

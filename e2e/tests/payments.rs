@@ -2,71 +2,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use concert_proto::concert::{
     catalog::v1::SeatStatus,
-    reservation::v1::{
-        HoldSeatRequest, ListPaymentsRequest, PayReservationRequest, PayReservationResponse, PaymentStatus,
-        ReservationStatus,
-    },
-    wallet::v1::{ListTransactionsRequest, TransactionKind},
+    reservation::v1::{HoldSeatRequest, ListPaymentsRequest, PayReservationRequest, PaymentStatus, ReservationStatus},
+    wallet::v1::TransactionKind,
 };
 use e2e::{Suite, SuiteOptions, authed};
 use platform::status::{reason, violated_field};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tonic::{Code, Status};
-
-/// Holds `seat` with an ACTIVE `token`; returns the reservation id.
-async fn hold(suite: &Suite, token: &str, schedule_id: &str, seat: u32) -> String {
-    suite
-        .reservation(0)
-        .hold_seat(authed(token, HoldSeatRequest { schedule_id: schedule_id.into(), seat_number: seat }))
-        .await
-        .unwrap()
-        .into_inner()
-        .reservation
-        .unwrap()
-        .reservation_id
-}
-
-async fn pay(suite: &Suite, token: &str, reservation_id: &str, key: &str) -> Result<PayReservationResponse, Status> {
-    suite
-        .reservation(0)
-        .pay_reservation(authed(
-            token,
-            PayReservationRequest { reservation_id: reservation_id.into(), idempotency_key: key.into() },
-        ))
-        .await
-        .map(tonic::Response::into_inner)
-}
-
-async fn ledger_kinds(suite: &Suite, user: &str) -> Vec<(i32, i64)> {
-    suite
-        .wallet()
-        .list_transactions(ListTransactionsRequest { user_id: user.into(), limit: 100 })
-        .await
-        .unwrap()
-        .into_inner()
-        .transactions
-        .iter()
-        .map(|t| (t.kind, t.amount))
-        .collect()
-}
-
-async fn payment_status(suite: &Suite, reservation_id: &str) -> String {
-    sqlx::query_scalar("SELECT status FROM payments WHERE reservation_id = $1::uuid")
-        .bind(reservation_id)
-        .fetch_one(&suite.pool("reservation").await)
-        .await
-        .unwrap()
-}
+use tonic::Code;
 
 #[sqlx::test(migrations = false)]
 async fn insufficient_balance_releases_the_hold(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions::default()).await;
     let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
     let token = suite.active_token("alice").await;
-    let id = hold(&suite, &token, &schedule_id, 1).await;
+    let id = suite.hold(&token, &schedule_id, 1).await;
     suite.charge("alice", 100_000).await; // seat 1 costs 150,000
 
-    let err = pay(&suite, &token, &id, "k1").await.unwrap_err();
+    let err = suite.pay(&token, &id, "k1").await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::FailedPrecondition, Some("INSUFFICIENT_BALANCE")));
     assert_eq!(suite.balance("alice").await, 100_000, "nothing taken");
     assert_eq!(
@@ -74,9 +26,9 @@ async fn insufficient_balance_releases_the_hold(_p: PgPoolOptions, db: PgConnect
         SeatStatus::Available as i32,
         "hold released"
     );
-    assert_eq!(payment_status(&suite, &id).await, "FAILED");
+    assert_eq!(suite.payment_status(&id).await, "FAILED");
     // A replay gives the same answer.
-    let err = pay(&suite, &token, &id, "k1").await.unwrap_err();
+    let err = suite.pay(&token, &id, "k1").await.unwrap_err();
     assert_eq!(reason(&err).as_deref(), Some("INSUFFICIENT_BALANCE"));
 }
 
@@ -85,20 +37,19 @@ async fn paying_twice_charges_once(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions::default()).await;
     let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
     let token = suite.active_token("alice").await;
-    let id = hold(&suite, &token, &schedule_id, 40).await; // 90,000
+    let id = suite.hold(&token, &schedule_id, 40).await; // 90,000
     suite.charge("alice", 300_000).await;
 
-    let first = pay(&suite, &token, &id, "pay-key").await.unwrap();
+    let first = suite.pay(&token, &id, "pay-key").await.unwrap();
     // The token is expired by the payment, yet the same request replays its result.
-    let replay = pay(&suite, &token, &id, "pay-key").await.unwrap();
+    let replay = suite.pay(&token, &id, "pay-key").await.unwrap();
     assert_eq!(first.payment, replay.payment);
     assert_eq!(first.balance_after, 210_000);
     assert_eq!(suite.balance("alice").await, 210_000);
-    let debits =
-        ledger_kinds(&suite, "alice").await.iter().filter(|(k, _)| *k == TransactionKind::Debit as i32).count();
+    let debits = suite.ledger_kinds("alice").await.iter().filter(|(k, _)| *k == TransactionKind::Debit as i32).count();
     assert_eq!(debits, 1);
     // A different key is a different request, refused by the expired token.
-    let err = pay(&suite, &token, &id, "other-key").await.unwrap_err();
+    let err = suite.pay(&token, &id, "other-key").await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 }
 
@@ -107,10 +58,10 @@ async fn concurrent_payments_of_one_reservation_debit_once(_p: PgPoolOptions, db
     let suite = Suite::start(db, SuiteOptions::default()).await;
     let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
     let token = suite.active_token("alice").await;
-    let id = hold(&suite, &token, &schedule_id, 12).await; // 120,000
+    let id = suite.hold(&token, &schedule_id, 12).await; // 120,000
     suite.charge("alice", 1_000_000).await;
 
-    let attempts = (0..50).map(|_| pay(&suite, &token, &id, "same-key"));
+    let attempts = (0..50).map(|_| suite.pay(&token, &id, "same-key"));
     let results = futures::future::join_all(attempts).await;
     let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert!(!ok.is_empty());
@@ -127,14 +78,14 @@ async fn an_idempotency_key_cannot_pay_two_reservations(_p: PgPoolOptions, db: P
     let suite = Suite::start(db, SuiteOptions::default()).await;
     let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
     let token = suite.active_token("alice").await;
-    let a = hold(&suite, &token, &schedule_id, 31).await;
-    let b = hold(&suite, &token, &schedule_id, 32).await;
+    let a = suite.hold(&token, &schedule_id, 31).await;
+    let b = suite.hold(&token, &schedule_id, 32).await;
     suite.charge("alice", 1_000_000).await;
     // Key "k" pays reservation a ...
-    pay(&suite, &token, &a, "k").await.unwrap();
+    suite.pay(&token, &a, "k").await.unwrap();
     let other = suite.active_token("alice").await; // paying expired the first token
     // ... so it cannot also pay reservation b.
-    let err = pay(&suite, &other, &b, "k").await.unwrap_err();
+    let err = suite.pay(&other, &b, "k").await.unwrap_err();
     assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("idempotency_key")));
     assert_eq!(suite.balance("alice").await, 1_000_000 - 90_000);
 }
@@ -144,13 +95,13 @@ async fn wallet_down_means_unavailable_and_a_retry_pays_once(_p: PgPoolOptions, 
     let mut suite = Suite::start(db, SuiteOptions::default()).await;
     let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
     let token = suite.active_token("alice").await;
-    let id = hold(&suite, &token, &schedule_id, 45).await; // 90,000
+    let id = suite.hold(&token, &schedule_id, 45).await; // 90,000
     suite.charge("alice", 100_000).await;
 
     suite.stop_wallet().await;
-    let err = pay(&suite, &token, &id, "k").await.unwrap_err();
+    let err = suite.pay(&token, &id, "k").await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    assert_eq!(payment_status(&suite, &id).await, "STARTED");
+    assert_eq!(suite.payment_status(&id).await, "STARTED");
     assert_eq!(
         suite.seat_status_eventually(&token, &schedule_id, 45, SeatStatus::Held as i32).await,
         SeatStatus::Held as i32,
@@ -159,7 +110,7 @@ async fn wallet_down_means_unavailable_and_a_retry_pays_once(_p: PgPoolOptions, 
 
     suite.restart_wallet().await;
     assert_eq!(suite.balance("alice").await, 100_000, "no debit while the wallet was down");
-    let ok = pay(&suite, &token, &id, "k").await.unwrap();
+    let ok = suite.pay(&token, &id, "k").await.unwrap();
     assert_eq!(ok.balance_after, 10_000);
     assert_eq!(ok.reservation.unwrap().status, ReservationStatus::Confirmed as i32);
     assert_eq!(suite.balance("alice").await, 10_000);
@@ -175,23 +126,15 @@ async fn the_recovery_worker_finishes_an_interrupted_payment(_p: PgPoolOptions, 
     let mut suite = Suite::start(db, opts).await;
     let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
     let token = suite.active_token("alice").await;
-    let id = hold(&suite, &token, &schedule_id, 9).await; // 150,000
+    let id = suite.hold(&token, &schedule_id, 9).await; // 150,000
     suite.charge("alice", 150_000).await;
 
     suite.stop_wallet().await;
-    assert_eq!(pay(&suite, &token, &id, "k").await.unwrap_err().code(), Code::Unavailable);
+    assert_eq!(suite.pay(&token, &id, "k").await.unwrap_err().code(), Code::Unavailable);
     suite.restart_wallet().await;
 
     // Nobody retries: the worker resumes the saga with the same debit key.
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = payment_status(&suite, &id).await;
-        if status == "COMPLETED" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, "COMPLETED");
+    assert_eq!(suite.payment_status_eventually(&id, "COMPLETED").await, "COMPLETED");
     assert_eq!(suite.balance("alice").await, 0);
     let other = suite.active_token("bob").await;
     assert_eq!(
@@ -205,12 +148,12 @@ async fn a_debit_that_cannot_be_confirmed_is_refunded(_p: PgPoolOptions, db: PgC
     let mut suite = Suite::start(db, SuiteOptions::default()).await;
     let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
     let token = suite.active_token("alice").await;
-    let id = hold(&suite, &token, &schedule_id, 25).await; // 120,000
+    let id = suite.hold(&token, &schedule_id, 25).await; // 120,000
     suite.charge("alice", 200_000).await;
 
     // The payment starts while the wallet is down ...
     suite.stop_wallet().await;
-    assert_eq!(pay(&suite, &token, &id, "k").await.unwrap_err().code(), Code::Unavailable);
+    assert_eq!(suite.pay(&token, &id, "k").await.unwrap_err().code(), Code::Unavailable);
     // ... and meanwhile the hold is released behind the saga's back (an operator, a bug).
     sqlx::query("UPDATE reservations SET status = 'CANCELLED' WHERE reservation_id = $1::uuid")
         .bind(&id)
@@ -220,11 +163,11 @@ async fn a_debit_that_cannot_be_confirmed_is_refunded(_p: PgPoolOptions, db: PgC
     suite.restart_wallet().await;
 
     // The retry debits (same key), finds the seat no longer held, and compensates.
-    let err = pay(&suite, &token, &id, "k").await.unwrap_err();
+    let err = suite.pay(&token, &id, "k").await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::FailedPrecondition, Some("RESERVATION_NOT_HELD")));
-    assert_eq!(payment_status(&suite, &id).await, "COMPENSATED");
+    assert_eq!(suite.payment_status(&id).await, "COMPENSATED");
     assert_eq!(suite.balance("alice").await, 200_000, "money whole again");
-    let kinds: Vec<i32> = ledger_kinds(&suite, "alice").await.iter().map(|(k, _)| *k).collect();
+    let kinds: Vec<i32> = suite.ledger_kinds("alice").await.iter().map(|(k, _)| *k).collect();
     assert_eq!(
         kinds,
         vec![TransactionKind::Refund as i32, TransactionKind::Debit as i32, TransactionKind::Charge as i32]
@@ -247,7 +190,7 @@ async fn a_token_that_paid_is_refused_at_once_even_where_it_is_cached(_p: PgPool
         .into_inner()
         .reservation
         .unwrap();
-    let on_a = hold(&suite, &token, &schedule_id, 3).await;
+    let on_a = suite.hold(&token, &schedule_id, 3).await;
     a.pay_reservation(authed(&token, PayReservationRequest { reservation_id: on_a, idempotency_key: "p1".into() }))
         .await
         .unwrap();
@@ -274,11 +217,11 @@ async fn payment_history_shows_amount_time_and_outcome(_p: PgPoolOptions, db: Pg
     let suite = Suite::start(db, SuiteOptions::default()).await;
     let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
     let token = suite.active_token("ivy").await;
-    let short = hold(&suite, &token, &schedule_id, 1).await; // 150,000
-    let fine = hold(&suite, &token, &schedule_id, 50).await; // 90,000
+    let short = suite.hold(&token, &schedule_id, 1).await; // 150,000
+    let fine = suite.hold(&token, &schedule_id, 50).await; // 90,000
     suite.charge("ivy", 100_000).await;
-    assert_eq!(pay(&suite, &token, &short, "a").await.unwrap_err().code(), Code::FailedPrecondition);
-    pay(&suite, &token, &fine, "b").await.unwrap();
+    assert_eq!(suite.pay(&token, &short, "a").await.unwrap_err().code(), Code::FailedPrecondition);
+    suite.pay(&token, &fine, "b").await.unwrap();
 
     let history = suite
         .reservation(0)

@@ -38,6 +38,12 @@ pub struct ListenConfig {
     /// Address the gRPC server binds (gRPC over HTTP/2 and grpc-web over HTTP/1.1).
     #[arg(long, env = "LISTEN_ADDR")]
     pub listen_addr: Option<SocketAddr>,
+
+    /// Most requests this replica works on at once; beyond it new calls are refused at once
+    /// with RESOURCE_EXHAUSTED (reason OVERLOADED) instead of queueing without bound, so a
+    /// load balancer or the client's backoff can send them elsewhere or later.
+    #[arg(long, env = "MAX_IN_FLIGHT_REQUESTS", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_in_flight_requests: u32,
 }
 
 impl ListenConfig {
@@ -45,6 +51,37 @@ impl ListenConfig {
     #[must_use]
     pub fn addr_or(&self, default: SocketAddr) -> SocketAddr {
         self.listen_addr.unwrap_or(default)
+    }
+
+    /// The server's load limits.
+    #[must_use]
+    pub fn limits(&self) -> crate::server::Limits {
+        crate::server::Limits { max_in_flight: self.max_in_flight_requests as usize }
+    }
+}
+
+/// Deadlines and retries of calls to peer services.
+#[derive(Debug, Clone, Args)]
+pub struct PeerConfig {
+    /// Milliseconds one call to a peer may take; a caller's shorter deadline wins.
+    #[arg(long, env = "PEER_CALL_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub peer_call_timeout_ms: u64,
+
+    /// Retries of an idempotent peer call that failed with UNAVAILABLE, DEADLINE_EXCEEDED
+    /// or RESOURCE_EXHAUSTED (jittered exponential backoff from 20 ms, at most 1 s apart).
+    #[arg(long, env = "PEER_CALL_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub peer_call_retries: u32,
+}
+
+impl PeerConfig {
+    /// The call policy these settings describe.
+    #[must_use]
+    pub fn policy(&self) -> crate::outbound::CallPolicy {
+        crate::outbound::CallPolicy {
+            timeout: std::time::Duration::from_millis(self.peer_call_timeout_ms),
+            retries: self.peer_call_retries as usize,
+            ..crate::outbound::CallPolicy::default()
+        }
     }
 }
 

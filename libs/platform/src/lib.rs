@@ -11,6 +11,7 @@ pub mod convert;
 pub mod db;
 pub mod grpc_client;
 pub mod money;
+pub mod outbound;
 pub mod server;
 pub mod status;
 pub mod telemetry;

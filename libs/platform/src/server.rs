@@ -7,14 +7,37 @@ use std::{future::Future, time::Duration};
 use http::{HeaderName, header};
 use tokio::net::TcpListener;
 use tonic::{
+    body::Body,
     service::{Routes, RoutesBuilder},
     transport::server::TcpIncoming,
 };
 use tonic_health::ServingStatus;
+use tower::{
+    BoxError,
+    limit::GlobalConcurrencyLimitLayer,
+    load_shed::{LoadShedLayer, error::Overloaded},
+    util::MapResultLayer,
+};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     trace::TraceLayer,
 };
+
+/// Load limits of one replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most requests worked on at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_in_flight: 1_024 }
+    }
+}
+
+/// How long a shed caller is told to wait before trying again.
+pub const OVERLOADED_RETRY_AFTER: Duration = Duration::from_millis(100);
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then drains in-flight calls.
 ///
@@ -27,6 +50,7 @@ pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     health_names: &[&'static str],
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -79,11 +103,30 @@ pub async fn serve(
         .layer(TraceLayer::new_for_grpc())
         .layer(cors())
         .layer(tonic_web::GrpcWebLayer::new())
+        // Load shedding: past `max_in_flight` calls in this replica, refuse at once rather
+        // than queue without bound. Inside grpc-web, so browsers get a readable status too.
+        .layer(MapResultLayer::new(overloaded_to_status))
+        .layer(LoadShedLayer::new())
+        .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
         .add_routes(builder.routes())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// Turns the load shedder's refusal into RESOURCE_EXHAUSTED (reason OVERLOADED, with a
+/// RetryInfo) instead of an error that would end the HTTP/2 stream.
+fn overloaded_to_status(result: Result<http::Response<Body>, BoxError>) -> Result<http::Response<Body>, BoxError> {
+    match result {
+        Err(e) if e.is::<Overloaded>() => Ok(crate::status::resource_exhausted(
+            "OVERLOADED",
+            "server busy: too many requests in flight; retry after a short pause",
+            OVERLOADED_RETRY_AFTER,
+        )
+        .into_http()),
+        other => other,
+    }
 }
 
 /// CORS for grpc-web browser clients: any origin (tokens, not cookies, authorise calls),

@@ -24,6 +24,19 @@ pub fn invalid_argument(field: &str, description: &str) -> Status {
     Status::with_error_details(Code::InvalidArgument, format!("{field}: {description}"), details)
 }
 
+/// RESOURCE_EXHAUSTED with `reason` and a `google.rpc.RetryInfo` telling the caller when
+/// trying again may pass.
+#[must_use]
+pub fn resource_exhausted(
+    reason: &'static str,
+    message: impl Into<String>,
+    retry_after: std::time::Duration,
+) -> Status {
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::<String, String>::new());
+    details.set_retry_info(Some(retry_after));
+    Status::with_error_details(Code::ResourceExhausted, message, details)
+}
+
 /// An opaque INTERNAL status. The whole cause chain goes to the log, not to the caller.
 #[must_use]
 pub fn internal(error: &anyhow::Error) -> Status {
@@ -46,6 +59,11 @@ pub fn from_peer(peer: &'static str, status: &Status) -> Status {
         Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
             tracing::warn!(peer, code = ?status.code(), message = status.message(), "peer call failed");
             Status::new(status.code(), format!("{peer} service: {}", status.message()))
+        }
+        // A peer cancels a call when our deadline (sent as grpc-timeout) passed.
+        Code::Cancelled => {
+            tracing::warn!(peer, message = status.message(), "peer call cancelled at its deadline");
+            Status::deadline_exceeded(format!("{peer} service: {}", status.message()))
         }
         _ => internal(&anyhow::anyhow!("{peer} service answered {:?}: {}", status.code(), status.message())),
     }

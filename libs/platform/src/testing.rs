@@ -21,6 +21,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The server's own runtime, when started with [`RunningServer::start_isolated`].
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl RunningServer {
@@ -52,7 +54,40 @@ impl RunningServer {
             let _ = rx.await;
         });
         let handle = tokio::spawn(run(listener, shutdown));
-        let server = Self { addr, shutdown: Some(tx), handle: Some(handle) };
+        let server = Self { addr, shutdown: Some(tx), handle: Some(handle), runtime: None };
+        server.wait_until_serving().await;
+        server
+    }
+
+    /// Like [`RunningServer::start_on`], but on a runtime of its own, so that
+    /// [`RunningServer::kill`] ends everything the server started — connections, in-flight
+    /// calls, background workers — at once, as a crashed process would.
+    ///
+    /// # Panics
+    /// When the runtime cannot be built (tests only).
+    pub async fn start_isolated<F, Fut>(listener: TcpListener, run: F) -> Self
+    where
+        F: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let addr = listener.local_addr().expect("local address");
+        let listener = listener.into_std().expect("a std listener");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("server-{}", addr.port()))
+            .enable_all()
+            .build()
+            .expect("a server runtime");
+        let (tx, rx) = oneshot::channel::<()>();
+        let shutdown = Box::pin(async move {
+            let _ = rx.await;
+        });
+        let handle = {
+            let _entered = runtime.enter();
+            let listener = TcpListener::from_std(listener).expect("listener on the server runtime");
+            runtime.spawn(run(listener, shutdown))
+        };
+        let server = Self { addr, shutdown: Some(tx), handle: Some(handle), runtime: Some(runtime) };
         server.wait_until_serving().await;
         server
     }
@@ -102,10 +137,17 @@ impl RunningServer {
         }
     }
 
-    /// Kills the server at once, like a crashed process: in-flight calls are dropped.
+    /// Kills the server at once, like a crashed process: in-flight calls are dropped, and
+    /// with [`RunningServer::start_isolated`] every task it spawned ends too.
     pub fn kill(mut self) {
         if let Some(h) = self.handle.take() {
             h.abort();
+        }
+        if let Some(runtime) = self.runtime.take() {
+            // Wait (off the async thread) until every task is dropped and the port is free.
+            std::thread::spawn(move || runtime.shutdown_timeout(Duration::from_secs(5)))
+                .join()
+                .expect("runtime shutdown");
         }
     }
 }
@@ -114,6 +156,10 @@ impl Drop for RunningServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        // A runtime cannot be dropped from async code; stop it without waiting.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }

@@ -38,6 +38,7 @@ pub struct Config {
 pub struct Settings {
     pub db: PgConnectOptions,
     pub max_connections: u32,
+    pub limits: platform::server::Limits,
     pub queue_url: String,
     pub reservation_url: String,
     pub token_cache_ttl: Duration,
@@ -55,6 +56,7 @@ impl Config {
         Ok(Settings {
             db: self.db.connect_options()?,
             max_connections: self.db.database_max_connections,
+            limits: self.listen.limits(),
             queue_url: self.queue_url,
             reservation_url: self.reservation_url,
             token_cache_ttl: self.cache.token_ttl(),

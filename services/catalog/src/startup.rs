@@ -51,6 +51,7 @@ pub async fn run(
             CatalogAdminServiceServer::<CatalogApi>::NAME,
             CatalogInternalServiceServer::<CatalogApi>::NAME,
         ],
+        settings.limits,
         shutdown,
     )
     .await

@@ -28,6 +28,7 @@ async fn spawn(db: PgConnectOptions) -> App {
     let settings = Settings {
         db,
         max_connections: 5,
+        limits: platform::server::Limits::default(),
         queue_url: "http://127.0.0.1:9".into(),
         reservation_url: "http://127.0.0.1:9".into(),
         token_cache_ttl: std::time::Duration::from_secs(1),

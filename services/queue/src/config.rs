@@ -38,6 +38,7 @@ pub struct Config {
 pub struct Settings {
     pub db: PgConnectOptions,
     pub max_connections: u32,
+    pub limits: platform::server::Limits,
     pub policy: AdmissionPolicy,
     pub admission_interval: Duration,
     pub clock: SharedClock,
@@ -52,6 +53,7 @@ impl Config {
         Ok(Settings {
             db: self.db.connect_options()?,
             max_connections: self.db.database_max_connections,
+            limits: self.listen.limits(),
             policy: AdmissionPolicy {
                 max_active: u64::from(self.max_active),
                 active_ttl: chrono::Duration::seconds(i64::from(self.active_ttl_secs)),

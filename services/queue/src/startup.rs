@@ -41,6 +41,7 @@ pub async fn run(
         listener,
         routes,
         &[QueueServiceServer::<QueueApi>::NAME, QueueInternalServiceServer::<QueueApi>::NAME],
+        settings.limits,
         shutdown,
     )
     .await;

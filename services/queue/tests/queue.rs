@@ -26,6 +26,7 @@ async fn replica(db: PgConnectOptions, max_active: u64, clock: SharedClock) -> R
     let settings = Settings {
         db,
         max_connections: 10,
+        limits: platform::server::Limits::default(),
         policy: AdmissionPolicy { max_active, active_ttl: chrono::Duration::seconds(600) },
         admission_interval: Duration::from_millis(20),
         clock,

@@ -4,7 +4,8 @@ use std::time::Duration;
 use clap::Parser;
 use platform::{
     clock::SharedClock,
-    config::{CacheConfig, DatabaseConfig, ListenConfig},
+    config::{CacheConfig, DatabaseConfig, ListenConfig, PeerConfig},
+    outbound::CallPolicy,
 };
 use sqlx::postgres::PgConnectOptions;
 
@@ -18,6 +19,8 @@ pub struct Config {
     pub listen: ListenConfig,
     #[command(flatten)]
     pub cache: CacheConfig,
+    #[command(flatten)]
+    pub peers: PeerConfig,
 
     /// Queue service, for token checks and expiring the token after payment.
     #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
@@ -57,9 +60,11 @@ pub struct Config {
 pub struct Settings {
     pub db: PgConnectOptions,
     pub max_connections: u32,
+    pub limits: platform::server::Limits,
     pub queue_url: String,
     pub catalog_url: String,
     pub wallet_url: String,
+    pub peer_policy: CallPolicy,
     pub hold_ttl: chrono::Duration,
     pub sweep_interval: Duration,
     pub recovery_interval: Duration,
@@ -79,9 +84,11 @@ impl Config {
         Ok(Settings {
             db: self.db.connect_options()?,
             max_connections: self.db.database_max_connections,
+            limits: self.listen.limits(),
             queue_url: self.queue_url,
             catalog_url: self.catalog_url,
             wallet_url: self.wallet_url,
+            peer_policy: self.peers.policy(),
             hold_ttl: chrono::Duration::seconds(i64::from(self.hold_ttl_secs)),
             sweep_interval: Duration::from_millis(u64::from(self.hold_sweep_interval_ms)),
             recovery_interval: Duration::from_millis(u64::from(self.payment_recovery_interval_ms)),

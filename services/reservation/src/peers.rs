@@ -9,8 +9,12 @@ use concert_proto::concert::{
     wallet::v1::{DebitRequest, RefundRequest, wallet_internal_service_client::WalletInternalServiceClient},
 };
 use moka::future::Cache;
-use platform::{money::Won, status::from_peer};
-use tonic::{Code, Status, transport::Channel};
+use platform::{
+    money::Won,
+    outbound::{self, CallPolicy, Deadline, Idempotency},
+    status::from_peer,
+};
+use tonic::{Code, Request, Status, transport::Channel};
 use uuid::Uuid;
 
 use crate::{domain::Payment, error::ReservationError};
@@ -101,25 +105,36 @@ pub enum DebitOutcome {
     Insufficient,
 }
 
-/// The wallet's internal API.
+/// The wallet's internal API. Debit and refund carry keys derived from the payment id, so
+/// both are retried on transient failures: the wallet applies each key once.
 #[derive(Debug, Clone)]
-pub struct Wallet(WalletInternalServiceClient<Channel>);
+pub struct Wallet {
+    client: WalletInternalServiceClient<Channel>,
+    policy: CallPolicy,
+}
 
 impl Wallet {
     #[must_use]
-    pub fn new(channel: Channel) -> Self {
-        Self(WalletInternalServiceClient::new(channel))
+    pub fn new(channel: Channel, policy: CallPolicy) -> Self {
+        Self { client: WalletInternalServiceClient::new(channel), policy }
     }
 
     /// Debits the payment's amount under the saga's debit key.
     ///
     /// # Errors
-    /// [`ReservationError::Peer`] when the outcome is unknown (wallet unreachable, deadline):
-    /// the caller retries with the same key, never guesses.
-    pub async fn debit(&self, p: &Payment) -> Result<DebitOutcome, ReservationError> {
+    /// [`ReservationError::Peer`] when the outcome is still unknown after the retries
+    /// (wallet unreachable, deadline): the saga keeps its state and a later try of the same
+    /// key settles it, never a guess.
+    pub async fn debit(&self, p: &Payment, deadline: Deadline) -> Result<DebitOutcome, ReservationError> {
         let request =
             DebitRequest { user_id: p.user_id.clone(), amount: p.amount.get(), idempotency_key: p.debit_key() };
-        match self.0.clone().debit(request).await {
+        let answer = outbound::call("wallet", &self.policy, deadline, Idempotency::Idempotent, |budget| {
+            let mut client = self.client.clone();
+            let request = with_timeout(request.clone(), budget);
+            async move { client.debit(request).await }
+        })
+        .await;
+        match answer {
             Ok(r) => Ok(DebitOutcome::Debited { balance_after: Won::new(r.into_inner().balance) }),
             Err(s) if is_reason(&s, Code::FailedPrecondition, "INSUFFICIENT_BALANCE") => Ok(DebitOutcome::Insufficient),
             Err(s) => Err(ReservationError::Peer(from_peer("wallet", &s))),
@@ -131,14 +146,20 @@ impl Wallet {
     ///
     /// # Errors
     /// [`ReservationError::Peer`] when the wallet cannot be reached.
-    pub async fn refund(&self, p: &Payment) -> Result<(), ReservationError> {
+    pub async fn refund(&self, p: &Payment, deadline: Deadline) -> Result<(), ReservationError> {
         let request = RefundRequest {
             user_id: p.user_id.clone(),
             amount: p.amount.get(),
             idempotency_key: p.refund_key(),
             debit_idempotency_key: p.debit_key(),
         };
-        match self.0.clone().refund(request).await {
+        let answer = outbound::call("wallet", &self.policy, deadline, Idempotency::Idempotent, |budget| {
+            let mut client = self.client.clone();
+            let request = with_timeout(request.clone(), budget);
+            async move { client.refund(request).await }
+        })
+        .await;
+        match answer {
             Ok(_) => Ok(()),
             Err(s) if is_reason(&s, Code::NotFound, "DEBIT_NOT_FOUND") => Ok(()),
             Err(s) => Err(ReservationError::Peer(from_peer("wallet", &s))),
@@ -148,25 +169,42 @@ impl Wallet {
 
 /// The queue's internal API.
 #[derive(Debug, Clone)]
-pub struct Queue(QueueInternalServiceClient<Channel>);
+pub struct Queue {
+    client: QueueInternalServiceClient<Channel>,
+    policy: CallPolicy,
+}
 
 impl Queue {
     #[must_use]
-    pub fn new(channel: Channel) -> Self {
-        Self(QueueInternalServiceClient::new(channel))
+    pub fn new(channel: Channel, policy: CallPolicy) -> Self {
+        Self { client: QueueInternalServiceClient::new(channel), policy }
     }
 
-    /// Expires a token; an unknown token counts as expired.
+    /// Expires a token (idempotent, so retried); an unknown token counts as expired.
     ///
     /// # Errors
     /// [`ReservationError::Peer`] when the queue cannot be reached.
-    pub async fn expire_token(&self, token: Uuid) -> Result<(), ReservationError> {
-        match self.0.clone().expire_token(ExpireTokenRequest { token: token.to_string() }).await {
+    pub async fn expire_token(&self, token: Uuid, deadline: Deadline) -> Result<(), ReservationError> {
+        let request = ExpireTokenRequest { token: token.to_string() };
+        let answer = outbound::call("queue", &self.policy, deadline, Idempotency::Idempotent, |budget| {
+            let mut client = self.client.clone();
+            let request = with_timeout(request.clone(), budget);
+            async move { client.expire_token(request).await }
+        })
+        .await;
+        match answer {
             Ok(_) => Ok(()),
             Err(s) if s.code() == Code::NotFound => Ok(()),
             Err(s) => Err(ReservationError::Peer(from_peer("queue", &s))),
         }
     }
+}
+
+/// `message` as a request that tells the peer how long we wait (`grpc-timeout`).
+fn with_timeout<T>(message: T, budget: Duration) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(budget);
+    request
 }
 
 fn is_reason(status: &Status, code: Code, reason: &str) -> bool {

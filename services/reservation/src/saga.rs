@@ -6,7 +6,7 @@
 //! side effect is idempotent under a key derived from the saga id, so [`Saga::drive`] may be
 //! run any number of times, concurrently, by the request and by the recovery worker of any
 //! replica: the money moves once.
-use platform::clock::SharedClock;
+use platform::{clock::SharedClock, outbound::Deadline};
 
 use crate::{
     domain::{Payment, PaymentStatus, SagaStep},
@@ -34,6 +34,8 @@ impl Saga {
     }
 
     /// Runs the saga from its stored state until it finishes or a peer is unreachable.
+    /// Peer calls end by `deadline` (the caller's, or none for the recovery worker) and
+    /// by the per-call timeout, whichever is first.
     ///
     /// Returns the payment in a final state, or in CONFIRMED when only the token expiry is
     /// left (the seat is sold; the recovery worker expires the token later).
@@ -42,19 +44,20 @@ impl Saga {
     /// [`ReservationError::Peer`] when the wallet is unreachable; the payment stays in its
     /// state and a retry (same key) or the recovery worker continues it.
     #[tracing::instrument(skip_all, fields(payment_id = %payment.payment_id))]
-    pub async fn drive(&self, mut payment: Payment) -> Result<Payment, ReservationError> {
+    pub async fn drive(&self, mut payment: Payment, deadline: Deadline) -> Result<Payment, ReservationError> {
         loop {
             let now = self.clock.now();
             payment = match payment.status.next_step() {
-                SagaStep::Debit => match self.wallet.debit(&payment).await? {
+                SagaStep::Debit => match self.wallet.debit(&payment, deadline).await? {
                     DebitOutcome::Debited { balance_after } => {
+                        crash_point_after_debit().await;
                         self.repo.record_debit(&payment, balance_after, now).await?
                     }
                     DebitOutcome::Insufficient => {
                         self.repo.record_debit_refused(&payment, INSUFFICIENT_BALANCE, now).await?
                     }
                 },
-                SagaStep::ExpireToken => match self.queue.expire_token(payment.token).await {
+                SagaStep::ExpireToken => match self.queue.expire_token(payment.token, deadline).await {
                     Ok(()) => {
                         self.repo
                             .advance_payment(&payment, PaymentStatus::Confirmed, PaymentStatus::Completed, now)
@@ -68,7 +71,7 @@ impl Saga {
                     }
                 },
                 SagaStep::Refund => {
-                    self.wallet.refund(&payment).await?;
+                    self.wallet.refund(&payment, deadline).await?;
                     self.repo
                         .advance_payment(&payment, PaymentStatus::Compensating, PaymentStatus::Compensated, now)
                         .await?
@@ -77,5 +80,20 @@ impl Saga {
             };
             tracing::debug!(status = payment.status.as_str(), "saga advanced");
         }
+    }
+}
+
+/// Failpoint `reservation::after-debit` (builds with the `failpoints` feature; set with the
+/// `FAILPOINTS` environment variable or `fail::cfg`): with action `return`, the saga stops
+/// for good right after the wallet took the money and before anything is recorded, so a
+/// test can kill the process there, as a crash would. Without the feature this is a no-op.
+async fn crash_point_after_debit() {
+    fn armed() -> bool {
+        fail::fail_point!("reservation::after-debit", |_| true);
+        false
+    }
+    if armed() {
+        tracing::error!("failpoint reservation::after-debit: saga frozen after the debit");
+        std::future::pending::<()>().await;
     }
 }

@@ -45,8 +45,8 @@ pub async fn run(
     let queue_channel = lazy_channel(&settings.queue_url)?;
     let saga = Saga::new(
         repo.clone(),
-        Wallet::new(lazy_channel(&settings.wallet_url)?),
-        Queue::new(queue_channel.clone()),
+        Wallet::new(lazy_channel(&settings.wallet_url)?, settings.peer_policy),
+        Queue::new(queue_channel.clone(), settings.peer_policy),
         settings.clock.clone(),
     );
     let sweeper =
@@ -75,6 +75,7 @@ pub async fn run(
         listener,
         routes,
         &[ReservationServiceServer::<ReservationApi>::NAME, ReservationInternalServiceServer::<ReservationApi>::NAME],
+        settings.limits,
         shutdown,
     )
     .await;

@@ -2,7 +2,7 @@
 //! they claim rows with `FOR UPDATE SKIP LOCKED`.
 use std::time::Duration;
 
-use platform::clock::SharedClock;
+use platform::{clock::SharedClock, outbound::Deadline};
 
 use crate::{repo::ReservationRepo, saga::Saga};
 
@@ -54,7 +54,7 @@ pub async fn recover_once(repo: &ReservationRepo, saga: &Saga, clock: &SharedClo
     let mut finished = 0;
     for payment in claimed {
         let id = payment.payment_id;
-        match saga.drive(payment).await {
+        match saga.drive(payment, Deadline::NONE).await {
             Ok(p) => {
                 finished += usize::from(p.status.next_step() == crate::domain::SagaStep::Done);
                 tracing::info!(payment_id = %id, status = p.status.as_str(), "payment saga resumed");

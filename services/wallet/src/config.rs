@@ -18,6 +18,7 @@ pub struct Config {
 pub struct Settings {
     pub db: PgConnectOptions,
     pub max_connections: u32,
+    pub limits: platform::server::Limits,
 }
 
 impl Config {
@@ -26,6 +27,10 @@ impl Config {
     /// # Errors
     /// When `DATABASE_URL` does not parse.
     pub fn into_settings(self) -> anyhow::Result<Settings> {
-        Ok(Settings { db: self.db.connect_options()?, max_connections: self.db.database_max_connections })
+        Ok(Settings {
+            db: self.db.connect_options()?,
+            max_connections: self.db.database_max_connections,
+            limits: self.listen.limits(),
+        })
     }
 }

@@ -4,10 +4,12 @@
 //! - [`repo`]: PostgreSQL, one transaction per request, idempotent by key.
 //! - [`grpc`]: the `WalletService` and `WalletInternalService` handlers.
 //! - [`error`]: the one place where wallet errors become gRPC statuses.
+//! - [`faults`]: failpoints for fault-injection tests (compiled in with `failpoints`).
 
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod faults;
 pub mod grpc;
 pub mod repo;
 pub mod startup;

@@ -5,6 +5,9 @@ use wallet_service::{config::Config, startup};
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let _telemetry = platform::telemetry::init("wallet");
+    // With the `failpoints` feature, FAILPOINTS arms the faults in `wallet_service::faults`;
+    // without it this does nothing.
+    let _failpoints = fail::FailScenario::setup();
     let listener = tokio::net::TcpListener::bind(config.listen.addr_or(startup::DEFAULT_ADDR)).await?;
     startup::run(config.into_settings()?, listener, platform::server::shutdown_signal()).await
 }

@@ -36,6 +36,7 @@ pub async fn run(
         listener,
         routes,
         &[WalletServiceServer::<WalletApi>::NAME, WalletInternalServiceServer::<WalletApi>::NAME],
+        settings.limits,
         shutdown,
     )
     .await

@@ -12,6 +12,7 @@ use concert_proto::concert::reservation::v1::{
 use platform::{
     auth::{TokenValidator, bearer_token},
     clock::SharedClock,
+    outbound::Deadline,
     validate::{self, FieldViolation},
 };
 use tonic::{Code, Request, Response, Status};
@@ -181,6 +182,7 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<PayReservationRequest>,
     ) -> Result<Response<PayReservationResponse>, Status> {
+        let deadline = Deadline::from_request(&request);
         let reservation_id = validate::uuid("reservation_id", &request.get_ref().reservation_id)?;
         let key = match request.get_ref().idempotency_key.as_str() {
             "" => format!("reservation:{reservation_id}"),
@@ -205,7 +207,7 @@ impl ReservationService for ReservationApi {
         let payment = match started {
             PaymentStart::New(p) | PaymentStart::Existing(p) => p,
         };
-        let finished = self.saga.drive(payment).await?;
+        let finished = self.saga.drive(payment, deadline).await?;
         if finished.status.is_paid() {
             // This replica stops trusting the token at once; other replicas learn it from
             // the queue after their cache TTL, and refuse it meanwhile from `payments`.

@@ -72,7 +72,9 @@ impl WalletInternalService for WalletApi {
     async fn debit(&self, request: Request<DebitRequest>) -> Result<Response<DebitResponse>, Status> {
         let r = request.into_inner();
         let m = mutation(EntryKind::Debit, &r.user_id, r.amount, &r.idempotency_key, None)?;
+        crate::faults::before_debit()?;
         let applied = self.repo.apply(&m).await?;
+        crate::faults::after_debit().await;
         let balance = applied.entry.balance_after.get();
         Ok(Response::new(DebitResponse { transaction: Some(transaction(&applied.entry)), balance }))
     }

@@ -1,0 +1,297 @@
+//! Calls to peer services: every call has a deadline, and a call the caller marks idempotent
+//! is retried with jittered exponential backoff (the `backon` crate) when it failed in a way
+//! that may pass: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (a peer shedding load)
+//! or CANCELLED (a peer giving up at our deadline).
+//!
+//! A call's deadline is the shorter of the policy's per-call timeout and what is left of the
+//! incoming request's deadline ([`Deadline::from_request`], read from the standard
+//! `grpc-timeout` header). The budget is sent on as `grpc-timeout`, so the peer stops working
+//! when we stop waiting, and is also enforced here, so a peer that never answers cannot hold
+//! us past it. Retries stop when the deadline is spent.
+//!
+//! Retrying is safe only for calls whose effect happens once however often they are sent:
+//! the saga's debit and refund (idempotency keys derived from the payment id), token
+//! expiry, and reads. A retried call whose outcome stayed unknown is resolved by the next
+//! retry of the same key, never by guessing.
+use std::{future::Future, time::Duration};
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio::time::Instant;
+use tonic::{Code, Request, Status, metadata::MetadataMap};
+
+/// How calls to one peer are bounded and retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallPolicy {
+    /// Longest one attempt may take (when the caller's deadline is not shorter).
+    pub timeout: Duration,
+    /// Retries after the first attempt, for idempotent calls only.
+    pub retries: usize,
+    /// Pause before the first retry (before jitter); each next pause doubles.
+    pub min_backoff: Duration,
+    /// Longest pause between two attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(2),
+            retries: 3,
+            min_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Whether a call is safe to send again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    /// Sending it twice has the effect of sending it once (idempotency key, read).
+    Idempotent,
+    /// Sending it twice may do the work twice: never retried.
+    NotIdempotent,
+}
+
+/// The instant by which the work for an incoming request must be done, if the caller set one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// No deadline from the caller (background work): only the per-call timeout applies.
+    pub const NONE: Self = Self(None);
+
+    /// `timeout` from now.
+    #[must_use]
+    pub fn after(timeout: Duration) -> Self {
+        Self(Instant::now().checked_add(timeout))
+    }
+
+    /// The deadline the caller of `request` set with `grpc-timeout`, if any.
+    #[must_use]
+    pub fn from_request<T>(request: &Request<T>) -> Self {
+        Self::from_metadata(request.metadata())
+    }
+
+    /// The deadline in `grpc-timeout` metadata, if any; a malformed value counts as none
+    /// (tonic's own timeout layer has already refused such a request).
+    #[must_use]
+    pub fn from_metadata(metadata: &MetadataMap) -> Self {
+        metadata
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(Self::NONE, Self::after)
+    }
+
+    /// Time left, or `None` without a deadline.
+    #[must_use]
+    pub fn remaining(&self) -> Option<Duration> {
+        self.0.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The budget of one attempt: the per-call `timeout`, cut to the time left.
+    #[must_use]
+    pub fn budget(&self, timeout: Duration) -> Duration {
+        self.remaining().map_or(timeout, |left| left.min(timeout))
+    }
+
+    fn is_spent(&self) -> bool {
+        self.remaining().is_some_and(|left| left.is_zero())
+    }
+}
+
+/// Parses a `grpc-timeout` header value: at most 8 digits and a unit, one of
+/// `H` (hours), `M` (minutes), `S` (seconds), `m` (ms), `u` (µs), `n` (ns), as the gRPC over
+/// HTTP/2 specification defines it.
+#[must_use]
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3_600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Whether a failed call may pass when sent again.
+#[must_use]
+pub fn is_transient(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled)
+}
+
+/// Runs `attempt` under `policy` and `deadline`. `attempt` receives its budget; it should
+/// put it on the outgoing request with `Request::set_timeout` so the peer knows it too.
+///
+/// # Errors
+/// The last attempt's status; DEADLINE_EXCEEDED when an attempt did not answer within its
+/// budget or the deadline was spent before one could start.
+pub async fn call<T, F, Fut>(
+    peer: &'static str,
+    policy: &CallPolicy,
+    deadline: Deadline,
+    idempotency: Idempotency,
+    mut attempt: F,
+) -> Result<T, Status>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let once = || {
+        let budget = deadline.budget(policy.timeout);
+        let call = attempt(budget);
+        async move {
+            if budget.is_zero() {
+                return Err(Status::deadline_exceeded(format!("deadline spent before calling {peer}")));
+            }
+            tokio::time::timeout(budget, call).await.unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!("{peer} did not answer within {} ms", budget.as_millis())))
+            })
+        }
+    };
+    let retries = match idempotency {
+        Idempotency::Idempotent => policy.retries,
+        Idempotency::NotIdempotent => 0,
+    };
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(policy.min_backoff)
+        .with_max_delay(policy.max_backoff)
+        .with_max_times(retries)
+        .with_jitter();
+    once.retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|status| is_transient(status) && !deadline.is_spent())
+        .notify(|status, pause| {
+            tracing::warn!(peer, code = ?status.code(), message = status.message(), retry_in_ms = pause.as_millis(), "peer call failed; retrying");
+        })
+        .await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use super::*;
+
+    fn quick() -> CallPolicy {
+        CallPolicy {
+            timeout: Duration::from_millis(50),
+            retries: 3,
+            min_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+        }
+    }
+
+    #[test]
+    fn grpc_timeout_values_parse_per_the_spec() {
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3_600)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(parse_grpc_timeout("5n"), Some(Duration::from_nanos(5)));
+        for bad in ["", "S", "123456789S", "10x", "-1S", "1.5S", "１S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn budget_is_the_shorter_of_timeout_and_time_left() {
+        assert_eq!(Deadline::NONE.budget(Duration::from_secs(2)), Duration::from_secs(2));
+        let soon = Deadline::after(Duration::from_millis(300));
+        assert!(soon.budget(Duration::from_secs(2)) <= Duration::from_millis(300));
+        assert_eq!(Deadline::after(Duration::from_secs(60)).budget(Duration::from_secs(2)), Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn transient_failures_of_idempotent_calls_are_retried() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let result = call("peer", &quick(), Deadline::NONE, Idempotency::Idempotent, |_| {
+            let calls = calls.clone();
+            async move {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => Err(Status::unavailable("down")),
+                    1 => Err(Status::deadline_exceeded("slow")),
+                    _ => Ok(7),
+                }
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn retries_are_bounded() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let result: Result<(), _> = call("peer", &quick(), Deadline::NONE, Idempotency::Idempotent, |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(Status::unavailable("down")) }
+        })
+        .await;
+        assert_eq!(result.unwrap_err().code(), Code::Unavailable);
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "one attempt and three retries");
+    }
+
+    #[tokio::test]
+    async fn non_idempotent_calls_and_definite_answers_are_not_retried() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let result: Result<(), _> = call("peer", &quick(), Deadline::NONE, Idempotency::NotIdempotent, |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(Status::unavailable("down")) }
+        })
+        .await;
+        assert_eq!(result.unwrap_err().code(), Code::Unavailable);
+        let result: Result<(), _> = call("peer", &quick(), Deadline::NONE, Idempotency::Idempotent, |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(Status::failed_precondition("no")) }
+        })
+        .await;
+        assert_eq!(result.unwrap_err().code(), Code::FailedPrecondition);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_outlives_its_budget_is_cut_off_and_retried() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let budgets = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let result = call("peer", &quick(), Deadline::NONE, Idempotency::Idempotent, |budget| {
+            budgets.lock().unwrap().push(budget);
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    std::future::pending::<()>().await;
+                }
+                Ok(n)
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 1);
+        assert_eq!(*budgets.lock().unwrap(), vec![Duration::from_millis(50); 2]);
+    }
+
+    #[tokio::test]
+    async fn no_attempt_outlives_the_callers_deadline() {
+        let started = Instant::now();
+        let policy = CallPolicy { timeout: Duration::from_secs(5), retries: 10, ..quick() };
+        let result: Result<(), _> =
+            call("peer", &policy, Deadline::after(Duration::from_millis(80)), Idempotency::Idempotent, |_| {
+                std::future::pending()
+            })
+            .await;
+        assert_eq!(result.unwrap_err().code(), Code::DeadlineExceeded);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "gave up after {took:?}, not at the 80 ms deadline");
+    }
+}
