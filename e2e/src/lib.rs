@@ -247,23 +247,7 @@ impl Suite {
 
     /// Joins the queue as `user` and waits until the token is ACTIVE.
     pub async fn active_token(&self, user: &str) -> String {
-        let mut queue = self.queue();
-        let status =
-            queue.issue_token(IssueTokenRequest { user_id: user.into() }).await.unwrap().into_inner().status.unwrap();
-        for _ in 0..250 {
-            let s = queue
-                .get_queue_status(GetQueueStatusRequest { token: status.token.clone() })
-                .await
-                .unwrap()
-                .into_inner()
-                .status
-                .unwrap();
-            if s.state == TokenState::Active as i32 {
-                return s.token;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("{user} was never admitted");
+        active_token(self.queue(), user).await
     }
 
     /// Charges `amount` won to `user`'s wallet.
@@ -390,4 +374,25 @@ fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Joins the queue as `user` through `queue` and waits until the token is ACTIVE.
+pub async fn active_token(mut queue: QueueServiceClient<Channel>, user: &str) -> String {
+    let status =
+        queue.issue_token(IssueTokenRequest { user_id: user.into() }).await.unwrap().into_inner().status.unwrap();
+    // Generous: on a loaded 2-core machine (the chaos run) a debug build can be slow.
+    for _ in 0..1_000 {
+        let s = queue
+            .get_queue_status(GetQueueStatusRequest { token: status.token.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        if s.state == TokenState::Active as i32 {
+            return s.token;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{user} was never admitted");
 }

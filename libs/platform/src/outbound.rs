@@ -127,6 +127,19 @@ pub fn is_transient(status: &Status) -> bool {
     matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled)
 }
 
+/// tonic's client reports a connection that closed under a call (a peer restarting sends
+/// GOAWAY; a crashed one resets) as INTERNAL or UNKNOWN with the transport error as source.
+/// The peer did not answer, so the outcome is unknown: UNAVAILABLE, and retried like it.
+fn connection_lost(peer: &str, status: Status) -> Status {
+    let from_transport = std::error::Error::source(&status)
+        .is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some());
+    if matches!(status.code(), Code::Internal | Code::Unknown) && from_transport {
+        Status::unavailable(format!("connection to {peer} lost: {}", status.message()))
+    } else {
+        status
+    }
+}
+
 /// Runs `attempt` under `policy` and `deadline`. `attempt` receives its budget; it should
 /// put it on the outgoing request with `Request::set_timeout` so the peer knows it too.
 ///
@@ -151,9 +164,12 @@ where
             if budget.is_zero() {
                 return Err(Status::deadline_exceeded(format!("deadline spent before calling {peer}")));
             }
-            tokio::time::timeout(budget, call).await.unwrap_or_else(|_| {
-                Err(Status::deadline_exceeded(format!("{peer} did not answer within {} ms", budget.as_millis())))
-            })
+            match tokio::time::timeout(budget, call).await {
+                Ok(answer) => answer.map_err(|s| connection_lost(peer, s)),
+                Err(_) => {
+                    Err(Status::deadline_exceeded(format!("{peer} did not answer within {} ms", budget.as_millis())))
+                }
+            }
         }
     };
     let retries = match idempotency {

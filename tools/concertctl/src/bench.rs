@@ -52,6 +52,13 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// PayReservation end to end (reservation → wallet → queue): each of `payments` users
+    /// is admitted, charged and holds one seat beforehand (not timed); then every hold is
+    /// paid. Needs QUEUE_MAX_ACTIVE ≥ payments + concurrency.
+    Pay {
+        #[arg(long, default_value_t = 5_000)]
+        payments: usize,
+    },
     /// One hop at a time, to see where the time of the protected calls goes:
     /// ListConcerts (catalog + its DB), ValidateToken (queue + its DB),
     /// GetOccupancy (reservation + its DB).
@@ -166,6 +173,7 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
             report.print();
             anyhow::ensure!(report.errors.is_empty(), "ListSeats failed: {:?}", report.errors);
         }
+        Scenario::Pay { payments } => pay(clients, &pool, args.concurrency, &concert_id, &run_id, payments).await?,
         Scenario::Hops { .. } => unreachable!("handled above"),
     }
     Ok(())
@@ -225,6 +233,61 @@ async fn hops(
     })
     .await
     .print();
+    Ok(())
+}
+
+/// Set-up (untimed): `n` users, each admitted, charged 200,000 won and holding one seat;
+/// then the timed part: every hold is paid, `concurrency` payments in flight.
+async fn pay(
+    clients: &Clients,
+    pool: &[Clients],
+    concurrency: usize,
+    concert_id: &str,
+    run_id: &str,
+    n: usize,
+) -> anyhow::Result<()> {
+    use concert_proto::concert::{reservation::v1::PayReservationRequest, wallet::v1::ChargeRequest};
+    use futures::{StreamExt, TryStreamExt};
+
+    let set_up = Instant::now();
+    let schedules = add_schedules(clients, concert_id, n.div_ceil(50)).await?;
+    let holds: Vec<(String, String)> = futures::stream::iter(0..n)
+        .map(|i| {
+            let (c, schedule_id) = (pool[i % pool.len()].clone(), schedules[i / 50].clone());
+            let user = format!("pay-{run_id}-{i}");
+            async move {
+                let token = c.active_token(&user, Duration::from_secs(120)).await?;
+                let charge =
+                    ChargeRequest { user_id: user.clone(), amount: 200_000, idempotency_key: format!("{user}-charge") };
+                c.wallet().charge(charge).await?;
+                let hold = HoldSeatRequest { schedule_id, seat_number: (i % 50 + 1) as u32 };
+                let held = c.reservation().hold_seat(authed(&token, hold)?).await?.into_inner();
+                let id = held.reservation.ok_or_else(|| anyhow::anyhow!("no reservation"))?.reservation_id;
+                anyhow::Ok((token, id))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    println!("set-up: {n} users admitted, charged and holding a seat in {:.1} s", set_up.elapsed().as_secs_f64());
+
+    let holds = Arc::new(holds);
+    let next = Arc::new(AtomicUsize::new(0));
+    let report = drive(pool, concurrency, "PayReservation end to end", move |c, _| {
+        let (holds, next) = (holds.clone(), next.clone());
+        async move {
+            let (token, reservation_id) = holds.get(next.fetch_add(1, Ordering::Relaxed))?;
+            let pay = PayReservationRequest {
+                reservation_id: reservation_id.clone(),
+                idempotency_key: format!("bench-{reservation_id}"),
+            };
+            let request = authed(token, pay).ok()?;
+            Some(c.reservation().pay_reservation(request).await.map(|_| ()).map_err(|e| e.code()))
+        }
+    })
+    .await;
+    report.print();
+    anyhow::ensure!(report.ok == n as u64, "every payment must succeed, got {:?}", report.errors);
     Ok(())
 }
 
