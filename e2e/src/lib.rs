@@ -378,12 +378,11 @@ fn uuid_like() -> String {
 
 /// Joins the queue as `user` through `queue` and waits until the token is ACTIVE.
 pub async fn active_token(mut queue: QueueServiceClient<Channel>, user: &str) -> String {
-    let status =
-        queue.issue_token(IssueTokenRequest { user_id: user.into() }).await.unwrap().into_inner().status.unwrap();
-    // Generous: on a loaded 2-core machine (the chaos run) a debug build can be slow.
-    for _ in 0..1_000 {
+    let issue = IssueTokenRequest { user_id: user.into() };
+    let mut token = queue.issue_token(issue.clone()).await.unwrap().into_inner().status.unwrap().token;
+    for _ in 0..250 {
         let s = queue
-            .get_queue_status(GetQueueStatusRequest { token: status.token.clone() })
+            .get_queue_status(GetQueueStatusRequest { token: token.clone() })
             .await
             .unwrap()
             .into_inner()
@@ -391,6 +390,12 @@ pub async fn active_token(mut queue: QueueServiceClient<Channel>, user: &str) ->
             .unwrap();
         if s.state == TokenState::Active as i32 {
             return s.token;
+        }
+        if s.state == TokenState::Expired as i32 {
+            // Re-joining returned the user's live token just before a payment made with it
+            // expired it: join again.
+            token = queue.issue_token(issue.clone()).await.unwrap().into_inner().status.unwrap().token;
+            continue;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -184,6 +184,7 @@ async fn charge(wallet: &WalletServiceClient<Channel>, user: &str, key: &str, am
 
 #[sqlx::test(migrations = false)]
 async fn books_balance_after_a_randomized_chaos_run(_p: PgPoolOptions, db: PgConnectOptions) {
+    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
     let scenario = FailScenario::setup();
     let seed: u64 = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     let secs: u64 = std::env::var("CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);

@@ -20,6 +20,7 @@ use tower::{
 };
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
+    classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier},
     trace::TraceLayer,
 };
 
@@ -100,7 +101,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .layer(TraceLayer::new_for_grpc())
+        .layer(TraceLayer::new(SharedClassifier::new(caller_errors_are_not_failures())))
         .layer(cors())
         .layer(tonic_web::GrpcWebLayer::new())
         // Load shedding: past `max_in_flight` calls in this replica, refuse at once rather
@@ -113,6 +114,25 @@ pub async fn serve(
         .await?;
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// Request tracing logs a call as failed (at ERROR) only when the server is at fault or
+/// overloaded: answers about the caller's request (a taken seat, a bad field, a missing
+/// token) are normal outcomes of a sale, not errors to page anyone about.
+fn caller_errors_are_not_failures() -> GrpcErrorsAsFailures {
+    [
+        GrpcCode::Cancelled,
+        GrpcCode::InvalidArgument,
+        GrpcCode::NotFound,
+        GrpcCode::AlreadyExists,
+        GrpcCode::PermissionDenied,
+        GrpcCode::FailedPrecondition,
+        GrpcCode::Aborted,
+        GrpcCode::OutOfRange,
+        GrpcCode::Unauthenticated,
+    ]
+    .into_iter()
+    .fold(GrpcErrorsAsFailures::new(), GrpcErrorsAsFailures::with_success)
 }
 
 /// Turns the load shedder's refusal into RESOURCE_EXHAUSTED (reason OVERLOADED, with a

@@ -133,12 +133,22 @@ impl QueueRepo {
     /// [`QueueError::TokenNotFound`] for an unknown token.
     #[tracing::instrument(skip_all, fields(%token))]
     pub async fn expire(&self, token: Uuid, now: DateTime<Utc>) -> Result<Token, QueueError> {
-        sqlx::query("UPDATE tokens SET state = 'EXPIRED', expired_at = $2 WHERE token = $1 AND state <> 'EXPIRED'")
-            .bind(token)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        self.get(token).await
+        // One round trip: the token as expired now, or as it was if already expired.
+        let row = sqlx::query(&format!(
+            "WITH expired AS (
+                 UPDATE tokens SET state = 'EXPIRED', expired_at = $2 WHERE token = $1 AND state <> 'EXPIRED'
+                 RETURNING {TOKEN_COLUMNS}
+             )
+             SELECT {TOKEN_COLUMNS} FROM expired
+             UNION ALL
+             SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = $1 AND NOT EXISTS (SELECT 1 FROM expired)"
+        ))
+        .bind(token)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(QueueError::TokenNotFound)?;
+        token_from_row(&row)
     }
 
     /// Counts for operators, at `now` (ACTIVE tokens past their expiry are not counted).

@@ -326,7 +326,19 @@ impl ReservationRepo {
         lease: Duration,
     ) -> Result<PaymentStart, ReservationError> {
         let mut tx = self.pool.begin().await?;
-        let r = lock_reservation(&mut tx, reservation_id).await?;
+        // The row lock and the paid-token check in one round trip.
+        let row = sqlx::query(&format!(
+            "SELECT {RESERVATION_COLUMNS}, {} AS token_paid
+             FROM reservations r WHERE r.reservation_id = $2 FOR UPDATE OF r",
+            token_has_paid("$1")
+        ))
+        .bind(token)
+        .bind(reservation_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(ReservationError::NotFound)?;
+        let r = reservation_from_row(&row)?;
+        let used: bool = row.try_get("token_paid")?;
         r.check_owner(user_id)?;
         if let Some(existing) = payment_of_reservation(&mut tx, reservation_id).await? {
             return if existing.idempotency_key == key {
@@ -337,8 +349,6 @@ impl ReservationRepo {
                 Err(ReservationError::PaymentInProgress)
             };
         }
-        let used: bool =
-            sqlx::query_scalar(&format!("SELECT {}", token_has_paid("$1"))).bind(token).fetch_one(&mut *tx).await?;
         if used {
             return Err(ReservationError::TokenUsed);
         }
@@ -390,36 +400,35 @@ impl ReservationRepo {
         balance_after: Won,
         now: DateTime<Utc>,
     ) -> Result<Payment, ReservationError> {
-        let mut tx = self.pool.begin().await?;
-        let r = lock_reservation(&mut tx, p.reservation_id).await?;
-        let current = lock_payment(&mut tx, p.payment_id).await?;
-        if current.status != PaymentStatus::Started {
-            return Ok(current);
-        }
-        let next = if r.status == ReservationStatus::Held {
-            sqlx::query("UPDATE reservations SET status = 'CONFIRMED', confirmed_at = $2 WHERE reservation_id = $1")
-                .bind(p.reservation_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            PaymentStatus::Confirmed
-        } else {
-            PaymentStatus::Compensating
-        };
+        // One statement, so one round trip: lock the reservation, move a STARTED payment to
+        // CONFIRMED (seat still HELD) or COMPENSATING (it is not), confirm the seat with it.
+        // A payment that already moved on is returned as it is.
         let row = sqlx::query(&format!(
-            "UPDATE payments SET status = $2, balance_after = $3, updated_at = $4,
-                                 paid_at = CASE WHEN $2 = 'CONFIRMED' THEN $4 END
-             WHERE payment_id = $1 RETURNING {PAYMENT_COLUMNS}"
+            "WITH r AS (
+                 SELECT status FROM reservations WHERE reservation_id = $2 FOR UPDATE
+             ), moved AS (
+                 UPDATE payments
+                 SET status = CASE WHEN (SELECT status FROM r) = 'HELD' THEN 'CONFIRMED' ELSE 'COMPENSATING' END,
+                     balance_after = $3, updated_at = $4,
+                     paid_at = CASE WHEN (SELECT status FROM r) = 'HELD' THEN $4 END
+                 WHERE payment_id = $1 AND status = 'STARTED'
+                 RETURNING {PAYMENT_COLUMNS}
+             ), confirmed AS (
+                 UPDATE reservations SET status = 'CONFIRMED', confirmed_at = $4
+                 WHERE reservation_id = $2 AND status = 'HELD'
+                   AND EXISTS (SELECT 1 FROM moved WHERE moved.status = 'CONFIRMED')
+             )
+             SELECT {PAYMENT_COLUMNS} FROM moved
+             UNION ALL
+             SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)"
         ))
         .bind(p.payment_id)
-        .bind(next.as_str())
+        .bind(p.reservation_id)
         .bind(balance_after.get())
         .bind(now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&self.pool)
         .await?;
-        let updated = payment_from_row(&row)?;
-        tx.commit().await?;
-        Ok(updated)
+        payment_from_row(&row)
     }
 
     /// The debit was refused: the payment FAILED and the hold is released (compensation).
@@ -459,14 +468,23 @@ impl ReservationRepo {
         to: PaymentStatus,
         now: DateTime<Utc>,
     ) -> Result<Payment, ReservationError> {
-        let mut tx = self.pool.begin().await?;
-        let current = lock_payment(&mut tx, p.payment_id).await?;
-        if current.status != from {
-            return Ok(current);
-        }
-        let updated = set_payment_status(&mut tx, p.payment_id, to, current.failure_reason.as_deref(), now).await?;
-        tx.commit().await?;
-        Ok(updated)
+        // Compare-and-set in one round trip; a payment that moved on is returned as it is.
+        let row = sqlx::query(&format!(
+            "WITH moved AS (
+                 UPDATE payments SET status = $3, updated_at = $4 WHERE payment_id = $1 AND status = $2
+                 RETURNING {PAYMENT_COLUMNS}
+             )
+             SELECT {PAYMENT_COLUMNS} FROM moved
+             UNION ALL
+             SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)"
+        ))
+        .bind(p.payment_id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        payment_from_row(&row)
     }
 
     /// Claims up to `limit` unfinished sagas whose lease ran out, extending their lease so

@@ -67,13 +67,10 @@ impl WalletRepo {
         }
 
         let account = m.apply(Account { balance: Won::new(balance) })?;
-        sqlx::query("UPDATE accounts SET balance = $2, updated_at = now() WHERE user_id = $1")
-            .bind(&m.user_id)
-            .bind(account.balance.get())
-            .execute(&mut *tx)
-            .await?;
+        // The new balance and its ledger entry in one statement (one round trip).
         let row = sqlx::query(&format!(
-            "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, idempotency_key, debit_key)
+            "WITH account AS (UPDATE accounts SET balance = $4, updated_at = now() WHERE user_id = $1)
+             INSERT INTO ledger_entries (user_id, kind, amount, balance_after, idempotency_key, debit_key)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENTRY_COLUMNS}"
         ))
         .bind(&m.user_id)

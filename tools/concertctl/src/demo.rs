@@ -44,20 +44,32 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
     step(2, format!("admitted: token is ACTIVE until {}", ts(status.expires_at.as_ref())));
 
     let concerts = clients.catalog().list_concerts(ListConcertsRequest {}).await?.into_inner().concerts;
-    let concert = concerts.first().ok_or_else(|| anyhow::anyhow!("no concerts: run `concertctl seed` first"))?;
+    anyhow::ensure!(!concerts.is_empty(), "no concerts: run `concertctl seed` first");
+    // The first concert with a free seat, preferring the seeded ones over benchmark leftovers.
+    let mut candidates: Vec<_> = concerts.iter().collect();
+    candidates.sort_by_key(|c| c.title.starts_with("bench "));
+    let mut chosen = None;
+    for concert in candidates {
+        let dates = clients
+            .catalog()
+            .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id: concert.concert_id.clone() })?)
+            .await?
+            .into_inner()
+            .schedules;
+        if dates.iter().any(|d| d.available_seats > 0) {
+            chosen = Some((concert, dates));
+            break;
+        }
+    }
+    let (concert, dates) = chosen.ok_or_else(|| anyhow::anyhow!("every concert is sold out"))?;
     step(3, format!("{} concerts; picking {:?} at {}", concerts.len(), concert.title, concert.venue));
-
-    let dates = clients
-        .catalog()
-        .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id: concert.concert_id.clone() })?)
-        .await?
-        .into_inner()
-        .schedules;
     let summary: Vec<String> = dates
         .iter()
+        .take(3)
         .map(|d| format!("{} ({}/{} free)", ts(d.starts_at.as_ref()), d.available_seats, d.total_seats))
         .collect();
-    step(4, format!("available dates: {}", summary.join(", ")));
+    let more = if dates.len() > 3 { format!(" and {} more", dates.len() - 3) } else { String::new() };
+    step(4, format!("available dates: {}{more}", summary.join(", ")));
     let date = dates.iter().find(|d| d.available_seats > 0).ok_or_else(|| anyhow::anyhow!("sold out"))?;
 
     let seats = clients
