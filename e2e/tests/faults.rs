@@ -111,7 +111,7 @@ async fn a_wallet_slower_than_the_deadline_is_retried_with_the_same_key(_p: PgPo
     assert_eq!(paid.balance_after, 80_000);
     assert_eq!(paid.reservation.unwrap().status, ReservationStatus::Confirmed as i32);
     assert_eq!(debits(&suite, "alice").await, vec![120_000], "the retry did not debit again");
-    assert_eq!(suite.payment_status(&id).await, "COMPLETED");
+    assert_eq!(suite.payment_status_eventually(&id, "COMPLETED").await, "COMPLETED");
     scenario.teardown();
 }
 

@@ -93,15 +93,24 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
     assert_eq!(ledger[0].kind, TransactionKind::Debit as i32);
     assert_eq!(ledger[0].amount, 150_000);
 
-    // The token was expired by the payment: it opens nothing any more.
-    let s = queue
-        .get_queue_status(GetQueueStatusRequest { token: token.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
-    assert_eq!(s.state, TokenState::Expired as i32);
+    // The paid token opens nothing any more: reservation refuses it at once, and the
+    // saga's last step (batched, right after the answer) expires it in the queue.
+    let mut state = TokenState::Unspecified as i32;
+    for _ in 0..100 {
+        state = queue
+            .get_queue_status(GetQueueStatusRequest { token: token.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+            .state;
+        if state == TokenState::Expired as i32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(state, TokenState::Expired as i32);
     let err = reservation
         .hold_seat(authed(&token, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 8 }))
         .await

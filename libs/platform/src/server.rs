@@ -19,8 +19,8 @@ use tower::{
     util::MapResultLayer,
 };
 use tower_http::{
-    cors::{AllowOrigin, CorsLayer},
     classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier},
+    cors::{AllowOrigin, CorsLayer},
     trace::TraceLayer,
 };
 

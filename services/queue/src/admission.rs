@@ -7,6 +7,9 @@ use tokio::sync::Notify;
 
 use crate::{domain::AdmissionPolicy, repo::QueueRepo};
 
+/// Least time between two rounds of one replica.
+pub const MIN_ROUND_GAP: Duration = Duration::from_millis(50);
+
 /// Runs admission rounds on every tick, and at once when [`Admission::wake`] is called
 /// (a join or a freed slot on this replica). Waking is only a latency shortcut: the tick
 /// alone is enough for correctness, whichever replica a slot was freed on.
@@ -45,6 +48,10 @@ impl Admission {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "admission round failed; retrying next tick"),
             }
+            // Wakes that arrive meanwhile coalesce into the next round: under a flood of
+            // joins or payments a replica runs at most 1 / MIN_ROUND_GAP rounds a second
+            // instead of one per call, and admits at most MIN_ROUND_GAP later.
+            tokio::time::sleep(MIN_ROUND_GAP).await;
         }
     }
 }

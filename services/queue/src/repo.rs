@@ -151,6 +151,22 @@ impl QueueRepo {
         token_from_row(&row)
     }
 
+    /// Expires many tokens in one statement (idempotent); returns how many changed.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(tokens = tokens.len()))]
+    pub async fn expire_many(&self, tokens: &[Uuid], now: DateTime<Utc>) -> Result<u64, QueueError> {
+        let done = sqlx::query(
+            "UPDATE tokens SET state = 'EXPIRED', expired_at = $2 WHERE token = ANY($1) AND state <> 'EXPIRED'",
+        )
+        .bind(tokens)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Counts for operators, at `now` (ACTIVE tokens past their expiry are not counted).
     ///
     /// # Errors

@@ -4,12 +4,14 @@
 //! - [`repo`]: PostgreSQL: holds, releases, saga state writes.
 //! - [`hold_batcher`]: groups concurrent hold inserts into one statement.
 //! - [`saga`]: drives a payment through debit → confirm → expire token, or compensation.
+//! - [`completer`]: the saga's last step (token expiry, COMPLETED), batched.
 //! - [`taken_seats`]: per-replica hint of taken seats (refuse crowds early).
 //! - [`workers`]: the hold-expiry sweeper and the saga recovery worker.
 //! - [`peers`]: clients of catalog, wallet and queue.
 //! - [`grpc`]: `ReservationService` and `ReservationInternalService` handlers.
 //! - [`error`]: the one mapping of reservation errors to gRPC statuses.
 
+pub mod completer;
 pub mod config;
 pub mod domain;
 pub mod error;

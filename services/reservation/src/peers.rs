@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use concert_proto::concert::{
     catalog::v1::{GetScheduleSeatsRequest, catalog_internal_service_client::CatalogInternalServiceClient},
-    queue::v1::{ExpireTokenRequest, queue_internal_service_client::QueueInternalServiceClient},
+    queue::v1::{ExpireTokenRequest, ExpireTokensRequest, queue_internal_service_client::QueueInternalServiceClient},
     wallet::v1::{DebitRequest, RefundRequest, wallet_internal_service_client::WalletInternalServiceClient},
 };
 use moka::future::Cache;
@@ -197,6 +197,24 @@ impl Queue {
             Err(s) if s.code() == Code::NotFound => Ok(()),
             Err(s) => Err(ReservationError::Peer(from_peer("queue", &s))),
         }
+    }
+}
+
+impl Queue {
+    /// Expires many tokens at once (idempotent, so retried).
+    ///
+    /// # Errors
+    /// [`ReservationError::Peer`] when the queue cannot be reached.
+    pub async fn expire_tokens(&self, tokens: &[Uuid], deadline: Deadline) -> Result<(), ReservationError> {
+        let request = ExpireTokensRequest { tokens: tokens.iter().map(Uuid::to_string).collect() };
+        outbound::call("queue", &self.policy, deadline, Idempotency::Idempotent, |budget| {
+            let mut client = self.client.clone();
+            let request = with_timeout(request.clone(), budget);
+            async move { client.expire_tokens(request).await }
+        })
+        .await
+        .map(|_| ())
+        .map_err(|s| ReservationError::Peer(from_peer("queue", &s)))
     }
 }
 

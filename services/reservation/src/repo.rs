@@ -82,8 +82,8 @@ pub enum HoldAttempt {
 /// How a payment request relates to what is stored.
 #[derive(Debug, Clone)]
 pub enum PaymentStart {
-    /// A new saga was recorded (status STARTED).
-    New(Payment),
+    /// A new saga was recorded (status STARTED), for this reservation (as locked then).
+    New(Payment, Reservation),
     /// The same request was made before; continue or report that saga.
     Existing(Payment),
 }
@@ -325,6 +325,29 @@ impl ReservationRepo {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<PaymentStart, ReservationError> {
+        let start = |recheck| self.try_start_payment(reservation_id, user_id, token, key, now, lease, recheck);
+        match start(false).await? {
+            StartAttempt::Done(started) => Ok(started),
+            // Another call inserted this reservation's payment between our snapshot and our
+            // insert: look again, now reading the payment whatever the snapshot said.
+            StartAttempt::Raced => match start(true).await? {
+                StartAttempt::Done(started) => Ok(started),
+                StartAttempt::Raced => Err(ReservationError::PaymentInProgress),
+            },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn try_start_payment(
+        &self,
+        reservation_id: Uuid,
+        user_id: &str,
+        token: Uuid,
+        key: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        recheck: bool,
+    ) -> Result<StartAttempt, ReservationError> {
         let mut tx = self.pool.begin().await?;
         // The row lock and the paid-token check in one round trip.
         let row = sqlx::query(&format!(
@@ -340,9 +363,14 @@ impl ReservationRepo {
         let r = reservation_from_row(&row)?;
         let used: bool = row.try_get("token_paid")?;
         r.check_owner(user_id)?;
-        if let Some(existing) = payment_of_reservation(&mut tx, reservation_id).await? {
+        // `payment_started` comes from the statement's snapshot; the common case (no payment
+        // yet) skips a round trip, and a payment committed meanwhile is caught by the unique
+        // index on insert (then `recheck`).
+        let existing =
+            if r.payment_started || recheck { payment_of_reservation(&mut tx, reservation_id).await? } else { None };
+        if let Some(existing) = existing {
             return if existing.idempotency_key == key {
-                Ok(PaymentStart::Existing(existing))
+                Ok(StartAttempt::Done(PaymentStart::Existing(existing)))
             } else if existing.status.next_step() == crate::domain::SagaStep::Done {
                 Err(ReservationError::NotHeld)
             } else {
@@ -378,6 +406,9 @@ impl ReservationRepo {
         .await;
         let row = match inserted {
             Ok(row) => row,
+            Err(e) if violated_constraint(&e).as_deref() == Some("payments_reservation_id_key") => {
+                return Ok(StartAttempt::Raced);
+            }
             Err(e) if db::sqlstate(&e).as_deref() == Some(db::UNIQUE_VIOLATION) => {
                 return Err(ReservationError::IdempotencyKeyReused);
             }
@@ -385,7 +416,7 @@ impl ReservationRepo {
         };
         let payment = payment_from_row(&row)?;
         tx.commit().await?;
-        Ok(PaymentStart::New(payment))
+        Ok(StartAttempt::Done(PaymentStart::New(payment, r)))
     }
 
     /// After a successful debit: confirms the reservation and the payment together, or, when
@@ -487,6 +518,24 @@ impl ReservationRepo {
         payment_from_row(&row)
     }
 
+    /// Marks CONFIRMED payments COMPLETED once their tokens are expired; returns how many
+    /// moved (those already moved on are skipped).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(payments = ids.len()))]
+    pub async fn complete_payments(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, ReservationError> {
+        let done = sqlx::query(
+            "UPDATE payments SET status = 'COMPLETED', updated_at = $2
+             WHERE payment_id = ANY($1) AND status = 'CONFIRMED'",
+        )
+        .bind(ids)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Claims up to `limit` unfinished sagas whose lease ran out, extending their lease so
     /// no other replica's worker takes them meanwhile.
     ///
@@ -549,6 +598,18 @@ impl ReservationRepo {
                 .await?;
         row.as_ref().map(payment_from_row).transpose()
     }
+}
+
+/// The constraint a database error violated, if it names one.
+fn violated_constraint(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error().and_then(|d| d.constraint()).map(str::to_owned)
+}
+
+/// One try of [`ReservationRepo::start_payment`].
+enum StartAttempt {
+    Done(PaymentStart),
+    /// A concurrent call inserted this reservation's payment first.
+    Raced,
 }
 
 async fn lock_reservation(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<Reservation, ReservationError> {

@@ -9,6 +9,7 @@
 use platform::{clock::SharedClock, outbound::Deadline};
 
 use crate::{
+    completer::Completer,
     domain::{Payment, PaymentStatus, SagaStep},
     error::ReservationError,
     peers::{DebitOutcome, Queue, Wallet},
@@ -25,12 +26,23 @@ pub struct Saga {
     wallet: Wallet,
     queue: Queue,
     clock: SharedClock,
+    /// When set, the last step is handed to it instead of run inline.
+    completer: Option<Completer>,
 }
 
 impl Saga {
     #[must_use]
     pub fn new(repo: ReservationRepo, wallet: Wallet, queue: Queue, clock: SharedClock) -> Self {
-        Self { repo, wallet, queue, clock }
+        Self { repo, wallet, queue, clock, completer: None }
+    }
+
+    /// This saga, handing the last step (token expiry, COMPLETED) to `completer`: the
+    /// request path answers once the seat is confirmed, and the completer finishes paid
+    /// payments in batches. The recovery worker keeps an inline saga.
+    #[must_use]
+    pub fn with_completer(mut self, completer: Completer) -> Self {
+        self.completer = Some(completer);
+        self
     }
 
     /// Runs the saga from its stored state until it finishes or a peer is unreachable.
@@ -57,6 +69,12 @@ impl Saga {
                         self.repo.record_debit_refused(&payment, INSUFFICIENT_BALANCE, now).await?
                     }
                 },
+                SagaStep::ExpireToken if self.completer.is_some() => {
+                    if let Some(completer) = &self.completer {
+                        completer.submit(payment.payment_id, payment.token);
+                    }
+                    return Ok(payment);
+                }
                 SagaStep::ExpireToken => match self.queue.expire_token(payment.token, deadline).await {
                     Ok(()) => {
                         self.repo

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{
+    completer::Completer,
     config::Settings,
     grpc::ReservationApi,
     peers::{Catalog, Queue, Wallet},
@@ -43,10 +44,11 @@ pub async fn run(
     let pool = platform::db::connect_and_migrate(settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = ReservationRepo::new(pool);
     let queue_channel = lazy_channel(&settings.queue_url)?;
+    let queue = Queue::new(queue_channel.clone(), settings.peer_policy);
     let saga = Saga::new(
         repo.clone(),
         Wallet::new(lazy_channel(&settings.wallet_url)?, settings.peer_policy),
-        Queue::new(queue_channel.clone(), settings.peer_policy),
+        queue.clone(),
         settings.clock.clone(),
     );
     let sweeper =
@@ -59,11 +61,12 @@ pub async fn run(
         settings.payment_lease,
     ));
 
+    let completer = Completer::start(repo.clone(), queue);
     let api = ReservationApi::new(
         repo,
         TokenValidator::new(queue_channel, settings.token_cache_ttl, settings.clock.clone()),
         Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl),
-        saga,
+        saga.with_completer(completer),
         settings.clock,
         TakenSeats::new(settings.seat_taken_ttl),
         settings.hold_ttl,

@@ -42,18 +42,34 @@ impl WalletRepo {
     /// [`WalletError::RefundExceedsDebit`].
     #[tracing::instrument(skip_all, fields(user_id = %m.user_id, kind = m.kind.as_str(), key = %m.idempotency_key))]
     pub async fn apply(&self, m: &Mutation) -> Result<Applied, WalletError> {
+        match self.try_apply(m).await {
+            // A concurrent call with the same key committed after our snapshot was taken:
+            // the unique key refused the second entry; this try sees the first one.
+            Err(WalletError::Unexpected(e)) if e.downcast_ref::<sqlx::Error>().is_some_and(is_duplicate_key) => {
+                self.try_apply(m).await
+            }
+            other => other,
+        }
+    }
+
+    async fn try_apply(&self, m: &Mutation) -> Result<Applied, WalletError> {
         let mut tx = self.pool.begin().await?;
         // Creates the account on first use and locks its row until commit.
-        let balance: i64 = sqlx::query_scalar(
+        // ... and says, in the same round trip, whether the key was used before (the row
+        // lock serializes this user's mutations, so the answer holds until commit).
+        let (balance, key_used): (i64, bool) = sqlx::query_as(
             "INSERT INTO accounts (user_id) VALUES ($1)
              ON CONFLICT (user_id) DO UPDATE SET updated_at = now()
-             RETURNING balance",
+             RETURNING balance,
+                       EXISTS (SELECT 1 FROM ledger_entries WHERE user_id = $1 AND idempotency_key = $2)",
         )
         .bind(&m.user_id)
+        .bind(&m.idempotency_key)
         .fetch_one(&mut *tx)
         .await?;
 
-        if let Some(existing) = find_entry(&mut tx, &m.user_id, &m.idempotency_key).await? {
+        let existing = if key_used { find_entry(&mut tx, &m.user_id, &m.idempotency_key).await? } else { None };
+        if let Some(existing) = existing {
             tx.rollback().await?;
             return if m.is_replay_of(&existing) {
                 Ok(Applied { entry: existing, replayed: true })
@@ -170,6 +186,11 @@ impl WalletRepo {
             total_refunded: Won::new(refunded),
         })
     }
+}
+
+/// A second ledger entry under one `(user_id, idempotency_key)`.
+fn is_duplicate_key(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.constraint()) == Some("ledger_entries_user_id_idempotency_key_key")
 }
 
 async fn find_entry(

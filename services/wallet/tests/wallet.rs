@@ -190,6 +190,23 @@ async fn concurrent_charges_sum_exactly_and_debits_never_overdraw(_p: PgPoolOpti
 }
 
 #[sqlx::test(migrations = false)]
+async fn concurrent_retries_of_one_debit_key_take_the_money_once(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    app.public.charge(charge("gus", 1_000, "c")).await.unwrap();
+    // A saga and its recovery worker (or a retry after a lost answer) send the same debit
+    // at the same moment: every call gets the one entry, the money moves once.
+    let debits = (0..40).map(|_| {
+        let mut c = app.internal.clone();
+        async move { c.debit(debit("gus", 300, "payment:1:debit")).await.map(|r| r.into_inner()) }
+    });
+    let results = futures::future::join_all(debits).await;
+    let answers: Vec<_> = results.into_iter().map(|r| r.expect("every retry succeeds")).collect();
+    let first = answers[0].transaction.as_ref().unwrap().transaction_id;
+    assert!(answers.iter().all(|a| a.transaction.as_ref().unwrap().transaction_id == first && a.balance == 700));
+    assert_eq!(balance(&app, "gus").await, 700);
+}
+
+#[sqlx::test(migrations = false)]
 async fn ledger_is_append_only_and_matches_balances(_p: PgPoolOptions, db: PgConnectOptions) {
     let mut app = spawn(db.clone()).await;
     app.public.charge(charge("fay", 900, "c")).await.unwrap();

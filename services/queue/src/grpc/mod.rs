@@ -1,11 +1,15 @@
 //! gRPC handlers of the queue.
 use concert_proto::concert::queue::v1::{
-    self as pb, ExpireTokenRequest, ExpireTokenResponse, GetQueueStatsRequest, GetQueueStatsResponse,
-    GetQueueStatusRequest, GetQueueStatusResponse, IssueTokenRequest, IssueTokenResponse, LeaveQueueRequest,
-    LeaveQueueResponse, ValidateTokenRequest, ValidateTokenResponse,
+    self as pb, ExpireTokenRequest, ExpireTokenResponse, ExpireTokensRequest, ExpireTokensResponse,
+    GetQueueStatsRequest, GetQueueStatsResponse, GetQueueStatusRequest, GetQueueStatusResponse, IssueTokenRequest,
+    IssueTokenResponse, LeaveQueueRequest, LeaveQueueResponse, ValidateTokenRequest, ValidateTokenResponse,
     queue_internal_service_server::QueueInternalService, queue_service_server::QueueService,
 };
-use platform::{clock::SharedClock, convert::timestamp, validate};
+use platform::{
+    clock::SharedClock,
+    convert::timestamp,
+    validate::{self, FieldViolation},
+};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -111,7 +115,27 @@ impl QueueInternalService for QueueApi {
         let status = self.expire(&request.into_inner().token).await?;
         Ok(Response::new(ExpireTokenResponse { status: Some(status) }))
     }
+
+    #[tracing::instrument(skip_all, fields(tokens = request.get_ref().tokens.len()))]
+    async fn expire_tokens(
+        &self,
+        request: Request<ExpireTokensRequest>,
+    ) -> Result<Response<ExpireTokensResponse>, Status> {
+        let tokens = &request.get_ref().tokens;
+        if tokens.len() > MAX_EXPIRE_BATCH {
+            return Err(FieldViolation::new("tokens", format!("at most {MAX_EXPIRE_BATCH}")).into());
+        }
+        let tokens = tokens.iter().map(|t| validate::uuid("tokens", t)).collect::<Result<Vec<_>, _>>()?;
+        let expired = self.repo.expire_many(&tokens, self.clock.now()).await?;
+        if expired > 0 {
+            self.admission.wake();
+        }
+        Ok(Response::new(ExpireTokensResponse { expired }))
+    }
 }
+
+/// Most tokens one ExpireTokens call may name.
+const MAX_EXPIRE_BATCH: usize = 1_000;
 
 fn to_proto(s: &QueueStatus) -> pb::QueueStatus {
     let state = match s.state {

@@ -19,7 +19,7 @@ use tonic::{Code, Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
-    domain::{Payment, PaymentStatus},
+    domain::{Payment, PaymentStatus, Reservation, ReservationStatus},
     error::ReservationError,
     hold_batcher::HoldBatcher,
     peers::Catalog,
@@ -63,11 +63,21 @@ impl ReservationApi {
         Self { repo, auth, catalog, saga, clock, taken, holds, hold_ttl, payment_lease }
     }
 
-    /// The response for a payment whose saga has run as far as it can now.
-    async fn payment_result(&self, p: Payment) -> Result<PayReservationResponse, ReservationError> {
+    /// The response for a payment whose saga has run as far as it can now. `paid_for` is the
+    /// reservation as this call locked it when it started the saga (saves a read); replays
+    /// read it again.
+    async fn payment_result(
+        &self,
+        p: Payment,
+        paid_for: Option<Reservation>,
+    ) -> Result<PayReservationResponse, ReservationError> {
         match p.status {
             PaymentStatus::Completed | PaymentStatus::Confirmed => {
-                let r = self.repo.get(p.reservation_id).await?;
+                let r = match paid_for {
+                    // The saga confirmed it: the seat is sold and stays sold.
+                    Some(r) => Reservation { status: ReservationStatus::Confirmed, ..r },
+                    None => self.repo.get(p.reservation_id).await?,
+                };
                 Ok(PayReservationResponse {
                     payment: Some(payment(&p)),
                     reservation: Some(reservation(&r, self.clock.now())),
@@ -92,7 +102,7 @@ impl ReservationApi {
         key: &str,
     ) -> Result<Option<PayReservationResponse>, ReservationError> {
         match self.repo.payment_by_token(reservation_id, token).await? {
-            Some(p) if p.idempotency_key == key && p.status.is_paid() => Ok(Some(self.payment_result(p).await?)),
+            Some(p) if p.idempotency_key == key && p.status.is_paid() => Ok(Some(self.payment_result(p, None).await?)),
             _ => Ok(None),
         }
     }
@@ -204,8 +214,9 @@ impl ReservationService for ReservationApi {
             .repo
             .start_payment(reservation_id, &principal.user_id, principal.token, &key, now, self.payment_lease)
             .await?;
-        let payment = match started {
-            PaymentStart::New(p) | PaymentStart::Existing(p) => p,
+        let (payment, paid_for) = match started {
+            PaymentStart::New(p, r) => (p, Some(r)),
+            PaymentStart::Existing(p) => (p, None),
         };
         let finished = self.saga.drive(payment, deadline).await?;
         if finished.status.is_paid() {
@@ -213,7 +224,7 @@ impl ReservationService for ReservationApi {
             // the queue after their cache TTL, and refuse it meanwhile from `payments`.
             self.auth.forget(principal.token).await;
         }
-        Ok(Response::new(self.payment_result(finished).await?))
+        Ok(Response::new(self.payment_result(finished, paid_for).await?))
     }
 
     #[tracing::instrument(skip_all)]
