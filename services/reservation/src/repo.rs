@@ -327,11 +327,11 @@ impl ReservationRepo {
     ) -> Result<PaymentStart, ReservationError> {
         let start = |recheck| self.try_start_payment(reservation_id, user_id, token, key, now, lease, recheck);
         match start(false).await? {
-            StartAttempt::Done(started) => Ok(started),
+            StartAttempt::Done(started) => Ok(*started),
             // Another call inserted this reservation's payment between our snapshot and our
             // insert: look again, now reading the payment whatever the snapshot said.
             StartAttempt::Raced => match start(true).await? {
-                StartAttempt::Done(started) => Ok(started),
+                StartAttempt::Done(started) => Ok(*started),
                 StartAttempt::Raced => Err(ReservationError::PaymentInProgress),
             },
         }
@@ -370,7 +370,7 @@ impl ReservationRepo {
             if r.payment_started || recheck { payment_of_reservation(&mut tx, reservation_id).await? } else { None };
         if let Some(existing) = existing {
             return if existing.idempotency_key == key {
-                Ok(StartAttempt::Done(PaymentStart::Existing(existing)))
+                Ok(StartAttempt::Done(Box::new(PaymentStart::Existing(existing))))
             } else if existing.status.next_step() == crate::domain::SagaStep::Done {
                 Err(ReservationError::NotHeld)
             } else {
@@ -416,7 +416,7 @@ impl ReservationRepo {
         };
         let payment = payment_from_row(&row)?;
         tx.commit().await?;
-        Ok(StartAttempt::Done(PaymentStart::New(payment, r)))
+        Ok(StartAttempt::Done(Box::new(PaymentStart::New(payment, r))))
     }
 
     /// After a successful debit: confirms the reservation and the payment together, or, when
@@ -607,7 +607,7 @@ fn violated_constraint(e: &sqlx::Error) -> Option<String> {
 
 /// One try of [`ReservationRepo::start_payment`].
 enum StartAttempt {
-    Done(PaymentStart),
+    Done(Box<PaymentStart>),
     /// A concurrent call inserted this reservation's payment first.
     Raced,
 }
