@@ -222,6 +222,15 @@ impl QueueRepo {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        // Counting the active tokens costs a scan of them; when nobody waits there is
+        // nobody to admit, so skip it (the usual case outside a sale's opening minutes).
+        let anyone_waiting: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tokens WHERE state = 'WAITING')")
+            .fetch_one(&mut *tx)
+            .await?;
+        if !anyone_waiting {
+            tx.commit().await?;
+            return Ok(RoundOutcome { ran: true, expired, admitted: 0 });
+        }
         let active: i64 =
             sqlx::query_scalar("SELECT count(*) FROM tokens WHERE state = 'ACTIVE'").fetch_one(&mut *tx).await?;
         let free = policy.free_slots(to_u64(active));
