@@ -530,9 +530,13 @@ impl ReservationRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all, fields(payments = ids.len()))]
     pub async fn complete_payments(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, ReservationError> {
+        // Only CONFIRMED payments are handed over, and CONFIRMED only ever moves on to
+        // COMPLETED, so "not yet COMPLETED" means CONFIRMED here. Written that way so the
+        // planner probes the primary key instead of AND-ing it with `payments_unfinished`
+        // (which, with stale statistics and dead entries, cost a scan of the whole index).
         let done = sqlx::query(
             "UPDATE payments SET status = 'COMPLETED', updated_at = $2
-             WHERE payment_id = ANY($1) AND status = 'CONFIRMED'",
+             WHERE payment_id = ANY($1) AND status <> 'COMPLETED'",
         )
         .bind(ids)
         .bind(now)
