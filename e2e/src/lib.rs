@@ -106,6 +106,7 @@ impl Suite {
                 active_ttl: chrono::Duration::seconds(600),
             },
             admission_interval: Duration::from_millis(20),
+            line_refresh: Duration::from_millis(20),
             clock: opts.clock.clone(),
         };
         let queue = RunningServer::start_on(queue_l, |l, s| queue_service::startup::run(queue_settings, l, s)).await;

@@ -31,6 +31,11 @@ pub struct Config {
     /// at once when this replica frees it).
     #[arg(long, env = "QUEUE_ADMISSION_INTERVAL_MS", default_value_t = 250, value_parser = clap::value_parser!(u32).range(10..=60_000))]
     pub admission_interval_ms: u32,
+
+    /// Milliseconds between reads of the whole line by this replica; positions, wait
+    /// estimates and WatchQueue updates are at most this old.
+    #[arg(long, env = "QUEUE_LINE_REFRESH_MS", default_value_t = 250, value_parser = clap::value_parser!(u32).range(10..=10_000))]
+    pub line_refresh_ms: u32,
 }
 
 /// Validated settings the service runs with.
@@ -41,6 +46,7 @@ pub struct Settings {
     pub limits: platform::server::Limits,
     pub policy: AdmissionPolicy,
     pub admission_interval: Duration,
+    pub line_refresh: Duration,
     pub clock: SharedClock,
 }
 
@@ -59,6 +65,7 @@ impl Config {
                 active_ttl: chrono::Duration::seconds(i64::from(self.active_ttl_secs)),
             },
             admission_interval: Duration::from_millis(u64::from(self.admission_interval_ms)),
+            line_refresh: Duration::from_millis(u64::from(self.line_refresh_ms)),
             clock: platform::clock::system(),
         })
     }

@@ -3,6 +3,7 @@
 //! - [`domain`]: token states and the admission policy (no SQL, no gRPC).
 //! - [`repo`]: PostgreSQL: joining, status reads, admission rounds.
 //! - [`admission`]: the background loop that runs admission rounds.
+//! - [`line`]: the per-replica snapshot of the line behind positions, ETAs and streams.
 //! - [`grpc`]: `QueueService` and `QueueInternalService` handlers.
 //! - [`error`]: the one mapping of queue errors to gRPC statuses.
 
@@ -11,5 +12,6 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod line;
 pub mod repo;
 pub mod startup;

@@ -4,7 +4,7 @@ use sqlx::{PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
-    domain::{AdmissionPolicy, QueueStatus, Token, TokenState},
+    domain::{AdmissionPolicy, Token, TokenState},
     error::QueueError,
 };
 
@@ -90,29 +90,6 @@ impl QueueRepo {
         Err(QueueError::Unexpected(anyhow::anyhow!("live token of {user_id} kept changing")))
     }
 
-    /// A token and its place in line.
-    ///
-    /// # Errors
-    /// [`QueueError::TokenNotFound`] for an unknown token.
-    #[tracing::instrument(skip_all, fields(%token))]
-    pub async fn status(&self, token: Uuid, now: DateTime<Utc>) -> Result<QueueStatus, QueueError> {
-        let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS},
-                    CASE WHEN t.state = 'WAITING'
-                         THEN (SELECT count(*) FROM tokens w WHERE w.state = 'WAITING' AND w.seq < t.seq)
-                         ELSE 0 END AS ahead,
-                    (SELECT count(*) FROM tokens w WHERE w.state = 'WAITING') AS waiting
-             FROM tokens t WHERE t.token = $1"
-        ))
-        .bind(token)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(QueueError::TokenNotFound)?;
-        let ahead: i64 = row.try_get("ahead")?;
-        let waiting: i64 = row.try_get("waiting")?;
-        Ok(QueueStatus::new(token_from_row(&row)?, to_u64(ahead), to_u64(waiting), now))
-    }
-
     /// One token by id, without its place in line (the cheap read behind ValidateToken).
     ///
     /// # Errors
@@ -165,6 +142,23 @@ impl QueueRepo {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// The whole line in one round trip: `seq` of every WAITING token (ascending, an
+    /// index-only scan of `tokens_waiting_by_seq`) and the number of unexpired ACTIVE tokens.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn line(&self, now: DateTime<Utc>) -> Result<(Vec<i64>, u64), QueueError> {
+        let (waiting, active): (Vec<i64>, i64) = sqlx::query_as(
+            "SELECT COALESCE((SELECT array_agg(seq ORDER BY seq) FROM tokens WHERE state = 'WAITING'), '{}'),
+                    (SELECT count(*) FROM tokens WHERE state = 'ACTIVE' AND expires_at > $1)",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((waiting, to_u64(active)))
     }
 
     /// Counts for operators, at `now` (ACTIVE tokens past their expiry are not counted).

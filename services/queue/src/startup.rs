@@ -11,7 +11,7 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::{server::NamedService, service::Routes};
 
-use crate::{admission::Admission, config::Settings, grpc::QueueApi, repo::QueueRepo};
+use crate::{admission::Admission, config::Settings, grpc::QueueApi, line::Line, repo::QueueRepo};
 
 /// Default listen address: 127.0.0.1:50051.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
@@ -35,7 +35,8 @@ pub async fn run(
     let admission = Admission::new(repo.clone(), settings.policy, settings.clock.clone());
     let admission_task = tokio::spawn(admission.clone().run(settings.admission_interval));
 
-    let api = QueueApi::new(repo, admission, settings.policy, settings.clock);
+    let line = Line::start(repo.clone(), settings.clock.clone(), settings.line_refresh);
+    let api = QueueApi::new(repo, admission, line, settings.policy, settings.clock);
     let routes = Routes::new(QueueServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api));
     let served = platform::server::serve(
         listener,

@@ -29,6 +29,7 @@ async fn replica(db: PgConnectOptions, max_active: u64, clock: SharedClock) -> R
         limits: platform::server::Limits::default(),
         policy: AdmissionPolicy { max_active, active_ttl: chrono::Duration::seconds(600) },
         admission_interval: Duration::from_millis(20),
+        line_refresh: Duration::from_millis(20),
         clock,
     };
     let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
@@ -85,6 +86,8 @@ async fn admits_in_fifo_order_up_to_the_limit(_p: PgPoolOptions, db: PgConnectOp
         tokens.push(join(&q, &format!("user-{i}")).await.token);
     }
     wait_for(&q, &tokens[1], |s| s.state == TokenState::Active as i32).await;
+    // Positions come from the line as last read (every 20 ms here).
+    wait_for(&q, &tokens[2], |s| s.position == 1).await;
     let s0 = status(&q, &tokens[0]).await;
     assert_eq!((s0.state, s0.position), (TokenState::Active as i32, 0));
     assert!(s0.expires_at.is_some());
@@ -98,14 +101,14 @@ async fn admits_in_fifo_order_up_to_the_limit(_p: PgPoolOptions, db: PgConnectOp
     // Paying expires the first token: the next in line moves up and is admitted.
     q.internal.clone().expire_token(ExpireTokenRequest { token: tokens[0].clone() }).await.unwrap();
     wait_for(&q, &tokens[2], |s| s.state == TokenState::Active as i32).await;
-    let s3 = status(&q, &tokens[3]).await;
+    let s3 = wait_for(&q, &tokens[3], |s| s.position == 1).await;
     assert_eq!((s3.state, s3.position, s3.waiting_count), (TokenState::Waiting as i32, 1, 2));
     assert_eq!(status(&q, &tokens[0]).await.state, TokenState::Expired as i32);
 
     // A user whose token expired may join again and gets a new place at the back.
     let rejoined = join(&q, "user-0").await;
     assert_ne!(rejoined.token, tokens[0]);
-    assert_eq!(rejoined.position, 3);
+    assert_eq!(wait_for(&q, &rejoined.token, |s| s.position == 3).await.waiting_count, 3);
 }
 
 #[sqlx::test(migrations = false)]
@@ -212,18 +215,20 @@ async fn leaving_moves_everyone_behind_up_and_stats_add_up(_p: PgPoolOptions, db
         tokens.push(join(&q, &format!("u{i}")).await.token);
     }
     wait_for(&q, &tokens[0], |s| s.state == TokenState::Active as i32).await;
-    assert_eq!(status(&q, &tokens[3]).await.position, 3);
+    // Positions come from the line as last read (every 20 ms here): wait for the read.
+    wait_for(&q, &tokens[3], |s| s.position == 3).await;
 
     // A waiting user leaves: the ones behind move up.
     let left = q.public.clone().leave_queue(LeaveQueueRequest { token: tokens[1].clone() }).await.unwrap();
     assert_eq!(left.into_inner().status.unwrap().state, TokenState::Expired as i32);
-    assert_eq!(status(&q, &tokens[2]).await.position, 1);
-    assert_eq!(status(&q, &tokens[3]).await.position, 2);
+    wait_for(&q, &tokens[2], |s| s.position == 1).await;
+    wait_for(&q, &tokens[3], |s| s.position == 2).await;
 
     // The active user leaves: the slot goes to the next in line at once.
     q.public.clone().leave_queue(LeaveQueueRequest { token: tokens[0].clone() }).await.unwrap();
     wait_for(&q, &tokens[2], |s| s.state == TokenState::Active as i32).await;
-    assert_eq!(status(&q, &tokens[3]).await.position, 1);
+    let last = wait_for(&q, &tokens[3], |s| s.position == 1).await;
+    assert_eq!((last.waiting_count, last.active_count), (1, 1));
     // Leaving twice is fine.
     q.public.clone().leave_queue(LeaveQueueRequest { token: tokens[0].clone() }).await.unwrap();
 
@@ -233,4 +238,63 @@ async fn leaving_moves_everyone_behind_up_and_stats_add_up(_p: PgPoolOptions, db
     assert!(stats.serving_seq > 0);
     let err = q.public.clone().leave_queue(LeaveQueueRequest { token: "x".into() }).await.unwrap_err();
     assert_eq!(violated_field(&err).as_deref(), Some("token"));
+}
+
+#[sqlx::test(migrations = false)]
+async fn watch_queue_streams_a_falling_position_and_ends_on_active(_p: PgPoolOptions, db: PgConnectOptions) {
+    use concert_proto::concert::queue::v1::WatchQueueRequest;
+    let q = replica(db, 1, platform::clock::system()).await;
+    let mut tokens = Vec::new();
+    for i in 0..4 {
+        tokens.push(join(&q, &format!("w{i}")).await.token);
+    }
+    wait_for(&q, &tokens[3], |s| s.position == 3).await;
+    let mut stream =
+        q.public.clone().watch_queue(WatchQueueRequest { token: tokens[3].clone() }).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap().status.unwrap();
+    assert_eq!((first.state, first.position), (TokenState::Waiting as i32, 3));
+
+    // Everyone ahead leaves (or is admitted and leaves): the stream follows, then ends.
+    let mut seen = vec![first.position];
+    let mut trace = vec![format!("{first:?}")];
+    let leaver = q.public.clone();
+    let ahead = tokens[..3].to_vec();
+    tokio::spawn(async move {
+        for t in ahead {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            leaver.clone().leave_queue(LeaveQueueRequest { token: t }).await.unwrap();
+        }
+    });
+    let mut last_state = first.state;
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap() {
+        let s = msg.status.unwrap();
+        last_state = s.state;
+        trace.push(format!("{s:?}"));
+        if s.state == TokenState::Waiting as i32 {
+            seen.push(s.position);
+        }
+    }
+    assert_eq!(last_state, TokenState::Active as i32, "the stream ends with the admission");
+    assert!(seen.windows(2).all(|w| w[1] <= w[0]), "positions never go up: {seen:?}\n{}", trace.join("\n"));
+    assert!(seen.contains(&1), "it showed the front of the line: {seen:?}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn status_carries_active_count_and_a_wait_estimate_once_the_line_moves(_p: PgPoolOptions, db: PgConnectOptions) {
+    let q = replica(db, 2, platform::clock::system()).await;
+    let mut tokens = Vec::new();
+    for i in 0..12 {
+        tokens.push(join(&q, &format!("e{i}")).await.token);
+    }
+    let s = wait_for(&q, &tokens[11], |s| s.position == 10).await;
+    assert_eq!(s.active_count, 2, "{s:?}");
+    // Admitted users leave one after another: the line moves, so an estimate appears.
+    for t in &tokens[..6] {
+        q.public.clone().leave_queue(LeaveQueueRequest { token: t.clone() }).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = wait_for(&q, &tokens[11], |s| s.position == 4 && s.estimated_wait_seconds.is_some()).await;
+    assert!(s.estimated_wait_seconds.unwrap() >= 1);
+    let active = wait_for(&q, &tokens[6], |s| s.state == TokenState::Active as i32).await;
+    assert_eq!(active.estimated_wait_seconds, None, "no estimate once admitted");
 }

@@ -66,6 +66,10 @@ pub struct QueueStatus {
     pub position: u64,
     /// WAITING tokens in the whole queue.
     pub waiting_count: u64,
+    /// Estimated seconds until admission, while WAITING and the line moves.
+    pub estimated_wait_secs: Option<u64>,
+    /// ACTIVE tokens.
+    pub active_count: u64,
 }
 
 impl QueueStatus {
@@ -74,7 +78,20 @@ impl QueueStatus {
     pub fn new(token: Token, waiting_ahead: u64, waiting_count: u64, now: DateTime<Utc>) -> Self {
         let state = token.effective_state(now);
         let position = if state == TokenState::Waiting { waiting_ahead + 1 } else { 0 };
-        Self { token, state, position, waiting_count }
+        Self { token, state, position, waiting_count, estimated_wait_secs: None, active_count: 0 }
+    }
+
+    /// Builds the status of a freshly read token against a snapshot of the line: the state
+    /// is the token's own, position and counts are the snapshot's.
+    #[must_use]
+    pub fn in_line(token: Token, line: &super::LineSnapshot, now: DateTime<Utc>) -> Self {
+        let ahead = line.ahead_of(token.seq);
+        let mut status = Self::new(token, ahead, line.waiting_count(), now);
+        // A join newer than the snapshot is not in it yet: count it in.
+        status.waiting_count = status.waiting_count.max(status.position);
+        status.estimated_wait_secs = line.estimated_wait_secs(status.position);
+        status.active_count = line.active;
+        status
     }
 }
 

@@ -3,34 +3,46 @@ use concert_proto::concert::queue::v1::{
     self as pb, ExpireTokenRequest, ExpireTokenResponse, ExpireTokensRequest, ExpireTokensResponse,
     GetQueueStatsRequest, GetQueueStatsResponse, GetQueueStatusRequest, GetQueueStatusResponse, IssueTokenRequest,
     IssueTokenResponse, LeaveQueueRequest, LeaveQueueResponse, ValidateTokenRequest, ValidateTokenResponse,
-    queue_internal_service_server::QueueInternalService, queue_service_server::QueueService,
+    WatchQueueRequest, WatchQueueResponse, queue_internal_service_server::QueueInternalService,
+    queue_service_server::QueueService,
 };
 use platform::{
     clock::SharedClock,
     convert::timestamp,
     validate::{self, FieldViolation},
 };
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
     admission::Admission,
-    domain::{AdmissionPolicy, QueueStatus, TokenState},
+    domain::{AdmissionPolicy, QueueStatus, Token, TokenState},
+    line::Line,
     repo::QueueRepo,
 };
+
+/// Longest silence on a `WatchQueue` stream: a heartbeat status is sent at least this often.
+pub const WATCH_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The stream `WatchQueue` returns.
+pub type WatchStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchQueueResponse, Status>> + Send + 'static>>;
 
 /// Implements the public and the internal queue API.
 #[derive(Debug, Clone)]
 pub struct QueueApi {
     repo: QueueRepo,
     admission: Admission,
+    line: Line,
     policy: AdmissionPolicy,
     clock: SharedClock,
 }
 
 impl QueueApi {
     #[must_use]
-    pub fn new(repo: QueueRepo, admission: Admission, policy: AdmissionPolicy, clock: SharedClock) -> Self {
-        Self { repo, admission, policy, clock }
+    pub fn new(repo: QueueRepo, admission: Admission, line: Line, policy: AdmissionPolicy, clock: SharedClock) -> Self {
+        Self { repo, admission, line, policy, clock }
     }
 
     /// Expires a token and lets the next in line move up at once.
@@ -43,8 +55,9 @@ impl QueueApi {
 
     async fn status_of(&self, token: &str) -> Result<pb::QueueStatus, Status> {
         let token = validate::uuid("token", token)?;
-        let status = self.repo.status(token, self.clock.now()).await?;
-        Ok(to_proto(&status))
+        // The token's own state is read now; its place comes from the shared snapshot.
+        let token = self.repo.get(token).await?;
+        Ok(to_proto(&QueueStatus::in_line(token, &self.line.current(), self.clock.now())))
     }
 }
 
@@ -68,6 +81,17 @@ impl QueueService for QueueApi {
     ) -> Result<Response<GetQueueStatusResponse>, Status> {
         let status = self.status_of(&request.into_inner().token).await?;
         Ok(Response::new(GetQueueStatusResponse { status: Some(status) }))
+    }
+
+    type WatchQueueStream = WatchStream;
+
+    #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
+    async fn watch_queue(&self, request: Request<WatchQueueRequest>) -> Result<Response<WatchStream>, Status> {
+        let token = validate::uuid("token", &request.get_ref().token)?;
+        let token = self.repo.get(token).await?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(watch(self.clone(), token, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
@@ -134,6 +158,51 @@ impl QueueInternalService for QueueApi {
     }
 }
 
+/// Feeds one `WatchQueue` stream from the replica's shared snapshot of the line. The token
+/// is read from the database only when the snapshot no longer shows it waiting (admitted,
+/// expired, or joined after the snapshot), so a waiting stream costs no queries.
+async fn watch(api: QueueApi, mut token: Token, tx: mpsc::Sender<Result<WatchQueueResponse, Status>>) {
+    let mut line = api.line.subscribe();
+    let mut heartbeat = tokio::time::interval(WATCH_HEARTBEAT);
+    heartbeat.tick().await; // the first tick is immediate
+    let mut sent: Option<(i32, u64)> = None;
+    let mut beat = false;
+    loop {
+        let snapshot = line.borrow_and_update().clone();
+        if !(token.state == TokenState::Waiting && snapshot.contains(token.seq)) {
+            match api.repo.get(token.token).await {
+                Ok(fresh) => token = fresh,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            }
+        }
+        let status = to_proto(&QueueStatus::in_line(token.clone(), &snapshot, api.clock.now()));
+        let key = (status.state, status.position);
+        let done = status.state != pb::TokenState::Waiting as i32;
+        if sent != Some(key) || beat {
+            if tx.send(Ok(WatchQueueResponse { status: Some(status) })).await.is_err() {
+                return; // the client went away
+            }
+            sent = Some(key);
+        }
+        if done {
+            return;
+        }
+        tokio::select! {
+            changed = line.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                beat = false;
+            }
+            _ = heartbeat.tick() => beat = true,
+            () = tx.closed() => return,
+        }
+    }
+}
+
 /// Most tokens one ExpireTokens call may name.
 const MAX_EXPIRE_BATCH: usize = 1_000;
 
@@ -151,5 +220,7 @@ fn to_proto(s: &QueueStatus) -> pb::QueueStatus {
         waiting_count: s.waiting_count,
         expires_at: s.token.expires_at.map(timestamp),
         issued_at: Some(timestamp(s.token.issued_at)),
+        estimated_wait_seconds: s.estimated_wait_secs,
+        active_count: s.active_count,
     }
 }

@@ -1,0 +1,55 @@
+//! Keeps this replica's [`LineSnapshot`] fresh: one task reads the line on a tick and
+//! publishes it on a `watch` channel that every poll and every `WatchQueue` stream reads.
+use std::{sync::Arc, time::Duration};
+
+use platform::clock::SharedClock;
+use tokio::sync::watch;
+
+use crate::{domain::LineSnapshot, repo::QueueRepo};
+
+/// The latest snapshot of the line, shared by every handler of this replica.
+#[derive(Debug, Clone)]
+pub struct Line {
+    rx: watch::Receiver<Arc<LineSnapshot>>,
+}
+
+impl Line {
+    /// Starts the refresher (it stops when every `Line` is dropped) and returns the handle.
+    #[must_use]
+    pub fn start(repo: QueueRepo, clock: SharedClock, every: Duration) -> Self {
+        let (tx, rx) = watch::channel(Arc::new(LineSnapshot::empty(clock.now())));
+        tokio::spawn(refresh(repo, clock, every, tx));
+        Self { rx }
+    }
+
+    /// The latest snapshot.
+    #[must_use]
+    pub fn current(&self) -> Arc<LineSnapshot> {
+        self.rx.borrow().clone()
+    }
+
+    /// A receiver that is told of every new snapshot.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<Arc<LineSnapshot>> {
+        self.rx.clone()
+    }
+}
+
+async fn refresh(repo: QueueRepo, clock: SharedClock, every: Duration, tx: watch::Sender<Arc<LineSnapshot>>) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if tx.is_closed() {
+            return;
+        }
+        let now = clock.now();
+        match repo.line(now).await {
+            Ok((waiting, active)) => {
+                let next = tx.borrow().next(waiting, active, now);
+                tx.send_replace(Arc::new(next));
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the line failed; keeping the last snapshot"),
+        }
+    }
+}
