@@ -59,6 +59,15 @@ enum Scenario {
         #[arg(long, default_value_t = 5_000)]
         payments: usize,
     },
+    /// The waiting room: IssueToken for `waiting` new users (timed), then GetQueueStatus of
+    /// random ones among them for `seconds`. Run it against a queue whose QUEUE_MAX_ACTIVE
+    /// is far below `waiting`, so the line really holds that many.
+    Queue {
+        #[arg(long, default_value_t = 100_000)]
+        waiting: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// One hop at a time, to see where the time of the protected calls goes:
     /// ListConcerts (catalog + its DB), ValidateToken (queue + its DB),
     /// GetOccupancy (reservation + its DB).
@@ -106,6 +115,9 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
         .concert
         .ok_or_else(|| anyhow::anyhow!("no concert"))?
         .concert_id;
+    if let Scenario::Queue { waiting, seconds } = args.scenario {
+        return queue(&pool, args.concurrency, &run_id, waiting, seconds).await;
+    }
     let tokens = Arc::new(users(clients, &run_id, args.concurrency).await?);
     if let Scenario::Hops { seconds } = args.scenario {
         return hops(clients, &pool, args.concurrency, seconds, &concert_id, &tokens).await;
@@ -174,7 +186,7 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
             anyhow::ensure!(report.errors.is_empty(), "ListSeats failed: {:?}", report.errors);
         }
         Scenario::Pay { payments } => pay(clients, &pool, args.concurrency, &concert_id, &run_id, payments).await?,
-        Scenario::Hops { .. } => unreachable!("handled above"),
+        Scenario::Hops { .. } | Scenario::Queue { .. } => unreachable!("handled above"),
     }
     Ok(())
 }
@@ -288,6 +300,66 @@ async fn pay(
     .await;
     report.print();
     anyhow::ensure!(report.ok == n as u64, "every payment must succeed, got {:?}", report.errors);
+    Ok(())
+}
+
+/// IssueToken for `n` new users, then GetQueueStatus polls of random ones for `seconds`.
+async fn queue(pool: &[Clients], concurrency: usize, run_id: &str, n: usize, seconds: u64) -> anyhow::Result<()> {
+    use concert_proto::concert::queue::v1::{GetQueueStatusRequest, IssueTokenRequest};
+    use std::sync::Mutex;
+
+    let tokens = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let next = Arc::new(AtomicUsize::new(0));
+    let run = run_id.to_owned();
+    let joined = tokens.clone();
+    let report = drive(pool, concurrency, "IssueToken (new users)", move |c, _| {
+        let (next, joined, run) = (next.clone(), joined.clone(), run.clone());
+        async move {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                return None;
+            }
+            let request = IssueTokenRequest { user_id: format!("line-{run}-{i}") };
+            Some(match c.queue().issue_token(request).await {
+                Ok(r) => {
+                    if let Some(status) = r.into_inner().status {
+                        joined.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(status.token);
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e.code()),
+            })
+        }
+    })
+    .await;
+    report.print();
+    anyhow::ensure!(report.ok == n as u64, "every join must succeed, got {:?}", report.errors);
+
+    let tokens: Arc<Vec<String>> =
+        Arc::new(std::mem::take(&mut *tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner)));
+    // Let every replica read the full line once before polling.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let report = drive(pool, concurrency, "GetQueueStatus (users spread over the line)", move |c, _| {
+        let (tokens, calls) = (tokens.clone(), calls.clone());
+        async move {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            // Stride through the line by a prime: every part of it is polled.
+            let pick = calls.fetch_add(1, Ordering::Relaxed).wrapping_mul(7_919) % tokens.len();
+            let request = GetQueueStatusRequest { token: tokens[pick].clone() };
+            Some(match c.queue().get_queue_status(request).await {
+                Ok(r) if r.get_ref().status.as_ref().is_some_and(|s| s.position > 0 || s.state != 1) => Ok(()),
+                Ok(_) => Err(tonic::Code::DataLoss),
+                Err(e) => Err(e.code()),
+            })
+        }
+    })
+    .await;
+    report.print();
+    anyhow::ensure!(report.errors.is_empty(), "GetQueueStatus failed: {:?}", report.errors);
     Ok(())
 }
 

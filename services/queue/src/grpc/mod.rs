@@ -14,6 +14,7 @@ use platform::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use crate::{
     admission::Admission,
@@ -21,6 +22,9 @@ use crate::{
     line::Line,
     repo::QueueRepo,
 };
+
+/// Most WAITING tokens one replica remembers for cheap polls (~100 bytes each).
+const WAITING_CACHE_CAPACITY: u64 = 1_000_000;
 
 /// Longest silence on a `WatchQueue` stream: a heartbeat status is sent at least this often.
 pub const WATCH_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -35,6 +39,8 @@ pub struct QueueApi {
     repo: QueueRepo,
     admission: Admission,
     line: Line,
+    /// WAITING tokens this replica has seen (see `status_of`).
+    waiting: moka::sync::Cache<Uuid, Token>,
     policy: AdmissionPolicy,
     clock: SharedClock,
 }
@@ -42,22 +48,46 @@ pub struct QueueApi {
 impl QueueApi {
     #[must_use]
     pub fn new(repo: QueueRepo, admission: Admission, line: Line, policy: AdmissionPolicy, clock: SharedClock) -> Self {
-        Self { repo, admission, line, policy, clock }
+        let waiting = moka::sync::Cache::builder()
+            .max_capacity(WAITING_CACHE_CAPACITY)
+            .time_to_idle(std::time::Duration::from_secs(15 * 60))
+            .build();
+        Self { repo, admission, line, waiting, policy, clock }
     }
 
     /// Expires a token and lets the next in line move up at once.
     async fn expire(&self, token: &str) -> Result<pb::QueueStatus, Status> {
         let token = validate::uuid("token", token)?;
         let token = self.repo.expire(token, self.clock.now()).await?;
+        self.remember(&token);
         self.admission.wake();
         Ok(to_proto(&QueueStatus::new(token, 0, 0, self.clock.now())))
     }
 
     async fn status_of(&self, token: &str) -> Result<pb::QueueStatus, Status> {
-        let token = validate::uuid("token", token)?;
-        // The token's own state is read now; its place comes from the shared snapshot.
-        let token = self.repo.get(token).await?;
-        Ok(to_proto(&QueueStatus::in_line(token, &self.line.current(), self.clock.now())))
+        let id = validate::uuid("token", token)?;
+        let line = self.line.current();
+        // A WAITING token changes only by leaving the line, which the snapshot shows: while
+        // the snapshot still holds its seq, the remembered row is as current as the
+        // position, and the poll costs no query. Otherwise the row is read now.
+        let token = match self.waiting.get(&id) {
+            Some(t) if line.contains(t.seq) => t,
+            _ => {
+                let fresh = self.repo.get(id).await?;
+                self.remember(&fresh);
+                fresh
+            }
+        };
+        Ok(to_proto(&QueueStatus::in_line(token, &line, self.clock.now())))
+    }
+
+    /// Keeps WAITING tokens for cheap polls; forgets the others.
+    fn remember(&self, token: &Token) {
+        if token.state == TokenState::Waiting {
+            self.waiting.insert(token.token, token.clone());
+        } else {
+            self.waiting.invalidate(&token.token);
+        }
     }
 }
 
@@ -70,8 +100,9 @@ impl QueueService for QueueApi {
         if token.state == TokenState::Waiting {
             self.admission.wake();
         }
-        let status = self.status_of(&token.token.to_string()).await?;
-        Ok(Response::new(IssueTokenResponse { status: Some(status) }))
+        self.remember(&token);
+        let status = QueueStatus::in_line(token, &self.line.current(), self.clock.now());
+        Ok(Response::new(IssueTokenResponse { status: Some(to_proto(&status)) }))
     }
 
     #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
