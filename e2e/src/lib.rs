@@ -107,6 +107,11 @@ impl Suite {
             },
             admission_interval: Duration::from_millis(20),
             line_refresh: Duration::from_millis(20),
+            join_rates: queue_service::rate_limit::JoinRates {
+                per_user: std::num::NonZeroU32::new(10).unwrap(),
+                per_user_burst: std::num::NonZeroU32::new(20).unwrap(),
+                total: None,
+            },
             clock: opts.clock.clone(),
         };
         let queue = RunningServer::start_on(queue_l, |l, s| queue_service::startup::run(queue_settings, l, s)).await;

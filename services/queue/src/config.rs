@@ -1,5 +1,5 @@
 //! Queue settings, from environment variables.
-use std::time::Duration;
+use std::{num::NonZeroU32, time::Duration};
 
 use clap::Parser;
 use platform::{
@@ -8,7 +8,7 @@ use platform::{
 };
 use sqlx::postgres::PgConnectOptions;
 
-use crate::domain::AdmissionPolicy;
+use crate::{domain::AdmissionPolicy, rate_limit::JoinRates};
 
 /// Command line / environment of `queue-service`.
 #[derive(Debug, Parser)]
@@ -36,6 +36,18 @@ pub struct Config {
     /// estimates and WatchQueue updates are at most this old.
     #[arg(long, env = "QUEUE_LINE_REFRESH_MS", default_value_t = 250, value_parser = clap::value_parser!(u32).range(10..=10_000))]
     pub line_refresh_ms: u32,
+
+    /// Sustained IssueToken calls per second one user may make on one replica.
+    #[arg(long, env = "QUEUE_JOIN_RATE_PER_USER", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub join_rate_per_user: u32,
+
+    /// IssueToken calls one user may make at once before the per-user rate applies.
+    #[arg(long, env = "QUEUE_JOIN_BURST_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub join_burst_per_user: u32,
+
+    /// IssueToken calls per second one replica accepts in total (0 = no total limit).
+    #[arg(long, env = "QUEUE_JOIN_RATE_TOTAL", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub join_rate_total: u32,
 }
 
 /// Validated settings the service runs with.
@@ -47,6 +59,7 @@ pub struct Settings {
     pub policy: AdmissionPolicy,
     pub admission_interval: Duration,
     pub line_refresh: Duration,
+    pub join_rates: JoinRates,
     pub clock: SharedClock,
 }
 
@@ -66,6 +79,11 @@ impl Config {
             },
             admission_interval: Duration::from_millis(u64::from(self.admission_interval_ms)),
             line_refresh: Duration::from_millis(u64::from(self.line_refresh_ms)),
+            join_rates: JoinRates {
+                per_user: NonZeroU32::new(self.join_rate_per_user).unwrap_or(NonZeroU32::MIN),
+                per_user_burst: NonZeroU32::new(self.join_burst_per_user).unwrap_or(NonZeroU32::MIN),
+                total: NonZeroU32::new(self.join_rate_total),
+            },
             clock: platform::clock::system(),
         })
     }

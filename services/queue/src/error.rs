@@ -12,6 +12,9 @@ pub enum QueueError {
     InvalidArgument(#[from] FieldViolation),
     #[error("unknown queue token")]
     TokenNotFound,
+    /// Too many joins from this user, or in total, for now.
+    #[error("too many IssueToken calls; retry in {} ms", retry_after.as_millis())]
+    RateLimited { retry_after: std::time::Duration },
     /// The database cannot be reached right now (pool exhausted, connection lost).
     #[error("database unavailable: {0}")]
     DatabaseUnavailable(sqlx::Error),
@@ -34,6 +37,9 @@ impl From<QueueError> for Status {
         match e {
             QueueError::InvalidArgument(v) => v.into(),
             QueueError::TokenNotFound => with_reason(Code::NotFound, "TOKEN_UNKNOWN", e.to_string()),
+            QueueError::RateLimited { retry_after } => {
+                platform::status::resource_exhausted("RATE_LIMITED", e.to_string(), retry_after)
+            }
             QueueError::DatabaseUnavailable(err) => platform::status::database_unavailable(&err),
             QueueError::Unexpected(err) => internal(&err),
         }
@@ -56,6 +62,8 @@ mod tests {
         assert_eq!((s.code(), violated_field(&s).as_deref()), (Code::InvalidArgument, Some("token")));
         let s = Status::from(QueueError::TokenNotFound);
         assert_eq!((s.code(), reason(&s).as_deref()), (Code::NotFound, Some("TOKEN_UNKNOWN")));
+        let s = Status::from(QueueError::RateLimited { retry_after: std::time::Duration::from_millis(100) });
+        assert_eq!((s.code(), reason(&s).as_deref()), (Code::ResourceExhausted, Some("RATE_LIMITED")));
         let s = Status::from(QueueError::Unexpected(anyhow::anyhow!("db down")));
         assert_eq!(s.code(), Code::Internal);
     }

@@ -4,6 +4,7 @@
 //! - [`repo`]: PostgreSQL: joining, status reads, admission rounds.
 //! - [`admission`]: the background loop that runs admission rounds.
 //! - [`line`]: the per-replica snapshot of the line behind positions, ETAs and streams.
+//! - [`rate_limit`]: per-user and total limits on joining (governor).
 //! - [`grpc`]: `QueueService` and `QueueInternalService` handlers.
 //! - [`error`]: the one mapping of queue errors to gRPC statuses.
 
@@ -13,5 +14,6 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod line;
+pub mod rate_limit;
 pub mod repo;
 pub mod startup;

@@ -11,7 +11,9 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::{server::NamedService, service::Routes};
 
-use crate::{admission::Admission, config::Settings, grpc::QueueApi, line::Line, repo::QueueRepo};
+use crate::{
+    admission::Admission, config::Settings, grpc::QueueApi, line::Line, rate_limit::JoinLimiter, repo::QueueRepo,
+};
 
 /// Default listen address: 127.0.0.1:50051.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
@@ -36,7 +38,18 @@ pub async fn run(
     let admission_task = tokio::spawn(admission.clone().run(settings.admission_interval));
 
     let line = Line::start(repo.clone(), settings.clock.clone(), settings.line_refresh);
-    let api = QueueApi::new(repo, admission, line, settings.policy, settings.clock);
+    let joins = JoinLimiter::new(settings.join_rates);
+    let forget = tokio::spawn({
+        let joins = joins.clone();
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                joins.forget_idle_users();
+            }
+        }
+    });
+    let api = QueueApi::new(repo, admission, line, joins, settings.policy, settings.clock);
     let routes = Routes::new(QueueServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api));
     let served = platform::server::serve(
         listener,
@@ -47,5 +60,6 @@ pub async fn run(
     )
     .await;
     admission_task.abort();
+    forget.abort();
     served
 }

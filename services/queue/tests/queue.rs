@@ -23,6 +23,11 @@ struct Replica {
 }
 
 async fn replica(db: PgConnectOptions, max_active: u64, clock: SharedClock) -> Replica {
+    replica_with(db, max_active, clock, 20).await
+}
+
+/// A replica whose per-user join burst is `burst` (the default is 20).
+async fn replica_with(db: PgConnectOptions, max_active: u64, clock: SharedClock, burst: u32) -> Replica {
     let settings = Settings {
         db,
         max_connections: 10,
@@ -30,6 +35,11 @@ async fn replica(db: PgConnectOptions, max_active: u64, clock: SharedClock) -> R
         policy: AdmissionPolicy { max_active, active_ttl: chrono::Duration::seconds(600) },
         admission_interval: Duration::from_millis(20),
         line_refresh: Duration::from_millis(20),
+        join_rates: queue_service::rate_limit::JoinRates {
+            per_user: std::num::NonZeroU32::new(10).unwrap(),
+            per_user_burst: std::num::NonZeroU32::new(burst).unwrap(),
+            total: None,
+        },
         clock,
     };
     let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
@@ -181,8 +191,9 @@ async fn two_replicas_admit_in_order_and_never_exceed_the_limit(_p: PgPoolOption
 
 #[sqlx::test(migrations = false)]
 async fn concurrent_joins_of_one_user_yield_one_token(_p: PgPoolOptions, db: PgConnectOptions) {
-    let r1 = replica(db.clone(), 100, platform::clock::system()).await;
-    let r2 = replica(db, 100, platform::clock::system()).await;
+    // A generous per-user burst: this test is about the race, not the rate limit.
+    let r1 = replica_with(db.clone(), 100, platform::clock::system(), 1_000).await;
+    let r2 = replica_with(db, 100, platform::clock::system(), 1_000).await;
     let joins = (0..50).map(|i| {
         let r = if i % 2 == 0 { &r1 } else { &r2 };
         async move { join(r, "same-user").await.token }
@@ -297,4 +308,26 @@ async fn status_carries_active_count_and_a_wait_estimate_once_the_line_moves(_p:
     assert!(s.estimated_wait_seconds.unwrap() >= 1);
     let active = wait_for(&q, &tokens[6], |s| s.state == TokenState::Active as i32).await;
     assert_eq!(active.estimated_wait_seconds, None, "no estimate once admitted");
+}
+
+#[sqlx::test(migrations = false)]
+async fn joining_too_often_is_refused_with_a_retry_hint(_p: PgPoolOptions, db: PgConnectOptions) {
+    use tonic_types::StatusExt;
+    let q = replica(db, 1, platform::clock::system()).await;
+    // The default allowance: a burst of 20, then 10 per second.
+    let mut results = Vec::new();
+    for _ in 0..30 {
+        results.push(q.public.clone().issue_token(IssueTokenRequest { user_id: "eager".into() }).await);
+    }
+    let passed = results.iter().filter(|r| r.is_ok()).count();
+    assert!((20..=22).contains(&passed), "{passed} joins passed");
+    let refused = results.iter().find_map(|r| r.as_ref().err()).expect("some joins are refused");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(platform::status::reason(refused).as_deref(), Some("RATE_LIMITED"));
+    let retry = refused.get_details_retry_info().and_then(|r| r.retry_delay).expect("a retry hint");
+    assert!(retry > Duration::ZERO && retry <= Duration::from_millis(100), "{retry:?}");
+    // Other users are not affected, and the user may come back after the hint.
+    assert!(q.public.clone().issue_token(IssueTokenRequest { user_id: "calm".into() }).await.is_ok());
+    tokio::time::sleep(retry).await;
+    assert!(q.public.clone().issue_token(IssueTokenRequest { user_id: "eager".into() }).await.is_ok());
 }

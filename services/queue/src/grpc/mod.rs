@@ -19,7 +19,9 @@ use uuid::Uuid;
 use crate::{
     admission::Admission,
     domain::{AdmissionPolicy, QueueStatus, Token, TokenState},
+    error::QueueError,
     line::Line,
+    rate_limit::JoinLimiter,
     repo::QueueRepo,
 };
 
@@ -39,6 +41,7 @@ pub struct QueueApi {
     repo: QueueRepo,
     admission: Admission,
     line: Line,
+    joins: JoinLimiter,
     /// WAITING tokens this replica has seen (see `status_of`).
     waiting: moka::sync::Cache<Uuid, Token>,
     policy: AdmissionPolicy,
@@ -47,12 +50,19 @@ pub struct QueueApi {
 
 impl QueueApi {
     #[must_use]
-    pub fn new(repo: QueueRepo, admission: Admission, line: Line, policy: AdmissionPolicy, clock: SharedClock) -> Self {
+    pub fn new(
+        repo: QueueRepo,
+        admission: Admission,
+        line: Line,
+        joins: JoinLimiter,
+        policy: AdmissionPolicy,
+        clock: SharedClock,
+    ) -> Self {
         let waiting = moka::sync::Cache::builder()
             .max_capacity(WAITING_CACHE_CAPACITY)
             .time_to_idle(std::time::Duration::from_secs(15 * 60))
             .build();
-        Self { repo, admission, line, waiting, policy, clock }
+        Self { repo, admission, line, joins, waiting, policy, clock }
     }
 
     /// Expires a token and lets the next in line move up at once.
@@ -96,6 +106,7 @@ impl QueueService for QueueApi {
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
     async fn issue_token(&self, request: Request<IssueTokenRequest>) -> Result<Response<IssueTokenResponse>, Status> {
         let user_id = validate::key("user_id", &request.into_inner().user_id)?;
+        self.joins.check(&user_id).map_err(|retry_after| QueueError::RateLimited { retry_after })?;
         let token = self.repo.join(&user_id, self.clock.now()).await?;
         if token.state == TokenState::Waiting {
             self.admission.wake();
