@@ -331,18 +331,26 @@ impl Suite {
             .unwrap()
     }
 
+    /// Waits (up to 5 s) until the queue shows `token` EXPIRED: a payment expires its token
+    /// right after answering (batched), so a user re-joining at once may still get it back.
+    pub async fn token_expired_eventually(&self, token: &str) -> bool {
+        let state = || async {
+            self.queue()
+                .get_queue_status(GetQueueStatusRequest { token: token.into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap()
+                .state
+        };
+        eventually(TokenState::Expired as i32, state).await == TokenState::Expired as i32
+    }
+
     /// Polls the payment of `reservation_id` for up to 5 s until its state is `want`;
     /// returns the last state seen.
     pub async fn payment_status_eventually(&self, reservation_id: &str, want: &str) -> String {
-        let mut status = String::new();
-        for _ in 0..100 {
-            status = self.payment_status(reservation_id).await;
-            if status == want {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        status
+        eventually(want.to_owned(), || self.payment_status(reservation_id)).await
     }
 
     pub async fn balance(&self, user: &str) -> i64 {
@@ -406,4 +414,22 @@ pub async fn active_token(mut queue: QueueServiceClient<Channel>, user: &str) ->
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("{user} was never admitted");
+}
+
+/// Calls `read` every 50 ms for up to 5 s until it returns `want`; returns the last value
+/// read (so a failed assertion shows what was there instead).
+pub async fn eventually<T, Fut>(want: T, mut read: impl FnMut() -> Fut) -> T
+where
+    T: PartialEq,
+    Fut: std::future::Future<Output = T>,
+{
+    let mut last = read().await;
+    for _ in 0..100 {
+        if last == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        last = read().await;
+    }
+    last
 }

@@ -37,15 +37,7 @@ async fn debits(suite: &Suite, user: &str) -> Vec<i64> {
 }
 
 async fn balance_eventually(suite: &Suite, user: &str, want: i64) -> i64 {
-    let mut balance = -1;
-    for _ in 0..100 {
-        balance = suite.balance(user).await;
-        if balance == want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    balance
+    e2e::eventually(want, || suite.balance(user)).await
 }
 
 /// Fault 3: the process dies after the wallet took the money and before the seat was

@@ -83,7 +83,8 @@ async fn an_idempotency_key_cannot_pay_two_reservations(_p: PgPoolOptions, db: P
     suite.charge("alice", 1_000_000).await;
     // Key "k" pays reservation a ...
     suite.pay(&token, &a, "k").await.unwrap();
-    let other = suite.active_token("alice").await; // paying expired the first token
+    assert!(suite.token_expired_eventually(&token).await, "paying expires the token");
+    let other = suite.active_token("alice").await;
     // ... so it cannot also pay reservation b.
     let err = suite.pay(&other, &b, "k").await.unwrap_err();
     assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("idempotency_key")));
