@@ -104,7 +104,10 @@ impl Suite {
             policy: queue_service::domain::AdmissionPolicy {
                 max_active: opts.max_active,
                 active_ttl: chrono::Duration::seconds(600),
+                admit_per_sec: 0,
+                idle_timeout: chrono::Duration::seconds(600),
             },
+            seen_flush: Duration::from_millis(200),
             admission_interval: Duration::from_millis(20),
             line_refresh: Duration::from_millis(20),
             join_rates: queue_service::rate_limit::JoinRates {

@@ -37,6 +37,16 @@ pub struct Config {
     #[arg(long, env = "QUEUE_LINE_REFRESH_MS", default_value_t = 250, value_parser = clap::value_parser!(u32).range(10..=10_000))]
     pub line_refresh_ms: u32,
 
+    /// Most admissions per second across all replicas (0 = no rate limit; only
+    /// QUEUE_MAX_ACTIVE applies).
+    #[arg(long, env = "QUEUE_ADMIT_PER_SEC", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub admit_per_sec: u32,
+
+    /// Seconds a WAITING token may go without a poll (or an open WatchQueue stream) before
+    /// it expires and the people behind it move up.
+    #[arg(long, env = "QUEUE_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(10..=86_400))]
+    pub idle_timeout_secs: u32,
+
     /// Sustained IssueToken calls per second one user may make on one replica.
     #[arg(long, env = "QUEUE_JOIN_RATE_PER_USER", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub join_rate_per_user: u32,
@@ -59,6 +69,8 @@ pub struct Settings {
     pub policy: AdmissionPolicy,
     pub admission_interval: Duration,
     pub line_refresh: Duration,
+    /// How often polls are written to `last_seen_at` (well below the idle timeout).
+    pub seen_flush: Duration,
     pub join_rates: JoinRates,
     pub clock: SharedClock,
 }
@@ -76,7 +88,11 @@ impl Config {
             policy: AdmissionPolicy {
                 max_active: u64::from(self.max_active),
                 active_ttl: chrono::Duration::seconds(i64::from(self.active_ttl_secs)),
+                admit_per_sec: u64::from(self.admit_per_sec),
+                idle_timeout: chrono::Duration::seconds(i64::from(self.idle_timeout_secs)),
             },
+            // Polls are written in batches well within the idle timeout.
+            seen_flush: Duration::from_secs(u64::from(self.idle_timeout_secs / 4).clamp(1, 5)),
             admission_interval: Duration::from_millis(u64::from(self.admission_interval_ms)),
             line_refresh: Duration::from_millis(u64::from(self.line_refresh_ms)),
             join_rates: JoinRates {

@@ -5,6 +5,7 @@
 //! - [`admission`]: the background loop that runs admission rounds.
 //! - [`line`]: the per-replica snapshot of the line behind positions, ETAs and streams.
 //! - [`rate_limit`]: per-user and total limits on joining (governor).
+//! - [`seen`]: which waiting clients still poll (idle expiry).
 //! - [`grpc`]: `QueueService` and `QueueInternalService` handlers.
 //! - [`error`]: the one mapping of queue errors to gRPC statuses.
 
@@ -16,4 +17,5 @@ pub mod grpc;
 pub mod line;
 pub mod rate_limit;
 pub mod repo;
+pub mod seen;
 pub mod startup;

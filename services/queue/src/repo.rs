@@ -4,7 +4,7 @@ use sqlx::{PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
-    domain::{AdmissionPolicy, Token, TokenState},
+    domain::{AdmissionPolicy, RateWindow, Token, TokenState},
     error::QueueError,
 };
 
@@ -64,8 +64,8 @@ impl QueueRepo {
             // The fence is taken in the FROM clause, so it is held before `seq`'s default
             // (nextval) is evaluated for the new row, and released at commit.
             let inserted = sqlx::query(&format!(
-                "INSERT INTO tokens (token, user_id, state, issued_at)
-                 SELECT $1, $2, 'WAITING', $3 FROM (SELECT pg_advisory_xact_lock_shared($4)) AS fence
+                "INSERT INTO tokens (token, user_id, state, issued_at, last_seen_at)
+                 SELECT $1, $2, 'WAITING', $3, $3 FROM (SELECT pg_advisory_xact_lock_shared($4)) AS fence
                  ON CONFLICT (user_id) WHERE state <> 'EXPIRED' DO NOTHING
                  RETURNING {TOKEN_COLUMNS}"
             ))
@@ -161,6 +161,21 @@ impl QueueRepo {
         Ok((waiting, to_u64(active)))
     }
 
+    /// Records that the clients of `tokens` were still there at `now` (polls and open
+    /// streams since the last flush), so idle expiry spares them. One statement per flush.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(tokens = tokens.len()))]
+    pub async fn touch(&self, tokens: &[Uuid], now: DateTime<Utc>) -> Result<u64, QueueError> {
+        let done = sqlx::query("UPDATE tokens SET last_seen_at = $2 WHERE token = ANY($1) AND state = 'WAITING'")
+            .bind(tokens)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Counts for operators, at `now` (ACTIVE tokens past their expiry are not counted).
     ///
     /// # Errors
@@ -216,6 +231,16 @@ impl QueueRepo {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        // Abandoned places: WAITING tokens nobody polled for the idle timeout.
+        let abandoned = sqlx::query(
+            "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'WAITING' AND last_seen_at < $2",
+        )
+        .bind(now)
+        .bind(policy.idle_cutoff(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let expired = expired + abandoned;
         // Counting the active tokens costs a scan of them; when nobody waits there is
         // nobody to admit, so skip it (the usual case outside a sale's opening minutes).
         let anyone_waiting: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tokens WHERE state = 'WAITING')")
@@ -227,7 +252,11 @@ impl QueueRepo {
         }
         let active: i64 =
             sqlx::query_scalar("SELECT count(*) FROM tokens WHERE state = 'ACTIVE'").fetch_one(&mut *tx).await?;
-        let free = policy.free_slots(to_u64(active));
+        let (window_start, window_admitted): (DateTime<Utc>, i64) =
+            sqlx::query_as("SELECT window_start, admitted FROM admission_window").fetch_one(&mut *tx).await?;
+        let (window, budget) =
+            policy.rate_budget(RateWindow { start: window_start, admitted: to_u64(window_admitted) }, now);
+        let free = policy.free_slots(to_u64(active)).min(budget);
         let admitted = if free == 0 {
             0
         } else {
@@ -242,6 +271,13 @@ impl QueueRepo {
             .await?
             .rows_affected()
         };
+        if policy.admit_per_sec > 0 {
+            sqlx::query("UPDATE admission_window SET window_start = $1, admitted = $2")
+                .bind(window.start)
+                .bind(i64::try_from(window.admitted.saturating_add(admitted)).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(RoundOutcome { ran: true, expired, admitted })
     }

@@ -13,6 +13,7 @@ use tonic::{server::NamedService, service::Routes};
 
 use crate::{
     admission::Admission, config::Settings, grpc::QueueApi, line::Line, rate_limit::JoinLimiter, repo::QueueRepo,
+    seen::Seen,
 };
 
 /// Default listen address: 127.0.0.1:50051.
@@ -49,7 +50,9 @@ pub async fn run(
             }
         }
     });
-    let api = QueueApi::new(repo, admission, line, joins, settings.policy, settings.clock);
+    let seen = Seen::default();
+    let flusher = tokio::spawn(seen.clone().flush_forever(repo.clone(), settings.clock.clone(), settings.seen_flush));
+    let api = QueueApi::new(repo, admission, line, joins, seen, settings.policy, settings.clock);
     let routes = Routes::new(QueueServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api));
     let served = platform::server::serve(
         listener,
@@ -61,5 +64,6 @@ pub async fn run(
     .await;
     admission_task.abort();
     forget.abort();
+    flusher.abort();
     served
 }

@@ -3,6 +3,6 @@ mod admission;
 mod line;
 mod token;
 
-pub use admission::AdmissionPolicy;
+pub use admission::{AdmissionPolicy, RateWindow};
 pub use line::LineSnapshot;
 pub use token::{QueueStatus, Token, TokenState};

@@ -23,6 +23,7 @@ use crate::{
     line::Line,
     rate_limit::JoinLimiter,
     repo::QueueRepo,
+    seen::Seen,
 };
 
 /// Most WAITING tokens one replica remembers for cheap polls (~100 bytes each).
@@ -42,6 +43,7 @@ pub struct QueueApi {
     admission: Admission,
     line: Line,
     joins: JoinLimiter,
+    seen: Seen,
     /// WAITING tokens this replica has seen (see `status_of`).
     waiting: moka::sync::Cache<Uuid, Token>,
     policy: AdmissionPolicy,
@@ -55,6 +57,7 @@ impl QueueApi {
         admission: Admission,
         line: Line,
         joins: JoinLimiter,
+        seen: Seen,
         policy: AdmissionPolicy,
         clock: SharedClock,
     ) -> Self {
@@ -62,7 +65,7 @@ impl QueueApi {
             .max_capacity(WAITING_CACHE_CAPACITY)
             .time_to_idle(std::time::Duration::from_secs(15 * 60))
             .build();
-        Self { repo, admission, line, joins, waiting, policy, clock }
+        Self { repo, admission, line, joins, seen, waiting, policy, clock }
     }
 
     /// Expires a token and lets the next in line move up at once.
@@ -81,7 +84,10 @@ impl QueueApi {
         // the snapshot still holds its seq, the remembered row is as current as the
         // position, and the poll costs no query. Otherwise the row is read now.
         let token = match self.waiting.get(&id) {
-            Some(t) if line.contains(t.seq) => t,
+            Some(t) if line.contains(t.seq) => {
+                self.seen.mark(id);
+                t
+            }
             _ => {
                 let fresh = self.repo.get(id).await?;
                 self.remember(&fresh);
@@ -94,6 +100,7 @@ impl QueueApi {
     /// Keeps WAITING tokens for cheap polls; forgets the others.
     fn remember(&self, token: &Token) {
         if token.state == TokenState::Waiting {
+            self.seen.mark(token.token);
             self.waiting.insert(token.token, token.clone());
         } else {
             self.waiting.invalidate(&token.token);
@@ -232,6 +239,8 @@ async fn watch(api: QueueApi, mut token: Token, tx: mpsc::Sender<Result<WatchQue
         if done {
             return;
         }
+        // An open stream keeps its place: it counts as polling.
+        api.seen.mark(token.token);
         tokio::select! {
             changed = line.changed() => {
                 if changed.is_err() {
