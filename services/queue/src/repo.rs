@@ -167,12 +167,23 @@ impl QueueRepo {
     /// # Errors
     /// Database failures only.
     #[tracing::instrument(skip_all, fields(tokens = tokens.len()))]
-    pub async fn touch(&self, tokens: &[Uuid], now: DateTime<Utc>) -> Result<u64, QueueError> {
-        let done = sqlx::query("UPDATE tokens SET last_seen_at = $2 WHERE token = ANY($1) AND state = 'WAITING'")
-            .bind(tokens)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+    /// Rows seen after `stale_before` are left alone: a client polling every second is
+    /// written once per several flushes, not once per flush.
+    pub async fn touch(
+        &self,
+        tokens: &[Uuid],
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<u64, QueueError> {
+        let done = sqlx::query(
+            "UPDATE tokens SET last_seen_at = $2
+             WHERE token = ANY($1) AND state = 'WAITING' AND last_seen_at < $3",
+        )
+        .bind(tokens)
+        .bind(now)
+        .bind(stale_before)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 

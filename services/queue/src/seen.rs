@@ -46,7 +46,11 @@ async fn flush(seen: Seen, repo: QueueRepo, clock: SharedClock, every: Duration)
         if tokens.is_empty() {
             continue;
         }
-        if let Err(e) = repo.touch(&tokens, clock.now()).await {
+        let now = clock.now();
+        // A mark newer than two flush periods still protects the token for the rest of the
+        // timeout (flushes run at most a quarter of the timeout apart).
+        let stale_before = now - chrono::Duration::from_std(every * 2).unwrap_or(chrono::Duration::zero());
+        if let Err(e) = repo.touch(&tokens, now, stale_before).await {
             tracing::warn!(error = %e, tokens = tokens.len(), "recording polls failed; retrying next flush");
             for t in tokens {
                 seen.mark(t);
