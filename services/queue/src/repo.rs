@@ -233,8 +233,6 @@ impl QueueRepo {
         if !locked {
             return Ok(RoundOutcome::default());
         }
-        // Wait for joins in flight to commit (see JOIN_FENCE).
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(JOIN_FENCE).execute(&mut *tx).await?;
         let expired = sqlx::query(
             "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'ACTIVE' AND expires_at <= $1",
         )
@@ -271,6 +269,10 @@ impl QueueRepo {
         let admitted = if free == 0 {
             0
         } else {
+            // Only now, with someone to admit, wait for joins in flight to commit (see
+            // JOIN_FENCE): a round with no free slot (the usual case in a flood) never
+            // holds up joins.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(JOIN_FENCE).execute(&mut *tx).await?;
             sqlx::query(
                 "UPDATE tokens SET state = 'ACTIVE', activated_at = $1, expires_at = $2
                  WHERE token IN (SELECT token FROM tokens WHERE state = 'WAITING' ORDER BY seq LIMIT $3)",
