@@ -156,13 +156,14 @@ async fn active_token_expires_after_its_ttl(_p: PgPoolOptions, db: PgConnectOpti
 
 #[sqlx::test(migrations = false)]
 async fn two_replicas_admit_in_order_and_never_exceed_the_limit(_p: PgPoolOptions, db: PgConnectOptions) {
-    const LIMIT: i64 = 10;
+    const LIMIT: i64 = 50;
+    const JOINS: usize = 1_000;
     let r1 = replica(db.clone(), LIMIT as u64, platform::clock::system()).await;
     let r2 = replica(db.clone(), LIMIT as u64, platform::clock::system()).await;
     let pool = PgPoolOptions::new().connect_with(db.options([("search_path", "queue")])).await.unwrap();
 
-    // 200 users join concurrently through both replicas.
-    let joins = (0..200).map(|i| {
+    // 1,000 users join concurrently through both replicas.
+    let joins = (0..JOINS).map(|i| {
         let r = if i % 2 == 0 { &r1 } else { &r2 };
         async move { join(r, &format!("u{i}")).await.token }
     });
@@ -171,7 +172,7 @@ async fn two_replicas_admit_in_order_and_never_exceed_the_limit(_p: PgPoolOption
     // Expire admitted tokens in rounds through alternating replicas, checking after each
     // step that the limit holds and that the admitted set is always the head of the line.
     let mut expired = 0;
-    while expired < 200 {
+    while expired < JOINS {
         let active: Vec<(String, i64)> =
             sqlx::query_as("SELECT token::text, seq FROM tokens WHERE state = 'ACTIVE' ORDER BY seq")
                 .fetch_all(&pool)
@@ -200,8 +201,8 @@ async fn two_replicas_admit_in_order_and_never_exceed_the_limit(_p: PgPoolOption
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(admitted, 200, "every token admitted exactly once");
-    assert_eq!(tokens.len(), 200);
+    assert_eq!(admitted, JOINS as i64, "every token admitted exactly once");
+    assert_eq!(tokens.len(), JOINS);
 }
 
 #[sqlx::test(migrations = false)]
