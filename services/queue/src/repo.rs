@@ -145,20 +145,22 @@ impl QueueRepo {
     }
 
     /// The whole line in one round trip: `seq` of every WAITING token (ascending, an
-    /// index-only scan of `tokens_waiting_by_seq`) and the number of unexpired ACTIVE tokens.
+    /// index-only scan of `tokens_waiting_by_seq`), the number of unexpired ACTIVE tokens,
+    /// and the highest `seq` drawn so far.
     ///
     /// # Errors
     /// Database failures only.
     #[tracing::instrument(skip_all)]
-    pub async fn line(&self, now: DateTime<Utc>) -> Result<(Vec<i64>, u64), QueueError> {
-        let (waiting, active): (Vec<i64>, i64) = sqlx::query_as(
+    pub async fn line(&self, now: DateTime<Utc>) -> Result<(Vec<i64>, u64, i64), QueueError> {
+        let (waiting, active, max_seq): (Vec<i64>, i64, i64) = sqlx::query_as(
             "SELECT COALESCE((SELECT array_agg(seq ORDER BY seq) FROM tokens WHERE state = 'WAITING'), '{}'),
-                    (SELECT count(*) FROM tokens WHERE state = 'ACTIVE' AND expires_at > $1)",
+                    (SELECT count(*) FROM tokens WHERE state = 'ACTIVE' AND expires_at > $1),
+                    COALESCE((SELECT max(seq) FROM tokens), 0)",
         )
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
-        Ok((waiting, to_u64(active)))
+        Ok((waiting, to_u64(active), max_seq))
     }
 
     /// Records that the clients of `tokens` were still there at `now` (polls and open

@@ -37,6 +37,7 @@ async fn replica_with(
     admit_per_sec: u64,
     idle_timeout_secs: i64,
 ) -> Replica {
+    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
     let settings = Settings {
         db,
         max_connections: 10,
@@ -313,9 +314,7 @@ async fn status_carries_active_count_and_a_wait_estimate_once_the_line_moves(_p:
     for i in 0..12 {
         tokens.push(join(&q, &format!("e{i}")).await.token);
     }
-    // Both from one read of the line. (Once, under load, a status showed position 10 with
-    // active_count 0 and could not be reproduced since; hence "eventually" here and the
-    // note in the session report.)
+    // Both from one read of the line taken after the admissions.
     wait_for(&q, &tokens[11], |s| s.position == 10 && s.active_count == 2).await;
     // Admitted users leave one after another: the line moves, so an estimate appears.
     for t in &tokens[..6] {

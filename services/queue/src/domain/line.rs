@@ -28,6 +28,8 @@ pub struct LineSnapshot {
     pub waiting: Vec<i64>,
     /// ACTIVE tokens (unexpired) at the time of the read.
     pub active: u64,
+    /// Highest `seq` of any token at the time of the read (0 for none).
+    pub max_seq: i64,
     /// Departures per second from the line (EWMA, see the module docs).
     pub departure_rate: f64,
     /// When the read was made.
@@ -38,12 +40,12 @@ impl LineSnapshot {
     /// An empty line, before the first read.
     #[must_use]
     pub fn empty(now: DateTime<Utc>) -> Self {
-        Self { waiting: Vec::new(), active: 0, departure_rate: 0.0, taken_at: now }
+        Self { waiting: Vec::new(), active: 0, max_seq: 0, departure_rate: 0.0, taken_at: now }
     }
 
     /// The next snapshot, from a fresh read of the line taken at `now`.
     #[must_use]
-    pub fn next(&self, waiting: Vec<i64>, active: u64, now: DateTime<Utc>) -> Self {
+    pub fn next(&self, waiting: Vec<i64>, active: u64, max_seq: i64, now: DateTime<Utc>) -> Self {
         let dt = (now - self.taken_at).num_milliseconds() as f64 / 1_000.0;
         let departure_rate = if dt > 0.0 {
             let departed = departures(&self.waiting, &waiting) as f64;
@@ -52,13 +54,21 @@ impl LineSnapshot {
         } else {
             self.departure_rate
         };
-        Self { waiting, active, departure_rate, taken_at: now }
+        Self { waiting, active, max_seq, departure_rate, taken_at: now }
     }
 
     /// WAITING tokens ahead of `seq` (those with a lower `seq`).
+    ///
+    /// A token that joined after the snapshot (`seq > max_seq`) is not in it, and neither
+    /// are the joins between; it is counted behind everyone in the snapshot and behind
+    /// every `seq` drawn since, which can only overstate its place (some of those seqs
+    /// were never used or have left). So a position never rises from one snapshot to the
+    /// next.
     #[must_use]
     pub fn ahead_of(&self, seq: i64) -> u64 {
-        self.waiting.partition_point(|&s| s < seq) as u64
+        let in_snapshot = self.waiting.partition_point(|&s| s < seq) as u64;
+        let drawn_since = seq.saturating_sub(self.max_seq.max(self.waiting.last().copied().unwrap_or(0))) - 1;
+        in_snapshot + u64::try_from(drawn_since).unwrap_or(0)
     }
 
     /// Whether `seq` was WAITING when the snapshot was taken.
@@ -113,11 +123,23 @@ mod tests {
 
     #[test]
     fn position_counts_only_waiting_tokens_ahead() {
-        let s = LineSnapshot { waiting: vec![3, 7, 8, 20], ..LineSnapshot::empty(t0()) };
+        let s = LineSnapshot { waiting: vec![3, 7, 8, 20], max_seq: 22, ..LineSnapshot::empty(t0()) };
         assert_eq!(s.ahead_of(3), 0);
         assert_eq!(s.ahead_of(8), 2);
-        assert_eq!(s.ahead_of(21), 4, "a join newer than the snapshot is behind everyone in it");
+        assert_eq!(s.ahead_of(21), 4, "21 was not waiting when the snapshot was taken");
+        assert_eq!(s.ahead_of(23), 4, "the first join after the snapshot is behind everyone in it");
+        assert_eq!(s.ahead_of(26), 7, "and behind every seq drawn since, at most");
         assert!(s.contains(7) && !s.contains(5));
+    }
+
+    #[test]
+    fn a_join_newer_than_the_snapshot_never_sees_its_position_rise() {
+        // Snapshot 1 saw seqs 1, 2 waiting (max 2); token 4 joins after it; 3 joins too.
+        let old = LineSnapshot { waiting: vec![1, 2], max_seq: 2, ..LineSnapshot::empty(t0()) };
+        let first = old.ahead_of(4) + 1;
+        // Snapshot 2 sees everyone, nobody admitted yet.
+        let new = old.next(vec![1, 2, 3, 4], 0, 4, t0() + Duration::seconds(1));
+        assert!(new.ahead_of(4) + 1 <= first, "{} then {}", first, new.ahead_of(4) + 1);
     }
 
     #[test]
@@ -133,7 +155,7 @@ mod tests {
         // 10 tokens leave every second for a minute: the average converges on 10/s.
         for tick in 1..=60 {
             let waiting = s.waiting[10..].to_vec();
-            s = s.next(waiting, 5, t0() + Duration::seconds(tick));
+            s = s.next(waiting, 5, 1_000, t0() + Duration::seconds(tick));
         }
         assert!((s.departure_rate - 10.0).abs() < 0.1, "rate {}", s.departure_rate);
         assert_eq!(s.estimated_wait_secs(95), Some(10), "95 places at ~10/s");
@@ -145,7 +167,7 @@ mod tests {
     fn a_line_that_does_not_move_has_no_estimate() {
         let mut s = LineSnapshot { waiting: vec![1, 2, 3], ..LineSnapshot::empty(t0()) };
         for tick in 1..=5 {
-            s = s.next(vec![1, 2, 3], 0, t0() + Duration::seconds(tick));
+            s = s.next(vec![1, 2, 3], 0, 3, t0() + Duration::seconds(tick));
         }
         assert_eq!(s.estimated_wait_secs(1), None);
     }
