@@ -139,7 +139,8 @@ mod tests {
         let first = old.ahead_of(4) + 1;
         // Snapshot 2 sees everyone, nobody admitted yet.
         let new = old.next(vec![1, 2, 3, 4], 0, 4, t0() + Duration::seconds(1));
-        assert!(new.ahead_of(4) + 1 <= first, "{} then {}", first, new.ahead_of(4) + 1);
+        let second = new.ahead_of(4) + 1;
+        assert!(second <= first, "{first} then {second}");
     }
 
     #[test]
