@@ -2,7 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use concert_proto::concert::{
     catalog::v1::{ListAvailableDatesRequest, ListConcertsRequest, ListSeatsRequest, SeatStatus},
-    queue::v1::{GetQueueStatusRequest, TokenState},
     reservation::v1::{HoldSeatRequest, PayReservationRequest, ReservationStatus},
     wallet::v1::{ListTransactionsRequest, TransactionKind},
 };
@@ -15,7 +14,7 @@ use tonic::Code;
 async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions::default()).await;
     let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(7)).await;
-    let (mut queue, mut catalog, mut reservation) = (suite.queue(), suite.catalog(), suite.reservation(0));
+    let (mut catalog, mut reservation) = (suite.catalog(), suite.reservation(0));
 
     // Join the queue and get admitted.
     let token = suite.active_token("alice").await;
@@ -51,20 +50,7 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
         .unwrap();
     assert_eq!((held.status, held.price, held.user_id.as_str()), (ReservationStatus::Held as i32, 150_000, "alice"));
     // The seat map shows the hold within the seat-status cache TTL.
-    let mut shown = None;
-    for _ in 0..20 {
-        let seats = catalog
-            .list_seats(authed(&token, ListSeatsRequest { schedule_id: schedule_id.clone() }))
-            .await
-            .unwrap()
-            .into_inner()
-            .seats;
-        shown = Some(seats[6].status);
-        if shown == Some(SeatStatus::Held as i32) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let shown = Some(suite.seat_status_eventually(&token, &schedule_id, 7, SeatStatus::Held as i32).await);
     assert_eq!(shown, Some(SeatStatus::Held as i32), "seat map lags at most {:?}", e2e::SEAT_STATUS_CACHE);
 
     // Charge and pay.
@@ -95,22 +81,7 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
 
     // The paid token opens nothing any more: reservation refuses it at once, and the
     // saga's last step (batched, right after the answer) expires it in the queue.
-    let mut state = TokenState::Unspecified as i32;
-    for _ in 0..100 {
-        state = queue
-            .get_queue_status(GetQueueStatusRequest { token: token.clone() })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap()
-            .state;
-        if state == TokenState::Expired as i32 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(state, TokenState::Expired as i32);
+    assert!(suite.token_expired_eventually(&token).await, "paying expires the token");
     let err = reservation
         .hold_seat(authed(&token, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 8 }))
         .await

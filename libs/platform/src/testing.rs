@@ -49,10 +49,7 @@ impl RunningServer {
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let addr = listener.local_addr().expect("local address");
-        let (tx, rx) = oneshot::channel::<()>();
-        let shutdown = Box::pin(async move {
-            let _ = rx.await;
-        });
+        let (tx, shutdown) = shutdown_signal();
         let handle = tokio::spawn(run(listener, shutdown));
         let server = Self { addr, shutdown: Some(tx), handle: Some(handle), runtime: None };
         server.wait_until_serving().await;
@@ -78,10 +75,7 @@ impl RunningServer {
             .enable_all()
             .build()
             .expect("a server runtime");
-        let (tx, rx) = oneshot::channel::<()>();
-        let shutdown = Box::pin(async move {
-            let _ = rx.await;
-        });
+        let (tx, shutdown) = shutdown_signal();
         let handle = {
             let _entered = runtime.enter();
             let listener = TcpListener::from_std(listener).expect("listener on the server runtime");
@@ -150,6 +144,17 @@ impl RunningServer {
                 .expect("runtime shutdown");
         }
     }
+}
+
+/// A sender that stops a server, and the future the server waits on.
+fn shutdown_signal() -> (oneshot::Sender<()>, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) {
+    let (tx, rx) = oneshot::channel::<()>();
+    (
+        tx,
+        Box::pin(async move {
+            let _ = rx.await;
+        }),
+    )
 }
 
 impl Drop for RunningServer {

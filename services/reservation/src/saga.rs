@@ -69,25 +69,26 @@ impl Saga {
                         self.repo.record_debit_refused(&payment, INSUFFICIENT_BALANCE, now).await?
                     }
                 },
-                SagaStep::ExpireToken if self.completer.is_some() => {
+                SagaStep::ExpireToken => {
                     if let Some(completer) = &self.completer {
+                        // Finished in a batch right after the answer (see `completer`).
                         completer.submit(payment.payment_id, payment.token);
-                    }
-                    return Ok(payment);
-                }
-                SagaStep::ExpireToken => match self.queue.expire_token(payment.token, deadline).await {
-                    Ok(()) => {
-                        self.repo
-                            .advance_payment(&payment, PaymentStatus::Confirmed, PaymentStatus::Completed, now)
-                            .await?
-                    }
-                    Err(e) => {
-                        // The seat is sold and paid; only the token is left. Reservation
-                        // refuses tokens that paid, so no second booking can slip through.
-                        tracing::warn!(error = %e, "token expiry deferred to the recovery worker");
                         return Ok(payment);
                     }
-                },
+                    match self.queue.expire_token(payment.token, deadline).await {
+                        Ok(()) => {
+                            self.repo
+                                .advance_payment(&payment, PaymentStatus::Confirmed, PaymentStatus::Completed, now)
+                                .await?
+                        }
+                        Err(e) => {
+                            // The seat is sold and paid; only the token is left. Reservation
+                            // refuses tokens that paid, so no second booking can slip through.
+                            tracing::warn!(error = %e, "token expiry deferred to the recovery worker");
+                            return Ok(payment);
+                        }
+                    }
+                }
                 SagaStep::Refund => {
                     self.wallet.refund(&payment, deadline).await?;
                     self.repo
