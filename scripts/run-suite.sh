@@ -49,7 +49,7 @@ The suite is running (logs in .run/logs, stop with scripts/stop-suite.sh).
 Call it by hand with buf (npx @bufbuild/buf) or grpcurl; reflection is on:
   buf curl --protocol grpc --http2-prior-knowledge --list-methods http://127.0.0.1:50052
   buf curl --protocol grpc --http2-prior-knowledge http://127.0.0.1:50052/concert.catalog.v1.CatalogService/ListConcerts
-  buf curl --protocol grpc --http2-prior-knowledge -d '{"user_id":"me"}' \
+  buf curl --protocol grpc --http2-prior-knowledge -d '{"user_id":"me","concert_id":"<id>"}' \
       http://127.0.0.1:50051/concert.queue.v1.QueueService/IssueToken
   grpcurl -plaintext -H 'authorization: Bearer <token>' -d '{"concert_id":"<id>"}' \
       127.0.0.1:50052 concert.catalog.v1.CatalogService/ListAvailableDates

@@ -101,6 +101,7 @@ impl Suite {
             db: db.clone(),
             max_connections: 4,
             limits: Limits::default(),
+            catalog_url: catalog_url.clone(),
             policy: queue_service::domain::AdmissionPolicy {
                 max_active: opts.max_active,
                 active_ttl: chrono::Duration::seconds(600),
@@ -227,7 +228,11 @@ impl Suite {
     pub async fn seed_schedule(&self, starts_in: chrono::Duration) -> (String, String) {
         let mut admin = self.admin();
         let concert = admin
-            .create_concert(CreateConcertRequest { title: "Test Concert".into(), venue: "Hall".into() })
+            .create_concert(CreateConcertRequest {
+                title: "Test Concert".into(),
+                venue: "Hall".into(),
+                sale_opens_at: None,
+            })
             .await
             .unwrap()
             .into_inner()
@@ -254,9 +259,9 @@ impl Suite {
             .schedule_id
     }
 
-    /// Joins the queue as `user` and waits until the token is ACTIVE.
-    pub async fn active_token(&self, user: &str) -> String {
-        active_token(self.queue(), user).await
+    /// Joins `concert_id`'s waiting room as `user` and waits until the token is ACTIVE.
+    pub async fn active_token(&self, user: &str, concert_id: &str) -> String {
+        active_token(self.queue(), user, concert_id).await
     }
 
     /// Charges `amount` won to `user`'s wallet.
@@ -393,9 +398,10 @@ fn uuid_like() -> String {
     format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Joins the queue as `user` through `queue` and waits until the token is ACTIVE.
-pub async fn active_token(mut queue: QueueServiceClient<Channel>, user: &str) -> String {
-    let issue = IssueTokenRequest { user_id: user.into() };
+/// Joins `concert_id`'s waiting room as `user` through `queue` and waits until the token
+/// is ACTIVE.
+pub async fn active_token(mut queue: QueueServiceClient<Channel>, user: &str, concert_id: &str) -> String {
+    let issue = IssueTokenRequest { user_id: user.into(), concert_id: concert_id.into() };
     let mut token = queue.issue_token(issue.clone()).await.unwrap().into_inner().status.unwrap().token;
     for _ in 0..250 {
         let s = queue

@@ -74,6 +74,8 @@ fn outcome(code: Code) -> &'static str {
 }
 
 struct Clients {
+    /// The concert every user queues for.
+    concert_id: String,
     queue: QueueServiceClient<Channel>,
     replicas: Vec<ReservationServiceClient<Channel>>,
     wallet: WalletServiceClient<Channel>,
@@ -83,7 +85,7 @@ struct Clients {
 async fn user(n: usize, seed: u64, schedules: Arc<Vec<String>>, c: Clients, tally: Arc<Mutex<Tally>>, until: Instant) {
     let name = format!("user-{n}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut token = active_token(c.queue.clone(), &name).await;
+    let mut token = active_token(c.queue.clone(), &name, &c.concert_id).await;
     let mut held: Vec<String> = Vec::new();
     let mut charge_no = 0;
     // A charge whose outcome is unknown is retried with its key until it is known.
@@ -161,7 +163,7 @@ async fn user(n: usize, seed: u64, schedules: Arc<Vec<String>>, c: Clients, tall
         }
         // A token that paid unlocks nothing more: join the queue again.
         if stale_token {
-            token = active_token(c.queue.clone(), &name).await;
+            token = active_token(c.queue.clone(), &name, &c.concert_id).await;
             stale_token = false;
         }
     }
@@ -211,6 +213,7 @@ async fn books_balance_after_a_randomized_chaos_run(_p: PgPoolOptions, db: PgCon
     let mut users = Vec::new();
     for n in 0..USERS {
         let c = Clients {
+            concert_id: concert_id.clone(),
             queue: suite.queue(),
             // Lazy channels by address: they reconnect to a replica restarted on its port.
             replicas: replica_urls

@@ -51,8 +51,8 @@ async fn a_crash_between_debit_and_confirmation_is_finished_after_restart(_p: Pg
         ..SuiteOptions::default()
     };
     let mut suite = Suite::start(db, opts).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice", &concert_id).await;
     let id = suite.hold(&token, &schedule_id, 9).await; // VIP, 150,000 won
     suite.charge("alice", 200_000).await;
 
@@ -91,8 +91,8 @@ async fn a_wallet_slower_than_the_deadline_is_retried_with_the_same_key(_p: PgPo
     let scenario = FailScenario::setup();
     let peer_policy = CallPolicy { timeout: Duration::from_millis(300), ..CallPolicy::default() };
     let suite = Suite::start(db, SuiteOptions { peer_policy, ..SuiteOptions::default() }).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice", &concert_id).await;
     let id = suite.hold(&token, &schedule_id, 20).await; // R, 120,000 won
     suite.charge("alice", 200_000).await;
 
@@ -114,8 +114,8 @@ async fn a_wallet_slower_than_the_deadline_is_retried_with_the_same_key(_p: PgPo
 async fn the_callers_deadline_bounds_the_saga_and_a_retry_completes_it(_p: PgPoolOptions, db: PgConnectOptions) {
     let scenario = FailScenario::setup();
     let suite = Suite::start(db, SuiteOptions::default()).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice", &concert_id).await;
     let id = suite.hold(&token, &schedule_id, 40).await; // S, 90,000 won
     suite.charge("alice", 100_000).await;
 
@@ -146,8 +146,8 @@ async fn the_callers_deadline_bounds_the_saga_and_a_retry_completes_it(_p: PgPoo
 async fn transient_wallet_failures_are_retried_within_the_call(_p: PgPoolOptions, db: PgConnectOptions) {
     let scenario = FailScenario::setup();
     let suite = Suite::start(db, SuiteOptions::default()).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice", &concert_id).await;
     let id = suite.hold(&token, &schedule_id, 1).await; // VIP, 150,000 won
     suite.charge("alice", 150_000).await;
 

@@ -25,10 +25,10 @@ fn hold(schedule_id: &str, seat_number: u32) -> HoldSeatRequest {
 #[sqlx::test(migrations = false)]
 async fn one_seat_two_replicas_many_racers_exactly_one_winner(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..SuiteOptions::default() }).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
     let mut tokens = Vec::new();
     for i in 0..20 {
-        tokens.push(suite.active_token(&format!("racer-{i}")).await);
+        tokens.push(suite.active_token(&format!("racer-{i}"), &concert_id).await);
     }
     // 200 concurrent attempts on seat 13, alternating between the two replicas.
     let attempts = (0..200).map(|i| {
@@ -60,7 +60,7 @@ async fn an_expired_hold_frees_the_seat_and_cannot_be_paid(_p: PgPoolOptions, db
     };
     let suite = Suite::start(db, opts).await;
     let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let (alice, bob) = (suite.active_token("alice").await, suite.active_token("bob").await);
+    let (alice, bob) = (suite.active_token("alice", &concert_id).await, suite.active_token("bob", &concert_id).await);
     let mut reservation = suite.reservation(0);
     let mut catalog = suite.catalog();
 
@@ -111,8 +111,8 @@ async fn the_sweeper_marks_expired_holds(_p: PgPoolOptions, db: PgConnectOptions
         ..SuiteOptions::default()
     };
     let suite = Suite::start(db, opts).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let alice = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let alice = suite.active_token("alice", &concert_id).await;
     for seat in 1..=3 {
         suite.reservation(0).hold_seat(authed(&alice, hold(&schedule_id, seat))).await.unwrap();
     }
@@ -136,10 +136,10 @@ async fn the_sweeper_marks_expired_holds(_p: PgPoolOptions, db: PgConnectOptions
 async fn protected_calls_need_an_active_token(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions { max_active: 1, ..SuiteOptions::default() }).await;
     let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let _first = suite.active_token("first").await;
+    let _first = suite.active_token("first", &concert_id).await;
     let waiting = suite
         .queue()
-        .issue_token(IssueTokenRequest { user_id: "second".into() })
+        .issue_token(IssueTokenRequest { user_id: "second".into(), concert_id: concert_id.clone() })
         .await
         .unwrap()
         .into_inner()
@@ -168,7 +168,7 @@ async fn protected_calls_need_an_active_token(_p: PgPoolOptions, db: PgConnectOp
 async fn bad_input_is_refused_with_the_field_named(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions::default()).await;
     let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let token = suite.active_token("alice", &concert_id).await;
     let mut reservation = suite.reservation(0);
     let mut catalog = suite.catalog();
 
@@ -183,11 +183,13 @@ async fn bad_input_is_refused_with_the_field_named(_p: PgPoolOptions, db: PgConn
     assert_eq!(err.code(), Code::NotFound);
     let err = catalog.list_seats(authed(&token, ListSeatsRequest { schedule_id: unknown.clone() })).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+    // The token unlocks its own concert only, so any other id (known or not) is refused
+    // without saying whether it exists.
     let err = catalog
         .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id: unknown.clone() }))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::PermissionDenied, Some("TOKEN_WRONG_CONCERT")));
     let err = catalog
         .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id: "x".into() }))
         .await
@@ -217,7 +219,7 @@ async fn a_started_date_cannot_be_held(_p: PgPoolOptions, db: PgConnectOptions) 
     let suite = Suite::start(db, SuiteOptions::default()).await;
     let (concert_id, _) = suite.seed_schedule(chrono::Duration::days(1)).await;
     let past = suite.add_schedule(&concert_id, chrono::Duration::hours(-1)).await;
-    let token = suite.active_token("alice").await;
+    let token = suite.active_token("alice", &concert_id).await;
     let err = suite.reservation(0).hold_seat(authed(&token, hold(&past, 1))).await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::FailedPrecondition, Some("SCHEDULE_STARTED")));
     let dates = suite
@@ -233,8 +235,8 @@ async fn a_started_date_cannot_be_held(_p: PgPoolOptions, db: PgConnectOptions) 
 #[sqlx::test(migrations = false)]
 async fn owners_cancel_and_read_their_reservations(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions::default()).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let (alice, bob) = (suite.active_token("alice").await, suite.active_token("bob").await);
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let (alice, bob) = (suite.active_token("alice", &concert_id).await, suite.active_token("bob", &concert_id).await);
     let mut reservation = suite.reservation(0);
     let held =
         reservation.hold_seat(authed(&alice, hold(&schedule_id, 5))).await.unwrap().into_inner().reservation.unwrap();
@@ -287,8 +289,8 @@ async fn owners_cancel_and_read_their_reservations(_p: PgPoolOptions, db: PgConn
 #[sqlx::test(migrations = false)]
 async fn a_released_seat_is_offered_again_within_the_taken_hint_ttl(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..SuiteOptions::default() }).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let (alice, bob) = (suite.active_token("alice").await, suite.active_token("bob").await);
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let (alice, bob) = (suite.active_token("alice", &concert_id).await, suite.active_token("bob", &concert_id).await);
     let (mut r0, mut r1) = (suite.reservation(0), suite.reservation(1));
 
     // Same replica: bob is refused (replica 0 now has a hint), alice cancels there, and
@@ -317,4 +319,43 @@ async fn a_released_seat_is_offered_again_within_the_taken_hint_ttl(_p: PgPoolOp
         );
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_token_unlocks_only_the_concert_whose_queue_admitted_it(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let (concert_a, schedule_a) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let (concert_b, schedule_b) = suite.seed_schedule(chrono::Duration::days(2)).await;
+    let token_a = suite.active_token("alice", &concert_a).await;
+    let token_b = suite.active_token("alice", &concert_b).await;
+    assert_ne!(token_a, token_b, "one token per concert");
+    let mut catalog = suite.catalog();
+    let mut reservation = suite.reservation(0);
+    let wrong = |e: tonic::Status| (e.code(), reason(&e));
+    let denied = (Code::PermissionDenied, Some("TOKEN_WRONG_CONCERT".to_owned()));
+
+    // A's token on B's dates, seat map and seats.
+    let err = catalog
+        .list_available_dates(authed(&token_a, ListAvailableDatesRequest { concert_id: concert_b.clone() }))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong(err), denied);
+    let err =
+        catalog.list_seats(authed(&token_a, ListSeatsRequest { schedule_id: schedule_b.clone() })).await.unwrap_err();
+    assert_eq!(wrong(err), denied);
+    let err = reservation.hold_seat(authed(&token_a, hold(&schedule_b, 1))).await.unwrap_err();
+    assert_eq!(wrong(err), denied);
+
+    // Its own concert works; a hold on A cannot be paid or cancelled with B's token.
+    catalog.list_seats(authed(&token_a, ListSeatsRequest { schedule_id: schedule_a.clone() })).await.unwrap();
+    let held = suite.hold(&token_a, &schedule_a, 1).await;
+    suite.charge("alice", 500_000).await;
+    let err = suite.pay(&token_b, &held, "pay-with-b").await.unwrap_err();
+    assert_eq!(wrong(err), denied);
+    let cancel = CancelReservationRequest { reservation_id: held.clone() };
+    let err = reservation.cancel_reservation(authed(&token_b, cancel)).await.unwrap_err();
+    assert_eq!(wrong(err), denied);
+    assert_eq!(suite.balance("alice").await, 500_000, "nothing was debited");
+    suite.pay(&token_a, &held, "pay-with-a").await.unwrap();
+    assert_eq!(suite.balance("alice").await, 500_000 - 150_000);
 }

@@ -17,7 +17,7 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
     let (mut catalog, mut reservation) = (suite.catalog(), suite.reservation(0));
 
     // Join the queue and get admitted.
-    let token = suite.active_token("alice").await;
+    let token = suite.active_token("alice", &concert_id).await;
 
     // Browse.
     let concerts = catalog.list_concerts(ListConcertsRequest {}).await.unwrap().into_inner().concerts;
@@ -100,7 +100,7 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
     assert_eq!(refused, Some(Code::Unauthenticated), "catalog drops the paid token within {:?}", e2e::TOKEN_CACHE_TTL);
 
     // Another user sees the seat SOLD and cannot hold it.
-    let bob = suite.active_token("bob").await;
+    let bob = suite.active_token("bob", &concert_id).await;
     let sold = suite.seat_status_eventually(&bob, &schedule_id, 7, SeatStatus::Sold as i32).await;
     assert_eq!(sold, SeatStatus::Sold as i32);
     let dates = catalog

@@ -13,8 +13,8 @@ use tonic::Code;
 #[sqlx::test(migrations = false)]
 async fn insufficient_balance_releases_the_hold(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions::default()).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice", &concert_id).await;
     let id = suite.hold(&token, &schedule_id, 1).await;
     suite.charge("alice", 100_000).await; // seat 1 costs 150,000
 
@@ -35,8 +35,8 @@ async fn insufficient_balance_releases_the_hold(_p: PgPoolOptions, db: PgConnect
 #[sqlx::test(migrations = false)]
 async fn paying_twice_charges_once(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions::default()).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice", &concert_id).await;
     let id = suite.hold(&token, &schedule_id, 40).await; // 90,000
     suite.charge("alice", 300_000).await;
 
@@ -56,8 +56,8 @@ async fn paying_twice_charges_once(_p: PgPoolOptions, db: PgConnectOptions) {
 #[sqlx::test(migrations = false)]
 async fn concurrent_payments_of_one_reservation_debit_once(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions::default()).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice", &concert_id).await;
     let id = suite.hold(&token, &schedule_id, 12).await; // 120,000
     suite.charge("alice", 1_000_000).await;
 
@@ -76,15 +76,15 @@ async fn concurrent_payments_of_one_reservation_debit_once(_p: PgPoolOptions, db
 #[sqlx::test(migrations = false)]
 async fn an_idempotency_key_cannot_pay_two_reservations(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions::default()).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice", &concert_id).await;
     let a = suite.hold(&token, &schedule_id, 31).await;
     let b = suite.hold(&token, &schedule_id, 32).await;
     suite.charge("alice", 1_000_000).await;
     // Key "k" pays reservation a ...
     suite.pay(&token, &a, "k").await.unwrap();
     assert!(suite.token_expired_eventually(&token).await, "paying expires the token");
-    let other = suite.active_token("alice").await;
+    let other = suite.active_token("alice", &concert_id).await;
     // ... so it cannot also pay reservation b.
     let err = suite.pay(&other, &b, "k").await.unwrap_err();
     assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("idempotency_key")));
@@ -94,8 +94,8 @@ async fn an_idempotency_key_cannot_pay_two_reservations(_p: PgPoolOptions, db: P
 #[sqlx::test(migrations = false)]
 async fn wallet_down_means_unavailable_and_a_retry_pays_once(_p: PgPoolOptions, db: PgConnectOptions) {
     let mut suite = Suite::start(db, SuiteOptions::default()).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice", &concert_id).await;
     let id = suite.hold(&token, &schedule_id, 45).await; // 90,000
     suite.charge("alice", 100_000).await;
 
@@ -125,8 +125,8 @@ async fn the_recovery_worker_finishes_an_interrupted_payment(_p: PgPoolOptions, 
         ..SuiteOptions::default()
     };
     let mut suite = Suite::start(db, opts).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice", &concert_id).await;
     let id = suite.hold(&token, &schedule_id, 9).await; // 150,000
     suite.charge("alice", 150_000).await;
 
@@ -137,7 +137,7 @@ async fn the_recovery_worker_finishes_an_interrupted_payment(_p: PgPoolOptions, 
     // Nobody retries: the worker resumes the saga with the same debit key.
     assert_eq!(suite.payment_status_eventually(&id, "COMPLETED").await, "COMPLETED");
     assert_eq!(suite.balance("alice").await, 0);
-    let other = suite.active_token("bob").await;
+    let other = suite.active_token("bob", &concert_id).await;
     assert_eq!(
         suite.seat_status_eventually(&other, &schedule_id, 9, SeatStatus::Sold as i32).await,
         SeatStatus::Sold as i32
@@ -147,8 +147,8 @@ async fn the_recovery_worker_finishes_an_interrupted_payment(_p: PgPoolOptions, 
 #[sqlx::test(migrations = false)]
 async fn a_debit_that_cannot_be_confirmed_is_refunded(_p: PgPoolOptions, db: PgConnectOptions) {
     let mut suite = Suite::start(db, SuiteOptions::default()).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice", &concert_id).await;
     let id = suite.hold(&token, &schedule_id, 25).await; // 120,000
     suite.charge("alice", 200_000).await;
 
@@ -178,8 +178,8 @@ async fn a_debit_that_cannot_be_confirmed_is_refunded(_p: PgPoolOptions, db: PgC
 #[sqlx::test(migrations = false)]
 async fn a_token_that_paid_is_refused_at_once_even_where_it_is_cached(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..SuiteOptions::default() }).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("alice").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("alice", &concert_id).await;
     suite.charge("alice", 1_000_000).await;
     let (mut a, mut b) = (suite.reservation(0), suite.reservation(1));
 
@@ -216,8 +216,8 @@ async fn a_token_that_paid_is_refused_at_once_even_where_it_is_cached(_p: PgPool
 #[sqlx::test(migrations = false)]
 async fn payment_history_shows_amount_time_and_outcome(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions::default()).await;
-    let (_, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let token = suite.active_token("ivy").await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("ivy", &concert_id).await;
     let short = suite.hold(&token, &schedule_id, 1).await; // 150,000
     let fine = suite.hold(&token, &schedule_id, 50).await; // 90,000
     suite.charge("ivy", 100_000).await;

@@ -34,8 +34,32 @@ pub struct Principal {
     pub token: Uuid,
     /// The user the token is bound to.
     pub user_id: String,
+    /// The concert whose waiting room admitted the token: the only concert it unlocks.
+    pub concert_id: Uuid,
     /// When the token stops being ACTIVE.
     pub expires_at: DateTime<Utc>,
+}
+
+impl Principal {
+    /// Checks that the token was admitted for `concert_id` (the concert of the schedule or
+    /// reservation being touched). Rule from the waiting room: a token unlocks only the
+    /// concert whose queue it waited in.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED (reason TOKEN_WRONG_CONCERT) for a token of another concert.
+    pub fn require_concert(&self, concert_id: Uuid) -> Result<(), Status> {
+        if self.concert_id == concert_id { Ok(()) } else { Err(wrong_concert()) }
+    }
+}
+
+/// PERMISSION_DENIED (reason TOKEN_WRONG_CONCERT): the token was admitted for another concert.
+#[must_use]
+pub fn wrong_concert() -> Status {
+    with_reason(
+        Code::PermissionDenied,
+        "TOKEN_WRONG_CONCERT",
+        "this queue token was admitted for another concert; join that concert's waiting room",
+    )
 }
 
 /// Reads the bearer token from request metadata.
@@ -122,10 +146,12 @@ impl TokenValidator {
                     .as_ref()
                     .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
                     .ok_or_else(|| crate::status::internal(&anyhow::anyhow!("ACTIVE token without expires_at")))?;
+                let concert_id = Uuid::parse_str(&status.concert_id)
+                    .map_err(|_| crate::status::internal(&anyhow::anyhow!("ACTIVE token without a concert")))?;
                 if expires_at <= now {
                     Err(expired())
                 } else {
-                    Ok(Principal { token, user_id: status.user_id, expires_at })
+                    Ok(Principal { token, user_id: status.user_id, concert_id, expires_at })
                 }
             }
             Ok(TokenState::Waiting) => Err(with_reason(
@@ -159,5 +185,17 @@ mod tests {
         assert_eq!(bearer_token(&MetadataMap::new()).unwrap_err().code(), Code::Unauthenticated);
         assert_eq!(bearer_token(&metadata("Basic abc")).unwrap_err().code(), Code::Unauthenticated);
         assert_eq!(bearer_token(&metadata("Bearer nope")).unwrap_err().code(), Code::Unauthenticated);
+    }
+
+    #[test]
+    fn a_token_unlocks_only_its_own_concert() {
+        let concert = Uuid::new_v4();
+        let p = Principal { token: Uuid::new_v4(), user_id: "u".into(), concert_id: concert, expires_at: Utc::now() };
+        assert!(p.require_concert(concert).is_ok());
+        let err = p.require_concert(Uuid::new_v4()).unwrap_err();
+        assert_eq!(
+            (err.code(), crate::status::reason(&err).as_deref()),
+            (Code::PermissionDenied, Some("TOKEN_WRONG_CONCERT"))
+        );
     }
 }

@@ -9,6 +9,17 @@ use crate::{
     error::CatalogError,
 };
 
+const CONCERT_COLUMNS: &str = "concert_id, title, venue, sale_opens_at";
+
+fn concert_from_row(r: &sqlx::postgres::PgRow) -> Result<Concert, CatalogError> {
+    Ok(Concert {
+        concert_id: r.try_get("concert_id")?,
+        title: r.try_get("title")?,
+        venue: r.try_get("venue")?,
+        sale_opens_at: r.try_get("sale_opens_at")?,
+    })
+}
+
 /// Catalog storage.
 #[derive(Debug, Clone)]
 pub struct CatalogRepo {
@@ -26,15 +37,36 @@ impl CatalogRepo {
     /// # Errors
     /// Database failures only.
     #[tracing::instrument(skip_all)]
-    pub async fn create_concert(&self, title: &str, venue: &str) -> Result<Concert, CatalogError> {
-        let concert = Concert { concert_id: Uuid::now_v7(), title: title.to_owned(), venue: venue.to_owned() };
-        sqlx::query("INSERT INTO concerts (concert_id, title, venue) VALUES ($1, $2, $3)")
+    pub async fn create_concert(
+        &self,
+        title: &str,
+        venue: &str,
+        sale_opens_at: Option<DateTime<Utc>>,
+    ) -> Result<Concert, CatalogError> {
+        let concert =
+            Concert { concert_id: Uuid::now_v7(), title: title.to_owned(), venue: venue.to_owned(), sale_opens_at };
+        sqlx::query("INSERT INTO concerts (concert_id, title, venue, sale_opens_at) VALUES ($1, $2, $3, $4)")
             .bind(concert.concert_id)
             .bind(&concert.title)
             .bind(&concert.venue)
+            .bind(concert.sale_opens_at)
             .execute(&self.pool)
             .await?;
         Ok(concert)
+    }
+
+    /// One concert.
+    ///
+    /// # Errors
+    /// [`CatalogError::ConcertNotFound`] for an unknown concert.
+    #[tracing::instrument(skip_all, fields(%concert_id))]
+    pub async fn concert(&self, concert_id: Uuid) -> Result<Concert, CatalogError> {
+        let row = sqlx::query(&format!("SELECT {CONCERT_COLUMNS} FROM concerts WHERE concert_id = $1"))
+            .bind(concert_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(CatalogError::ConcertNotFound)?;
+        concert_from_row(&row)
     }
 
     /// All concerts, newest first.
@@ -44,12 +76,10 @@ impl CatalogRepo {
     #[tracing::instrument(skip_all)]
     pub async fn concerts(&self) -> Result<Vec<Concert>, CatalogError> {
         let rows =
-            sqlx::query("SELECT concert_id, title, venue FROM concerts ORDER BY created_at DESC, concert_id DESC")
+            sqlx::query(&format!("SELECT {CONCERT_COLUMNS} FROM concerts ORDER BY created_at DESC, concert_id DESC"))
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter()
-            .map(|r| Ok(Concert { concert_id: r.try_get(0)?, title: r.try_get(1)?, venue: r.try_get(2)? }))
-            .collect()
+        rows.iter().map(concert_from_row).collect()
     }
 
     /// Adds a schedule and its seats in one transaction.

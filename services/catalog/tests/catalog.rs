@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use catalog_service::{config::Settings, startup};
 use concert_proto::concert::catalog::v1::{
-    AddScheduleRequest, CreateConcertRequest, GetScheduleSeatsRequest, GradePricing, ListConcertsRequest,
-    ListSeatsRequest, catalog_admin_service_client::CatalogAdminServiceClient,
+    AddScheduleRequest, CreateConcertRequest, GetConcertRequest, GetScheduleSeatsRequest, GradePricing,
+    ListConcertsRequest, ListSeatsRequest, catalog_admin_service_client::CatalogAdminServiceClient,
     catalog_internal_service_client::CatalogInternalServiceClient, catalog_service_client::CatalogServiceClient,
 };
 use platform::{
@@ -65,7 +65,11 @@ async fn admin_creates_concerts_and_fifty_seat_schedules(_p: PgPoolOptions, db: 
     let mut app = spawn(db).await;
     let concert = app
         .admin
-        .create_concert(CreateConcertRequest { title: "  Opening Night ".into(), venue: "Olympic Hall".into() })
+        .create_concert(CreateConcertRequest {
+            title: "  Opening Night ".into(),
+            venue: "Olympic Hall".into(),
+            sale_opens_at: None,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -90,17 +94,49 @@ async fn admin_creates_concerts_and_fifty_seat_schedules(_p: PgPoolOptions, db: 
     assert_eq!(layout.seats.len(), 50);
     assert_eq!((layout.seats[9].grade.as_str(), layout.seats[9].price), ("VIP", 150_000));
     assert_eq!((layout.seats[10].grade.as_str(), layout.seats[10].price), ("R", 100_000));
+
+    // A concert with a sale time: listed with it, and readable one by one (the queue's view).
+    let opens = platform::convert::timestamp(chrono::Utc::now() + chrono::Duration::hours(2));
+    let later = app
+        .admin
+        .create_concert(CreateConcertRequest {
+            title: "Later".into(),
+            venue: String::new(),
+            sale_opens_at: Some(opens),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .concert
+        .unwrap();
+    assert_eq!(later.sale_opens_at.map(|t| t.seconds), Some(opens.seconds));
+    let read = app
+        .internal
+        .get_concert(GetConcertRequest { concert_id: later.concert_id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .concert
+        .unwrap();
+    assert_eq!(read, later);
+    let unknown = GetConcertRequest { concert_id: uuid::Uuid::new_v4().to_string() };
+    assert_eq!(app.internal.get_concert(unknown).await.unwrap_err().code(), Code::NotFound);
+    let bad = GetConcertRequest { concert_id: "nope".into() };
+    assert_eq!(app.internal.get_concert(bad).await.unwrap_err().code(), Code::InvalidArgument);
 }
 
 #[sqlx::test(migrations = false)]
 async fn bad_layouts_and_ids_are_refused(_p: PgPoolOptions, db: PgConnectOptions) {
     let mut app = spawn(db).await;
-    let err =
-        app.admin.create_concert(CreateConcertRequest { title: " ".into(), venue: String::new() }).await.unwrap_err();
+    let err = app
+        .admin
+        .create_concert(CreateConcertRequest { title: " ".into(), venue: String::new(), sale_opens_at: None })
+        .await
+        .unwrap_err();
     assert_eq!(violated_field(&err).as_deref(), Some("title"));
     let concert = app
         .admin
-        .create_concert(CreateConcertRequest { title: "T".into(), venue: String::new() })
+        .create_concert(CreateConcertRequest { title: "T".into(), venue: String::new(), sale_opens_at: None })
         .await
         .unwrap()
         .into_inner()

@@ -19,7 +19,12 @@ pub struct Config {
     #[command(flatten)]
     pub listen: ListenConfig,
 
-    /// Most tokens ACTIVE at once (admission policy).
+    /// Catalog service, asked once per concert whether it exists and when its sale opens.
+    #[arg(long, env = "CATALOG_URL", default_value = "http://127.0.0.1:50052")]
+    pub catalog_url: String,
+
+    /// Most tokens ACTIVE at once per concert (default admission policy; overridable per
+    /// concert with QueueAdminService.SetAdmissionPolicy).
     #[arg(long, env = "QUEUE_MAX_ACTIVE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_active: u32,
 
@@ -66,6 +71,8 @@ pub struct Settings {
     pub db: PgConnectOptions,
     pub max_connections: u32,
     pub limits: platform::server::Limits,
+    pub catalog_url: String,
+    /// The service-wide admission policy; rooms may override parts of it.
     pub policy: AdmissionPolicy,
     pub admission_interval: Duration,
     pub line_refresh: Duration,
@@ -85,6 +92,7 @@ impl Config {
             db: self.db.connect_options()?,
             max_connections: self.db.database_max_connections,
             limits: self.listen.limits(),
+            catalog_url: self.catalog_url,
             policy: AdmissionPolicy {
                 max_active: u64::from(self.max_active),
                 active_ttl: chrono::Duration::seconds(i64::from(self.active_ttl_secs)),

@@ -12,6 +12,12 @@ pub enum QueueError {
     InvalidArgument(#[from] FieldViolation),
     #[error("unknown queue token")]
     TokenNotFound,
+    /// The catalog does not know the concert named in the request.
+    #[error("unknown concert")]
+    ConcertNotFound,
+    /// The catalog could not be asked about a concert; the status already says why.
+    #[error("{0}")]
+    Peer(Status),
     /// Too many joins from this user, or in total, for now.
     #[error("too many IssueToken calls; retry in {} ms", retry_after.as_millis())]
     RateLimited { retry_after: std::time::Duration },
@@ -37,6 +43,8 @@ impl From<QueueError> for Status {
         match e {
             QueueError::InvalidArgument(v) => v.into(),
             QueueError::TokenNotFound => with_reason(Code::NotFound, "TOKEN_UNKNOWN", e.to_string()),
+            QueueError::ConcertNotFound => with_reason(Code::NotFound, "CONCERT_NOT_FOUND", e.to_string()),
+            QueueError::Peer(status) => status,
             QueueError::RateLimited { retry_after } => {
                 platform::status::resource_exhausted("RATE_LIMITED", e.to_string(), retry_after)
             }
@@ -64,6 +72,10 @@ mod tests {
         assert_eq!((s.code(), reason(&s).as_deref()), (Code::NotFound, Some("TOKEN_UNKNOWN")));
         let s = Status::from(QueueError::RateLimited { retry_after: std::time::Duration::from_millis(100) });
         assert_eq!((s.code(), reason(&s).as_deref()), (Code::ResourceExhausted, Some("RATE_LIMITED")));
+        let s = Status::from(QueueError::ConcertNotFound);
+        assert_eq!((s.code(), reason(&s).as_deref()), (Code::NotFound, Some("CONCERT_NOT_FOUND")));
+        let s = Status::from(QueueError::Peer(Status::unavailable("catalog service: down")));
+        assert_eq!(s.code(), Code::Unavailable);
         let s = Status::from(QueueError::Unexpected(anyhow::anyhow!("db down")));
         assert_eq!(s.code(), Code::Internal);
     }

@@ -1,12 +1,13 @@
 //! The queue service: the waiting room in front of the protected APIs.
 //!
 //! - [`domain`]: token states and the admission policy (no SQL, no gRPC).
-//! - [`repo`]: PostgreSQL: joining, status reads, admission rounds.
+//! - [`repo`]: PostgreSQL: joining, status reads, rooms, admission rounds.
+//! - [`rooms`]: one waiting room per concert, created on first use from the catalog.
 //! - [`admission`]: the background loop that runs admission rounds.
 //! - [`line`]: the per-replica snapshot of the line behind positions, ETAs and streams.
 //! - [`rate_limit`]: per-user and total limits on joining (governor).
 //! - [`seen`]: which waiting clients still poll (idle expiry).
-//! - [`grpc`]: `QueueService` and `QueueInternalService` handlers.
+//! - [`grpc`]: `QueueService`, `QueueAdminService` and `QueueInternalService` handlers.
 //! - [`error`]: the one mapping of queue errors to gRPC statuses.
 
 pub mod admission;
@@ -17,5 +18,6 @@ pub mod grpc;
 pub mod line;
 pub mod rate_limit;
 pub mod repo;
+pub mod rooms;
 pub mod seen;
 pub mod startup;

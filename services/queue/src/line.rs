@@ -45,8 +45,8 @@ async fn refresh(repo: QueueRepo, clock: SharedClock, every: Duration, tx: watch
         }
         let now = clock.now();
         match repo.line(now).await {
-            Ok((waiting, active, max_seq)) => {
-                let next = tx.borrow().next(waiting, active, max_seq, now);
+            Ok((rooms, max_seq)) => {
+                let next = tx.borrow().next(rooms, max_seq, now);
                 tx.send_replace(Arc::new(next));
             }
             Err(e) => tracing::warn!(error = %e, "reading the line failed; keeping the last snapshot"),

@@ -1,24 +1,28 @@
-//! PostgreSQL access for the queue schema.
+//! PostgreSQL access for the queue schema: tokens, rooms and admission rounds.
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
-    domain::{AdmissionPolicy, RateWindow, Token, TokenState},
+    domain::{AdmissionPolicy, PolicyOverrides, RateWindow, Room, Token, TokenState},
     error::QueueError,
 };
 
-/// Key of the advisory lock that makes one replica at a time run an admission round.
+/// Key of the advisory lock that makes one replica at a time run an admission round (for
+/// every room at once).
 const ADMISSION_LOCK: i64 = 0x0051_5545_5545; // "QUEUE"
 
 /// Key of the join fence. Every join holds it *shared* from before it draws its `seq`
 /// until it commits; an admission round takes it *exclusively*, which waits for the joins
-/// in flight. So when a round picks the head of the line, no lower `seq` is still
+/// in flight. So when a round picks the head of a line, no lower `seq` is still
 /// uncommitted: admission order is exactly join order, across any number of replicas.
 /// Joins never wait for each other, only (for a few milliseconds) for a round.
 const JOIN_FENCE: i64 = 0x0051_4A4F_494E; // "QJOIN"
 
-const TOKEN_COLUMNS: &str = "token, user_id, seq, state, issued_at, expires_at";
+const TOKEN_COLUMNS: &str = "token, user_id, concert_id, seq, place, state, issued_at, expires_at";
+const ROOM_COLUMNS: &str = "concert_id, sale_opens_at, max_active, admit_per_sec, active_ttl_secs";
 
 /// What one admission round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,7 +33,7 @@ pub struct RoundOutcome {
     pub admitted: u64,
 }
 
-/// Counts behind `GetQueueStats`.
+/// Counts behind `GetQueueStats`, for one room.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueCounts {
     pub waiting: u64,
@@ -37,6 +41,10 @@ pub struct QueueCounts {
     pub admitted_last_minute: u64,
     pub serving_seq: u64,
 }
+
+/// Every room's line as read for a snapshot: per concert, the places of its WAITING
+/// tokens (ascending) and its ACTIVE count; and the highest `seq` drawn.
+pub type LineRead = (HashMap<Uuid, (Vec<i64>, u64)>, i64);
 
 /// Queue storage.
 #[derive(Debug, Clone)]
@@ -50,27 +58,36 @@ impl QueueRepo {
         Self { pool }
     }
 
-    /// Joins the line, or returns the user's live token when there is one.
+    /// Joins `concert_id`'s line, or returns the user's live token for that concert when
+    /// there is one. `pre_queue_key` is set for a join made before the sale opens.
     ///
     /// The unique index over live tokens makes concurrent joins of one user (on any replica)
-    /// end with exactly one token.
+    /// end with exactly one token per concert.
     ///
     /// # Errors
     /// Database failures only.
-    #[tracing::instrument(skip_all, fields(user_id))]
-    pub async fn join(&self, user_id: &str, now: DateTime<Utc>) -> Result<Token, QueueError> {
+    #[tracing::instrument(skip_all, fields(user_id, %concert_id))]
+    pub async fn join(
+        &self,
+        user_id: &str,
+        concert_id: Uuid,
+        pre_queue_key: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Token, QueueError> {
         // Two tries: the live token found on conflict may expire before we read it.
         for _ in 0..2 {
             // The fence is taken in the FROM clause, so it is held before `seq`'s default
             // (nextval) is evaluated for the new row, and released at commit.
             let inserted = sqlx::query(&format!(
-                "INSERT INTO tokens (token, user_id, state, issued_at, last_seen_at)
-                 SELECT $1, $2, 'WAITING', $3, $3 FROM (SELECT pg_advisory_xact_lock_shared($4)) AS fence
-                 ON CONFLICT (user_id) WHERE state <> 'EXPIRED' DO NOTHING
+                "INSERT INTO tokens (token, user_id, concert_id, pre_queue_key, state, issued_at, last_seen_at)
+                 SELECT $1, $2, $3, $4, 'WAITING', $5, $5 FROM (SELECT pg_advisory_xact_lock_shared($6)) AS fence
+                 ON CONFLICT (user_id, concert_id) WHERE state <> 'EXPIRED' DO NOTHING
                  RETURNING {TOKEN_COLUMNS}"
             ))
             .bind(Uuid::new_v4())
             .bind(user_id)
+            .bind(concert_id)
+            .bind(pre_queue_key)
             .bind(now)
             .bind(JOIN_FENCE)
             .fetch_optional(&self.pool)
@@ -78,11 +95,13 @@ impl QueueRepo {
             if let Some(row) = inserted {
                 return token_from_row(&row);
             }
-            let live =
-                sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 AND state <> 'EXPIRED'"))
-                    .bind(user_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
+            let live = sqlx::query(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 AND concert_id = $2 AND state <> 'EXPIRED'"
+            ))
+            .bind(user_id)
+            .bind(concert_id)
+            .fetch_optional(&self.pool)
+            .await?;
             if let Some(row) = live {
                 return token_from_row(&row);
             }
@@ -144,33 +163,44 @@ impl QueueRepo {
         Ok(done.rows_affected())
     }
 
-    /// The whole line in one round trip: `seq` of every WAITING token (ascending, an
-    /// index-only scan of `tokens_waiting_by_seq`), the number of unexpired ACTIVE tokens,
-    /// and the highest `seq` drawn so far.
+    /// Every room's line: the `place` of every WAITING token per concert (ascending, an
+    /// index-only scan of `tokens_waiting_by_place`), the unexpired ACTIVE tokens per
+    /// concert, and the highest `seq` drawn so far.
     ///
     /// # Errors
     /// Database failures only.
     #[tracing::instrument(skip_all)]
-    pub async fn line(&self, now: DateTime<Utc>) -> Result<(Vec<i64>, u64, i64), QueueError> {
-        let (waiting, active, max_seq): (Vec<i64>, i64, i64) = sqlx::query_as(
-            "SELECT COALESCE((SELECT array_agg(seq ORDER BY seq) FROM tokens WHERE state = 'WAITING'), '{}'),
-                    (SELECT count(*) FROM tokens WHERE state = 'ACTIVE' AND expires_at > $1),
-                    COALESCE((SELECT max(seq) FROM tokens), 0)",
+    pub async fn line(&self, now: DateTime<Utc>) -> Result<LineRead, QueueError> {
+        let waiting: Vec<(Uuid, Vec<i64>)> = sqlx::query_as(
+            "SELECT concert_id, array_agg(place ORDER BY place) FROM tokens WHERE state = 'WAITING' GROUP BY concert_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let (max_seq, concerts, active): (i64, Vec<Uuid>, Vec<i64>) = sqlx::query_as(
+            "SELECT COALESCE((SELECT max(seq) FROM tokens), 0),
+                    COALESCE(array_agg(concert_id), '{}'), COALESCE(array_agg(n), '{}')
+             FROM (SELECT concert_id, count(*) AS n FROM tokens
+                   WHERE state = 'ACTIVE' AND expires_at > $1 GROUP BY concert_id) AS a",
         )
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
-        Ok((waiting, to_u64(active), max_seq))
+        let mut rooms: HashMap<Uuid, (Vec<i64>, u64)> =
+            waiting.into_iter().map(|(concert, places)| (concert, (places, 0))).collect();
+        for (concert, n) in concerts.into_iter().zip(active) {
+            rooms.entry(concert).or_default().1 = to_u64(n);
+        }
+        Ok((rooms, max_seq))
     }
 
     /// Records that the clients of `tokens` were still there at `now` (polls and open
     /// streams since the last flush), so idle expiry spares them. One statement per flush.
+    /// Rows seen after `stale_before` are left alone: a client polling every second is
+    /// written once per several flushes, not once per flush.
     ///
     /// # Errors
     /// Database failures only.
     #[tracing::instrument(skip_all, fields(tokens = tokens.len()))]
-    /// Rows seen after `stale_before` are left alone: a client polling every second is
-    /// written once per several flushes, not once per flush.
     pub async fn touch(
         &self,
         tokens: &[Uuid],
@@ -189,19 +219,21 @@ impl QueueRepo {
         Ok(done.rows_affected())
     }
 
-    /// Counts for operators, at `now` (ACTIVE tokens past their expiry are not counted).
+    /// Counts of one room for operators, at `now` (ACTIVE tokens past their expiry are not
+    /// counted). Index scans of that room only.
     ///
     /// # Errors
     /// Database failures only.
-    #[tracing::instrument(skip_all)]
-    pub async fn counts(&self, now: DateTime<Utc>) -> Result<QueueCounts, QueueError> {
+    #[tracing::instrument(skip_all, fields(%concert_id))]
+    pub async fn counts(&self, concert_id: Uuid, now: DateTime<Utc>) -> Result<QueueCounts, QueueError> {
         let (waiting, active, recent, serving): (i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE state = 'WAITING'),
-                    count(*) FILTER (WHERE state = 'ACTIVE' AND expires_at > $1),
-                    count(*) FILTER (WHERE activated_at > $1 - interval '60 seconds'),
-                    COALESCE(max(seq) FILTER (WHERE activated_at IS NOT NULL), 0)
-             FROM tokens",
+            "SELECT (SELECT count(*) FROM tokens WHERE concert_id = $1 AND state = 'WAITING'),
+                    (SELECT count(*) FROM tokens WHERE concert_id = $1 AND state = 'ACTIVE' AND expires_at > $2),
+                    (SELECT count(*) FROM tokens
+                     WHERE concert_id = $1 AND activated_at > $2 - interval '60 seconds'),
+                    (SELECT COALESCE(max(seq), 0) FROM tokens WHERE concert_id = $1 AND activated_at IS NOT NULL)",
         )
+        .bind(concert_id)
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
@@ -213,20 +245,79 @@ impl QueueRepo {
         })
     }
 
-    /// One admission round: expires ACTIVE tokens past their TTL, then admits the oldest
-    /// WAITING tokens into the free slots, in `seq` order.
+    /// A concert's waiting room, if it has one yet.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(%concert_id))]
+    pub async fn room(&self, concert_id: Uuid) -> Result<Option<Room>, QueueError> {
+        let row = sqlx::query(&format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE concert_id = $1"))
+            .bind(concert_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(room_from_row).transpose()
+    }
+
+    /// Creates a concert's waiting room (idempotent: a room created meanwhile by another
+    /// replica is returned as it is).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(%concert_id))]
+    pub async fn create_room(
+        &self,
+        concert_id: Uuid,
+        sale_opens_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Room, QueueError> {
+        sqlx::query(
+            "INSERT INTO rooms (concert_id, sale_opens_at, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (concert_id) DO NOTHING",
+        )
+        .bind(concert_id)
+        .bind(sale_opens_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.room(concert_id)
+            .await?
+            .ok_or_else(|| QueueError::Unexpected(anyhow::anyhow!("room {concert_id} vanished after insert")))
+    }
+
+    /// Replaces a room's policy overrides; `None` when the room does not exist.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(%concert_id))]
+    pub async fn set_policy(&self, concert_id: Uuid, o: &PolicyOverrides) -> Result<Option<Room>, QueueError> {
+        let row = sqlx::query(&format!(
+            "UPDATE rooms SET max_active = $2, admit_per_sec = $3, active_ttl_secs = $4
+             WHERE concert_id = $1 RETURNING {ROOM_COLUMNS}"
+        ))
+        .bind(concert_id)
+        .bind(o.max_active.map(to_i64))
+        .bind(o.admit_per_sec.map(to_i64))
+        .bind(o.active_ttl_secs.map(to_i64))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(room_from_row).transpose()
+    }
+
+    /// One admission round for every room: expires ACTIVE tokens past their TTL and
+    /// abandoned WAITING tokens, then admits, in each room whose sale is open, the head of
+    /// its line (lowest `place` first) into its free slots, within its rate budget.
     ///
     /// Runs only while holding a transaction-scoped advisory lock, so with any number of
-    /// replicas exactly one round runs at a time: the active limit is never exceeded and no
-    /// token is admitted twice. A replica that finds the lock taken skips its round. The
-    /// join fence makes the admitted tokens exactly the head of the committed line.
+    /// replicas exactly one round runs at a time: no room's active limit is exceeded and
+    /// no token is admitted twice. A replica that finds the lock taken skips its round. The
+    /// join fence makes the admitted tokens exactly the head of each committed line.
     ///
     /// # Errors
     /// Database failures only.
     #[tracing::instrument(skip_all)]
     pub async fn admission_round(
         &self,
-        policy: &AdmissionPolicy,
+        defaults: &AdmissionPolicy,
         now: DateTime<Utc>,
     ) -> Result<RoundOutcome, QueueError> {
         let mut tx = self.pool.begin().await?;
@@ -247,54 +338,117 @@ impl QueueRepo {
             "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'WAITING' AND last_seen_at < $2",
         )
         .bind(now)
-        .bind(policy.idle_cutoff(now))
+        .bind(defaults.idle_cutoff(now))
         .execute(&mut *tx)
         .await?
         .rows_affected();
         let expired = expired + abandoned;
-        // Counting the active tokens costs a scan of them; when nobody waits there is
-        // nobody to admit, so skip it (the usual case outside a sale's opening minutes).
-        let anyone_waiting: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tokens WHERE state = 'WAITING')")
-            .fetch_one(&mut *tx)
-            .await?;
-        if !anyone_waiting {
+        // Rooms with someone waiting and the sale open: each one's policy, rate window and
+        // active count (an index probe per room; the active sets are small).
+        let rooms = sqlx::query(&format!(
+            "SELECT {ROOM_COLUMNS}, window_start, window_admitted,
+                    (SELECT count(*) FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'ACTIVE') AS active
+             FROM rooms r
+             WHERE (r.sale_opens_at IS NULL OR r.sale_opens_at <= $1)
+               AND EXISTS (SELECT 1 FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'WAITING')"
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut quota = Quota::default();
+        for row in &rooms {
+            let room = room_from_row(row)?;
+            let policy = defaults.with_overrides(&room.overrides);
+            let window =
+                RateWindow { start: row.try_get("window_start")?, admitted: to_u64(row.try_get("window_admitted")?) };
+            let (window, n) = policy.admissions(to_u64(row.try_get("active")?), window, now);
+            if n > 0 {
+                quota.push(room.concert_id, n, &policy, window);
+            }
+        }
+        if quota.concerts.is_empty() {
             tx.commit().await?;
             return Ok(RoundOutcome { ran: true, expired, admitted: 0 });
         }
-        let active: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM tokens WHERE state = 'ACTIVE'").fetch_one(&mut *tx).await?;
-        let (window_start, window_admitted): (DateTime<Utc>, i64) =
-            sqlx::query_as("SELECT window_start, admitted FROM admission_window").fetch_one(&mut *tx).await?;
-        let (window, budget) =
-            policy.rate_budget(RateWindow { start: window_start, admitted: to_u64(window_admitted) }, now);
-        let free = policy.free_slots(to_u64(active)).min(budget);
-        let admitted = if free == 0 {
-            0
-        } else {
-            // Only now, with someone to admit, wait for joins in flight to commit (see
-            // JOIN_FENCE): a round with no free slot (the usual case in a flood) never
-            // holds up joins.
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(JOIN_FENCE).execute(&mut *tx).await?;
+        // Only now, with someone to admit, wait for joins in flight to commit (see
+        // JOIN_FENCE): a round with no free slot (the usual case in a flood) never holds up
+        // joins.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(JOIN_FENCE).execute(&mut *tx).await?;
+        // `t.state = 'WAITING'` is checked again on the row being updated, so a token that
+        // left meanwhile is not brought back.
+        let admitted: Vec<Uuid> = sqlx::query_scalar(
+            "WITH quota AS (SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS q (concert_id, n, ttl)),
+                  picked AS (
+                      SELECT w.token, q.ttl FROM quota q
+                      CROSS JOIN LATERAL (SELECT token FROM tokens
+                                          WHERE concert_id = q.concert_id AND state = 'WAITING'
+                                          ORDER BY place LIMIT q.n) AS w)
+             UPDATE tokens t SET state = 'ACTIVE', activated_at = $1, expires_at = $1 + picked.ttl * interval '1 second'
+             FROM picked WHERE t.token = picked.token AND t.state = 'WAITING'
+             RETURNING t.concert_id",
+        )
+        .bind(now)
+        .bind(&quota.concerts)
+        .bind(&quota.counts)
+        .bind(&quota.ttls)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Rate windows of the rate-limited rooms, with what this round admitted in each.
+        let mut windows = Windows::default();
+        for (concert, window) in &quota.windows {
+            let n = admitted.iter().filter(|c| *c == concert).count() as u64;
+            windows.push(*concert, window.start, window.admitted.saturating_add(n));
+        }
+        if !windows.concerts.is_empty() {
             sqlx::query(
-                "UPDATE tokens SET state = 'ACTIVE', activated_at = $1, expires_at = $2
-                 WHERE token IN (SELECT token FROM tokens WHERE state = 'WAITING' ORDER BY seq LIMIT $3)",
+                "UPDATE rooms r SET window_start = w.start, window_admitted = w.admitted
+                 FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[]) AS w (concert_id, start, admitted)
+                 WHERE r.concert_id = w.concert_id",
             )
-            .bind(now)
-            .bind(policy.expiry(now))
-            .bind(i64::try_from(free).unwrap_or(i64::MAX))
+            .bind(&windows.concerts)
+            .bind(&windows.starts)
+            .bind(&windows.admitted)
             .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        };
-        if policy.admit_per_sec > 0 {
-            sqlx::query("UPDATE admission_window SET window_start = $1, admitted = $2")
-                .bind(window.start)
-                .bind(i64::try_from(window.admitted.saturating_add(admitted)).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?;
+            .await?;
         }
         tx.commit().await?;
-        Ok(RoundOutcome { ran: true, expired, admitted })
+        Ok(RoundOutcome { ran: true, expired, admitted: admitted.len() as u64 })
+    }
+}
+
+/// What a round will admit, per room, as parallel arrays for `unnest`.
+#[derive(Debug, Default)]
+struct Quota {
+    concerts: Vec<Uuid>,
+    counts: Vec<i64>,
+    ttls: Vec<i64>,
+    /// Rate windows of the rooms that have a rate limit.
+    windows: Vec<(Uuid, RateWindow)>,
+}
+
+impl Quota {
+    fn push(&mut self, concert: Uuid, n: u64, policy: &AdmissionPolicy, window: RateWindow) {
+        self.concerts.push(concert);
+        self.counts.push(to_i64(n));
+        self.ttls.push(policy.active_ttl.num_seconds());
+        if policy.admit_per_sec > 0 {
+            self.windows.push((concert, window));
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Windows {
+    concerts: Vec<Uuid>,
+    starts: Vec<DateTime<Utc>>,
+    admitted: Vec<i64>,
+}
+
+impl Windows {
+    fn push(&mut self, concert: Uuid, start: DateTime<Utc>, admitted: u64) {
+        self.concerts.push(concert);
+        self.starts.push(start);
+        self.admitted.push(to_i64(admitted));
     }
 }
 
@@ -302,12 +456,31 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn room_from_row(row: &PgRow) -> Result<Room, QueueError> {
+    let opt = |name: &str| -> Result<Option<u64>, QueueError> { Ok(row.try_get::<Option<i64>, _>(name)?.map(to_u64)) };
+    Ok(Room {
+        concert_id: row.try_get("concert_id")?,
+        sale_opens_at: row.try_get("sale_opens_at")?,
+        overrides: PolicyOverrides {
+            max_active: opt("max_active")?,
+            admit_per_sec: opt("admit_per_sec")?,
+            active_ttl_secs: opt("active_ttl_secs")?,
+        },
+    })
+}
+
 fn token_from_row(row: &PgRow) -> Result<Token, QueueError> {
     let state: String = row.try_get("state")?;
     Ok(Token {
         token: row.try_get("token")?,
         user_id: row.try_get("user_id")?,
+        concert_id: row.try_get("concert_id")?,
         seq: row.try_get("seq")?,
+        place: row.try_get("place")?,
         state: TokenState::parse(&state)
             .ok_or_else(|| QueueError::Unexpected(anyhow::anyhow!("unknown token state {state:?}")))?,
         issued_at: row.try_get("issued_at")?,

@@ -5,7 +5,8 @@ use std::{
 };
 
 use concert_proto::concert::queue::v1::{
-    queue_internal_service_server::QueueInternalServiceServer, queue_service_server::QueueServiceServer,
+    queue_admin_service_server::QueueAdminServiceServer, queue_internal_service_server::QueueInternalServiceServer,
+    queue_service_server::QueueServiceServer,
 };
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -13,7 +14,7 @@ use tonic::{server::NamedService, service::Routes};
 
 use crate::{
     admission::Admission, config::Settings, grpc::QueueApi, line::Line, rate_limit::JoinLimiter, repo::QueueRepo,
-    seen::Seen,
+    rooms::Rooms, seen::Seen,
 };
 
 /// Default listen address: 127.0.0.1:50051.
@@ -35,6 +36,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = platform::db::connect_and_migrate(settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = QueueRepo::new(pool);
+    let rooms =
+        Rooms::new(repo.clone(), platform::grpc_client::lazy_channel(&settings.catalog_url)?, settings.clock.clone());
     let admission = Admission::new(repo.clone(), settings.policy, settings.clock.clone());
     let admission_task = tokio::spawn(admission.clone().run(settings.admission_interval));
 
@@ -52,12 +55,18 @@ pub async fn run(
     });
     let seen = Seen::default();
     let flusher = tokio::spawn(seen.clone().flush_forever(repo.clone(), settings.clock.clone(), settings.seen_flush));
-    let api = QueueApi::new(repo, admission, line, joins, seen, settings.policy, settings.clock);
-    let routes = Routes::new(QueueServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api));
+    let api = QueueApi::new(repo, rooms, admission, line, joins, seen, settings.policy, settings.clock);
+    let routes = Routes::new(QueueServiceServer::new(api.clone()))
+        .add_service(QueueAdminServiceServer::new(api.clone()))
+        .add_service(QueueInternalServiceServer::new(api));
     let served = platform::server::serve(
         listener,
         routes,
-        &[QueueServiceServer::<QueueApi>::NAME, QueueInternalServiceServer::<QueueApi>::NAME],
+        &[
+            QueueServiceServer::<QueueApi>::NAME,
+            QueueAdminServiceServer::<QueueApi>::NAME,
+            QueueInternalServiceServer::<QueueApi>::NAME,
+        ],
         settings.limits,
         shutdown,
     )

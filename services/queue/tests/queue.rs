@@ -2,13 +2,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::time::Duration;
 
-use concert_proto::concert::queue::v1::{
-    ExpireTokenRequest, GetQueueStatsRequest, GetQueueStatusRequest, IssueTokenRequest, LeaveQueueRequest, QueueStatus,
-    TokenState, ValidateTokenRequest, queue_internal_service_client::QueueInternalServiceClient,
-    queue_service_client::QueueServiceClient,
+use concert_proto::concert::{
+    catalog::v1::{
+        CreateConcertRequest, ListConcertsRequest, catalog_admin_service_client::CatalogAdminServiceClient,
+        catalog_service_client::CatalogServiceClient,
+    },
+    queue::v1::{
+        ExpireTokenRequest, GetQueueStatsRequest, GetQueueStatusRequest, IssueTokenRequest, LeaveQueueRequest,
+        QueueStatus, SetAdmissionPolicyRequest, TokenState, ValidateTokenRequest,
+        queue_admin_service_client::QueueAdminServiceClient, queue_internal_service_client::QueueInternalServiceClient,
+        queue_service_client::QueueServiceClient,
+    },
 };
 use platform::{
-    clock::{ManualClock, SharedClock},
+    clock::{Clock, ManualClock, SharedClock},
     status::violated_field,
     testing::RunningServer,
 };
@@ -16,11 +23,20 @@ use queue_service::{config::Settings, domain::AdmissionPolicy, startup};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tonic::{Code, transport::Channel};
 
+/// A queue replica with the catalog it asks about concerts (both real servers on port 0,
+/// against the test's own database).
 struct Replica {
-    _server: RunningServer,
+    _servers: (RunningServer, RunningServer),
     public: QueueServiceClient<Channel>,
     internal: QueueInternalServiceClient<Channel>,
+    admin: QueueAdminServiceClient<Channel>,
+    catalog_admin: CatalogAdminServiceClient<Channel>,
+    /// The concert tests join unless they say otherwise (on sale at once).
+    concert: String,
 }
+
+/// Title of the concert every replica of one test database shares.
+const TEST_CONCERT: &str = "Queue Test";
 
 async fn replica(db: PgConnectOptions, max_active: u64, clock: SharedClock) -> Replica {
     // Idle expiry is tested on its own; elsewhere manual clocks jump far past it.
@@ -38,10 +54,31 @@ async fn replica_with(
     idle_timeout_secs: i64,
 ) -> Replica {
     let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    let catalog_settings = catalog_service::config::Settings {
+        db: db.clone(),
+        max_connections: 2,
+        limits: platform::server::Limits::default(),
+        // Only the admin and internal APIs are used here: no token checks, no seat maps.
+        queue_url: "http://127.0.0.1:9".into(),
+        reservation_url: "http://127.0.0.1:9".into(),
+        token_cache_ttl: Duration::from_secs(1),
+        layout_cache_ttl: Duration::from_secs(60),
+        seat_status_ttl: Duration::ZERO,
+        clock: clock.clone(),
+    };
+    let catalog = RunningServer::start(|l, s| catalog_service::startup::run(catalog_settings, l, s)).await;
+    let catalog_admin = CatalogAdminServiceClient::new(catalog.channel());
+    let concerts =
+        CatalogServiceClient::new(catalog.channel()).list_concerts(ListConcertsRequest {}).await.unwrap().into_inner();
+    let concert = match concerts.concerts.iter().find(|c| c.title == TEST_CONCERT) {
+        Some(c) => c.concert_id.clone(),
+        None => create_concert(&catalog_admin, TEST_CONCERT, None).await,
+    };
     let settings = Settings {
         db,
         max_connections: 10,
         limits: platform::server::Limits::default(),
+        catalog_url: catalog.url(),
         policy: AdmissionPolicy {
             max_active,
             active_ttl: chrono::Duration::seconds(600),
@@ -62,12 +99,39 @@ async fn replica_with(
     Replica {
         public: QueueServiceClient::new(server.channel()),
         internal: QueueInternalServiceClient::new(server.channel()),
-        _server: server,
+        admin: QueueAdminServiceClient::new(server.channel()),
+        catalog_admin,
+        concert,
+        _servers: (catalog, server),
     }
 }
 
+/// Creates a concert in the catalog; returns its id.
+async fn create_concert(
+    admin: &CatalogAdminServiceClient<Channel>,
+    title: &str,
+    sale_opens_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> String {
+    let request = CreateConcertRequest {
+        title: title.into(),
+        venue: "Hall".into(),
+        sale_opens_at: sale_opens_at.map(platform::convert::timestamp),
+    };
+    admin.clone().create_concert(request).await.unwrap().into_inner().concert.unwrap().concert_id
+}
+
+/// Joins the replica's default concert.
 async fn join(r: &Replica, user: &str) -> QueueStatus {
-    r.public.clone().issue_token(IssueTokenRequest { user_id: user.into() }).await.unwrap().into_inner().status.unwrap()
+    join_concert(r, user, &r.concert).await
+}
+
+async fn join_concert(r: &Replica, user: &str, concert: &str) -> QueueStatus {
+    let request = IssueTokenRequest { user_id: user.into(), concert_id: concert.into() };
+    r.public.clone().issue_token(request).await.unwrap().into_inner().status.unwrap()
+}
+
+fn issue(r: &Replica, user: &str) -> IssueTokenRequest {
+    IssueTokenRequest { user_id: user.into(), concert_id: r.concert.clone() }
 }
 
 async fn status(r: &Replica, token: &str) -> QueueStatus {
@@ -222,7 +286,7 @@ async fn concurrent_joins_of_one_user_yield_one_token(_p: PgPoolOptions, db: PgC
 #[sqlx::test(migrations = false)]
 async fn bad_input_and_unknown_tokens(_p: PgPoolOptions, db: PgConnectOptions) {
     let q = replica(db, 100, platform::clock::system()).await;
-    let err = q.public.clone().issue_token(IssueTokenRequest { user_id: String::new() }).await.unwrap_err();
+    let err = q.public.clone().issue_token(issue(&q, "")).await.unwrap_err();
     assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("user_id")));
     let err = q.public.clone().get_queue_status(GetQueueStatusRequest { token: "nope".into() }).await.unwrap_err();
     assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("token")));
@@ -260,9 +324,17 @@ async fn leaving_moves_everyone_behind_up_and_stats_add_up(_p: PgPoolOptions, db
     // Leaving twice is fine.
     q.public.clone().leave_queue(LeaveQueueRequest { token: tokens[0].clone() }).await.unwrap();
 
-    let stats = q.public.clone().get_queue_stats(GetQueueStatsRequest {}).await.unwrap().into_inner();
+    let stats = q
+        .public
+        .clone()
+        .get_queue_stats(GetQueueStatsRequest { concert_id: q.concert.clone() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((stats.waiting_count, stats.active_count, stats.admitted_last_minute), (1, 1, 2));
-    assert_eq!((stats.max_active, stats.active_ttl_seconds), (1, 600));
+    let policy = stats.policy.unwrap();
+    assert_eq!((policy.max_active, policy.active_ttl_seconds, policy.admit_per_sec), (1, 600, 0));
+    assert_eq!((stats.pre_queue_count, stats.sale_opens_at), (0, None));
     assert!(stats.serving_seq > 0);
     let err = q.public.clone().leave_queue(LeaveQueueRequest { token: "x".into() }).await.unwrap_err();
     assert_eq!(violated_field(&err).as_deref(), Some("token"));
@@ -334,7 +406,7 @@ async fn joining_too_often_is_refused_with_a_retry_hint(_p: PgPoolOptions, db: P
     // The default allowance: a burst of 20, then 10 per second.
     let mut results = Vec::new();
     for _ in 0..30 {
-        results.push(q.public.clone().issue_token(IssueTokenRequest { user_id: "eager".into() }).await);
+        results.push(q.public.clone().issue_token(issue(&q, "eager")).await);
     }
     let passed = results.iter().filter(|r| r.is_ok()).count();
     assert!((20..=22).contains(&passed), "{passed} joins passed");
@@ -344,9 +416,9 @@ async fn joining_too_often_is_refused_with_a_retry_hint(_p: PgPoolOptions, db: P
     let retry = refused.get_details_retry_info().and_then(|r| r.retry_delay).expect("a retry hint");
     assert!(retry > Duration::ZERO && retry <= Duration::from_millis(100), "{retry:?}");
     // Other users are not affected, and the user may come back after the hint.
-    assert!(q.public.clone().issue_token(IssueTokenRequest { user_id: "calm".into() }).await.is_ok());
+    assert!(q.public.clone().issue_token(issue(&q, "calm")).await.is_ok());
     tokio::time::sleep(retry).await;
-    assert!(q.public.clone().issue_token(IssueTokenRequest { user_id: "eager".into() }).await.is_ok());
+    assert!(q.public.clone().issue_token(issue(&q, "eager")).await.is_ok());
 }
 
 #[sqlx::test(migrations = false)]
@@ -414,4 +486,191 @@ async fn an_abandoned_place_expires_and_later_users_move_up(_p: PgPoolOptions, d
     assert_eq!(wait_for(&q, &tokens[3], |s| s.position == 2).await.state, TokenState::Waiting as i32);
     // The active user is not subject to idle expiry.
     assert_eq!(status(&q, &tokens[0]).await.state, TokenState::Active as i32);
+}
+
+#[sqlx::test(migrations = false)]
+async fn each_concert_has_its_own_line_policy_and_stats(_p: PgPoolOptions, db: PgConnectOptions) {
+    let q = replica(db, 1, platform::clock::system()).await;
+    let (a, b) = (q.concert.clone(), create_concert(&q.catalog_admin, "Second", None).await);
+    // Concert B admits two at a time; A keeps the service default of one.
+    let set = SetAdmissionPolicyRequest { concert_id: b.clone(), max_active: Some(2), ..Default::default() };
+    let policy = q.admin.clone().set_admission_policy(set).await.unwrap().into_inner().policy.unwrap();
+    assert_eq!((policy.max_active, policy.admit_per_sec, policy.active_ttl_seconds), (2, 0, 600));
+
+    // One user waits for both concerts at once, with one token each; re-joining either
+    // returns the same token.
+    let (alice_a, alice_b) = (join_concert(&q, "alice", &a).await, join_concert(&q, "alice", &b).await);
+    assert_ne!(alice_a.token, alice_b.token);
+    assert_eq!((alice_a.concert_id.as_str(), alice_b.concert_id.as_str()), (a.as_str(), b.as_str()));
+    assert_eq!(join_concert(&q, "alice", &b).await.token, alice_b.token);
+    let mut in_a = vec![alice_a.token];
+    let mut in_b = vec![alice_b.token];
+    for i in 0..3 {
+        in_a.push(join_concert(&q, &format!("a{i}"), &a).await.token);
+        in_b.push(join_concert(&q, &format!("b{i}"), &b).await.token);
+    }
+    // Positions count only the same concert's line.
+    wait_for(&q, &in_a[3], |s| s.position == 3).await;
+    let b3 = wait_for(&q, &in_b[3], |s| s.position == 2).await;
+    assert_eq!((b3.waiting_count, b3.active_count), (2, 2), "B's own counts");
+    for t in &in_b[..2] {
+        assert_eq!(status(&q, t).await.state, TokenState::Active as i32);
+    }
+    assert_eq!(status(&q, &in_a[1]).await.state, TokenState::Waiting as i32, "A admits one at a time");
+
+    let stats = |concert: String| {
+        let mut public = q.public.clone();
+        async move { public.get_queue_stats(GetQueueStatsRequest { concert_id: concert }).await.unwrap().into_inner() }
+    };
+    let (sa, sb) = (stats(a.clone()).await, stats(b.clone()).await);
+    assert_eq!((sa.waiting_count, sa.active_count, sa.policy.unwrap().max_active), (3, 1, 1));
+    assert_eq!((sb.waiting_count, sb.active_count, sb.policy.unwrap().max_active), (2, 2, 2));
+
+    // Raising A's limit takes effect at the next round, without a restart.
+    let set = SetAdmissionPolicyRequest { concert_id: a.clone(), max_active: Some(3), ..Default::default() };
+    q.admin.clone().set_admission_policy(set).await.unwrap();
+    wait_for(&q, &in_a[2], |s| s.state == TokenState::Active as i32).await;
+    assert_eq!(status(&q, &in_a[3]).await.state, TokenState::Waiting as i32);
+    // Clearing the override returns to the service default.
+    let cleared = q
+        .admin
+        .clone()
+        .set_admission_policy(SetAdmissionPolicyRequest { concert_id: a, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cleared.policy.unwrap().max_active, 1);
+}
+
+/// The order in which the room admits its tokens, with one active slot: each admitted
+/// token is expired in turn, so the next in line is admitted.
+async fn admission_order(q: &Replica, pool: &sqlx::PgPool, concert: &str, n: usize) -> Vec<String> {
+    let mut order = Vec::new();
+    while order.len() < n {
+        let active: Option<(String, String)> =
+            sqlx::query_as("SELECT token::text, user_id FROM tokens WHERE state = 'ACTIVE' AND concert_id = $1::uuid")
+                .bind(concert)
+                .fetch_optional(pool)
+                .await
+                .unwrap();
+        match active {
+            Some((token, user)) => {
+                order.push(user);
+                q.internal.clone().expire_token(ExpireTokenRequest { token }).await.unwrap();
+            }
+            None => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    order
+}
+
+#[sqlx::test(migrations = false)]
+async fn pre_queue_joins_are_admitted_in_random_order_before_anyone_who_joined_after_opening(
+    _p: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    const EARLY: usize = 20;
+    let clock = ManualClock::new();
+    let q = replica(db.clone(), 1, std::sync::Arc::new(clock.clone())).await;
+    let pool = PgPoolOptions::new().connect_with(db.options([("search_path", "queue")])).await.unwrap();
+    let opens = clock.now() + chrono::Duration::minutes(1);
+    // Two concerts opening at the same instant, each with its own pre-queue.
+    let rooms = [
+        create_concert(&q.catalog_admin, "Opening A", Some(opens)).await,
+        create_concert(&q.catalog_admin, "Opening B", Some(opens)).await,
+    ];
+    for room in &rooms {
+        for i in 0..EARLY {
+            let s = join_concert(&q, &format!("early-{i:02}"), room).await;
+            assert!(s.pre_queue, "joined before the sale opened");
+            assert_eq!((s.position, s.estimated_wait_seconds), (0, None), "no place is shown in the pre-queue");
+            assert_eq!(s.sale_opens_at.map(|t| t.seconds), Some(opens.timestamp()));
+        }
+    }
+    // Nobody is admitted before the opening, however many slots are free.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let active: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tokens WHERE state = 'ACTIVE'").fetch_one(&pool).await.unwrap();
+    assert_eq!(active, 0);
+    let stats = q.public.clone().get_queue_stats(GetQueueStatsRequest { concert_id: rooms[0].clone() }).await;
+    assert_eq!(stats.unwrap().into_inner().pre_queue_count, EARLY as u64);
+
+    // The sale opens; later users join in arrival order behind the whole pre-queue.
+    clock.advance(chrono::Duration::minutes(1));
+    for room in &rooms {
+        for i in 0..3 {
+            let s = join_concert(&q, &format!("late-{i}"), room).await;
+            assert!(!s.pre_queue);
+        }
+    }
+    let mut orders = Vec::new();
+    for room in &rooms {
+        let order = admission_order(&q, &pool, room, EARLY + 3).await;
+        let (early, late) = order.split_at(EARLY);
+        assert!(early.iter().all(|u| u.starts_with("early-")), "the pre-queue goes first: {order:?}");
+        assert_eq!(late, ["late-0", "late-1", "late-2"], "then arrival order");
+        let mut sorted = early.to_vec();
+        sorted.sort();
+        assert_ne!(early, sorted.as_slice(), "the pre-queue is not admitted in join order");
+        orders.push(early.to_vec());
+    }
+    // Two independent draws over 20 users: equal with probability 1/20!.
+    assert_ne!(orders[0], orders[1], "each opening draws its own order");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_pre_queue_token_learns_its_position_when_the_sale_opens(_p: PgPoolOptions, db: PgConnectOptions) {
+    let clock = ManualClock::new();
+    let q = replica(db, 1, std::sync::Arc::new(clock.clone())).await;
+    let opens = clock.now() + chrono::Duration::seconds(30);
+    let concert = create_concert(&q.catalog_admin, "Soon", Some(opens)).await;
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        tokens.push(join_concert(&q, &format!("p{i}"), &concert).await.token);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let s = status(&q, &tokens[2]).await;
+    assert!(s.pre_queue && s.position == 0 && s.state == TokenState::Waiting as i32, "{s:?}");
+    clock.advance(chrono::Duration::seconds(30));
+    // One is admitted; the other two get places 1 and 2 in some order.
+    let mut places = Vec::new();
+    for _ in 0..200 {
+        places.clear();
+        for t in &tokens {
+            let s = status(&q, t).await;
+            assert!(!s.pre_queue, "the sale is open: {s:?}");
+            places.push(s.position);
+        }
+        places.sort_unstable();
+        if places == [0, 1, 2] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(places, [0, 1, 2]);
+}
+
+#[sqlx::test(migrations = false)]
+async fn joining_needs_a_known_concert_and_policies_are_checked(_p: PgPoolOptions, db: PgConnectOptions) {
+    let q = replica(db, 1, platform::clock::system()).await;
+    let bad = IssueTokenRequest { user_id: "u".into(), concert_id: "nope".into() };
+    let err = q.public.clone().issue_token(bad).await.unwrap_err();
+    assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("concert_id")));
+    let unknown = IssueTokenRequest { user_id: "u".into(), concert_id: uuid::Uuid::new_v4().to_string() };
+    let err = q.public.clone().issue_token(unknown).await.unwrap_err();
+    assert_eq!((err.code(), platform::status::reason(&err).as_deref()), (Code::NotFound, Some("CONCERT_NOT_FOUND")));
+    let stats = GetQueueStatsRequest { concert_id: uuid::Uuid::new_v4().to_string() };
+    assert_eq!(q.public.clone().get_queue_stats(stats).await.unwrap_err().code(), Code::NotFound);
+
+    for (request, field) in [
+        (SetAdmissionPolicyRequest { max_active: Some(0), ..Default::default() }, "max_active"),
+        (SetAdmissionPolicyRequest { admit_per_sec: Some(2_000_000), ..Default::default() }, "admit_per_sec"),
+        (SetAdmissionPolicyRequest { active_ttl_seconds: Some(0), ..Default::default() }, "active_ttl_seconds"),
+    ] {
+        let request = SetAdmissionPolicyRequest { concert_id: q.concert.clone(), ..request };
+        let err = q.admin.clone().set_admission_policy(request).await.unwrap_err();
+        assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some(field)));
+    }
+    let request = SetAdmissionPolicyRequest { concert_id: uuid::Uuid::new_v4().to_string(), ..Default::default() };
+    assert_eq!(q.admin.clone().set_admission_policy(request).await.unwrap_err().code(), Code::NotFound);
 }

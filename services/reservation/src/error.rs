@@ -16,6 +16,9 @@ pub enum ReservationError {
     ScheduleNotFound,
     #[error("the reservation belongs to another user")]
     NotOwner,
+    /// The caller's queue token was admitted for another concert than the schedule's.
+    #[error("this queue token was admitted for another concert; join that concert's waiting room")]
+    WrongConcert,
     #[error("the seat is already held or sold")]
     SeatUnavailable,
     #[error("the concert date has already started")]
@@ -61,6 +64,7 @@ impl From<ReservationError> for Status {
             E::NotFound => with_reason(Code::NotFound, "RESERVATION_NOT_FOUND", message),
             E::ScheduleNotFound => with_reason(Code::NotFound, "SCHEDULE_NOT_FOUND", message),
             E::NotOwner => with_reason(Code::PermissionDenied, "NOT_OWNER", message),
+            E::WrongConcert => with_reason(Code::PermissionDenied, "TOKEN_WRONG_CONCERT", message),
             E::SeatUnavailable => with_reason(Code::AlreadyExists, "SEAT_UNAVAILABLE", message),
             E::ScheduleStarted => with_reason(Code::FailedPrecondition, "SCHEDULE_STARTED", message),
             E::HoldExpired => with_reason(Code::FailedPrecondition, "HOLD_EXPIRED", message),
@@ -93,6 +97,7 @@ mod tests {
             (E::NotFound, Code::NotFound, Some("RESERVATION_NOT_FOUND")),
             (E::ScheduleNotFound, Code::NotFound, Some("SCHEDULE_NOT_FOUND")),
             (E::NotOwner, Code::PermissionDenied, Some("NOT_OWNER")),
+            (E::WrongConcert, Code::PermissionDenied, Some("TOKEN_WRONG_CONCERT")),
             (E::SeatUnavailable, Code::AlreadyExists, Some("SEAT_UNAVAILABLE")),
             (E::ScheduleStarted, Code::FailedPrecondition, Some("SCHEDULE_STARTED")),
             (E::HoldExpired, Code::FailedPrecondition, Some("HOLD_EXPIRED")),

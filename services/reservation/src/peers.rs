@@ -22,6 +22,8 @@ use crate::{domain::Payment, error::ReservationError};
 /// Price and start time of a seat, as the catalog knows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeatInfo {
+    /// The concert of the schedule (a token unlocks only its own concert).
+    pub concert_id: Uuid,
     pub price: Won,
     pub starts_at: DateTime<Utc>,
 }
@@ -29,6 +31,7 @@ pub struct SeatInfo {
 /// A schedule's start and its seat prices (index = seat number − 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Layout {
+    concert_id: Uuid,
     starts_at: DateTime<Utc>,
     prices: Vec<Won>,
 }
@@ -68,7 +71,7 @@ impl Catalog {
             })?;
         let index = usize::try_from(seat_number).ok().and_then(|n| n.checked_sub(1));
         let price = index.and_then(|i| layout.prices.get(i)).ok_or(ReservationError::ScheduleNotFound)?;
-        Ok(SeatInfo { price: *price, starts_at: layout.starts_at })
+        Ok(SeatInfo { concert_id: layout.concert_id, price: *price, starts_at: layout.starts_at })
     }
 }
 
@@ -87,13 +90,15 @@ async fn fetch_layout(
     let schedule = response.schedule.unwrap_or_default();
     let starts_at = platform::convert::datetime("starts_at", schedule.starts_at.as_ref())
         .map_err(|e| ReservationError::Unexpected(anyhow::anyhow!("catalog sent a bad schedule: {e}")))?;
+    let concert_id = Uuid::parse_str(&schedule.concert_id)
+        .map_err(|_| ReservationError::Unexpected(anyhow::anyhow!("catalog sent a schedule without a concert")))?;
     let mut seats = response.seats;
     seats.sort_by_key(|s| s.seat_number);
     let in_order = seats.iter().zip(1..).all(|(s, n)| s.seat_number == n);
     if !in_order {
         return Err(ReservationError::Unexpected(anyhow::anyhow!("catalog sent seats that are not 1..=n")));
     }
-    Ok(Arc::new(Layout { starts_at, prices: seats.iter().map(|s| Won::new(s.price)).collect() }))
+    Ok(Arc::new(Layout { concert_id, starts_at, prices: seats.iter().map(|s| Won::new(s.price)).collect() }))
 }
 
 /// How the wallet answered a debit.

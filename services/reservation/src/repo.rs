@@ -2,6 +2,7 @@
 use std::{collections::HashSet, sync::LazyLock};
 
 use chrono::{DateTime, Duration, Utc};
+use platform::auth::Principal;
 use platform::{db, money::Won};
 use sqlx::{PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
@@ -12,7 +13,8 @@ use crate::{
     hold_batcher::HoldBatcher,
 };
 
-const RESERVATION_COLUMNS: &str = "r.reservation_id, r.user_id, r.token, r.schedule_id, r.seat_number, r.price,
+const RESERVATION_COLUMNS: &str =
+    "r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number, r.price,
      r.status, r.held_at, r.expires_at,
      EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id) AS payment_started";
 
@@ -35,11 +37,13 @@ fn token_has_paid(token: &str) -> String {
 static INSERT_HOLDS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO reservations
-             (reservation_id, user_id, token, schedule_id, seat_number, price, status, held_at, expires_at)
-         SELECT u.id, u.user_id, u.token, u.schedule_id, u.seat, u.price, 'HELD', u.held_at, u.expires_at
+             (reservation_id, user_id, token, schedule_id, seat_number, price, status, held_at, expires_at,
+              concert_id)
+         SELECT u.id, u.user_id, u.token, u.schedule_id, u.seat, u.price, 'HELD', u.held_at, u.expires_at,
+                u.concert_id
          FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[],
-                     $7::timestamptz[], $8::timestamptz[])
-              WITH ORDINALITY AS u(id, user_id, token, schedule_id, seat, price, held_at, expires_at, n)
+                     $7::timestamptz[], $8::timestamptz[], $9::uuid[])
+              WITH ORDINALITY AS u(id, user_id, token, schedule_id, seat, price, held_at, expires_at, concert_id, n)
          WHERE NOT {}
          ORDER BY u.n
          ON CONFLICT (schedule_id, seat_number) WHERE status IN ('HELD', 'CONFIRMED') DO NOTHING
@@ -68,6 +72,8 @@ const PAYMENT_COLUMNS: &str = "payment_id, reservation_id, user_id, token, idemp
 pub struct NewHold {
     pub user_id: String,
     pub token: Uuid,
+    /// The schedule's concert (the token's, checked before the hold).
+    pub concert_id: Uuid,
     pub schedule_id: Uuid,
     pub seat_number: u32,
     pub price: Won,
@@ -170,6 +176,7 @@ impl ReservationRepo {
         let prices: Vec<i64> = holds.iter().map(|h| h.price.get()).collect();
         let held_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now).collect();
         let expires_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now + h.ttl).collect();
+        let concerts: Vec<Uuid> = holds.iter().map(|h| h.concert_id).collect();
         let inserted: Vec<Uuid> = sqlx::query_scalar(&INSERT_HOLDS)
             .bind(ids)
             .bind(&users)
@@ -179,6 +186,7 @@ impl ReservationRepo {
             .bind(&prices)
             .bind(&held_at)
             .bind(&expires_at)
+            .bind(&concerts)
             .fetch_all(&self.pool)
             .await?;
         Ok(inserted.into_iter().collect())
@@ -262,12 +270,18 @@ impl ReservationRepo {
     ///
     /// # Errors
     /// [`ReservationError::NotFound`], [`ReservationError::NotOwner`],
-    /// [`ReservationError::NotHeld`].
+    /// [`ReservationError::WrongConcert`], [`ReservationError::NotHeld`].
     #[tracing::instrument(skip_all, fields(%id))]
-    pub async fn cancel(&self, id: Uuid, user_id: &str, now: DateTime<Utc>) -> Result<Reservation, ReservationError> {
+    pub async fn cancel(
+        &self,
+        id: Uuid,
+        user_id: &str,
+        concert_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, ReservationError> {
         let mut tx = self.pool.begin().await?;
         let r = lock_reservation(&mut tx, id).await?;
-        r.check_owner(user_id)?;
+        r.check_caller(user_id, concert_id)?;
         if r.status == ReservationStatus::Cancelled {
             return Ok(r);
         }
@@ -324,13 +338,12 @@ impl ReservationRepo {
     pub async fn start_payment(
         &self,
         reservation_id: Uuid,
-        user_id: &str,
-        token: Uuid,
+        payer: &Principal,
         key: &str,
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<PaymentStart, ReservationError> {
-        let start = |recheck| self.try_start_payment(reservation_id, user_id, token, key, now, lease, recheck);
+        let start = |recheck| self.try_start_payment(reservation_id, payer, key, now, lease, recheck);
         match start(false).await? {
             StartAttempt::Done(started) => Ok(*started),
             // Another call inserted this reservation's payment between our snapshot and our
@@ -342,12 +355,10 @@ impl ReservationRepo {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn try_start_payment(
         &self,
         reservation_id: Uuid,
-        user_id: &str,
-        token: Uuid,
+        payer: &Principal,
         key: &str,
         now: DateTime<Utc>,
         lease: Duration,
@@ -360,14 +371,14 @@ impl ReservationRepo {
              FROM reservations r WHERE r.reservation_id = $2 FOR UPDATE OF r",
             token_has_paid("$1")
         ))
-        .bind(token)
+        .bind(payer.token)
         .bind(reservation_id)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(ReservationError::NotFound)?;
         let r = reservation_from_row(&row)?;
         let used: bool = row.try_get("token_paid")?;
-        r.check_owner(user_id)?;
+        r.check_caller(&payer.user_id, payer.concert_id)?;
         // `payment_started` comes from the statement's snapshot; the common case (no payment
         // yet) skips a round trip, and a payment committed meanwhile is caught by the unique
         // index on insert (then `recheck`).
@@ -401,8 +412,8 @@ impl ReservationRepo {
         ))
         .bind(Uuid::now_v7())
         .bind(reservation_id)
-        .bind(user_id)
-        .bind(token)
+        .bind(&payer.user_id)
+        .bind(payer.token)
         .bind(key)
         .bind(r.price.get())
         .bind(now)
@@ -698,6 +709,7 @@ fn reservation_from_row(row: &PgRow) -> Result<Reservation, ReservationError> {
         reservation_id: row.try_get("reservation_id")?,
         user_id: row.try_get("user_id")?,
         token: row.try_get("token")?,
+        concert_id: row.try_get("concert_id")?,
         schedule_id: row.try_get("schedule_id")?,
         seat_number: u32::try_from(seat).unwrap_or(0),
         price: Won::new(row.try_get("price")?),

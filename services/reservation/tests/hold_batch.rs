@@ -11,6 +11,7 @@ fn hold(user: &str, token: Uuid, schedule_id: Uuid, seat: u32) -> NewHold {
     NewHold {
         user_id: user.into(),
         token,
+        concert_id: Uuid::nil(),
         schedule_id,
         seat_number: seat,
         price: Won::new(90_000),

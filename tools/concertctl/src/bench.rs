@@ -109,16 +109,20 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
     let run_id = chrono::Utc::now().format("%H%M%S%3f").to_string();
     let concert_id = clients
         .admin()
-        .create_concert(CreateConcertRequest { title: format!("bench {run_id}"), venue: "loadgen".into() })
+        .create_concert(CreateConcertRequest {
+            title: format!("bench {run_id}"),
+            venue: "loadgen".into(),
+            sale_opens_at: None,
+        })
         .await?
         .into_inner()
         .concert
         .ok_or_else(|| anyhow::anyhow!("no concert"))?
         .concert_id;
     if let Scenario::Queue { waiting, seconds } = args.scenario {
-        return queue(&pool, args.concurrency, &run_id, waiting, seconds).await;
+        return queue(&pool, args.concurrency, &run_id, &concert_id, waiting, seconds).await;
     }
-    let tokens = Arc::new(users(clients, &run_id, args.concurrency).await?);
+    let tokens = Arc::new(users(clients, &run_id, &concert_id, args.concurrency).await?);
     if let Scenario::Hops { seconds } = args.scenario {
         return hops(clients, &pool, args.concurrency, seconds, &concert_id, &tokens).await;
     }
@@ -266,9 +270,10 @@ async fn pay(
     let holds: Vec<(String, String)> = futures::stream::iter(0..n)
         .map(|i| {
             let (c, schedule_id) = (pool[i % pool.len()].clone(), schedules[i / 50].clone());
+            let concert_id = concert_id.to_owned();
             let user = format!("pay-{run_id}-{i}");
             async move {
-                let token = c.active_token(&user, Duration::from_secs(120)).await?;
+                let token = c.active_token(&user, &concert_id, Duration::from_secs(120)).await?;
                 let charge =
                     ChargeRequest { user_id: user.clone(), amount: 200_000, idempotency_key: format!("{user}-charge") };
                 c.wallet().charge(charge).await?;
@@ -304,22 +309,29 @@ async fn pay(
 }
 
 /// IssueToken for `n` new users, then GetQueueStatus polls of random ones for `seconds`.
-async fn queue(pool: &[Clients], concurrency: usize, run_id: &str, n: usize, seconds: u64) -> anyhow::Result<()> {
+async fn queue(
+    pool: &[Clients],
+    concurrency: usize,
+    run_id: &str,
+    concert_id: &str,
+    n: usize,
+    seconds: u64,
+) -> anyhow::Result<()> {
     use concert_proto::concert::queue::v1::{GetQueueStatusRequest, IssueTokenRequest};
     use std::sync::Mutex;
 
     let tokens = Arc::new(Mutex::new(Vec::with_capacity(n)));
     let next = Arc::new(AtomicUsize::new(0));
-    let run = run_id.to_owned();
+    let (run, concert) = (run_id.to_owned(), concert_id.to_owned());
     let joined = tokens.clone();
     let report = drive(pool, concurrency, "IssueToken (new users)", move |c, _| {
-        let (next, joined, run) = (next.clone(), joined.clone(), run.clone());
+        let (next, joined, run, concert) = (next.clone(), joined.clone(), run.clone(), concert.clone());
         async move {
             let i = next.fetch_add(1, Ordering::Relaxed);
             if i >= n {
                 return None;
             }
-            let request = IssueTokenRequest { user_id: format!("line-{run}-{i}") };
+            let request = IssueTokenRequest { user_id: format!("line-{run}-{i}"), concert_id: concert };
             Some(match c.queue().issue_token(request).await {
                 Ok(r) => {
                     if let Some(status) = r.into_inner().status {
@@ -364,8 +376,8 @@ async fn queue(pool: &[Clients], concurrency: usize, run_id: &str, n: usize, sec
 }
 
 /// `n` bench users, each admitted (ACTIVE).
-async fn users(clients: &Clients, run_id: &str, n: usize) -> anyhow::Result<Vec<String>> {
-    let joins = (0..n).map(|i| clients.active_token_owned(format!("bench-{run_id}-{i}")));
+async fn users(clients: &Clients, run_id: &str, concert_id: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let joins = (0..n).map(|i| clients.active_token_owned(format!("bench-{run_id}-{i}"), concert_id.to_owned()));
     futures::future::try_join_all(joins).await
 }
 

@@ -115,16 +115,17 @@ impl Clients {
         Ok(())
     }
 
-    /// [`Clients::active_token`] with an owned user id and a 120 s timeout.
-    pub async fn active_token_owned(&self, user: String) -> anyhow::Result<String> {
-        self.active_token(&user, Duration::from_secs(120)).await
+    /// [`Clients::active_token`] with owned ids and a 120 s timeout.
+    pub async fn active_token_owned(&self, user: String, concert_id: String) -> anyhow::Result<String> {
+        self.active_token(&user, &concert_id, Duration::from_secs(120)).await
     }
 
-    /// Joins the queue as `user` and waits (polling every 100 ms) until ACTIVE.
-    pub async fn active_token(&self, user: &str, timeout: Duration) -> anyhow::Result<String> {
+    /// Joins `concert_id`'s waiting room as `user` and waits (polling every 100 ms) until
+    /// ACTIVE.
+    pub async fn active_token(&self, user: &str, concert_id: &str, timeout: Duration) -> anyhow::Result<String> {
         let mut queue = self.queue();
         let status = queue
-            .issue_token(IssueTokenRequest { user_id: user.into() })
+            .issue_token(IssueTokenRequest { user_id: user.into(), concert_id: concert_id.into() })
             .await?
             .into_inner()
             .status

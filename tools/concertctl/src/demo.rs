@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use concert_proto::concert::{
     catalog::v1::{ListAvailableDatesRequest, ListConcertsRequest, ListSeatsRequest, SeatStatus},
-    queue::v1::{GetQueueStatusRequest, IssueTokenRequest},
+    queue::v1::{GetQueueStatusRequest, IssueTokenRequest, LeaveQueueRequest},
     reservation::v1::{HoldSeatRequest, PayReservationRequest},
     wallet::v1::ChargeRequest,
 };
@@ -18,22 +18,47 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
     let user = format!("demo-{}", chrono::Utc::now().format("%H%M%S%3f"));
     let step = |n: u32, text: String| println!("[{n}/9] {text}");
 
-    let joined = clients
-        .queue()
-        .issue_token(IssueTokenRequest { user_id: user.clone() })
-        .await?
-        .into_inner()
-        .status
-        .ok_or_else(|| anyhow::anyhow!("no status"))?;
+    let concerts = clients.catalog().list_concerts(ListConcertsRequest {}).await?.into_inner().concerts;
+    anyhow::ensure!(!concerts.is_empty(), "no concerts: run `concertctl seed` first");
+    // The first concert with a free seat, preferring the seeded ones over benchmark leftovers.
+    // Seat counts are protected, so each candidate's waiting room is joined to look.
+    let mut candidates: Vec<_> = concerts.iter().filter(|c| c.sale_opens_at.is_none()).collect();
+    candidates.sort_by_key(|c| c.title.starts_with("bench "));
+    let mut chosen = None;
+    for concert in candidates {
+        let joined = clients
+            .queue()
+            .issue_token(IssueTokenRequest { user_id: user.clone(), concert_id: concert.concert_id.clone() })
+            .await?
+            .into_inner()
+            .status
+            .ok_or_else(|| anyhow::anyhow!("no status"))?;
+        let token = clients.active_token(&user, &concert.concert_id, Duration::from_secs(60)).await?;
+        let dates = clients
+            .catalog()
+            .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id: concert.concert_id.clone() })?)
+            .await?
+            .into_inner()
+            .schedules;
+        if dates.iter().any(|d| d.available_seats > 0) {
+            chosen = Some((concert, joined, token, dates));
+            break;
+        }
+        clients.queue().leave_queue(LeaveQueueRequest { token }).await?;
+    }
+    let (concert, joined, token, dates) = chosen.ok_or_else(|| anyhow::anyhow!("every concert is sold out"))?;
     step(
         1,
         format!(
-            "{user} joins the queue: token {} (position {}, {} waiting)",
-            joined.token, joined.position, joined.waiting_count
+            "{user} joins the waiting room of {:?} at {} ({} concerts on sale): token {} (position {}, {} waiting)",
+            concert.title,
+            concert.venue,
+            concerts.len(),
+            joined.token,
+            joined.position,
+            joined.waiting_count
         ),
     );
-
-    let token = clients.active_token(&user, Duration::from_secs(60)).await?;
     let status = clients
         .queue()
         .get_queue_status(GetQueueStatusRequest { token: token.clone() })
@@ -42,27 +67,7 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
         .status
         .ok_or_else(|| anyhow::anyhow!("no status"))?;
     step(2, format!("admitted: token is ACTIVE until {}", ts(status.expires_at.as_ref())));
-
-    let concerts = clients.catalog().list_concerts(ListConcertsRequest {}).await?.into_inner().concerts;
-    anyhow::ensure!(!concerts.is_empty(), "no concerts: run `concertctl seed` first");
-    // The first concert with a free seat, preferring the seeded ones over benchmark leftovers.
-    let mut candidates: Vec<_> = concerts.iter().collect();
-    candidates.sort_by_key(|c| c.title.starts_with("bench "));
-    let mut chosen = None;
-    for concert in candidates {
-        let dates = clients
-            .catalog()
-            .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id: concert.concert_id.clone() })?)
-            .await?
-            .into_inner()
-            .schedules;
-        if dates.iter().any(|d| d.available_seats > 0) {
-            chosen = Some((concert, dates));
-            break;
-        }
-    }
-    let (concert, dates) = chosen.ok_or_else(|| anyhow::anyhow!("every concert is sold out"))?;
-    step(3, format!("{} concerts; picking {:?} at {}", concerts.len(), concert.title, concert.venue));
+    step(3, format!("the token unlocks this concert only (concert {})", concert.concert_id));
     let summary: Vec<String> = dates
         .iter()
         .take(3)
@@ -145,7 +150,7 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
         .await
         .err()
         .map_or_else(|| "still accepted (unexpected)".to_owned(), |e| format!("refused with {:?}", e.code()));
-    let viewer = clients.active_token(&format!("{user}-viewer"), Duration::from_secs(60)).await?;
+    let viewer = clients.active_token(&format!("{user}-viewer"), &concert.concert_id, Duration::from_secs(60)).await?;
     // Seat maps may lag by SEAT_STATUS_CACHE_MS (100 ms by default): look as a browser's
     // next poll would, for at most a second.
     let mut shown = "?";

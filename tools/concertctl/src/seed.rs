@@ -26,7 +26,7 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
         }
         let concert = clients
             .admin()
-            .create_concert(CreateConcertRequest { title: title.into(), venue: venue.into() })
+            .create_concert(CreateConcertRequest { title: title.into(), venue: venue.into(), sale_opens_at: None })
             .await?
             .into_inner()
             .concert

@@ -8,6 +8,9 @@ pub struct Concert {
     pub concert_id: Uuid,
     pub title: String,
     pub venue: String,
+    /// When tickets go on sale; `None`: on sale at once. The queue keeps joins made before
+    /// it in a pre-queue.
+    pub sale_opens_at: Option<DateTime<Utc>>,
 }
 
 /// One date of a concert.

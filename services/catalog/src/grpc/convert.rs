@@ -5,7 +5,12 @@ use platform::{convert::timestamp, money::Won, validate::FieldViolation};
 use crate::domain::{Concert, GradeRange, Schedule, Seat, SeatStatus, seat_layout};
 
 pub(super) fn concert(c: &Concert) -> pb::Concert {
-    pb::Concert { concert_id: c.concert_id.to_string(), title: c.title.clone(), venue: c.venue.clone() }
+    pb::Concert {
+        concert_id: c.concert_id.to_string(),
+        title: c.title.clone(),
+        venue: c.venue.clone(),
+        sale_opens_at: c.sale_opens_at.map(timestamp),
+    }
 }
 
 pub(super) fn schedule(s: &Schedule, available: u32) -> pb::Schedule {

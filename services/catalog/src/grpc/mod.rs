@@ -1,11 +1,13 @@
 //! gRPC handlers of the catalog.
 mod convert;
 
+use chrono::SubsecRound;
 use concert_proto::concert::catalog::v1::{
-    AddScheduleRequest, AddScheduleResponse, CreateConcertRequest, CreateConcertResponse, GetScheduleSeatsRequest,
-    GetScheduleSeatsResponse, ListAvailableDatesRequest, ListAvailableDatesResponse, ListConcertsRequest,
-    ListConcertsResponse, ListSeatsRequest, ListSeatsResponse, catalog_admin_service_server::CatalogAdminService,
-    catalog_internal_service_server::CatalogInternalService, catalog_service_server::CatalogService,
+    AddScheduleRequest, AddScheduleResponse, CreateConcertRequest, CreateConcertResponse, GetConcertRequest,
+    GetConcertResponse, GetScheduleSeatsRequest, GetScheduleSeatsResponse, ListAvailableDatesRequest,
+    ListAvailableDatesResponse, ListConcertsRequest, ListConcertsResponse, ListSeatsRequest, ListSeatsResponse,
+    catalog_admin_service_server::CatalogAdminService, catalog_internal_service_server::CatalogInternalService,
+    catalog_service_server::CatalogService,
 };
 use platform::{auth::TokenValidator, clock::SharedClock, validate};
 use tonic::{Request, Response, Status};
@@ -57,8 +59,9 @@ impl CatalogService for CatalogApi {
         &self,
         request: Request<ListAvailableDatesRequest>,
     ) -> Result<Response<ListAvailableDatesResponse>, Status> {
-        self.auth.authenticate(&request).await?;
+        let principal = self.auth.authenticate(&request).await?;
         let concert_id = validate::uuid("concert_id", &request.get_ref().concert_id)?;
+        principal.require_concert(concert_id)?;
         let schedules = self.repo.upcoming_schedules(concert_id, self.clock.now()).await?;
         let ids: Vec<_> = schedules.iter().map(|s| s.schedule_id).collect();
         let occupancy = self.occupancy.occupancy(&ids).await?;
@@ -75,10 +78,13 @@ impl CatalogService for CatalogApi {
 
     #[tracing::instrument(skip_all, fields(schedule_id = %request.get_ref().schedule_id))]
     async fn list_seats(&self, request: Request<ListSeatsRequest>) -> Result<Response<ListSeatsResponse>, Status> {
-        self.auth.authenticate(&request).await?;
+        let principal = self.auth.authenticate(&request).await?;
         let schedule_id = validate::uuid("schedule_id", &request.get_ref().schedule_id)?;
-        let (layout, occupancy) =
-            tokio::try_join!(self.layouts.get(schedule_id), self.occupancy.schedule(schedule_id))?;
+        // The layout is cached (immutable), so checking the concert first costs no query and
+        // a token of another concert learns nothing about this date's seats.
+        let layout = self.layouts.get(schedule_id).await?;
+        principal.require_concert(layout.0.concert_id)?;
+        let occupancy = self.occupancy.schedule(schedule_id).await?;
         let seats = layout
             .1
             .iter()
@@ -100,7 +106,14 @@ impl CatalogAdminService for CatalogApi {
     ) -> Result<Response<CreateConcertResponse>, Status> {
         let r = request.into_inner();
         let (title, venue) = validated_title_venue(&r.title, &r.venue)?;
-        let created = self.repo.create_concert(&title, &venue).await?;
+        // Truncated to what `timestamptz` keeps (microseconds), so the answer equals what a
+        // later read returns.
+        let sale_opens_at = r
+            .sale_opens_at
+            .as_ref()
+            .map(|t| platform::convert::datetime("sale_opens_at", Some(t)).map(|t| t.trunc_subsecs(6)))
+            .transpose()?;
+        let created = self.repo.create_concert(&title, &venue, sale_opens_at).await?;
         Ok(Response::new(CreateConcertResponse { concert: Some(concert(&created)) }))
     }
 
@@ -135,5 +148,12 @@ impl CatalogInternalService for CatalogApi {
             schedule: Some(schedule(found, found.total_seats)),
             seats: seats.iter().map(|s| seat(s, SeatStatus::Unknown)).collect(),
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(concert_id = %request.get_ref().concert_id))]
+    async fn get_concert(&self, request: Request<GetConcertRequest>) -> Result<Response<GetConcertResponse>, Status> {
+        let concert_id = validate::uuid("concert_id", &request.get_ref().concert_id)?;
+        let found = self.repo.concert(concert_id).await?;
+        Ok(Response::new(GetConcertResponse { concert: Some(concert(&found)) }))
     }
 }

@@ -41,6 +41,15 @@ impl AdmissionPolicy {
         (window, self.admit_per_sec.saturating_sub(window.admitted))
     }
 
+    /// How many WAITING tokens a round may admit into a room with `active` ACTIVE tokens,
+    /// and the rate window to store afterwards (before adding the admissions): the smaller
+    /// of the free slots and what is left of the rate budget.
+    #[must_use]
+    pub fn admissions(&self, active: u64, window: RateWindow, now: DateTime<Utc>) -> (RateWindow, u64) {
+        let (window, budget) = self.rate_budget(window, now);
+        (window, self.free_slots(active).min(budget))
+    }
+
     /// When a WAITING token last seen before this instant counts as abandoned.
     #[must_use]
     pub fn idle_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -78,6 +87,17 @@ mod tests {
         let (next, budget) = p.rate_budget(used, t0 + Duration::seconds(1));
         assert_eq!((next.admitted, budget), (0, 5), "a new second, a new window");
         assert_eq!(policy(10, 0).rate_budget(used, t0).1, u64::MAX, "0 means no rate limit");
+    }
+
+    #[test]
+    fn admissions_are_the_smaller_of_free_slots_and_rate_budget() {
+        let t0 = Utc::now();
+        let fresh = RateWindow { start: t0 - Duration::seconds(5), admitted: 0 };
+        assert_eq!(policy(10, 3).admissions(2, fresh, t0).1, 3, "rate-bound");
+        assert_eq!(policy(10, 30).admissions(8, fresh, t0).1, 2, "slot-bound");
+        assert_eq!(policy(10, 0).admissions(10, fresh, t0).1, 0, "full");
+        let (w, n) = policy(10, 3).admissions(0, RateWindow { start: t0, admitted: 2 }, t0);
+        assert_eq!((w.admitted, n), (2, 1), "the window in force keeps its count");
     }
 
     #[test]

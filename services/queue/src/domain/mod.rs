@@ -1,8 +1,10 @@
 //! Waiting-room rules, free of SQL and gRPC.
 mod admission;
 mod line;
+mod room;
 mod token;
 
 pub use admission::{AdmissionPolicy, RateWindow};
-pub use line::LineSnapshot;
+pub use line::{LineSnapshot, RoomLine};
+pub use room::{MAX_ACTIVE_TTL_SECS, MAX_POLICY_COUNT, PolicyOverrides, Room, pre_queue_key};
 pub use token::{QueueStatus, Token, TokenState};

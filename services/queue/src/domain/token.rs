@@ -37,8 +37,13 @@ impl TokenState {
 pub struct Token {
     pub token: Uuid,
     pub user_id: String,
-    /// Join order (FIFO).
+    /// The concert whose waiting room the token is in.
+    pub concert_id: Uuid,
+    /// Join order (FIFO): commit order of joins, one sequence for every room.
     pub seq: i64,
+    /// Order in the room's line: `seq`, or for a pre-queue join a random negative key
+    /// (see [`super::pre_queue_key`]).
+    pub place: i64,
     pub state: TokenState,
     pub issued_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -68,8 +73,12 @@ pub struct QueueStatus {
     pub waiting_count: u64,
     /// Estimated seconds until admission, while WAITING and the line moves.
     pub estimated_wait_secs: Option<u64>,
-    /// ACTIVE tokens.
+    /// ACTIVE tokens of the concert.
     pub active_count: u64,
+    /// Waiting in the pre-queue: the sale has not opened, so no position is given.
+    pub pre_queue: bool,
+    /// When the concert's sale opens (`None`: on sale at once).
+    pub sale_opens_at: Option<DateTime<Utc>>,
 }
 
 impl QueueStatus {
@@ -78,19 +87,43 @@ impl QueueStatus {
     pub fn new(token: Token, waiting_ahead: u64, waiting_count: u64, now: DateTime<Utc>) -> Self {
         let state = token.effective_state(now);
         let position = if state == TokenState::Waiting { waiting_ahead + 1 } else { 0 };
-        Self { token, state, position, waiting_count, estimated_wait_secs: None, active_count: 0 }
+        Self {
+            token,
+            state,
+            position,
+            waiting_count,
+            estimated_wait_secs: None,
+            active_count: 0,
+            pre_queue: false,
+            sale_opens_at: None,
+        }
     }
 
-    /// Builds the status of a freshly read token against a snapshot of the line: the state
-    /// is the token's own, position and counts are the snapshot's.
+    /// Builds the status of a freshly read token against a snapshot of the lines: the state
+    /// is the token's own, position and counts are its room's in the snapshot. Before the
+    /// sale opens (`sale_opens_at` ahead of `now`) a WAITING token is in the pre-queue and
+    /// has no position yet: its place is drawn at random, and showing it would let a user
+    /// leave and re-join until the draw looked good.
     #[must_use]
-    pub fn in_line(token: Token, line: &super::LineSnapshot, now: DateTime<Utc>) -> Self {
-        let ahead = line.ahead_of(token.seq);
+    pub fn in_line(
+        token: Token,
+        snapshot: &super::LineSnapshot,
+        sale_opens_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let line = snapshot.room(token.concert_id);
+        let ahead = snapshot.ahead_of(token.concert_id, token.place);
         let mut status = Self::new(token, ahead, line.waiting_count(), now);
+        status.sale_opens_at = sale_opens_at;
         // A join newer than the snapshot is not in it yet: count it in.
         status.waiting_count = status.waiting_count.max(status.position);
-        status.estimated_wait_secs = line.estimated_wait_secs(status.position);
         status.active_count = line.active;
+        if status.state == TokenState::Waiting && sale_opens_at.is_some_and(|opens| now < opens) {
+            status.pre_queue = true;
+            status.position = 0;
+        } else {
+            status.estimated_wait_secs = line.estimated_wait_secs(status.position);
+        }
         status
     }
 }
@@ -102,7 +135,16 @@ mod tests {
     use super::*;
 
     fn token(state: TokenState, expires_at: Option<DateTime<Utc>>) -> Token {
-        Token { token: Uuid::new_v4(), user_id: "u".into(), seq: 1, state, issued_at: Utc::now(), expires_at }
+        Token {
+            token: Uuid::new_v4(),
+            user_id: "u".into(),
+            concert_id: Uuid::nil(),
+            seq: 1,
+            place: 1,
+            state,
+            issued_at: Utc::now(),
+            expires_at,
+        }
     }
 
     #[test]
@@ -121,6 +163,19 @@ mod tests {
         assert_eq!(QueueStatus::new(token(TokenState::Waiting, None), 4, 5, now).position, 5);
         let active = token(TokenState::Active, Some(now + Duration::seconds(60)));
         assert_eq!(QueueStatus::new(active, 0, 5, now).position, 0);
+    }
+
+    #[test]
+    fn before_the_sale_opens_a_waiting_token_has_no_position() {
+        let now = Utc::now();
+        let line = super::super::LineSnapshot::empty(now);
+        let opens = now + Duration::minutes(5);
+        let s = QueueStatus::in_line(token(TokenState::Waiting, None), &line, Some(opens), now);
+        assert!(s.pre_queue);
+        assert_eq!((s.position, s.estimated_wait_secs, s.sale_opens_at), (0, None, Some(opens)));
+        let s = QueueStatus::in_line(token(TokenState::Waiting, None), &line, Some(opens), opens);
+        assert!(!s.pre_queue, "open at the instant itself");
+        assert_eq!(s.position, 1);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 use concert_proto::concert::queue::v1::{
     self as pb, ExpireTokenRequest, ExpireTokenResponse, ExpireTokensRequest, ExpireTokensResponse,
     GetQueueStatsRequest, GetQueueStatsResponse, GetQueueStatusRequest, GetQueueStatusResponse, IssueTokenRequest,
-    IssueTokenResponse, LeaveQueueRequest, LeaveQueueResponse, ValidateTokenRequest, ValidateTokenResponse,
-    WatchQueueRequest, WatchQueueResponse, queue_internal_service_server::QueueInternalService,
+    IssueTokenResponse, LeaveQueueRequest, LeaveQueueResponse, SetAdmissionPolicyRequest, SetAdmissionPolicyResponse,
+    ValidateTokenRequest, ValidateTokenResponse, WatchQueueRequest, WatchQueueResponse,
+    queue_admin_service_server::QueueAdminService, queue_internal_service_server::QueueInternalService,
     queue_service_server::QueueService,
 };
 use platform::{
@@ -18,11 +19,12 @@ use uuid::Uuid;
 
 use crate::{
     admission::Admission,
-    domain::{AdmissionPolicy, QueueStatus, Token, TokenState},
+    domain::{AdmissionPolicy, PolicyOverrides, QueueStatus, Token, TokenState, pre_queue_key},
     error::QueueError,
     line::Line,
     rate_limit::JoinLimiter,
     repo::QueueRepo,
+    rooms::Rooms,
     seen::Seen,
 };
 
@@ -40,20 +42,24 @@ pub type WatchStream =
 #[derive(Debug, Clone)]
 pub struct QueueApi {
     repo: QueueRepo,
+    rooms: Rooms,
     admission: Admission,
     line: Line,
     joins: JoinLimiter,
     seen: Seen,
     /// WAITING tokens this replica has seen (see `status_of`).
     waiting: moka::sync::Cache<Uuid, Token>,
+    /// The service-wide admission policy (rooms may override parts of it).
     policy: AdmissionPolicy,
     clock: SharedClock,
 }
 
 impl QueueApi {
     #[must_use]
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         repo: QueueRepo,
+        rooms: Rooms,
         admission: Admission,
         line: Line,
         joins: JoinLimiter,
@@ -65,7 +71,7 @@ impl QueueApi {
             .max_capacity(WAITING_CACHE_CAPACITY)
             .time_to_idle(std::time::Duration::from_secs(15 * 60))
             .build();
-        Self { repo, admission, line, joins, seen, waiting, policy, clock }
+        Self { repo, rooms, admission, line, joins, seen, waiting, policy, clock }
     }
 
     /// Expires a token and lets the next in line move up at once.
@@ -84,7 +90,7 @@ impl QueueApi {
         // the snapshot still holds its seq, the remembered row is as current as the
         // position, and the poll costs no query. Otherwise the row is read now.
         let token = match self.waiting.get(&id) {
-            Some(t) if line.contains(t.seq) => {
+            Some(t) if line.room(t.concert_id).contains(t.place) => {
                 self.seen.mark(id);
                 t
             }
@@ -94,7 +100,13 @@ impl QueueApi {
                 fresh
             }
         };
-        Ok(to_proto(&QueueStatus::in_line(token, &line, self.clock.now())))
+        self.placed(token, &line).await
+    }
+
+    /// The status of `token` against a snapshot of the lines, with its room's sale time.
+    async fn placed(&self, token: Token, line: &crate::domain::LineSnapshot) -> Result<pb::QueueStatus, Status> {
+        let room = self.rooms.get(token.concert_id).await?;
+        Ok(to_proto(&QueueStatus::in_line(token, line, room.sale_opens_at, self.clock.now())))
     }
 
     /// Keeps WAITING tokens for cheap polls; forgets the others.
@@ -112,14 +124,19 @@ impl QueueApi {
 impl QueueService for QueueApi {
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
     async fn issue_token(&self, request: Request<IssueTokenRequest>) -> Result<Response<IssueTokenResponse>, Status> {
-        let user_id = validate::key("user_id", &request.into_inner().user_id)?;
+        let r = request.into_inner();
+        let user_id = validate::key("user_id", &r.user_id)?;
+        let concert_id = validate::uuid("concert_id", &r.concert_id)?;
         self.joins.check(&user_id).map_err(|retry_after| QueueError::RateLimited { retry_after })?;
-        let token = self.repo.join(&user_id, self.clock.now()).await?;
+        let room = self.rooms.get(concert_id).await?;
+        let now = self.clock.now();
+        let pre_queue = (!room.is_open(now)).then(pre_queue_key);
+        let token = self.repo.join(&user_id, concert_id, pre_queue, now).await?;
         if token.state == TokenState::Waiting {
             self.admission.wake();
         }
         self.remember(&token);
-        let status = QueueStatus::in_line(token, &self.line.current(), self.clock.now());
+        let status = QueueStatus::in_line(token, &self.line.current(), room.sale_opens_at, self.clock.now());
         Ok(Response::new(IssueTokenResponse { status: Some(to_proto(&status)) }))
     }
 
@@ -149,19 +166,46 @@ impl QueueService for QueueApi {
         Ok(Response::new(LeaveQueueResponse { status: Some(status) }))
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(concert_id = %request.get_ref().concert_id))]
     async fn get_queue_stats(
         &self,
-        _request: Request<GetQueueStatsRequest>,
+        request: Request<GetQueueStatsRequest>,
     ) -> Result<Response<GetQueueStatsResponse>, Status> {
-        let counts = self.repo.counts(self.clock.now()).await?;
+        let concert_id = validate::uuid("concert_id", &request.get_ref().concert_id)?;
+        let room = self.rooms.fresh(concert_id).await?;
+        let now = self.clock.now();
+        let counts = self.repo.counts(concert_id, now).await?;
         Ok(Response::new(GetQueueStatsResponse {
+            concert_id: concert_id.to_string(),
             waiting_count: counts.waiting,
             active_count: counts.active,
             admitted_last_minute: counts.admitted_last_minute,
             serving_seq: counts.serving_seq,
-            max_active: self.policy.max_active,
-            active_ttl_seconds: u64::try_from(self.policy.active_ttl.num_seconds()).unwrap_or(0),
+            policy: Some(policy_to_proto(&self.policy.with_overrides(&room.overrides))),
+            sale_opens_at: room.sale_opens_at.map(timestamp),
+            pre_queue_count: if room.is_open(now) { 0 } else { counts.waiting },
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl QueueAdminService for QueueApi {
+    #[tracing::instrument(skip_all, fields(concert_id = %request.get_ref().concert_id))]
+    async fn set_admission_policy(
+        &self,
+        request: Request<SetAdmissionPolicyRequest>,
+    ) -> Result<Response<SetAdmissionPolicyResponse>, Status> {
+        let r = request.into_inner();
+        let concert_id = validate::uuid("concert_id", &r.concert_id)?;
+        let overrides = PolicyOverrides {
+            max_active: r.max_active,
+            admit_per_sec: r.admit_per_sec,
+            active_ttl_secs: r.active_ttl_seconds,
+        };
+        overrides.validate().map_err(|(field, rule)| FieldViolation::new(field, rule))?;
+        let room = self.rooms.set_policy(concert_id, &overrides).await?;
+        Ok(Response::new(SetAdmissionPolicyResponse {
+            policy: Some(policy_to_proto(&self.policy.with_overrides(&room.overrides))),
         }))
     }
 }
@@ -214,11 +258,18 @@ async fn watch(api: QueueApi, mut token: Token, tx: mpsc::Sender<Result<WatchQue
     let mut line = api.line.subscribe();
     let mut heartbeat = tokio::time::interval(WATCH_HEARTBEAT);
     heartbeat.tick().await; // the first tick is immediate
-    let mut sent: Option<(i32, u64)> = None;
+    let mut sent: Option<(i32, u64, bool)> = None;
     let mut beat = false;
+    let sale_opens_at = match api.rooms.get(token.concert_id).await {
+        Ok(room) => room.sale_opens_at,
+        Err(e) => {
+            let _ = tx.send(Err(e.into())).await;
+            return;
+        }
+    };
     loop {
         let snapshot = line.borrow_and_update().clone();
-        if !(token.state == TokenState::Waiting && snapshot.contains(token.seq)) {
+        if !(token.state == TokenState::Waiting && snapshot.room(token.concert_id).contains(token.place)) {
             match api.repo.get(token.token).await {
                 Ok(fresh) => token = fresh,
                 Err(e) => {
@@ -227,8 +278,8 @@ async fn watch(api: QueueApi, mut token: Token, tx: mpsc::Sender<Result<WatchQue
                 }
             }
         }
-        let status = to_proto(&QueueStatus::in_line(token.clone(), &snapshot, api.clock.now()));
-        let key = (status.state, status.position);
+        let status = to_proto(&QueueStatus::in_line(token.clone(), &snapshot, sale_opens_at, api.clock.now()));
+        let key = (status.state, status.position, status.pre_queue);
         let done = status.state != pb::TokenState::Waiting as i32;
         if sent != Some(key) || beat {
             if tx.send(Ok(WatchQueueResponse { status: Some(status) })).await.is_err() {
@@ -273,5 +324,16 @@ fn to_proto(s: &QueueStatus) -> pb::QueueStatus {
         issued_at: Some(timestamp(s.token.issued_at)),
         estimated_wait_seconds: s.estimated_wait_secs,
         active_count: s.active_count,
+        concert_id: s.token.concert_id.to_string(),
+        pre_queue: s.pre_queue,
+        sale_opens_at: s.sale_opens_at.map(timestamp),
+    }
+}
+
+fn policy_to_proto(p: &AdmissionPolicy) -> pb::AdmissionPolicy {
+    pb::AdmissionPolicy {
+        max_active: p.max_active,
+        admit_per_sec: p.admit_per_sec,
+        active_ttl_seconds: u64::try_from(p.active_ttl.num_seconds()).unwrap_or(0),
     }
 }

@@ -116,10 +116,12 @@ impl ReservationService for ReservationApi {
         let r = request.into_inner();
         let schedule_id = validate::uuid("schedule_id", &r.schedule_id)?;
         let seat = seat_number(r.seat_number)?;
+        // The layout is cached (immutable), so the concert check costs no round trip.
+        let info = self.catalog.seat(schedule_id, seat).await?;
+        principal.require_concert(info.concert_id)?;
         if self.taken.is_taken(schedule_id, seat, self.clock.now()) {
             return Err(ReservationError::SeatUnavailable.into());
         }
-        let info = self.catalog.seat(schedule_id, seat).await?;
         let now = self.clock.now();
         if info.starts_at <= now {
             return Err(ReservationError::ScheduleStarted.into());
@@ -130,6 +132,7 @@ impl ReservationService for ReservationApi {
                 &NewHold {
                     user_id: principal.user_id,
                     token: principal.token,
+                    concert_id: info.concert_id,
                     schedule_id,
                     seat_number: seat,
                     price: info.price,
@@ -182,7 +185,7 @@ impl ReservationService for ReservationApi {
         let principal = self.auth.authenticate(&request).await?;
         let id = validate::uuid("reservation_id", &request.get_ref().reservation_id)?;
         let now = self.clock.now();
-        let cancelled = self.repo.cancel(id, &principal.user_id, now).await?;
+        let cancelled = self.repo.cancel(id, &principal.user_id, principal.concert_id, now).await?;
         self.taken.forget(cancelled.schedule_id, cancelled.seat_number);
         Ok(Response::new(CancelReservationResponse { reservation: Some(reservation(&cancelled, now)) }))
     }
@@ -210,10 +213,7 @@ impl ReservationService for ReservationApi {
             Err(status) => return Err(status),
         };
         let now = self.clock.now();
-        let started = self
-            .repo
-            .start_payment(reservation_id, &principal.user_id, principal.token, &key, now, self.payment_lease)
-            .await?;
+        let started = self.repo.start_payment(reservation_id, &principal, &key, now, self.payment_lease).await?;
         let (payment, paid_for) = match started {
             PaymentStart::New(p, r) => (p, Some(r)),
             PaymentStart::Existing(p) => (p, None),

@@ -1,0 +1,114 @@
+//! Which concerts have a waiting room, and when their sales open.
+//!
+//! A room is created the first time anyone joins a concert's queue (or an operator sets its
+//! policy): the queue asks the catalog (`CatalogInternalService.GetConcert`) whether the
+//! concert exists and when its sale opens, and stores the room. The sale time never changes
+//! after the concert is created, so each replica keeps rooms in memory for joins and polls;
+//! the admission round and `GetQueueStats` read policies from the database, so a policy
+//! change on one replica takes effect everywhere at the next round.
+use std::{sync::Arc, time::Duration};
+
+use concert_proto::concert::catalog::v1::{
+    GetConcertRequest, catalog_internal_service_client::CatalogInternalServiceClient,
+};
+use moka::future::Cache;
+use platform::{clock::SharedClock, status::from_peer};
+use tonic::{Code, Status, transport::Channel};
+use uuid::Uuid;
+
+use crate::{
+    domain::{PolicyOverrides, Room},
+    error::QueueError,
+    repo::QueueRepo,
+};
+
+/// Most rooms one replica keeps in memory.
+const CAPACITY: u64 = 100_000;
+/// How long a replica keeps a room in memory (only its immutable sale time is used from it).
+const TTL: Duration = Duration::from_secs(600);
+
+/// Read-through registry of waiting rooms.
+#[derive(Debug, Clone)]
+pub struct Rooms {
+    repo: QueueRepo,
+    catalog: CatalogInternalServiceClient<Channel>,
+    cache: Cache<Uuid, Arc<Room>>,
+    clock: SharedClock,
+}
+
+impl Rooms {
+    #[must_use]
+    pub fn new(repo: QueueRepo, catalog: Channel, clock: SharedClock) -> Self {
+        Self {
+            repo,
+            catalog: CatalogInternalServiceClient::new(catalog),
+            cache: Cache::builder().max_capacity(CAPACITY).time_to_live(TTL).build(),
+            clock,
+        }
+    }
+
+    /// The room of `concert_id`, created on first use; concurrent misses share one load.
+    ///
+    /// # Errors
+    /// [`QueueError::ConcertNotFound`] when the catalog does not know the concert;
+    /// [`QueueError::Peer`] when the catalog cannot be asked; database failures.
+    pub async fn get(&self, concert_id: Uuid) -> Result<Arc<Room>, QueueError> {
+        let load = load(self.repo.clone(), self.catalog.clone(), concert_id, self.clock.clone());
+        self.cache.try_get_with(concert_id, load).await.map_err(|e| match &*e {
+            QueueError::ConcertNotFound => QueueError::ConcertNotFound,
+            QueueError::Peer(s) => QueueError::Peer(Status::new(s.code(), s.message())),
+            QueueError::DatabaseUnavailable(_) => QueueError::Peer(Status::unavailable("database unavailable; retry")),
+            other => QueueError::Unexpected(anyhow::anyhow!("loading waiting room: {other}")),
+        })
+    }
+
+    /// The room as stored now (policy included), for operators.
+    ///
+    /// # Errors
+    /// As [`Rooms::get`].
+    pub async fn fresh(&self, concert_id: Uuid) -> Result<Room, QueueError> {
+        match self.repo.room(concert_id).await? {
+            Some(room) => Ok(room),
+            None => Ok((*self.get(concert_id).await?).clone()),
+        }
+    }
+
+    /// Replaces the room's policy overrides (creating the room first if needed).
+    ///
+    /// # Errors
+    /// As [`Rooms::get`].
+    pub async fn set_policy(&self, concert_id: Uuid, overrides: &PolicyOverrides) -> Result<Room, QueueError> {
+        self.get(concert_id).await?;
+        let room = self.repo.set_policy(concert_id, overrides).await?.ok_or(QueueError::ConcertNotFound)?;
+        self.cache.insert(concert_id, Arc::new(room.clone())).await;
+        Ok(room)
+    }
+}
+
+async fn load(
+    repo: QueueRepo,
+    mut catalog: CatalogInternalServiceClient<Channel>,
+    concert_id: Uuid,
+    clock: SharedClock,
+) -> Result<Arc<Room>, QueueError> {
+    if let Some(room) = repo.room(concert_id).await? {
+        return Ok(Arc::new(room));
+    }
+    let concert = catalog
+        .get_concert(GetConcertRequest { concert_id: concert_id.to_string() })
+        .await
+        .map_err(|s| match s.code() {
+            Code::NotFound => QueueError::ConcertNotFound,
+            _ => QueueError::Peer(from_peer("catalog", &s)),
+        })?
+        .into_inner()
+        .concert
+        .unwrap_or_default();
+    let sale_opens_at = concert
+        .sale_opens_at
+        .as_ref()
+        .map(|t| platform::convert::datetime("sale_opens_at", Some(t)))
+        .transpose()
+        .map_err(|e| QueueError::Unexpected(anyhow::anyhow!("catalog sent a bad sale_opens_at: {e}")))?;
+    Ok(Arc::new(repo.create_room(concert_id, sale_opens_at, clock.now()).await?))
+}
