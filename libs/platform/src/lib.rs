@@ -5,6 +5,7 @@
 //! holds only its domain, its repository and its gRPC handlers.
 
 pub mod auth;
+pub mod batch;
 pub mod clock;
 pub mod config;
 pub mod convert;

@@ -5,6 +5,7 @@
 //! - [`rooms`]: one waiting room per concert, created on first use from the catalog.
 //! - [`admission`]: the background loop that runs admission rounds.
 //! - [`line`]: the per-replica snapshot of the line behind positions, ETAs and streams.
+//! - [`join_batch`]: concurrent joins written in one statement and one commit.
 //! - [`rate_limit`]: per-user and total limits on joining (governor).
 //! - [`seen`]: which waiting clients still poll (idle expiry).
 //! - [`grpc`]: `QueueService`, `QueueAdminService` and `QueueInternalService` handlers.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod join_batch;
 pub mod line;
 pub mod rate_limit;
 pub mod repo;

@@ -46,6 +46,16 @@ pub struct QueueCounts {
 /// tokens (ascending) and its ACTIVE count; and the highest `seq` drawn.
 pub type LineRead = (HashMap<Uuid, (Vec<i64>, u64)>, i64);
 
+/// One request to join a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Join {
+    pub user_id: String,
+    pub concert_id: Uuid,
+    /// Set for a join made before the concert's sale opens (see `domain::pre_queue_key`).
+    pub pre_queue_key: Option<i64>,
+    pub now: DateTime<Utc>,
+}
+
 /// Queue storage.
 #[derive(Debug, Clone)]
 pub struct QueueRepo {
@@ -58,55 +68,101 @@ impl QueueRepo {
         Self { pool }
     }
 
-    /// Joins `concert_id`'s line, or returns the user's live token for that concert when
-    /// there is one. `pre_queue_key` is set for a join made before the sale opens.
+    /// Joins lines: for each request, a new WAITING token in its concert's line, or the
+    /// user's live token for that concert when there is one. One statement and one commit
+    /// for the whole batch; `seq`s are drawn in the order of `joins`. Returns one token
+    /// per request, in order.
     ///
-    /// The unique index over live tokens makes concurrent joins of one user (on any replica)
-    /// end with exactly one token per concert.
+    /// The unique index over live tokens makes concurrent joins of one user (in one batch,
+    /// on any replica) end with exactly one token per concert. The join fence is taken in
+    /// the FROM clause, so it is held before any `seq` default (nextval) is evaluated, and
+    /// released at commit.
     ///
     /// # Errors
     /// Database failures only.
-    #[tracing::instrument(skip_all, fields(user_id, %concert_id))]
-    pub async fn join(
-        &self,
-        user_id: &str,
-        concert_id: Uuid,
-        pre_queue_key: Option<i64>,
-        now: DateTime<Utc>,
-    ) -> Result<Token, QueueError> {
-        // Two tries: the live token found on conflict may expire before we read it.
-        for _ in 0..2 {
-            // The fence is taken in the FROM clause, so it is held before `seq`'s default
-            // (nextval) is evaluated for the new row, and released at commit.
-            let inserted = sqlx::query(&format!(
-                "INSERT INTO tokens (token, user_id, concert_id, pre_queue_key, state, issued_at, last_seen_at)
-                 SELECT $1, $2, $3, $4, 'WAITING', $5, $5 FROM (SELECT pg_advisory_xact_lock_shared($6)) AS fence
-                 ON CONFLICT (user_id, concert_id) WHERE state <> 'EXPIRED' DO NOTHING
-                 RETURNING {TOKEN_COLUMNS}"
-            ))
-            .bind(Uuid::new_v4())
-            .bind(user_id)
-            .bind(concert_id)
-            .bind(pre_queue_key)
-            .bind(now)
-            .bind(JOIN_FENCE)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(row) = inserted {
-                return token_from_row(&row);
+    #[tracing::instrument(skip_all, fields(joins = joins.len()))]
+    pub async fn join_many(&self, joins: &[Join]) -> Result<Vec<Token>, QueueError> {
+        let mut found: HashMap<(&str, Uuid), Token> = HashMap::with_capacity(joins.len());
+        let mut pending: Vec<&Join> = joins.iter().collect();
+        // Up to three tries: a live token that made an insert do nothing may expire
+        // before it is read; then that join is inserted again.
+        for _ in 0..3 {
+            for token in self.insert_joins(&pending).await? {
+                let key = pending.iter().find(|j| j.user_id == token.user_id && j.concert_id == token.concert_id);
+                if let Some(j) = key {
+                    found.insert((j.user_id.as_str(), j.concert_id), token);
+                }
             }
-            let live = sqlx::query(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 AND concert_id = $2 AND state <> 'EXPIRED'"
-            ))
-            .bind(user_id)
-            .bind(concert_id)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(row) = live {
-                return token_from_row(&row);
+            pending.retain(|j| !found.contains_key(&(j.user_id.as_str(), j.concert_id)));
+            if pending.is_empty() {
+                break;
+            }
+            // The others already had a live token (or repeat a join of this batch).
+            for token in self.live_tokens(&pending).await? {
+                let key = pending.iter().find(|j| j.user_id == token.user_id && j.concert_id == token.concert_id);
+                if let Some(j) = key {
+                    found.insert((j.user_id.as_str(), j.concert_id), token);
+                }
+            }
+            pending.retain(|j| !found.contains_key(&(j.user_id.as_str(), j.concert_id)));
+            if pending.is_empty() {
+                break;
             }
         }
-        Err(QueueError::Unexpected(anyhow::anyhow!("live token of {user_id} kept changing")))
+        joins
+            .iter()
+            .map(|j| {
+                found
+                    .get(&(j.user_id.as_str(), j.concert_id))
+                    .cloned()
+                    .ok_or_else(|| QueueError::Unexpected(anyhow::anyhow!("live token of {} kept changing", j.user_id)))
+            })
+            .collect()
+    }
+
+    /// The INSERT of [`QueueRepo::join_many`]: the tokens it created (joins whose user
+    /// already has a live token for the concert insert nothing).
+    async fn insert_joins(&self, joins: &[&Join]) -> Result<Vec<Token>, QueueError> {
+        let ids: Vec<Uuid> = joins.iter().map(|_| Uuid::new_v4()).collect();
+        let users: Vec<&str> = joins.iter().map(|j| j.user_id.as_str()).collect();
+        let concerts: Vec<Uuid> = joins.iter().map(|j| j.concert_id).collect();
+        let keys: Vec<Option<i64>> = joins.iter().map(|j| j.pre_queue_key).collect();
+        let nows: Vec<DateTime<Utc>> = joins.iter().map(|j| j.now).collect();
+        let rows = sqlx::query(&format!(
+            "INSERT INTO tokens (token, user_id, concert_id, pre_queue_key, state, issued_at, last_seen_at)
+             SELECT u.token, u.user_id, u.concert_id, u.pre_queue_key, 'WAITING', u.now, u.now
+             FROM (SELECT pg_advisory_xact_lock_shared($6)) AS fence,
+                  UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::timestamptz[])
+                  WITH ORDINALITY AS u (token, user_id, concert_id, pre_queue_key, now, n)
+             ORDER BY u.n
+             ON CONFLICT (user_id, concert_id) WHERE state <> 'EXPIRED' DO NOTHING
+             RETURNING {TOKEN_COLUMNS}"
+        ))
+        .bind(&ids)
+        .bind(&users)
+        .bind(&concerts)
+        .bind(&keys)
+        .bind(&nows)
+        .bind(JOIN_FENCE)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// The live (WAITING or ACTIVE) tokens of the joins' users for their concerts.
+    async fn live_tokens(&self, joins: &[&Join]) -> Result<Vec<Token>, QueueError> {
+        let users: Vec<&str> = joins.iter().map(|j| j.user_id.as_str()).collect();
+        let concerts: Vec<Uuid> = joins.iter().map(|j| j.concert_id).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens
+             WHERE (user_id, concert_id) IN (SELECT * FROM UNNEST($1::text[], $2::uuid[]))
+               AND state <> 'EXPIRED'"
+        ))
+        .bind(&users)
+        .bind(&concerts)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_from_row).collect()
     }
 
     /// One token by id, without its place in line (the cheap read behind ValidateToken).

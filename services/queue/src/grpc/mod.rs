@@ -21,9 +21,10 @@ use crate::{
     admission::Admission,
     domain::{AdmissionPolicy, PolicyOverrides, QueueStatus, Token, TokenState, pre_queue_key},
     error::QueueError,
+    join_batch::JoinBatcher,
     line::Line,
     rate_limit::JoinLimiter,
-    repo::QueueRepo,
+    repo::{Join, QueueRepo},
     rooms::Rooms,
     seen::Seen,
 };
@@ -42,6 +43,8 @@ pub type WatchStream =
 #[derive(Debug, Clone)]
 pub struct QueueApi {
     repo: QueueRepo,
+    /// Writes joins in batches.
+    joining: JoinBatcher,
     rooms: Rooms,
     admission: Admission,
     line: Line,
@@ -71,7 +74,8 @@ impl QueueApi {
             .max_capacity(WAITING_CACHE_CAPACITY)
             .time_to_idle(std::time::Duration::from_secs(15 * 60))
             .build();
-        Self { repo, rooms, admission, line, joins, seen, waiting, policy, clock }
+        let joining = JoinBatcher::start(repo.clone());
+        Self { repo, joining, rooms, admission, line, joins, seen, waiting, policy, clock }
     }
 
     /// Expires a token and lets the next in line move up at once.
@@ -130,8 +134,8 @@ impl QueueService for QueueApi {
         self.joins.check(&user_id).map_err(|retry_after| QueueError::RateLimited { retry_after })?;
         let room = self.rooms.get(concert_id).await?;
         let now = self.clock.now();
-        let pre_queue = (!room.is_open(now)).then(pre_queue_key);
-        let token = self.repo.join(&user_id, concert_id, pre_queue, now).await?;
+        let pre_queue_key = (!room.is_open(now)).then(pre_queue_key);
+        let token = self.joining.join(Join { user_id, concert_id, pre_queue_key, now }).await?;
         if token.state == TokenState::Waiting {
             self.admission.wake();
         }

@@ -1,0 +1,193 @@
+//! Opportunistic batching of database writes.
+//!
+//! On opening day thousands of identical small writes (joins, holds) arrive at once, and
+//! PostgreSQL's fixed cost per statement and per commit dwarfs the cost of one row. A few
+//! worker tasks each take every item already waiting (up to `max_batch`) and hand them to
+//! the [`BatchHandler`] as one batch, typically one multi-row statement and one commit.
+//! Nothing waits to fill a batch: under light load a batch is a single item, so latency
+//! does not grow.
+//!
+//! What a batch means for correctness is the handler's business (a unique index deciding
+//! every row, for instance). The batcher only guarantees that every caller gets the answer
+//! for its own item: if a batch fails as a whole, each of its items is retried alone.
+use std::{future::Future, sync::Arc};
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// Does the work for a batch of items.
+pub trait BatchHandler: Send + Sync + 'static {
+    type Item: Clone + Send + 'static;
+    type Output: Send + 'static;
+    type Error: std::fmt::Display + Send + 'static;
+
+    /// Handles `items` together and returns one output per item, in the same order.
+    fn run(&self, items: &[Self::Item]) -> impl Future<Output = Result<Vec<Self::Output>, Self::Error>> + Send;
+}
+
+/// Why a submitted item got no output from its handler.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError<E> {
+    /// The handler failed for this item (when run alone, after its batch failed).
+    #[error(transparent)]
+    Failed(E),
+    /// The workers are gone (the service is shutting down) or the handler broke its contract.
+    #[error("batch worker unavailable: {0}")]
+    Stopped(&'static str),
+}
+
+type Job<H> = (
+    <H as BatchHandler>::Item,
+    oneshot::Sender<Result<<H as BatchHandler>::Output, BatchError<<H as BatchHandler>::Error>>>,
+);
+
+/// Hands items to the batch workers.
+pub struct Batcher<H: BatchHandler> {
+    tx: mpsc::Sender<Job<H>>,
+}
+
+impl<H: BatchHandler> Clone for Batcher<H> {
+    fn clone(&self) -> Self {
+        Self { tx: self.tx.clone() }
+    }
+}
+
+impl<H: BatchHandler> std::fmt::Debug for Batcher<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").field("queued", &(self.tx.max_capacity() - self.tx.capacity())).finish()
+    }
+}
+
+impl<H: BatchHandler> Batcher<H> {
+    /// Starts `workers` workers (each runs one batch at a time, so at most `workers` pooled
+    /// connections are busy with batches) taking up to `max_batch` items per batch. They
+    /// stop when every `Batcher` clone is dropped.
+    #[must_use]
+    pub fn start(handler: H, workers: usize, max_batch: usize) -> Self {
+        let max_batch = max_batch.max(1);
+        let (tx, rx) = mpsc::channel::<Job<H>>(max_batch * workers.max(1) * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        let handler = Arc::new(handler);
+        for _ in 0..workers.max(1) {
+            tokio::spawn(worker(handler.clone(), rx.clone(), max_batch));
+        }
+        Self { tx }
+    }
+
+    /// Submits one item and waits for its output.
+    ///
+    /// # Errors
+    /// [`BatchError::Failed`] with the handler's error for this item;
+    /// [`BatchError::Stopped`] when the workers are gone.
+    pub async fn submit(&self, item: H::Item) -> Result<H::Output, BatchError<H::Error>> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((item, reply)).await.map_err(|_| BatchError::Stopped("batcher stopped"))?;
+        answer.await.map_err(|_| BatchError::Stopped("batch dropped"))?
+    }
+}
+
+async fn worker<H: BatchHandler>(handler: Arc<H>, rx: Arc<Mutex<mpsc::Receiver<Job<H>>>>, max_batch: usize) {
+    let mut batch: Vec<Job<H>> = Vec::with_capacity(max_batch);
+    loop {
+        {
+            let mut rx = rx.lock().await;
+            if rx.recv_many(&mut batch, max_batch).await == 0 {
+                return; // every sender is gone
+            }
+        }
+        let items: Vec<H::Item> = batch.iter().map(|(item, _)| item.clone()).collect();
+        match handler.run(&items).await {
+            Ok(outputs) if outputs.len() == batch.len() => {
+                for ((_, reply), output) in batch.drain(..).zip(outputs) {
+                    let _ = reply.send(Ok(output));
+                }
+            }
+            Ok(outputs) => {
+                tracing::error!(items = batch.len(), outputs = outputs.len(), "batch handler broke its contract");
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(BatchError::Stopped("batch handler returned the wrong number of outputs")));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some((_, reply)) = batch.pop() {
+                    let _ = reply.send(Err(BatchError::Failed(e)));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, size = batch.len(), "batch failed; retrying its items one by one");
+                for (item, reply) in batch.drain(..) {
+                    let result = match handler.run(std::slice::from_ref(&item)).await {
+                        Ok(mut one) if one.len() == 1 => one.pop().ok_or(BatchError::Stopped("no output")),
+                        Ok(_) => Err(BatchError::Stopped("batch handler returned the wrong number of outputs")),
+                        Err(e) => Err(BatchError::Failed(e)),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Doubles numbers; counts batches; fails any batch holding 13 (and 13 alone).
+    struct Doubler {
+        batches: Arc<AtomicUsize>,
+    }
+
+    impl BatchHandler for Doubler {
+        type Item = u32;
+        type Output = u32;
+        type Error = String;
+
+        async fn run(&self, items: &[u32]) -> Result<Vec<u32>, String> {
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            tokio::task::yield_now().await;
+            if items.contains(&13) {
+                return Err("unlucky".into());
+            }
+            Ok(items.iter().map(|n| n * 2).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_items_share_batches_and_each_gets_its_own_answer() {
+        let batches = Arc::new(AtomicUsize::new(0));
+        let b = Batcher::start(Doubler { batches: batches.clone() }, 1, 64);
+        let answers = futures_join(&b, (0..200).filter(|n| *n != 13).collect()).await;
+        assert!(answers.iter().all(|(n, r)| r.as_ref().is_ok_and(|d| *d == n * 2)));
+        let used = batches.load(Ordering::Relaxed);
+        assert!(used < 199, "199 items in {used} batches: they were batched");
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_only_the_item_that_fails_alone() {
+        let b = Batcher::start(Doubler { batches: Arc::new(AtomicUsize::new(0)) }, 1, 64);
+        let answers = futures_join(&b, (10..20).collect()).await;
+        for (n, r) in answers {
+            match r {
+                Err(BatchError::Failed(e)) => assert_eq!((n, e.as_str()), (13, "unlucky")),
+                Ok(d) => assert_eq!(d, n * 2),
+                Err(other) => panic!("{n}: {other}"),
+            }
+        }
+    }
+
+    async fn futures_join(b: &Batcher<Doubler>, items: Vec<u32>) -> Vec<(u32, Result<u32, BatchError<String>>)> {
+        let tasks: Vec<_> = items
+            .into_iter()
+            .map(|n| {
+                let b = b.clone();
+                tokio::spawn(async move { (n, b.submit(n).await) })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap_or_else(|e| panic!("task: {e}")));
+        }
+        out
+    }
+}
