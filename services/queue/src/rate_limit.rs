@@ -7,10 +7,7 @@
 //! check happens in the handler, where the user id is known (a tower layer sees only bytes).
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
-use governor::{
-    DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter,
-    clock::{Clock, DefaultClock},
-};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 
 /// Join rates, in requests per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,12 +41,13 @@ impl JoinLimiter {
     /// # Errors
     /// The wait before a retry can pass.
     pub fn check(&self, user_id: &str) -> Result<(), Duration> {
-        let now = DefaultClock::default().now();
+        // Each limiter's own clock: building a `DefaultClock` (quanta) calibrates the TSC,
+        // which cost ~7 % of the box's CPU when done per join.
         if let Err(not_until) = self.per_user.check_key(&user_id.to_owned()) {
-            return Err(not_until.wait_time_from(now));
+            return Err(not_until.wait_time_from(self.per_user.clock().now()));
         }
         if let Some(total) = &self.total {
-            total.check().map_err(|not_until| not_until.wait_time_from(now))?;
+            total.check().map_err(|not_until| not_until.wait_time_from(total.clock().now()))?;
         }
         Ok(())
     }
