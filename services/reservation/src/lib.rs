@@ -3,6 +3,7 @@
 //! - [`domain`]: reservation and payment states and their transitions (no SQL, no gRPC).
 //! - [`repo`]: PostgreSQL: holds, releases, saga state writes.
 //! - [`hold_batcher`]: groups concurrent hold inserts into one statement.
+//! - [`debit_recorder`]: groups concurrent "debit recorded" writes of the saga.
 //! - [`saga`]: drives a payment through debit → confirm → expire token, or compensation.
 //! - [`completer`]: the saga's last step (token expiry, COMPLETED), batched.
 //! - [`taken_seats`]: per-replica hint of taken seats (refuse crowds early).
@@ -13,6 +14,7 @@
 
 pub mod completer;
 pub mod config;
+pub mod debit_recorder;
 pub mod domain;
 pub mod error;
 pub mod grpc;

@@ -1,5 +1,8 @@
 //! PostgreSQL access for the reservation schema.
-use std::{collections::HashSet, sync::LazyLock};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::LazyLock,
+};
 
 use chrono::{DateTime, Duration, Utc};
 use platform::auth::Principal;
@@ -8,6 +11,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
+    debit_recorder::RecordedDebit,
     domain::{Payment, PaymentStatus, Reservation, ReservationStatus},
     error::ReservationError,
     hold_batcher::HoldBatcher,
@@ -435,47 +439,83 @@ impl ReservationRepo {
         Ok(StartAttempt::Done(Box::new(PaymentStart::New(payment, r))))
     }
 
-    /// After a successful debit: confirms the reservation and the payment together, or, when
-    /// the hold is no longer HELD, moves the payment to COMPENSATING. Idempotent.
+    /// After successful debits: confirms each reservation and its payment together, or,
+    /// when the hold is no longer HELD, moves the payment to COMPENSATING. Idempotent: a
+    /// payment that already left STARTED is returned as it is. Returns one payment per
+    /// debit, in order (see [`crate::debit_recorder`], which batches the calls).
+    ///
+    /// One statement: lock the reservations (in key order, so concurrent batches cannot
+    /// deadlock on each other), move the STARTED payments, sell the seats of the confirmed.
     ///
     /// # Errors
     /// Database failures only.
-    #[tracing::instrument(skip_all, fields(payment_id = %p.payment_id))]
-    pub async fn record_debit(
-        &self,
-        p: &Payment,
-        balance_after: Won,
-        now: DateTime<Utc>,
-    ) -> Result<Payment, ReservationError> {
-        // One statement, so one round trip: lock the reservation, move a STARTED payment to
-        // CONFIRMED (seat still HELD) or COMPENSATING (it is not), confirm the seat with it.
-        // A payment that already moved on is returned as it is.
-        let row = sqlx::query(&format!(
-            "WITH r AS (
-                 SELECT status FROM reservations WHERE reservation_id = $2 FOR UPDATE
-             ), moved AS (
-                 UPDATE payments
-                 SET status = CASE WHEN (SELECT status FROM r) = 'HELD' THEN 'CONFIRMED' ELSE 'COMPENSATING' END,
-                     balance_after = $3, updated_at = $4,
-                     paid_at = CASE WHEN (SELECT status FROM r) = 'HELD' THEN $4 END
-                 WHERE payment_id = $1 AND status = 'STARTED'
-                 RETURNING {PAYMENT_COLUMNS}
-             ), confirmed AS (
-                 UPDATE reservations SET status = 'CONFIRMED', confirmed_at = $4
-                 WHERE reservation_id = $2 AND status = 'HELD'
-                   AND EXISTS (SELECT 1 FROM moved WHERE moved.status = 'CONFIRMED')
-             )
-             SELECT {PAYMENT_COLUMNS} FROM moved
-             UNION ALL
-             SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)"
-        ))
-        .bind(p.payment_id)
-        .bind(p.reservation_id)
-        .bind(balance_after.get())
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        payment_from_row(&row)
+    #[tracing::instrument(skip_all, fields(payments = debits.len()))]
+    pub async fn record_debits(&self, debits: &[RecordedDebit]) -> Result<Vec<Payment>, ReservationError> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let moved_columns =
+                PAYMENT_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ");
+            format!(
+                "WITH input AS (
+                     SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[])
+                         AS i (payment_id, reservation_id, balance_after, at)
+                 ), r AS (
+                     SELECT res.reservation_id, res.status FROM reservations res
+                     WHERE res.reservation_id IN (SELECT reservation_id FROM input)
+                     ORDER BY res.reservation_id
+                     FOR UPDATE OF res
+                 ), moved AS (
+                     UPDATE payments p
+                     SET status = CASE WHEN r.status = 'HELD' THEN 'CONFIRMED' ELSE 'COMPENSATING' END,
+                         balance_after = i.balance_after, updated_at = i.at,
+                         paid_at = CASE WHEN r.status = 'HELD' THEN i.at END
+                     FROM input i JOIN r ON r.reservation_id = i.reservation_id
+                     WHERE p.payment_id = i.payment_id AND p.reservation_id = i.reservation_id
+                       AND p.status = 'STARTED'
+                     RETURNING {moved_columns}
+                 ), confirmed AS (
+                     UPDATE reservations res SET status = 'CONFIRMED', confirmed_at = m.paid_at
+                     FROM moved m
+                     WHERE res.reservation_id = m.reservation_id AND res.status = 'HELD'
+                       AND m.status = 'CONFIRMED'
+                 )
+                 SELECT {PAYMENT_COLUMNS} FROM moved
+                 UNION ALL
+                 SELECT {PAYMENT_COLUMNS} FROM payments
+                 WHERE payment_id = ANY($1) AND payment_id NOT IN (SELECT payment_id FROM moved)"
+            )
+        });
+        let mut payment_ids = Vec::with_capacity(debits.len());
+        let mut reservation_ids = Vec::with_capacity(debits.len());
+        let mut balances = Vec::with_capacity(debits.len());
+        let mut ats = Vec::with_capacity(debits.len());
+        for d in debits {
+            payment_ids.push(d.payment_id);
+            reservation_ids.push(d.reservation_id);
+            balances.push(d.balance_after.get());
+            ats.push(d.at);
+        }
+        let rows = sqlx::query(&SQL)
+            .bind(&payment_ids)
+            .bind(&reservation_ids)
+            .bind(&balances)
+            .bind(&ats)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut stored = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let payment = payment_from_row(row)?;
+            stored.insert(payment.payment_id, payment);
+        }
+        // The same payment twice in a batch (the request and the recovery worker) gets the
+        // same answer twice.
+        payment_ids
+            .iter()
+            .map(|id| {
+                stored.get(id).cloned().ok_or_else(|| {
+                    ReservationError::Unexpected(anyhow::anyhow!("payment {id} vanished while recording its debit"))
+                })
+            })
+            .collect()
     }
 
     /// The debit was refused: the payment FAILED and the hold is released (compensation).

@@ -10,6 +10,7 @@ use platform::{clock::SharedClock, outbound::Deadline};
 
 use crate::{
     completer::Completer,
+    debit_recorder::{DebitRecorder, RecordedDebit},
     domain::{Payment, PaymentStatus, SagaStep},
     error::ReservationError,
     peers::{DebitOutcome, Queue, Wallet},
@@ -26,14 +27,18 @@ pub struct Saga {
     wallet: Wallet,
     queue: Queue,
     clock: SharedClock,
+    /// Records debits in batches shared with every concurrent saga of this replica.
+    debits: DebitRecorder,
     /// When set, the last step is handed to it instead of run inline.
     completer: Option<Completer>,
 }
 
 impl Saga {
+    /// A saga driver; starts its debit recorder, so it needs a Tokio runtime.
     #[must_use]
     pub fn new(repo: ReservationRepo, wallet: Wallet, queue: Queue, clock: SharedClock) -> Self {
-        Self { repo, wallet, queue, clock, completer: None }
+        let debits = DebitRecorder::start(repo.clone());
+        Self { repo, wallet, queue, clock, debits, completer: None }
     }
 
     /// This saga, handing the last step (token expiry, COMPLETED) to `completer`: the
@@ -63,7 +68,13 @@ impl Saga {
                 SagaStep::Debit => match self.wallet.debit(&payment, deadline).await? {
                     DebitOutcome::Debited { balance_after } => {
                         crash_point_after_debit().await;
-                        self.repo.record_debit(&payment, balance_after, now).await?
+                        let debit = RecordedDebit {
+                            payment_id: payment.payment_id,
+                            reservation_id: payment.reservation_id,
+                            balance_after,
+                            at: now,
+                        };
+                        self.debits.record(debit).await?
                     }
                     DebitOutcome::Insufficient => {
                         self.repo.record_debit_refused(&payment, INSUFFICIENT_BALANCE, now).await?

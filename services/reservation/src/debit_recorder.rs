@@ -1,0 +1,73 @@
+//! The saga's "debit recorded" write, batched (see `platform::batch`).
+//!
+//! After the wallet took the money, each payment is moved to CONFIRMED and its seat sold
+//! (or, when the hold is gone, to COMPENSATING) by [`ReservationRepo::record_debits`]. At
+//! opening-day rates that is one statement and one durable commit per payment on the request
+//! path; here every payment already waiting (up to [`MAX_BATCH`]) shares one statement and
+//! one commit. Nothing waits to fill a batch, so a lone payment is written at once.
+//!
+//! Correctness is the statement's, not the batching's: the reservation rows are locked in
+//! key order, a payment moves only from STARTED, and a batch that fails (a deadlock, say) is
+//! retried one payment at a time, so each saga gets the stored state of its own payment.
+use chrono::{DateTime, Utc};
+use platform::{
+    batch::{BatchError, BatchHandler, Batcher},
+    money::Won,
+};
+use uuid::Uuid;
+
+use crate::{domain::Payment, error::ReservationError, repo::ReservationRepo};
+
+/// Most payments one statement records.
+pub const MAX_BATCH: usize = 64;
+/// Batches in flight at once (each uses one pooled connection).
+const WORKERS: usize = 4;
+
+/// A debit the wallet confirmed, to record on its payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedDebit {
+    pub payment_id: Uuid,
+    pub reservation_id: Uuid,
+    /// The wallet's balance after the debit, in won.
+    pub balance_after: Won,
+    /// When the debit was recorded (the payment's `paid_at` when the seat is confirmed).
+    pub at: DateTime<Utc>,
+}
+
+/// Writes batches of recorded debits.
+#[derive(Debug)]
+pub struct DebitWriter(ReservationRepo);
+
+impl BatchHandler for DebitWriter {
+    type Item = RecordedDebit;
+    type Output = Payment;
+    type Error = ReservationError;
+
+    async fn run(&self, debits: &[RecordedDebit]) -> Result<Vec<Payment>, ReservationError> {
+        self.0.record_debits(debits).await
+    }
+}
+
+/// Hands recorded debits to the batch workers.
+#[derive(Debug, Clone)]
+pub struct DebitRecorder(Batcher<DebitWriter>);
+
+impl DebitRecorder {
+    /// Starts the workers (needs a Tokio runtime); they stop when every clone is dropped.
+    #[must_use]
+    pub fn start(repo: ReservationRepo) -> Self {
+        Self(Batcher::start(DebitWriter(repo), WORKERS, MAX_BATCH))
+    }
+
+    /// Records one debit and returns the payment as stored afterwards (CONFIRMED,
+    /// COMPENSATING, or unchanged when it had already moved on).
+    ///
+    /// # Errors
+    /// Database failures of this payment.
+    pub async fn record(&self, debit: RecordedDebit) -> Result<Payment, ReservationError> {
+        self.0.submit(debit).await.map_err(|e| match e {
+            BatchError::Failed(e) => e,
+            BatchError::Stopped(why) => ReservationError::Unexpected(anyhow::anyhow!(why)),
+        })
+    }
+}
