@@ -1,7 +1,8 @@
 //! The wallet service: balances and an append-only ledger, in won.
 //!
 //! - [`domain`]: the balance rules (never negative, bounded, checked arithmetic).
-//! - [`repo`]: PostgreSQL, one transaction per request, idempotent by key.
+//! - [`repo`]: PostgreSQL, idempotent by key.
+//! - [`ledger_batch`]: concurrent charges and debits applied together, one commit per batch.
 //! - [`grpc`]: the `WalletService` and `WalletInternalService` handlers.
 //! - [`error`]: the one place where wallet errors become gRPC statuses.
 //! - [`faults`]: failpoints for fault-injection tests (compiled in with `failpoints`).
@@ -11,5 +12,6 @@ pub mod domain;
 pub mod error;
 pub mod faults;
 pub mod grpc;
+pub mod ledger_batch;
 pub mod repo;
 pub mod startup;

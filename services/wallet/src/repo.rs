@@ -1,4 +1,6 @@
 //! PostgreSQL access for the wallet schema.
+use std::collections::{BTreeSet, HashMap};
+
 use chrono::{DateTime, Utc};
 use platform::money::Won;
 use sqlx::{PgPool, Postgres, Row, Transaction, postgres::PgRow};
@@ -100,6 +102,148 @@ impl WalletRepo {
         let entry = entry_from_row(&row)?;
         tx.commit().await?;
         Ok(Applied { entry, replayed: false })
+    }
+
+    /// Applies charges and debits of any users together: one transaction, one commit, and
+    /// five statements however many mutations (see [`crate::ledger_batch`]). Each mutation
+    /// gets the answer [`WalletRepo::apply`] would have given it had the mutations run one
+    /// after another in this order: its entry (or the replayed one), or its own rule error.
+    ///
+    /// The account rows are locked in `user_id` order (so concurrent batches never deadlock)
+    /// before the used keys are read, so the reads see every earlier commit of these wallets.
+    /// Refunds are not accepted here: they check the ledger per refund (use `apply`).
+    ///
+    /// # Errors
+    /// Database failures fail the whole batch (nothing is written).
+    #[tracing::instrument(skip_all, fields(mutations = ms.len()))]
+    pub async fn apply_many(&self, ms: &[Mutation]) -> Result<Vec<Result<Applied, WalletError>>, WalletError> {
+        if ms.iter().any(|m| m.kind == EntryKind::Refund) {
+            return Err(WalletError::Unexpected(anyhow::anyhow!("refunds are applied one at a time")));
+        }
+        let mut tx = self.pool.begin().await?;
+        let users: Vec<&str> = ms.iter().map(|m| m.user_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+        let balances: Vec<(String, i64)> = sqlx::query_as(
+            "INSERT INTO accounts (user_id) SELECT u FROM UNNEST($1::text[]) AS u ORDER BY u
+             ON CONFLICT (user_id) DO UPDATE SET updated_at = now()
+             RETURNING user_id, balance",
+        )
+        .bind(&users)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut balance: HashMap<String, Won> = balances.into_iter().map(|(u, b)| (u, Won::new(b))).collect();
+
+        let (key_users, keys): (Vec<&str>, Vec<&str>) =
+            ms.iter().map(|m| (m.user_id.as_str(), m.idempotency_key.as_str())).unzip();
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries
+             WHERE (user_id, idempotency_key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))"
+        ))
+        .bind(&key_users)
+        .bind(&keys)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut used: HashMap<(String, String), LedgerEntry> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let entry = entry_from_row(row)?;
+            used.insert((entry.user_id.clone(), entry.idempotency_key.clone()), entry);
+        }
+
+        // Decide every mutation in order against the running balances.
+        enum Plan {
+            Done(Result<Applied, WalletError>),
+            /// Writes the i-th new entry (`replayed`: a repeat of an earlier item of this batch).
+            New {
+                index: usize,
+                replayed: bool,
+            },
+        }
+        let mut plans = Vec::with_capacity(ms.len());
+        let mut new: Vec<(&Mutation, Won)> = Vec::new();
+        let mut planned: HashMap<(&str, &str), usize> = HashMap::new();
+        for m in ms {
+            let key = (m.user_id.as_str(), m.idempotency_key.as_str());
+            if let Some(existing) = used.get(&(m.user_id.clone(), m.idempotency_key.clone())) {
+                plans.push(Plan::Done(if m.is_replay_of(existing) {
+                    Ok(Applied { entry: existing.clone(), replayed: true })
+                } else {
+                    Err(WalletError::IdempotencyKeyReused)
+                }));
+                continue;
+            }
+            if let Some(&index) = planned.get(&key) {
+                plans.push(if *new[index].0 == *m {
+                    Plan::New { index, replayed: true }
+                } else {
+                    Plan::Done(Err(WalletError::IdempotencyKeyReused))
+                });
+                continue;
+            }
+            let current = balance.get(&m.user_id).copied().unwrap_or(Won::ZERO);
+            match m.apply(Account { balance: current }) {
+                Ok(account) => {
+                    balance.insert(m.user_id.clone(), account.balance);
+                    planned.insert(key, new.len());
+                    plans.push(Plan::New { index: new.len(), replayed: false });
+                    new.push((m, account.balance));
+                }
+                Err(e) => plans.push(Plan::Done(Err(e))),
+            }
+        }
+
+        let mut written: HashMap<(String, String), LedgerEntry> = HashMap::with_capacity(new.len());
+        if new.is_empty() {
+            tx.rollback().await?;
+        } else {
+            let changed: Vec<(&str, i64)> = {
+                let users: BTreeSet<&str> = new.iter().map(|(m, _)| m.user_id.as_str()).collect();
+                users.into_iter().map(|u| (u, balance.get(u).map_or(0, |b| b.get()))).collect()
+            };
+            let (changed_users, changed_balances): (Vec<&str>, Vec<i64>) = changed.into_iter().unzip();
+            let rows = sqlx::query(&format!(
+                "WITH balances AS (
+                     UPDATE accounts a SET balance = b.balance, updated_at = now()
+                     FROM UNNEST($7::text[], $8::bigint[]) AS b (user_id, balance)
+                     WHERE a.user_id = b.user_id
+                 )
+                 INSERT INTO ledger_entries (user_id, kind, amount, balance_after, idempotency_key, debit_key)
+                 SELECT user_id, kind, amount, balance_after, idempotency_key, debit_key
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])
+                      WITH ORDINALITY AS n (user_id, kind, amount, balance_after, idempotency_key, debit_key, ord)
+                 ORDER BY ord
+                 RETURNING {ENTRY_COLUMNS}"
+            ))
+            .bind(new.iter().map(|(m, _)| m.user_id.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(m, _)| m.kind.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(m, _)| m.amount.get()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(_, after)| after.get()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(m, _)| m.idempotency_key.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(m, _)| m.debit_key.as_deref()).collect::<Vec<_>>())
+            .bind(&changed_users)
+            .bind(&changed_balances)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                let entry = entry_from_row(row)?;
+                written.insert((entry.user_id.clone(), entry.idempotency_key.clone()), entry);
+            }
+            tx.commit().await?;
+        }
+        plans
+            .into_iter()
+            .map(|plan| match plan {
+                Plan::Done(result) => Ok(result),
+                Plan::New { index, replayed } => {
+                    let m = new[index].0;
+                    written
+                        .get(&(m.user_id.clone(), m.idempotency_key.clone()))
+                        .cloned()
+                        .map(|entry| Ok(Applied { entry, replayed }))
+                        .ok_or_else(|| {
+                            WalletError::Unexpected(anyhow::anyhow!("a written ledger entry was not returned"))
+                        })
+                }
+            })
+            .collect()
     }
 
     /// The balance of `user_id`; 0 when the wallet was never charged.

@@ -9,7 +9,7 @@ use concert_proto::concert::wallet::v1::{
 use platform::validate;
 use tonic::{Request, Response, Status};
 
-use crate::{domain::EntryKind, repo::WalletRepo};
+use crate::{domain::EntryKind, ledger_batch::Ledger, repo::WalletRepo};
 use convert::{mutation, transaction};
 
 /// Default and largest page of `ListTransactions`.
@@ -20,12 +20,15 @@ const MAX_LIMIT: u32 = 1_000;
 #[derive(Debug, Clone)]
 pub struct WalletApi {
     repo: WalletRepo,
+    ledger: Ledger,
 }
 
 impl WalletApi {
+    /// The handlers; starts the ledger's batch workers, so it needs a Tokio runtime.
     #[must_use]
     pub fn new(repo: WalletRepo) -> Self {
-        Self { repo }
+        let ledger = Ledger::start(repo.clone());
+        Self { repo, ledger }
     }
 }
 
@@ -35,7 +38,7 @@ impl WalletService for WalletApi {
     async fn charge(&self, request: Request<ChargeRequest>) -> Result<Response<ChargeResponse>, Status> {
         let r = request.into_inner();
         let m = mutation(EntryKind::Charge, &r.user_id, r.amount, &r.idempotency_key, None)?;
-        let applied = self.repo.apply(&m).await?;
+        let applied = self.ledger.apply(m).await?;
         let balance = applied.entry.balance_after.get();
         Ok(Response::new(ChargeResponse { transaction: Some(transaction(&applied.entry)), balance }))
     }
@@ -73,7 +76,7 @@ impl WalletInternalService for WalletApi {
         let r = request.into_inner();
         let m = mutation(EntryKind::Debit, &r.user_id, r.amount, &r.idempotency_key, None)?;
         crate::faults::before_debit()?;
-        let applied = self.repo.apply(&m).await?;
+        let applied = self.ledger.apply(m).await?;
         crate::faults::after_debit().await;
         let balance = applied.entry.balance_after.get();
         Ok(Response::new(DebitResponse { transaction: Some(transaction(&applied.entry)), balance }))
@@ -84,7 +87,7 @@ impl WalletInternalService for WalletApi {
         let r = request.into_inner();
         let debit_key = validate::key("debit_idempotency_key", &r.debit_idempotency_key)?;
         let m = mutation(EntryKind::Refund, &r.user_id, r.amount, &r.idempotency_key, Some(debit_key))?;
-        let applied = self.repo.apply(&m).await?;
+        let applied = self.ledger.apply(m).await?;
         let balance = applied.entry.balance_after.get();
         Ok(Response::new(RefundResponse { transaction: Some(transaction(&applied.entry)), balance }))
     }

@@ -1,0 +1,75 @@
+//! `WalletRepo::apply_many` against real PostgreSQL: one transaction gives each mutation
+//! the answer it would have had alone, in order.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use platform::money::Won;
+use sqlx::PgPool;
+use wallet_service::{
+    domain::{EntryKind, Mutation},
+    error::WalletError,
+    repo::WalletRepo,
+};
+
+fn m(kind: EntryKind, user: &str, amount: i64, key: &str) -> Mutation {
+    Mutation { user_id: user.into(), kind, amount: Won::new(amount), idempotency_key: key.into(), debit_key: None }
+}
+
+#[sqlx::test(migrator = "wallet_service::startup::MIGRATOR")]
+async fn a_batch_answers_each_mutation_as_if_applied_alone_in_order(pool: PgPool) {
+    let repo = WalletRepo::new(pool.clone());
+    repo.apply(&m(EntryKind::Charge, "alice", 100, "c1")).await.unwrap();
+
+    let batch = [
+        m(EntryKind::Debit, "alice", 60, "d1"),       // 100 → 40
+        m(EntryKind::Debit, "alice", 60, "d2"),       // only 40 left: refused
+        m(EntryKind::Charge, "alice", 100, "c1"),     // replay of an earlier commit
+        m(EntryKind::Charge, "alice", 5, "c1"),       // that key, another request
+        m(EntryKind::Charge, "bob", 70, "c1"),        // keys are per user; bob is new
+        m(EntryKind::Debit, "bob", 30, "d1"),         // 70 → 40, after the charge above
+        m(EntryKind::Debit, "alice", 60, "d1"),       // repeat of the first item
+        m(EntryKind::Debit, "alice", 10, "d1"),       // its key, another amount
+        m(EntryKind::Charge, "carol", i64::MAX, "c"), // over the balance limit
+    ];
+    let out = repo.apply_many(&batch).await.unwrap();
+    assert_eq!(out.len(), batch.len());
+
+    let d1 = out[0].as_ref().unwrap();
+    assert_eq!((d1.entry.balance_after, d1.replayed), (Won::new(40), false));
+    assert!(matches!(out[1], Err(WalletError::InsufficientBalance { .. })), "{:?}", out[1]);
+    let replay = out[2].as_ref().unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.entry.balance_after, Won::new(100), "the original result, not a new one");
+    assert!(matches!(out[3], Err(WalletError::IdempotencyKeyReused)), "{:?}", out[3]);
+    assert_eq!(out[4].as_ref().unwrap().entry.balance_after, Won::new(70));
+    assert_eq!(out[5].as_ref().unwrap().entry.balance_after, Won::new(40));
+    let again = out[6].as_ref().unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.entry, d1.entry, "a repeat inside the batch gets the same entry");
+    assert!(matches!(out[7], Err(WalletError::IdempotencyKeyReused)), "{:?}", out[7]);
+    assert!(matches!(out[8], Err(WalletError::BalanceLimit { .. })), "{:?}", out[8]);
+
+    assert_eq!(repo.balance("alice").await.unwrap(), Won::new(40));
+    assert_eq!(repo.balance("bob").await.unwrap(), Won::new(40));
+    assert_eq!(repo.balance("carol").await.unwrap(), Won::ZERO);
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries").fetch_one(&pool).await.unwrap();
+    assert_eq!(entries, 4, "c1 (alice), d1 (alice), c1 (bob), d1 (bob)");
+    let report = repo.audit().await.unwrap();
+    assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
+}
+
+#[sqlx::test(migrator = "wallet_service::startup::MIGRATOR")]
+async fn a_batch_that_writes_nothing_changes_nothing(pool: PgPool) {
+    let repo = WalletRepo::new(pool.clone());
+    let out =
+        repo.apply_many(&[m(EntryKind::Debit, "dave", 1, "d"), m(EntryKind::Debit, "erin", 1, "d")]).await.unwrap();
+    assert!(out.iter().all(|r| matches!(r, Err(WalletError::InsufficientBalance { .. }))));
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries").fetch_one(&pool).await.unwrap();
+    assert_eq!(entries, 0);
+}
+
+#[sqlx::test(migrator = "wallet_service::startup::MIGRATOR")]
+async fn refunds_are_not_batched(pool: PgPool) {
+    let repo = WalletRepo::new(pool);
+    let mut refund = m(EntryKind::Refund, "alice", 1, "r");
+    refund.debit_key = Some("d".into());
+    assert!(repo.apply_many(&[refund]).await.is_err());
+}
