@@ -87,25 +87,13 @@ impl QueueRepo {
         // Up to three tries: a live token that made an insert do nothing may expire
         // before it is read; then that join is inserted again.
         for _ in 0..3 {
-            for token in self.insert_joins(&pending).await? {
-                let key = pending.iter().find(|j| j.user_id == token.user_id && j.concert_id == token.concert_id);
-                if let Some(j) = key {
-                    found.insert((j.user_id.as_str(), j.concert_id), token);
-                }
-            }
-            pending.retain(|j| !found.contains_key(&(j.user_id.as_str(), j.concert_id)));
-            if pending.is_empty() {
+            let inserted = self.insert_joins(&pending).await?;
+            if settle(&mut found, &mut pending, inserted) {
                 break;
             }
             // The others already had a live token (or repeat a join of this batch).
-            for token in self.live_tokens(&pending).await? {
-                let key = pending.iter().find(|j| j.user_id == token.user_id && j.concert_id == token.concert_id);
-                if let Some(j) = key {
-                    found.insert((j.user_id.as_str(), j.concert_id), token);
-                }
-            }
-            pending.retain(|j| !found.contains_key(&(j.user_id.as_str(), j.concert_id)));
-            if pending.is_empty() {
+            let live = self.live_tokens(&pending).await?;
+            if settle(&mut found, &mut pending, live) {
                 break;
             }
         }
@@ -542,4 +530,16 @@ fn token_from_row(row: &PgRow) -> Result<Token, QueueError> {
         issued_at: row.try_get("issued_at")?,
         expires_at: row.try_get("expires_at")?,
     })
+}
+
+/// Files each token under the pending join it answers and drops the answered joins;
+/// true when none is left.
+fn settle<'a>(found: &mut HashMap<(&'a str, Uuid), Token>, pending: &mut Vec<&'a Join>, tokens: Vec<Token>) -> bool {
+    for token in tokens {
+        if let Some(j) = pending.iter().find(|j| j.user_id == token.user_id && j.concert_id == token.concert_id) {
+            found.insert((j.user_id.as_str(), j.concert_id), token);
+        }
+    }
+    pending.retain(|j| !found.contains_key(&(j.user_id.as_str(), j.concert_id)));
+    pending.is_empty()
 }
