@@ -215,24 +215,26 @@ impl QueueRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all)]
     pub async fn line(&self, now: DateTime<Utc>) -> Result<LineRead, QueueError> {
-        let waiting: Vec<(Uuid, Vec<i64>)> = sqlx::query_as(
-            "SELECT concert_id, array_agg(place ORDER BY place) FROM tokens WHERE state = 'WAITING' GROUP BY concert_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let (max_seq, concerts, active): (i64, Vec<Uuid>, Vec<i64>) = sqlx::query_as(
-            "SELECT COALESCE((SELECT max(seq) FROM tokens), 0),
-                    COALESCE(array_agg(concert_id), '{}'), COALESCE(array_agg(n), '{}')
-             FROM (SELECT concert_id, count(*) AS n FROM tokens
-                   WHERE state = 'ACTIVE' AND expires_at > $1 GROUP BY concert_id) AS a",
+        // One statement, so one snapshot: read separately, a join committing in between
+        // was counted in `max(seq)` but missing from the waiting places, and looked gone.
+        let rows: Vec<LineRow> = sqlx::query_as(
+            "WITH w AS (SELECT concert_id, array_agg(place ORDER BY place) AS places
+                        FROM tokens WHERE state = 'WAITING' GROUP BY concert_id),
+                  a AS (SELECT concert_id, count(*) AS n
+                        FROM tokens WHERE state = 'ACTIVE' AND expires_at > $1 GROUP BY concert_id)
+             SELECT m.max_seq, x.concert_id, x.places, x.n
+             FROM (SELECT COALESCE(max(seq), 0) AS max_seq FROM tokens) AS m
+             LEFT JOIN (SELECT concert_id, w.places, a.n FROM w FULL JOIN a USING (concert_id)) AS x ON true",
         )
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        let mut rooms: HashMap<Uuid, (Vec<i64>, u64)> =
-            waiting.into_iter().map(|(concert, places)| (concert, (places, 0))).collect();
-        for (concert, n) in concerts.into_iter().zip(active) {
-            rooms.entry(concert).or_default().1 = to_u64(n);
+        let max_seq = rows.first().map_or(0, |r| r.0);
+        let mut rooms: HashMap<Uuid, (Vec<i64>, u64)> = HashMap::with_capacity(rows.len());
+        for (_, concert, places, active) in rows {
+            if let Some(concert) = concert {
+                rooms.insert(concert, (places.unwrap_or_default(), to_u64(active.unwrap_or(0))));
+            }
         }
         Ok((rooms, max_seq))
     }
@@ -543,3 +545,7 @@ fn settle<'a>(found: &mut HashMap<(&'a str, Uuid), Token>, pending: &mut Vec<&'a
     pending.retain(|j| !found.contains_key(&(j.user_id.as_str(), j.concert_id)));
     pending.is_empty()
 }
+
+/// One row of the line read: `max(seq)`, then a concert with its waiting places and active
+/// count (all `None` when nobody is in any line).
+type LineRow = (i64, Option<Uuid>, Option<Vec<i64>>, Option<i64>);
