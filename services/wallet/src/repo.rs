@@ -105,7 +105,8 @@ impl WalletRepo {
     }
 
     /// Applies charges and debits of any users together: one transaction, one commit, and
-    /// five statements however many mutations (see [`crate::ledger_batch`]). Each mutation
+    /// five statements however many mutations (see [`crate::ledger_batch`]), each planned for
+    /// its batch ([`platform::db::begin_batch`]). Each mutation
     /// gets the answer [`WalletRepo::apply`] would have given it had the mutations run one
     /// after another in this order: its entry (or the replayed one), or its own rule error.
     ///
@@ -120,7 +121,7 @@ impl WalletRepo {
         if ms.iter().any(|m| m.kind == EntryKind::Refund) {
             return Err(WalletError::Unexpected(anyhow::anyhow!("refunds are applied one at a time")));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = platform::db::begin_batch(&self.pool).await?;
         let users: Vec<&str> = ms.iter().map(|m| m.user_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
         let balances: Vec<(String, i64)> = sqlx::query_as(
             "INSERT INTO accounts (user_id) SELECT u FROM UNNEST($1::text[]) AS u ORDER BY u
