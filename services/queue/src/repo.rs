@@ -141,6 +141,7 @@ impl QueueRepo {
     async fn live_tokens(&self, joins: &[&Join]) -> Result<Vec<Token>, QueueError> {
         let users: Vec<&str> = joins.iter().map(|j| j.user_id.as_str()).collect();
         let concerts: Vec<Uuid> = joins.iter().map(|j| j.concert_id).collect();
+        // Planned for its batch each time (see `get_many`).
         let rows = sqlx::query(&format!(
             "SELECT {TOKEN_COLUMNS} FROM tokens
              WHERE (user_id, concert_id) IN (SELECT * FROM UNNEST($1::text[], $2::uuid[]))
@@ -148,6 +149,7 @@ impl QueueRepo {
         ))
         .bind(&users)
         .bind(&concerts)
+        .persistent(false)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(token_from_row).collect()
@@ -165,6 +167,24 @@ impl QueueRepo {
             .await?
             .ok_or(QueueError::TokenNotFound)?;
         token_from_row(&row)
+    }
+
+    /// The stored tokens among `tokens` (unknown ones are missing), without places in line:
+    /// the read behind ValidateTokens.
+    ///
+    /// Sent unprepared (`persistent(false)`), so it is planned for its array every time: a
+    /// plan cached while `tokens` was small would scan every token of the sale per call.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(tokens = tokens.len()))]
+    pub async fn get_many(&self, tokens: &[Uuid]) -> Result<Vec<Token>, QueueError> {
+        let rows = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = ANY($1)"))
+            .bind(tokens)
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_from_row).collect()
     }
 
     /// Expires a token (idempotent) and returns it.
@@ -202,6 +222,8 @@ impl QueueRepo {
         )
         .bind(tokens)
         .bind(now)
+        // Planned for its array each time (see `get_many`).
+        .persistent(false)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

@@ -9,7 +9,7 @@ use concert_proto::concert::{
     },
     queue::v1::{
         ExpireTokenRequest, GetQueueStatsRequest, GetQueueStatusRequest, IssueTokenRequest, LeaveQueueRequest,
-        QueueStatus, SetAdmissionPolicyRequest, TokenState, ValidateTokenRequest,
+        QueueStatus, SetAdmissionPolicyRequest, TokenState, ValidateTokenRequest, ValidateTokensRequest,
         queue_admin_service_client::QueueAdminServiceClient, queue_internal_service_client::QueueInternalServiceClient,
         queue_service_client::QueueServiceClient,
     },
@@ -217,6 +217,48 @@ async fn active_token_expires_after_its_ttl(_p: PgPoolOptions, db: PgConnectOpti
     assert_eq!(v.status.unwrap().state, TokenState::Expired as i32);
     // And its slot goes to the next user.
     wait_for(&q, &b, |s| s.state == TokenState::Active as i32).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn validate_tokens_answers_each_token_in_order_as_validate_token_does(_p: PgPoolOptions, db: PgConnectOptions) {
+    let clock = ManualClock::new();
+    let q = replica(db, 1, std::sync::Arc::new(clock.clone())).await;
+    let a = join(&q, "a").await.token;
+    let b = join(&q, "b").await.token;
+    wait_for(&q, &a, |s| s.state == TokenState::Active as i32).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let validate = |tokens: Vec<String>| {
+        let mut internal = q.internal.clone();
+        async move { internal.validate_tokens(ValidateTokensRequest { tokens }).await }
+    };
+
+    let results = validate(vec![b.clone(), a.clone(), unknown.clone(), a.clone()]).await.unwrap().into_inner().results;
+    let states: Vec<Option<(String, String, i32)>> =
+        results.into_iter().map(|r| r.status.map(|s| (s.token, s.user_id, s.state))).collect();
+    assert_eq!(
+        states,
+        vec![
+            Some((b.clone(), "b".into(), TokenState::Waiting as i32)),
+            Some((a.clone(), "a".into(), TokenState::Active as i32)),
+            None,
+            Some((a.clone(), "a".into(), TokenState::Active as i32)),
+        ]
+    );
+    // The same answer as ValidateToken, field for field.
+    let one = q.internal.clone().validate_token(ValidateTokenRequest { token: a.clone() }).await.unwrap().into_inner();
+    let many = validate(vec![a.clone()]).await.unwrap().into_inner();
+    assert_eq!(many.results[0].status, one.status);
+
+    // Expired on read at once, as ValidateToken.
+    clock.advance(chrono::Duration::seconds(601));
+    let results = validate(vec![a.clone()]).await.unwrap().into_inner().results;
+    assert_eq!(results[0].status.as_ref().unwrap().state, TokenState::Expired as i32);
+    assert!(validate(vec![]).await.unwrap().into_inner().results.is_empty());
+
+    let err = validate(vec![a.clone(), "nope".into()]).await.unwrap_err();
+    assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("tokens")));
+    let err = validate(vec![unknown; 1_001]).await.unwrap_err();
+    assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("tokens")));
 }
 
 #[sqlx::test(migrations = false)]

@@ -1,11 +1,13 @@
 //! gRPC handlers of the queue.
+use std::collections::HashMap;
+
 use concert_proto::concert::queue::v1::{
     self as pb, ExpireTokenRequest, ExpireTokenResponse, ExpireTokensRequest, ExpireTokensResponse,
     GetQueueStatsRequest, GetQueueStatsResponse, GetQueueStatusRequest, GetQueueStatusResponse, IssueTokenRequest,
     IssueTokenResponse, LeaveQueueRequest, LeaveQueueResponse, SetAdmissionPolicyRequest, SetAdmissionPolicyResponse,
-    ValidateTokenRequest, ValidateTokenResponse, WatchQueueRequest, WatchQueueResponse,
-    queue_admin_service_server::QueueAdminService, queue_internal_service_server::QueueInternalService,
-    queue_service_server::QueueService,
+    ValidateTokenRequest, ValidateTokenResponse, ValidateTokensRequest, ValidateTokensResponse, WatchQueueRequest,
+    WatchQueueResponse, queue_admin_service_server::QueueAdminService,
+    queue_internal_service_server::QueueInternalService, queue_service_server::QueueService,
 };
 use platform::{
     clock::SharedClock,
@@ -228,6 +230,29 @@ impl QueueInternalService for QueueApi {
         Ok(Response::new(ValidateTokenResponse { status: Some(to_proto(&status)) }))
     }
 
+    #[tracing::instrument(skip_all, fields(tokens = request.get_ref().tokens.len()))]
+    async fn validate_tokens(
+        &self,
+        request: Request<ValidateTokensRequest>,
+    ) -> Result<Response<ValidateTokensResponse>, Status> {
+        let tokens = &request.get_ref().tokens;
+        if tokens.len() > MAX_VALIDATE_BATCH {
+            return Err(FieldViolation::new("tokens", format!("at most {MAX_VALIDATE_BATCH}")).into());
+        }
+        let tokens = tokens.iter().map(|t| validate::uuid("tokens", t)).collect::<Result<Vec<_>, _>>()?;
+        let now = self.clock.now();
+        let found: HashMap<Uuid, Token> =
+            self.repo.get_many(&tokens).await?.into_iter().map(|t| (t.token, t)).collect();
+        let results = tokens
+            .iter()
+            .map(|id| pb::TokenValidation {
+                // As ValidateToken: no place in line, a primary-key read.
+                status: found.get(id).map(|t| to_proto(&QueueStatus::new(t.clone(), 0, 0, now))),
+            })
+            .collect();
+        Ok(Response::new(ValidateTokensResponse { results }))
+    }
+
     #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
     async fn expire_token(
         &self,
@@ -311,6 +336,8 @@ async fn watch(api: QueueApi, mut token: Token, tx: mpsc::Sender<Result<WatchQue
 
 /// Most tokens one ExpireTokens call may name.
 const MAX_EXPIRE_BATCH: usize = 1_000;
+/// Most tokens one ValidateTokens call may name.
+const MAX_VALIDATE_BATCH: usize = 1_000;
 
 fn to_proto(s: &QueueStatus) -> pb::QueueStatus {
     let state = match s.state {
