@@ -3,6 +3,7 @@
 //! - [`domain`]: reservation and payment states and their transitions (no SQL, no gRPC).
 //! - [`repo`]: PostgreSQL: holds, releases, saga state writes.
 //! - [`hold_batcher`]: groups concurrent hold inserts into one statement.
+//! - [`payment_starter`]: groups concurrent saga starts (lock, check, insert) into one transaction.
 //! - [`debit_recorder`]: groups concurrent "debit recorded" writes of the saga.
 //! - [`saga`]: drives a payment through debit → confirm → expire token, or compensation.
 //! - [`completer`]: the saga's last step (token expiry, COMPLETED), batched.
@@ -19,6 +20,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod hold_batcher;
+pub mod payment_starter;
 pub mod peers;
 pub mod repo;
 pub mod saga;

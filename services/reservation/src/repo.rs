@@ -94,6 +94,18 @@ pub enum HoldAttempt {
     Taken { blocked_until: DateTime<Utc> },
 }
 
+/// A request to start paying for a reservation (see [`ReservationRepo::start_payments`]).
+#[derive(Debug, Clone)]
+pub struct PaymentRequest {
+    pub reservation_id: Uuid,
+    pub payer: Principal,
+    /// The request's idempotency key.
+    pub key: String,
+    pub now: DateTime<Utc>,
+    /// How long the request owns the saga before the recovery worker may resume it.
+    pub lease: Duration,
+}
+
 /// How a payment request relates to what is stored.
 #[derive(Debug, Clone)]
 pub enum PaymentStart {
@@ -359,6 +371,113 @@ impl ReservationRepo {
         }
     }
 
+    /// [`Self::start_payment`] for many requests at once, for the common case only: each
+    /// request whose reservation has no payment yet and passes every rule gets its STARTED
+    /// payment; a request the rules refuse gets its error; anything else (a payment already
+    /// exists or was inserted meanwhile, the hold expired and must be released, two requests
+    /// for one reservation) gets `None` and is left to [`Self::start_payment`], which is
+    /// run after this batch committed. One transaction ([`db::begin_batch`], planned for its
+    /// batch), four round trips, whatever the size.
+    ///
+    /// The reservation rows are locked in key order, as [`Self::record_debits`] does, so
+    /// concurrent batches never deadlock on each other.
+    ///
+    /// # Errors
+    /// Database failures fail the whole batch (nothing is written).
+    #[tracing::instrument(skip_all, fields(requests = requests.len()))]
+    pub async fn start_payments(
+        &self,
+        requests: &[PaymentRequest],
+    ) -> Result<Vec<Option<Result<PaymentStart, ReservationError>>>, ReservationError> {
+        static LOCK: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT i.n, {RESERVATION_COLUMNS}, {} AS token_paid
+                 FROM UNNEST($1::uuid[], $2::uuid[]) WITH ORDINALITY AS i (reservation_id, token, n)
+                 JOIN reservations r ON r.reservation_id = i.reservation_id
+                 ORDER BY r.reservation_id
+                 FOR UPDATE OF r",
+                token_has_paid("i.token")
+            )
+        });
+        let mut tx = db::begin_batch(&self.pool).await?;
+        let rows = sqlx::query(&LOCK)
+            .bind(requests.iter().map(|q| q.reservation_id).collect::<Vec<_>>())
+            .bind(requests.iter().map(|q| q.payer.token).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut locked: HashMap<usize, (Reservation, bool)> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let n: i64 = row.try_get("n")?;
+            let index = usize::try_from(n - 1).map_err(|_| anyhow::anyhow!("ordinality {n} out of range"))?;
+            locked.insert(index, (reservation_from_row(row)?, row.try_get("token_paid")?));
+        }
+
+        // Decide each request; `insert` holds the indices of the payments to write.
+        let mut outcomes: Vec<Option<Result<PaymentStart, ReservationError>>> = Vec::with_capacity(requests.len());
+        let mut insert: Vec<usize> = Vec::new();
+        let mut claimed: HashSet<Uuid> = HashSet::new();
+        for (index, q) in requests.iter().enumerate() {
+            let Some((r, token_paid)) = locked.get(&index) else {
+                outcomes.push(Some(Err(ReservationError::NotFound)));
+                continue;
+            };
+            let decided = match r.check_caller(&q.payer.user_id, q.payer.concert_id) {
+                Err(e) => Some(Err(e)),
+                // Existing payments, repeats inside this batch: the single path sorts them out.
+                Ok(()) if r.payment_started || !claimed.insert(r.reservation_id) => None,
+                Ok(()) if *token_paid => Some(Err(ReservationError::TokenUsed)),
+                // An expired hold is released by the single path, which reports it.
+                Ok(()) if r.check_payable(q.now).is_err() => None,
+                Ok(()) => {
+                    insert.push(index);
+                    None
+                }
+            };
+            outcomes.push(decided);
+        }
+        if insert.is_empty() {
+            tx.rollback().await?;
+            return Ok(outcomes);
+        }
+
+        let payment_ids: Vec<Uuid> = insert.iter().map(|_| Uuid::now_v7()).collect();
+        let rows = sqlx::query(&format!(
+            "INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
+                                   created_at, updated_at, next_attempt_at)
+             SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, 'STARTED', at, at, retry_at
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::bigint[],
+                         $7::timestamptz[], $8::timestamptz[])
+                  AS i (payment_id, reservation_id, user_id, token, idempotency_key, amount, at, retry_at)
+             ON CONFLICT DO NOTHING
+             RETURNING {PAYMENT_COLUMNS}"
+        ))
+        .bind(&payment_ids)
+        .bind(insert.iter().map(|&i| requests[i].reservation_id).collect::<Vec<_>>())
+        .bind(insert.iter().map(|&i| requests[i].payer.user_id.as_str()).collect::<Vec<_>>())
+        .bind(insert.iter().map(|&i| requests[i].payer.token).collect::<Vec<_>>())
+        .bind(insert.iter().map(|&i| requests[i].key.as_str()).collect::<Vec<_>>())
+        .bind(insert.iter().map(|&i| locked[&i].0.price.get()).collect::<Vec<_>>())
+        .bind(insert.iter().map(|&i| requests[i].now).collect::<Vec<_>>())
+        .bind(insert.iter().map(|&i| requests[i].now + requests[i].lease).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut inserted: HashMap<Uuid, Payment> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let payment = payment_from_row(row)?;
+            inserted.insert(payment.payment_id, payment);
+        }
+        tx.commit().await?;
+        // A request whose row conflicted (a payment committed meanwhile, or its key already
+        // paid another reservation) keeps `None`: the single path reports it.
+        for (&index, payment_id) in insert.iter().zip(&payment_ids) {
+            if let Some(payment) = inserted.remove(payment_id) {
+                let reservation = locked[&index].0.clone();
+                outcomes[index] = Some(Ok(PaymentStart::New(payment, reservation)));
+            }
+        }
+        Ok(outcomes)
+    }
+
     async fn try_start_payment(
         &self,
         reservation_id: Uuid,
@@ -444,8 +563,19 @@ impl ReservationRepo {
     /// payment that already left STARTED is returned as it is. Returns one payment per
     /// debit, in order (see [`crate::debit_recorder`], which batches the calls).
     ///
-    /// One statement: lock the reservations (in key order, so concurrent batches cannot
-    /// deadlock on each other), move the STARTED payments, sell the seats of the confirmed.
+    /// One statement: sell the seats still HELD whose payment in this batch is STARTED, then
+    /// move those payments to CONFIRMED and the other STARTED ones to COMPENSATING. It rests
+    /// on a rule the rest of the saga keeps: a reservation with a payment stays HELD only
+    /// while that payment is STARTED (this statement sells it as the payment leaves STARTED;
+    /// a refused debit releases it in the same transaction as the FAILED write; COMPENSATING
+    /// is only ever set on a hold that is gone), and a reservation never returns to HELD. So a hold seen not HELD is final, and one seen
+    /// HELD is re-checked under its row lock by the UPDATE itself. The reservation rows are
+    /// locked by an index scan of the sorted ids, so in key order, as the batch start locks.
+    ///
+    /// It is sent unprepared, so it is planned for its batch every time (as in
+    /// [`db::begin_batch`], in one round trip fewer for a lone statement); it is written
+    /// without joins, as planning it is paid per batch (0.16 ms here, against 0.43 ms for
+    /// the CTE-and-join form it replaced).
     ///
     /// # Errors
     /// Database failures only.
@@ -455,33 +585,25 @@ impl ReservationRepo {
             let moved_columns =
                 PAYMENT_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ");
             format!(
-                "WITH input AS (
-                     SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[])
-                         AS i (payment_id, reservation_id, balance_after, at)
-                 ), r AS (
-                     SELECT res.reservation_id, res.status FROM reservations res
-                     WHERE res.reservation_id IN (SELECT reservation_id FROM input)
-                     ORDER BY res.reservation_id
-                     FOR UPDATE OF res
-                 ), moved AS (
-                     UPDATE payments p
-                     SET status = CASE WHEN r.status = 'HELD' THEN 'CONFIRMED' ELSE 'COMPENSATING' END,
-                         balance_after = i.balance_after, updated_at = i.at,
-                         paid_at = CASE WHEN r.status = 'HELD' THEN i.at END
-                     FROM input i JOIN r ON r.reservation_id = i.reservation_id
-                     WHERE p.payment_id = i.payment_id AND p.reservation_id = i.reservation_id
-                       AND p.status = 'STARTED'
-                     RETURNING {moved_columns}
-                 ), confirmed AS (
-                     UPDATE reservations res SET status = 'CONFIRMED', confirmed_at = m.paid_at
-                     FROM moved m
-                     WHERE res.reservation_id = m.reservation_id AND res.status = 'HELD'
-                       AND m.status = 'CONFIRMED'
+                "WITH sold AS (
+                     UPDATE reservations res
+                     SET status = 'CONFIRMED',
+                         confirmed_at = ($4::timestamptz[])[array_position($2::uuid[], res.reservation_id)]
+                     WHERE res.reservation_id = ANY($2::uuid[]) AND res.status = 'HELD'
+                       AND EXISTS (SELECT 1 FROM payments p
+                                   WHERE p.reservation_id = res.reservation_id
+                                     AND p.payment_id = ANY($1::uuid[]) AND p.status = 'STARTED')
+                     RETURNING res.reservation_id
                  )
-                 SELECT {PAYMENT_COLUMNS} FROM moved
-                 UNION ALL
-                 SELECT {PAYMENT_COLUMNS} FROM payments
-                 WHERE payment_id = ANY($1) AND payment_id NOT IN (SELECT payment_id FROM moved)"
+                 UPDATE payments p
+                 SET status = CASE WHEN p.reservation_id IN (SELECT reservation_id FROM sold)
+                                   THEN 'CONFIRMED' ELSE 'COMPENSATING' END,
+                     balance_after = ($3::bigint[])[array_position($1::uuid[], p.payment_id)],
+                     updated_at = ($4::timestamptz[])[array_position($1::uuid[], p.payment_id)],
+                     paid_at = CASE WHEN p.reservation_id IN (SELECT reservation_id FROM sold)
+                                    THEN ($4::timestamptz[])[array_position($1::uuid[], p.payment_id)] END
+                 WHERE p.payment_id = ANY($1::uuid[]) AND p.status = 'STARTED'
+                 RETURNING {moved_columns}"
             )
         });
         let mut payment_ids = Vec::with_capacity(debits.len());
@@ -499,15 +621,29 @@ impl ReservationRepo {
             .bind(&reservation_ids)
             .bind(&balances)
             .bind(&ats)
+            .persistent(false)
             .fetch_all(&self.pool)
             .await?;
-        let mut stored = HashMap::with_capacity(rows.len());
+        let mut stored = HashMap::with_capacity(debits.len());
         for row in &rows {
             let payment = payment_from_row(row)?;
             stored.insert(payment.payment_id, payment);
         }
-        // The same payment twice in a batch (the request and the recovery worker) gets the
-        // same answer twice.
+        // Payments that had already left STARTED (a replay, or the request and the recovery
+        // worker recording the same debit) are read as they are.
+        let unmoved: Vec<Uuid> = payment_ids.iter().filter(|id| !stored.contains_key(id)).copied().collect();
+        if !unmoved.is_empty() {
+            let rows = sqlx::query(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = ANY($1)"))
+                .bind(&unmoved)
+                .persistent(false)
+                .fetch_all(&self.pool)
+                .await?;
+            for row in &rows {
+                let payment = payment_from_row(row)?;
+                stored.insert(payment.payment_id, payment);
+            }
+        }
+        // The same payment twice in a batch gets the same answer twice.
         payment_ids
             .iter()
             .map(|id| {
@@ -591,6 +727,9 @@ impl ReservationRepo {
         )
         .bind(ids)
         .bind(now)
+        // Planned for its batch each time: `payments` starts a sale empty, and a plan cached
+        // then would scan the table once it is large (see `db::begin_batch`).
+        .persistent(false)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

@@ -22,8 +22,9 @@ use crate::{
     domain::{Payment, PaymentStatus, Reservation, ReservationStatus},
     error::ReservationError,
     hold_batcher::HoldBatcher,
+    payment_starter::PaymentStarter,
     peers::Catalog,
-    repo::{HoldAttempt, NewHold, PaymentStart, ReservationRepo},
+    repo::{HoldAttempt, NewHold, PaymentRequest, PaymentStart, ReservationRepo},
     saga::{INSUFFICIENT_BALANCE, Saga},
     taken_seats::TakenSeats,
 };
@@ -42,6 +43,7 @@ pub struct ReservationApi {
     clock: SharedClock,
     taken: TakenSeats,
     holds: HoldBatcher,
+    payments: PaymentStarter,
     hold_ttl: Duration,
     payment_lease: Duration,
 }
@@ -60,7 +62,8 @@ impl ReservationApi {
         payment_lease: Duration,
     ) -> Self {
         let holds = HoldBatcher::start(repo.clone());
-        Self { repo, auth, catalog, saga, clock, taken, holds, hold_ttl, payment_lease }
+        let payments = PaymentStarter::start(repo.clone());
+        Self { repo, auth, catalog, saga, clock, taken, holds, payments, hold_ttl, payment_lease }
     }
 
     /// The response for a payment whose saga has run as far as it can now. `paid_for` is the
@@ -213,7 +216,8 @@ impl ReservationService for ReservationApi {
             Err(status) => return Err(status),
         };
         let now = self.clock.now();
-        let started = self.repo.start_payment(reservation_id, &principal, &key, now, self.payment_lease).await?;
+        let request = PaymentRequest { reservation_id, payer: principal.clone(), key, now, lease: self.payment_lease };
+        let started = self.payments.start_payment(request).await?;
         let (payment, paid_for) = match started {
             PaymentStart::New(p, r) => (p, Some(r)),
             PaymentStart::Existing(p) => (p, None),
