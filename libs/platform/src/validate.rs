@@ -40,6 +40,17 @@ pub fn uuid(field: &'static str, value: &str) -> Result<Uuid, FieldViolation> {
     Uuid::parse_str(value).map_err(|_| FieldViolation::new(field, "must be a UUID"))
 }
 
+/// Parses a repeated UUID field of at most `max` entries (an empty list is fine).
+///
+/// # Errors
+/// When there are more than `max` values or one is empty or not a UUID.
+pub fn uuids(field: &'static str, values: &[String], max: usize) -> Result<Vec<Uuid>, FieldViolation> {
+    if values.len() > max {
+        return Err(FieldViolation::new(field, format!("at most {max}")));
+    }
+    values.iter().map(|v| uuid(field, v)).collect()
+}
+
 /// Checks an opaque identifier (user id, idempotency key): 1..=128 bytes, no control characters.
 ///
 /// # Errors
@@ -67,6 +78,16 @@ mod tests {
         assert_eq!(uuid("token", "not-a-uuid").unwrap_err().description, "must be a UUID");
         let id = Uuid::new_v4();
         assert_eq!(uuid("token", &id.to_string()).unwrap(), id);
+    }
+
+    #[test]
+    fn uuid_lists_are_bounded_and_each_entry_checked() {
+        let ids = [Uuid::new_v4().to_string(), Uuid::new_v4().to_string()];
+        assert_eq!(uuids("tokens", &ids, 2).unwrap().len(), 2);
+        assert!(uuids("tokens", &[], 2).unwrap().is_empty());
+        assert_eq!(uuids("tokens", &ids, 1).unwrap_err().description, "at most 1");
+        let bad = [ids[0].clone(), "nope".into()];
+        assert_eq!(uuids("tokens", &bad, 2).unwrap_err().field, "tokens");
     }
 
     #[test]

@@ -235,11 +235,7 @@ impl QueueInternalService for QueueApi {
         &self,
         request: Request<ValidateTokensRequest>,
     ) -> Result<Response<ValidateTokensResponse>, Status> {
-        let tokens = &request.get_ref().tokens;
-        if tokens.len() > MAX_VALIDATE_BATCH {
-            return Err(FieldViolation::new("tokens", format!("at most {MAX_VALIDATE_BATCH}")).into());
-        }
-        let tokens = tokens.iter().map(|t| validate::uuid("tokens", t)).collect::<Result<Vec<_>, _>>()?;
+        let tokens = validate::uuids("tokens", &request.get_ref().tokens, MAX_VALIDATE_BATCH)?;
         let now = self.clock.now();
         let found: HashMap<Uuid, Token> =
             self.repo.get_many(&tokens).await?.into_iter().map(|t| (t.token, t)).collect();
@@ -267,11 +263,7 @@ impl QueueInternalService for QueueApi {
         &self,
         request: Request<ExpireTokensRequest>,
     ) -> Result<Response<ExpireTokensResponse>, Status> {
-        let tokens = &request.get_ref().tokens;
-        if tokens.len() > MAX_EXPIRE_BATCH {
-            return Err(FieldViolation::new("tokens", format!("at most {MAX_EXPIRE_BATCH}")).into());
-        }
-        let tokens = tokens.iter().map(|t| validate::uuid("tokens", t)).collect::<Result<Vec<_>, _>>()?;
+        let tokens = validate::uuids("tokens", &request.get_ref().tokens, MAX_EXPIRE_BATCH)?;
         let expired = self.repo.expire_many(&tokens, self.clock.now()).await?;
         if expired > 0 {
             self.admission.wake();

@@ -13,7 +13,7 @@ use platform::{
     auth::{TokenValidator, bearer_token},
     clock::SharedClock,
     outbound::Deadline,
-    validate::{self, FieldViolation},
+    validate,
 };
 use tonic::{Code, Request, Response, Status};
 use uuid::Uuid;
@@ -249,11 +249,7 @@ impl ReservationInternalService for ReservationApi {
         &self,
         request: Request<GetOccupancyRequest>,
     ) -> Result<Response<GetOccupancyResponse>, Status> {
-        let ids = &request.get_ref().schedule_ids;
-        if ids.len() > MAX_OCCUPANCY_SCHEDULES {
-            return Err(FieldViolation::new("schedule_ids", format!("at most {MAX_OCCUPANCY_SCHEDULES}")).into());
-        }
-        let ids = ids.iter().map(|s| validate::uuid("schedule_ids", s)).collect::<Result<Vec<_>, _>>()?;
+        let ids = validate::uuids("schedule_ids", &request.get_ref().schedule_ids, MAX_OCCUPANCY_SCHEDULES)?;
         let seats = self.repo.occupancy(&ids, self.clock.now()).await?;
         Ok(Response::new(GetOccupancyResponse { seats: seats.iter().map(occupied).collect() }))
     }
