@@ -35,6 +35,17 @@ pub enum BatchError<E> {
     Stopped(&'static str),
 }
 
+impl<E: From<anyhow::Error>> BatchError<E> {
+    /// The handler's error, or, when the workers are gone, the caller's error for an
+    /// unexpected failure: what every typed wrapper around a [`Batcher`] returns.
+    pub fn into_error(self) -> E {
+        match self {
+            Self::Failed(e) => e,
+            Self::Stopped(why) => anyhow::anyhow!(why).into(),
+        }
+    }
+}
+
 type Job<H> = (
     <H as BatchHandler>::Item,
     oneshot::Sender<Result<<H as BatchHandler>::Output, BatchError<<H as BatchHandler>::Error>>>,
@@ -132,6 +143,14 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    #[test]
+    fn into_error_keeps_the_handlers_error_and_maps_a_stop() {
+        let failed: BatchError<anyhow::Error> = BatchError::Failed(anyhow::anyhow!("row locked"));
+        assert_eq!(failed.into_error().to_string(), "row locked");
+        let stopped: BatchError<anyhow::Error> = BatchError::Stopped("batcher stopped");
+        assert_eq!(stopped.into_error().to_string(), "batcher stopped");
+    }
 
     /// Doubles numbers; counts batches; fails any batch holding 13 (and 13 alone).
     struct Doubler {

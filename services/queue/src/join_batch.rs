@@ -49,9 +49,6 @@ impl JoinBatcher {
     /// # Errors
     /// Database failures.
     pub async fn join(&self, join: Join) -> Result<Token, QueueError> {
-        self.0.submit(join).await.map_err(|e| match e {
-            BatchError::Failed(e) => e,
-            BatchError::Stopped(why) => QueueError::Unexpected(anyhow::anyhow!(why)),
-        })
+        self.0.submit(join).await.map_err(BatchError::into_error)
     }
 }

@@ -65,9 +65,6 @@ impl DebitRecorder {
     /// # Errors
     /// Database failures of this payment.
     pub async fn record(&self, debit: RecordedDebit) -> Result<Payment, ReservationError> {
-        self.0.submit(debit).await.map_err(|e| match e {
-            BatchError::Failed(e) => e,
-            BatchError::Stopped(why) => ReservationError::Unexpected(anyhow::anyhow!(why)),
-        })
+        self.0.submit(debit).await.map_err(BatchError::into_error)
     }
 }

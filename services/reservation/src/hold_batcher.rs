@@ -56,10 +56,7 @@ impl HoldBatcher {
     /// # Errors
     /// Database failures of this hold.
     pub async fn insert(&self, hold: NewHold) -> Result<Option<Reservation>, ReservationError> {
-        self.0.submit(hold).await.map_err(|e| match e {
-            BatchError::Failed(e) => e,
-            BatchError::Stopped(why) => ReservationError::Unexpected(anyhow::anyhow!(why)),
-        })
+        self.0.submit(hold).await.map_err(BatchError::into_error)
     }
 }
 

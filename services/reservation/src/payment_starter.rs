@@ -56,10 +56,7 @@ impl PaymentStarter {
     /// # Errors
     /// See [`ReservationRepo::start_payment`].
     pub async fn start_payment(&self, request: PaymentRequest) -> Result<PaymentStart, ReservationError> {
-        let batched = self.batches.submit(request.clone()).await.map_err(|e| match e {
-            BatchError::Failed(e) => e,
-            BatchError::Stopped(why) => ReservationError::Unexpected(anyhow::anyhow!(why)),
-        })?;
+        let batched = self.batches.submit(request.clone()).await.map_err(BatchError::into_error)?;
         match batched {
             Some(decided) => decided,
             None => {

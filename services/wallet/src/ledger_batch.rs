@@ -64,10 +64,6 @@ impl Ledger {
         if m.kind == EntryKind::Refund {
             return self.repo.apply(&m).await;
         }
-        match self.batcher.submit(m).await {
-            Ok(result) => result,
-            Err(BatchError::Failed(e)) => Err(e),
-            Err(BatchError::Stopped(why)) => Err(WalletError::Unexpected(anyhow::anyhow!(why))),
-        }
+        self.batcher.submit(m).await.map_err(BatchError::into_error)?
     }
 }
