@@ -1,6 +1,8 @@
 //! gRPC handlers of the queue.
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
+
 use concert_proto::concert::queue::v1::{
     self as pb, ExpireTokenRequest, ExpireTokenResponse, ExpireTokensRequest, ExpireTokensResponse,
     GetQueueStatsRequest, GetQueueStatsResponse, GetQueueStatusRequest, GetQueueStatusResponse, IssueTokenRequest,
@@ -225,9 +227,7 @@ impl QueueInternalService for QueueApi {
     ) -> Result<Response<ValidateTokenResponse>, Status> {
         let token = validate::uuid("token", &request.into_inner().token)?;
         let token = self.repo.get(token).await?;
-        // Position is not needed to authorise a call, so this stays a primary-key read.
-        let status = QueueStatus::new(token, 0, 0, self.clock.now());
-        Ok(Response::new(ValidateTokenResponse { status: Some(to_proto(&status)) }))
+        Ok(Response::new(ValidateTokenResponse { status: Some(validation(token, self.clock.now())) }))
     }
 
     #[tracing::instrument(skip_all, fields(tokens = request.get_ref().tokens.len()))]
@@ -237,15 +237,9 @@ impl QueueInternalService for QueueApi {
     ) -> Result<Response<ValidateTokensResponse>, Status> {
         let tokens = validate::uuids("tokens", &request.get_ref().tokens, MAX_VALIDATE_BATCH)?;
         let now = self.clock.now();
-        let found: HashMap<Uuid, Token> =
-            self.repo.get_many(&tokens).await?.into_iter().map(|t| (t.token, t)).collect();
-        let results = tokens
-            .iter()
-            .map(|id| pb::TokenValidation {
-                // As ValidateToken: no place in line, a primary-key read.
-                status: found.get(id).map(|t| to_proto(&QueueStatus::new(t.clone(), 0, 0, now))),
-            })
-            .collect();
+        let found: HashMap<Uuid, pb::QueueStatus> =
+            self.repo.get_many(&tokens).await?.into_iter().map(|t| (t.token, validation(t, now))).collect();
+        let results = tokens.iter().map(|id| pb::TokenValidation { status: found.get(id).cloned() }).collect();
         Ok(Response::new(ValidateTokensResponse { results }))
     }
 
@@ -330,6 +324,12 @@ async fn watch(api: QueueApi, mut token: Token, tx: mpsc::Sender<Result<WatchQue
 const MAX_EXPIRE_BATCH: usize = 1_000;
 /// Most tokens one ValidateTokens call may name.
 const MAX_VALIDATE_BATCH: usize = 1_000;
+
+/// What ValidateToken and ValidateTokens say of a token: its state as of `now`, without a
+/// place in line (not needed to authorise a call, so the read stays a primary-key read).
+fn validation(token: Token, now: DateTime<Utc>) -> pb::QueueStatus {
+    to_proto(&QueueStatus::new(token, 0, 0, now))
+}
 
 fn to_proto(s: &QueueStatus) -> pb::QueueStatus {
     let state = match s.state {
