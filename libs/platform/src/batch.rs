@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// Does the work for a batch of items.
 pub trait BatchHandler: Send + Sync + 'static {
-    type Item: Clone + Send + 'static;
+    type Item: Clone + Send + Sync + 'static;
     type Output: Send + 'static;
     type Error: std::fmt::Display + Send + 'static;
 
@@ -106,34 +106,43 @@ async fn worker<H: BatchHandler>(handler: Arc<H>, rx: Arc<Mutex<mpsc::Receiver<J
             }
         }
         let items: Vec<H::Item> = batch.iter().map(|(item, _)| item.clone()).collect();
-        match handler.run(&items).await {
-            Ok(outputs) if outputs.len() == batch.len() => {
-                for ((_, reply), output) in batch.drain(..).zip(outputs) {
-                    let _ = reply.send(Ok(output));
-                }
+        let outputs = run_together(&*handler, &items).await;
+        for ((_, reply), output) in batch.drain(..).zip(outputs) {
+            let _ = reply.send(output);
+        }
+    }
+}
+
+/// Runs `items` as one batch; if the batch fails as a whole, runs each item alone, so each
+/// item gets its own answer. What the workers do with every batch they take, for callers
+/// that receive their items already batched (a `...Many` RPC, say).
+///
+/// Returns one result per item, in order.
+pub async fn run_together<H: BatchHandler>(
+    handler: &H,
+    items: &[H::Item],
+) -> Vec<Result<H::Output, BatchError<H::Error>>> {
+    match handler.run(items).await {
+        Ok(outputs) if outputs.len() == items.len() => outputs.into_iter().map(Ok).collect(),
+        Ok(outputs) => {
+            tracing::error!(items = items.len(), outputs = outputs.len(), "batch handler broke its contract");
+            items
+                .iter()
+                .map(|_| Err(BatchError::Stopped("batch handler returned the wrong number of outputs")))
+                .collect()
+        }
+        Err(e) if items.len() == 1 => vec![Err(BatchError::Failed(e))],
+        Err(e) => {
+            tracing::warn!(error = %e, size = items.len(), "batch failed; retrying its items one by one");
+            let mut results = Vec::with_capacity(items.len());
+            for item in items {
+                results.push(match handler.run(std::slice::from_ref(item)).await {
+                    Ok(mut one) if one.len() == 1 => one.pop().ok_or(BatchError::Stopped("no output")),
+                    Ok(_) => Err(BatchError::Stopped("batch handler returned the wrong number of outputs")),
+                    Err(e) => Err(BatchError::Failed(e)),
+                });
             }
-            Ok(outputs) => {
-                tracing::error!(items = batch.len(), outputs = outputs.len(), "batch handler broke its contract");
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(BatchError::Stopped("batch handler returned the wrong number of outputs")));
-                }
-            }
-            Err(e) if batch.len() == 1 => {
-                if let Some((_, reply)) = batch.pop() {
-                    let _ = reply.send(Err(BatchError::Failed(e)));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, size = batch.len(), "batch failed; retrying its items one by one");
-                for (item, reply) in batch.drain(..) {
-                    let result = match handler.run(std::slice::from_ref(&item)).await {
-                        Ok(mut one) if one.len() == 1 => one.pop().ok_or(BatchError::Stopped("no output")),
-                        Ok(_) => Err(BatchError::Stopped("batch handler returned the wrong number of outputs")),
-                        Err(e) => Err(BatchError::Failed(e)),
-                    };
-                    let _ = reply.send(result);
-                }
-            }
+            results
         }
     }
 }
@@ -193,6 +202,21 @@ mod tests {
                 Err(other) => panic!("{n}: {other}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn run_together_answers_each_item_of_a_batch_received_whole() {
+        let batches = Arc::new(AtomicUsize::new(0));
+        let handler = Doubler { batches: batches.clone() };
+        let fine = run_together(&handler, &[1, 2, 3]).await;
+        assert_eq!(fine.into_iter().map(Result::ok).collect::<Vec<_>>(), vec![Some(2), Some(4), Some(6)]);
+        assert_eq!(batches.load(Ordering::Relaxed), 1, "one batch for three items");
+
+        let mixed = run_together(&handler, &[12, 13, 14]).await;
+        assert_eq!(batches.load(Ordering::Relaxed), 5, "the failed batch, then each item alone");
+        assert!(matches!(mixed[0], Ok(24)));
+        assert!(matches!(&mixed[1], Err(BatchError::Failed(e)) if e == "unlucky"));
+        assert!(matches!(mixed[2], Ok(28)));
     }
 
     async fn futures_join(b: &Batcher<Doubler>, items: Vec<u32>) -> Vec<(u32, Result<u32, BatchError<String>>)> {

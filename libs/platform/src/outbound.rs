@@ -83,6 +83,32 @@ impl Deadline {
             .map_or(Self::NONE, Self::after)
     }
 
+    /// The latest of `deadlines`: a call made on behalf of several callers lasts while any
+    /// of them still waits. No deadline (an empty list, or one caller without) is the latest.
+    #[must_use]
+    pub fn latest(deadlines: impl IntoIterator<Item = Self>) -> Self {
+        let mut latest = None;
+        for Self(d) in deadlines {
+            let d = match d {
+                Some(d) => d,
+                None => return Self::NONE,
+            };
+            latest = Some(latest.map_or(d, |l: Instant| l.max(d)));
+        }
+        Self(latest)
+    }
+
+    /// Waits for `work` until this deadline.
+    ///
+    /// # Errors
+    /// `Err(Elapsed)` when the deadline passes first.
+    pub async fn wait<F: Future>(&self, work: F) -> Result<F::Output, tokio::time::error::Elapsed> {
+        match self.0 {
+            Some(at) => tokio::time::timeout_at(at, work).await,
+            None => Ok(work.await),
+        }
+    }
+
     /// Time left, or `None` without a deadline.
     #[must_use]
     pub fn remaining(&self) -> Option<Duration> {
@@ -207,6 +233,24 @@ mod tests {
             min_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(5),
         }
+    }
+
+    #[test]
+    fn latest_is_the_last_deadline_and_none_outlasts_all() {
+        let soon = Deadline::after(Duration::from_millis(100));
+        let later = Deadline::after(Duration::from_secs(5));
+        assert_eq!(Deadline::latest([soon, later]), later);
+        assert_eq!(Deadline::latest([later, soon]), later);
+        assert_eq!(Deadline::latest([soon, Deadline::NONE, later]), Deadline::NONE);
+        assert_eq!(Deadline::latest([]), Deadline::NONE);
+    }
+
+    #[tokio::test]
+    async fn wait_gives_up_at_the_deadline() {
+        let soon = Deadline::after(Duration::from_millis(20));
+        assert!(soon.wait(tokio::time::sleep(Duration::from_secs(5))).await.is_err());
+        assert_eq!(soon.wait(async { 7 }).await.ok(), Some(7));
+        assert_eq!(Deadline::NONE.wait(async { 8 }).await.ok(), Some(8));
     }
 
     #[test]
