@@ -3,13 +3,15 @@
 //! On opening day the saga debits hundreds of wallets per second, each one a locked account
 //! row, a ledger append and a durable commit. Here every charge or debit already waiting (up
 //! to [`MAX_BATCH`]) is applied by [`WalletRepo::apply_many`] in one transaction; nothing
-//! waits to fill a batch, so a lone request is written at once.
+//! waits to fill a batch, so a lone request is written at once. Debits that arrive already
+//! batched (DebitMany, from the saga) skip the queue: [`Ledger::apply_all`] writes them the
+//! same way, up to [`MAX_BATCH`] per transaction.
 //!
 //! The money rules are unchanged: each mutation is decided in order against the locked
 //! balances, a rule error (insufficient balance, a reused key) answers that mutation only,
 //! and a batch the database refuses is retried one mutation at a time through
 //! [`WalletRepo::apply`]. Refunds always take `apply`: they check the debit they return.
-use platform::batch::{BatchError, BatchHandler, Batcher};
+use platform::batch::{self, BatchError, BatchHandler, Batcher};
 
 use crate::{
     domain::{EntryKind, Mutation},
@@ -65,5 +67,26 @@ impl Ledger {
             return self.repo.apply(&m).await;
         }
         self.batcher.submit(m).await.map_err(BatchError::into_error)?
+    }
+
+    /// Applies charges and debits that arrived together (DebitMany): up to [`MAX_BATCH`] per
+    /// transaction, each mutation answered as [`Ledger::apply`] would answer it, in order.
+    /// A chunk the database refuses as a whole is retried one mutation at a time.
+    ///
+    /// # Errors
+    /// Per mutation, as [`WalletRepo::apply`]; refunds are refused (use [`Ledger::apply`]).
+    pub async fn apply_all(&self, ms: &[Mutation]) -> Vec<Result<Applied, WalletError>> {
+        if ms.iter().any(|m| m.kind == EntryKind::Refund) {
+            let refused = || Err(WalletError::Unexpected(anyhow::anyhow!("refunds are applied one at a time")));
+            return ms.iter().map(|_| refused()).collect();
+        }
+        let writer = LedgerWriter(self.repo.clone());
+        let mut results = Vec::with_capacity(ms.len());
+        for chunk in ms.chunks(MAX_BATCH) {
+            for result in batch::run_together(&writer, chunk).await {
+                results.push(result.map_err(BatchError::into_error).and_then(|applied| applied));
+            }
+        }
+        results
     }
 }

@@ -1,9 +1,9 @@
 //! Wallet RPCs against a real server and a fresh PostgreSQL database per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use concert_proto::concert::wallet::v1::{
-    AuditRequest, ChargeRequest, DebitRequest, GetBalanceRequest, ListTransactionsRequest, RefundRequest,
-    TransactionKind, wallet_internal_service_client::WalletInternalServiceClient,
-    wallet_service_client::WalletServiceClient,
+    AuditRequest, ChargeRequest, DebitFailure, DebitManyRequest, DebitRequest, DebitResult, GetBalanceRequest,
+    ListTransactionsRequest, RefundRequest, TransactionKind, debit_result::Outcome,
+    wallet_internal_service_client::WalletInternalServiceClient, wallet_service_client::WalletServiceClient,
 };
 use platform::{
     status::{reason, violated_field},
@@ -204,6 +204,103 @@ async fn concurrent_retries_of_one_debit_key_take_the_money_once(_p: PgPoolOptio
     let first = answers[0].transaction.as_ref().unwrap().transaction_id;
     assert!(answers.iter().all(|a| a.transaction.as_ref().unwrap().transaction_id == first && a.balance == 700));
     assert_eq!(balance(&app, "gus").await, 700);
+}
+
+/// The balance after a taken debit, or the failure's (code, reason, message).
+fn outcome(r: &DebitResult) -> Result<i64, (Code, String, String)> {
+    match r.outcome.as_ref().expect("every result has an outcome") {
+        Outcome::Debited(d) => Ok(d.balance),
+        Outcome::Failure(DebitFailure { code, reason, message }) => {
+            Err((Code::from_i32(*code), reason.clone(), message.clone()))
+        }
+    }
+}
+
+async fn debit_many(app: &App, debits: Vec<DebitRequest>) -> Vec<Result<i64, (Code, String, String)>> {
+    let results = app.internal.clone().debit_many(DebitManyRequest { debits }).await.unwrap().into_inner().results;
+    results.iter().map(outcome).collect()
+}
+
+#[sqlx::test(migrations = false)]
+async fn debit_many_answers_each_debit_as_debit_would_in_order(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    app.public.charge(charge("ann", 1_000, "c")).await.unwrap();
+    app.public.charge(charge("bob", 500, "c")).await.unwrap();
+    let answers = debit_many(
+        &app,
+        vec![
+            debit("ann", 600, "d1"),
+            debit("bob", 200, "d1"),
+            debit("ann", 600, "d2"), // 400 left: refused, nothing recorded
+            debit("ann", 300, "d3"),
+            debit("bob", 0, "d2"),   // invalid: names the field
+            debit("ann", 600, "d1"), // a repeat of the first: replayed, not taken again
+            debit("ann", 1, "d1"),   // the first key with another amount: refused
+            debit("cid", 100, "d1"), // a wallet never charged
+        ],
+    )
+    .await;
+    assert_eq!(answers[0], Ok(400));
+    assert_eq!(answers[1], Ok(300));
+    let (code, reason, _) = answers[2].clone().unwrap_err();
+    assert_eq!((code, reason.as_str()), (Code::FailedPrecondition, "INSUFFICIENT_BALANCE"));
+    assert_eq!(answers[3], Ok(100));
+    let (code, _, message) = answers[4].clone().unwrap_err();
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(message.starts_with("amount"), "{message}");
+    assert_eq!(answers[5], Ok(400), "the repeat answers the first debit's result");
+    let (code, _, message) = answers[6].clone().unwrap_err();
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(message.starts_with("idempotency_key"), "{message}");
+    let (code, reason, _) = answers[7].clone().unwrap_err();
+    assert_eq!((code, reason.as_str()), (Code::FailedPrecondition, "INSUFFICIENT_BALANCE"));
+    assert_eq!((balance(&app, "ann").await, balance(&app, "bob").await), (100, 300));
+
+    // The whole call again (a retry after a lost answer): every taken debit replays.
+    let again = debit_many(&app, vec![debit("ann", 600, "d1"), debit("bob", 200, "d1"), debit("ann", 300, "d3")]).await;
+    assert_eq!(again, vec![Ok(400), Ok(300), Ok(100)]);
+    assert_eq!((balance(&app, "ann").await, balance(&app, "bob").await), (100, 300));
+    // A debit refused for lack of money is not recorded: the same key passes after a charge.
+    app.public.charge(charge("ann", 1_000, "c2")).await.unwrap();
+    assert_eq!(debit_many(&app, vec![debit("ann", 600, "d2")]).await, vec![Ok(500)]);
+    let audit = app.internal.audit(AuditRequest {}).await.unwrap().into_inner();
+    assert!(audit.mismatches.is_empty());
+    assert_eq!(audit.total_debited, 600 + 200 + 300 + 600);
+}
+
+#[sqlx::test(migrations = false)]
+async fn debit_many_refuses_an_empty_or_oversized_call_naming_the_field(_p: PgPoolOptions, db: PgConnectOptions) {
+    let app = spawn(db).await;
+    for n in [0, 1_001] {
+        let debits = (0..n).map(|i| debit("ann", 1, &format!("k{i}"))).collect();
+        let err = app.internal.clone().debit_many(DebitManyRequest { debits }).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{n} debits");
+        assert_eq!(violated_field(&err).as_deref(), Some("debits"));
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn concurrent_debit_many_calls_sharing_keys_take_each_debit_once(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    for u in 0..20 {
+        app.public.charge(charge(&format!("u{u}"), 1_000, "c")).await.unwrap();
+    }
+    // Two reservation replicas (or a retry racing the first try) send overlapping batches:
+    // 8 calls, each debiting all 20 wallets under the same 20 keys, in different orders.
+    let calls = (0..8).map(|c| {
+        let mut client = app.internal.clone();
+        let mut users: Vec<usize> = (0..20).collect();
+        users.rotate_left((c * 3) % 20);
+        let debits = users.iter().map(|u| debit(&format!("u{u}"), 250, &format!("pay:{u}"))).collect();
+        async move { client.debit_many(DebitManyRequest { debits }).await.map(|r| r.into_inner()) }
+    });
+    for answer in futures::future::join_all(calls).await {
+        let results = answer.expect("every call succeeds").results;
+        assert!(results.iter().all(|r| outcome(r) == Ok(750)), "{results:?}");
+    }
+    for u in 0..20 {
+        assert_eq!(balance(&app, &format!("u{u}")).await, 750, "u{u} debited once");
+    }
 }
 
 #[sqlx::test(migrations = false)]

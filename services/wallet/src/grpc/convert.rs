@@ -1,10 +1,11 @@
 //! proto ⇄ domain conversions for the wallet.
-use concert_proto::concert::wallet::v1::{Transaction, TransactionKind};
+use concert_proto::concert::wallet::v1::{DebitFailure, DebitResult, Transaction, TransactionKind, debit_result};
 use platform::{
     convert::timestamp,
     money::Won,
     validate::{self, FieldViolation},
 };
+use tonic::Status;
 
 use crate::domain::{EntryKind, LedgerEntry, Mutation};
 
@@ -40,4 +41,14 @@ pub(super) fn transaction(e: &LedgerEntry) -> Transaction {
         idempotency_key: e.idempotency_key.clone(),
         created_at: Some(timestamp(e.created_at)),
     }
+}
+
+/// One debit of a DebitMany call, not taken: the status Debit would have returned for it.
+pub(super) fn debit_failure(status: &Status) -> DebitResult {
+    let failure = DebitFailure {
+        code: status.code() as i32,
+        reason: platform::status::reason(status).unwrap_or_default(),
+        message: status.message().to_owned(),
+    };
+    DebitResult { outcome: Some(debit_result::Outcome::Failure(failure)) }
 }

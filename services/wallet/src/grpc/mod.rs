@@ -2,19 +2,22 @@
 mod convert;
 
 use concert_proto::concert::wallet::v1::{
-    AccountMismatch, AuditRequest, AuditResponse, ChargeRequest, ChargeResponse, DebitRequest, DebitResponse,
-    GetBalanceRequest, GetBalanceResponse, ListTransactionsRequest, ListTransactionsResponse, RefundRequest,
-    RefundResponse, wallet_internal_service_server::WalletInternalService, wallet_service_server::WalletService,
+    AccountMismatch, AuditRequest, AuditResponse, ChargeRequest, ChargeResponse, DebitManyRequest, DebitManyResponse,
+    DebitRequest, DebitResponse, DebitResult, GetBalanceRequest, GetBalanceResponse, ListTransactionsRequest,
+    ListTransactionsResponse, RefundRequest, RefundResponse, debit_result,
+    wallet_internal_service_server::WalletInternalService, wallet_service_server::WalletService,
 };
 use platform::validate;
 use tonic::{Request, Response, Status};
 
-use crate::{domain::EntryKind, ledger_batch::Ledger, repo::WalletRepo};
-use convert::{mutation, transaction};
+use crate::{domain::EntryKind, error::WalletError, ledger_batch::Ledger, repo::WalletRepo};
+use convert::{debit_failure, mutation, transaction};
 
 /// Default and largest page of `ListTransactions`.
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1_000;
+/// Most debits one DebitMany call may carry.
+const MAX_DEBITS: usize = 1_000;
 
 /// Implements both the public and the internal wallet API.
 #[derive(Debug, Clone)]
@@ -82,6 +85,38 @@ impl WalletInternalService for WalletApi {
         Ok(Response::new(DebitResponse { transaction: Some(transaction(&applied.entry)), balance }))
     }
 
+    #[tracing::instrument(skip_all, fields(debits = request.get_ref().debits.len()))]
+    async fn debit_many(&self, request: Request<DebitManyRequest>) -> Result<Response<DebitManyResponse>, Status> {
+        let debits = request.into_inner().debits;
+        if debits.is_empty() || debits.len() > MAX_DEBITS {
+            return Err(validate::FieldViolation::new("debits", format!("must hold 1 to {MAX_DEBITS} debits")).into());
+        }
+        crate::faults::before_debit()?;
+        let (valid, invalid): (Vec<_>, Vec<_>) = debits
+            .iter()
+            .map(|d| mutation(EntryKind::Debit, &d.user_id, d.amount, &d.idempotency_key, None))
+            .enumerate()
+            .partition(|(_, m)| m.is_ok());
+        let (at, ms): (Vec<usize>, Vec<_>) = valid.into_iter().filter_map(|(i, m)| Some((i, m.ok()?))).unzip();
+        let mut results: Vec<Option<DebitResult>> = vec![None; debits.len()];
+        for (i, m) in invalid {
+            if let Err(violation) = m {
+                results[i] = Some(debit_failure(&violation.into()));
+            }
+        }
+        for (i, applied) in at.into_iter().zip(self.ledger.apply_all(&ms).await) {
+            results[i] = Some(match applied {
+                Ok(a) => debited(&a.entry),
+                // The database failed under this debit: the whole call is worth retrying
+                // (debits already taken replay under their keys).
+                Err(WalletError::DatabaseUnavailable(e)) => return Err(platform::status::database_unavailable(&e)),
+                Err(e) => debit_failure(&e.into()),
+            });
+        }
+        crate::faults::after_debit().await;
+        Ok(Response::new(DebitManyResponse { results: results.into_iter().flatten().collect() }))
+    }
+
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id, key = %request.get_ref().idempotency_key))]
     async fn refund(&self, request: Request<RefundRequest>) -> Result<Response<RefundResponse>, Status> {
         let r = request.into_inner();
@@ -118,4 +153,10 @@ impl WalletInternalService for WalletApi {
             total_refunded: report.total_refunded.get(),
         }))
     }
+}
+
+/// One debit of a DebitMany call, taken.
+fn debited(entry: &crate::domain::LedgerEntry) -> DebitResult {
+    let response = DebitResponse { transaction: Some(transaction(entry)), balance: entry.balance_after.get() };
+    DebitResult { outcome: Some(debit_result::Outcome::Debited(response)) }
 }
