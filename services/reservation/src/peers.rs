@@ -6,10 +6,14 @@ use chrono::{DateTime, Utc};
 use concert_proto::concert::{
     catalog::v1::{GetScheduleSeatsRequest, catalog_internal_service_client::CatalogInternalServiceClient},
     queue::v1::{ExpireTokenRequest, ExpireTokensRequest, queue_internal_service_client::QueueInternalServiceClient},
-    wallet::v1::{DebitRequest, RefundRequest, wallet_internal_service_client::WalletInternalServiceClient},
+    wallet::v1::{
+        DebitManyRequest, DebitRequest, DebitResult, RefundRequest, debit_result,
+        wallet_internal_service_client::WalletInternalServiceClient,
+    },
 };
 use moka::future::Cache;
 use platform::{
+    batch::{BatchHandler, Batcher},
     money::Won,
     outbound::{self, CallPolicy, Deadline, Idempotency},
     status::from_peer,
@@ -112,19 +116,34 @@ pub enum DebitOutcome {
 
 /// The wallet's internal API. Debit and refund carry keys derived from the payment id, so
 /// both are retried on transient failures: the wallet applies each key once.
+///
+/// Debits of concurrent sagas go to the wallet together, in one DebitMany call per batch
+/// (see `platform::batch`), which the wallet writes in one transaction: one call and one
+/// commit for a batch instead of one per payment. Nothing waits to fill a batch.
 #[derive(Debug, Clone)]
 pub struct Wallet {
     client: WalletInternalServiceClient<Channel>,
     policy: CallPolicy,
+    debits: Batcher<WalletDebits>,
 }
 
+/// Most debits one DebitMany call carries (the wallet accepts up to 1,000).
+const MAX_DEBIT_BATCH: usize = 64;
+/// DebitMany calls in flight at once (two, as the other stages of the payment path: see
+/// `payment_starter::WORKERS`).
+const DEBIT_WORKERS: usize = 2;
+
 impl Wallet {
+    /// A wallet client; starts its debit batch workers, so it needs a Tokio runtime.
     #[must_use]
     pub fn new(channel: Channel, policy: CallPolicy) -> Self {
-        Self { client: WalletInternalServiceClient::new(channel), policy }
+        let client = WalletInternalServiceClient::new(channel);
+        let debits = Batcher::start(WalletDebits { client: client.clone(), policy }, DEBIT_WORKERS, MAX_DEBIT_BATCH);
+        Self { client, policy, debits }
     }
 
-    /// Debits the payment's amount under the saga's debit key.
+    /// Debits the payment's amount under the saga's debit key, waiting at most until
+    /// `deadline`.
     ///
     /// # Errors
     /// [`ReservationError::Peer`] when the outcome is still unknown after the retries
@@ -133,17 +152,12 @@ impl Wallet {
     pub async fn debit(&self, p: &Payment, deadline: Deadline) -> Result<DebitOutcome, ReservationError> {
         let request =
             DebitRequest { user_id: p.user_id.clone(), amount: p.amount.get(), idempotency_key: p.debit_key() };
-        let answer = outbound::call("wallet", &self.policy, deadline, Idempotency::Idempotent, |budget| {
-            let mut client = self.client.clone();
-            let request = with_timeout(request.clone(), budget);
-            async move { client.debit(request).await }
-        })
-        .await;
-        match answer {
-            Ok(r) => Ok(DebitOutcome::Debited { balance_after: Won::new(r.into_inner().balance) }),
-            Err(s) if is_reason(&s, Code::FailedPrecondition, "INSUFFICIENT_BALANCE") => Ok(DebitOutcome::Insufficient),
-            Err(s) => Err(ReservationError::Peer(from_peer("wallet", &s))),
-        }
+        let answer = match deadline.wait(self.debits.submit((request, deadline))).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(stopped)) => return Err(ReservationError::Unexpected(anyhow::anyhow!(stopped.to_string()))),
+            Err(_) => Err(Status::deadline_exceeded("wallet did not answer the debit before the deadline")),
+        };
+        answer.map_err(|s| ReservationError::Peer(from_peer("wallet", &s)))
     }
 
     /// Refunds the saga's debit. A debit that never happened needs no refund: that counts
@@ -169,6 +183,84 @@ impl Wallet {
             Err(s) if is_reason(&s, Code::NotFound, "DEBIT_NOT_FOUND") => Ok(()),
             Err(s) => Err(ReservationError::Peer(from_peer("wallet", &s))),
         }
+    }
+}
+
+/// Sends a batch of debits in one DebitMany call (retried as a whole on transient failures:
+/// every debit in it is keyed) and answers each debit as a lone Debit would be answered.
+#[derive(Debug)]
+struct WalletDebits {
+    client: WalletInternalServiceClient<Channel>,
+    policy: CallPolicy,
+}
+
+impl BatchHandler for WalletDebits {
+    /// A debit and the deadline of the saga waiting for it.
+    type Item = (DebitRequest, Deadline);
+    /// The debit's outcome, or the status that left it unknown or refused.
+    type Output = Result<DebitOutcome, Status>;
+    type Error = Status;
+
+    async fn run(&self, items: &[(DebitRequest, Deadline)]) -> Result<Vec<Self::Output>, Status> {
+        // The call lasts while any of its sagas still waits (each stops waiting at its own).
+        let deadline = Deadline::latest(items.iter().map(|(_, d)| *d));
+        let request = DebitManyRequest { debits: items.iter().map(|(d, _)| d.clone()).collect() };
+        let answer = outbound::call("wallet", &self.policy, deadline, Idempotency::Idempotent, |budget| {
+            let mut client = self.client.clone();
+            let request = with_timeout(request.clone(), budget);
+            async move { client.debit_many(request).await }
+        })
+        .await;
+        let results = match answer {
+            Ok(response) => response.into_inner().results,
+            // A wallet replica older than DebitMany (during a rolling deploy).
+            Err(s) if s.code() == Code::Unimplemented => return Ok(self.one_by_one(items).await),
+            // The call failed as a whole, already retried: every debit in it shares the answer
+            // (each alone would fail the same way, and slowly).
+            Err(s) => return Ok(items.iter().map(|_| Err(s.clone())).collect()),
+        };
+        if results.len() != items.len() {
+            let s = Status::internal(format!("wallet answered {} results for {} debits", results.len(), items.len()));
+            return Ok(items.iter().map(|_| Err(s.clone())).collect());
+        }
+        Ok(results.into_iter().map(debit_outcome).collect())
+    }
+}
+
+impl WalletDebits {
+    async fn one_by_one(&self, items: &[(DebitRequest, Deadline)]) -> Vec<Result<DebitOutcome, Status>> {
+        let calls = items.iter().map(|(request, deadline)| {
+            outbound::call("wallet", &self.policy, *deadline, Idempotency::Idempotent, |budget| {
+                let mut client = self.client.clone();
+                let request = with_timeout(request.clone(), budget);
+                async move { client.debit(request).await }
+            })
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(r) => Ok(DebitOutcome::Debited { balance_after: Won::new(r.into_inner().balance) }),
+                Err(s) if is_reason(&s, Code::FailedPrecondition, "INSUFFICIENT_BALANCE") => {
+                    Ok(DebitOutcome::Insufficient)
+                }
+                Err(s) => Err(s),
+            })
+            .collect()
+    }
+}
+
+/// One DebitMany result as the saga sees it.
+fn debit_outcome(result: DebitResult) -> Result<DebitOutcome, Status> {
+    match result.outcome {
+        Some(debit_result::Outcome::Debited(d)) => Ok(DebitOutcome::Debited { balance_after: Won::new(d.balance) }),
+        Some(debit_result::Outcome::Failure(f))
+            if f.code == Code::FailedPrecondition as i32 && f.reason == "INSUFFICIENT_BALANCE" =>
+        {
+            Ok(DebitOutcome::Insufficient)
+        }
+        Some(debit_result::Outcome::Failure(f)) => Err(Status::new(Code::from_i32(f.code), f.message)),
+        None => Err(Status::internal("wallet sent a debit result without an outcome")),
     }
 }
 
