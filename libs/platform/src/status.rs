@@ -11,7 +11,7 @@ pub const ERROR_DOMAIN: &str = "concert.example.com";
 
 /// A status with `google.rpc.ErrorInfo { reason, domain }` attached.
 #[must_use]
-pub fn with_reason(code: Code, reason: &'static str, message: impl Into<String>) -> Status {
+pub fn with_reason(code: Code, reason: impl Into<String>, message: impl Into<String>) -> Status {
     let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::<String, String>::new());
     Status::with_error_details(code, message, details)
 }

@@ -20,11 +20,8 @@ use crate::{domain::Payment, error::ReservationError, repo::ReservationRepo};
 
 /// Most payments one statement records.
 pub const MAX_BATCH: usize = 64;
-/// Batches in flight at once (each uses one pooled connection). Two, not four: each stage
-/// of the payment path then takes twice the items per batch at 64 payments in flight, which
-/// halves the per-batch costs (round trips, planning, commit) per payment; measured
-/// (docs/BENCHMARKS.md, session 10): 1,171 / 1,036 -> 1,416 / 1,367 payments/s, PostgreSQL
-/// CPU 7.4-7.6 -> 5.6-5.9 s per 8,000 payments. One worker was no faster than two.
+/// Batches in flight at once (each uses one pooled connection); two, as every stage of the
+/// payment path (see `payment_starter::WORKERS`).
 const WORKERS: usize = 2;
 
 /// A debit the wallet confirmed, to record on its payment.

@@ -223,44 +223,45 @@ impl BatchHandler for WalletDebits {
             let s = Status::internal(format!("wallet answered {} results for {} debits", results.len(), items.len()));
             return Ok(items.iter().map(|_| Err(s.clone())).collect());
         }
-        Ok(results.into_iter().map(debit_outcome).collect())
+        Ok(results.into_iter().map(|r| debit_outcome(debit_answer(r))).collect())
     }
 }
 
 impl WalletDebits {
     async fn one_by_one(&self, items: &[(DebitRequest, Deadline)]) -> Vec<Result<DebitOutcome, Status>> {
-        let calls = items.iter().map(|(request, deadline)| {
+        let calls = items.iter().map(|(request, deadline)| async move {
             outbound::call("wallet", &self.policy, *deadline, Idempotency::Idempotent, |budget| {
                 let mut client = self.client.clone();
                 let request = with_timeout(request.clone(), budget);
                 async move { client.debit(request).await }
             })
-        });
-        futures::future::join_all(calls)
             .await
-            .into_iter()
-            .map(|answer| match answer {
-                Ok(r) => Ok(DebitOutcome::Debited { balance_after: Won::new(r.into_inner().balance) }),
-                Err(s) if is_reason(&s, Code::FailedPrecondition, "INSUFFICIENT_BALANCE") => {
-                    Ok(DebitOutcome::Insufficient)
-                }
-                Err(s) => Err(s),
-            })
-            .collect()
+            .map(|r| r.into_inner().balance)
+        });
+        futures::future::join_all(calls).await.into_iter().map(debit_outcome).collect()
     }
 }
 
-/// One DebitMany result as the saga sees it.
-fn debit_outcome(result: DebitResult) -> Result<DebitOutcome, Status> {
+/// One DebitMany result as Debit would have answered it: the balance after, or the status.
+fn debit_answer(result: DebitResult) -> Result<i64, Status> {
     match result.outcome {
-        Some(debit_result::Outcome::Debited(d)) => Ok(DebitOutcome::Debited { balance_after: Won::new(d.balance) }),
-        Some(debit_result::Outcome::Failure(f))
-            if f.code == Code::FailedPrecondition as i32 && f.reason == "INSUFFICIENT_BALANCE" =>
-        {
-            Ok(DebitOutcome::Insufficient)
+        Some(debit_result::Outcome::Debited(d)) => Ok(d.balance),
+        Some(debit_result::Outcome::Failure(f)) if f.reason.is_empty() => {
+            Err(Status::new(Code::from_i32(f.code), f.message))
         }
-        Some(debit_result::Outcome::Failure(f)) => Err(Status::new(Code::from_i32(f.code), f.message)),
+        Some(debit_result::Outcome::Failure(f)) => {
+            Err(platform::status::with_reason(Code::from_i32(f.code), f.reason, f.message))
+        }
         None => Err(Status::internal("wallet sent a debit result without an outcome")),
+    }
+}
+
+/// How the saga reads a debit's answer (the balance after it, or the wallet's status).
+fn debit_outcome(answer: Result<i64, Status>) -> Result<DebitOutcome, Status> {
+    match answer {
+        Ok(balance) => Ok(DebitOutcome::Debited { balance_after: Won::new(balance) }),
+        Err(s) if is_reason(&s, Code::FailedPrecondition, "INSUFFICIENT_BALANCE") => Ok(DebitOutcome::Insufficient),
+        Err(s) => Err(s),
     }
 }
 

@@ -74,12 +74,8 @@ impl Ledger {
     /// A chunk the database refuses as a whole is retried one mutation at a time.
     ///
     /// # Errors
-    /// Per mutation, as [`WalletRepo::apply`]; refunds are refused (use [`Ledger::apply`]).
+    /// Per mutation, as [`WalletRepo::apply`].
     pub async fn apply_all(&self, ms: &[Mutation]) -> Vec<Result<Applied, WalletError>> {
-        if ms.iter().any(|m| m.kind == EntryKind::Refund) {
-            let refused = || Err(WalletError::Unexpected(anyhow::anyhow!("refunds are applied one at a time")));
-            return ms.iter().map(|_| refused()).collect();
-        }
         let writer = LedgerWriter(self.repo.clone());
         let mut results = Vec::with_capacity(ms.len());
         for chunk in ms.chunks(MAX_BATCH) {

@@ -1,5 +1,7 @@
 //! proto ⇄ domain conversions for the wallet.
-use concert_proto::concert::wallet::v1::{DebitFailure, DebitResult, Transaction, TransactionKind, debit_result};
+use concert_proto::concert::wallet::v1::{
+    DebitFailure, DebitResponse, DebitResult, Transaction, TransactionKind, debit_result,
+};
 use platform::{
     convert::timestamp,
     money::Won,
@@ -41,6 +43,16 @@ pub(super) fn transaction(e: &LedgerEntry) -> Transaction {
         idempotency_key: e.idempotency_key.clone(),
         created_at: Some(timestamp(e.created_at)),
     }
+}
+
+/// The answer to a debit that was taken (Debit, and each taken debit of DebitMany).
+pub(super) fn debit_response(entry: &LedgerEntry) -> DebitResponse {
+    DebitResponse { transaction: Some(transaction(entry)), balance: entry.balance_after.get() }
+}
+
+/// One debit of a DebitMany call, taken.
+pub(super) fn debited(entry: &LedgerEntry) -> DebitResult {
+    DebitResult { outcome: Some(debit_result::Outcome::Debited(debit_response(entry))) }
 }
 
 /// One debit of a DebitMany call, not taken: the status Debit would have returned for it.

@@ -4,14 +4,14 @@ mod convert;
 use concert_proto::concert::wallet::v1::{
     AccountMismatch, AuditRequest, AuditResponse, ChargeRequest, ChargeResponse, DebitManyRequest, DebitManyResponse,
     DebitRequest, DebitResponse, DebitResult, GetBalanceRequest, GetBalanceResponse, ListTransactionsRequest,
-    ListTransactionsResponse, RefundRequest, RefundResponse, debit_result,
-    wallet_internal_service_server::WalletInternalService, wallet_service_server::WalletService,
+    ListTransactionsResponse, RefundRequest, RefundResponse, wallet_internal_service_server::WalletInternalService,
+    wallet_service_server::WalletService,
 };
 use platform::validate;
 use tonic::{Request, Response, Status};
 
 use crate::{domain::EntryKind, error::WalletError, ledger_batch::Ledger, repo::WalletRepo};
-use convert::{debit_failure, mutation, transaction};
+use convert::{debit_failure, debit_response, debited, mutation, transaction};
 
 /// Default and largest page of `ListTransactions`.
 const DEFAULT_LIMIT: u32 = 100;
@@ -81,8 +81,7 @@ impl WalletInternalService for WalletApi {
         crate::faults::before_debit()?;
         let applied = self.ledger.apply(m).await?;
         crate::faults::after_debit().await;
-        let balance = applied.entry.balance_after.get();
-        Ok(Response::new(DebitResponse { transaction: Some(transaction(&applied.entry)), balance }))
+        Ok(Response::new(debit_response(&applied.entry)))
     }
 
     #[tracing::instrument(skip_all, fields(debits = request.get_ref().debits.len()))]
@@ -92,16 +91,17 @@ impl WalletInternalService for WalletApi {
             return Err(validate::FieldViolation::new("debits", format!("must hold 1 to {MAX_DEBITS} debits")).into());
         }
         crate::faults::before_debit()?;
-        let (valid, invalid): (Vec<_>, Vec<_>) = debits
-            .iter()
-            .map(|d| mutation(EntryKind::Debit, &d.user_id, d.amount, &d.idempotency_key, None))
-            .enumerate()
-            .partition(|(_, m)| m.is_ok());
-        let (at, ms): (Vec<usize>, Vec<_>) = valid.into_iter().filter_map(|(i, m)| Some((i, m.ok()?))).unzip();
-        let mut results: Vec<Option<DebitResult>> = vec![None; debits.len()];
-        for (i, m) in invalid {
-            if let Err(violation) = m {
-                results[i] = Some(debit_failure(&violation.into()));
+        // Invalid debits are answered at once; the others are applied together, in order.
+        let mut results: Vec<Option<DebitResult>> = Vec::with_capacity(debits.len());
+        let (mut at, mut ms) = (Vec::new(), Vec::new());
+        for (i, d) in debits.iter().enumerate() {
+            match mutation(EntryKind::Debit, &d.user_id, d.amount, &d.idempotency_key, None) {
+                Ok(m) => {
+                    at.push(i);
+                    ms.push(m);
+                    results.push(None);
+                }
+                Err(violation) => results.push(Some(debit_failure(&violation.into()))),
             }
         }
         for (i, applied) in at.into_iter().zip(self.ledger.apply_all(&ms).await) {
@@ -153,10 +153,4 @@ impl WalletInternalService for WalletApi {
             total_refunded: report.total_refunded.get(),
         }))
     }
-}
-
-/// One debit of a DebitMany call, taken.
-fn debited(entry: &crate::domain::LedgerEntry) -> DebitResult {
-    let response = DebitResponse { transaction: Some(transaction(entry)), balance: entry.balance_after.get() };
-    DebitResult { outcome: Some(debit_result::Outcome::Debited(response)) }
 }
