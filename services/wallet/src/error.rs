@@ -19,6 +19,10 @@ pub enum WalletError {
     IdempotencyKeyReused,
     #[error("no debit with that key for this user")]
     DebitNotFound,
+    /// The debit key was voided by a refund that found nothing to give back: the payment it
+    /// belonged to was given up, so this debit must not be taken.
+    #[error("this debit key was voided by an earlier refund; the payment was given up")]
+    DebitVoided,
     #[error("refund of {requested} exceeds the {refundable} still refundable for that debit")]
     RefundExceedsDebit { requested: Won, refundable: Won },
     /// The database cannot be reached right now (pool exhausted, connection lost).
@@ -48,6 +52,7 @@ impl From<WalletError> for Status {
             WalletError::BalanceLimit { .. } => with_reason(Code::FailedPrecondition, "BALANCE_LIMIT", e.to_string()),
             WalletError::IdempotencyKeyReused => invalid_argument("idempotency_key", &e.to_string()),
             WalletError::DebitNotFound => with_reason(Code::NotFound, "DEBIT_NOT_FOUND", e.to_string()),
+            WalletError::DebitVoided => with_reason(Code::FailedPrecondition, "DEBIT_VOIDED", e.to_string()),
             WalletError::RefundExceedsDebit { .. } => invalid_argument("amount", &e.to_string()),
             WalletError::DatabaseUnavailable(err) => platform::status::database_unavailable(&err),
             WalletError::Unexpected(err) => internal(&err),
@@ -84,6 +89,7 @@ mod tests {
             ),
             (WalletError::IdempotencyKeyReused, Code::InvalidArgument, None, Some("idempotency_key")),
             (WalletError::DebitNotFound, Code::NotFound, Some("DEBIT_NOT_FOUND"), None),
+            (WalletError::DebitVoided, Code::FailedPrecondition, Some("DEBIT_VOIDED"), None),
             (
                 WalletError::RefundExceedsDebit { requested: w, refundable: w },
                 Code::InvalidArgument,

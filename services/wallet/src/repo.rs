@@ -1,5 +1,5 @@
 //! PostgreSQL access for the wallet schema.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use platform::money::Won;
@@ -56,21 +56,21 @@ impl WalletRepo {
 
     async fn try_apply(&self, m: &Mutation) -> Result<Applied, WalletError> {
         let mut tx = self.pool.begin().await?;
-        // Creates the account on first use and locks its row until commit.
-        // ... and says, in the same round trip, whether the key was used before (the row
-        // lock serializes this user's mutations, so the answer holds until commit).
-        let (balance, key_used): (i64, bool) = sqlx::query_as(
+        // Creates the account on first use and locks its row until commit: every mutation
+        // of this wallet waits here, so what is read below holds until commit.
+        let balance: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (user_id) VALUES ($1)
              ON CONFLICT (user_id) DO UPDATE SET updated_at = now()
-             RETURNING balance,
-                       EXISTS (SELECT 1 FROM ledger_entries WHERE user_id = $1 AND idempotency_key = $2)",
+             RETURNING balance",
         )
         .bind(&m.user_id)
-        .bind(&m.idempotency_key)
         .fetch_one(&mut *tx)
         .await?;
-
-        let existing = if key_used { find_entry(&mut tx, &m.user_id, &m.idempotency_key).await? } else { None };
+        // The key is looked up in a statement of its own, AFTER the lock: a statement sees
+        // the snapshot taken when it started, so a lookup inside the locking statement would
+        // miss an entry committed while it waited for the lock (and refuse a retried debit
+        // for lack of the money that very debit had taken).
+        let (existing, voided) = find_key(&mut tx, m).await?;
         if let Some(existing) = existing {
             tx.rollback().await?;
             return if m.is_replay_of(&existing) {
@@ -79,9 +79,25 @@ impl WalletRepo {
                 Err(WalletError::IdempotencyKeyReused)
             };
         }
+        if voided {
+            tx.rollback().await?;
+            return Err(WalletError::DebitVoided);
+        }
 
         if let Some(debit_key) = &m.debit_key {
-            check_refundable(&mut tx, &m.user_id, debit_key, m.amount).await?;
+            if let Err(e) = check_refundable(&mut tx, &m.user_id, debit_key, m.amount).await {
+                if matches!(e, WalletError::DebitNotFound) {
+                    // Nothing to give back: void the key, so a debit still on its way under
+                    // it is refused when it arrives (under this same account lock).
+                    sqlx::query("INSERT INTO voided_debits (user_id, debit_key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(&m.user_id)
+                        .bind(debit_key)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                }
+                return Err(e);
+            }
         }
 
         let account = m.apply(Account { balance: Won::new(balance) })?;
@@ -133,20 +149,30 @@ impl WalletRepo {
         .await?;
         let mut balance: HashMap<String, Won> = balances.into_iter().map(|(u, b)| (u, Won::new(b))).collect();
 
-        let (key_users, keys): (Vec<&str>, Vec<&str>) =
-            ms.iter().map(|m| (m.user_id.as_str(), m.idempotency_key.as_str())).unzip();
+        // Read after the rows are locked (a statement of its own, so a snapshot taken after
+        // every earlier commit of these wallets): the used keys, and the voided debit keys.
         let rows = sqlx::query(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM ledger_entries
-             WHERE (user_id, idempotency_key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))"
+            "SELECT {ENTRY_COLUMNS}, false AS voided FROM ledger_entries
+             WHERE (user_id, kind, idempotency_key) IN (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))
+             UNION ALL
+             SELECT NULL, v.user_id, 'DEBIT', NULL, NULL, v.debit_key, NULL, NULL, true FROM voided_debits v
+             WHERE (v.user_id, v.debit_key) IN
+                   (SELECT u, k FROM UNNEST($1::text[], $2::text[], $3::text[]) AS x (u, kind, k) WHERE kind = 'DEBIT')"
         ))
-        .bind(&key_users)
-        .bind(&keys)
+        .bind(ms.iter().map(|m| m.user_id.as_str()).collect::<Vec<_>>())
+        .bind(ms.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>())
+        .bind(ms.iter().map(|m| m.idempotency_key.as_str()).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
-        let mut used: HashMap<(String, String), LedgerEntry> = HashMap::with_capacity(rows.len());
+        let mut used: HashMap<(String, EntryKind, String), LedgerEntry> = HashMap::with_capacity(rows.len());
+        let mut voided: HashSet<(String, String)> = HashSet::new();
         for row in &rows {
+            if row.try_get::<bool, _>("voided")? {
+                voided.insert((row.try_get("user_id")?, row.try_get("idempotency_key")?));
+                continue;
+            }
             let entry = entry_from_row(row)?;
-            used.insert((entry.user_id.clone(), entry.idempotency_key.clone()), entry);
+            used.insert((entry.user_id.clone(), entry.kind, entry.idempotency_key.clone()), entry);
         }
 
         // Decide every mutation in order against the running balances.
@@ -160,15 +186,19 @@ impl WalletRepo {
         }
         let mut plans = Vec::with_capacity(ms.len());
         let mut new: Vec<(&Mutation, Won)> = Vec::new();
-        let mut planned: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut planned: HashMap<(&str, EntryKind, &str), usize> = HashMap::new();
         for m in ms {
-            let key = (m.user_id.as_str(), m.idempotency_key.as_str());
-            if let Some(existing) = used.get(&(m.user_id.clone(), m.idempotency_key.clone())) {
+            let key = (m.user_id.as_str(), m.kind, m.idempotency_key.as_str());
+            if let Some(existing) = used.get(&(m.user_id.clone(), m.kind, m.idempotency_key.clone())) {
                 plans.push(Plan::Done(if m.is_replay_of(existing) {
                     Ok(Applied { entry: existing.clone(), replayed: true })
                 } else {
                     Err(WalletError::IdempotencyKeyReused)
                 }));
+                continue;
+            }
+            if m.kind == EntryKind::Debit && voided.contains(&(m.user_id.clone(), m.idempotency_key.clone())) {
+                plans.push(Plan::Done(Err(WalletError::DebitVoided)));
                 continue;
             }
             if let Some(&index) = planned.get(&key) {
@@ -191,7 +221,7 @@ impl WalletRepo {
             }
         }
 
-        let mut written: HashMap<(String, String), LedgerEntry> = HashMap::with_capacity(new.len());
+        let mut written: HashMap<(String, EntryKind, String), LedgerEntry> = HashMap::with_capacity(new.len());
         if new.is_empty() {
             tx.rollback().await?;
         } else {
@@ -225,7 +255,7 @@ impl WalletRepo {
             .await?;
             for row in &rows {
                 let entry = entry_from_row(row)?;
-                written.insert((entry.user_id.clone(), entry.idempotency_key.clone()), entry);
+                written.insert((entry.user_id.clone(), entry.kind, entry.idempotency_key.clone()), entry);
             }
             tx.commit().await?;
         }
@@ -236,7 +266,7 @@ impl WalletRepo {
                 Plan::New { index, replayed } => {
                     let m = new[index].0;
                     written
-                        .get(&(m.user_id.clone(), m.idempotency_key.clone()))
+                        .get(&(m.user_id.clone(), m.kind, m.idempotency_key.clone()))
                         .cloned()
                         .map(|entry| Ok(Applied { entry, replayed }))
                         .ok_or_else(|| {
@@ -335,21 +365,28 @@ impl WalletRepo {
 
 /// A second ledger entry under one `(user_id, idempotency_key)`.
 fn is_duplicate_key(e: &sqlx::Error) -> bool {
-    e.as_database_error().and_then(|d| d.constraint()) == Some("ledger_entries_user_id_idempotency_key_key")
+    e.as_database_error().and_then(|d| d.constraint()) == Some("ledger_entries_one_entry_per_key")
 }
 
-async fn find_entry(
-    tx: &mut Transaction<'_, Postgres>,
-    user_id: &str,
-    key: &str,
-) -> Result<Option<LedgerEntry>, WalletError> {
-    let row =
-        sqlx::query(&format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE user_id = $1 AND idempotency_key = $2"))
-            .bind(user_id)
-            .bind(key)
-            .fetch_optional(&mut **tx)
-            .await?;
-    row.as_ref().map(entry_from_row).transpose()
+/// The entry stored under `m`'s key (of `m`'s kind), and whether `m` is a debit whose key
+/// was voided.
+async fn find_key(tx: &mut Transaction<'_, Postgres>, m: &Mutation) -> Result<(Option<LedgerEntry>, bool), WalletError> {
+    let row = sqlx::query(&format!(
+        "SELECT {ENTRY_COLUMNS},
+                $2 = 'DEBIT' AND EXISTS (SELECT 1 FROM voided_debits v WHERE v.user_id = $1 AND v.debit_key = $3)
+                    AS voided
+         FROM (SELECT 1) AS one
+         LEFT JOIN ledger_entries e ON e.user_id = $1 AND e.kind = $2 AND e.idempotency_key = $3"
+    ))
+    .bind(&m.user_id)
+    .bind(m.kind.as_str())
+    .bind(&m.idempotency_key)
+    .fetch_one(&mut **tx)
+    .await?;
+    let voided: bool = row.try_get("voided")?;
+    let found: Option<i64> = row.try_get("entry_id")?;
+    let entry = if found.is_some() { Some(entry_from_row(&row)?) } else { None };
+    Ok((entry, voided))
 }
 
 /// A refund must give back part or all of an existing debit, never more than was taken.

@@ -358,3 +358,136 @@ async fn audit_reconciles_every_wallet_and_reports_a_tampered_one(_p: PgPoolOpti
         ("hal", 5_001, 5_000)
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn concurrent_same_key_debits_of_the_whole_balance_all_get_the_one_debit(
+    _p: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    // Two replicas, a balance of exactly the price, and the same debit sent many times at
+    // once (a double click, a retry after a lost answer): every call must get the one
+    // debit. Before the fix, a call that waited on the account lock looked the key up in a
+    // snapshot older than the lock, saw balance 0 and no entry, and answered
+    // INSUFFICIENT_BALANCE for a debit that had in fact been taken.
+    let mut a = spawn(db.clone()).await;
+    let b = spawn(db).await;
+    for round in 0..20 {
+        let user = format!("ivy-{round}");
+        a.public.charge(charge(&user, 150_000, "c")).await.unwrap();
+        let key = format!("payment:{round}:debit");
+        let debits = (0..16).map(|i| {
+            let mut c = if i % 2 == 0 { a.internal.clone() } else { b.internal.clone() };
+            let request = debit(&user, 150_000, &key);
+            async move { c.debit(request).await.map(|r| r.into_inner().balance) }
+        });
+        for answer in futures::future::join_all(debits).await {
+            assert_eq!(answer.expect("every copy of a taken debit is answered as taken"), 0);
+        }
+        assert_eq!(balance(&a, &user).await, 0);
+    }
+}
+
+#[sqlx::test(migrator = "wallet_service::startup::MIGRATOR")]
+async fn the_single_path_sees_a_key_committed_while_it_waited_for_the_lock(pool: sqlx::PgPool) {
+    use platform::money::Won;
+    use wallet_service::{
+        domain::{EntryKind, Mutation},
+        repo::WalletRepo,
+    };
+    // The same race without the batcher in between: many `apply` calls of one debit key
+    // on a wallet holding exactly the amount.
+    let repo = WalletRepo::new(pool);
+    let m = |kind, amount: i64, key: &str| Mutation {
+        user_id: "jay".into(),
+        kind,
+        amount: Won::new(amount),
+        idempotency_key: key.into(),
+        debit_key: None,
+    };
+    for round in 0..30 {
+        repo.apply(&m(EntryKind::Charge, 1_000, &format!("c{round}"))).await.unwrap();
+        let debit = m(EntryKind::Debit, 1_000, &format!("payment:{round}:debit"));
+        let calls = (0..8).map(|_| repo.apply(&debit));
+        for answer in futures::future::join_all(calls).await {
+            assert_eq!(answer.expect("the debit was taken once; every copy says so").entry.balance_after, Won::ZERO);
+        }
+    }
+    assert!(repo.audit().await.unwrap().mismatches.is_empty());
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_charge_key_cannot_squat_a_saga_debit_key(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    // A user who read a payment id charges 1 won under the saga's debit key of it.
+    app.public.charge(charge("kim", 1, "payment:42:debit")).await.unwrap();
+    app.public.charge(charge("kim", 9_999, "top-up")).await.unwrap();
+    // The saga's debit under that key is still taken: the kinds have separate key spaces.
+    let taken = app.internal.debit(debit("kim", 10_000, "payment:42:debit")).await.unwrap().into_inner();
+    assert_eq!(taken.balance, 0);
+    // And a refund under the saga's refund key is not refused by the user's keys either.
+    app.public.charge(charge("kim", 5, "payment:42:refund")).await.unwrap();
+    let refund = RefundRequest {
+        user_id: "kim".into(),
+        amount: 10_000,
+        idempotency_key: "payment:42:refund".into(),
+        debit_idempotency_key: "payment:42:debit".into(),
+    };
+    assert_eq!(app.internal.refund(refund).await.unwrap().into_inner().balance, 10_005);
+    // Within one kind a key still identifies one request.
+    let err = app.public.charge(charge("kim", 2, "payment:42:debit")).await.unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("idempotency_key"));
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_refund_that_finds_no_debit_voids_the_key_for_later_debits(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    app.public.charge(charge("lee", 50_000, "c")).await.unwrap();
+    let refund = RefundRequest {
+        user_id: "lee".into(),
+        amount: 30_000,
+        idempotency_key: "payment:7:refund".into(),
+        debit_idempotency_key: "payment:7:debit".into(),
+    };
+    // The saga gave the payment up before any debit arrived: nothing to give back.
+    let err = app.internal.refund(refund.clone()).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::NotFound, Some("DEBIT_NOT_FOUND")));
+    // A debit of that payment still on its way arrives late: refused, nothing taken.
+    let err = app.internal.debit(debit("lee", 30_000, "payment:7:debit")).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::FailedPrecondition, Some("DEBIT_VOIDED")));
+    let many = debit_many(&app, vec![debit("lee", 30_000, "payment:7:debit"), debit("lee", 1_000, "payment:8:debit")])
+        .await;
+    assert_eq!(many[0].as_ref().unwrap_err().1, "DEBIT_VOIDED", "DebitMany refuses it too");
+    assert_eq!(many[1], Ok(49_000), "other keys are not affected");
+    // The refund, retried, still finds nothing; the balance never moved for payment 7.
+    assert_eq!(app.internal.refund(refund).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(balance(&app, "lee").await, 49_000);
+}
+
+#[sqlx::test(migrator = "wallet_service::startup::MIGRATOR")]
+async fn a_refund_of_an_existing_debit_is_accepted_at_the_balance_limit(pool: sqlx::PgPool) {
+    use platform::money::Won;
+    use wallet_service::{
+        domain::{EntryKind, MAX_BALANCE, Mutation},
+        repo::WalletRepo,
+    };
+    let repo = WalletRepo::new(pool);
+    let m = |kind, amount: i64, key: &str, debit_key: Option<&str>| Mutation {
+        user_id: "max".into(),
+        kind,
+        amount: Won::new(amount),
+        idempotency_key: key.into(),
+        debit_key: debit_key.map(str::to_owned),
+    };
+    repo.apply(&m(EntryKind::Charge, 10_000_000, "c0", None)).await.unwrap();
+    repo.apply(&m(EntryKind::Debit, 5_000_000, "payment:1:debit", None)).await.unwrap();
+    // The user tops the wallet up to the limit while the saga compensates.
+    for i in 1..100 {
+        repo.apply(&m(EntryKind::Charge, 10_000_000, &format!("c{i}"), None)).await.unwrap();
+    }
+    repo.apply(&m(EntryKind::Charge, 5_000_000, "last", None)).await.unwrap();
+    assert_eq!(repo.balance("max").await.unwrap(), MAX_BALANCE);
+    let refunded =
+        repo.apply(&m(EntryKind::Refund, 5_000_000, "payment:1:refund", Some("payment:1:debit"))).await.unwrap();
+    assert_eq!(refunded.entry.balance_after, Won::new(MAX_BALANCE.get() + 5_000_000));
+    assert!(repo.audit().await.unwrap().mismatches.is_empty());
+}

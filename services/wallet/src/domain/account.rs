@@ -26,6 +26,20 @@ impl Account {
         Ok(Account { balance })
     }
 
+    /// The balance after giving back `amount` of an earlier debit. Never refused for the
+    /// balance limit: the money was in this wallet before, and a compensation that could be
+    /// refused would leave a saga unable to finish.
+    ///
+    /// # Errors
+    /// [`WalletError::Unexpected`] only on `i64` overflow (impossible below the limits).
+    pub fn refund(self, amount: Won) -> Result<Account, WalletError> {
+        let balance = self
+            .balance
+            .checked_add(amount)
+            .ok_or_else(|| WalletError::Unexpected(anyhow::anyhow!("balance overflow on refund")))?;
+        Ok(Account { balance })
+    }
+
     /// The balance after taking `amount` out (a debit).
     ///
     /// # Errors
@@ -51,6 +65,13 @@ mod tests {
         assert!(matches!(a.credit(Won::new(2)), Err(WalletError::BalanceLimit { .. })));
         let huge = Account { balance: Won::new(i64::MAX) };
         assert!(huge.credit(Won::new(1)).is_err());
+    }
+
+    #[test]
+    fn a_refund_is_never_refused_for_the_balance_limit() {
+        let full = Account { balance: MAX_BALANCE };
+        assert!(full.credit(Won::new(1)).is_err(), "a charge is bounded");
+        assert_eq!(full.refund(Won::new(5)).unwrap().balance, Won::new(MAX_BALANCE.get() + 5));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::Account;
 use crate::error::WalletError;
 
 /// What a ledger entry did to the balance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntryKind {
     /// Money added by the user (+).
     Charge,
@@ -58,7 +58,8 @@ impl Mutation {
     /// The balance rules of [`Account`].
     pub fn apply(&self, account: Account) -> Result<Account, WalletError> {
         match self.kind {
-            EntryKind::Charge | EntryKind::Refund => account.credit(self.amount),
+            EntryKind::Charge => account.credit(self.amount),
+            EntryKind::Refund => account.refund(self.amount),
             EntryKind::Debit => account.debit(self.amount),
         }
     }
@@ -118,6 +119,9 @@ mod tests {
         let a = Account { balance: Won::new(50) };
         assert_eq!(mutation(EntryKind::Charge, 10).apply(a).unwrap().balance, Won::new(60));
         assert_eq!(mutation(EntryKind::Refund, 10).apply(a).unwrap().balance, Won::new(60));
+        let full = Account { balance: crate::domain::MAX_BALANCE };
+        assert!(mutation(EntryKind::Charge, 10).apply(full).is_err());
+        assert!(mutation(EntryKind::Refund, 10).apply(full).is_ok(), "compensation is never refused");
         assert_eq!(mutation(EntryKind::Debit, 10).apply(a).unwrap().balance, Won::new(40));
         assert!(mutation(EntryKind::Debit, 51).apply(a).is_err());
     }
