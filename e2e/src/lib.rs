@@ -40,10 +40,14 @@ pub const SEAT_STATUS_CACHE: Duration = Duration::from_millis(100);
 pub struct SuiteOptions {
     pub max_active: u64,
     pub hold_ttl: chrono::Duration,
+    /// Most live holds per user and concert.
+    pub max_holds_per_user: u32,
     pub reservation_replicas: usize,
     pub clock: SharedClock,
     pub recovery_interval: Duration,
     pub payment_lease: chrono::Duration,
+    /// Recovery tries before a payment is left to a person.
+    pub payment_max_attempts: i32,
     /// Deadlines and retries of reservation's calls to wallet and queue.
     pub peer_policy: CallPolicy,
 }
@@ -53,10 +57,12 @@ impl Default for SuiteOptions {
         Self {
             max_active: 1_000,
             hold_ttl: chrono::Duration::seconds(300),
+            max_holds_per_user: 4,
             reservation_replicas: 1,
             clock: platform::clock::system(),
             recovery_interval: Duration::from_secs(3_600),
             payment_lease: chrono::Duration::seconds(30),
+            payment_max_attempts: 100,
             peer_policy: CallPolicy::default(),
         }
     }
@@ -141,9 +147,11 @@ impl Suite {
             wallet_url: wallet_url.clone(),
             peer_policy: opts.peer_policy,
             hold_ttl: opts.hold_ttl,
+            max_holds_per_user: opts.max_holds_per_user,
             sweep_interval: Duration::from_millis(100),
             recovery_interval: opts.recovery_interval,
             payment_lease: opts.payment_lease,
+            payment_max_attempts: opts.payment_max_attempts,
             token_cache_ttl: TOKEN_CACHE_TTL,
             layout_cache_ttl: Duration::from_secs(300),
             seat_taken_ttl: Duration::from_millis(500),
@@ -328,6 +336,34 @@ impl Suite {
             .iter()
             .map(|t| (t.kind, t.amount))
             .collect()
+    }
+
+    /// The cross-service reconciliation of the suite's books, as `concertctl reconcile`
+    /// reads them.
+    pub async fn reconcile(&self) -> concertctl::reconcile::Report {
+        use concert_proto::concert::{
+            reservation::v1::reservation_internal_service_client::ReservationInternalServiceClient,
+            wallet::v1::wallet_internal_service_client::WalletInternalServiceClient,
+        };
+        let url = format!("http://{}", self.wallet_addr);
+        let wallet = WalletInternalServiceClient::new(platform::grpc_client::lazy_channel(&url).unwrap());
+        let reservation = ReservationInternalServiceClient::new(self.reservations[0].channel());
+        concertctl::reconcile::fetch_and_reconcile(wallet, reservation).await.unwrap()
+    }
+
+    /// Waits (up to `within`) until every payment has finished, then asserts that the books
+    /// reconcile: every won and every seat accounted for. Returns the report.
+    pub async fn assert_books_settle(&self, within: Duration) -> concertctl::reconcile::Report {
+        let until = std::time::Instant::now() + within;
+        loop {
+            let report = self.reconcile().await;
+            assert!(report.is_clean(), "{report}");
+            if report.is_settled() {
+                return report;
+            }
+            assert!(std::time::Instant::now() < until, "payments did not settle in {within:?}:\n{report}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The stored saga state of the payment of `reservation_id`.

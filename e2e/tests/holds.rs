@@ -359,3 +359,67 @@ async fn a_token_unlocks_only_the_concert_whose_queue_admitted_it(_p: PgPoolOpti
     suite.pay(&token_a, &held, "pay-with-a").await.unwrap();
     assert_eq!(suite.balance("alice").await, 500_000 - 150_000);
 }
+
+/// Issue #12, item 5: one user may hold at most MAX_HOLDS_PER_USER (4) seats of a concert,
+/// even with many concurrent requests through two replicas; a paid, cancelled or expired
+/// hold frees its place; another concert has its own limit.
+#[sqlx::test(migrations = false)]
+async fn a_user_holds_at_most_four_seats_of_a_concert(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..SuiteOptions::default() }).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let second_date = suite.add_schedule(&concert_id, chrono::Duration::days(2)).await;
+    let token = suite.active_token("hoarder", &concert_id).await;
+    // Twenty seats over two dates, all at once, alternating replicas.
+    let attempts = (0..20u32).map(|i| {
+        let mut client = suite.reservation((i % 2) as usize);
+        let schedule = if i % 3 == 0 { second_date.clone() } else { schedule_id.clone() };
+        let token = token.clone();
+        async move { client.hold_seat(authed(&token, hold(&schedule, i + 1))).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let held: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.get_ref().reservation.clone().unwrap().reservation_id)
+        .collect();
+    assert_eq!(held.len(), 4, "{results:?}");
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!((e.code(), reason(e).as_deref()), (Code::FailedPrecondition, Some("HOLD_LIMIT")), "{e:?}");
+    }
+    // Cancelling one frees a place.
+    let mut client = suite.reservation(0);
+    client
+        .cancel_reservation(authed(&token, CancelReservationRequest { reservation_id: held[0].clone() }))
+        .await
+        .unwrap();
+    client.hold_seat(authed(&token, hold(&schedule_id, 40))).await.unwrap();
+    let err = client.hold_seat(authed(&token, hold(&schedule_id, 41))).await.unwrap_err();
+    assert_eq!(reason(&err).as_deref(), Some("HOLD_LIMIT"));
+    // Another concert is another limit.
+    let (other_concert, other_schedule) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let other_token = suite.active_token("hoarder", &other_concert).await;
+    client.hold_seat(authed(&other_token, hold(&other_schedule, 1))).await.unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn expired_holds_give_their_place_back(_p: PgPoolOptions, db: PgConnectOptions) {
+    let clock = ManualClock::new();
+    let opts = SuiteOptions {
+        clock: Arc::new(clock.clone()),
+        hold_ttl: chrono::Duration::seconds(5),
+        max_holds_per_user: 2,
+        ..SuiteOptions::default()
+    };
+    let suite = Suite::start(db, opts).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("tess", &concert_id).await;
+    suite.hold(&token, &schedule_id, 1).await;
+    suite.hold(&token, &schedule_id, 2).await;
+    let mut client = suite.reservation(0);
+    let err = client.hold_seat(authed(&token, hold(&schedule_id, 3))).await.unwrap_err();
+    assert_eq!(reason(&err).as_deref(), Some("HOLD_LIMIT"));
+    // Past the hold TTL the two holds are gone, swept or not.
+    clock.advance(chrono::Duration::seconds(6));
+    client.hold_seat(authed(&token, hold(&schedule_id, 3))).await.unwrap();
+    client.hold_seat(authed(&token, hold(&schedule_id, 4))).await.unwrap();
+}

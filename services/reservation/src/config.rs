@@ -36,6 +36,11 @@ pub struct Config {
     #[arg(long, env = "HOLD_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub hold_ttl_secs: u32,
 
+    /// Most live holds one user may have on one concert at a time (anti-hoarding, as ticket
+    /// sites limit tickets per person); more are refused with FAILED_PRECONDITION HOLD_LIMIT.
+    #[arg(long, env = "MAX_HOLDS_PER_USER", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub max_holds_per_user: u32,
+
     /// Milliseconds a seat seen taken is refused without asking the database (0 disables).
     /// Never longer than the blocking hold's expiry; see `taken_seats`.
     #[arg(long, env = "SEAT_TAKEN_CACHE_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
@@ -53,6 +58,11 @@ pub struct Config {
     /// recovery worker takes it over.
     #[arg(long, env = "PAYMENT_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3_600))]
     pub payment_lease_secs: u32,
+
+    /// Tries the recovery worker makes at an unfinished payment before it leaves it to a
+    /// person (logged at ERROR as "payment needs a person", reported by `concertctl reconcile`).
+    #[arg(long, env = "PAYMENT_MAX_ATTEMPTS", default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=1_000_000))]
+    pub payment_max_attempts: i32,
 }
 
 /// Validated settings the service runs with.
@@ -66,9 +76,11 @@ pub struct Settings {
     pub wallet_url: String,
     pub peer_policy: CallPolicy,
     pub hold_ttl: chrono::Duration,
+    pub max_holds_per_user: u32,
     pub sweep_interval: Duration,
     pub recovery_interval: Duration,
     pub payment_lease: chrono::Duration,
+    pub payment_max_attempts: i32,
     pub token_cache_ttl: Duration,
     pub layout_cache_ttl: Duration,
     pub seat_taken_ttl: Duration,
@@ -90,9 +102,11 @@ impl Config {
             wallet_url: self.wallet_url,
             peer_policy: self.peers.policy(),
             hold_ttl: chrono::Duration::seconds(i64::from(self.hold_ttl_secs)),
+            max_holds_per_user: self.max_holds_per_user,
             sweep_interval: Duration::from_millis(u64::from(self.hold_sweep_interval_ms)),
             recovery_interval: Duration::from_millis(u64::from(self.payment_recovery_interval_ms)),
             payment_lease: chrono::Duration::seconds(i64::from(self.payment_lease_secs)),
+            payment_max_attempts: self.payment_max_attempts,
             token_cache_ttl: self.cache.token_ttl(),
             layout_cache_ttl: self.cache.layout_ttl(),
             seat_taken_ttl: Duration::from_millis(self.seat_taken_cache_ms),

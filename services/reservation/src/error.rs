@@ -21,6 +21,9 @@ pub enum ReservationError {
     WrongConcert,
     #[error("the seat is already held or sold")]
     SeatUnavailable,
+    /// The user already holds the most seats of this concert one person may hold at once.
+    #[error("you already hold {max} seats of this concert; pay for or cancel one first")]
+    HoldLimit { max: u32 },
     #[error("the concert date has already started")]
     ScheduleStarted,
     #[error("the hold has expired")]
@@ -35,6 +38,9 @@ pub enum ReservationError {
     IdempotencyKeyReused,
     #[error("this queue token was already used to pay")]
     TokenUsed,
+    /// One admission buys one seat: the token already pays for another reservation.
+    #[error("this admission is already paying for another seat; one admission buys one seat")]
+    AdmissionInUse,
     /// A peer refused or failed; its status is already the right answer for the caller.
     #[error("{0}")]
     Peer(Status),
@@ -66,6 +72,7 @@ impl From<ReservationError> for Status {
             E::NotOwner => with_reason(Code::PermissionDenied, "NOT_OWNER", message),
             E::WrongConcert => with_reason(Code::PermissionDenied, "TOKEN_WRONG_CONCERT", message),
             E::SeatUnavailable => with_reason(Code::AlreadyExists, "SEAT_UNAVAILABLE", message),
+            E::HoldLimit { .. } => with_reason(Code::FailedPrecondition, "HOLD_LIMIT", message),
             E::ScheduleStarted => with_reason(Code::FailedPrecondition, "SCHEDULE_STARTED", message),
             E::HoldExpired => with_reason(Code::FailedPrecondition, "HOLD_EXPIRED", message),
             E::NotHeld => with_reason(Code::FailedPrecondition, "RESERVATION_NOT_HELD", message),
@@ -73,6 +80,7 @@ impl From<ReservationError> for Status {
             E::PaymentInProgress => with_reason(Code::Aborted, "PAYMENT_IN_PROGRESS", message),
             E::IdempotencyKeyReused => invalid_argument("idempotency_key", &message),
             E::TokenUsed => with_reason(Code::Unauthenticated, "TOKEN_USED", message),
+            E::AdmissionInUse => with_reason(Code::FailedPrecondition, "ADMISSION_IN_USE", message),
             E::Peer(status) => status,
             E::DatabaseUnavailable(err) => platform::status::database_unavailable(&err),
             E::Unexpected(err) => internal(&err),
@@ -99,12 +107,14 @@ mod tests {
             (E::NotOwner, Code::PermissionDenied, Some("NOT_OWNER")),
             (E::WrongConcert, Code::PermissionDenied, Some("TOKEN_WRONG_CONCERT")),
             (E::SeatUnavailable, Code::AlreadyExists, Some("SEAT_UNAVAILABLE")),
+            (E::HoldLimit { max: 4 }, Code::FailedPrecondition, Some("HOLD_LIMIT")),
             (E::ScheduleStarted, Code::FailedPrecondition, Some("SCHEDULE_STARTED")),
             (E::HoldExpired, Code::FailedPrecondition, Some("HOLD_EXPIRED")),
             (E::NotHeld, Code::FailedPrecondition, Some("RESERVATION_NOT_HELD")),
             (E::InsufficientBalance, Code::FailedPrecondition, Some("INSUFFICIENT_BALANCE")),
             (E::PaymentInProgress, Code::Aborted, Some("PAYMENT_IN_PROGRESS")),
             (E::TokenUsed, Code::Unauthenticated, Some("TOKEN_USED")),
+            (E::AdmissionInUse, Code::FailedPrecondition, Some("ADMISSION_IN_USE")),
             (E::Peer(Status::unavailable("x")), Code::Unavailable, None),
             (E::Unexpected(anyhow::anyhow!("x")), Code::Internal, None),
         ];

@@ -110,8 +110,31 @@ async fn fetch_layout(
 pub enum DebitOutcome {
     /// Taken (now or by an earlier try with the same key); the balance right after.
     Debited { balance_after: Won },
-    /// Refused for lack of money; nothing was taken.
-    Insufficient,
+    /// Refused for good (the wallet's ErrorInfo reason, e.g. INSUFFICIENT_BALANCE, or the
+    /// code's name): asking again with the same request would get the same answer, so the
+    /// saga gives the payment up. Whether nothing was taken is settled by the refund step,
+    /// which voids the key (see `Saga::drive`).
+    Refused { reason: String },
+}
+
+/// How the wallet answered a compensating refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// The debit was given back (now or by an earlier try).
+    Refunded,
+    /// There was no debit under the key; the wallet voided it, so none can be taken later.
+    NothingTaken,
+}
+
+/// Whether a peer's status is a final answer to the request (the same request would be
+/// refused again), as opposed to an outcome that is still unknown (unreachable, timed out,
+/// shed, or an unexpected failure) and worth retrying under the same key.
+#[must_use]
+pub fn is_final_refusal(code: Code) -> bool {
+    matches!(
+        code,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound | Code::AlreadyExists | Code::OutOfRange
+    )
 }
 
 /// The wallet's internal API. Debit and refund carry keys derived from the payment id, so
@@ -160,12 +183,12 @@ impl Wallet {
         answer.map_err(|s| ReservationError::Peer(from_peer("wallet", &s)))
     }
 
-    /// Refunds the saga's debit. A debit that never happened needs no refund: that counts
-    /// as done.
+    /// Refunds the saga's debit, or, when there was none, voids its key at the wallet so a
+    /// debit still on its way is refused.
     ///
     /// # Errors
-    /// [`ReservationError::Peer`] when the wallet cannot be reached.
-    pub async fn refund(&self, p: &Payment, deadline: Deadline) -> Result<(), ReservationError> {
+    /// [`ReservationError::Peer`] when the wallet cannot be reached or refuses the refund.
+    pub async fn refund(&self, p: &Payment, deadline: Deadline) -> Result<RefundOutcome, ReservationError> {
         let request = RefundRequest {
             user_id: p.user_id.clone(),
             amount: p.amount.get(),
@@ -179,8 +202,8 @@ impl Wallet {
         })
         .await;
         match answer {
-            Ok(_) => Ok(()),
-            Err(s) if is_reason(&s, Code::NotFound, "DEBIT_NOT_FOUND") => Ok(()),
+            Ok(_) => Ok(RefundOutcome::Refunded),
+            Err(s) if is_reason(&s, Code::NotFound, "DEBIT_NOT_FOUND") => Ok(RefundOutcome::NothingTaken),
             Err(s) => Err(ReservationError::Peer(from_peer("wallet", &s))),
         }
     }
@@ -260,7 +283,10 @@ fn debit_answer(result: DebitResult) -> Result<i64, Status> {
 fn debit_outcome(answer: Result<i64, Status>) -> Result<DebitOutcome, Status> {
     match answer {
         Ok(balance) => Ok(DebitOutcome::Debited { balance_after: Won::new(balance) }),
-        Err(s) if is_reason(&s, Code::FailedPrecondition, "INSUFFICIENT_BALANCE") => Ok(DebitOutcome::Insufficient),
+        Err(s) if is_final_refusal(s.code()) => {
+            let reason = platform::status::reason(&s).unwrap_or_else(|| format!("{:?}", s.code()).to_uppercase());
+            Ok(DebitOutcome::Refused { reason })
+        }
         Err(s) => Err(s),
     }
 }

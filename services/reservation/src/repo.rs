@@ -42,15 +42,26 @@ static INSERT_HOLDS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO reservations
              (reservation_id, user_id, token, schedule_id, seat_number, price, status, held_at, expires_at,
-              concert_id)
+              concert_id, hold_slot)
          SELECT u.id, u.user_id, u.token, u.schedule_id, u.seat, u.price, 'HELD', u.held_at, u.expires_at,
-                u.concert_id
+                u.concert_id, slot.n
          FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[],
-                     $7::timestamptz[], $8::timestamptz[], $9::uuid[])
-              WITH ORDINALITY AS u(id, user_id, token, schedule_id, seat, price, held_at, expires_at, concert_id, n)
+                     $7::timestamptz[], $8::timestamptz[], $9::uuid[], $10::int[])
+              WITH ORDINALITY AS u(id, user_id, token, schedule_id, seat, price, held_at, expires_at, concert_id,
+                                   max_holds, n)
+         -- The lowest free hold slot of this user and concert; none free: no row.
+         CROSS JOIN LATERAL (
+             SELECT s.n FROM generate_series(1, u.max_holds) AS s (n)
+             WHERE NOT EXISTS (SELECT 1 FROM reservations h
+                               WHERE h.user_id = u.user_id AND h.concert_id = u.concert_id
+                                 AND h.status = 'HELD' AND h.hold_slot = s.n)
+             ORDER BY s.n LIMIT 1
+         ) AS slot
          WHERE NOT {}
          ORDER BY u.n
-         ON CONFLICT (schedule_id, seat_number) WHERE status IN ('HELD', 'CONFIRMED') DO NOTHING
+         -- Any unique index: the seat's (taken) or the hold slots' (a concurrent hold of this
+         -- user took the slot first); either way nothing is inserted and the caller looks why.
+         ON CONFLICT DO NOTHING
          RETURNING reservation_id",
         token_has_paid("u.token")
     )
@@ -60,7 +71,9 @@ static HOLD_DIAGNOSIS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {},
                 r.status, r.expires_at,
-                EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)
+                EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id),
+                (SELECT count(*) FROM reservations h
+                 WHERE h.user_id = $4 AND h.concert_id = $5 AND h.status = 'HELD' AND h.hold_slot IS NOT NULL)
          FROM (SELECT 1) AS one
          LEFT JOIN reservations r
            ON r.schedule_id = $2 AND r.seat_number = $3 AND r.status IN ('HELD', 'CONFIRMED')",
@@ -83,6 +96,8 @@ pub struct NewHold {
     pub price: Won,
     pub now: DateTime<Utc>,
     pub ttl: Duration,
+    /// Most live holds this user may have on this concert (`MAX_HOLDS_PER_USER`).
+    pub max_holds: u32,
 }
 
 /// The outcome of a hold attempt.
@@ -141,7 +156,9 @@ impl ReservationRepo {
     /// "indefinitely" for a sold seat or a hold being paid).
     ///
     /// # Errors
-    /// [`ReservationError::TokenUsed`] when the token already paid for a seat.
+    /// [`ReservationError::TokenUsed`] when the token already paid for a seat;
+    /// [`ReservationError::HoldLimit`] when the user already holds `max_holds` seats of the
+    /// concert.
     #[tracing::instrument(skip_all, fields(schedule_id = %h.schedule_id, seat = h.seat_number))]
     pub async fn hold(&self, h: &NewHold, inserter: &HoldBatcher) -> Result<HoldAttempt, ReservationError> {
         // A second and third try only after the blocker vanished or a stale hold was released.
@@ -154,6 +171,8 @@ impl ReservationRepo {
                 .bind(h.token)
                 .bind(h.schedule_id)
                 .bind(i32::try_from(h.seat_number).unwrap_or(0))
+                .bind(&h.user_id)
+                .bind(h.concert_id)
                 .fetch_one(&self.pool)
                 .await?;
             let token_used: bool = row.try_get(0)?;
@@ -163,7 +182,14 @@ impl ReservationRepo {
             let status: Option<String> = row.try_get(1)?;
             let expires_at: Option<DateTime<Utc>> = row.try_get(2)?;
             let paying: bool = row.try_get(3)?;
+            let user_holds: i64 = row.try_get(4)?;
             match (status.as_deref(), expires_at) {
+                (None, _) | (_, None) if user_holds >= i64::from(h.max_holds) => {
+                    // Every slot is taken; holds that expired but were not swept yet free theirs.
+                    if !self.release_stale_holds_of(&h.user_id, h.concert_id, h.now).await? {
+                        return Err(ReservationError::HoldLimit { max: h.max_holds });
+                    }
+                }
                 (None, _) | (_, None) => continue, // the blocker is gone: try again
                 (Some("HELD"), Some(exp)) if !paying => {
                     if exp > h.now {
@@ -193,6 +219,7 @@ impl ReservationRepo {
         let held_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now).collect();
         let expires_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now + h.ttl).collect();
         let concerts: Vec<Uuid> = holds.iter().map(|h| h.concert_id).collect();
+        let max_holds: Vec<i32> = holds.iter().map(|h| i32::try_from(h.max_holds).unwrap_or(i32::MAX)).collect();
         let inserted: Vec<Uuid> = sqlx::query_scalar(&INSERT_HOLDS)
             .bind(ids)
             .bind(&users)
@@ -203,9 +230,32 @@ impl ReservationRepo {
             .bind(&held_at)
             .bind(&expires_at)
             .bind(&concerts)
+            .bind(&max_holds)
             .fetch_all(&self.pool)
             .await?;
         Ok(inserted.into_iter().collect())
+    }
+
+    /// Marks the expired, unpaid holds of one user and concert EXPIRED (freeing their hold
+    /// slots); true when any was released.
+    async fn release_stale_holds_of(
+        &self,
+        user_id: &str,
+        concert_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ReservationError> {
+        let released = sqlx::query(
+            "UPDATE reservations r SET status = 'EXPIRED', released_at = $3
+             WHERE user_id = $1 AND concert_id = $2 AND status = 'HELD' AND expires_at <= $3
+               AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)",
+        )
+        .bind(user_id)
+        .bind(concert_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(released > 0)
     }
 
     /// Marks an expired, unpaid hold on one seat EXPIRED; true when one was released.
@@ -347,9 +397,10 @@ impl ReservationRepo {
     ///
     /// # Errors
     /// [`ReservationError::NotFound`], [`ReservationError::NotOwner`], the payability rules
-    /// of [`Reservation::check_payable`], [`ReservationError::PaymentInProgress`] /
-    /// [`ReservationError::NotHeld`] when another key already pays it, and
-    /// [`ReservationError::IdempotencyKeyReused`] when the key paid another reservation.
+    /// of [`Reservation::check_payable`], [`ReservationError::TokenUsed`] /
+    /// [`ReservationError::AdmissionInUse`] when the token paid or is paying for another
+    /// seat, and [`ReservationError::IdempotencyKeyReused`] when the key paid another
+    /// reservation. A reservation that already has a payment answers it, whatever the key.
     #[tracing::instrument(skip_all, fields(%reservation_id))]
     pub async fn start_payment(
         &self,
@@ -508,13 +559,10 @@ impl ReservationRepo {
         let existing =
             if r.payment_started || recheck { payment_of_reservation(&mut tx, reservation_id).await? } else { None };
         if let Some(existing) = existing {
-            return if existing.idempotency_key == key {
-                Ok(StartAttempt::Done(Box::new(PaymentStart::Existing(existing))))
-            } else if existing.status.next_step() == crate::domain::SagaStep::Done {
-                Err(ReservationError::NotHeld)
-            } else {
-                Err(ReservationError::PaymentInProgress)
-            };
+            // Whatever the key: the caller owns this reservation (checked above), and it has
+            // one payment. A retry from a fresh page (a new key) resumes that payment and
+            // learns its real outcome instead of waiting for its lease.
+            return Ok(StartAttempt::Done(Box::new(PaymentStart::Existing(existing))));
         }
         if used {
             return Err(ReservationError::TokenUsed);
@@ -547,6 +595,10 @@ impl ReservationRepo {
             Ok(row) => row,
             Err(e) if violated_constraint(&e).as_deref() == Some("payments_reservation_id_key") => {
                 return Ok(StartAttempt::Raced);
+            }
+            // This admission already pays (or paid) for another seat.
+            Err(e) if violated_constraint(&e).as_deref() == Some("payments_one_purchase_per_token") => {
+                return Err(ReservationError::AdmissionInUse);
             }
             Err(e) if db::sqlstate(&e).as_deref() == Some(db::UNIQUE_VIOLATION) => {
                 return Err(ReservationError::IdempotencyKeyReused);
@@ -665,7 +717,9 @@ impl ReservationRepo {
             .collect()
     }
 
-    /// The debit was refused: the payment FAILED and the hold is released (compensation).
+    /// The debit was refused for good: the hold is released and the payment moves to
+    /// COMPENSATING with `reason`, in one transaction. A payment that already left STARTED
+    /// is returned as it is.
     ///
     /// # Errors
     /// Database failures only.
@@ -685,7 +739,9 @@ impl ReservationRepo {
         if r.status == ReservationStatus::Held {
             set_reservation_status(&mut tx, p.reservation_id, ReservationStatus::Cancelled, now).await?;
         }
-        let updated = set_payment_status(&mut tx, p.payment_id, PaymentStatus::Failed, Some(reason), now).await?;
+        // COMPENSATING, not FAILED: the refund step settles what the wallet holds under the
+        // debit key (gives it back, or voids the key) before the payment may end FAILED.
+        let updated = set_payment_status(&mut tx, p.payment_id, PaymentStatus::Compensating, Some(reason), now).await?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -746,8 +802,9 @@ impl ReservationRepo {
         Ok(done.rows_affected())
     }
 
-    /// Claims up to `limit` unfinished sagas whose lease ran out, extending their lease so
-    /// no other replica's worker takes them meanwhile.
+    /// Claims up to `limit` unfinished sagas whose lease ran out and that were tried fewer
+    /// than `max_attempts` times, extending their lease so no other replica's worker takes
+    /// them meanwhile. Returns each with the number of its attempt (this one included).
     ///
     /// # Errors
     /// Database failures only.
@@ -757,19 +814,39 @@ impl ReservationRepo {
         now: DateTime<Utc>,
         lease: Duration,
         limit: i64,
-    ) -> Result<Vec<Payment>, ReservationError> {
+        max_attempts: i32,
+    ) -> Result<Vec<(Payment, i32)>, ReservationError> {
         let rows = sqlx::query(&format!(
             "UPDATE payments SET next_attempt_at = $2, attempts = attempts + 1
              WHERE payment_id IN (
                  SELECT payment_id FROM payments
                  WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND next_attempt_at <= $1
+                   AND attempts < $4
                  ORDER BY next_attempt_at LIMIT $3
                  FOR UPDATE SKIP LOCKED)
-             RETURNING {PAYMENT_COLUMNS}"
+             RETURNING {PAYMENT_COLUMNS}, attempts"
         ))
         .bind(now)
         .bind(now + lease)
         .bind(limit)
+        .bind(max_attempts)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((payment_from_row(row)?, row.try_get("attempts")?))).collect()
+    }
+
+    /// Unfinished payments the recovery worker gave up on after `max_attempts` tries: each
+    /// needs a person (its hold stays blocked and its money may be taken).
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn needing_attention(&self, max_attempts: i32) -> Result<Vec<Payment>, ReservationError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments
+             WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND attempts >= $1
+             ORDER BY created_at LIMIT 1000"
+        ))
+        .bind(max_attempts)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(payment_from_row).collect()
@@ -807,6 +884,51 @@ impl ReservationRepo {
                 .fetch_optional(&self.pool)
                 .await?;
         row.as_ref().map(payment_from_row).transpose()
+    }
+}
+
+/// One payment saga with its reservation, for the cross-service reconciliation.
+#[derive(Debug, Clone)]
+pub struct PaymentBook {
+    pub payment: Payment,
+    pub reservation_status: ReservationStatus,
+    pub schedule_id: Uuid,
+    pub seat_number: u32,
+    pub attempts: u32,
+}
+
+impl ReservationRepo {
+    /// Every payment with its reservation, read in one REPEATABLE READ snapshot.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn payment_books(&self) -> Result<Vec<PaymentBook>, ReservationError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        let moved = PAYMENT_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {moved}, p.attempts, r.status AS reservation_status, r.schedule_id, r.seat_number
+             FROM payments p JOIN reservations r USING (reservation_id)
+             ORDER BY p.created_at"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("reservation_status")?;
+                let seat: i32 = row.try_get("seat_number")?;
+                let attempts: i32 = row.try_get("attempts")?;
+                Ok(PaymentBook {
+                    payment: payment_from_row(row)?,
+                    reservation_status: parse_reservation_status(&status)?,
+                    schedule_id: row.try_get("schedule_id")?,
+                    seat_number: u32::try_from(seat).unwrap_or(0),
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 }
 

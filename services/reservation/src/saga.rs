@@ -1,6 +1,6 @@
 //! The payment saga: debit the wallet → confirm the reservation → expire the queue token;
-//! or, when the debit is refused, release the hold; or, when the seat cannot be confirmed
-//! after a debit, refund it.
+//! or, when the debit is refused or the seat cannot be confirmed after a debit, release the
+//! hold and compensate: refund the debit, or void its key when nothing was taken.
 //!
 //! Every state is written to `payments` before the side effect that follows it, and every
 //! side effect is idempotent under a key derived from the saga id, so [`Saga::drive`] may be
@@ -13,7 +13,7 @@ use crate::{
     debit_recorder::{DebitRecorder, RecordedDebit},
     domain::{Payment, PaymentStatus, SagaStep},
     error::ReservationError,
-    peers::{DebitOutcome, Queue, Wallet},
+    peers::{DebitOutcome, Queue, RefundOutcome, Wallet},
     repo::ReservationRepo,
 };
 
@@ -76,9 +76,11 @@ impl Saga {
                         };
                         self.debits.record(debit).await?
                     }
-                    DebitOutcome::Insufficient => {
-                        self.repo.record_debit_refused(&payment, INSUFFICIENT_BALANCE, now).await?
-                    }
+                    // Not FAILED yet: another driver of this saga may have had its debit taken
+                    // (a retry on its way, a balance charged meanwhile). The refund step gives
+                    // such money back, or voids the key so it can never be taken; only then
+                    // is the payment FAILED.
+                    DebitOutcome::Refused { reason } => self.repo.record_debit_refused(&payment, &reason, now).await?,
                 },
                 SagaStep::ExpireToken => {
                     if let Some(completer) = &self.completer {
@@ -101,10 +103,11 @@ impl Saga {
                     }
                 }
                 SagaStep::Refund => {
-                    self.wallet.refund(&payment, deadline).await?;
-                    self.repo
-                        .advance_payment(&payment, PaymentStatus::Compensating, PaymentStatus::Compensated, now)
-                        .await?
+                    let end = match self.wallet.refund(&payment, deadline).await? {
+                        RefundOutcome::Refunded => PaymentStatus::Compensated,
+                        RefundOutcome::NothingTaken => PaymentStatus::Failed,
+                    };
+                    self.repo.advance_payment(&payment, PaymentStatus::Compensating, end, now).await?
                 }
                 SagaStep::Done => return Ok(payment),
             };

@@ -57,8 +57,11 @@ pub async fn run(
         repo.clone(),
         saga.clone(),
         settings.clock.clone(),
-        settings.recovery_interval,
-        settings.payment_lease,
+        workers::RecoveryPolicy {
+            interval: settings.recovery_interval,
+            lease: settings.payment_lease,
+            max_attempts: settings.payment_max_attempts,
+        },
     ));
 
     let completer = Completer::start(repo.clone(), queue);
@@ -69,8 +72,9 @@ pub async fn run(
         saga.with_completer(completer),
         settings.clock,
         TakenSeats::new(settings.seat_taken_ttl),
-        settings.hold_ttl,
+        (settings.hold_ttl, settings.max_holds_per_user),
         settings.payment_lease,
+        settings.payment_max_attempts,
     );
     let routes =
         Routes::new(ReservationServiceServer::new(api.clone())).add_service(ReservationInternalServiceServer::new(api));

@@ -32,6 +32,7 @@ async fn started_payment(repo: &ReservationRepo, schedule_id: Uuid, seat: u32) -
         price: Won::new(PRICE),
         now,
         ttl: chrono::Duration::seconds(300),
+        max_holds: 50,
     };
     let id = Uuid::now_v7();
     assert_eq!(repo.insert_holds(&[id], &[hold]).await.unwrap().len(), 1);

@@ -17,6 +17,7 @@ fn hold(user: &str, token: Uuid, schedule_id: Uuid, seat: u32) -> NewHold {
         price: Won::new(90_000),
         now: Utc::now(),
         ttl: chrono::Duration::seconds(300),
+        max_holds: 50,
     }
 }
 

@@ -31,6 +31,7 @@ async fn hold(repo: &ReservationRepo, who: &Principal, seat: u32, now: DateTime<
         price: Won::new(PRICE),
         now,
         ttl,
+        max_holds: 50,
     };
     let id = Uuid::now_v7();
     assert_eq!(repo.insert_holds(&[id], &[hold]).await.unwrap().len(), 1);

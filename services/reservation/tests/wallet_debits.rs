@@ -15,7 +15,7 @@ use std::{
 use chrono::Utc;
 use concert_proto::concert::wallet::v1::{
     AuditRequest, AuditResponse, DebitFailure, DebitManyRequest, DebitManyResponse, DebitRequest, DebitResponse,
-    DebitResult, RefundRequest, RefundResponse,
+    DebitResult, ExportBooksRequest, ExportBooksResponse, RefundRequest, RefundResponse,
     debit_result::Outcome,
     wallet_internal_service_server::{WalletInternalService, WalletInternalServiceServer},
 };
@@ -101,6 +101,12 @@ impl WalletInternalService for Api {
     async fn audit(&self, _r: Request<AuditRequest>) -> Result<Response<AuditResponse>, Status> {
         Err(Status::unimplemented("not used here"))
     }
+
+    type ExportBooksStream = futures::stream::Empty<Result<ExportBooksResponse, Status>>;
+
+    async fn export_books(&self, _r: Request<ExportBooksRequest>) -> Result<Response<Self::ExportBooksStream>, Status> {
+        Err(Status::unimplemented("not used here"))
+    }
 }
 
 async fn serve(stand_in: Arc<StandIn>) -> RunningServer {
@@ -163,7 +169,7 @@ async fn concurrent_debits_share_debit_many_calls_and_each_gets_its_own_answer()
     let outcomes = debit_all(&wallet, &payments, Deadline::after(Duration::from_secs(10))).await;
     for (p, outcome) in payments.iter().zip(&outcomes) {
         let want = if p.user_id == "poor" {
-            DebitOutcome::Insufficient
+            DebitOutcome::Refused { reason: "INSUFFICIENT_BALANCE".into() }
         } else {
             DebitOutcome::Debited { balance_after: p.amount }
         };
@@ -186,7 +192,7 @@ async fn a_wallet_without_debit_many_is_debited_one_call_per_debit() {
     let outcomes = debit_all(&wallet, &payments, Deadline::NONE).await;
     for (p, outcome) in payments.iter().zip(&outcomes) {
         let want = if p.user_id == "poor" {
-            DebitOutcome::Insufficient
+            DebitOutcome::Refused { reason: "INSUFFICIENT_BALANCE".into() }
         } else {
             DebitOutcome::Debited { balance_after: p.amount }
         };

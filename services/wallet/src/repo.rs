@@ -84,20 +84,20 @@ impl WalletRepo {
             return Err(WalletError::DebitVoided);
         }
 
-        if let Some(debit_key) = &m.debit_key {
-            if let Err(e) = check_refundable(&mut tx, &m.user_id, debit_key, m.amount).await {
-                if matches!(e, WalletError::DebitNotFound) {
-                    // Nothing to give back: void the key, so a debit still on its way under
-                    // it is refused when it arrives (under this same account lock).
-                    sqlx::query("INSERT INTO voided_debits (user_id, debit_key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                        .bind(&m.user_id)
-                        .bind(debit_key)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                }
-                return Err(e);
+        if let Some(debit_key) = &m.debit_key
+            && let Err(e) = check_refundable(&mut tx, &m.user_id, debit_key, m.amount).await
+        {
+            if matches!(e, WalletError::DebitNotFound) {
+                // Nothing to give back: void the key, so a debit still on its way under it
+                // is refused when it arrives (under this same account lock).
+                sqlx::query("INSERT INTO voided_debits (user_id, debit_key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(&m.user_id)
+                    .bind(debit_key)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
             }
+            return Err(e);
         }
 
         let account = m.apply(Account { balance: Won::new(balance) })?;
@@ -363,6 +363,94 @@ impl WalletRepo {
     }
 }
 
+/// One wallet's books, for the cross-service reconciliation (won).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountBook {
+    pub user_id: String,
+    pub balance: Won,
+    pub charged: Won,
+    pub debited: Won,
+    pub refunded: Won,
+}
+
+/// One debit and the amount refunded of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebitBook {
+    pub user_id: String,
+    pub key: String,
+    pub amount: Won,
+    pub refunded: Won,
+}
+
+/// Everything the reconciliation reads from the wallet, from one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Books {
+    pub accounts: Vec<AccountBook>,
+    pub debits: Vec<DebitBook>,
+    /// (user_id, debit key) of every voided debit key.
+    pub voided: Vec<(String, String)>,
+}
+
+impl WalletRepo {
+    /// Every wallet's totals, every debit with its refunds, and every voided key, read in one
+    /// REPEATABLE READ snapshot.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn books(&self) -> Result<Books, WalletError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        let accounts: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT a.user_id, a.balance,
+                    COALESCE(SUM(e.amount) FILTER (WHERE e.kind = 'CHARGE'), 0)::BIGINT,
+                    COALESCE(SUM(e.amount) FILTER (WHERE e.kind = 'DEBIT'), 0)::BIGINT,
+                    COALESCE(SUM(e.amount) FILTER (WHERE e.kind = 'REFUND'), 0)::BIGINT
+             FROM accounts a LEFT JOIN ledger_entries e USING (user_id)
+             GROUP BY a.user_id, a.balance ORDER BY a.user_id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let debits: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT d.user_id, d.idempotency_key, d.amount, COALESCE(SUM(r.amount), 0)::BIGINT
+             FROM ledger_entries d
+             LEFT JOIN ledger_entries r
+                    ON r.kind = 'REFUND' AND r.user_id = d.user_id AND r.debit_key = d.idempotency_key
+             WHERE d.kind = 'DEBIT'
+             GROUP BY d.entry_id ORDER BY d.entry_id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let voided: Vec<(String, String)> =
+            sqlx::query_as("SELECT user_id, debit_key FROM voided_debits ORDER BY user_id, debit_key")
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Books {
+            accounts: accounts
+                .into_iter()
+                .map(|(user_id, balance, charged, debited, refunded)| AccountBook {
+                    user_id,
+                    balance: Won::new(balance),
+                    charged: Won::new(charged),
+                    debited: Won::new(debited),
+                    refunded: Won::new(refunded),
+                })
+                .collect(),
+            debits: debits
+                .into_iter()
+                .map(|(user_id, key, amount, refunded)| DebitBook {
+                    user_id,
+                    key,
+                    amount: Won::new(amount),
+                    refunded: Won::new(refunded),
+                })
+                .collect(),
+            voided,
+        })
+    }
+}
+
 /// A second ledger entry under one `(user_id, idempotency_key)`.
 fn is_duplicate_key(e: &sqlx::Error) -> bool {
     e.as_database_error().and_then(|d| d.constraint()) == Some("ledger_entries_one_entry_per_key")
@@ -370,7 +458,10 @@ fn is_duplicate_key(e: &sqlx::Error) -> bool {
 
 /// The entry stored under `m`'s key (of `m`'s kind), and whether `m` is a debit whose key
 /// was voided.
-async fn find_key(tx: &mut Transaction<'_, Postgres>, m: &Mutation) -> Result<(Option<LedgerEntry>, bool), WalletError> {
+async fn find_key(
+    tx: &mut Transaction<'_, Postgres>,
+    m: &Mutation,
+) -> Result<(Option<LedgerEntry>, bool), WalletError> {
     let row = sqlx::query(&format!(
         "SELECT {ENTRY_COLUMNS},
                 $2 = 'DEBIT' AND EXISTS (SELECT 1 FROM voided_debits v WHERE v.user_id = $1 AND v.debit_key = $3)

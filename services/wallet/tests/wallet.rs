@@ -454,8 +454,8 @@ async fn a_refund_that_finds_no_debit_voids_the_key_for_later_debits(_p: PgPoolO
     // A debit of that payment still on its way arrives late: refused, nothing taken.
     let err = app.internal.debit(debit("lee", 30_000, "payment:7:debit")).await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::FailedPrecondition, Some("DEBIT_VOIDED")));
-    let many = debit_many(&app, vec![debit("lee", 30_000, "payment:7:debit"), debit("lee", 1_000, "payment:8:debit")])
-        .await;
+    let many =
+        debit_many(&app, vec![debit("lee", 30_000, "payment:7:debit"), debit("lee", 1_000, "payment:8:debit")]).await;
     assert_eq!(many[0].as_ref().unwrap_err().1, "DEBIT_VOIDED", "DebitMany refuses it too");
     assert_eq!(many[1], Ok(49_000), "other keys are not affected");
     // The refund, retried, still finds nothing; the balance never moved for payment 7.

@@ -34,6 +34,13 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Reconciles every wallet balance with its ledger; exits 1 on any mismatch.
     Audit,
+    /// Reconciles the wallet's ledger with reservation's payments (every won and every seat
+    /// accounted for, per payment and per user); exits 1 on any violation.
+    Reconcile {
+        /// Also fail while payments are still under way or need a person.
+        #[arg(long)]
+        settled: bool,
+    },
 }
 
 #[tokio::main]
@@ -46,7 +53,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo => demo::run(&clients).await,
         Command::Bench(args) => bench::run(&clients, args).await,
         Command::Audit => audit(&clients).await,
+        Command::Reconcile { settled } => reconcile(&clients, settled).await,
     }
+}
+
+async fn reconcile(clients: &clients::Clients, settled: bool) -> anyhow::Result<()> {
+    let report =
+        concertctl::reconcile::fetch_and_reconcile(clients.wallet_internal(), clients.reservation_internal()).await?;
+    println!("{report}");
+    anyhow::ensure!(report.is_clean(), "{} violations", report.violations.len());
+    anyhow::ensure!(!settled || report.is_settled(), "payments are still under way or need a person");
+    Ok(())
 }
 
 async fn audit(clients: &clients::Clients) -> anyhow::Result<()> {

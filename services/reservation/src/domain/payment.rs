@@ -7,9 +7,15 @@ use uuid::Uuid;
 /// ```text
 /// STARTED ──debit ok──▶ CONFIRMED ──token expired──▶ COMPLETED
 ///    │                      (reservation CONFIRMED in the same transaction)
-///    ├──debit refused (insufficient balance)──▶ FAILED   (hold released)
-///    └──debit ok but hold no longer HELD──▶ COMPENSATING ──refund ok──▶ COMPENSATED
+///    ├──debit ok but hold no longer HELD─┐
+///    └──debit refused for good───────────┴▶ COMPENSATING ──refunded──────▶ COMPENSATED
+///         (hold released in the same          │
+///          transaction; reason recorded)      └──nothing was taken (key voided)──▶ FAILED
 /// ```
+///
+/// FAILED therefore always means "no money was taken and none can be": the wallet has voided
+/// the debit key. A refusal is not recorded as FAILED directly, because another driver of
+/// the same saga may have had the debit taken in the meantime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentStatus {
     /// Recorded before the debit; the debit's outcome may be unknown.
@@ -18,11 +24,12 @@ pub enum PaymentStatus {
     Confirmed,
     /// Done: seat sold, money taken once, token expired.
     Completed,
-    /// Debited but the seat could not be confirmed; the debit is being refunded.
+    /// Given up (the debit was refused, or the seat could not be confirmed after it); the
+    /// hold is released and the debit is being refunded or its key voided.
     Compensating,
     /// Refunded; money whole, seat not sold.
     Compensated,
-    /// Debit refused; nothing taken, hold released.
+    /// Debit refused; nothing taken (the key is voided at the wallet), hold released.
     Failed,
 }
 

@@ -5,7 +5,7 @@ use platform::{convert::timestamp, validate::FieldViolation};
 
 use crate::{
     domain::{Payment, PaymentStatus, Reservation, ReservationStatus, SEATS_PER_SCHEDULE},
-    repo::OccupiedSeat,
+    repo::{OccupiedSeat, PaymentBook},
 };
 
 pub(super) fn seat_number(n: u32) -> Result<u32, FieldViolation> {
@@ -13,6 +13,34 @@ pub(super) fn seat_number(n: u32) -> Result<u32, FieldViolation> {
         Ok(n)
     } else {
         Err(FieldViolation::new("seat_number", format!("must be within 1..={SEATS_PER_SCHEDULE}")))
+    }
+}
+
+/// One payment saga for the reconciliation; `max_attempts` is the recovery worker's limit.
+pub(super) fn payment_record(b: &PaymentBook, max_attempts: i32) -> pb::PaymentRecord {
+    let p = &b.payment;
+    let state = match p.status {
+        PaymentStatus::Started => pb::SagaState::Started,
+        PaymentStatus::Confirmed => pb::SagaState::Confirmed,
+        PaymentStatus::Completed => pb::SagaState::Completed,
+        PaymentStatus::Compensating => pb::SagaState::Compensating,
+        PaymentStatus::Compensated => pb::SagaState::Compensated,
+        PaymentStatus::Failed => pb::SagaState::Failed,
+    };
+    let unfinished = p.status.next_step() != crate::domain::SagaStep::Done;
+    pb::PaymentRecord {
+        payment_id: p.payment_id.to_string(),
+        reservation_id: p.reservation_id.to_string(),
+        user_id: p.user_id.clone(),
+        amount: p.amount.get(),
+        state: state.into(),
+        reservation_status: status(b.reservation_status).into(),
+        schedule_id: b.schedule_id.to_string(),
+        seat_number: b.seat_number,
+        attempts: b.attempts,
+        needs_attention: unfinished && i64::from(b.attempts) >= i64::from(max_attempts),
+        debit_key: p.debit_key(),
+        refund_key: p.refund_key(),
     }
 }
 

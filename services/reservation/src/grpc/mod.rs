@@ -3,10 +3,10 @@ mod convert;
 
 use chrono::Duration;
 use concert_proto::concert::reservation::v1::{
-    CancelReservationRequest, CancelReservationResponse, GetOccupancyRequest, GetOccupancyResponse,
-    GetReservationRequest, GetReservationResponse, HoldSeatRequest, HoldSeatResponse, ListPaymentsRequest,
-    ListPaymentsResponse, ListReservationsRequest, ListReservationsResponse, PayReservationRequest,
-    PayReservationResponse, reservation_internal_service_server::ReservationInternalService,
+    CancelReservationRequest, CancelReservationResponse, ExportPaymentsRequest, ExportPaymentsResponse,
+    GetOccupancyRequest, GetOccupancyResponse, GetReservationRequest, GetReservationResponse, HoldSeatRequest,
+    HoldSeatResponse, ListPaymentsRequest, ListPaymentsResponse, ListReservationsRequest, ListReservationsResponse,
+    PayReservationRequest, PayReservationResponse, reservation_internal_service_server::ReservationInternalService,
     reservation_service_server::ReservationService,
 };
 use platform::{
@@ -28,7 +28,7 @@ use crate::{
     saga::{INSUFFICIENT_BALANCE, Saga},
     taken_seats::TakenSeats,
 };
-use convert::{occupied, payment, reservation, seat_number};
+use convert::{occupied, payment, payment_record, reservation, seat_number};
 
 /// Most schedules one occupancy lookup may name.
 const MAX_OCCUPANCY_SCHEDULES: usize = 1_000;
@@ -45,7 +45,11 @@ pub struct ReservationApi {
     holds: HoldBatcher,
     payments: PaymentStarter,
     hold_ttl: Duration,
+    /// Most live holds per user and concert.
+    max_holds: u32,
     payment_lease: Duration,
+    /// The recovery worker's limit of tries (reported by ExportPayments).
+    payment_max_attempts: i32,
 }
 
 impl ReservationApi {
@@ -58,12 +62,26 @@ impl ReservationApi {
         saga: Saga,
         clock: SharedClock,
         taken: TakenSeats,
-        hold_ttl: Duration,
+        (hold_ttl, max_holds): (Duration, u32),
         payment_lease: Duration,
+        payment_max_attempts: i32,
     ) -> Self {
         let holds = HoldBatcher::start(repo.clone());
         let payments = PaymentStarter::start(repo.clone());
-        Self { repo, auth, catalog, saga, clock, taken, holds, payments, hold_ttl, payment_lease }
+        Self {
+            repo,
+            auth,
+            catalog,
+            saga,
+            clock,
+            taken,
+            holds,
+            payments,
+            hold_ttl,
+            max_holds,
+            payment_lease,
+            payment_max_attempts,
+        }
     }
 
     /// The response for a payment whose saga has run as far as it can now. `paid_for` is the
@@ -87,7 +105,9 @@ impl ReservationApi {
                     balance_after: p.balance_after.map(|b| b.get()).unwrap_or_default(),
                 })
             }
-            PaymentStatus::Failed if p.failure_reason.as_deref() == Some(INSUFFICIENT_BALANCE) => {
+            PaymentStatus::Failed | PaymentStatus::Compensated
+                if p.failure_reason.as_deref() == Some(INSUFFICIENT_BALANCE) =>
+            {
                 Err(ReservationError::InsufficientBalance)
             }
             PaymentStatus::Failed | PaymentStatus::Compensated => Err(ReservationError::NotHeld),
@@ -96,18 +116,24 @@ impl ReservationApi {
         }
     }
 
-    /// A replay after success: the token was expired by the very payment being asked for,
-    /// so authentication fails; answer with the stored result when key and token match.
-    async fn replay_after_payment(
+    /// A call whose token no longer authenticates (expired by the very payment asked about,
+    /// or by its TTL) for a reservation that token already pays for: whatever the key, the
+    /// answer is that payment's outcome (resumed first if unfinished), not a token error.
+    async fn answer_existing_payment(
         &self,
         token: Uuid,
         reservation_id: Uuid,
-        key: &str,
+        deadline: Deadline,
     ) -> Result<Option<PayReservationResponse>, ReservationError> {
-        match self.repo.payment_by_token(reservation_id, token).await? {
-            Some(p) if p.idempotency_key == key && p.status.is_paid() => Ok(Some(self.payment_result(p, None).await?)),
-            _ => Ok(None),
-        }
+        let Some(p) = self.repo.payment_by_token(reservation_id, token).await? else {
+            return Ok(None);
+        };
+        let p = if p.status.next_step() == crate::domain::SagaStep::Done {
+            p
+        } else {
+            self.saga.drive(p, deadline).await?
+        };
+        Ok(Some(self.payment_result(p, None).await?))
     }
 }
 
@@ -141,6 +167,7 @@ impl ReservationService for ReservationApi {
                     price: info.price,
                     now,
                     ttl: self.hold_ttl,
+                    max_holds: self.max_holds,
                 },
                 &self.holds,
             )
@@ -208,7 +235,7 @@ impl ReservationService for ReservationApi {
             Ok(p) => p,
             Err(status) if status.code() == Code::Unauthenticated => {
                 let token = bearer_token(request.metadata())?;
-                return match self.replay_after_payment(token, reservation_id, &key).await? {
+                return match self.answer_existing_payment(token, reservation_id, deadline).await? {
                     Some(done) => Ok(Response::new(done)),
                     None => Err(status),
                 };
@@ -244,6 +271,20 @@ impl ReservationService for ReservationApi {
 
 #[tonic::async_trait]
 impl ReservationInternalService for ReservationApi {
+    type ExportPaymentsStream = futures::stream::Iter<std::vec::IntoIter<Result<ExportPaymentsResponse, Status>>>;
+
+    #[tracing::instrument(skip_all)]
+    async fn export_payments(
+        &self,
+        _request: Request<ExportPaymentsRequest>,
+    ) -> Result<Response<Self::ExportPaymentsStream>, Status> {
+        let books = self.repo.payment_books().await?;
+        let records: Vec<_> = books.iter().map(|b| payment_record(b, self.payment_max_attempts)).collect();
+        let messages: Vec<_> =
+            records.chunks(1_000).map(|c| Ok(ExportPaymentsResponse { payments: c.to_vec() })).collect();
+        Ok(Response::new(futures::stream::iter(messages)))
+    }
+
     #[tracing::instrument(skip_all, fields(schedules = request.get_ref().schedule_ids.len()))]
     async fn get_occupancy(
         &self,

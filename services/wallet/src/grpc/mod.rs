@@ -2,9 +2,10 @@
 mod convert;
 
 use concert_proto::concert::wallet::v1::{
-    AccountMismatch, AuditRequest, AuditResponse, ChargeRequest, ChargeResponse, DebitManyRequest, DebitManyResponse,
-    DebitRequest, DebitResponse, DebitResult, GetBalanceRequest, GetBalanceResponse, ListTransactionsRequest,
-    ListTransactionsResponse, RefundRequest, RefundResponse, wallet_internal_service_server::WalletInternalService,
+    AccountBook, AccountMismatch, AuditRequest, AuditResponse, ChargeRequest, ChargeResponse, DebitManyRequest,
+    DebitManyResponse, DebitRecord, DebitRequest, DebitResponse, DebitResult, ExportBooksRequest, ExportBooksResponse,
+    GetBalanceRequest, GetBalanceResponse, ListTransactionsRequest, ListTransactionsResponse, RefundRequest,
+    RefundResponse, VoidedDebit, wallet_internal_service_server::WalletInternalService,
     wallet_service_server::WalletService,
 };
 use platform::validate;
@@ -16,6 +17,8 @@ use convert::{debit_failure, debit_response, debited, mutation, transaction};
 /// Default and largest page of `ListTransactions`.
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1_000;
+/// Rows per ExportBooks message.
+const EXPORT_CHUNK: usize = 1_000;
 /// Most debits one DebitMany call may carry.
 const MAX_DEBITS: usize = 1_000;
 
@@ -74,6 +77,50 @@ impl WalletService for WalletApi {
 
 #[tonic::async_trait]
 impl WalletInternalService for WalletApi {
+    type ExportBooksStream = futures::stream::Iter<std::vec::IntoIter<Result<ExportBooksResponse, Status>>>;
+
+    #[tracing::instrument(skip_all)]
+    async fn export_books(
+        &self,
+        _request: Request<ExportBooksRequest>,
+    ) -> Result<Response<Self::ExportBooksStream>, Status> {
+        let books = self.repo.books().await?;
+        let accounts: Vec<AccountBook> = books
+            .accounts
+            .into_iter()
+            .map(|a| AccountBook {
+                user_id: a.user_id,
+                balance: a.balance.get(),
+                charged: a.charged.get(),
+                debited: a.debited.get(),
+                refunded: a.refunded.get(),
+            })
+            .collect();
+        let debits: Vec<DebitRecord> = books
+            .debits
+            .into_iter()
+            .map(|d| DebitRecord {
+                user_id: d.user_id,
+                idempotency_key: d.key,
+                amount: d.amount.get(),
+                refunded: d.refunded.get(),
+            })
+            .collect();
+        let voided: Vec<VoidedDebit> =
+            books.voided.into_iter().map(|(user_id, debit_key)| VoidedDebit { user_id, debit_key }).collect();
+        let mut messages = Vec::new();
+        messages.extend(
+            accounts.chunks(EXPORT_CHUNK).map(|c| ExportBooksResponse { accounts: c.to_vec(), ..Default::default() }),
+        );
+        messages.extend(
+            debits.chunks(EXPORT_CHUNK).map(|c| ExportBooksResponse { debits: c.to_vec(), ..Default::default() }),
+        );
+        messages.extend(
+            voided.chunks(EXPORT_CHUNK).map(|c| ExportBooksResponse { voided: c.to_vec(), ..Default::default() }),
+        );
+        Ok(Response::new(futures::stream::iter(messages.into_iter().map(Ok).collect::<Vec<_>>())))
+    }
+
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id, key = %request.get_ref().idempotency_key))]
     async fn debit(&self, request: Request<DebitRequest>) -> Result<Response<DebitResponse>, Status> {
         let r = request.into_inner();

@@ -1,0 +1,2 @@
+//! What `concertctl` shares with the end-to-end tests: the cross-service reconciliation.
+pub mod reconcile;
