@@ -423,3 +423,37 @@ async fn expired_holds_give_their_place_back(_p: PgPoolOptions, db: PgConnectOpt
     client.hold_seat(authed(&token, hold(&schedule_id, 3))).await.unwrap();
     client.hold_seat(authed(&token, hold(&schedule_id, 4))).await.unwrap();
 }
+
+/// Issue #12, item 7: a token that left the queue is refused at once by every call that
+/// writes, also on a replica that has it cached as ACTIVE.
+#[sqlx::test(migrations = false)]
+async fn a_token_that_left_the_queue_books_nothing_more_anywhere(_p: PgPoolOptions, db: PgConnectOptions) {
+    use concert_proto::concert::queue::v1::LeaveQueueRequest;
+    let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..SuiteOptions::default() }).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("uma", &concert_id).await;
+    suite.charge("uma", 1_000_000).await;
+    let mut b = suite.reservation(1);
+    // Replica B has seen (and cached) the token.
+    let held = b.hold_seat(authed(&token, hold(&schedule_id, 5))).await.unwrap().into_inner().reservation.unwrap();
+
+    suite.queue().leave_queue(LeaveQueueRequest { token: token.clone() }).await.unwrap();
+
+    // Well within TOKEN_CACHE_TTL (1 s): every write on B is refused.
+    let err = b.hold_seat(authed(&token, hold(&schedule_id, 6))).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let err = b
+        .pay_reservation(authed(
+            &token,
+            PayReservationRequest { reservation_id: held.reservation_id.clone(), idempotency_key: "k".into() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let err = b
+        .cancel_reservation(authed(&token, CancelReservationRequest { reservation_id: held.reservation_id }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert_eq!(suite.balance("uma").await, 1_000_000);
+}

@@ -13,7 +13,10 @@
 //!   table, on every HoldSeat and PayReservation, so no second booking slips through.
 //!
 //! What it can delay, by at most the TTL: a read-only catalog call (ListSeats,
-//! ListAvailableDates) made with a token that another replica has just expired.
+//! ListAvailableDates) made with a token that another replica has just expired or that left
+//! the queue. Calls that write (HoldSeat, PayReservation, CancelReservation) use
+//! [`TokenValidator::authenticate_fresh`], which always asks the queue: a token that left the
+//! line (LeaveQueue) gave its slot to the next person and must not book anything more.
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -153,9 +156,25 @@ impl TokenValidator {
     /// PERMISSION_DENIED (reason TOKEN_WAITING) while it is still WAITING; UNAVAILABLE when
     /// the queue service cannot be reached.
     pub async fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        self.authenticate_with(request, false).await
+    }
+
+    /// Authenticates a call that writes: the token's state is read from the queue now (the
+    /// answer still refreshes the cache for reads), so a token that left the queue or expired
+    /// on another replica is refused at once. Checks of concurrent calls still go to the
+    /// queue together.
+    ///
+    /// # Errors
+    /// As [`TokenValidator::authenticate`].
+    pub async fn authenticate_fresh<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        self.authenticate_with(request, true).await
+    }
+
+    async fn authenticate_with<T>(&self, request: &Request<T>, fresh: bool) -> Result<Principal, Status> {
         let token = bearer_token(request.metadata())?;
         let now = self.clock.now();
-        if let Some(cache) = &self.cache
+        if !fresh
+            && let Some(cache) = &self.cache
             && let Some(cached) = cache.get(&token).await
         {
             return if cached.expires_at > now { Ok(cached) } else { Err(expired()) };

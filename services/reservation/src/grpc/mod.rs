@@ -141,7 +141,7 @@ impl ReservationApi {
 impl ReservationService for ReservationApi {
     #[tracing::instrument(skip_all, fields(schedule_id = %request.get_ref().schedule_id, seat = request.get_ref().seat_number))]
     async fn hold_seat(&self, request: Request<HoldSeatRequest>) -> Result<Response<HoldSeatResponse>, Status> {
-        let principal = self.auth.authenticate(&request).await?;
+        let principal = self.auth.authenticate_fresh(&request).await?;
         let r = request.into_inner();
         let schedule_id = validate::uuid("schedule_id", &r.schedule_id)?;
         let seat = seat_number(r.seat_number)?;
@@ -212,7 +212,7 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<CancelReservationRequest>,
     ) -> Result<Response<CancelReservationResponse>, Status> {
-        let principal = self.auth.authenticate(&request).await?;
+        let principal = self.auth.authenticate_fresh(&request).await?;
         let id = validate::uuid("reservation_id", &request.get_ref().reservation_id)?;
         let now = self.clock.now();
         let cancelled = self.repo.cancel(id, &principal.user_id, principal.concert_id, now).await?;
@@ -231,7 +231,7 @@ impl ReservationService for ReservationApi {
             "" => format!("reservation:{reservation_id}"),
             k => validate::key("idempotency_key", k)?,
         };
-        let principal = match self.auth.authenticate(&request).await {
+        let principal = match self.auth.authenticate_fresh(&request).await {
             Ok(p) => p,
             Err(status) if status.code() == Code::Unauthenticated => {
                 let token = bearer_token(request.metadata())?;
