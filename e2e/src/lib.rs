@@ -122,6 +122,7 @@ impl Suite {
                 per_user_burst: std::num::NonZeroU32::new(20).unwrap(),
                 total: None,
             },
+            max_watch_streams: 1_000,
             clock: opts.clock.clone(),
         };
         let queue = RunningServer::start_on(queue_l, |l, s| queue_service::startup::run(queue_settings, l, s)).await;

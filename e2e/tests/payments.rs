@@ -203,7 +203,10 @@ async fn a_token_that_paid_is_refused_at_once_even_where_it_is_cached(_p: PgPool
         .hold_seat(authed(&token, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 4 }))
         .await
         .unwrap_err();
-    assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unauthenticated, Some("TOKEN_USED")));
+    // TOKEN_USED from reservation's own payments, or TOKEN_EXPIRED once the queue has expired
+    // the paid token (writes check the token fresh, so whichever comes first answers).
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(matches!(reason(&err).as_deref(), Some("TOKEN_USED" | "TOKEN_EXPIRED")), "{err:?}");
     let err = b
         .pay_reservation(authed(
             &token,
@@ -211,7 +214,10 @@ async fn a_token_that_paid_is_refused_at_once_even_where_it_is_cached(_p: PgPool
         ))
         .await
         .unwrap_err();
-    assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unauthenticated, Some("TOKEN_USED")));
+    // TOKEN_USED from reservation's own payments, or TOKEN_EXPIRED once the queue has expired
+    // the paid token (writes check the token fresh, so whichever comes first answers).
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(matches!(reason(&err).as_deref(), Some("TOKEN_USED" | "TOKEN_EXPIRED")), "{err:?}");
     assert_eq!(suite.balance("alice").await, 1_000_000 - 150_000, "one seat paid, once");
 }
 

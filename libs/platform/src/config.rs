@@ -44,6 +44,11 @@ pub struct ListenConfig {
     /// load balancer or the client's backoff can send them elsewhere or later.
     #[arg(long, env = "MAX_IN_FLIGHT_REQUESTS", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_in_flight_requests: u32,
+
+    /// Most concurrent calls (HTTP/2 streams, e.g. WatchQueue) one client connection may
+    /// have open at once; more are refused by HTTP/2 flow control, not queued.
+    #[arg(long, env = "MAX_STREAMS_PER_CONNECTION", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_streams_per_connection: u32,
 }
 
 impl ListenConfig {
@@ -56,7 +61,10 @@ impl ListenConfig {
     /// The server's load limits.
     #[must_use]
     pub fn limits(&self) -> crate::server::Limits {
-        crate::server::Limits { max_in_flight: self.max_in_flight_requests as usize }
+        crate::server::Limits {
+            max_in_flight: self.max_in_flight_requests as usize,
+            max_streams_per_connection: self.max_streams_per_connection,
+        }
     }
 }
 

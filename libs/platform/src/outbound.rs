@@ -9,18 +9,57 @@
 //! when we stop waiting, and is also enforced here, so a peer that never answers cannot hold
 //! us past it. Retries stop when the deadline is spent.
 //!
+//! Retries are bounded twice more, so that replicas shedding load are not buried under
+//! retries: a peer's `google.rpc.RetryInfo` (sent with RESOURCE_EXHAUSTED by a replica that
+//! sheds) is honoured as the shortest pause before the next attempt, and every policy carries
+//! a retry budget (tower's `TpsBudget`: retries may add at most 20 % to the calls made, plus
+//! 10 per second) shared by all calls through it; a retry the budget refuses is not sent.
+//!
 //! Retrying is safe only for calls whose effect happens once however often they are sent:
 //! the saga's debit and refund (idempotency keys derived from the payment id), token
 //! expiry, and reads. A retried call whose outcome stayed unknown is resolved by the next
 //! retry of the same key, never by guessing.
-use std::{future::Future, time::Duration};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
 use tokio::time::Instant;
 use tonic::{Code, Request, Status, metadata::MetadataMap};
+use tower::retry::budget::{Budget, TpsBudget};
+
+/// A retry budget shared by the calls of one policy (and its clones).
+#[derive(Clone)]
+pub struct RetryBudget(Arc<TpsBudget>);
+
+impl RetryBudget {
+    /// Retries may add `percent` of the calls made in the last 10 s, plus `min_per_sec`.
+    #[must_use]
+    pub fn new(min_per_sec: u32, percent: f32) -> Self {
+        Self(Arc::new(TpsBudget::new(Duration::from_secs(10), min_per_sec, percent)))
+    }
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self::new(10, 0.2)
+    }
+}
+
+impl fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RetryBudget")
+    }
+}
+
+impl PartialEq for RetryBudget {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RetryBudget {}
 
 /// How calls to one peer are bounded and retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallPolicy {
     /// Longest one attempt may take (when the caller's deadline is not shorter).
     pub timeout: Duration,
@@ -30,6 +69,8 @@ pub struct CallPolicy {
     pub min_backoff: Duration,
     /// Longest pause between two attempts.
     pub max_backoff: Duration,
+    /// Bounds the retries of all calls made with this policy and its clones.
+    pub budget: RetryBudget,
 }
 
 impl Default for CallPolicy {
@@ -39,7 +80,17 @@ impl Default for CallPolicy {
             retries: 3,
             min_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(1),
+            budget: RetryBudget::default(),
         }
+    }
+}
+
+impl CallPolicy {
+    /// This policy with a retry budget of its own: one per peer, so one peer's outage does
+    /// not spend the retries of calls to another.
+    #[must_use]
+    pub fn with_own_budget(&self) -> Self {
+        Self { budget: RetryBudget::default(), ..self.clone() }
     }
 }
 
@@ -207,9 +258,20 @@ where
         .with_max_delay(policy.max_backoff)
         .with_max_times(retries)
         .with_jitter();
+    policy.budget.0.deposit();
     once.retry(backoff)
         .sleep(tokio::time::sleep)
         .when(|status| is_transient(status) && !deadline.is_spent())
+        // The peer's RetryInfo, when longer, replaces our pause; no budget, no retry.
+        .adjust(|status, pause| {
+            let pause = pause?.max(crate::status::retry_after(status).unwrap_or_default());
+            if policy.budget.0.withdraw() {
+                Some(pause)
+            } else {
+                tracing::warn!(peer, code = ?status.code(), "retry budget spent; not retrying");
+                None
+            }
+        })
         .notify(|status, pause| {
             tracing::warn!(peer, code = ?status.code(), message = status.message(), retry_in_ms = pause.as_millis(), "peer call failed; retrying");
         })
@@ -232,6 +294,7 @@ mod tests {
             retries: 3,
             min_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(5),
+            budget: RetryBudget::default(),
         }
     }
 
@@ -290,6 +353,47 @@ mod tests {
         .await;
         assert_eq!(result.unwrap(), 7);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_peers_retry_info_sets_the_shortest_pause() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let result = call("peer", &quick(), Deadline::NONE, Idempotency::Idempotent, |_| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(crate::status::resource_exhausted("OVERLOADED", "busy", Duration::from_millis(150)))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 1);
+        assert!(started.elapsed() >= Duration::from_millis(150), "retried after {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_spent_retry_budget_stops_retries() {
+        // No free retries per second and 0 % of calls: the budget never allows one.
+        let policy = CallPolicy { budget: RetryBudget::new(0, 0.0), ..quick() };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let result: Result<(), _> = call("peer", &policy, Deadline::NONE, Idempotency::Idempotent, |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(Status::unavailable("down")) }
+        })
+        .await;
+        assert_eq!(result.unwrap_err().code(), Code::Unavailable);
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the first attempt only");
+        // A generous budget lets the same call retry (control).
+        let calls = Arc::new(AtomicUsize::new(0));
+        let _: Result<(), _> = call("peer", &quick(), Deadline::NONE, Idempotency::Idempotent, |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(Status::unavailable("down")) }
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]

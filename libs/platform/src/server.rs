@@ -13,9 +13,10 @@ use tonic::{
 };
 use tonic_health::ServingStatus;
 use tower::{
-    BoxError,
+    BoxError, ServiceExt,
     limit::GlobalConcurrencyLimitLayer,
     load_shed::{LoadShedLayer, error::Overloaded},
+    steer::Steer,
     util::MapResultLayer,
 };
 use tower_http::{
@@ -29,11 +30,14 @@ use tower_http::{
 pub struct Limits {
     /// Most requests worked on at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_in_flight: usize,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` each client connection is offered: one
+    /// connection cannot open more calls (e.g. WatchQueue streams) than this at once.
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_in_flight: 1_024 }
+        Self { max_in_flight: 1_024, max_streams_per_connection: 256 }
     }
 }
 
@@ -98,22 +102,57 @@ pub async fn serve(
     // otherwise wait ~40 ms for the client's delayed ACK. `Server::tcp_nodelay` applies
     // only to listeners tonic binds itself, so it is set on the incoming stream here.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let max_in_flight = limits.max_in_flight;
     tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .max_concurrent_streams(Some(limits.max_streams_per_connection))
         .layer(TraceLayer::new(SharedClassifier::new(caller_errors_are_not_failures())))
         .layer(cors())
         .layer(tonic_web::GrpcWebLayer::new())
         // Load shedding: past `max_in_flight` calls in this replica, refuse at once rather
         // than queue without bound. Inside grpc-web, so browsers get a readable status too.
-        .layer(MapResultLayer::new(overloaded_to_status))
-        .layer(LoadShedLayer::new())
-        .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
+        // Health checks and reflection bypass it: a probe refused at the sale's peak would
+        // make Kubernetes restart a replica that is merely busy.
+        .layer(tower::layer::layer_fn(move |routes| shed_except_probes(routes, max_in_flight)))
         .add_routes(builder.routes())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// The boxed form of the server's inner service, so the shedding and the exempt paths can
+/// be steered between.
+type HttpService = tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxError>;
+
+/// Picks the service (index into the steered list) for a request.
+type Picker = fn(&http::Request<Body>, &[HttpService]) -> usize;
+
+/// Calls to these gRPC services are never shed (liveness/readiness probes, reflection).
+const EXEMPT_PREFIXES: [&str; 3] =
+    ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
+
+/// `routes` behind the load shedder (a concurrency limit of `max_in_flight` that refuses at
+/// once), except the paths in [`EXEMPT_PREFIXES`], which go straight to `routes`.
+fn shed_except_probes<S>(routes: S, max_in_flight: usize) -> Steer<HttpService, Picker, http::Request<Body>>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    let exempt = HttpService::new(routes.clone().map_err(Into::into));
+    let shed = HttpService::new(
+        tower::ServiceBuilder::new()
+            .layer(MapResultLayer::new(overloaded_to_status))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::new(max_in_flight))
+            .service(routes),
+    );
+    fn pick(request: &http::Request<Body>, _: &[HttpService]) -> usize {
+        usize::from(!EXEMPT_PREFIXES.iter().any(|p| request.uri().path().starts_with(p)))
+    }
+    Steer::new(vec![exempt, shed], pick as Picker)
 }
 
 /// Request tracing logs a call as failed (at ERROR) only when the server is at fault or

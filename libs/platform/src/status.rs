@@ -37,6 +37,12 @@ pub fn resource_exhausted(
     Status::with_error_details(Code::ResourceExhausted, message, details)
 }
 
+/// The pause a peer asked for in its `google.rpc.RetryInfo`, if it sent one.
+#[must_use]
+pub fn retry_after(status: &Status) -> Option<std::time::Duration> {
+    status.get_details_retry_info().and_then(|info| info.retry_delay)
+}
+
 /// An opaque INTERNAL status. The whole cause chain goes to the log, not to the caller.
 #[must_use]
 pub fn internal(error: &anyhow::Error) -> Status {

@@ -59,10 +59,15 @@ async fn calls_past_the_in_flight_limit_are_refused_at_once() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    let server =
-        tokio::spawn(serve(listener, Routes::new(gate.clone()), &[Gate::NAME], Limits { max_in_flight: 1 }, async {
+    let server = tokio::spawn(serve(
+        listener,
+        Routes::new(gate.clone()),
+        &[Gate::NAME],
+        Limits { max_in_flight: 1, ..Limits::default() },
+        async {
             let _ = stopped.await;
-        }));
+        },
+    ));
     let channel = platform::grpc_client::lazy_channel(&url).unwrap();
 
     // One call occupies the only slot ...
@@ -73,6 +78,16 @@ async fn calls_past_the_in_flight_limit_are_refused_at_once() {
     assert_eq!(shed.code(), Code::ResourceExhausted);
     assert_eq!(platform::status::reason(&shed).as_deref(), Some("OVERLOADED"));
     assert_eq!(shed.get_details_retry_info().and_then(|r| r.retry_delay), Some(Duration::from_millis(100)));
+    // Health checks are never shed: a probe at the peak must not restart a busy replica.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let serving = tokio::time::timeout(
+        Duration::from_secs(2),
+        health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }),
+    )
+    .await
+    .expect("answered, not queued")
+    .expect("a health check is not refused while the replica is full");
+    assert_eq!(serving.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
     // Once the slot is free, calls get through again.
     gate.release.notify_one();

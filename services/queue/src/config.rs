@@ -63,6 +63,12 @@ pub struct Config {
     /// IssueToken calls per second one replica accepts in total (0 = no total limit).
     #[arg(long, env = "QUEUE_JOIN_RATE_TOTAL", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     pub join_rate_total: u32,
+
+    /// Most WatchQueue streams one replica serves at once; more are refused with
+    /// RESOURCE_EXHAUSTED (reason TOO_MANY_STREAMS) and the client polls instead. A token has
+    /// at most one live stream per replica: a newer one ends the older (ABORTED).
+    #[arg(long, env = "QUEUE_MAX_WATCH_STREAMS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_watch_streams: u32,
 }
 
 /// Validated settings the service runs with.
@@ -79,6 +85,8 @@ pub struct Settings {
     /// How often polls are written to `last_seen_at` (well below the idle timeout).
     pub seen_flush: Duration,
     pub join_rates: JoinRates,
+    /// Most WatchQueue streams at once on this replica.
+    pub max_watch_streams: usize,
     pub clock: SharedClock,
 }
 
@@ -108,6 +116,7 @@ impl Config {
                 per_user_burst: NonZeroU32::new(self.join_burst_per_user).unwrap_or(NonZeroU32::MIN),
                 total: NonZeroU32::new(self.join_rate_total),
             },
+            max_watch_streams: self.max_watch_streams as usize,
             clock: platform::clock::system(),
         })
     }

@@ -23,3 +23,4 @@ pub mod repo;
 pub mod rooms;
 pub mod seen;
 pub mod startup;
+pub mod watchers;

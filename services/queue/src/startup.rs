@@ -14,7 +14,7 @@ use tonic::{server::NamedService, service::Routes};
 
 use crate::{
     admission::Admission, config::Settings, grpc::QueueApi, line::Line, rate_limit::JoinLimiter, repo::QueueRepo,
-    rooms::Rooms, seen::Seen,
+    rooms::Rooms, seen::Seen, watchers::Watchers,
 };
 
 /// Default listen address: 127.0.0.1:50051.
@@ -55,7 +55,17 @@ pub async fn run(
     });
     let seen = Seen::default();
     let flusher = tokio::spawn(seen.clone().flush_forever(repo.clone(), settings.clock.clone(), settings.seen_flush));
-    let api = QueueApi::new(repo, rooms, admission, line, joins, seen, settings.policy, settings.clock);
+    let api = QueueApi::new(
+        repo,
+        rooms,
+        admission,
+        line,
+        joins,
+        seen,
+        settings.policy,
+        settings.clock,
+        (Watchers::new(settings.max_watch_streams), settings.line_refresh),
+    );
     let routes = Routes::new(QueueServiceServer::new(api.clone()))
         .add_service(QueueAdminServiceServer::new(api.clone()))
         .add_service(QueueInternalServiceServer::new(api));

@@ -93,6 +93,7 @@ async fn replica_with(
             per_user_burst: std::num::NonZeroU32::new(burst).unwrap(),
             total: None,
         },
+        max_watch_streams: 100,
         clock,
     };
     let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
@@ -723,4 +724,50 @@ async fn joining_needs_a_known_concert_and_policies_are_checked(_p: PgPoolOption
     }
     let request = SetAdmissionPolicyRequest { concert_id: uuid::Uuid::new_v4().to_string(), ..Default::default() };
     assert_eq!(q.admin.clone().set_admission_policy(request).await.unwrap_err().code(), Code::NotFound);
+}
+
+/// Issue #12, item 8: one live WatchQueue stream per token (a newer one ends the older with
+/// ABORTED), and at most QUEUE_MAX_WATCH_STREAMS (100 in these tests) per replica.
+#[sqlx::test(migrations = false)]
+async fn watch_streams_are_one_per_token_and_capped_per_replica(_p: PgPoolOptions, db: PgConnectOptions) {
+    use concert_proto::concert::queue::v1::WatchQueueRequest;
+    let q = replica(db, 0, platform::clock::system()).await;
+    let watch = |token: String| {
+        let mut public = q.public.clone();
+        async move { public.watch_queue(WatchQueueRequest { token }).await }
+    };
+    let first_token = join(&q, "reloader").await.token;
+    let mut old = watch(first_token.clone()).await.unwrap().into_inner();
+    assert!(old.message().await.unwrap().is_some(), "the first stream speaks");
+    let mut new = watch(first_token.clone()).await.unwrap().into_inner();
+    assert!(new.message().await.unwrap().is_some());
+    let ended = old.message().await.unwrap_err();
+    assert_eq!(ended.code(), Code::Aborted, "the older stream ends: {ended:?}");
+
+    // 99 more tokens fill the replica's 100 streams; the 101st is refused, polling still works.
+    let mut open = vec![new];
+    for i in 0..99 {
+        let token = join(&q, &format!("watcher-{i}")).await.token;
+        open.push(watch(token).await.unwrap().into_inner());
+    }
+    let extra = join(&q, "one-too-many").await.token;
+    let err = watch(extra.clone()).await.unwrap_err();
+    assert_eq!(
+        (err.code(), platform::status::reason(&err).as_deref()),
+        (Code::ResourceExhausted, Some("TOO_MANY_STREAMS"))
+    );
+    assert_eq!(status(&q, &extra).await.state, TokenState::Waiting as i32);
+    // A stream that closes frees its place.
+    drop(open.pop());
+    let mut reopened = None;
+    for _ in 0..50 {
+        match watch(extra.clone()).await {
+            Ok(s) => {
+                reopened = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(reopened.is_some(), "the freed place is given to the next stream");
 }

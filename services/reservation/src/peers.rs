@@ -161,7 +161,11 @@ impl Wallet {
     #[must_use]
     pub fn new(channel: Channel, policy: CallPolicy) -> Self {
         let client = WalletInternalServiceClient::new(channel);
-        let debits = Batcher::start(WalletDebits { client: client.clone(), policy }, DEBIT_WORKERS, MAX_DEBIT_BATCH);
+        let debits = Batcher::start(
+            WalletDebits { client: client.clone(), policy: policy.clone() },
+            DEBIT_WORKERS,
+            MAX_DEBIT_BATCH,
+        );
         Self { client, policy, debits }
     }
 

@@ -44,10 +44,10 @@ pub async fn run(
     let pool = platform::db::connect_and_migrate(settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = ReservationRepo::new(pool);
     let queue_channel = lazy_channel(&settings.queue_url)?;
-    let queue = Queue::new(queue_channel.clone(), settings.peer_policy);
+    let queue = Queue::new(queue_channel.clone(), settings.peer_policy.with_own_budget());
     let saga = Saga::new(
         repo.clone(),
-        Wallet::new(lazy_channel(&settings.wallet_url)?, settings.peer_policy),
+        Wallet::new(lazy_channel(&settings.wallet_url)?, settings.peer_policy.with_own_budget()),
         queue.clone(),
         settings.clock.clone(),
     );

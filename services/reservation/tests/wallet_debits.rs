@@ -123,6 +123,7 @@ fn policy() -> CallPolicy {
         retries: 2,
         min_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(5),
+        ..CallPolicy::default()
     }
 }
 

@@ -28,9 +28,11 @@ use crate::{
     join_batch::JoinBatcher,
     line::Line,
     rate_limit::JoinLimiter,
+    repo::QueueCounts,
     repo::{Join, QueueRepo},
     rooms::Rooms,
     seen::Seen,
+    watchers::Watchers,
 };
 
 /// Most WAITING tokens one replica remembers for cheap polls (~100 bytes each).
@@ -59,6 +61,11 @@ pub struct QueueApi {
     /// The service-wide admission policy (rooms may override parts of it).
     policy: AdmissionPolicy,
     clock: SharedClock,
+    /// Live WatchQueue streams (one per token, a cap per replica).
+    watchers: Watchers,
+    /// GetQueueStats counts per concert, reused for one line refresh: however many callers,
+    /// one count per concert and refresh on this replica.
+    stats: moka::future::Cache<Uuid, QueueCounts>,
 }
 
 impl QueueApi {
@@ -73,13 +80,15 @@ impl QueueApi {
         seen: Seen,
         policy: AdmissionPolicy,
         clock: SharedClock,
+        (watchers, line_refresh): (Watchers, std::time::Duration),
     ) -> Self {
         let waiting = moka::sync::Cache::builder()
             .max_capacity(WAITING_CACHE_CAPACITY)
             .time_to_idle(std::time::Duration::from_secs(15 * 60))
             .build();
+        let stats = moka::future::Cache::builder().max_capacity(100_000).time_to_live(line_refresh).build();
         let joining = JoinBatcher::start(repo.clone());
-        Self { repo, joining, rooms, admission, line, joins, seen, waiting, policy, clock }
+        Self { repo, joining, rooms, admission, line, joins, seen, waiting, policy, clock, watchers, stats }
     }
 
     /// Expires a token and lets the next in line move up at once.
@@ -163,8 +172,9 @@ impl QueueService for QueueApi {
     async fn watch_queue(&self, request: Request<WatchQueueRequest>) -> Result<Response<WatchStream>, Status> {
         let token = validate::uuid("token", &request.get_ref().token)?;
         let token = self.repo.get(token).await?;
+        let guard = self.watchers.register(token.token)?;
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(watch(self.clone(), token, tx));
+        tokio::spawn(watch(self.clone(), token, tx, guard));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -182,7 +192,14 @@ impl QueueService for QueueApi {
         let concert_id = validate::uuid("concert_id", &request.get_ref().concert_id)?;
         let room = self.rooms.fresh(concert_id).await?;
         let now = self.clock.now();
-        let counts = self.repo.counts(concert_id, now).await?;
+        let repo = self.repo.clone();
+        let counts =
+            self.stats.try_get_with(concert_id, async move { repo.counts(concert_id, now).await }).await.map_err(
+                |e| match &*e {
+                    QueueError::DatabaseUnavailable(db) => platform::status::database_unavailable(db),
+                    other => Status::from(QueueError::Unexpected(anyhow::anyhow!("counting the line: {other}"))),
+                },
+            )?;
         Ok(Response::new(GetQueueStatsResponse {
             concert_id: concert_id.to_string(),
             waiting_count: counts.waiting,
@@ -269,7 +286,12 @@ impl QueueInternalService for QueueApi {
 /// Feeds one `WatchQueue` stream from the replica's shared snapshot of the line. The token
 /// is read from the database only when the snapshot no longer shows it waiting (admitted,
 /// expired, or joined after the snapshot), so a waiting stream costs no queries.
-async fn watch(api: QueueApi, mut token: Token, tx: mpsc::Sender<Result<WatchQueueResponse, Status>>) {
+async fn watch(
+    api: QueueApi,
+    mut token: Token,
+    tx: mpsc::Sender<Result<WatchQueueResponse, Status>>,
+    mut guard: crate::watchers::WatchGuard,
+) {
     let mut line = api.line.subscribe();
     let mut heartbeat = tokio::time::interval(WATCH_HEARTBEAT);
     heartbeat.tick().await; // the first tick is immediate
@@ -316,6 +338,10 @@ async fn watch(api: QueueApi, mut token: Token, tx: mpsc::Sender<Result<WatchQue
             }
             _ = heartbeat.tick() => beat = true,
             () = tx.closed() => return,
+            _ = &mut guard.replaced => {
+                let _ = tx.send(Err(Status::aborted("a newer WatchQueue stream of this token replaced this one"))).await;
+                return;
+            }
         }
     }
 }
