@@ -113,3 +113,37 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
     let err = reservation.hold_seat(authed(&bob, HoldSeatRequest { schedule_id, seat_number: 7 })).await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")));
 }
+
+/// Issue #12, item 10: a concert with more dates than one occupancy lookup may name (1,000)
+/// still lists them all, instead of INTERNAL.
+#[sqlx::test(migrations = false)]
+async fn a_concert_with_over_a_thousand_dates_lists_them_all(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("marathon", &concert_id).await;
+    suite.hold(&token, &schedule_id, 7).await;
+    // 1,000 more dates written straight into the catalog's tables (AddSchedule one by one
+    // would only make the test slow).
+    sqlx::query(
+        "WITH added AS (
+             INSERT INTO schedules (schedule_id, concert_id, starts_at, total_seats)
+             SELECT gen_random_uuid(), $1::uuid, now() + make_interval(days => 2 + n), 50
+             FROM generate_series(1, 1000) AS n
+             RETURNING schedule_id)
+         INSERT INTO seats (schedule_id, seat_number, grade, price)
+         SELECT schedule_id, s, 'R', 100000 FROM added, generate_series(1, 50) AS s",
+    )
+    .bind(&concert_id)
+    .execute(&suite.pool("catalog").await)
+    .await
+    .unwrap();
+    let dates = suite
+        .catalog()
+        .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id }))
+        .await
+        .unwrap()
+        .into_inner()
+        .schedules;
+    assert_eq!(dates.len(), 1_001);
+    assert_eq!(dates.iter().find(|d| d.schedule_id == schedule_id).unwrap().available_seats, 49);
+}

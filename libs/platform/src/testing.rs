@@ -168,3 +168,51 @@ impl Drop for RunningServer {
         }
     }
 }
+
+/// A TCP proxy in front of another address (PostgreSQL, a peer) that a test can cut, as a
+/// network partition or a database outage would: after [`TcpProxy::cut`] new connections are
+/// refused and open ones are closed.
+#[derive(Debug)]
+pub struct TcpProxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    accept: JoinHandle<()>,
+    connections: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+}
+
+impl TcpProxy {
+    /// Forwards `127.0.0.1:<ephemeral>` to `target`.
+    ///
+    /// # Panics
+    /// When no port can be bound (tests only).
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = bind("127.0.0.1:0").await;
+        let addr = listener.local_addr().expect("local address");
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let accept = tokio::spawn({
+            let connections = connections.clone();
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    connections.lock().unwrap().spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+            }
+        });
+        Self { addr, accept, connections }
+    }
+
+    /// Refuses new connections and closes the open ones.
+    pub fn cut(&self) {
+        self.accept.abort();
+        self.connections.lock().unwrap().abort_all();
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}

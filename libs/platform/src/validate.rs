@@ -68,6 +68,26 @@ pub fn key(field: &'static str, value: &str) -> Result<String, FieldViolation> {
     Ok(value.to_owned())
 }
 
+/// Checks a free-text field (a title, a venue, a grade name): trimmed, at most `max_chars`
+/// characters, at least one when `required`, and no control characters (a NUL byte would be
+/// refused by PostgreSQL; line breaks and the like have no place in these names).
+///
+/// # Errors
+/// When the trimmed value is empty (if required), too long, or contains a control character.
+pub fn text(field: &'static str, value: &str, max_chars: usize, required: bool) -> Result<String, FieldViolation> {
+    let value = value.trim();
+    if required && value.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    if value.chars().count() > max_chars {
+        return Err(FieldViolation::new(field, format!("must be at most {max_chars} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldViolation::new(field, "must not contain control characters (such as NUL or line breaks)"));
+    }
+    Ok(value.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +108,17 @@ mod tests {
         assert_eq!(uuids("tokens", &ids, 1).unwrap_err().description, "at most 1");
         let bad = [ids[0].clone(), "nope".into()];
         assert_eq!(uuids("tokens", &bad, 2).unwrap_err().field, "tokens");
+    }
+
+    #[test]
+    fn text_is_trimmed_bounded_and_printable() {
+        assert_eq!(text("title", "  Night  ", 10, true).unwrap(), "Night");
+        assert_eq!(text("title", " ", 10, true).unwrap_err().description, "is required");
+        assert_eq!(text("venue", "", 10, false).unwrap(), "");
+        assert!(text("title", &"x".repeat(11), 10, true).is_err());
+        assert_eq!(text("title", "a\0b", 10, true).unwrap_err().field, "title");
+        assert!(text("grade", "V\nIP", 10, true).is_err());
+        assert_eq!(text("title", "콘서트", 3, true).unwrap(), "콘서트", "characters, not bytes");
     }
 
     #[test]

@@ -44,6 +44,10 @@ impl Layouts {
             .await
             .map_err(|e| match *e {
                 CatalogError::ScheduleNotFound => CatalogError::ScheduleNotFound,
+                // Shared by every waiter of this load: each gets the same retryable answer.
+                CatalogError::DatabaseUnavailable(ref db) => {
+                    CatalogError::Peer(platform::status::database_unavailable(db))
+                }
                 ref other => CatalogError::Unexpected(anyhow::anyhow!("loading seat layout: {other}")),
             })
     }

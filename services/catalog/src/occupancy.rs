@@ -27,6 +27,9 @@ pub struct OccupancyClient {
     per_schedule: Option<Cache<Uuid, Arc<Occupancy>>>,
 }
 
+/// Most schedules one GetOccupancy call may name (reservation's documented limit).
+const MAX_OCCUPANCY_SCHEDULES: usize = 1_000;
+
 /// Most schedules whose seat status one replica keeps.
 const CAPACITY: u64 = 50_000;
 
@@ -62,9 +65,15 @@ impl OccupancyClient {
     /// # Errors
     /// [`CatalogError::Peer`] with UNAVAILABLE when reservation cannot be reached.
     pub async fn occupancy(&self, schedules: &[Uuid]) -> Result<Occupancy, CatalogError> {
-        if schedules.is_empty() {
-            return Ok(Occupancy::new());
+        let mut occupancy = Occupancy::new();
+        // Reservation answers at most MAX_OCCUPANCY_SCHEDULES per call.
+        for chunk in schedules.chunks(MAX_OCCUPANCY_SCHEDULES) {
+            self.occupancy_of(chunk, &mut occupancy).await?;
         }
+        Ok(occupancy)
+    }
+
+    async fn occupancy_of(&self, schedules: &[Uuid], occupancy: &mut Occupancy) -> Result<(), CatalogError> {
         let request = GetOccupancyRequest { schedule_ids: schedules.iter().map(Uuid::to_string).collect() };
         let response = self
             .client
@@ -72,7 +81,6 @@ impl OccupancyClient {
             .get_occupancy(request)
             .await
             .map_err(|s| CatalogError::Peer(from_peer("reservation", &s)))?;
-        let mut occupancy = Occupancy::new();
         for seat in response.into_inner().seats {
             let schedule = Uuid::parse_str(&seat.schedule_id)
                 .map_err(|e| CatalogError::Unexpected(anyhow::anyhow!("reservation sent a bad schedule id: {e}")))?;
@@ -82,6 +90,6 @@ impl OccupancyClient {
             };
             occupancy.insert((schedule, seat.seat_number), status);
         }
-        Ok(occupancy)
+        Ok(())
     }
 }

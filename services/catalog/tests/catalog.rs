@@ -187,3 +187,82 @@ async fn protected_reads_refuse_missing_tokens_and_report_an_unreachable_queue(
     let err = app.public.list_seats(with_token).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "queue is down: retryable, not INTERNAL");
 }
+
+/// Issue #12, item 10: text with a NUL byte or a line break, timestamps outside a protobuf
+/// Timestamp's range (years 1..=9999) and a schedule in the past are bad input naming the
+/// field, never INTERNAL.
+#[sqlx::test(migrations = false)]
+async fn hostile_text_and_times_are_refused_naming_the_field(_p: PgPoolOptions, db: PgConnectOptions) {
+    let mut app = spawn(db).await;
+    let create = |title: &str, venue: &str, sale_opens_at: Option<prost_types::Timestamp>| CreateConcertRequest {
+        title: title.into(),
+        venue: venue.into(),
+        sale_opens_at,
+    };
+    for (request, field) in [
+        (create("Night\0Show", "Hall", None), "title"),
+        (create("Night", "Hall\0", None), "venue"),
+        (create("Night", "Hall\nB", None), "venue"),
+        (create("Night", "Hall", Some(prost_types::Timestamp { seconds: -62_135_596_801, nanos: 0 })), "sale_opens_at"),
+        (create("Night", "Hall", Some(prost_types::Timestamp { seconds: 253_402_300_800, nanos: 0 })), "sale_opens_at"),
+    ] {
+        let err = app.admin.create_concert(request).await.unwrap_err();
+        assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some(field)), "{err:?}");
+    }
+    let concert_id =
+        app.admin.create_concert(create("Night", "Hall", None)).await.unwrap().into_inner().concert.unwrap().concert_id;
+    let mut nul_grade = grades();
+    nul_grade[0].grade = "V\0IP".into();
+    let err = app.admin.add_schedule(schedule(&concert_id, nul_grade)).await.unwrap_err();
+    assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("grades")));
+    for starts_at in [
+        prost_types::Timestamp { seconds: -62_135_596_801, nanos: 0 },
+        timestamp(chrono::Utc::now() - chrono::Duration::minutes(1)),
+    ] {
+        let request = AddScheduleRequest { starts_at: Some(starts_at), ..schedule(&concert_id, grades()) };
+        let err = app.admin.add_schedule(request).await.unwrap_err();
+        assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("starts_at")));
+    }
+}
+
+/// Issue #12, item 10: while the database cannot be reached, reads answer UNAVAILABLE
+/// (reason DATABASE_UNAVAILABLE), a status a client retries, not INTERNAL.
+#[sqlx::test(migrations = false)]
+async fn a_database_outage_is_unavailable_not_internal(_p: PgPoolOptions, db: PgConnectOptions) {
+    let target = format!("{}:{}", db.get_host(), db.get_port());
+    let target = tokio::net::lookup_host(target).await.unwrap().next().unwrap();
+    let proxy = platform::testing::TcpProxy::start(target).await;
+    let mut app = spawn(db.host("127.0.0.1").port(proxy.addr.port())).await;
+    let concert_id = app
+        .admin
+        .create_concert(CreateConcertRequest { title: "Outage".into(), venue: String::new(), sale_opens_at: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .concert
+        .unwrap()
+        .concert_id;
+    let schedule_id = app
+        .admin
+        .add_schedule(schedule(&concert_id, grades()))
+        .await
+        .unwrap()
+        .into_inner()
+        .schedule
+        .unwrap()
+        .schedule_id;
+
+    proxy.cut();
+    // The pool waits for a connection up to its acquire timeout (5 s) before answering.
+    let patient = tonic::transport::Endpoint::from_shared(app._server.url())
+        .unwrap()
+        .timeout(std::time::Duration::from_secs(20))
+        .connect_lazy();
+    app.internal = CatalogInternalServiceClient::new(patient.clone());
+    app.public = CatalogServiceClient::new(patient);
+    // The seat layout of this schedule was never read, so it comes from the database.
+    let err = app.internal.get_schedule_seats(GetScheduleSeatsRequest { schedule_id }).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unavailable, Some("DATABASE_UNAVAILABLE")), "{err:?}");
+    let err = app.public.list_concerts(ListConcertsRequest::default()).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unavailable, Some("DATABASE_UNAVAILABLE")), "{err:?}");
+}

@@ -4,7 +4,7 @@ use platform::{money::Won, validate::FieldViolation};
 pub const SEATS_PER_SCHEDULE: u32 = 50;
 
 /// Longest grade name, in characters.
-const MAX_GRADE_CHARS: usize = 32;
+pub const MAX_GRADE_CHARS: usize = 32;
 
 /// Grade and price of seats `first..=last`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,7 +44,7 @@ pub(super) fn grade_ranges(grades: &[GradePricing]) -> Result<Vec<(u32, String, 
         .iter()
         .map(|g| {
             Ok(GradeRange {
-                grade: g.grade.clone(),
+                grade: platform::validate::text("grades", &g.grade, crate::domain::MAX_GRADE_CHARS, true)?,
                 first: g.first_seat,
                 last: g.last_seat,
                 price: Won::payment("grades.price", g.price)?,
@@ -55,13 +55,5 @@ pub(super) fn grade_ranges(grades: &[GradePricing]) -> Result<Vec<(u32, String, 
 }
 
 pub(super) fn validated_title_venue(title: &str, venue: &str) -> Result<(String, String), FieldViolation> {
-    let title = title.trim();
-    if title.is_empty() || title.chars().count() > 200 {
-        return Err(FieldViolation::new("title", "must be 1..=200 characters"));
-    }
-    let venue = venue.trim();
-    if venue.chars().count() > 200 {
-        return Err(FieldViolation::new("venue", "must be at most 200 characters"));
-    }
-    Ok((title.to_owned(), venue.to_owned()))
+    Ok((platform::validate::text("title", title, 200, true)?, platform::validate::text("venue", venue, 200, false)?))
 }

@@ -125,6 +125,9 @@ impl CatalogAdminService for CatalogApi {
         let r = request.into_inner();
         let concert_id = validate::uuid("concert_id", &r.concert_id)?;
         let starts_at = platform::convert::datetime("starts_at", r.starts_at.as_ref())?;
+        if starts_at <= self.clock.now() {
+            return Err(validate::FieldViolation::new("starts_at", "must be in the future").into());
+        }
         let layout = grade_ranges(&r.grades)?;
         let (created, seats) = self.repo.add_schedule(concert_id, starts_at, &layout).await?;
         Ok(Response::new(AddScheduleResponse {
