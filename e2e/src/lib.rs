@@ -104,7 +104,7 @@ impl Suite {
         // Migrations of one service at a time keep start-up deterministic.
         let wallet = start_wallet(db.clone(), wallet_l).await;
         let queue_settings = queue_service::config::Settings {
-            db: db.clone(),
+            db: db.clone().into(),
             max_connections: 4,
             limits: Limits::default(),
             catalog_url: catalog_url.clone(),
@@ -127,7 +127,7 @@ impl Suite {
         };
         let queue = RunningServer::start_on(queue_l, |l, s| queue_service::startup::run(queue_settings, l, s)).await;
         let catalog_settings = catalog_service::config::Settings {
-            db: db.clone(),
+            db: db.clone().into(),
             max_connections: 4,
             limits: Limits::default(),
             queue_url: queue_url.clone(),
@@ -140,7 +140,7 @@ impl Suite {
         let catalog =
             RunningServer::start_on(catalog_l, |l, s| catalog_service::startup::run(catalog_settings, l, s)).await;
         let reservation_settings = reservation_service::config::Settings {
-            db: db.clone(),
+            db: db.clone().into(),
             max_connections: 8,
             limits: Limits::default(),
             queue_url: queue_url.clone(),
@@ -409,7 +409,7 @@ async fn start_reservation(settings: reservation_service::config::Settings, list
 }
 
 async fn start_wallet(db: PgConnectOptions, listener: TcpListener) -> RunningServer {
-    let settings = wallet_service::config::Settings { db, max_connections: 6, limits: Limits::default() };
+    let settings = wallet_service::config::Settings { db: db.into(), max_connections: 6, limits: Limits::default() };
     RunningServer::start_on(listener, |l, s| wallet_service::startup::run(settings, l, s)).await
 }
 

@@ -24,11 +24,36 @@ impl DatabaseConfig {
     ///
     /// # Errors
     /// When `DATABASE_URL` is not a valid PostgreSQL URL.
-    pub fn connect_options(&self) -> anyhow::Result<PgConnectOptions> {
+    pub fn connect_options(&self) -> anyhow::Result<DbOptions> {
         self.database_url
             .expose_secret()
             .parse::<PgConnectOptions>()
-            .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))
+            .map(DbOptions)
+            .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"))
+    }
+}
+
+/// PostgreSQL connect options whose `Debug` output leaves the secrets out: sqlx's own
+/// `Debug` prints the password, and settings are logged and printed.
+#[derive(Clone)]
+pub struct DbOptions(pub PgConnectOptions);
+
+impl From<PgConnectOptions> for DbOptions {
+    fn from(options: PgConnectOptions) -> Self {
+        Self(options)
+    }
+}
+
+impl std::fmt::Debug for DbOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "postgres://{}@{}:{}/{} (password redacted)",
+            self.0.get_username(),
+            self.0.get_host(),
+            self.0.get_port(),
+            self.0.get_database().unwrap_or("")
+        )
     }
 }
 
@@ -125,5 +150,24 @@ impl CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self { token_cache_ttl_ms: 1_000, seat_layout_cache_ttl_secs: 300 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn connect_options_never_print_the_password() {
+        let db = DatabaseConfig {
+            database_url: "postgres://app:hunter2@db.internal:6432/concert".into(),
+            database_max_connections: 4,
+        };
+        let printed = format!("{:?} {:?}", db, db.connect_options().unwrap());
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("db.internal:6432/concert"), "{printed}");
+        let bad = DatabaseConfig { database_url: "postgres://app:hunter2@[bad".into(), database_max_connections: 4 };
+        assert!(!bad.connect_options().unwrap_err().to_string().contains("hunter2"));
     }
 }

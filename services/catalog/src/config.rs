@@ -6,7 +6,6 @@ use platform::{
     clock::SharedClock,
     config::{CacheConfig, DatabaseConfig, ListenConfig},
 };
-use sqlx::postgres::PgConnectOptions;
 
 /// Command line / environment of `catalog-service`.
 #[derive(Debug, Parser)]
@@ -36,7 +35,7 @@ pub struct Config {
 /// Validated settings the service runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub db: PgConnectOptions,
+    pub db: platform::config::DbOptions,
     pub max_connections: u32,
     pub limits: platform::server::Limits,
     pub queue_url: String,

@@ -31,7 +31,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let pool = platform::db::connect_and_migrate(settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    let pool = platform::db::connect_and_migrate(settings.db.0, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = CatalogRepo::new(pool);
     let api = CatalogApi::new(
         repo.clone(),

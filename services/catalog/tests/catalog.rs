@@ -26,7 +26,7 @@ struct App {
 async fn spawn(db: PgConnectOptions) -> App {
     // Peers point at a closed port: calls that need them surface UNAVAILABLE.
     let settings = Settings {
-        db,
+        db: db.into(),
         max_connections: 5,
         limits: platform::server::Limits::default(),
         queue_url: "http://127.0.0.1:9".into(),

@@ -6,7 +6,6 @@ use platform::{
     clock::SharedClock,
     config::{DatabaseConfig, ListenConfig},
 };
-use sqlx::postgres::PgConnectOptions;
 
 use crate::{domain::AdmissionPolicy, rate_limit::JoinRates};
 
@@ -74,7 +73,7 @@ pub struct Config {
 /// Validated settings the service runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub db: PgConnectOptions,
+    pub db: platform::config::DbOptions,
     pub max_connections: u32,
     pub limits: platform::server::Limits,
     pub catalog_url: String,

@@ -159,7 +159,7 @@ impl QueueRepo {
     ///
     /// # Errors
     /// [`QueueError::TokenNotFound`] for an unknown token.
-    #[tracing::instrument(skip_all, fields(%token))]
+    #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&token.to_string())))]
     pub async fn get(&self, token: Uuid) -> Result<Token, QueueError> {
         let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = $1"))
             .bind(token)
@@ -191,7 +191,7 @@ impl QueueRepo {
     ///
     /// # Errors
     /// [`QueueError::TokenNotFound`] for an unknown token.
-    #[tracing::instrument(skip_all, fields(%token))]
+    #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&token.to_string())))]
     pub async fn expire(&self, token: Uuid, now: DateTime<Utc>) -> Result<Token, QueueError> {
         // One round trip: the token as expired now, or as it was if already expired.
         let row = sqlx::query(&format!(

@@ -34,7 +34,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let pool = platform::db::connect_and_migrate(settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    let pool = platform::db::connect_and_migrate(settings.db.0, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = QueueRepo::new(pool);
     let rooms =
         Rooms::new(repo.clone(), platform::grpc_client::lazy_channel(&settings.catalog_url)?, settings.clock.clone());

@@ -55,7 +55,7 @@ async fn replica_with(
 ) -> Replica {
     let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
     let catalog_settings = catalog_service::config::Settings {
-        db: db.clone(),
+        db: db.clone().into(),
         max_connections: 2,
         limits: platform::server::Limits::default(),
         // Only the admin and internal APIs are used here: no token checks, no seat maps.
@@ -75,7 +75,7 @@ async fn replica_with(
         None => create_concert(&catalog_admin, TEST_CONCERT, None).await,
     };
     let settings = Settings {
-        db,
+        db: db.into(),
         max_connections: 10,
         limits: platform::server::Limits::default(),
         catalog_url: catalog.url(),
@@ -770,4 +770,51 @@ async fn watch_streams_are_one_per_token_and_capped_per_replica(_p: PgPoolOption
         }
     }
     assert!(reopened.is_some(), "the freed place is given to the next stream");
+}
+
+/// Issue #12, item 11: the queue token (the credential of protected calls) never reaches
+/// logs or exported spans; a short tag of it does.
+#[sqlx::test(migrations = false)]
+async fn queue_tokens_are_not_recorded_in_spans_or_logs(_p: PgPoolOptions, db: PgConnectOptions) {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // sqlx::test runs on a current-thread runtime, so the servers' tasks log here too.
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let q = replica(db, 0, platform::clock::system()).await;
+    let token = join(&q, "secretive").await.token;
+    status(&q, &token).await;
+    let mut stream = q
+        .public
+        .clone()
+        .watch_queue(concert_proto::concert::queue::v1::WatchQueueRequest { token: token.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap();
+    q.public.clone().leave_queue(LeaveQueueRequest { token: token.clone() }).await.unwrap();
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("get_queue_status"), "the calls were traced: {logs}");
+    assert!(!logs.contains(&token), "the token leaked into the logs");
+    assert!(logs.contains(&platform::telemetry::redacted(&token)), "a tag follows the token instead");
 }

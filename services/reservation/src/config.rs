@@ -7,7 +7,6 @@ use platform::{
     config::{CacheConfig, DatabaseConfig, ListenConfig, PeerConfig},
     outbound::CallPolicy,
 };
-use sqlx::postgres::PgConnectOptions;
 
 /// Command line / environment of `reservation-service`.
 #[derive(Debug, Parser)]
@@ -68,7 +67,7 @@ pub struct Config {
 /// Validated settings the service runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub db: PgConnectOptions,
+    pub db: platform::config::DbOptions,
     pub max_connections: u32,
     pub limits: platform::server::Limits,
     pub queue_url: String,

@@ -41,7 +41,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let pool = platform::db::connect_and_migrate(settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    let pool = platform::db::connect_and_migrate(settings.db.0, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = ReservationRepo::new(pool);
     let queue_channel = lazy_channel(&settings.queue_url)?;
     let queue = Queue::new(queue_channel.clone(), settings.peer_policy.with_own_budget());

@@ -1,7 +1,6 @@
 //! Wallet settings, from environment variables.
 use clap::Parser;
 use platform::config::{DatabaseConfig, ListenConfig};
-use sqlx::postgres::PgConnectOptions;
 
 /// Command line / environment of `wallet-service`.
 #[derive(Debug, Parser)]
@@ -16,7 +15,7 @@ pub struct Config {
 /// Validated settings the service runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub db: PgConnectOptions,
+    pub db: platform::config::DbOptions,
     pub max_connections: u32,
     pub limits: platform::server::Limits,
 }

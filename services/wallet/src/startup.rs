@@ -29,7 +29,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let pool = platform::db::connect_and_migrate(settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    let pool = platform::db::connect_and_migrate(settings.db.0, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let api = WalletApi::new(WalletRepo::new(pool));
     let routes = Routes::new(WalletServiceServer::new(api.clone())).add_service(WalletInternalServiceServer::new(api));
     platform::server::serve(

@@ -20,7 +20,7 @@ struct App {
 }
 
 async fn spawn(db: PgConnectOptions) -> App {
-    let settings = Settings { db, max_connections: 20, limits: platform::server::Limits::default() };
+    let settings = Settings { db: db.into(), max_connections: 20, limits: platform::server::Limits::default() };
     let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
     let public = WalletServiceClient::new(server.channel());
     let internal = WalletInternalServiceClient::new(server.channel());

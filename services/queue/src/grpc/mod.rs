@@ -157,7 +157,7 @@ impl QueueService for QueueApi {
         Ok(Response::new(IssueTokenResponse { status: Some(to_proto(&status)) }))
     }
 
-    #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
+    #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
     async fn get_queue_status(
         &self,
         request: Request<GetQueueStatusRequest>,
@@ -168,7 +168,7 @@ impl QueueService for QueueApi {
 
     type WatchQueueStream = WatchStream;
 
-    #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
+    #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
     async fn watch_queue(&self, request: Request<WatchQueueRequest>) -> Result<Response<WatchStream>, Status> {
         let token = validate::uuid("token", &request.get_ref().token)?;
         let token = self.repo.get(token).await?;
@@ -178,7 +178,7 @@ impl QueueService for QueueApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
+    #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
     async fn leave_queue(&self, request: Request<LeaveQueueRequest>) -> Result<Response<LeaveQueueResponse>, Status> {
         let status = self.expire(&request.into_inner().token).await?;
         Ok(Response::new(LeaveQueueResponse { status: Some(status) }))
@@ -237,7 +237,7 @@ impl QueueAdminService for QueueApi {
 
 #[tonic::async_trait]
 impl QueueInternalService for QueueApi {
-    #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
+    #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
     async fn validate_token(
         &self,
         request: Request<ValidateTokenRequest>,
@@ -260,7 +260,7 @@ impl QueueInternalService for QueueApi {
         Ok(Response::new(ValidateTokensResponse { results }))
     }
 
-    #[tracing::instrument(skip_all, fields(token = %request.get_ref().token))]
+    #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
     async fn expire_token(
         &self,
         request: Request<ExpireTokenRequest>,
