@@ -7,6 +7,14 @@ use chrono::{DateTime, Duration, Utc};
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
+
+    /// The time to use where one clock must decide for every replica (e.g. "has the sale
+    /// opened?"): `None` for the real clock, so the database's `statement_timestamp()`
+    /// decides and a replica whose clock is off cannot decide differently; a test clock
+    /// returns its own time, so tests can move it.
+    fn instead_of_database_time(&self) -> Option<DateTime<Utc>> {
+        None
+    }
 }
 
 /// The system clock.
@@ -46,6 +54,10 @@ impl Default for ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn instead_of_database_time(&self) -> Option<DateTime<Utc>> {
+        Some(self.now())
     }
 }
 

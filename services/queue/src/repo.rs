@@ -51,8 +51,9 @@ pub type LineRead = (HashMap<Uuid, (Vec<i64>, u64)>, i64);
 pub struct Join {
     pub user_id: String,
     pub concert_id: Uuid,
-    /// Set for a join made before the concert's sale opens (see `domain::pre_queue_key`).
-    pub pre_queue_key: Option<i64>,
+    /// A random place key (see `domain::pre_queue_key`), kept only when the join is made
+    /// before the concert's sale opens by the database's clock.
+    pub pre_queue_key: i64,
     pub now: DateTime<Utc>,
 }
 
@@ -60,12 +61,15 @@ pub struct Join {
 #[derive(Debug, Clone)]
 pub struct QueueRepo {
     pool: PgPool,
+    /// Only for [`platform::clock::Clock::instead_of_database_time`]: the sale's opening is
+    /// judged by the database's clock, or a test clock.
+    clock: platform::clock::SharedClock,
 }
 
 impl QueueRepo {
     #[must_use]
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, clock: platform::clock::SharedClock) -> Self {
+        Self { pool, clock }
     }
 
     /// Joins lines: for each request, a new WAITING token in its concert's line, or the
@@ -114,14 +118,20 @@ impl QueueRepo {
         let ids: Vec<Uuid> = joins.iter().map(|_| Uuid::new_v4()).collect();
         let users: Vec<&str> = joins.iter().map(|j| j.user_id.as_str()).collect();
         let concerts: Vec<Uuid> = joins.iter().map(|j| j.concert_id).collect();
-        let keys: Vec<Option<i64>> = joins.iter().map(|j| j.pre_queue_key).collect();
+        let keys: Vec<i64> = joins.iter().map(|j| j.pre_queue_key).collect();
         let nows: Vec<DateTime<Utc>> = joins.iter().map(|j| j.now).collect();
+        // Pre-queue or line is decided here, by the database's clock ($7 only for test
+        // clocks): every replica decides the same, whatever its own clock says.
         let rows = sqlx::query(&format!(
             "INSERT INTO tokens (token, user_id, concert_id, pre_queue_key, state, issued_at, last_seen_at)
-             SELECT u.token, u.user_id, u.concert_id, u.pre_queue_key, 'WAITING', u.now, u.now
+             SELECT u.token, u.user_id, u.concert_id,
+                    CASE WHEN r.sale_opens_at > COALESCE($7::timestamptz, statement_timestamp())
+                         THEN u.pre_queue_key END,
+                    'WAITING', u.now, u.now
              FROM (SELECT pg_advisory_xact_lock_shared($6)) AS fence,
                   UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::timestamptz[])
                   WITH ORDINALITY AS u (token, user_id, concert_id, pre_queue_key, now, n)
+                  LEFT JOIN rooms r ON r.concert_id = u.concert_id
              ORDER BY u.n
              ON CONFLICT (user_id, concert_id) WHERE state <> 'EXPIRED' DO NOTHING
              RETURNING {TOKEN_COLUMNS}"
@@ -132,6 +142,7 @@ impl QueueRepo {
         .bind(&keys)
         .bind(&nows)
         .bind(JOIN_FENCE)
+        .bind(self.clock.instead_of_database_time())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(token_from_row).collect()
@@ -417,10 +428,11 @@ impl QueueRepo {
             "SELECT {ROOM_COLUMNS}, window_start, window_admitted,
                     (SELECT count(*) FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'ACTIVE') AS active
              FROM rooms r
-             WHERE (r.sale_opens_at IS NULL OR r.sale_opens_at <= $1)
+             WHERE (r.sale_opens_at IS NULL OR r.sale_opens_at <= COALESCE($1::timestamptz, statement_timestamp()))
                AND EXISTS (SELECT 1 FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'WAITING')"
         ))
-        .bind(now)
+        // The sale's opening is judged by the database's clock, like joins (see insert_joins).
+        .bind(self.clock.instead_of_database_time())
         .fetch_all(&mut *tx)
         .await?;
         let mut quota = Quota::default();

@@ -35,7 +35,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let pool = platform::db::connect_and_migrate(settings.db.0, SCHEMA, settings.max_connections, &MIGRATOR).await?;
-    let repo = QueueRepo::new(pool);
+    let repo = QueueRepo::new(pool, settings.clock.clone());
     let rooms =
         Rooms::new(repo.clone(), platform::grpc_client::lazy_channel(&settings.catalog_url)?, settings.clock.clone());
     let admission = Admission::new(repo.clone(), settings.policy, settings.clock.clone());

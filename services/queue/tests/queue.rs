@@ -818,3 +818,44 @@ async fn queue_tokens_are_not_recorded_in_spans_or_logs(_p: PgPoolOptions, db: P
     assert!(!logs.contains(&token), "the token leaked into the logs");
     assert!(logs.contains(&platform::telemetry::redacted(&token)), "a tag follows the token instead");
 }
+
+/// A replica clock that runs `skew` ahead of the real time (a badly synchronised node).
+#[derive(Debug)]
+struct SkewedClock(chrono::Duration);
+
+impl platform::clock::Clock for SkewedClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.0
+    }
+}
+
+/// Issue #12, item 12: whether a join is early (pre-queue) and whether admission may start
+/// is decided by the database's clock, so a replica whose clock runs ahead neither lets late
+/// joins in ahead of the pre-queue nor admits anyone before the sale opens.
+#[sqlx::test(migrations = false)]
+async fn a_replica_with_a_fast_clock_cannot_open_the_sale_early(_p: PgPoolOptions, db: PgConnectOptions) {
+    let fast: SharedClock = std::sync::Arc::new(SkewedClock(chrono::Duration::minutes(10)));
+    let q = replica(db.clone(), 5, fast).await;
+    let pool = PgPoolOptions::new().connect_with(db.options([("search_path", "queue")])).await.unwrap();
+    // Opens in 5 minutes of real time: already open by the replica's clock.
+    let concert =
+        create_concert(&q.catalog_admin, "Skewed", Some(chrono::Utc::now() + chrono::Duration::minutes(5))).await;
+    for i in 0..5 {
+        join_concert(&q, &format!("skew-{i}"), &concert).await;
+    }
+    let early: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tokens WHERE concert_id = $1::uuid AND pre_queue_key IS NOT NULL")
+            .bind(&concert)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(early, 5, "every join before the real opening is in the pre-queue");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let active: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tokens WHERE concert_id = $1::uuid AND state = 'ACTIVE'")
+            .bind(&concert)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(active, 0, "nobody is admitted before the real opening");
+}

@@ -147,8 +147,8 @@ impl QueueService for QueueApi {
         self.joins.check(&user_id).map_err(|retry_after| QueueError::RateLimited { retry_after })?;
         let room = self.rooms.get(concert_id).await?;
         let now = self.clock.now();
-        let pre_queue_key = (!room.is_open(now)).then(pre_queue_key);
-        let token = self.joining.join(Join { user_id, concert_id, pre_queue_key, now }).await?;
+        // The database decides whether the key is kept (see `QueueRepo::join_many`).
+        let token = self.joining.join(Join { user_id, concert_id, pre_queue_key: pre_queue_key(), now }).await?;
         if token.state == TokenState::Waiting {
             self.admission.wake();
         }
