@@ -216,9 +216,12 @@ async fn bad_input_is_refused_with_the_field_named(_p: PgPoolOptions, db: PgConn
 
 #[sqlx::test(migrations = false)]
 async fn a_started_date_cannot_be_held(_p: PgPoolOptions, db: PgConnectOptions) {
-    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let clock = ManualClock::new();
+    let suite = Suite::start(db, SuiteOptions { clock: Arc::new(clock.clone()), ..SuiteOptions::default() }).await;
     let (concert_id, _) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let past = suite.add_schedule(&concert_id, chrono::Duration::hours(-1)).await;
+    // AddSchedule refuses a start in the past, so the date starts while the clock moves on.
+    let past = suite.add_schedule(&concert_id, chrono::Duration::hours(1)).await;
+    clock.advance(chrono::Duration::hours(2));
     let token = suite.active_token("alice", &concert_id).await;
     let err = suite.reservation(0).hold_seat(authed(&token, hold(&past, 1))).await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::FailedPrecondition, Some("SCHEDULE_STARTED")));
@@ -275,14 +278,17 @@ async fn owners_cancel_and_read_their_reservations(_p: PgPoolOptions, db: PgConn
     reservation.hold_seat(authed(&bob, hold(&schedule_id, 5))).await.expect("the seat is free again");
 
     let list = reservation
-        .list_reservations(ListReservationsRequest { user_id: "alice".into() })
+        .list_reservations(ListReservationsRequest { user_id: "alice".into(), ..Default::default() })
         .await
         .unwrap()
         .into_inner()
         .reservations;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].status, ReservationStatus::Cancelled as i32);
-    let err = reservation.list_reservations(ListReservationsRequest { user_id: String::new() }).await.unwrap_err();
+    let err = reservation
+        .list_reservations(ListReservationsRequest { user_id: String::new(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(violated_field(&err).as_deref(), Some("user_id"));
 }
 
@@ -456,4 +462,83 @@ async fn a_token_that_left_the_queue_books_nothing_more_anywhere(_p: PgPoolOptio
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
     assert_eq!(suite.balance("uma").await, 1_000_000);
+}
+
+/// Issue #12, item 13: lists come in pages (AIP-158): `page_size` (0 = 50, at most 1,000),
+/// an opaque `next_page_token`, nothing skipped or repeated, no silent cap at 1,000.
+#[sqlx::test(migrations = false)]
+async fn lists_come_in_pages_with_nothing_skipped_or_repeated(_p: PgPoolOptions, db: PgConnectOptions) {
+    use concert_proto::concert::{catalog::v1::ListConcertsRequest, reservation::v1::ListPaymentsRequest};
+    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let token = suite.active_token("pager", &concert_id).await;
+    suite.hold(&token, &schedule_id, 1).await;
+    // 1,200 older reservations of this user, written straight into reservation's table.
+    sqlx::query(
+        "INSERT INTO reservations (reservation_id, user_id, token, schedule_id, seat_number, price, status,
+                                   held_at, expires_at, concert_id)
+         SELECT gen_random_uuid(), 'pager', gen_random_uuid(), $1::uuid, 2 + n % 49, 90000, 'EXPIRED',
+                now() - make_interval(mins => n), now() - make_interval(mins => n) + interval '5 minutes', $2::uuid
+         FROM generate_series(1, 1200) AS n",
+    )
+    .bind(&schedule_id)
+    .bind(&concert_id)
+    .execute(&suite.pool("reservation").await)
+    .await
+    .unwrap();
+    let mut reservation = suite.reservation(0);
+    let (mut seen, mut page_token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let request = ListReservationsRequest { user_id: "pager".into(), page_size: 1_000, page_token };
+        let page = reservation.list_reservations(request).await.unwrap().into_inner();
+        pages += 1;
+        seen.extend(page.reservations.iter().map(|r| (r.held_at.unwrap().seconds, r.reservation_id.clone())));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!((pages, seen.len()), (2, 1_201), "no silent cap at 1,000");
+    let distinct: std::collections::HashSet<_> = seen.iter().map(|(_, id)| id).collect();
+    assert_eq!(distinct.len(), 1_201, "nothing served twice");
+    assert!(seen.windows(2).all(|w| w[0].0 >= w[1].0), "newest first across pages");
+    let first =
+        reservation.list_reservations(ListReservationsRequest { user_id: "pager".into(), ..Default::default() }).await;
+    assert_eq!(first.unwrap().into_inner().reservations.len(), 50, "page_size 0 means 50");
+
+    for (request, field) in [
+        (ListReservationsRequest { user_id: "pager".into(), page_size: -1, ..Default::default() }, "page_size"),
+        (
+            ListReservationsRequest { user_id: "pager".into(), page_token: "forged".into(), ..Default::default() },
+            "page_token",
+        ),
+    ] {
+        let err = reservation.list_reservations(request).await.unwrap_err();
+        assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some(field)));
+    }
+    let err = reservation
+        .list_payments(ListPaymentsRequest { user_id: "pager".into(), page_size: -5, ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("page_size"));
+
+    // Concerts: a concert created between two pages is not served on the second.
+    for i in 0..3 {
+        suite.seed_schedule(chrono::Duration::days(i + 2)).await;
+    }
+    let mut catalog = suite.catalog();
+    let first =
+        catalog.list_concerts(ListConcertsRequest { page_size: 2, ..Default::default() }).await.unwrap().into_inner();
+    assert_eq!(first.concerts.len(), 2);
+    suite.seed_schedule(chrono::Duration::days(9)).await;
+    let second = catalog
+        .list_concerts(ListConcertsRequest { page_size: 10, page_token: first.next_page_token })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.concerts.len(), 2, "the two older concerts, not the one created meanwhile");
+    assert!(second.next_page_token.is_empty());
+    let all: std::collections::HashSet<_> =
+        first.concerts.iter().chain(&second.concerts).map(|c| c.concert_id.clone()).collect();
+    assert_eq!(all.len(), 4);
 }

@@ -20,7 +20,7 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
     let token = suite.active_token("alice", &concert_id).await;
 
     // Browse.
-    let concerts = catalog.list_concerts(ListConcertsRequest {}).await.unwrap().into_inner().concerts;
+    let concerts = catalog.list_concerts(ListConcertsRequest::default()).await.unwrap().into_inner().concerts;
     assert!(concerts.iter().any(|c| c.concert_id == concert_id));
     let dates = catalog
         .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id: concert_id.clone() }))

@@ -234,7 +234,7 @@ async fn payment_history_shows_amount_time_and_outcome(_p: PgPoolOptions, db: Pg
 
     let history = suite
         .reservation(0)
-        .list_payments(ListPaymentsRequest { user_id: "ivy".into() })
+        .list_payments(ListPaymentsRequest { user_id: "ivy".into(), ..Default::default() })
         .await
         .unwrap()
         .into_inner()
@@ -248,7 +248,11 @@ async fn payment_history_shows_amount_time_and_outcome(_p: PgPoolOptions, db: Pg
         (PaymentStatus::Failed as i32, "INSUFFICIENT_BALANCE")
     );
     assert!(history[1].paid_at.is_none());
-    let other = suite.reservation(0).list_payments(ListPaymentsRequest { user_id: "nobody".into() }).await.unwrap();
+    let other = suite
+        .reservation(0)
+        .list_payments(ListPaymentsRequest { user_id: "nobody".into(), ..Default::default() })
+        .await
+        .unwrap();
     assert!(other.into_inner().payments.is_empty());
 }
 
@@ -302,7 +306,7 @@ async fn a_charge_under_a_saga_key_cannot_wedge_a_payment(_p: PgPoolOptions, db:
     suite.restart_wallet().await;
     let history = suite
         .reservation(0)
-        .list_payments(ListPaymentsRequest { user_id: "mallory".into() })
+        .list_payments(ListPaymentsRequest { user_id: "mallory".into(), ..Default::default() })
         .await
         .unwrap()
         .into_inner()

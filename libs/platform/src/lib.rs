@@ -13,6 +13,7 @@ pub mod db;
 pub mod grpc_client;
 pub mod money;
 pub mod outbound;
+pub mod paging;
 pub mod server;
 pub mod status;
 pub mod telemetry;

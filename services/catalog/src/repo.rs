@@ -69,17 +69,27 @@ impl CatalogRepo {
         concert_from_row(&row)
     }
 
-    /// All concerts, newest first.
+    /// One page of concerts, newest first, each with its creation time (the page key).
     ///
     /// # Errors
     /// Database failures only.
     #[tracing::instrument(skip_all)]
-    pub async fn concerts(&self) -> Result<Vec<Concert>, CatalogError> {
-        let rows =
-            sqlx::query(&format!("SELECT {CONCERT_COLUMNS} FROM concerts ORDER BY created_at DESC, concert_id DESC"))
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(concert_from_row).collect()
+    pub async fn concerts(
+        &self,
+        page: &platform::paging::PageRequest,
+    ) -> Result<Vec<(DateTime<Utc>, Concert)>, CatalogError> {
+        let (at, id) = page.after.map_or((None, None), |c| (Some(c.at), Some(c.id)));
+        let rows = sqlx::query(&format!(
+            "SELECT {CONCERT_COLUMNS}, created_at FROM concerts
+             WHERE $1::timestamptz IS NULL OR (created_at, concert_id) < ($1, $2)
+             ORDER BY created_at DESC, concert_id DESC LIMIT $3"
+        ))
+        .bind(at)
+        .bind(id)
+        .bind(page.fetch_limit())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("created_at")?, concert_from_row(r)?))).collect()
     }
 
     /// Adds a schedule and its seats in one transaction.

@@ -81,7 +81,7 @@ async fn admin_creates_concerts_and_fifty_seat_schedules(_p: PgPoolOptions, db: 
     assert_eq!(created.schedule.as_ref().unwrap().available_seats, 50);
     let schedule_id = created.schedule.unwrap().schedule_id;
 
-    let listed = app.public.list_concerts(ListConcertsRequest {}).await.unwrap().into_inner().concerts;
+    let listed = app.public.list_concerts(ListConcertsRequest::default()).await.unwrap().into_inner().concerts;
     assert_eq!(listed, vec![concert]);
 
     let layout = app

@@ -68,8 +68,11 @@ async fn replica_with(
     };
     let catalog = RunningServer::start(|l, s| catalog_service::startup::run(catalog_settings, l, s)).await;
     let catalog_admin = CatalogAdminServiceClient::new(catalog.channel());
-    let concerts =
-        CatalogServiceClient::new(catalog.channel()).list_concerts(ListConcertsRequest {}).await.unwrap().into_inner();
+    let concerts = CatalogServiceClient::new(catalog.channel())
+        .list_concerts(ListConcertsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     let concert = match concerts.concerts.iter().find(|c| c.title == TEST_CONCERT) {
         Some(c) => c.concert_id.clone(),
         None => create_concert(&catalog_admin, TEST_CONCERT, None).await,

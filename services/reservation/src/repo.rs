@@ -317,16 +317,26 @@ impl ReservationRepo {
         reservation_from_row(&row)
     }
 
-    /// A user's reservations, newest first (at most 1,000).
+    /// One page of a user's reservations, newest first.
     ///
     /// # Errors
     /// Database failures only.
     #[tracing::instrument(skip_all)]
-    pub async fn list_for_user(&self, user_id: &str) -> Result<Vec<Reservation>, ReservationError> {
+    pub async fn list_for_user(
+        &self,
+        user_id: &str,
+        page: &platform::paging::PageRequest,
+    ) -> Result<Vec<Reservation>, ReservationError> {
+        let (at, id) = page.after.map_or((None, None), |c| (Some(c.at), Some(c.id)));
         let rows = sqlx::query(&format!(
-            "SELECT {RESERVATION_COLUMNS} FROM reservations r WHERE r.user_id = $1 ORDER BY r.held_at DESC LIMIT 1000"
+            "SELECT {RESERVATION_COLUMNS} FROM reservations r
+             WHERE r.user_id = $1 AND ($2::timestamptz IS NULL OR (r.held_at, r.reservation_id) < ($2, $3))
+             ORDER BY r.held_at DESC, r.reservation_id DESC LIMIT $4"
         ))
         .bind(user_id)
+        .bind(at)
+        .bind(id)
+        .bind(page.fetch_limit())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(reservation_from_row).collect()
@@ -852,16 +862,26 @@ impl ReservationRepo {
         rows.iter().map(payment_from_row).collect()
     }
 
-    /// A user's payments, newest first (at most 1,000).
+    /// One page of a user's payments, newest first.
     ///
     /// # Errors
     /// Database failures only.
     #[tracing::instrument(skip_all)]
-    pub async fn payments_of(&self, user_id: &str) -> Result<Vec<Payment>, ReservationError> {
+    pub async fn payments_of(
+        &self,
+        user_id: &str,
+        page: &platform::paging::PageRequest,
+    ) -> Result<Vec<Payment>, ReservationError> {
+        let (at, id) = page.after.map_or((None, None), |c| (Some(c.at), Some(c.id)));
         let rows = sqlx::query(&format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1000"
+            "SELECT {PAYMENT_COLUMNS} FROM payments
+             WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, payment_id) < ($2, $3))
+             ORDER BY created_at DESC, payment_id DESC LIMIT $4"
         ))
         .bind(user_id)
+        .bind(at)
+        .bind(id)
+        .bind(page.fetch_limit())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(payment_from_row).collect()

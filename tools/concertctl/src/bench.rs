@@ -213,7 +213,7 @@ async fn hops(
         if Instant::now() >= deadline {
             return None;
         }
-        Some(c.catalog().list_concerts(ListConcertsRequest {}).await.map(|_| ()).map_err(|e| e.code()))
+        Some(c.catalog().list_concerts(ListConcertsRequest::default()).await.map(|_| ()).map_err(|e| e.code()))
     })
     .await
     .print();

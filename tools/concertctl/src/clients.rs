@@ -152,6 +152,26 @@ impl Clients {
     }
 }
 
+impl Clients {
+    /// Every concert, paging through ListConcerts.
+    ///
+    /// # Errors
+    /// When the catalog cannot be read.
+    pub async fn all_concerts(&self) -> anyhow::Result<Vec<concert_proto::concert::catalog::v1::Concert>> {
+        use concert_proto::concert::catalog::v1::ListConcertsRequest;
+        let (mut concerts, mut page_token) = (Vec::new(), String::new());
+        loop {
+            let request = ListConcertsRequest { page_size: 1_000, page_token };
+            let page = self.catalog().list_concerts(request).await?.into_inner();
+            concerts.extend(page.concerts);
+            if page.next_page_token.is_empty() {
+                return Ok(concerts);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}
+
 /// A request carrying `authorization: Bearer <token>`.
 pub fn authed<T>(token: &str, message: T) -> anyhow::Result<Request<T>> {
     let mut r = Request::new(message);

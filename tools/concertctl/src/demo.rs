@@ -2,7 +2,7 @@
 use std::time::Duration;
 
 use concert_proto::concert::{
-    catalog::v1::{ListAvailableDatesRequest, ListConcertsRequest, ListSeatsRequest, SeatStatus},
+    catalog::v1::{ListAvailableDatesRequest, ListSeatsRequest, SeatStatus},
     queue::v1::{GetQueueStatusRequest, IssueTokenRequest, LeaveQueueRequest},
     reservation::v1::{HoldSeatRequest, PayReservationRequest},
     wallet::v1::ChargeRequest,
@@ -18,7 +18,7 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
     let user = format!("demo-{}", chrono::Utc::now().format("%H%M%S%3f"));
     let step = |n: u32, text: String| println!("[{n}/9] {text}");
 
-    let concerts = clients.catalog().list_concerts(ListConcertsRequest {}).await?.into_inner().concerts;
+    let concerts = clients.all_concerts().await?;
     anyhow::ensure!(!concerts.is_empty(), "no concerts: run `concertctl seed` first");
     // The first concert with a free seat, preferring the seeded ones over benchmark leftovers.
     // Seat counts are protected, so each candidate's waiting room is joined to look.

@@ -1,7 +1,5 @@
 //! Demo data: two concerts, three dates each, 50 seats per date in three grades.
-use concert_proto::concert::catalog::v1::{
-    AddScheduleRequest, CreateConcertRequest, GradePricing, ListConcertsRequest,
-};
+use concert_proto::concert::catalog::v1::{AddScheduleRequest, CreateConcertRequest, GradePricing};
 
 use crate::clients::Clients;
 
@@ -18,7 +16,7 @@ pub fn grades() -> Vec<GradePricing> {
 }
 
 pub async fn run(clients: &Clients) -> anyhow::Result<()> {
-    let existing = clients.catalog().list_concerts(ListConcertsRequest {}).await?.into_inner().concerts;
+    let existing = clients.all_concerts().await?;
     for (title, venue) in CONCERTS {
         if existing.iter().any(|c| c.title == title) {
             println!("seed: {title:?} already exists");

@@ -48,10 +48,16 @@ impl CatalogService for CatalogApi {
     #[tracing::instrument(skip_all)]
     async fn list_concerts(
         &self,
-        _request: Request<ListConcertsRequest>,
+        request: Request<ListConcertsRequest>,
     ) -> Result<Response<ListConcertsResponse>, Status> {
-        let concerts = self.repo.concerts().await?;
-        Ok(Response::new(ListConcertsResponse { concerts: concerts.iter().map(concert).collect() }))
+        let r = request.into_inner();
+        let page = platform::paging::page_request(r.page_size, &r.page_token)?;
+        let rows = self.repo.concerts(&page).await?;
+        let (rows, next_page_token) = page.page(rows, |(at, c)| platform::paging::Cursor { at: *at, id: c.concert_id });
+        Ok(Response::new(ListConcertsResponse {
+            concerts: rows.iter().map(|(_, c)| concert(c)).collect(),
+            next_page_token,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(concert_id = %request.get_ref().concert_id))]

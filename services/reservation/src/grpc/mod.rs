@@ -201,10 +201,17 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<ListReservationsRequest>,
     ) -> Result<Response<ListReservationsResponse>, Status> {
-        let user_id = validate::key("user_id", &request.into_inner().user_id)?;
+        let r = request.into_inner();
+        let user_id = validate::key("user_id", &r.user_id)?;
+        let page = platform::paging::page_request(r.page_size, &r.page_token)?;
         let now = self.clock.now();
-        let list = self.repo.list_for_user(&user_id).await?;
-        Ok(Response::new(ListReservationsResponse { reservations: list.iter().map(|r| reservation(r, now)).collect() }))
+        let list = self.repo.list_for_user(&user_id, &page).await?;
+        let (list, next_page_token) =
+            page.page(list, |r| platform::paging::Cursor { at: r.held_at, id: r.reservation_id });
+        Ok(Response::new(ListReservationsResponse {
+            reservations: list.iter().map(|r| reservation(r, now)).collect(),
+            next_page_token,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(reservation_id = %request.get_ref().reservation_id))]
@@ -263,9 +270,13 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<ListPaymentsRequest>,
     ) -> Result<Response<ListPaymentsResponse>, Status> {
-        let user_id = validate::key("user_id", &request.into_inner().user_id)?;
-        let payments = self.repo.payments_of(&user_id).await?;
-        Ok(Response::new(ListPaymentsResponse { payments: payments.iter().map(payment).collect() }))
+        let r = request.into_inner();
+        let user_id = validate::key("user_id", &r.user_id)?;
+        let page = platform::paging::page_request(r.page_size, &r.page_token)?;
+        let payments = self.repo.payments_of(&user_id, &page).await?;
+        let (payments, next_page_token) =
+            page.page(payments, |p| platform::paging::Cursor { at: p.created_at, id: p.payment_id });
+        Ok(Response::new(ListPaymentsResponse { payments: payments.iter().map(payment).collect(), next_page_token }))
     }
 }
 
