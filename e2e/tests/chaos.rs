@@ -1,8 +1,12 @@
-//! Fault 6: a randomized chaos run. Concurrent users hold, pay (retrying with their key),
-//! cancel and charge through two reservation replicas while faults are injected at random:
-//! a wallet that refuses debits, answers them late, or stops and restarts; sagas frozen
-//! after the debit and their replica killed and restarted. Afterwards every saga must
-//! settle and the books must balance.
+//! Fault 6: a randomized chaos run. Concurrent users hold, pay, cancel and charge through
+//! two reservation replicas, as hostile or unlucky people would: double clicks (the same key
+//! on both replicas at once), fresh-page retries with a new key, 1 ns deadlines, calls the
+//! client abandons mid-flight, leaving the queue while paying, and charges that squat the
+//! saga's wallet keys. Meanwhile faults are injected at random: a wallet that refuses debits,
+//! answers them late, or stops and restarts; replicas killed mid-traffic; sagas frozen after
+//! the debit and their replica killed and restarted. Afterwards every saga must settle, the
+//! wallet must balance, and the cross-service reconciliation must find every won and every
+//! seat accounted for.
 //!
 //! `CHAOS_SECS` (default 10) sets how long the run lasts and `CHAOS_SEED` replays a seed
 //! (the interleaving still depends on timing). The figures are printed; run with
@@ -114,25 +118,25 @@ async fn user(n: usize, seed: u64, schedules: Arc<Vec<String>>, c: Clients, tall
             }
         } else if roll < 75 && !held.is_empty() {
             let id = held[rng.random_range(0..held.len())].clone();
-            // One key per reservation: every retry is the same payment.
-            let mut r = authed(
-                &token,
-                PayReservationRequest { reservation_id: id.clone(), idempotency_key: format!("pay-{id}") },
-            );
-            r.set_timeout(Duration::from_millis(rng.random_range(300..2_000)));
-            match replica.pay_reservation(r).await {
-                Ok(_) => {
+            let style = rng.random_range(0..100);
+            if style >= 93 {
+                // Key squatting: charge 1 won under the saga's debit key of my newest payment.
+                squat(&c, &replica, &name, &tally).await;
+            }
+            let (label, answer) = pay(&c, &token, &id, style, &mut rng).await;
+            match answer {
+                Ok(()) => {
                     let mut t = tally.lock().unwrap();
-                    t.count("pay ok");
+                    t.count(format!("pay ({label}) ok"));
                     t.paid.insert(id.clone());
                     drop(t);
                     held.retain(|h| *h != id);
                     stale_token = true;
                 }
-                Err(s) => {
-                    stale_token |= s.code() == Code::Unauthenticated;
-                    tally.lock().unwrap().count(format!("pay {}", outcome(s.code())));
-                    if s.code() == Code::FailedPrecondition {
+                Err(code) => {
+                    stale_token |= code == Code::Unauthenticated || label == "leave the queue meanwhile";
+                    tally.lock().unwrap().count(format!("pay ({label}) {}", outcome(code)));
+                    if code == Code::FailedPrecondition {
                         held.retain(|h| *h != id); // insufficient balance, expired, not held
                     }
                 }
@@ -176,6 +180,77 @@ async fn user(n: usize, seed: u64, schedules: Arc<Vec<String>>, c: Clients, tall
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// One PayReservation of `id`, the way `style` (0..100) says a hostile or unlucky person
+/// would send it. Returns what was done and how it ended (`Err(CANCELLED)` for a call the
+/// client gave up on itself).
+async fn pay(c: &Clients, token: &str, id: &str, style: u32, rng: &mut StdRng) -> (&'static str, Result<(), Code>) {
+    let request =
+        |key: String| authed(token, PayReservationRequest { reservation_id: id.into(), idempotency_key: key });
+    let key = format!("pay-{id}");
+    let mut a = c.replicas[0].clone();
+    let mut b = c.replicas[1 % c.replicas.len()].clone();
+    let code = |r: Result<tonic::Response<_>, tonic::Status>| r.map(|_| ()).map_err(|s| s.code());
+    match style {
+        // A double click: the same key on two replicas at once.
+        50..60 => {
+            let (x, y) = tokio::join!(a.pay_reservation(request(key.clone())), b.pay_reservation(request(key)));
+            let (x, y) = (code(x), code(y));
+            ("double click on two replicas", if x.is_ok() { x } else { y })
+        }
+        // A fresh page after an error: a new key for the same reservation.
+        60..70 => {
+            ("fresh page, new key", code(a.pay_reservation(request(format!("{key}-{}", rng.random::<u32>()))).await))
+        }
+        // A deadline of 1 ns: the call is over before it starts.
+        70..78 => {
+            let mut r = request(key);
+            r.set_timeout(Duration::from_nanos(1));
+            ("1 ns deadline", code(a.pay_reservation(r).await))
+        }
+        // The client gives up mid-call (closes the tab): the stream is reset.
+        78..86 => {
+            let after = Duration::from_millis(rng.random_range(0..20));
+            match tokio::time::timeout(after, a.pay_reservation(request(key))).await {
+                Ok(answer) => ("cancelled by the client", code(answer)),
+                Err(_) => ("cancelled by the client", Err(Code::Cancelled)),
+            }
+        }
+        // Leaving the queue while the payment runs.
+        86..93 => {
+            let mut queue = c.queue.clone();
+            let leave = concert_proto::concert::queue::v1::LeaveQueueRequest { token: token.into() };
+            let (answer, _) = tokio::join!(a.pay_reservation(request(key)), queue.leave_queue(leave));
+            ("leave the queue meanwhile", code(answer))
+        }
+        _ => {
+            let mut r = request(key);
+            r.set_timeout(Duration::from_millis(rng.random_range(300..2_000)));
+            ("plain", code(a.pay_reservation(r).await))
+        }
+    }
+}
+
+/// Charges 1 won under the saga's debit key of `user`'s newest payment (read from
+/// ListPayments, as an attacker would): must never block or take over that payment.
+async fn squat(c: &Clients, replica: &ReservationServiceClient<Channel>, user: &str, tally: &Mutex<Tally>) {
+    let request = concert_proto::concert::reservation::v1::ListPaymentsRequest {
+        user_id: user.into(),
+        page_size: 1,
+        ..Default::default()
+    };
+    let Ok(payments) = replica.clone().list_payments(request).await else { return };
+    let Some(newest) = payments.into_inner().payments.into_iter().next() else { return };
+    let key = format!("payment:{}:debit", newest.payment_id);
+    match charge(&c.wallet, user, &key, 1).await {
+        Ok(()) => {
+            let mut t = tally.lock().unwrap();
+            t.count("charge squatting a saga key ok");
+            t.charged += 1;
+        }
+        Err(code) => tally.lock().unwrap().count(format!("charge squatting a saga key {}", outcome(code))),
     }
 }
 
@@ -230,7 +305,7 @@ async fn books_balance_after_a_randomized_chaos_run(_p: PgPoolOptions, db: PgCon
     let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
-        match rng.random_range(0..4) {
+        match rng.random_range(0..5) {
             0 => {
                 fail::cfg("wallet::debit-unavailable", "30%return").unwrap();
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -248,6 +323,11 @@ async fn books_balance_after_a_randomized_chaos_run(_p: PgPoolOptions, db: PgCon
                 tokio::time::sleep(Duration::from_millis(rng.random_range(50..300))).await;
                 suite.restart_wallet().await;
                 *faults.entry("wallet stopped and restarted").or_default() += 1;
+            }
+            3 => {
+                // A replica killed at a random moment of the traffic, as a node failure would.
+                suite.crash_and_restart_reservation(rng.random_range(0..2)).await;
+                *faults.entry("reservation replica killed mid-traffic and restarted").or_default() += 1;
             }
             _ => {
                 // Freeze the next saga right after its debit, then kill a replica (maybe
@@ -352,6 +432,11 @@ async fn books_balance_after_a_randomized_chaos_run(_p: PgPoolOptions, db: PgCon
         paid_amount
     );
     assert!(!completed.is_empty() && total_ops > 100, "the run did too little to prove anything");
+
+    // The cross-service reconciliation: every payment, debit, seat and user.
+    let report = suite.assert_books_settle(Duration::from_secs(15)).await;
+    println!("{report}");
+    assert_eq!(report.paid, completed.len());
 
     scenario.teardown();
 }
