@@ -43,6 +43,14 @@ $ctl seed
 echo
 echo "== demo journey"
 $ctl demo
+echo
+echo "== cross-service reconciliation"
+# The demo's payment may still be finishing its last step (token expiry): wait until settled.
+for _ in $(seq 1 20); do
+  if $ctl reconcile --settled >/dev/null 2>&1; then break; fi
+  sleep 0.5
+done
+$ctl reconcile
 cat <<'TXT'
 
 The suite is running (logs in .run/logs, stop with scripts/stop-suite.sh).

@@ -48,6 +48,8 @@ struct Tally {
     charged: i64,
     /// Reservations whose PayReservation answered OK.
     paid: HashSet<String>,
+    /// Saga keys a user charged under (a second charge under one replays, adding nothing).
+    squatted: HashSet<String>,
 }
 
 impl Tally {
@@ -244,14 +246,26 @@ async fn squat(c: &Clients, replica: &ReservationServiceClient<Channel>, user: &
     let Ok(payments) = replica.clone().list_payments(request).await else { return };
     let Some(newest) = payments.into_inner().payments.into_iter().next() else { return };
     let key = format!("payment:{}:debit", newest.payment_id);
-    match charge(&c.wallet, user, &key, 1).await {
-        Ok(()) => {
-            let mut t = tally.lock().unwrap();
-            t.count("charge squatting a saga key ok");
-            t.charged += 1;
+    // A charge whose answer was lost (the wallet is being restarted) is retried under its
+    // key until its outcome is known, so the tally knows exactly what was charged.
+    for _ in 0..100 {
+        match charge(&c.wallet, user, &key, 1).await {
+            Ok(()) => {
+                let mut t = tally.lock().unwrap();
+                t.count("charge squatting a saga key ok");
+                if t.squatted.insert(format!("{user}/{key}")) {
+                    t.charged += 1;
+                }
+                return;
+            }
+            Err(code @ (Code::InvalidArgument | Code::FailedPrecondition)) => {
+                tally.lock().unwrap().count(format!("charge squatting a saga key {}", outcome(code)));
+                return;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-        Err(code) => tally.lock().unwrap().count(format!("charge squatting a saga key {}", outcome(code))),
     }
+    panic!("a squatting charge never got an answer");
 }
 
 async fn charge(wallet: &WalletServiceClient<Channel>, user: &str, key: &str, amount: i64) -> Result<(), Code> {

@@ -73,3 +73,77 @@ async fn refunds_are_not_batched(pool: PgPool) {
     refund.debit_key = Some("d".into());
     assert!(repo.apply_many(&[refund]).await.is_err());
 }
+
+/// Property (proptest): for any batch of charges and debits over a few wallets — replays,
+/// keys reused with other amounts, debits that do not fit — the batched path
+/// (`apply_many`, one transaction) gives every mutation the answer the single path (`apply`,
+/// one at a time, in order) gives it, and leaves the same balances. Each case runs on fresh
+/// wallets of the test's database; a failure is shrunk to a minimal batch.
+#[sqlx::test(migrator = "wallet_service::startup::MIGRATOR")]
+async fn the_batched_path_decides_every_mutation_as_the_single_path_does(pool: PgPool) {
+    use proptest::{prelude::*, test_runner::TestRunner};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Answer {
+        Taken { balance_after: i64, replayed: bool },
+        Refused(String),
+    }
+    fn answer(r: &Result<wallet_service::repo::Applied, WalletError>) -> Answer {
+        match r {
+            Ok(a) => Answer::Taken { balance_after: a.entry.balance_after.get(), replayed: a.replayed },
+            Err(e) => Answer::Refused(format!("{e:?}").split([' ', '{', '(']).next().unwrap_or_default().to_owned()),
+        }
+    }
+
+    let mutation = (any::<bool>(), 0..3usize, 1..6i64, 0..5usize);
+    let case = (proptest::collection::vec(0..4i64, 3), proptest::collection::vec(mutation, 1..24));
+    let repo = WalletRepo::new(pool);
+    let cases = AtomicU64::new(0);
+    let handle = tokio::runtime::Handle::current();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let config = proptest::test_runner::Config { cases: 48, failure_persistence: None, ..Default::default() };
+        TestRunner::new(config).run(&case, |(opening, batch)| {
+            let n = cases.fetch_add(1, Ordering::Relaxed);
+            let (batched_users, single_users) =
+                ([0, 1, 2].map(|u| format!("b{n}-{u}")), [0, 1, 2].map(|u| format!("s{n}-{u}")));
+            let to_mutations = |users: &[String; 3]| -> Vec<Mutation> {
+                batch
+                    .iter()
+                    .map(|&(is_charge, user, units, key)| {
+                        let kind = if is_charge { EntryKind::Charge } else { EntryKind::Debit };
+                        m(kind, &users[user], units * 10_000, &format!("k{key}"))
+                    })
+                    .collect()
+            };
+            let (batched, single) = handle.block_on(async {
+                for (u, units) in opening.iter().enumerate() {
+                    if *units > 0 {
+                        for users in [&batched_users, &single_users] {
+                            repo.apply(&m(EntryKind::Charge, &users[u], units * 10_000, "opening")).await.unwrap();
+                        }
+                    }
+                }
+                let batched: Vec<Answer> =
+                    repo.apply_many(&to_mutations(&batched_users)).await.unwrap().iter().map(answer).collect();
+                let mut single = Vec::new();
+                for mutation in to_mutations(&single_users) {
+                    single.push(answer(&repo.apply(&mutation).await));
+                }
+                (batched, single)
+            });
+            prop_assert_eq!(&batched, &single);
+            for u in 0..3 {
+                let (b, s) = handle
+                    .block_on(async { (repo.balance(&batched_users[u]).await, repo.balance(&single_users[u]).await) });
+                prop_assert_eq!(b.unwrap(), s.unwrap());
+            }
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+    if let Err(failure) = outcome {
+        panic!("{failure}");
+    }
+}
