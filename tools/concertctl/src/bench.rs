@@ -36,11 +36,15 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
-    /// HoldSeat on distinct seats (each call must succeed).
+    /// HoldSeat on distinct seats (each call must succeed). Seats are spread over enough
+    /// users that none holds more than `holds_per_user` (the server's MAX_HOLDS_PER_USER).
     Hold {
         /// Seats to hold (rounded up to whole 50-seat dates).
         #[arg(long, default_value_t = 20_000)]
         requests: usize,
+        /// Seats each bench user holds; at most the server's MAX_HOLDS_PER_USER.
+        #[arg(long, default_value_t = 4)]
+        holds_per_user: usize,
     },
     /// Many HoldSeat attempts on ONE seat: exactly one must win.
     HoldOneSeat {
@@ -122,17 +126,24 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
     if let Scenario::Queue { waiting, seconds } = args.scenario {
         return queue(&pool, args.concurrency, &run_id, &concert_id, waiting, seconds).await;
     }
-    let tokens = Arc::new(users(clients, &run_id, &concert_id, args.concurrency).await?);
+    // Every bench user holds at most `holds_per_user` seats (the server's hold limit).
+    let user_count = match args.scenario {
+        Scenario::Hold { requests, holds_per_user } => {
+            args.concurrency.max(requests.div_ceil(50) * 50 / holds_per_user.max(1) + 1)
+        }
+        _ => args.concurrency,
+    };
+    let tokens = Arc::new(users(clients, &run_id, &concert_id, user_count).await?);
     if let Scenario::Hops { seconds } = args.scenario {
         return hops(clients, &pool, args.concurrency, seconds, &concert_id, &tokens).await;
     }
     match args.scenario {
-        Scenario::Hold { requests } => {
+        Scenario::Hold { requests, holds_per_user } => {
             let dates = requests.div_ceil(50);
             let schedules = Arc::new(add_schedules(clients, &concert_id, dates).await?);
             let next = Arc::new(AtomicUsize::new(0));
             let total = dates * 50;
-            let report = drive(&pool, args.concurrency, "HoldSeat distinct seats", move |c, worker| {
+            let report = drive(&pool, args.concurrency, "HoldSeat distinct seats", move |c, _worker| {
                 let (tokens, schedules, next) = (tokens.clone(), schedules.clone(), next.clone());
                 async move {
                     let k = next.fetch_add(1, Ordering::Relaxed);
@@ -141,7 +152,7 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
                     }
                     let req =
                         HoldSeatRequest { schedule_id: schedules[k / 50].clone(), seat_number: (k % 50 + 1) as u32 };
-                    let request = authed(&tokens[worker % tokens.len()], req).ok()?;
+                    let request = authed(&tokens[k / holds_per_user.max(1)], req).ok()?;
                     Some(c.reservation().hold_seat(request).await.map(|_| ()).map_err(|e| e.code()))
                 }
             })
