@@ -9,31 +9,19 @@
 //! Correctness is the statement's, not the batching's: the reservation rows are locked in
 //! key order, a payment moves only from STARTED, and a batch that fails (a deadlock, say) is
 //! retried one payment at a time, so each saga gets the stored state of its own payment.
-use chrono::{DateTime, Utc};
-use platform::{
-    batch::{BatchError, BatchHandler, Batcher},
-    money::Won,
-};
-use uuid::Uuid;
+use platform::batch::{BatchError, BatchHandler, Batcher};
 
-use crate::{domain::Payment, error::ReservationError, repo::ReservationRepo};
+use crate::{
+    domain::Payment,
+    error::ReservationError,
+    store::{RecordedDebit, ReservationRepo},
+};
 
 /// Most payments one statement records.
 pub const MAX_BATCH: usize = 64;
 /// Batches in flight at once (each uses one pooled connection); two, as every stage of the
 /// payment path (see `payment_starter::WORKERS`).
 const WORKERS: usize = 2;
-
-/// A debit the wallet confirmed, to record on its payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedDebit {
-    pub payment_id: Uuid,
-    pub reservation_id: Uuid,
-    /// The wallet's balance after the debit, in won.
-    pub balance_after: Won,
-    /// When the debit was recorded (the payment's `paid_at` when the seat is confirmed).
-    pub at: DateTime<Utc>,
-}
 
 /// Writes batches of recorded debits.
 #[derive(Debug)]

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     domain::{Reservation, ReservationStatus},
     error::ReservationError,
-    repo::{NewHold, ReservationRepo},
+    store::{NewHold, ReservationRepo},
 };
 
 /// Most holds one statement inserts.

@@ -1,7 +1,8 @@
 //! The reservation service: seat holds and the payment saga.
 //!
 //! - [`domain`]: reservation and payment states and their transitions (no SQL, no gRPC).
-//! - [`repo`]: PostgreSQL: holds, releases, saga state writes.
+//! - [`store`]: PostgreSQL only: holds, payments, debits, the reconciliation export.
+//! - [`service`]: use cases over the store and the batchers (placing a hold).
 //! - [`hold_batcher`]: groups concurrent hold inserts into one statement.
 //! - [`payment_starter`]: groups concurrent saga starts (lock, check, insert) into one transaction.
 //! - [`debit_recorder`]: groups concurrent "debit recorded" writes of the saga.
@@ -22,8 +23,9 @@ pub mod grpc;
 pub mod hold_batcher;
 pub mod payment_starter;
 pub mod peers;
-pub mod repo;
 pub mod saga;
+pub mod service;
 pub mod startup;
+pub mod store;
 pub mod taken_seats;
 pub mod workers;

@@ -14,16 +14,14 @@ use platform::batch::{BatchError, BatchHandler, Batcher};
 
 use crate::{
     error::ReservationError,
-    repo::{PaymentRequest, PaymentStart, ReservationRepo},
+    store::{PaymentRequest, PaymentStart, ReservationRepo},
 };
 
 /// Most payments one batch starts.
 pub const MAX_BATCH: usize = 64;
-/// Batches in flight at once (each uses one pooled connection). Two, not four: each stage
-/// of the payment path then takes twice the items per batch at 64 payments in flight, which
-/// halves the per-batch costs (round trips, planning, commit) per payment; measured
-/// (docs/BENCHMARKS.md, session 10): 1,171 / 1,036 -> 1,416 / 1,367 payments/s, PostgreSQL
-/// CPU 7.4-7.6 -> 5.6-5.9 s per 8,000 payments. One worker was no faster than two.
+/// Batches in flight at once (each uses one pooled connection). Two: fuller batches halve
+/// the per-batch costs per payment, and one worker would let a slow batch stall the stage
+/// (measurements in docs/BENCHMARKS.md).
 const WORKERS: usize = 2;
 
 /// Starts batches of payments; `None` leaves a request to the single path.

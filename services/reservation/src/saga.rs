@@ -10,11 +10,11 @@ use platform::{clock::SharedClock, outbound::Deadline};
 
 use crate::{
     completer::Completer,
-    debit_recorder::{DebitRecorder, RecordedDebit},
+    debit_recorder::DebitRecorder,
     domain::{Payment, PaymentStatus, SagaStep},
     error::ReservationError,
     peers::{DebitOutcome, Queue, RefundOutcome, Wallet},
-    repo::ReservationRepo,
+    store::{RecordedDebit, ReservationRepo},
 };
 
 /// Reason recorded on a payment whose debit the wallet refused.

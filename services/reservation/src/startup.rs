@@ -18,8 +18,8 @@ use crate::{
     config::Settings,
     grpc::ReservationApi,
     peers::{Catalog, Queue, Wallet},
-    repo::ReservationRepo,
     saga::Saga,
+    store::ReservationRepo,
     taken_seats::TakenSeats,
     workers,
 };

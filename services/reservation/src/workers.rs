@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use platform::{clock::SharedClock, outbound::Deadline};
 
-use crate::{repo::ReservationRepo, saga::Saga};
+use crate::{saga::Saga, store::ReservationRepo};
 
 /// Most holds released per sweep.
 const SWEEP_BATCH: i64 = 1_000;

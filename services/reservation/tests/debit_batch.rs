@@ -5,9 +5,9 @@
 use chrono::Utc;
 use platform::{auth::Principal, money::Won};
 use reservation_service::{
-    debit_recorder::{DebitRecorder, RecordedDebit},
+    debit_recorder::DebitRecorder,
     domain::{Payment, PaymentStatus},
-    repo::{NewHold, PaymentStart, ReservationRepo},
+    store::{NewHold, PaymentStart, RecordedDebit, ReservationRepo},
 };
 use sqlx::PgPool;
 use uuid::Uuid;

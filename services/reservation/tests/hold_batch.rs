@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use chrono::Utc;
 use platform::money::Won;
-use reservation_service::repo::{NewHold, ReservationRepo};
+use reservation_service::store::{NewHold, ReservationRepo};
 use sqlx::PgPool;
 use uuid::Uuid;
 

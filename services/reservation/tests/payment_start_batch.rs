@@ -8,7 +8,7 @@ use reservation_service::{
     domain::PaymentStatus,
     error::ReservationError,
     payment_starter::PaymentStarter,
-    repo::{NewHold, PaymentRequest, PaymentStart, ReservationRepo},
+    store::{NewHold, PaymentRequest, PaymentStart, ReservationRepo},
 };
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -5,7 +5,7 @@ use platform::{convert::timestamp, validate::FieldViolation};
 
 use crate::{
     domain::{Payment, PaymentStatus, Reservation, ReservationStatus, SEATS_PER_SCHEDULE},
-    repo::{OccupiedSeat, PaymentBook},
+    store::{OccupiedSeat, PaymentBook},
 };
 
 pub(super) fn seat_number(n: u32) -> Result<u32, FieldViolation> {

@@ -24,8 +24,8 @@ use crate::{
     hold_batcher::HoldBatcher,
     payment_starter::PaymentStarter,
     peers::Catalog,
-    repo::{HoldAttempt, NewHold, PaymentRequest, PaymentStart, ReservationRepo},
     saga::{INSUFFICIENT_BALANCE, Saga},
+    store::{HoldAttempt, NewHold, PaymentRequest, PaymentStart, ReservationRepo},
     taken_seats::TakenSeats,
 };
 use convert::{occupied, payment, payment_record, reservation, seat_number};
@@ -155,23 +155,22 @@ impl ReservationService for ReservationApi {
         if info.starts_at <= now {
             return Err(ReservationError::ScheduleStarted.into());
         }
-        let attempt = self
-            .repo
-            .hold(
-                &NewHold {
-                    user_id: principal.user_id,
-                    token: principal.token,
-                    concert_id: info.concert_id,
-                    schedule_id,
-                    seat_number: seat,
-                    price: info.price,
-                    now,
-                    ttl: self.hold_ttl,
-                    max_holds: self.max_holds,
-                },
-                &self.holds,
-            )
-            .await?;
+        let attempt = crate::service::hold::place_hold(
+            &self.repo,
+            &self.holds,
+            &NewHold {
+                user_id: principal.user_id,
+                token: principal.token,
+                concert_id: info.concert_id,
+                schedule_id,
+                seat_number: seat,
+                price: info.price,
+                now,
+                ttl: self.hold_ttl,
+                max_holds: self.max_holds,
+            },
+        )
+        .await?;
         match attempt {
             HoldAttempt::Held(held) => {
                 Ok(Response::new(HoldSeatResponse { reservation: Some(reservation(&held, now)) }))

@@ -1,0 +1,2 @@
+//! Use cases that orchestrate the store, the batchers and the peer clients.
+pub mod hold;

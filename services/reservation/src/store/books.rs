@@ -1,0 +1,54 @@
+//! What the cross-service reconciliation reads from this schema.
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{PAYMENT_COLUMNS, ReservationRepo, parse_reservation_status, payment_from_row};
+use crate::{
+    domain::{Payment, ReservationStatus},
+    error::ReservationError,
+};
+
+/// One payment saga with its reservation, for the cross-service reconciliation.
+#[derive(Debug, Clone)]
+pub struct PaymentBook {
+    pub payment: Payment,
+    pub reservation_status: ReservationStatus,
+    pub schedule_id: Uuid,
+    pub seat_number: u32,
+    pub attempts: u32,
+}
+
+impl ReservationRepo {
+    /// Every payment with its reservation, read in one REPEATABLE READ snapshot.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn payment_books(&self) -> Result<Vec<PaymentBook>, ReservationError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        let moved = PAYMENT_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {moved}, p.attempts, r.status AS reservation_status, r.schedule_id, r.seat_number
+             FROM payments p JOIN reservations r USING (reservation_id)
+             ORDER BY p.created_at"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("reservation_status")?;
+                let seat: i32 = row.try_get("seat_number")?;
+                let attempts: i32 = row.try_get("attempts")?;
+                Ok(PaymentBook {
+                    payment: payment_from_row(row)?,
+                    reservation_status: parse_reservation_status(&status)?,
+                    schedule_id: row.try_get("schedule_id")?,
+                    seat_number: u32::try_from(seat).unwrap_or(0),
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+}

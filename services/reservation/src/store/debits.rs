@@ -1,0 +1,130 @@
+//! The saga's "debit recorded" write: after the wallet took the money, sell the seat and
+//! confirm the payment, or send the payment to compensation when the hold is gone.
+use std::{collections::HashMap, sync::LazyLock};
+
+use chrono::{DateTime, Utc};
+use platform::money::Won;
+use uuid::Uuid;
+
+use super::{PAYMENT_COLUMNS, ReservationRepo, payment_from_row};
+use crate::{domain::Payment, error::ReservationError};
+
+/// A debit the wallet confirmed, to record on its payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedDebit {
+    pub payment_id: Uuid,
+    pub reservation_id: Uuid,
+    /// The wallet's balance after the debit, in won.
+    pub balance_after: Won,
+    /// When the debit was recorded (the payment's `paid_at` when the seat is confirmed).
+    pub at: DateTime<Utc>,
+}
+
+impl ReservationRepo {
+    /// After successful debits: confirms each reservation and its payment together, or,
+    /// when the hold is no longer HELD, moves the payment to COMPENSATING. Idempotent: a
+    /// payment that already left STARTED is returned as it is. Returns one payment per
+    /// debit, in order (the debit recorder batches the calls).
+    ///
+    /// One statement: sell the seats still HELD whose payment in this batch is STARTED, then
+    /// move those payments to CONFIRMED and the other STARTED ones to COMPENSATING. It rests
+    /// on a rule the rest of the saga keeps: a reservation with a payment stays HELD only
+    /// while that payment is STARTED (this statement sells it as the payment leaves STARTED;
+    /// a refused debit releases it in the same transaction as the FAILED write; COMPENSATING
+    /// is only ever set on a hold that is gone), and a reservation never returns to HELD. So
+    /// a hold seen not HELD is final, and one seen
+    /// HELD is re-checked under its row lock by the UPDATE itself. The rows are locked in
+    /// the order the plan visits them, not by key; two batches can only meet on one row when
+    /// a payment is retried while its saga runs, and a deadlock there is detected by
+    /// PostgreSQL and the batch retried payment by payment (see `platform::batch`).
+    ///
+    /// It is sent unprepared, so it is planned for its batch every time (as in
+    /// [`db::begin_batch`], in one round trip fewer for a lone statement); it is written
+    /// without joins, as planning it is paid per batch (0.16 ms here, against 0.43 ms for
+    /// the CTE-and-join form it replaced).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(payments = debits.len()))]
+    pub async fn record_debits(&self, debits: &[RecordedDebit]) -> Result<Vec<Payment>, ReservationError> {
+        // Rows are found by primary key and their status checked on the row. The status
+        // tests are written `IS NOT DISTINCT FROM` (the same test on these NOT NULL columns)
+        // so the planner cannot answer them from the partial indexes on status
+        // (`reservations_held_by_expiry`, `payments_unfinished`): it used to AND those with
+        // the key lookup, but a status change leaves a dead entry in them until VACUUM, and a
+        // bitmap scan never prunes it, so after 8,000 payments each batch scanned 8,000 and
+        // 12,000 dead entries: 1.0-1.3 ms per batch instead of 0.3-0.5 ms (EXPLAIN ANALYZE).
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let moved_columns =
+                PAYMENT_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ");
+            format!(
+                "WITH sold AS (
+                     UPDATE reservations res
+                     SET status = 'CONFIRMED',
+                         confirmed_at = ($4::timestamptz[])[array_position($2::uuid[], res.reservation_id)]
+                     WHERE res.reservation_id = ANY($2::uuid[]) AND res.status IS NOT DISTINCT FROM 'HELD'
+                       AND EXISTS (SELECT 1 FROM payments p
+                                   WHERE p.reservation_id = res.reservation_id
+                                     AND p.payment_id = ANY($1::uuid[])
+                                     AND p.status IS NOT DISTINCT FROM 'STARTED')
+                     RETURNING res.reservation_id
+                 )
+                 UPDATE payments p
+                 SET status = CASE WHEN p.reservation_id IN (SELECT reservation_id FROM sold)
+                                   THEN 'CONFIRMED' ELSE 'COMPENSATING' END,
+                     balance_after = ($3::bigint[])[array_position($1::uuid[], p.payment_id)],
+                     updated_at = ($4::timestamptz[])[array_position($1::uuid[], p.payment_id)],
+                     paid_at = CASE WHEN p.reservation_id IN (SELECT reservation_id FROM sold)
+                                    THEN ($4::timestamptz[])[array_position($1::uuid[], p.payment_id)] END
+                 WHERE p.payment_id = ANY($1::uuid[]) AND p.status IS NOT DISTINCT FROM 'STARTED'
+                 RETURNING {moved_columns}"
+            )
+        });
+        let mut payment_ids = Vec::with_capacity(debits.len());
+        let mut reservation_ids = Vec::with_capacity(debits.len());
+        let mut balances = Vec::with_capacity(debits.len());
+        let mut ats = Vec::with_capacity(debits.len());
+        for d in debits {
+            payment_ids.push(d.payment_id);
+            reservation_ids.push(d.reservation_id);
+            balances.push(d.balance_after.get());
+            ats.push(d.at);
+        }
+        let rows = sqlx::query(&SQL)
+            .bind(&payment_ids)
+            .bind(&reservation_ids)
+            .bind(&balances)
+            .bind(&ats)
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut stored = HashMap::with_capacity(debits.len());
+        for row in &rows {
+            let payment = payment_from_row(row)?;
+            stored.insert(payment.payment_id, payment);
+        }
+        // Payments that had already left STARTED (a replay, or the request and the recovery
+        // worker recording the same debit) are read as they are.
+        let unmoved: Vec<Uuid> = payment_ids.iter().filter(|id| !stored.contains_key(id)).copied().collect();
+        if !unmoved.is_empty() {
+            let rows = sqlx::query(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = ANY($1)"))
+                .bind(&unmoved)
+                .persistent(false)
+                .fetch_all(&self.pool)
+                .await?;
+            for row in &rows {
+                let payment = payment_from_row(row)?;
+                stored.insert(payment.payment_id, payment);
+            }
+        }
+        // The same payment twice in a batch gets the same answer twice.
+        payment_ids
+            .iter()
+            .map(|id| {
+                stored.get(id).cloned().ok_or_else(|| {
+                    ReservationError::Unexpected(anyhow::anyhow!("payment {id} vanished while recording its debit"))
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,317 @@
+//! Holds: placing (batched inserts), diagnosing a hold that did not take, releasing expired
+//! ones, cancelling, listing, and the live occupancy of schedules.
+use std::{collections::HashSet, sync::LazyLock};
+
+use chrono::{DateTime, Duration, Utc};
+use platform::money::Won;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{
+    RESERVATION_COLUMNS, ReservationRepo, lock_reservation, parse_reservation_status, reservation_from_row,
+    set_reservation_status, token_has_paid,
+};
+use crate::{
+    domain::{Blocker, HoldDiagnosis, Reservation, ReservationStatus},
+    error::ReservationError,
+};
+
+static INSERT_HOLDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO reservations
+             (reservation_id, user_id, token, schedule_id, seat_number, price, status, held_at, expires_at,
+              concert_id, hold_slot)
+         SELECT u.id, u.user_id, u.token, u.schedule_id, u.seat, u.price, 'HELD', u.held_at, u.expires_at,
+                u.concert_id, slot.n
+         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[],
+                     $7::timestamptz[], $8::timestamptz[], $9::uuid[], $10::int[])
+              WITH ORDINALITY AS u(id, user_id, token, schedule_id, seat, price, held_at, expires_at, concert_id,
+                                   max_holds, n)
+         -- The lowest free hold slot of this user and concert; none free: no row.
+         CROSS JOIN LATERAL (
+             SELECT s.n FROM generate_series(1, u.max_holds) AS s (n)
+             WHERE NOT EXISTS (SELECT 1 FROM reservations h
+                               WHERE h.user_id = u.user_id AND h.concert_id = u.concert_id
+                                 AND h.status = 'HELD' AND h.hold_slot = s.n)
+             ORDER BY s.n LIMIT 1
+         ) AS slot
+         WHERE NOT {}
+         ORDER BY u.n
+         -- Any unique index: the seat's (taken) or the hold slots' (a concurrent hold of this
+         -- user took the slot first); either way nothing is inserted and the caller looks why.
+         ON CONFLICT DO NOTHING
+         RETURNING reservation_id",
+        token_has_paid("u.token")
+    )
+});
+
+static HOLD_DIAGNOSIS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {},
+                r.status, r.expires_at,
+                EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id),
+                (SELECT count(*) FROM reservations h
+                 WHERE h.user_id = $4 AND h.concert_id = $5 AND h.status = 'HELD' AND h.hold_slot IS NOT NULL)
+         FROM (SELECT 1) AS one
+         LEFT JOIN reservations r
+           ON r.schedule_id = $2 AND r.seat_number = $3 AND r.status IN ('HELD', 'CONFIRMED')",
+        token_has_paid("$1")
+    )
+});
+
+/// A hold to place.
+#[derive(Debug, Clone)]
+pub struct NewHold {
+    pub user_id: String,
+    pub token: Uuid,
+    /// The schedule's concert (the token's, checked before the hold).
+    pub concert_id: Uuid,
+    pub schedule_id: Uuid,
+    pub seat_number: u32,
+    pub price: Won,
+    pub now: DateTime<Utc>,
+    pub ttl: Duration,
+    /// Most live holds this user may have on this concert (`MAX_HOLDS_PER_USER`).
+    pub max_holds: u32,
+}
+
+/// The outcome of a hold attempt.
+#[derive(Debug, Clone)]
+pub enum HoldAttempt {
+    /// The seat is now held by the caller.
+    Held(Reservation),
+    /// Someone else holds or bought the seat; it stays blocked at least until then.
+    Taken { blocked_until: DateTime<Utc> },
+}
+
+/// One occupied seat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OccupiedSeat {
+    pub schedule_id: Uuid,
+    pub seat_number: u32,
+    pub status: ReservationStatus,
+}
+
+impl ReservationRepo {
+    /// Inserts holds in one statement; returns the ids of the rows actually inserted. A
+    /// hold is skipped when its seat is live (unique index) or its token already paid.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn insert_holds(&self, ids: &[Uuid], holds: &[NewHold]) -> Result<HashSet<Uuid>, ReservationError> {
+        let users: Vec<&str> = holds.iter().map(|h| h.user_id.as_str()).collect();
+        let tokens: Vec<Uuid> = holds.iter().map(|h| h.token).collect();
+        let schedules: Vec<Uuid> = holds.iter().map(|h| h.schedule_id).collect();
+        let seats: Vec<i32> = holds.iter().map(|h| i32::try_from(h.seat_number).unwrap_or(0)).collect();
+        let prices: Vec<i64> = holds.iter().map(|h| h.price.get()).collect();
+        let held_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now).collect();
+        let expires_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now + h.ttl).collect();
+        let concerts: Vec<Uuid> = holds.iter().map(|h| h.concert_id).collect();
+        let max_holds: Vec<i32> = holds.iter().map(|h| i32::try_from(h.max_holds).unwrap_or(i32::MAX)).collect();
+        let inserted: Vec<Uuid> = sqlx::query_scalar(&INSERT_HOLDS)
+            .bind(ids)
+            .bind(&users)
+            .bind(&tokens)
+            .bind(&schedules)
+            .bind(&seats)
+            .bind(&prices)
+            .bind(&held_at)
+            .bind(&expires_at)
+            .bind(&concerts)
+            .bind(&max_holds)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(inserted.into_iter().collect())
+    }
+
+    /// Why a hold insert did nothing, read in one statement: whether the token already paid,
+    /// the live reservation blocking the seat (if any), and how many live holds the user has
+    /// on the concert.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn hold_diagnosis(&self, h: &NewHold) -> Result<HoldDiagnosis, ReservationError> {
+        let row = sqlx::query(&HOLD_DIAGNOSIS)
+            .bind(h.token)
+            .bind(h.schedule_id)
+            .bind(i32::try_from(h.seat_number).unwrap_or(0))
+            .bind(&h.user_id)
+            .bind(h.concert_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let status: Option<String> = row.try_get(1)?;
+        let expires_at: Option<DateTime<Utc>> = row.try_get(2)?;
+        let blocker = match (status, expires_at) {
+            (Some(status), Some(expires_at)) => {
+                Some(Blocker { status: parse_reservation_status(&status)?, expires_at, paying: row.try_get(3)? })
+            }
+            _ => None,
+        };
+        Ok(HoldDiagnosis { token_used: row.try_get(0)?, blocker, user_holds: row.try_get(4)? })
+    }
+
+    /// Marks the expired, unpaid holds of one user and concert EXPIRED (freeing their hold
+    /// slots); true when any was released.
+    pub async fn release_stale_holds_of(
+        &self,
+        user_id: &str,
+        concert_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ReservationError> {
+        let released = sqlx::query(
+            "UPDATE reservations r SET status = 'EXPIRED', released_at = $3
+             WHERE user_id = $1 AND concert_id = $2 AND status = 'HELD' AND expires_at <= $3
+               AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)",
+        )
+        .bind(user_id)
+        .bind(concert_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(released > 0)
+    }
+
+    /// Marks an expired, unpaid hold on one seat EXPIRED; true when one was released.
+    pub async fn release_stale_hold(
+        &self,
+        schedule_id: Uuid,
+        seat: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ReservationError> {
+        let released = sqlx::query(
+            "UPDATE reservations r SET status = 'EXPIRED', released_at = $3
+             WHERE schedule_id = $1 AND seat_number = $2 AND status = 'HELD' AND expires_at <= $3
+               AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)",
+        )
+        .bind(schedule_id)
+        .bind(i32::try_from(seat).unwrap_or(0))
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(released > 0)
+    }
+
+    /// Marks up to `limit` expired, unpaid holds EXPIRED (the sweeper). Safe with several
+    /// replicas sweeping at once: rows another sweeper has locked are skipped.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn expire_holds(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, ReservationError> {
+        let n = sqlx::query(
+            "UPDATE reservations SET status = 'EXPIRED', released_at = $1
+             WHERE reservation_id IN (
+                 SELECT reservation_id FROM reservations r
+                 WHERE status = 'HELD' AND expires_at <= $1
+                   AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)
+                 ORDER BY expires_at LIMIT $2
+                 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(now)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    /// One reservation.
+    ///
+    /// # Errors
+    /// [`ReservationError::NotFound`].
+    #[tracing::instrument(skip_all, fields(%id))]
+    pub async fn get(&self, id: Uuid) -> Result<Reservation, ReservationError> {
+        let row = sqlx::query(&format!("SELECT {RESERVATION_COLUMNS} FROM reservations r WHERE r.reservation_id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(ReservationError::NotFound)?;
+        reservation_from_row(&row)
+    }
+
+    /// One page of a user's reservations, newest first.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn list_for_user(
+        &self,
+        user_id: &str,
+        page: &platform::paging::PageRequest,
+    ) -> Result<Vec<Reservation>, ReservationError> {
+        let (at, id) = page.after.map_or((None, None), |c| (Some(c.at), Some(c.id)));
+        let rows = sqlx::query(&format!(
+            "SELECT {RESERVATION_COLUMNS} FROM reservations r
+             WHERE r.user_id = $1 AND ($2::timestamptz IS NULL OR (r.held_at, r.reservation_id) < ($2, $3))
+             ORDER BY r.held_at DESC, r.reservation_id DESC LIMIT $4"
+        ))
+        .bind(user_id)
+        .bind(at)
+        .bind(id)
+        .bind(page.fetch_limit())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(reservation_from_row).collect()
+    }
+
+    /// Releases the owner's unpaid hold. Idempotent on an already CANCELLED reservation.
+    ///
+    /// # Errors
+    /// [`ReservationError::NotFound`], [`ReservationError::NotOwner`],
+    /// [`ReservationError::WrongConcert`], [`ReservationError::NotHeld`].
+    #[tracing::instrument(skip_all, fields(%id))]
+    pub async fn cancel(
+        &self,
+        id: Uuid,
+        user_id: &str,
+        concert_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, ReservationError> {
+        let mut tx = self.pool.begin().await?;
+        let r = lock_reservation(&mut tx, id).await?;
+        r.check_caller(user_id, concert_id)?;
+        if r.status == ReservationStatus::Cancelled {
+            return Ok(r);
+        }
+        r.check_cancellable(now)?;
+        set_reservation_status(&mut tx, id, ReservationStatus::Cancelled, now).await?;
+        tx.commit().await?;
+        Ok(Reservation { status: ReservationStatus::Cancelled, ..r })
+    }
+
+    /// Live occupancy of `schedules`: HELD (not expired, or with a payment under way) and
+    /// CONFIRMED seats.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(schedules = schedules.len()))]
+    pub async fn occupancy(
+        &self,
+        schedules: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OccupiedSeat>, ReservationError> {
+        let rows = sqlx::query(
+            "SELECT schedule_id, seat_number, status FROM reservations r
+             WHERE schedule_id = ANY($1) AND status IN ('HELD', 'CONFIRMED')
+               AND (status = 'CONFIRMED' OR expires_at > $2
+                    OR EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id))",
+        )
+        .bind(schedules)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get(2)?;
+                let seat: i32 = r.try_get(1)?;
+                Ok(OccupiedSeat {
+                    schedule_id: r.try_get(0)?,
+                    seat_number: u32::try_from(seat).unwrap_or(0),
+                    status: parse_reservation_status(&status)?,
+                })
+            })
+            .collect()
+    }
+}

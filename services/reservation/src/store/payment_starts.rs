@@ -1,0 +1,270 @@
+//! Starting payment sagas: the STARTED row is written in the same transaction that locks the
+//! reservation and checks the rules (owner, concert, hold still payable, token unused), one
+//! request at a time or many in one transaction.
+use std::{
+    collections::{HashMap, HashSet},
+    sync::LazyLock,
+};
+
+use chrono::{DateTime, Duration, Utc};
+use platform::{auth::Principal, db};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{
+    PAYMENT_COLUMNS, RESERVATION_COLUMNS, ReservationRepo, payment_from_row, payment_of_reservation,
+    reservation_from_row, set_reservation_status, token_has_paid, violated_constraint,
+};
+use crate::{
+    domain::{Payment, Reservation, ReservationStatus},
+    error::ReservationError,
+};
+
+/// A request to start paying for a reservation (see [`ReservationRepo::start_payments`]).
+#[derive(Debug, Clone)]
+pub struct PaymentRequest {
+    pub reservation_id: Uuid,
+    pub payer: Principal,
+    /// The request's idempotency key.
+    pub key: String,
+    pub now: DateTime<Utc>,
+    /// How long the request owns the saga before the recovery worker may resume it.
+    pub lease: Duration,
+}
+
+/// How a payment request relates to what is stored.
+#[derive(Debug, Clone)]
+pub enum PaymentStart {
+    /// A new saga was recorded (status STARTED), for this reservation (as locked then).
+    New(Payment, Reservation),
+    /// The same request was made before; continue or report that saga.
+    Existing(Payment),
+}
+
+/// One try of [`ReservationRepo::start_payment`].
+enum StartAttempt {
+    Done(Box<PaymentStart>),
+    /// A concurrent call inserted this reservation's payment first.
+    Raced,
+}
+
+impl ReservationRepo {
+    /// Records the start of a payment saga, or finds the one this request already started.
+    ///
+    /// The reservation row lock serializes concurrent payment attempts of one reservation.
+    ///
+    /// # Errors
+    /// [`ReservationError::NotFound`], [`ReservationError::NotOwner`], the payability rules
+    /// of [`Reservation::check_payable`], [`ReservationError::TokenUsed`] /
+    /// [`ReservationError::AdmissionInUse`] when the token paid or is paying for another
+    /// seat, and [`ReservationError::IdempotencyKeyReused`] when the key paid another
+    /// reservation. A reservation that already has a payment answers it, whatever the key.
+    #[tracing::instrument(skip_all, fields(%reservation_id))]
+    pub async fn start_payment(
+        &self,
+        reservation_id: Uuid,
+        payer: &Principal,
+        key: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<PaymentStart, ReservationError> {
+        let start = |recheck| self.try_start_payment(reservation_id, payer, key, now, lease, recheck);
+        match start(false).await? {
+            StartAttempt::Done(started) => Ok(*started),
+            // Another call inserted this reservation's payment between our snapshot and our
+            // insert: look again, now reading the payment whatever the snapshot said.
+            StartAttempt::Raced => match start(true).await? {
+                StartAttempt::Done(started) => Ok(*started),
+                StartAttempt::Raced => Err(ReservationError::PaymentInProgress),
+            },
+        }
+    }
+
+    /// [`Self::start_payment`] for many requests at once, for the common case only: each
+    /// request whose reservation has no payment yet and passes every rule gets its STARTED
+    /// payment; a request the rules refuse gets its error; anything else (a payment already
+    /// exists or was inserted meanwhile, the hold expired and must be released, two requests
+    /// for one reservation) gets `None` and is left to [`Self::start_payment`], which is
+    /// run after this batch committed. One transaction ([`db::begin_batch`], planned for its
+    /// batch), four round trips, whatever the size.
+    ///
+    /// The reservation rows are locked in key order, as [`Self::record_debits`] does, so
+    /// concurrent batches never deadlock on each other.
+    ///
+    /// # Errors
+    /// Database failures fail the whole batch (nothing is written).
+    #[tracing::instrument(skip_all, fields(requests = requests.len()))]
+    pub async fn start_payments(
+        &self,
+        requests: &[PaymentRequest],
+    ) -> Result<Vec<Option<Result<PaymentStart, ReservationError>>>, ReservationError> {
+        static LOCK: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT i.n, {RESERVATION_COLUMNS}, {} AS token_paid
+                 FROM UNNEST($1::uuid[], $2::uuid[]) WITH ORDINALITY AS i (reservation_id, token, n)
+                 JOIN reservations r ON r.reservation_id = i.reservation_id
+                 ORDER BY r.reservation_id
+                 FOR UPDATE OF r",
+                token_has_paid("i.token")
+            )
+        });
+        let mut tx = db::begin_batch(&self.pool).await?;
+        let rows = sqlx::query(&LOCK)
+            .bind(requests.iter().map(|q| q.reservation_id).collect::<Vec<_>>())
+            .bind(requests.iter().map(|q| q.payer.token).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut locked: HashMap<usize, (Reservation, bool)> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let n: i64 = row.try_get("n")?;
+            let index = usize::try_from(n - 1).map_err(|_| anyhow::anyhow!("ordinality {n} out of range"))?;
+            locked.insert(index, (reservation_from_row(row)?, row.try_get("token_paid")?));
+        }
+
+        // Decide each request; `insert` holds the indices of the payments to write.
+        let mut outcomes: Vec<Option<Result<PaymentStart, ReservationError>>> = Vec::with_capacity(requests.len());
+        let mut insert: Vec<usize> = Vec::new();
+        let mut claimed: HashSet<Uuid> = HashSet::new();
+        for (index, q) in requests.iter().enumerate() {
+            let Some((r, token_paid)) = locked.get(&index) else {
+                outcomes.push(Some(Err(ReservationError::NotFound)));
+                continue;
+            };
+            let decided = match r.check_caller(&q.payer.user_id, q.payer.concert_id) {
+                Err(e) => Some(Err(e)),
+                // Existing payments, repeats inside this batch: the single path sorts them out.
+                Ok(()) if r.payment_started || !claimed.insert(r.reservation_id) => None,
+                Ok(()) if *token_paid => Some(Err(ReservationError::TokenUsed)),
+                // An expired hold is released by the single path, which reports it.
+                Ok(()) if r.check_payable(q.now).is_err() => None,
+                Ok(()) => {
+                    insert.push(index);
+                    None
+                }
+            };
+            outcomes.push(decided);
+        }
+        if insert.is_empty() {
+            tx.rollback().await?;
+            return Ok(outcomes);
+        }
+
+        let payment_ids: Vec<Uuid> = insert.iter().map(|_| Uuid::now_v7()).collect();
+        let rows = sqlx::query(&format!(
+            "INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
+                                   created_at, updated_at, next_attempt_at)
+             SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, 'STARTED', at, at, retry_at
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::bigint[],
+                         $7::timestamptz[], $8::timestamptz[])
+                  AS i (payment_id, reservation_id, user_id, token, idempotency_key, amount, at, retry_at)
+             ON CONFLICT DO NOTHING
+             RETURNING {PAYMENT_COLUMNS}"
+        ))
+        .bind(&payment_ids)
+        .bind(insert.iter().map(|&i| requests[i].reservation_id).collect::<Vec<_>>())
+        .bind(insert.iter().map(|&i| requests[i].payer.user_id.as_str()).collect::<Vec<_>>())
+        .bind(insert.iter().map(|&i| requests[i].payer.token).collect::<Vec<_>>())
+        .bind(insert.iter().map(|&i| requests[i].key.as_str()).collect::<Vec<_>>())
+        .bind(insert.iter().map(|&i| locked[&i].0.price.get()).collect::<Vec<_>>())
+        .bind(insert.iter().map(|&i| requests[i].now).collect::<Vec<_>>())
+        .bind(insert.iter().map(|&i| requests[i].now + requests[i].lease).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut inserted: HashMap<Uuid, Payment> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let payment = payment_from_row(row)?;
+            inserted.insert(payment.payment_id, payment);
+        }
+        tx.commit().await?;
+        // A request whose row conflicted (a payment committed meanwhile, or its key already
+        // paid another reservation) keeps `None`: the single path reports it.
+        for (&index, payment_id) in insert.iter().zip(&payment_ids) {
+            if let Some(payment) = inserted.remove(payment_id) {
+                let reservation = locked[&index].0.clone();
+                outcomes[index] = Some(Ok(PaymentStart::New(payment, reservation)));
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn try_start_payment(
+        &self,
+        reservation_id: Uuid,
+        payer: &Principal,
+        key: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        recheck: bool,
+    ) -> Result<StartAttempt, ReservationError> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock and the paid-token check in one round trip.
+        let row = sqlx::query(&format!(
+            "SELECT {RESERVATION_COLUMNS}, {} AS token_paid
+             FROM reservations r WHERE r.reservation_id = $2 FOR UPDATE OF r",
+            token_has_paid("$1")
+        ))
+        .bind(payer.token)
+        .bind(reservation_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(ReservationError::NotFound)?;
+        let r = reservation_from_row(&row)?;
+        let used: bool = row.try_get("token_paid")?;
+        r.check_caller(&payer.user_id, payer.concert_id)?;
+        // `payment_started` comes from the statement's snapshot; the common case (no payment
+        // yet) skips a round trip, and a payment committed meanwhile is caught by the unique
+        // index on insert (then `recheck`).
+        let existing =
+            if r.payment_started || recheck { payment_of_reservation(&mut tx, reservation_id).await? } else { None };
+        if let Some(existing) = existing {
+            // Whatever the key: the caller owns this reservation (checked above), and it has
+            // one payment. A retry from a fresh page (a new key) resumes that payment and
+            // learns its real outcome instead of waiting for its lease.
+            return Ok(StartAttempt::Done(Box::new(PaymentStart::Existing(existing))));
+        }
+        if used {
+            return Err(ReservationError::TokenUsed);
+        }
+        if let Err(e) = r.check_payable(now) {
+            if r.status == ReservationStatus::Held {
+                // Expired on read: release the seat now rather than wait for the sweeper.
+                set_reservation_status(&mut tx, reservation_id, ReservationStatus::Expired, now).await?;
+                tx.commit().await?;
+            }
+            return Err(e);
+        }
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
+                                   created_at, updated_at, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'STARTED', $7, $7, $8)
+             RETURNING {PAYMENT_COLUMNS}"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(reservation_id)
+        .bind(&payer.user_id)
+        .bind(payer.token)
+        .bind(key)
+        .bind(r.price.get())
+        .bind(now)
+        .bind(now + lease)
+        .fetch_one(&mut *tx)
+        .await;
+        let row = match inserted {
+            Ok(row) => row,
+            Err(e) if violated_constraint(&e).as_deref() == Some("payments_reservation_id_key") => {
+                return Ok(StartAttempt::Raced);
+            }
+            // This admission already pays (or paid) for another seat.
+            Err(e) if violated_constraint(&e).as_deref() == Some("payments_one_purchase_per_token") => {
+                return Err(ReservationError::AdmissionInUse);
+            }
+            Err(e) if db::sqlstate(&e).as_deref() == Some(db::UNIQUE_VIOLATION) => {
+                return Err(ReservationError::IdempotencyKeyReused);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let payment = payment_from_row(&row)?;
+        tx.commit().await?;
+        Ok(StartAttempt::Done(Box::new(PaymentStart::New(payment, r))))
+    }
+}

@@ -1,0 +1,196 @@
+//! Payment sagas after their start: moving them between states, claiming them for
+//! recovery, and reading them. Every write is a compare-and-set on the stored state, so any number of
+//! drivers of one saga (the request, a retry, the recovery worker) cannot move it twice.
+use chrono::{DateTime, Duration, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{
+    PAYMENT_COLUMNS, ReservationRepo, lock_payment, lock_reservation, payment_from_row, set_payment_status,
+    set_reservation_status,
+};
+use crate::{
+    domain::{Payment, PaymentStatus, ReservationStatus},
+    error::ReservationError,
+};
+
+impl ReservationRepo {
+    /// The debit was refused for good: the hold is released and the payment moves to
+    /// COMPENSATING with `reason`, in one transaction. A payment that already left STARTED
+    /// is returned as it is.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(payment_id = %p.payment_id))]
+    pub async fn record_debit_refused(
+        &self,
+        p: &Payment,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Payment, ReservationError> {
+        let mut tx = self.pool.begin().await?;
+        let r = lock_reservation(&mut tx, p.reservation_id).await?;
+        let current = lock_payment(&mut tx, p.payment_id).await?;
+        if current.status != PaymentStatus::Started {
+            return Ok(current);
+        }
+        if r.status == ReservationStatus::Held {
+            set_reservation_status(&mut tx, p.reservation_id, ReservationStatus::Cancelled, now).await?;
+        }
+        // COMPENSATING, not FAILED: the refund step settles what the wallet holds under the
+        // debit key (gives it back, or voids the key) before the payment may end FAILED.
+        let updated = set_payment_status(&mut tx, p.payment_id, PaymentStatus::Compensating, Some(reason), now).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Moves a payment from `from` to `to` (a no-op when it already moved on).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(payment_id = %p.payment_id, to = to.as_str()))]
+    pub async fn advance_payment(
+        &self,
+        p: &Payment,
+        from: PaymentStatus,
+        to: PaymentStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Payment, ReservationError> {
+        // Compare-and-set in one round trip; a payment that moved on is returned as it is.
+        let row = sqlx::query(&format!(
+            "WITH moved AS (
+                 UPDATE payments SET status = $3, updated_at = $4 WHERE payment_id = $1 AND status = $2
+                 RETURNING {PAYMENT_COLUMNS}
+             )
+             SELECT {PAYMENT_COLUMNS} FROM moved
+             UNION ALL
+             SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)"
+        ))
+        .bind(p.payment_id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        payment_from_row(&row)
+    }
+
+    /// Marks CONFIRMED payments COMPLETED once their tokens are expired; returns how many
+    /// moved (those already moved on are skipped).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(payments = ids.len()))]
+    pub async fn complete_payments(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, ReservationError> {
+        // Only CONFIRMED payments are handed over, and CONFIRMED only ever moves on to
+        // COMPLETED, so "not yet COMPLETED" means CONFIRMED here. Written that way so the
+        // planner probes the primary key instead of AND-ing it with `payments_unfinished`
+        // (which, with stale statistics and dead entries, cost a scan of the whole index).
+        let done = sqlx::query(
+            "UPDATE payments SET status = 'COMPLETED', updated_at = $2
+             WHERE payment_id = ANY($1) AND status <> 'COMPLETED'",
+        )
+        .bind(ids)
+        .bind(now)
+        // Planned for its batch each time: `payments` starts a sale empty, and a plan cached
+        // then would scan the table once it is large (see `db::begin_batch`).
+        .persistent(false)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Claims up to `limit` unfinished sagas whose lease ran out and that were tried fewer
+    /// than `max_attempts` times, extending their lease so no other replica's worker takes
+    /// them meanwhile. Returns each with the number of its attempt (this one included).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn claim_unfinished(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: i64,
+        max_attempts: i32,
+    ) -> Result<Vec<(Payment, i32)>, ReservationError> {
+        let rows = sqlx::query(&format!(
+            "UPDATE payments SET next_attempt_at = $2, attempts = attempts + 1
+             WHERE payment_id IN (
+                 SELECT payment_id FROM payments
+                 WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND next_attempt_at <= $1
+                   AND attempts < $4
+                 ORDER BY next_attempt_at LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING {PAYMENT_COLUMNS}, attempts"
+        ))
+        .bind(now)
+        .bind(now + lease)
+        .bind(limit)
+        .bind(max_attempts)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((payment_from_row(row)?, row.try_get("attempts")?))).collect()
+    }
+
+    /// Unfinished payments the recovery worker gave up on after `max_attempts` tries: each
+    /// needs a person (its hold stays blocked and its money may be taken).
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn needing_attention(&self, max_attempts: i32) -> Result<Vec<Payment>, ReservationError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments
+             WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND attempts >= $1
+             ORDER BY created_at LIMIT 1000"
+        ))
+        .bind(max_attempts)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(payment_from_row).collect()
+    }
+
+    /// One page of a user's payments, newest first.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn payments_of(
+        &self,
+        user_id: &str,
+        page: &platform::paging::PageRequest,
+    ) -> Result<Vec<Payment>, ReservationError> {
+        let (at, id) = page.after.map_or((None, None), |c| (Some(c.at), Some(c.id)));
+        let rows = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments
+             WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, payment_id) < ($2, $3))
+             ORDER BY created_at DESC, payment_id DESC LIMIT $4"
+        ))
+        .bind(user_id)
+        .bind(at)
+        .bind(id)
+        .bind(page.fetch_limit())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(payment_from_row).collect()
+    }
+
+    /// The payment a token made for a reservation, if any (to answer replays after the
+    /// token has been expired by that very payment).
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn payment_by_token(
+        &self,
+        reservation_id: Uuid,
+        token: Uuid,
+    ) -> Result<Option<Payment>, ReservationError> {
+        let row =
+            sqlx::query(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE reservation_id = $1 AND token = $2"))
+                .bind(reservation_id)
+                .bind(token)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(payment_from_row).transpose()
+    }
+}
