@@ -22,8 +22,9 @@ pub async fn place_hold(
     inserter: &HoldBatcher,
     h: &NewHold,
 ) -> Result<HoldAttempt, ReservationError> {
-    // A second and third try only after the blocker vanished or a stale hold was released.
-    for _ in 0..3 {
+    // Another try only after the blocker vanished, a stale hold was released, or a
+    // concurrent hold of this user took the hold slot this one wanted.
+    for _ in 0..5 {
         if let Some(r) = inserter.insert(h.clone()).await? {
             return Ok(HoldAttempt::Held(r));
         }

@@ -18,27 +18,37 @@ use crate::{
 
 static INSERT_HOLDS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO reservations
+        "WITH u AS (
+             SELECT u.*, row_number() OVER (PARTITION BY u.user_id, u.concert_id ORDER BY u.n) AS rank
+             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[],
+                         $7::timestamptz[], $8::timestamptz[], $9::uuid[], $10::int[])
+                  WITH ORDINALITY AS u(id, user_id, token, schedule_id, seat, price, held_at, expires_at,
+                                       concert_id, max_holds, n)
+         )
+         INSERT INTO reservations
              (reservation_id, user_id, token, schedule_id, seat_number, price, status, held_at, expires_at,
               concert_id, hold_slot)
          SELECT u.id, u.user_id, u.token, u.schedule_id, u.seat, u.price, 'HELD', u.held_at, u.expires_at,
                 u.concert_id, slot.n
-         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[],
-                     $7::timestamptz[], $8::timestamptz[], $9::uuid[], $10::int[])
-              WITH ORDINALITY AS u(id, user_id, token, schedule_id, seat, price, held_at, expires_at, concert_id,
-                                   max_holds, n)
-         -- The lowest free hold slot of this user and concert; none free: no row.
+         FROM u
+         -- The user's k-th hold of this batch takes the k-th free hold slot of the user and
+         -- concert, so holds of one user in one batch do not collide; none free: no row.
          CROSS JOIN LATERAL (
              SELECT s.n FROM generate_series(1, u.max_holds) AS s (n)
              WHERE NOT EXISTS (SELECT 1 FROM reservations h
                                WHERE h.user_id = u.user_id AND h.concert_id = u.concert_id
                                  AND h.status = 'HELD' AND h.hold_slot = s.n)
-             ORDER BY s.n LIMIT 1
+             ORDER BY s.n OFFSET u.rank - 1 LIMIT 1
          ) AS slot
          WHERE NOT {}
-         ORDER BY u.n
+         -- Rows are inserted in one order across all batches (user, then the user's rank): two
+         -- batches holding seats for the same users wait on each other's hold slots in the
+         -- same order, so they queue instead of deadlocking (which PostgreSQL would only
+         -- detect after deadlock_timeout, a second).
+         ORDER BY u.user_id, u.concert_id, u.rank
          -- Any unique index: the seat's (taken) or the hold slots' (a concurrent hold of this
-         -- user took the slot first); either way nothing is inserted and the caller looks why.
+         -- user on another replica or batch took the slot first); either way nothing is
+         -- inserted and the caller looks why.
          ON CONFLICT DO NOTHING
          RETURNING reservation_id",
         token_has_paid("u.token")
