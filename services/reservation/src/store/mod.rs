@@ -41,7 +41,7 @@ const RESERVATION_COLUMNS: &str =
 /// Written as a scalar subquery, not `EXISTS`: PostgreSQL may turn `NOT EXISTS` into a hash
 /// anti-join over every paid payment, and with stale statistics it did, once per batch of
 /// holds (holds fell from ~11,000/s to ~2,000/s once payments existed). A scalar subquery
-/// is always a per-row probe of `payments_by_token`.
+/// is always a per-row probe of `payments_one_purchase_per_token`.
 const TOKEN_HAS_PAID: &str = "COALESCE((SELECT true FROM payments paid
      WHERE paid.token = {token} AND paid.status IN ('CONFIRMED', 'COMPLETED') LIMIT 1), false)";
 
