@@ -33,6 +33,13 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
+    /// The start key as two nullable SQL parameters (`$at::timestamptz IS NULL OR (time, id)
+    /// < ($at, $id)` reads the first page when both are NULL).
+    #[must_use]
+    pub fn after_parts(&self) -> (Option<DateTime<Utc>>, Option<Uuid>) {
+        self.after.map_or((None, None), |c| (Some(c.at), Some(c.id)))
+    }
+
     /// Rows to fetch: one more than the page, to learn whether another page follows.
     #[must_use]
     pub fn fetch_limit(&self) -> i64 {

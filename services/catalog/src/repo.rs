@@ -78,7 +78,7 @@ impl CatalogRepo {
         &self,
         page: &platform::paging::PageRequest,
     ) -> Result<Vec<(DateTime<Utc>, Concert)>, CatalogError> {
-        let (at, id) = page.after.map_or((None, None), |c| (Some(c.at), Some(c.id)));
+        let (at, id) = page.after_parts();
         let rows = sqlx::query(&format!(
             "SELECT {CONCERT_COLUMNS}, created_at FROM concerts
              WHERE $1::timestamptz IS NULL OR (created_at, concert_id) < ($1, $2)

@@ -251,7 +251,7 @@ impl ReservationRepo {
         user_id: &str,
         page: &platform::paging::PageRequest,
     ) -> Result<Vec<Reservation>, ReservationError> {
-        let (at, id) = page.after.map_or((None, None), |c| (Some(c.at), Some(c.id)));
+        let (at, id) = page.after_parts();
         let rows = sqlx::query(&format!(
             "SELECT {RESERVATION_COLUMNS} FROM reservations r
              WHERE r.user_id = $1 AND ($2::timestamptz IS NULL OR (r.held_at, r.reservation_id) < ($2, $3))

@@ -160,7 +160,7 @@ impl ReservationRepo {
         user_id: &str,
         page: &platform::paging::PageRequest,
     ) -> Result<Vec<Payment>, ReservationError> {
-        let (at, id) = page.after.map_or((None, None), |c| (Some(c.at), Some(c.id)));
+        let (at, id) = page.after_parts();
         let rows = sqlx::query(&format!(
             "SELECT {PAYMENT_COLUMNS} FROM payments
              WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, payment_id) < ($2, $3))
