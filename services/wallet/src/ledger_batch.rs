@@ -16,7 +16,7 @@ use platform::batch::{self, BatchError, BatchHandler, Batcher};
 use crate::{
     domain::{EntryKind, Mutation},
     error::WalletError,
-    repo::{Applied, WalletRepo},
+    store::{Applied, WalletRepo},
 };
 
 /// Most mutations one transaction applies.

@@ -1,7 +1,7 @@
 //! The wallet service: balances and an append-only ledger, in won.
 //!
 //! - [`domain`]: the balance rules (never negative, bounded, checked arithmetic).
-//! - [`repo`]: PostgreSQL, idempotent by key.
+//! - [`store`]: PostgreSQL only: idempotent writes by key, the audit and the reconciliation export.
 //! - [`ledger_batch`]: concurrent charges and debits applied together, one commit per batch.
 //! - [`grpc`]: the `WalletService` and `WalletInternalService` handlers.
 //! - [`error`]: the one place where wallet errors become gRPC statuses.
@@ -13,5 +13,5 @@ pub mod error;
 pub mod faults;
 pub mod grpc;
 pub mod ledger_batch;
-pub mod repo;
 pub mod startup;
+pub mod store;

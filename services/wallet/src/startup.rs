@@ -11,7 +11,7 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::{server::NamedService, service::Routes};
 
-use crate::{config::Settings, grpc::WalletApi, repo::WalletRepo};
+use crate::{config::Settings, grpc::WalletApi, store::WalletRepo};
 
 /// Default listen address: 127.0.0.1:50054.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50054));

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use wallet_service::{
     domain::{EntryKind, Mutation},
     error::WalletError,
-    repo::WalletRepo,
+    store::WalletRepo,
 };
 
 fn m(kind: EntryKind, user: &str, amount: i64, key: &str) -> Mutation {
@@ -89,7 +89,7 @@ async fn the_batched_path_decides_every_mutation_as_the_single_path_does(pool: P
         Taken { balance_after: i64, replayed: bool },
         Refused(String),
     }
-    fn answer(r: &Result<wallet_service::repo::Applied, WalletError>) -> Answer {
+    fn answer(r: &Result<wallet_service::store::Applied, WalletError>) -> Answer {
         match r {
             Ok(a) => Answer::Taken { balance_after: a.entry.balance_after.get(), replayed: a.replayed },
             Err(e) => Answer::Refused(format!("{e:?}").split([' ', '{', '(']).next().unwrap_or_default().to_owned()),

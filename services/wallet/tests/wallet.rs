@@ -392,7 +392,7 @@ async fn the_single_path_sees_a_key_committed_while_it_waited_for_the_lock(pool:
     use platform::money::Won;
     use wallet_service::{
         domain::{EntryKind, Mutation},
-        repo::WalletRepo,
+        store::WalletRepo,
     };
     // The same race without the batcher in between: many `apply` calls of one debit key
     // on a wallet holding exactly the amount.
@@ -468,7 +468,7 @@ async fn a_refund_of_an_existing_debit_is_accepted_at_the_balance_limit(pool: sq
     use platform::money::Won;
     use wallet_service::{
         domain::{EntryKind, MAX_BALANCE, Mutation},
-        repo::WalletRepo,
+        store::WalletRepo,
     };
     let repo = WalletRepo::new(pool);
     let m = |kind, amount: i64, key: &str, debit_key: Option<&str>| Mutation {

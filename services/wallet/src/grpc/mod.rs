@@ -11,7 +11,7 @@ use concert_proto::concert::wallet::v1::{
 use platform::validate;
 use tonic::{Request, Response, Status};
 
-use crate::{domain::EntryKind, error::WalletError, ledger_batch::Ledger, repo::WalletRepo};
+use crate::{domain::EntryKind, error::WalletError, ledger_batch::Ledger, store::WalletRepo};
 use convert::{debit_failure, debit_response, debited, mutation, transaction};
 
 /// Default and largest page of `ListTransactions`.

@@ -1,0 +1,160 @@
+//! One charge, debit or refund, applied exactly once per `(user, kind, key)`.
+use platform::money::Won;
+use sqlx::{Postgres, Row, Transaction};
+
+use super::{Applied, ENTRY_COLUMNS, WalletRepo, entry_from_row};
+use crate::{
+    domain::{Account, LedgerEntry, Mutation},
+    error::WalletError,
+};
+
+impl WalletRepo {
+    /// Applies a charge, debit or refund exactly once per `(user_id, idempotency_key)`.
+    ///
+    /// The account row lock serializes every mutation of one wallet, so the key lookup, the
+    /// balance rule and the ledger append see one consistent state; different wallets never
+    /// wait on each other.
+    ///
+    /// # Errors
+    /// The domain rules ([`WalletError::InsufficientBalance`], [`WalletError::BalanceLimit`]),
+    /// [`WalletError::IdempotencyKeyReused`], and for refunds [`WalletError::DebitNotFound`] /
+    /// [`WalletError::RefundExceedsDebit`].
+    #[tracing::instrument(skip_all, fields(user_id = %m.user_id, kind = m.kind.as_str(), key = %m.idempotency_key))]
+    pub async fn apply(&self, m: &Mutation) -> Result<Applied, WalletError> {
+        match self.try_apply(m).await {
+            // A concurrent call with the same key committed after our snapshot was taken:
+            // the unique key refused the second entry; this try sees the first one.
+            Err(WalletError::Unexpected(e)) if e.downcast_ref::<sqlx::Error>().is_some_and(is_duplicate_key) => {
+                self.try_apply(m).await
+            }
+            other => other,
+        }
+    }
+
+    async fn try_apply(&self, m: &Mutation) -> Result<Applied, WalletError> {
+        let mut tx = self.pool.begin().await?;
+        // Creates the account on first use and locks its row until commit: every mutation
+        // of this wallet waits here, so what is read below holds until commit.
+        let balance: i64 = sqlx::query_scalar(
+            "INSERT INTO accounts (user_id) VALUES ($1)
+             ON CONFLICT (user_id) DO UPDATE SET updated_at = now()
+             RETURNING balance",
+        )
+        .bind(&m.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        // The key is looked up in a statement of its own, AFTER the lock: a statement sees
+        // the snapshot taken when it started, so a lookup inside the locking statement would
+        // miss an entry committed while it waited for the lock (and refuse a retried debit
+        // for lack of the money that very debit had taken).
+        let (existing, voided) = find_key(&mut tx, m).await?;
+        if let Some(existing) = existing {
+            tx.rollback().await?;
+            return if m.is_replay_of(&existing) {
+                Ok(Applied { entry: existing, replayed: true })
+            } else {
+                Err(WalletError::IdempotencyKeyReused)
+            };
+        }
+        if voided {
+            tx.rollback().await?;
+            return Err(WalletError::DebitVoided);
+        }
+
+        if let Some(debit_key) = &m.debit_key
+            && let Err(e) = check_refundable(&mut tx, &m.user_id, debit_key, m.amount).await
+        {
+            if matches!(e, WalletError::DebitNotFound) {
+                // Nothing to give back: void the key, so a debit still on its way under it
+                // is refused when it arrives (under this same account lock).
+                sqlx::query("INSERT INTO voided_debits (user_id, debit_key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(&m.user_id)
+                    .bind(debit_key)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            return Err(e);
+        }
+
+        let account = m.apply(Account { balance: Won::new(balance) })?;
+        // The new balance and its ledger entry in one statement (one round trip).
+        let row = sqlx::query(&format!(
+            "WITH account AS (UPDATE accounts SET balance = $4, updated_at = now() WHERE user_id = $1)
+             INSERT INTO ledger_entries (user_id, kind, amount, balance_after, idempotency_key, debit_key)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENTRY_COLUMNS}"
+        ))
+        .bind(&m.user_id)
+        .bind(m.kind.as_str())
+        .bind(m.amount.get())
+        .bind(account.balance.get())
+        .bind(&m.idempotency_key)
+        .bind(&m.debit_key)
+        .fetch_one(&mut *tx)
+        .await?;
+        let entry = entry_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Applied { entry, replayed: false })
+    }
+}
+
+/// A second ledger entry under one `(user_id, idempotency_key)`.
+fn is_duplicate_key(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.constraint()) == Some("ledger_entries_one_entry_per_key")
+}
+
+/// The entry stored under `m`'s key (of `m`'s kind), and whether `m` is a debit whose key
+/// was voided.
+async fn find_key(
+    tx: &mut Transaction<'_, Postgres>,
+    m: &Mutation,
+) -> Result<(Option<LedgerEntry>, bool), WalletError> {
+    let row = sqlx::query(&format!(
+        "SELECT {ENTRY_COLUMNS},
+                $2 = 'DEBIT' AND EXISTS (SELECT 1 FROM voided_debits v WHERE v.user_id = $1 AND v.debit_key = $3)
+                    AS voided
+         FROM (SELECT 1) AS one
+         LEFT JOIN ledger_entries e ON e.user_id = $1 AND e.kind = $2 AND e.idempotency_key = $3"
+    ))
+    .bind(&m.user_id)
+    .bind(m.kind.as_str())
+    .bind(&m.idempotency_key)
+    .fetch_one(&mut **tx)
+    .await?;
+    let voided: bool = row.try_get("voided")?;
+    let found: Option<i64> = row.try_get("entry_id")?;
+    let entry = if found.is_some() { Some(entry_from_row(&row)?) } else { None };
+    Ok((entry, voided))
+}
+
+/// A refund must give back part or all of an existing debit, never more than was taken.
+async fn check_refundable(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: &str,
+    debit_key: &str,
+    amount: Won,
+) -> Result<(), WalletError> {
+    let debited: Option<i64> = sqlx::query_scalar(
+        "SELECT amount FROM ledger_entries WHERE user_id = $1 AND idempotency_key = $2 AND kind = 'DEBIT'",
+    )
+    .bind(user_id)
+    .bind(debit_key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let debited = Won::new(debited.ok_or(WalletError::DebitNotFound)?);
+    let refunded: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(amount), 0)::BIGINT FROM ledger_entries
+         WHERE user_id = $1 AND kind = 'REFUND' AND debit_key = $2",
+    )
+    .bind(user_id)
+    .bind(debit_key)
+    .fetch_one(&mut **tx)
+    .await?;
+    let refundable = debited
+        .checked_sub(Won::new(refunded))
+        .ok_or_else(|| WalletError::Unexpected(anyhow::anyhow!("refund sum overflow")))?;
+    if amount > refundable {
+        return Err(WalletError::RefundExceedsDebit { requested: amount, refundable });
+    }
+    Ok(())
+}

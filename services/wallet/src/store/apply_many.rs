@@ -1,0 +1,171 @@
+//! Charges and debits of any users applied together in one transaction (see
+//! `crate::ledger_batch`, which gathers them).
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use platform::money::Won;
+use sqlx::Row;
+
+use super::{Applied, ENTRY_COLUMNS, WalletRepo, entry_from_row};
+use crate::{
+    domain::{Account, EntryKind, LedgerEntry, Mutation},
+    error::WalletError,
+};
+
+impl WalletRepo {
+    /// Applies charges and debits of any users together: one transaction, one commit, and
+    /// five statements however many mutations (see [`crate::ledger_batch`]), each planned for
+    /// its batch ([`platform::db::begin_batch`]). Each mutation
+    /// gets the answer [`WalletRepo::apply`] would have given it had the mutations run one
+    /// after another in this order: its entry (or the replayed one), or its own rule error.
+    ///
+    /// The account rows are locked in `user_id` order (so concurrent batches never deadlock)
+    /// before the used keys are read, so the reads see every earlier commit of these wallets.
+    /// Refunds are not accepted here: they check the ledger per refund (use `apply`).
+    ///
+    /// # Errors
+    /// Database failures fail the whole batch (nothing is written).
+    #[tracing::instrument(skip_all, fields(mutations = ms.len()))]
+    pub async fn apply_many(&self, ms: &[Mutation]) -> Result<Vec<Result<Applied, WalletError>>, WalletError> {
+        if ms.iter().any(|m| m.kind == EntryKind::Refund) {
+            return Err(WalletError::Unexpected(anyhow::anyhow!("refunds are applied one at a time")));
+        }
+        let mut tx = platform::db::begin_batch(&self.pool).await?;
+        let users: Vec<&str> = ms.iter().map(|m| m.user_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+        let balances: Vec<(String, i64)> = sqlx::query_as(
+            "INSERT INTO accounts (user_id) SELECT u FROM UNNEST($1::text[]) AS u ORDER BY u
+             ON CONFLICT (user_id) DO UPDATE SET updated_at = now()
+             RETURNING user_id, balance",
+        )
+        .bind(&users)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut balance: HashMap<String, Won> = balances.into_iter().map(|(u, b)| (u, Won::new(b))).collect();
+
+        // Read after the rows are locked (a statement of its own, so a snapshot taken after
+        // every earlier commit of these wallets): the used keys, and the voided debit keys.
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS}, false AS voided FROM ledger_entries
+             WHERE (user_id, kind, idempotency_key) IN (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))
+             UNION ALL
+             SELECT NULL, v.user_id, 'DEBIT', NULL, NULL, v.debit_key, NULL, NULL, true FROM voided_debits v
+             WHERE (v.user_id, v.debit_key) IN
+                   (SELECT u, k FROM UNNEST($1::text[], $2::text[], $3::text[]) AS x (u, kind, k) WHERE kind = 'DEBIT')"
+        ))
+        .bind(ms.iter().map(|m| m.user_id.as_str()).collect::<Vec<_>>())
+        .bind(ms.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>())
+        .bind(ms.iter().map(|m| m.idempotency_key.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut used: HashMap<(String, EntryKind, String), LedgerEntry> = HashMap::with_capacity(rows.len());
+        let mut voided: HashSet<(String, String)> = HashSet::new();
+        for row in &rows {
+            if row.try_get::<bool, _>("voided")? {
+                voided.insert((row.try_get("user_id")?, row.try_get("idempotency_key")?));
+                continue;
+            }
+            let entry = entry_from_row(row)?;
+            used.insert((entry.user_id.clone(), entry.kind, entry.idempotency_key.clone()), entry);
+        }
+
+        // Decide every mutation in order against the running balances.
+        enum Plan {
+            Done(Result<Applied, WalletError>),
+            /// Writes the i-th new entry (`replayed`: a repeat of an earlier item of this batch).
+            New {
+                index: usize,
+                replayed: bool,
+            },
+        }
+        let mut plans = Vec::with_capacity(ms.len());
+        let mut new: Vec<(&Mutation, Won)> = Vec::new();
+        let mut planned: HashMap<(&str, EntryKind, &str), usize> = HashMap::new();
+        for m in ms {
+            let key = (m.user_id.as_str(), m.kind, m.idempotency_key.as_str());
+            if let Some(existing) = used.get(&(m.user_id.clone(), m.kind, m.idempotency_key.clone())) {
+                plans.push(Plan::Done(if m.is_replay_of(existing) {
+                    Ok(Applied { entry: existing.clone(), replayed: true })
+                } else {
+                    Err(WalletError::IdempotencyKeyReused)
+                }));
+                continue;
+            }
+            if m.kind == EntryKind::Debit && voided.contains(&(m.user_id.clone(), m.idempotency_key.clone())) {
+                plans.push(Plan::Done(Err(WalletError::DebitVoided)));
+                continue;
+            }
+            if let Some(&index) = planned.get(&key) {
+                plans.push(if *new[index].0 == *m {
+                    Plan::New { index, replayed: true }
+                } else {
+                    Plan::Done(Err(WalletError::IdempotencyKeyReused))
+                });
+                continue;
+            }
+            let current = balance.get(&m.user_id).copied().unwrap_or(Won::ZERO);
+            match m.apply(Account { balance: current }) {
+                Ok(account) => {
+                    balance.insert(m.user_id.clone(), account.balance);
+                    planned.insert(key, new.len());
+                    plans.push(Plan::New { index: new.len(), replayed: false });
+                    new.push((m, account.balance));
+                }
+                Err(e) => plans.push(Plan::Done(Err(e))),
+            }
+        }
+
+        let mut written: HashMap<(String, EntryKind, String), LedgerEntry> = HashMap::with_capacity(new.len());
+        if new.is_empty() {
+            tx.rollback().await?;
+        } else {
+            let changed: Vec<(&str, i64)> = {
+                let users: BTreeSet<&str> = new.iter().map(|(m, _)| m.user_id.as_str()).collect();
+                users.into_iter().map(|u| (u, balance.get(u).map_or(0, |b| b.get()))).collect()
+            };
+            let (changed_users, changed_balances): (Vec<&str>, Vec<i64>) = changed.into_iter().unzip();
+            let rows = sqlx::query(&format!(
+                "WITH balances AS (
+                     UPDATE accounts a SET balance = b.balance, updated_at = now()
+                     FROM UNNEST($7::text[], $8::bigint[]) AS b (user_id, balance)
+                     WHERE a.user_id = b.user_id
+                 )
+                 INSERT INTO ledger_entries (user_id, kind, amount, balance_after, idempotency_key, debit_key)
+                 SELECT user_id, kind, amount, balance_after, idempotency_key, debit_key
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])
+                      WITH ORDINALITY AS n (user_id, kind, amount, balance_after, idempotency_key, debit_key, ord)
+                 ORDER BY ord
+                 RETURNING {ENTRY_COLUMNS}"
+            ))
+            .bind(new.iter().map(|(m, _)| m.user_id.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(m, _)| m.kind.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(m, _)| m.amount.get()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(_, after)| after.get()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(m, _)| m.idempotency_key.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(m, _)| m.debit_key.as_deref()).collect::<Vec<_>>())
+            .bind(&changed_users)
+            .bind(&changed_balances)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                let entry = entry_from_row(row)?;
+                written.insert((entry.user_id.clone(), entry.kind, entry.idempotency_key.clone()), entry);
+            }
+            tx.commit().await?;
+        }
+        plans
+            .into_iter()
+            .map(|plan| match plan {
+                Plan::Done(result) => Ok(result),
+                Plan::New { index, replayed } => {
+                    let m = new[index].0;
+                    written
+                        .get(&(m.user_id.clone(), m.kind, m.idempotency_key.clone()))
+                        .cloned()
+                        .map(|entry| Ok(Applied { entry, replayed }))
+                        .ok_or_else(|| {
+                            WalletError::Unexpected(anyhow::anyhow!("a written ledger entry was not returned"))
+                        })
+                }
+            })
+            .collect()
+    }
+}
