@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use platform::clock::SharedClock;
 use tokio::sync::Notify;
 
-use crate::{domain::AdmissionPolicy, repo::QueueRepo};
+use crate::{domain::AdmissionPolicy, store::QueueRepo};
 
 /// Least time between two rounds of one replica.
 pub const MIN_ROUND_GAP: Duration = Duration::from_millis(50);

@@ -11,7 +11,7 @@ use platform::batch::{BatchError, BatchHandler, Batcher};
 use crate::{
     domain::Token,
     error::QueueError,
-    repo::{Join, QueueRepo},
+    store::{Join, QueueRepo},
 };
 
 /// Most joins one statement writes.

@@ -1,7 +1,7 @@
 //! The queue service: the waiting room in front of the protected APIs.
 //!
 //! - [`domain`]: token states and the admission policy (no SQL, no gRPC).
-//! - [`repo`]: PostgreSQL: joining, status reads, rooms, admission rounds.
+//! - [`store`]: PostgreSQL only: joining, status reads, rooms, admission rounds.
 //! - [`rooms`]: one waiting room per concert, created on first use from the catalog.
 //! - [`admission`]: the background loop that runs admission rounds.
 //! - [`line`]: the per-replica snapshot of the line behind positions, ETAs and streams.
@@ -19,8 +19,8 @@ pub mod grpc;
 pub mod join_batch;
 pub mod line;
 pub mod rate_limit;
-pub mod repo;
 pub mod rooms;
 pub mod seen;
 pub mod startup;
+pub mod store;
 pub mod watchers;

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use platform::clock::SharedClock;
 use tokio::sync::watch;
 
-use crate::{domain::LineSnapshot, repo::QueueRepo};
+use crate::{domain::LineSnapshot, store::QueueRepo};
 
 /// The latest snapshot of the line, shared by every handler of this replica.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::{
     domain::{PolicyOverrides, Room},
     error::QueueError,
-    repo::QueueRepo,
+    store::QueueRepo,
 };
 
 /// Most rooms one replica keeps in memory.

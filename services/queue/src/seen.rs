@@ -12,7 +12,7 @@ use std::{
 use platform::clock::SharedClock;
 use uuid::Uuid;
 
-use crate::repo::QueueRepo;
+use crate::store::QueueRepo;
 
 /// Tokens seen since the last flush.
 #[derive(Debug, Clone, Default)]

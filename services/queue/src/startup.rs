@@ -13,8 +13,8 @@ use tokio::net::TcpListener;
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{
-    admission::Admission, config::Settings, grpc::QueueApi, line::Line, rate_limit::JoinLimiter, repo::QueueRepo,
-    rooms::Rooms, seen::Seen, watchers::Watchers,
+    admission::Admission, config::Settings, grpc::QueueApi, line::Line, rate_limit::JoinLimiter, rooms::Rooms,
+    seen::Seen, store::QueueRepo, watchers::Watchers,
 };
 
 /// Default listen address: 127.0.0.1:50051.

@@ -28,10 +28,10 @@ use crate::{
     join_batch::JoinBatcher,
     line::Line,
     rate_limit::JoinLimiter,
-    repo::QueueCounts,
-    repo::{Join, QueueRepo},
     rooms::Rooms,
     seen::Seen,
+    store::QueueCounts,
+    store::{Join, QueueRepo},
     watchers::Watchers,
 };
 

@@ -1,0 +1,175 @@
+//! One admission round: expire what timed out, then admit the heads of the lines that have
+//! room, for every room at once, under one advisory lock.
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{JOIN_FENCE, QueueRepo, ROOM_COLUMNS, room_from_row, to_i64, to_u64};
+use crate::{
+    domain::{AdmissionPolicy, RateWindow},
+    error::QueueError,
+};
+
+/// Key of the advisory lock that makes one replica at a time run an admission round (for
+/// every room at once).
+const ADMISSION_LOCK: i64 = 0x0051_5545_5545; // "QUEUE"
+
+/// What one admission round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundOutcome {
+    /// False when another replica held the admission lock, so this one did nothing.
+    pub ran: bool,
+    pub expired: u64,
+    pub admitted: u64,
+}
+
+impl QueueRepo {
+    /// One admission round for every room: expires ACTIVE tokens past their TTL and
+    /// abandoned WAITING tokens, then admits, in each room whose sale is open, the head of
+    /// its line (lowest `place` first) into its free slots, within its rate budget.
+    ///
+    /// Runs only while holding a transaction-scoped advisory lock, so with any number of
+    /// replicas exactly one round runs at a time: no room's active limit is exceeded and
+    /// no token is admitted twice. A replica that finds the lock taken skips its round. The
+    /// join fence makes the admitted tokens exactly the head of each committed line.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn admission_round(
+        &self,
+        defaults: &AdmissionPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<RoundOutcome, QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(ADMISSION_LOCK).fetch_one(&mut *tx).await?;
+        if !locked {
+            return Ok(RoundOutcome::default());
+        }
+        let expired = sqlx::query(
+            "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'ACTIVE' AND expires_at <= $1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // Abandoned places: WAITING tokens nobody polled for the idle timeout.
+        let abandoned = sqlx::query(
+            "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'WAITING' AND last_seen_at < $2",
+        )
+        .bind(now)
+        .bind(defaults.idle_cutoff(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let expired = expired + abandoned;
+        // Rooms with someone waiting and the sale open: each one's policy, rate window and
+        // active count (an index probe per room; the active sets are small).
+        let rooms = sqlx::query(&format!(
+            "SELECT {ROOM_COLUMNS}, window_start, window_admitted,
+                    (SELECT count(*) FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'ACTIVE') AS active
+             FROM rooms r
+             WHERE (r.sale_opens_at IS NULL OR r.sale_opens_at <= COALESCE($1::timestamptz, statement_timestamp()))
+               AND EXISTS (SELECT 1 FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'WAITING')"
+        ))
+        // The sale's opening is judged by the database's clock, like joins (see insert_joins).
+        .bind(self.clock.instead_of_database_time())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut quota = Quota::default();
+        for row in &rooms {
+            let room = room_from_row(row)?;
+            let policy = defaults.with_overrides(&room.overrides);
+            let window =
+                RateWindow { start: row.try_get("window_start")?, admitted: to_u64(row.try_get("window_admitted")?) };
+            let (window, n) = policy.admissions(to_u64(row.try_get("active")?), window, now);
+            if n > 0 {
+                quota.push(room.concert_id, n, &policy, window);
+            }
+        }
+        if quota.concerts.is_empty() {
+            tx.commit().await?;
+            return Ok(RoundOutcome { ran: true, expired, admitted: 0 });
+        }
+        // Only now, with someone to admit, wait for joins in flight to commit (see
+        // JOIN_FENCE): a round with no free slot (the usual case in a flood) never holds up
+        // joins.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(JOIN_FENCE).execute(&mut *tx).await?;
+        // `t.state = 'WAITING'` is checked again on the row being updated, so a token that
+        // left meanwhile is not brought back.
+        let admitted: Vec<Uuid> = sqlx::query_scalar(
+            "WITH quota AS (SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS q (concert_id, n, ttl)),
+                  picked AS (
+                      SELECT w.token, q.ttl FROM quota q
+                      CROSS JOIN LATERAL (SELECT token FROM tokens
+                                          WHERE concert_id = q.concert_id AND state = 'WAITING'
+                                          ORDER BY place LIMIT q.n) AS w)
+             UPDATE tokens t SET state = 'ACTIVE', activated_at = $1, expires_at = $1 + picked.ttl * interval '1 second'
+             FROM picked WHERE t.token = picked.token AND t.state = 'WAITING'
+             RETURNING t.concert_id",
+        )
+        .bind(now)
+        .bind(&quota.concerts)
+        .bind(&quota.counts)
+        .bind(&quota.ttls)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Rate windows of the rate-limited rooms, with what this round admitted in each.
+        let mut windows = Windows::default();
+        for (concert, window) in &quota.windows {
+            let n = admitted.iter().filter(|c| *c == concert).count() as u64;
+            windows.push(*concert, window.start, window.admitted.saturating_add(n));
+        }
+        if !windows.concerts.is_empty() {
+            sqlx::query(
+                "UPDATE rooms r SET window_start = w.start, window_admitted = w.admitted
+                 FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[]) AS w (concert_id, start, admitted)
+                 WHERE r.concert_id = w.concert_id",
+            )
+            .bind(&windows.concerts)
+            .bind(&windows.starts)
+            .bind(&windows.admitted)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(RoundOutcome { ran: true, expired, admitted: admitted.len() as u64 })
+    }
+}
+
+/// What a round will admit, per room, as parallel arrays for `unnest`.
+#[derive(Debug, Default)]
+struct Quota {
+    concerts: Vec<Uuid>,
+    counts: Vec<i64>,
+    ttls: Vec<i64>,
+    /// Rate windows of the rooms that have a rate limit.
+    windows: Vec<(Uuid, RateWindow)>,
+}
+
+impl Quota {
+    fn push(&mut self, concert: Uuid, n: u64, policy: &AdmissionPolicy, window: RateWindow) {
+        self.concerts.push(concert);
+        self.counts.push(to_i64(n));
+        self.ttls.push(policy.active_ttl.num_seconds());
+        if policy.admit_per_sec > 0 {
+            self.windows.push((concert, window));
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Windows {
+    concerts: Vec<Uuid>,
+    starts: Vec<DateTime<Utc>>,
+    admitted: Vec<i64>,
+}
+
+impl Windows {
+    fn push(&mut self, concert: Uuid, start: DateTime<Utc>, admitted: u64) {
+        self.concerts.push(concert);
+        self.starts.push(start);
+        self.admitted.push(to_i64(admitted));
+    }
+}

@@ -1,0 +1,84 @@
+//! PostgreSQL access for the queue schema: SQL only; the admission and line rules are the
+//! domain's.
+//!
+//! - [`joins`]: joining lines (batched), one token per user and concert.
+//! - [`tokens`]: reading, expiring and touching tokens; the whole line for snapshots; counts.
+//! - [`rooms`]: waiting rooms and their policy overrides.
+//! - [`admission`]: one admission round for every room, under one advisory lock.
+mod admission;
+mod joins;
+mod rooms;
+mod tokens;
+
+use sqlx::{PgPool, Row, postgres::PgRow};
+
+use crate::{
+    domain::{PolicyOverrides, Room, Token, TokenState},
+    error::QueueError,
+};
+
+pub use admission::RoundOutcome;
+pub use joins::Join;
+pub use tokens::{LineRead, QueueCounts};
+
+/// Key of the join fence. Every join holds it *shared* from before it draws its `seq`
+/// until it commits; an admission round takes it *exclusively*, which waits for the joins
+/// in flight. So when a round picks the head of a line, no lower `seq` is still
+/// uncommitted: admission order is exactly join order, across any number of replicas.
+/// Joins never wait for each other, only (for a few milliseconds) for a round.
+pub(super) const JOIN_FENCE: i64 = 0x0051_4A4F_494E; // "QJOIN"
+
+pub(super) const TOKEN_COLUMNS: &str = "token, user_id, concert_id, seq, place, state, issued_at, expires_at";
+pub(super) const ROOM_COLUMNS: &str = "concert_id, sale_opens_at, max_active, admit_per_sec, active_ttl_secs";
+
+/// Queue storage.
+#[derive(Debug, Clone)]
+pub struct QueueRepo {
+    pool: PgPool,
+    /// Only for [`platform::clock::Clock::instead_of_database_time`]: the sale's opening is
+    /// judged by the database's clock, or a test clock.
+    clock: platform::clock::SharedClock,
+}
+
+impl QueueRepo {
+    #[must_use]
+    pub fn new(pool: PgPool, clock: platform::clock::SharedClock) -> Self {
+        Self { pool, clock }
+    }
+}
+
+pub(super) fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+pub(super) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(super) fn room_from_row(row: &PgRow) -> Result<Room, QueueError> {
+    let opt = |name: &str| -> Result<Option<u64>, QueueError> { Ok(row.try_get::<Option<i64>, _>(name)?.map(to_u64)) };
+    Ok(Room {
+        concert_id: row.try_get("concert_id")?,
+        sale_opens_at: row.try_get("sale_opens_at")?,
+        overrides: PolicyOverrides {
+            max_active: opt("max_active")?,
+            admit_per_sec: opt("admit_per_sec")?,
+            active_ttl_secs: opt("active_ttl_secs")?,
+        },
+    })
+}
+
+pub(super) fn token_from_row(row: &PgRow) -> Result<Token, QueueError> {
+    let state: String = row.try_get("state")?;
+    Ok(Token {
+        token: row.try_get("token")?,
+        user_id: row.try_get("user_id")?,
+        concert_id: row.try_get("concert_id")?,
+        seq: row.try_get("seq")?,
+        place: row.try_get("place")?,
+        state: TokenState::parse(&state)
+            .ok_or_else(|| QueueError::Unexpected(anyhow::anyhow!("unknown token state {state:?}")))?,
+        issued_at: row.try_get("issued_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
