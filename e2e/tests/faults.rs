@@ -81,6 +81,8 @@ async fn a_crash_between_debit_and_confirmation_is_finished_after_restart(_p: Pg
     let replay = suite.pay(&token, &id, "k").await.unwrap();
     assert_eq!(replay.balance_after, 50_000);
     assert_eq!(debits(&suite, "alice").await, vec![150_000]);
+    // Whatever the fault did, every won and every seat is accounted for across services.
+    suite.assert_books_settle(std::time::Duration::from_secs(10)).await;
     scenario.teardown();
 }
 
@@ -104,6 +106,8 @@ async fn a_wallet_slower_than_the_deadline_is_retried_with_the_same_key(_p: PgPo
     assert_eq!(paid.reservation.unwrap().status, ReservationStatus::Confirmed as i32);
     assert_eq!(debits(&suite, "alice").await, vec![120_000], "the retry did not debit again");
     assert_eq!(suite.payment_status_eventually(&id, "COMPLETED").await, "COMPLETED");
+    // Whatever the fault did, every won and every seat is accounted for across services.
+    suite.assert_books_settle(std::time::Duration::from_secs(10)).await;
     scenario.teardown();
 }
 
@@ -137,6 +141,8 @@ async fn the_callers_deadline_bounds_the_saga_and_a_retry_completes_it(_p: PgPoo
     let paid = suite.pay(&token, &id, "k").await.unwrap();
     assert_eq!(paid.balance_after, 10_000);
     assert_eq!(debits(&suite, "alice").await, vec![90_000]);
+    // Whatever the fault did, every won and every seat is accounted for across services.
+    suite.assert_books_settle(std::time::Duration::from_secs(10)).await;
     scenario.teardown();
 }
 
@@ -156,5 +162,7 @@ async fn transient_wallet_failures_are_retried_within_the_call(_p: PgPoolOptions
     let paid = suite.pay(&token, &id, "k").await.unwrap();
     assert_eq!(paid.balance_after, 0);
     assert_eq!(debits(&suite, "alice").await, vec![150_000]);
+    // Whatever the fault did, every won and every seat is accounted for across services.
+    suite.assert_books_settle(std::time::Duration::from_secs(10)).await;
     scenario.teardown();
 }
