@@ -14,12 +14,15 @@ pub struct Line {
 }
 
 impl Line {
-    /// Starts the refresher (it stops when every `Line` is dropped) and returns the handle.
-    #[must_use]
-    pub fn start(repo: QueueRepo, clock: SharedClock, every: Duration) -> Self {
+    /// The line and its refresher, which the caller runs (and so owns); the refresher also
+    /// stops when every `Line` is dropped.
+    pub fn new(
+        repo: QueueRepo,
+        clock: SharedClock,
+        every: Duration,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = watch::channel(Arc::new(LineSnapshot::empty(clock.now())));
-        tokio::spawn(refresh(repo, clock, every, tx));
-        Self { rx }
+        (Self { rx }, refresh(repo, clock, every, tx))
     }
 
     /// The latest snapshot.

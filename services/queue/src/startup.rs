@@ -9,7 +9,7 @@ use concert_proto::concert::queue::v1::{
     queue_service_server::QueueServiceServer,
 };
 use sqlx::migrate::Migrator;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinSet};
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{
@@ -39,11 +39,15 @@ pub async fn run(
     let rooms =
         Rooms::new(repo.clone(), platform::grpc_client::lazy_channel(&settings.catalog_url)?, settings.clock.clone());
     let admission = Admission::new(repo.clone(), settings.policy, settings.clock.clone());
-    let admission_task = tokio::spawn(admission.clone().run(settings.admission_interval));
+    // Every background task of this replica lives here; dropping the set (when the server
+    // has stopped) aborts them all. WatchQueue streams end with their clients or the server.
+    let mut tasks = JoinSet::new();
+    tasks.spawn(admission.clone().run(settings.admission_interval));
 
-    let line = Line::start(repo.clone(), settings.clock.clone(), settings.line_refresh);
+    let (line, refresher) = Line::new(repo.clone(), settings.clock.clone(), settings.line_refresh);
+    tasks.spawn(refresher);
     let joins = JoinLimiter::new(settings.join_rates);
-    let forget = tokio::spawn({
+    tasks.spawn({
         let joins = joins.clone();
         async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -54,7 +58,7 @@ pub async fn run(
         }
     });
     let seen = Seen::default();
-    let flusher = tokio::spawn(seen.clone().flush_forever(repo.clone(), settings.clock.clone(), settings.seen_flush));
+    tasks.spawn(seen.clone().flush_forever(repo.clone(), settings.clock.clone(), settings.seen_flush));
     let api = QueueApi::new(
         repo,
         rooms,
@@ -81,8 +85,6 @@ pub async fn run(
         shutdown,
     )
     .await;
-    admission_task.abort();
-    forget.abort();
-    flusher.abort();
+    drop(tasks);
     served
 }

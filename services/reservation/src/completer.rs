@@ -29,12 +29,11 @@ pub struct Completer {
 }
 
 impl Completer {
-    /// Starts the worker; it stops when every `Completer` clone is dropped.
-    #[must_use]
-    pub fn start(repo: ReservationRepo, queue: Queue) -> Self {
+    /// The completer and its worker, which the caller runs (and so owns); the worker also
+    /// stops when every `Completer` clone is dropped.
+    pub fn new(repo: ReservationRepo, queue: Queue) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::channel(BACKLOG);
-        tokio::spawn(worker(repo, queue, rx));
-        Self { tx }
+        (Self { tx }, worker(repo, queue, rx))
     }
 
     /// Queues payment `payment_id` (made with `token`) for completion. When the backlog is

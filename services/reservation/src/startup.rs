@@ -10,7 +10,7 @@ use concert_proto::concert::reservation::v1::{
 };
 use platform::{auth::TokenValidator, grpc_client::lazy_channel};
 use sqlx::migrate::Migrator;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinSet};
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{
@@ -51,9 +51,12 @@ pub async fn run(
         queue.clone(),
         settings.clock.clone(),
     );
-    let sweeper =
-        tokio::spawn(workers::sweep_expired_holds(repo.clone(), settings.clock.clone(), settings.sweep_interval));
-    let recovery = tokio::spawn(workers::recover_payments(
+    // Every background task of this replica lives here; dropping the set (when the server
+    // has stopped) aborts them all. Batch workers stop on their own when the handles that
+    // feed them are dropped with the API.
+    let mut tasks = JoinSet::new();
+    tasks.spawn(workers::sweep_expired_holds(repo.clone(), settings.clock.clone(), settings.sweep_interval));
+    tasks.spawn(workers::recover_payments(
         repo.clone(),
         saga.clone(),
         settings.clock.clone(),
@@ -64,7 +67,8 @@ pub async fn run(
         },
     ));
 
-    let completer = Completer::start(repo.clone(), queue);
+    let (completer, completion_worker) = Completer::new(repo.clone(), queue);
+    tasks.spawn(completion_worker);
     let api = ReservationApi::new(
         repo,
         TokenValidator::new(queue_channel, settings.token_cache_ttl, settings.clock.clone()),
@@ -86,7 +90,6 @@ pub async fn run(
         shutdown,
     )
     .await;
-    sweeper.abort();
-    recovery.abort();
+    drop(tasks);
     served
 }
