@@ -26,8 +26,15 @@ start() { # name, then VAR=value pairs
   echo $! >".run/pids/$name.pid"
   echo "start: $name-service (pid $!, log .run/logs/$name.log)"
 }
+# Public ports (browsers, users; access tokens required) and internal ports (peers, admin).
 export QUEUE_URL=http://127.0.0.1:50051 CATALOG_URL=http://127.0.0.1:50052 \
-  RESERVATION_URL=http://127.0.0.1:50053 WALLET_URL=http://127.0.0.1:50054
+  RESERVATION_URL=http://127.0.0.1:50053 WALLET_URL=http://127.0.0.1:50054 \
+  QUEUE_INTERNAL_URL=http://127.0.0.1:50061 CATALOG_INTERNAL_URL=http://127.0.0.1:50062 \
+  RESERVATION_INTERNAL_URL=http://127.0.0.1:50063 WALLET_INTERNAL_URL=http://127.0.0.1:50064
+# DEV-ONLY identity (deploy/dev-auth/README.md): the services trust the committed dev key,
+# and concertctl signs the demo users' access tokens with it.
+export AUTH_JWKS_FILE="$ROOT/deploy/dev-auth/jwks.json" AUTH_ISSUER=https://dev-auth.concert.invalid/ \
+  AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem"
 start wallet
 start queue
 start catalog
@@ -51,15 +58,22 @@ for _ in $(seq 1 20); do
   sleep 0.5
 done
 $ctl reconcile
-cat <<'TXT'
+TOKEN=$($ctl token --user me --ttl-secs 3600)
+CONCERT=$($ctl concerts | grep -v $'\tbench ' | head -n 1 | cut -f 1 || true)
+cat <<TXT
 
 The suite is running (logs in .run/logs, stop with scripts/stop-suite.sh).
-Call it by hand with buf (npx @bufbuild/buf) or grpcurl; reflection is on:
+Public ports: queue 50051, catalog 50052, reservation 50053, wallet 50054 (gRPC and grpc-web;
+an access token is required). Internal ports (peers, admin, concertctl): 50061-50064.
+
+Call it by hand as user "me" (buf: npx @bufbuild/buf; grpcurl works the same way). An access
+token for "me", valid one hour, signed with the DEV-ONLY key (concertctl token --user me):
+  export TOKEN=$TOKEN
   buf curl --protocol grpc --http2-prior-knowledge --list-methods http://127.0.0.1:50052
   buf curl --protocol grpc --http2-prior-knowledge http://127.0.0.1:50052/concert.catalog.v1.CatalogService/ListConcerts
-  buf curl --protocol grpc --http2-prior-knowledge -d '{"user_id":"me","concert_id":"<id>"}' \
-      http://127.0.0.1:50051/concert.queue.v1.QueueService/IssueToken
-  grpcurl -plaintext -H 'authorization: Bearer <token>' -d '{"concert_id":"<id>"}' \
-      127.0.0.1:50052 concert.catalog.v1.CatalogService/ListAvailableDates
-Ports: queue 50051, catalog 50052, reservation 50053, wallet 50054 (gRPC and grpc-web).
+  buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer \$TOKEN" \\
+      -d '{"concert_id":"$CONCERT"}' http://127.0.0.1:50051/concert.queue.v1.QueueService/IssueToken
+  # once GetQueueStatus says ACTIVE, protected calls carry the queue token too:
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -H 'x-queue-token: <queue token>' \\
+      -d '{"concert_id":"$CONCERT"}' 127.0.0.1:50052 concert.catalog.v1.CatalogService/ListAvailableDates
 TXT

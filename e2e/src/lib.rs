@@ -20,13 +20,14 @@ use concert_proto::concert::{
     },
 };
 use platform::{
+    auth::QUEUE_TOKEN_HEADER,
     clock::SharedClock,
+    identity::AuthSettings,
     outbound::CallPolicy,
-    server::Limits,
-    testing::{RunningServer, bind},
+    server::{Limits, Listeners},
+    testing::{RunningServer, bind, listeners},
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use tokio::net::TcpListener;
 use tonic::{Request, Status, transport::Channel};
 
 /// Token-check cache of catalog and reservation: the production default.
@@ -50,6 +51,8 @@ pub struct SuiteOptions {
     pub payment_max_attempts: i32,
     /// Deadlines and retries of reservation's calls to wallet and queue.
     pub peer_policy: CallPolicy,
+    /// How every service's public port authenticates users (the test keys by default).
+    pub auth: AuthSettings,
 }
 
 impl Default for SuiteOptions {
@@ -64,6 +67,7 @@ impl Default for SuiteOptions {
             payment_lease: chrono::Duration::seconds(30),
             payment_max_attempts: 100,
             peer_policy: CallPolicy::default(),
+            auth: platform::testing::identity::settings(),
         }
     }
 }
@@ -77,36 +81,41 @@ pub struct Suite {
     pub catalog: RunningServer,
     pub reservations: Vec<RunningServer>,
     pub wallet: Option<RunningServer>,
-    wallet_addr: std::net::SocketAddr,
+    /// The wallet's (public, internal) addresses, kept across restarts.
+    wallet_addrs: (std::net::SocketAddr, std::net::SocketAddr),
+    wallet_auth: AuthSettings,
     reservation_settings: reservation_service::config::Settings,
     db: PgConnectOptions,
     pub clock: SharedClock,
 }
 
-fn url(l: &TcpListener) -> String {
-    format!("http://{}", l.local_addr().unwrap())
+/// The internal port's URL: peers call each other there.
+fn internal_url(l: &Listeners) -> String {
+    format!("http://{}", l.internal.local_addr().unwrap())
 }
 
 impl Suite {
     /// Starts every service against the database `db`.
     pub async fn start(db: PgConnectOptions, opts: SuiteOptions) -> Self {
-        let queue_l = bind("127.0.0.1:0").await;
-        let catalog_l = bind("127.0.0.1:0").await;
-        let wallet_l = bind("127.0.0.1:0").await;
+        let queue_l = listeners().await;
+        let catalog_l = listeners().await;
+        let wallet_l = listeners().await;
         let mut reservation_ls = Vec::new();
         for _ in 0..opts.reservation_replicas.max(1) {
-            reservation_ls.push(bind("127.0.0.1:0").await);
+            reservation_ls.push(listeners().await);
         }
-        let (queue_url, catalog_url, wallet_url) = (url(&queue_l), url(&catalog_l), url(&wallet_l));
-        let reservation_url = url(&reservation_ls[0]);
-        let wallet_addr = wallet_l.local_addr().unwrap();
+        let (queue_url, catalog_url, wallet_url) =
+            (internal_url(&queue_l), internal_url(&catalog_l), internal_url(&wallet_l));
+        let reservation_url = internal_url(&reservation_ls[0]);
+        let wallet_addrs = (wallet_l.public.local_addr().unwrap(), wallet_l.internal.local_addr().unwrap());
 
         // Migrations of one service at a time keep start-up deterministic.
-        let wallet = start_wallet(db.clone(), wallet_l).await;
+        let wallet = start_wallet(db.clone(), opts.auth.clone(), wallet_l).await;
         let queue_settings = queue_service::config::Settings {
             db: db.clone().into(),
             max_connections: 4,
             limits: Limits::default(),
+            auth: opts.auth.clone(),
             catalog_url: catalog_url.clone(),
             policy: queue_service::domain::AdmissionPolicy {
                 max_active: opts.max_active,
@@ -130,6 +139,7 @@ impl Suite {
             db: db.clone().into(),
             max_connections: 4,
             limits: Limits::default(),
+            auth: opts.auth.clone(),
             queue_url: queue_url.clone(),
             reservation_url,
             token_cache_ttl: TOKEN_CACHE_TTL,
@@ -143,6 +153,7 @@ impl Suite {
             db: db.clone().into(),
             max_connections: 8,
             limits: Limits::default(),
+            auth: opts.auth.clone(),
             queue_url: queue_url.clone(),
             catalog_url: catalog_url.clone(),
             wallet_url: wallet_url.clone(),
@@ -167,7 +178,8 @@ impl Suite {
             catalog,
             reservations,
             wallet: Some(wallet),
-            wallet_addr,
+            wallet_addrs,
+            wallet_auth: opts.auth,
             reservation_settings,
             db,
             clock: opts.clock,
@@ -183,7 +195,7 @@ impl Suite {
     }
 
     pub fn admin(&self) -> CatalogAdminServiceClient<Channel> {
-        CatalogAdminServiceClient::new(self.catalog.channel())
+        CatalogAdminServiceClient::new(self.catalog.internal_channel())
     }
 
     /// A client of reservation replica `i`.
@@ -192,8 +204,13 @@ impl Suite {
     }
 
     pub fn wallet(&self) -> WalletServiceClient<Channel> {
-        let url = format!("http://{}", self.wallet_addr);
+        let url = format!("http://{}", self.wallet_addrs.0);
         WalletServiceClient::new(platform::grpc_client::lazy_channel(&url).unwrap())
+    }
+
+    /// A channel to the wallet's internal port (it survives wallet restarts).
+    pub fn wallet_internal_channel(&self) -> Channel {
+        platform::grpc_client::lazy_channel(&format!("http://{}", self.wallet_addrs.1)).unwrap()
     }
 
     /// Stops the wallet (calls to it then fail with UNAVAILABLE).
@@ -206,9 +223,11 @@ impl Suite {
     /// Kills reservation replica `i` as a crash would (every task it started ends at once)
     /// and starts a fresh replica on the same port, as a restarted pod.
     pub async fn crash_and_restart_reservation(&mut self, i: usize) {
-        let addr = self.reservations[i].addr;
+        let (addr, internal) = (self.reservations[i].addr, self.reservations[i].internal_addr);
         self.crash_reservation(i);
-        let replacement = start_reservation(self.reservation_settings.clone(), bind(&addr.to_string()).await).await;
+        let listeners =
+            Listeners { public: bind(&addr.to_string()).await, internal: bind(&internal.to_string()).await };
+        let replacement = start_reservation(self.reservation_settings.clone(), listeners).await;
         self.reservations.insert(i, replacement);
     }
 
@@ -219,8 +238,11 @@ impl Suite {
 
     /// Starts the wallet again on its old port.
     pub async fn restart_wallet(&mut self) {
-        let listener = bind(&self.wallet_addr.to_string()).await;
-        self.wallet = Some(start_wallet(self.db.clone(), listener).await);
+        let listeners = Listeners {
+            public: bind(&self.wallet_addrs.0.to_string()).await,
+            internal: bind(&self.wallet_addrs.1.to_string()).await,
+        };
+        self.wallet = Some(start_wallet(self.db.clone(), self.wallet_auth.clone(), listeners).await);
     }
 
     /// A pool on one service's schema, for assertions on stored state.
@@ -275,10 +297,9 @@ impl Suite {
 
     /// Charges `amount` won to `user`'s wallet.
     pub async fn charge(&self, user: &str, amount: i64) {
-        self.wallet()
-            .charge(ChargeRequest { user_id: user.into(), amount, idempotency_key: format!("charge-{}", uuid_like()) })
-            .await
-            .unwrap();
+        let charge =
+            ChargeRequest { user_id: String::new(), amount, idempotency_key: format!("charge-{}", uuid_like()) };
+        self.wallet().charge(as_user(user, charge)).await.unwrap();
     }
 
     /// Seat `seat`'s status as ListSeats shows it once it equals `want`, or the last status
@@ -329,7 +350,7 @@ impl Suite {
     /// `user`'s ledger, newest first, as (kind, amount).
     pub async fn ledger_kinds(&self, user: &str) -> Vec<(i32, i64)> {
         self.wallet()
-            .list_transactions(ListTransactionsRequest { user_id: user.into(), limit: 100 })
+            .list_transactions(as_user(user, ListTransactionsRequest { user_id: String::new(), limit: 100 }))
             .await
             .unwrap()
             .into_inner()
@@ -346,9 +367,8 @@ impl Suite {
             reservation::v1::reservation_internal_service_client::ReservationInternalServiceClient,
             wallet::v1::wallet_internal_service_client::WalletInternalServiceClient,
         };
-        let url = format!("http://{}", self.wallet_addr);
-        let wallet = WalletInternalServiceClient::new(platform::grpc_client::lazy_channel(&url).unwrap());
-        let reservation = ReservationInternalServiceClient::new(self.reservations[0].channel());
+        let wallet = WalletInternalServiceClient::new(self.wallet_internal_channel());
+        let reservation = ReservationInternalServiceClient::new(self.reservations[0].internal_channel());
         concertctl::reconcile::fetch_and_reconcile(wallet, reservation).await.unwrap()
     }
 
@@ -381,7 +401,7 @@ impl Suite {
     pub async fn token_expired_eventually(&self, token: &str) -> bool {
         let state = || async {
             self.queue()
-                .get_queue_status(GetQueueStatusRequest { token: token.into() })
+                .get_queue_status(authed(token, GetQueueStatusRequest { token: token.into() }))
                 .await
                 .unwrap()
                 .into_inner()
@@ -399,18 +419,20 @@ impl Suite {
     }
 
     pub async fn balance(&self, user: &str) -> i64 {
-        self.wallet().get_balance(GetBalanceRequest { user_id: user.into() }).await.unwrap().into_inner().balance
+        let request = as_user(user, GetBalanceRequest { user_id: String::new() });
+        self.wallet().get_balance(request).await.unwrap().into_inner().balance
     }
 }
 
 /// A reservation replica on a runtime of its own, so that it can be killed like a process.
-async fn start_reservation(settings: reservation_service::config::Settings, listener: TcpListener) -> RunningServer {
-    RunningServer::start_isolated(listener, |l, s| reservation_service::startup::run(settings, l, s)).await
+async fn start_reservation(settings: reservation_service::config::Settings, listeners: Listeners) -> RunningServer {
+    RunningServer::start_isolated(listeners, |l, s| reservation_service::startup::run(settings, l, s)).await
 }
 
-async fn start_wallet(db: PgConnectOptions, listener: TcpListener) -> RunningServer {
-    let settings = wallet_service::config::Settings { db: db.into(), max_connections: 6, limits: Limits::default() };
-    RunningServer::start_on(listener, |l, s| wallet_service::startup::run(settings, l, s)).await
+async fn start_wallet(db: PgConnectOptions, auth: AuthSettings, listeners: Listeners) -> RunningServer {
+    let settings =
+        wallet_service::config::Settings { db: db.into(), max_connections: 6, limits: Limits::default(), auth };
+    RunningServer::start_on(listeners, |l, s| wallet_service::startup::run(settings, l, s)).await
 }
 
 /// The seat layout used by tests and the demo.
@@ -422,10 +444,46 @@ pub fn standard_grades() -> Vec<GradePricing> {
     ]
 }
 
-/// A request carrying `authorization: Bearer <token>`.
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
+/// The user each queue token was issued to (filled by [`active_token`] and
+/// [`register_token`]), so that [`authed`] can send the owner's access token with it.
+static TOKEN_OWNERS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Access tokens minted so far, by user: signing costs milliseconds in a debug build.
+static ACCESS_TOKENS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Remembers that `token` was issued to `user`.
+pub fn register_token(token: &str, user: &str) {
+    TOKEN_OWNERS.lock().unwrap().insert(token.to_owned(), user.to_owned());
+}
+
+/// The user owning `token`, or `stranger` for a token this process never saw issued (a
+/// made-up one).
+pub fn token_owner(token: &str) -> String {
+    TOKEN_OWNERS.lock().unwrap().get(token).cloned().unwrap_or_else(|| "stranger".into())
+}
+
+/// A valid test access token naming `user` (see `platform::testing::identity`).
+pub fn access_token(user: &str) -> String {
+    let mut tokens = ACCESS_TOKENS.lock().unwrap();
+    tokens.entry(user.to_owned()).or_insert_with(|| platform::testing::identity::token(user)).clone()
+}
+
+/// A request as `user`: `authorization: Bearer <access token naming user>`.
+pub fn as_user<T>(user: &str, message: T) -> Request<T> {
     let mut r = Request::new(message);
-    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r.metadata_mut().insert("authorization", format!("Bearer {}", access_token(user)).parse().unwrap());
+    r
+}
+
+/// A protected request: the queue token in `x-queue-token`, sent by the user it was issued
+/// to (their access token in `authorization`).
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut r = as_user(&token_owner(token), message);
+    if let Ok(value) = token.parse() {
+        r.metadata_mut().insert(QUEUE_TOKEN_HEADER, value);
+    }
     r
 }
 
@@ -438,11 +496,12 @@ fn uuid_like() -> String {
 /// Joins `concert_id`'s waiting room as `user` through `queue` and waits until the token
 /// is ACTIVE.
 pub async fn active_token(mut queue: QueueServiceClient<Channel>, user: &str, concert_id: &str) -> String {
-    let issue = IssueTokenRequest { user_id: user.into(), concert_id: concert_id.into() };
-    let mut token = queue.issue_token(issue.clone()).await.unwrap().into_inner().status.unwrap().token;
+    let issue = IssueTokenRequest { user_id: String::new(), concert_id: concert_id.into() };
+    let mut token = queue.issue_token(as_user(user, issue.clone())).await.unwrap().into_inner().status.unwrap().token;
+    register_token(&token, user);
     for _ in 0..250 {
         let s = queue
-            .get_queue_status(GetQueueStatusRequest { token: token.clone() })
+            .get_queue_status(as_user(user, GetQueueStatusRequest { token: token.clone() }))
             .await
             .unwrap()
             .into_inner()
@@ -454,7 +513,8 @@ pub async fn active_token(mut queue: QueueServiceClient<Channel>, user: &str, co
         if s.state == TokenState::Expired as i32 {
             // Re-joining returned the user's live token just before a payment made with it
             // expired it: join again.
-            token = queue.issue_token(issue.clone()).await.unwrap().into_inner().status.unwrap().token;
+            token = queue.issue_token(as_user(user, issue.clone())).await.unwrap().into_inner().status.unwrap().token;
+            register_token(&token, user);
             continue;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

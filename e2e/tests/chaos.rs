@@ -29,7 +29,7 @@ use concert_proto::concert::{
         wallet_service_client::WalletServiceClient,
     },
 };
-use e2e::{Suite, SuiteOptions, active_token, authed};
+use e2e::{Suite, SuiteOptions, active_token, as_user, authed};
 use fail::FailScenario;
 use platform::outbound::CallPolicy;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -224,7 +224,7 @@ async fn pay(c: &Clients, token: &str, id: &str, style: u32, rng: &mut StdRng) -
         86..93 => {
             let mut queue = c.queue.clone();
             let leave = concert_proto::concert::queue::v1::LeaveQueueRequest { token: token.into() };
-            let (answer, _) = tokio::join!(a.pay_reservation(request(key)), queue.leave_queue(leave));
+            let (answer, _) = tokio::join!(a.pay_reservation(request(key)), queue.leave_queue(authed(token, leave)));
             ("leave the queue meanwhile", code(answer))
         }
         _ => {
@@ -243,7 +243,7 @@ async fn squat(c: &Clients, replica: &ReservationServiceClient<Channel>, user: &
         page_size: 1,
         ..Default::default()
     };
-    let Ok(payments) = replica.clone().list_payments(request).await else { return };
+    let Ok(payments) = replica.clone().list_payments(as_user(user, request)).await else { return };
     let Some(newest) = payments.into_inner().payments.into_iter().next() else { return };
     let key = format!("payment:{}:debit", newest.payment_id);
     // A charge whose answer was lost (the wallet is being restarted) is retried under its
@@ -269,8 +269,8 @@ async fn squat(c: &Clients, replica: &ReservationServiceClient<Channel>, user: &
 }
 
 async fn charge(wallet: &WalletServiceClient<Channel>, user: &str, key: &str, amount: i64) -> Result<(), Code> {
-    let r = ChargeRequest { user_id: user.into(), amount, idempotency_key: key.into() };
-    wallet.clone().charge(r).await.map(|_| ()).map_err(|s| s.code())
+    let r = ChargeRequest { user_id: String::new(), amount, idempotency_key: key.into() };
+    wallet.clone().charge(as_user(user, r)).await.map(|_| ()).map_err(|s| s.code())
 }
 
 #[sqlx::test(migrations = false)]
@@ -415,13 +415,11 @@ async fn books_balance_after_a_randomized_chaos_run(_p: PgPoolOptions, db: PgCon
             .await
             .unwrap();
 
-    let audit = WalletInternalServiceClient::new(
-        platform::grpc_client::lazy_channel(&format!("http://{}", suite.wallet.as_ref().unwrap().addr)).unwrap(),
-    )
-    .audit(AuditRequest {})
-    .await
-    .unwrap()
-    .into_inner();
+    let audit = WalletInternalServiceClient::new(suite.wallet_internal_channel())
+        .audit(AuditRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert!(audit.mismatches.is_empty(), "audit found balances that disagree with the ledger: {:?}", audit.mismatches);
     assert_eq!(
         audit.total_charged - audit.total_debited + audit.total_refunded,

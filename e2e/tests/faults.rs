@@ -8,7 +8,7 @@ use concert_proto::concert::{
     reservation::v1::{GetReservationRequest, PayReservationRequest, ReservationStatus},
     wallet::v1::TransactionKind,
 };
-use e2e::{Suite, SuiteOptions, authed};
+use e2e::{Suite, SuiteOptions, as_user, authed};
 use fail::FailScenario;
 use platform::outbound::CallPolicy;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -17,7 +17,7 @@ use tonic::Code;
 async fn reservation_status(suite: &Suite, id: &str, user: &str) -> i32 {
     suite
         .reservation(0)
-        .get_reservation(GetReservationRequest { reservation_id: id.into(), user_id: user.into() })
+        .get_reservation(as_user(user, GetReservationRequest { reservation_id: id.into(), user_id: String::new() }))
         .await
         .unwrap()
         .into_inner()

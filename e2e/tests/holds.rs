@@ -10,7 +10,7 @@ use concert_proto::concert::{
         PayReservationRequest, ReservationStatus,
     },
 };
-use e2e::{Suite, SuiteOptions, authed};
+use e2e::{Suite, SuiteOptions, as_user, authed};
 use platform::{
     clock::ManualClock,
     status::{reason, violated_field},
@@ -93,7 +93,10 @@ async fn an_expired_hold_frees_the_seat_and_cannot_be_paid(_p: PgPoolOptions, db
         reservation.hold_seat(authed(&bob, hold(&schedule_id, 20))).await.unwrap().into_inner().reservation.unwrap();
     assert_eq!(bobs.status, ReservationStatus::Held as i32);
     let old = reservation
-        .get_reservation(GetReservationRequest { reservation_id: held.reservation_id, user_id: "alice".into() })
+        .get_reservation(as_user(
+            "alice",
+            GetReservationRequest { reservation_id: held.reservation_id, user_id: String::new() },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -139,17 +142,20 @@ async fn protected_calls_need_an_active_token(_p: PgPoolOptions, db: PgConnectOp
     let _first = suite.active_token("first", &concert_id).await;
     let waiting = suite
         .queue()
-        .issue_token(IssueTokenRequest { user_id: "second".into(), concert_id: concert_id.clone() })
+        .issue_token(as_user("second", IssueTokenRequest { user_id: String::new(), concert_id: concert_id.clone() }))
         .await
         .unwrap()
         .into_inner()
         .status
         .unwrap()
         .token;
+    e2e::register_token(&waiting, "second");
     let mut reservation = suite.reservation(0);
     let mut catalog = suite.catalog();
 
     let err = reservation.hold_seat(Request::new(hold(&schedule_id, 1))).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unauthenticated, Some("ACCESS_TOKEN_MISSING")));
+    let err = reservation.hold_seat(as_user("second", hold(&schedule_id, 1))).await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unauthenticated, Some("TOKEN_MISSING")));
     let unknown = uuid::Uuid::new_v4().to_string();
     let err = reservation.hold_seat(authed(&unknown, hold(&schedule_id, 1))).await.unwrap_err();
@@ -160,8 +166,9 @@ async fn protected_calls_need_an_active_token(_p: PgPoolOptions, db: PgConnectOp
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::PermissionDenied, Some("TOKEN_WAITING")));
     let err = catalog.list_seats(authed(&waiting, ListSeatsRequest { schedule_id })).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    let err = catalog.list_available_dates(Request::new(ListAvailableDatesRequest { concert_id })).await.unwrap_err();
-    assert_eq!(err.code(), Code::Unauthenticated);
+    let err =
+        catalog.list_available_dates(as_user("second", ListAvailableDatesRequest { concert_id })).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unauthenticated, Some("TOKEN_MISSING")));
 }
 
 #[sqlx::test(migrations = false)]
@@ -246,7 +253,7 @@ async fn owners_cancel_and_read_their_reservations(_p: PgPoolOptions, db: PgConn
     let id = held.reservation_id.clone();
 
     let err = reservation
-        .get_reservation(GetReservationRequest { reservation_id: id.clone(), user_id: "bob".into() })
+        .get_reservation(as_user("bob", GetReservationRequest { reservation_id: id.clone(), user_id: String::new() }))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -278,18 +285,19 @@ async fn owners_cancel_and_read_their_reservations(_p: PgPoolOptions, db: PgConn
     reservation.hold_seat(authed(&bob, hold(&schedule_id, 5))).await.expect("the seat is free again");
 
     let list = reservation
-        .list_reservations(ListReservationsRequest { user_id: "alice".into(), ..Default::default() })
+        .list_reservations(as_user("alice", ListReservationsRequest::default()))
         .await
         .unwrap()
         .into_inner()
         .reservations;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].status, ReservationStatus::Cancelled as i32);
+    // The user is the access token's: a request naming someone else is refused.
     let err = reservation
-        .list_reservations(ListReservationsRequest { user_id: String::new(), ..Default::default() })
+        .list_reservations(as_user("bob", ListReservationsRequest { user_id: "alice".into(), ..Default::default() }))
         .await
         .unwrap_err();
-    assert_eq!(violated_field(&err).as_deref(), Some("user_id"));
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::PermissionDenied, Some("USER_MISMATCH")));
 }
 
 #[sqlx::test(migrations = false)]
@@ -443,7 +451,7 @@ async fn a_token_that_left_the_queue_books_nothing_more_anywhere(_p: PgPoolOptio
     // Replica B has seen (and cached) the token.
     let held = b.hold_seat(authed(&token, hold(&schedule_id, 5))).await.unwrap().into_inner().reservation.unwrap();
 
-    suite.queue().leave_queue(LeaveQueueRequest { token: token.clone() }).await.unwrap();
+    suite.queue().leave_queue(authed(&token, LeaveQueueRequest { token: token.clone() })).await.unwrap();
 
     // Well within TOKEN_CACHE_TTL (1 s): every write on B is refused.
     let err = b.hold_seat(authed(&token, hold(&schedule_id, 6))).await.unwrap_err();
@@ -490,7 +498,7 @@ async fn lists_come_in_pages_with_nothing_skipped_or_repeated(_p: PgPoolOptions,
     let (mut seen, mut page_token, mut pages) = (Vec::new(), String::new(), 0);
     loop {
         let request = ListReservationsRequest { user_id: "pager".into(), page_size: 1_000, page_token };
-        let page = reservation.list_reservations(request).await.unwrap().into_inner();
+        let page = reservation.list_reservations(as_user("pager", request)).await.unwrap().into_inner();
         pages += 1;
         seen.extend(page.reservations.iter().map(|r| (r.held_at.unwrap().seconds, r.reservation_id.clone())));
         if page.next_page_token.is_empty() {
@@ -502,8 +510,7 @@ async fn lists_come_in_pages_with_nothing_skipped_or_repeated(_p: PgPoolOptions,
     let distinct: std::collections::HashSet<_> = seen.iter().map(|(_, id)| id).collect();
     assert_eq!(distinct.len(), 1_201, "nothing served twice");
     assert!(seen.windows(2).all(|w| w[0].0 >= w[1].0), "newest first across pages");
-    let first =
-        reservation.list_reservations(ListReservationsRequest { user_id: "pager".into(), ..Default::default() }).await;
+    let first = reservation.list_reservations(as_user("pager", ListReservationsRequest::default())).await;
     assert_eq!(first.unwrap().into_inner().reservations.len(), 50, "page_size 0 means 50");
 
     for (request, field) in [
@@ -513,11 +520,11 @@ async fn lists_come_in_pages_with_nothing_skipped_or_repeated(_p: PgPoolOptions,
             "page_token",
         ),
     ] {
-        let err = reservation.list_reservations(request).await.unwrap_err();
+        let err = reservation.list_reservations(as_user("pager", request)).await.unwrap_err();
         assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some(field)));
     }
     let err = reservation
-        .list_payments(ListPaymentsRequest { user_id: "pager".into(), page_size: -5, ..Default::default() })
+        .list_payments(as_user("pager", ListPaymentsRequest { page_size: -5, ..Default::default() }))
         .await
         .unwrap_err();
     assert_eq!(violated_field(&err).as_deref(), Some("page_size"));

@@ -5,7 +5,7 @@ use concert_proto::concert::{
     reservation::v1::{HoldSeatRequest, PayReservationRequest, ReservationStatus},
     wallet::v1::{ListTransactionsRequest, TransactionKind},
 };
-use e2e::{Suite, SuiteOptions, authed};
+use e2e::{Suite, SuiteOptions, as_user, authed};
 use platform::status::reason;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tonic::Code;
@@ -71,7 +71,7 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
     assert_eq!(suite.balance("alice").await, 50_000);
     let ledger = suite
         .wallet()
-        .list_transactions(ListTransactionsRequest { user_id: "alice".into(), limit: 10 })
+        .list_transactions(as_user("alice", ListTransactionsRequest { user_id: String::new(), limit: 10 }))
         .await
         .unwrap()
         .into_inner()

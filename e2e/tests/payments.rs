@@ -5,7 +5,7 @@ use concert_proto::concert::{
     reservation::v1::{HoldSeatRequest, ListPaymentsRequest, PayReservationRequest, PaymentStatus, ReservationStatus},
     wallet::v1::TransactionKind,
 };
-use e2e::{Suite, SuiteOptions, authed};
+use e2e::{Suite, SuiteOptions, as_user, authed};
 use platform::status::{reason, violated_field};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tonic::Code;
@@ -234,7 +234,7 @@ async fn payment_history_shows_amount_time_and_outcome(_p: PgPoolOptions, db: Pg
 
     let history = suite
         .reservation(0)
-        .list_payments(ListPaymentsRequest { user_id: "ivy".into(), ..Default::default() })
+        .list_payments(as_user("ivy", ListPaymentsRequest::default()))
         .await
         .unwrap()
         .into_inner()
@@ -248,11 +248,7 @@ async fn payment_history_shows_amount_time_and_outcome(_p: PgPoolOptions, db: Pg
         (PaymentStatus::Failed as i32, "INSUFFICIENT_BALANCE")
     );
     assert!(history[1].paid_at.is_none());
-    let other = suite
-        .reservation(0)
-        .list_payments(ListPaymentsRequest { user_id: "nobody".into(), ..Default::default() })
-        .await
-        .unwrap();
+    let other = suite.reservation(0).list_payments(as_user("nobody", ListPaymentsRequest::default())).await.unwrap();
     assert!(other.into_inner().payments.is_empty());
 }
 
@@ -306,7 +302,7 @@ async fn a_charge_under_a_saga_key_cannot_wedge_a_payment(_p: PgPoolOptions, db:
     suite.restart_wallet().await;
     let history = suite
         .reservation(0)
-        .list_payments(ListPaymentsRequest { user_id: "mallory".into(), ..Default::default() })
+        .list_payments(as_user("mallory", ListPaymentsRequest::default()))
         .await
         .unwrap()
         .into_inner()
@@ -314,11 +310,14 @@ async fn a_charge_under_a_saga_key_cannot_wedge_a_payment(_p: PgPoolOptions, db:
     let squat = format!("payment:{}:debit", history[0].payment_id);
     suite
         .wallet()
-        .charge(concert_proto::concert::wallet::v1::ChargeRequest {
-            user_id: "mallory".into(),
-            amount: 1,
-            idempotency_key: squat,
-        })
+        .charge(as_user(
+            "mallory",
+            concert_proto::concert::wallet::v1::ChargeRequest {
+                user_id: String::new(),
+                amount: 1,
+                idempotency_key: squat,
+            },
+        ))
         .await
         .unwrap();
     let paid = suite.pay(&token, &id, "k").await.unwrap();
@@ -347,8 +346,7 @@ async fn a_final_refusal_of_the_debit_releases_the_hold(_p: PgPoolOptions, db: P
         .await
         .unwrap();
     // Something else voids the saga's debit key first (an operator's compensation).
-    let url = format!("http://{}", suite.wallet.as_ref().unwrap().addr);
-    let mut internal = WalletInternalServiceClient::new(platform::grpc_client::lazy_channel(&url).unwrap());
+    let mut internal = WalletInternalServiceClient::new(suite.wallet_internal_channel());
     let void = RefundRequest {
         user_id: "nina".into(),
         amount: 90_000,

@@ -1,7 +1,9 @@
 //! Queue-token authentication for protected RPCs.
 //!
-//! Protected RPCs take the queue token as gRPC metadata `authorization: Bearer <token>`.
-//! The user is always the token's user, never a request field.
+//! Protected RPCs take the queue token as gRPC metadata `x-queue-token: <token>` (the
+//! `authorization` header carries the caller's access token, see [`crate::identity`]). The
+//! user is always the token's user, never a request field, and the token must have been
+//! issued to the caller the access token names.
 //!
 //! Tokens are checked with the queue service's internal `ValidateTokens`: the tokens of
 //! concurrent requests go to the queue together (see [`crate::batch`]), one call and one
@@ -69,23 +71,37 @@ pub fn wrong_concert() -> Status {
     )
 }
 
-/// Reads the bearer token from request metadata.
+/// The metadata key carrying the queue token on protected RPCs.
+pub const QUEUE_TOKEN_HEADER: &str = "x-queue-token";
+
+/// Reads the queue token from request metadata (`x-queue-token: <token>`).
 ///
 /// # Errors
 /// UNAUTHENTICATED (reason TOKEN_MISSING / TOKEN_MALFORMED) when the header is absent or
-/// is not `Bearer <uuid>`.
-pub fn bearer_token(metadata: &MetadataMap) -> Result<Uuid, Status> {
-    let value = metadata.get("authorization").ok_or_else(|| {
-        with_reason(Code::Unauthenticated, "TOKEN_MISSING", "authorization: Bearer <queue token> is required")
+/// is not a UUID.
+pub fn queue_token(metadata: &MetadataMap) -> Result<Uuid, Status> {
+    let value = metadata.get(QUEUE_TOKEN_HEADER).ok_or_else(|| {
+        with_reason(Code::Unauthenticated, "TOKEN_MISSING", "x-queue-token: <queue token> is required")
     })?;
     let value = value
         .to_str()
-        .map_err(|_| with_reason(Code::Unauthenticated, "TOKEN_MALFORMED", "authorization header is not ASCII"))?;
-    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).ok_or_else(|| {
-        with_reason(Code::Unauthenticated, "TOKEN_MALFORMED", "authorization must be `Bearer <token>`")
-    })?;
-    Uuid::parse_str(token.trim())
-        .map_err(|_| with_reason(Code::Unauthenticated, "TOKEN_MALFORMED", "queue token must be a UUID"))
+        .map_err(|_| with_reason(Code::Unauthenticated, "TOKEN_MALFORMED", "x-queue-token is not ASCII"))?;
+    Uuid::parse_str(value.trim())
+        .map_err(|_| with_reason(Code::Unauthenticated, "TOKEN_MALFORMED", "x-queue-token must be a UUID"))
+}
+
+/// Checks that a queue token belongs to the verified caller, when there is one (there is
+/// none when user authentication is disabled).
+///
+/// # Errors
+/// PERMISSION_DENIED (reason TOKEN_NOT_YOURS) when the token was issued to another user.
+pub fn require_owner<T>(request: &Request<T>, token_user: &str) -> Result<(), Status> {
+    match crate::identity::identity(request) {
+        Some(identity) if identity.subject != token_user => {
+            Err(with_reason(Code::PermissionDenied, "TOKEN_NOT_YOURS", "this queue token was issued to another user"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks queue tokens against the queue service, caching ACTIVE answers briefly.
@@ -153,8 +169,9 @@ impl TokenValidator {
     ///
     /// # Errors
     /// UNAUTHENTICATED when the token is missing, malformed, unknown or EXPIRED;
-    /// PERMISSION_DENIED (reason TOKEN_WAITING) while it is still WAITING; UNAVAILABLE when
-    /// the queue service cannot be reached.
+    /// PERMISSION_DENIED (reason TOKEN_NOT_YOURS) when it was issued to another user than
+    /// the access token names, (reason TOKEN_WAITING) while it is still WAITING; UNAVAILABLE
+    /// when the queue service cannot be reached.
     pub async fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
         self.authenticate_with(request, false).await
     }
@@ -171,18 +188,20 @@ impl TokenValidator {
     }
 
     async fn authenticate_with<T>(&self, request: &Request<T>, fresh: bool) -> Result<Principal, Status> {
-        let token = bearer_token(request.metadata())?;
+        let token = queue_token(request.metadata())?;
         let now = self.clock.now();
         if !fresh
             && let Some(cache) = &self.cache
             && let Some(cached) = cache.get(&token).await
         {
+            require_owner(request, &cached.user_id)?;
             return if cached.expires_at > now { Ok(cached) } else { Err(expired()) };
         }
         let principal = self.check(token, now).await?;
         if let Some(cache) = &self.cache {
             cache.insert(token, principal.clone()).await;
         }
+        require_owner(request, &principal.user_id)?;
         Ok(principal)
     }
 
@@ -235,17 +254,30 @@ mod tests {
 
     fn metadata(value: &str) -> MetadataMap {
         let mut m = MetadataMap::new();
-        m.insert("authorization", value.parse().unwrap());
+        m.insert(QUEUE_TOKEN_HEADER, value.parse().unwrap());
         m
     }
 
     #[test]
-    fn bearer_token_parses_and_rejects() {
+    fn queue_token_parses_and_rejects() {
         let id = Uuid::new_v4();
-        assert_eq!(bearer_token(&metadata(&format!("Bearer {id}"))).unwrap(), id);
-        assert_eq!(bearer_token(&MetadataMap::new()).unwrap_err().code(), Code::Unauthenticated);
-        assert_eq!(bearer_token(&metadata("Basic abc")).unwrap_err().code(), Code::Unauthenticated);
-        assert_eq!(bearer_token(&metadata("Bearer nope")).unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(queue_token(&metadata(&id.to_string())).unwrap(), id);
+        assert_eq!(queue_token(&MetadataMap::new()).unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(queue_token(&metadata(&format!("Bearer {id}"))).unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(queue_token(&metadata("nope")).unwrap_err().code(), Code::Unauthenticated);
+    }
+
+    #[test]
+    fn a_token_belongs_to_the_user_the_access_token_names() {
+        let mut request = Request::new(());
+        assert!(require_owner(&request, "alice").is_ok(), "no identity: authentication disabled");
+        request.extensions_mut().insert(crate::identity::Identity { subject: "alice".into() });
+        assert!(require_owner(&request, "alice").is_ok());
+        let err = require_owner(&request, "bob").unwrap_err();
+        assert_eq!(
+            (err.code(), crate::status::reason(&err).as_deref()),
+            (Code::PermissionDenied, Some("TOKEN_NOT_YOURS"))
+        );
     }
 
     #[test]

@@ -60,9 +60,15 @@ impl std::fmt::Debug for DbOptions {
 /// Where a service listens.
 #[derive(Debug, Clone, Args)]
 pub struct ListenConfig {
-    /// Address the gRPC server binds (gRPC over HTTP/2 and grpc-web over HTTP/1.1).
+    /// Address of the public port: the services browsers and users may call (gRPC over
+    /// HTTP/2 and grpc-web over HTTP/1.1), behind the Envoy edge.
     #[arg(long, env = "LISTEN_ADDR")]
     pub listen_addr: Option<SocketAddr>,
+
+    /// Address of the internal port: peer (`…InternalService`) and admin services, for other
+    /// services and operators only (keep it off the edge; see the README's trust boundary).
+    #[arg(long, env = "INTERNAL_LISTEN_ADDR")]
+    pub internal_listen_addr: Option<SocketAddr>,
 
     /// Most requests this replica works on at once; beyond it new calls are refused at once
     /// with RESOURCE_EXHAUSTED (reason OVERLOADED) instead of queueing without bound, so a
@@ -77,10 +83,19 @@ pub struct ListenConfig {
 }
 
 impl ListenConfig {
-    /// The configured address, or the service's documented default.
-    #[must_use]
-    pub fn addr_or(&self, default: SocketAddr) -> SocketAddr {
-        self.listen_addr.unwrap_or(default)
+    /// Binds the public and internal ports: the configured addresses, or the service's
+    /// documented defaults.
+    ///
+    /// # Errors
+    /// When an address cannot be bound.
+    pub async fn bind(&self, public: SocketAddr, internal: SocketAddr) -> anyhow::Result<crate::server::Listeners> {
+        let bind = |addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+        };
+        Ok(crate::server::Listeners {
+            public: bind(self.listen_addr.unwrap_or(public)).await?,
+            internal: bind(self.internal_listen_addr.unwrap_or(internal)).await?,
+        })
     }
 
     /// The server's load limits.
@@ -89,6 +104,68 @@ impl ListenConfig {
         crate::server::Limits {
             max_in_flight: self.max_in_flight_requests as usize,
             max_streams_per_connection: self.max_streams_per_connection,
+        }
+    }
+}
+
+/// How callers of the public port prove who they are.
+#[derive(Debug, Clone, Args)]
+pub struct AuthConfig {
+    /// A JWKS (JSON Web Key Set) file with the identity provider's public keys.
+    #[arg(long, env = "AUTH_JWKS_FILE", conflicts_with = "auth_jwks_url")]
+    pub auth_jwks_file: Option<std::path::PathBuf>,
+
+    /// The identity provider's JWKS URL (`jwks_uri` of its OpenID configuration); fetched at
+    /// start-up, again when a token names an unknown key, and every 5 minutes.
+    #[arg(long, env = "AUTH_JWKS_URL")]
+    pub auth_jwks_url: Option<String>,
+
+    /// The `iss` access tokens must carry, exactly as the identity provider writes it.
+    #[arg(long, env = "AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+
+    /// The `aud` access tokens must carry (this API's identifier at the identity provider).
+    #[arg(long, env = "AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+
+    /// Run without user authentication: public RPCs then trust the `user_id` in requests.
+    /// Only for a suite no untrusted caller can reach; logged at WARN on start-up.
+    #[arg(long, env = "AUTH_DISABLED", default_value_t = false)]
+    pub auth_disabled: bool,
+}
+
+impl AuthConfig {
+    /// The authentication these settings ask for.
+    ///
+    /// # Errors
+    /// When nothing is configured and authentication is not explicitly disabled, when it is
+    /// both configured and disabled, or when a key source, issuer or audience is missing.
+    pub fn settings(&self) -> anyhow::Result<crate::identity::AuthSettings> {
+        use crate::identity::{AuthSettings, JwksSource, JwtSettings};
+        let source = match (&self.auth_jwks_file, &self.auth_jwks_url) {
+            (Some(path), None) => Some(JwksSource::File(path.clone())),
+            (None, Some(url)) => Some(JwksSource::Url(url.clone())),
+            (None, None) => None,
+            (Some(_), Some(_)) => anyhow::bail!("set AUTH_JWKS_FILE or AUTH_JWKS_URL, not both"),
+        };
+        let configured = source.is_some() || self.auth_issuer.is_some() || self.auth_audience.is_some();
+        match (configured, self.auth_disabled) {
+            (true, true) => {
+                anyhow::bail!("AUTH_DISABLED=true contradicts the AUTH_JWKS_*/AUTH_ISSUER/AUTH_AUDIENCE settings")
+            }
+            (false, true) => Ok(AuthSettings::Disabled),
+            (false, false) => anyhow::bail!(
+                "no user authentication configured: set AUTH_JWKS_FILE or AUTH_JWKS_URL, AUTH_ISSUER and \
+                 AUTH_AUDIENCE (or AUTH_DISABLED=true for a suite no untrusted caller can reach)"
+            ),
+            (true, false) => {
+                let source = source.ok_or_else(|| anyhow::anyhow!("set AUTH_JWKS_FILE or AUTH_JWKS_URL"))?;
+                let issuer = self.auth_issuer.clone().filter(|s| !s.is_empty());
+                let audience = self.auth_audience.clone().filter(|s| !s.is_empty());
+                let issuer = issuer.ok_or_else(|| anyhow::anyhow!("AUTH_ISSUER is required with a JWKS"))?;
+                let audience = audience.ok_or_else(|| anyhow::anyhow!("AUTH_AUDIENCE is required with a JWKS"))?;
+                Ok(AuthSettings::Jwt(JwtSettings::new(source, issuer, audience)))
+            }
         }
     }
 }
@@ -157,6 +234,40 @@ impl Default for CacheConfig {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::identity::{AuthSettings, JwksSource};
+
+    fn auth(
+        file: Option<&str>,
+        url: Option<&str>,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+        disabled: bool,
+    ) -> AuthConfig {
+        AuthConfig {
+            auth_jwks_file: file.map(Into::into),
+            auth_jwks_url: url.map(Into::into),
+            auth_issuer: issuer.map(Into::into),
+            auth_audience: audience.map(Into::into),
+            auth_disabled: disabled,
+        }
+    }
+
+    #[test]
+    fn a_service_without_authentication_settings_refuses_to_start_unless_told() {
+        assert!(auth(None, None, None, None, false).settings().is_err());
+        assert_eq!(auth(None, None, None, None, true).settings().unwrap(), AuthSettings::Disabled);
+        assert!(auth(Some("/k.json"), None, Some("iss"), Some("aud"), true).settings().is_err());
+        assert!(auth(Some("/k.json"), None, None, Some("aud"), false).settings().is_err());
+        assert!(auth(None, Some("https://idp/jwks"), Some("iss"), None, false).settings().is_err());
+        assert!(auth(None, None, Some("iss"), Some("aud"), false).settings().is_err());
+        let AuthSettings::Jwt(jwt) =
+            auth(None, Some("https://idp/jwks"), Some("iss"), Some("aud"), false).settings().unwrap()
+        else {
+            panic!("JWT settings expected")
+        };
+        assert_eq!(jwt.jwks, JwksSource::Url("https://idp/jwks".into()));
+        assert_eq!((jwt.issuer.as_str(), jwt.audience.as_str()), ("iss", "aud"));
+    }
 
     #[test]
     fn connect_options_never_print_the_password() {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod convert;
 pub mod db;
 pub mod grpc_client;
+pub mod identity;
 pub mod money;
 pub mod outbound;
 pub mod paging;

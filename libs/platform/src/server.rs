@@ -1,9 +1,15 @@
-//! The gRPC server stack every service runs: its own services plus the standard health
-//! service (tonic-health), server reflection v1 and v1alpha (so both `buf curl` and the
-//! grpcurl 1.8 shipped on PyPI can list and call methods), grpc-web with CORS for browsers
-//! (tonic-web; HTTP/1.1 accepted alongside HTTP/2), request tracing, and graceful shutdown.
+//! The gRPC server stack every service runs, on two ports: a **public** one (the services a
+//! browser or user may call: grpc-web with CORS through tonic-web, HTTP/1.1 accepted
+//! alongside HTTP/2, and access-token verification) and an **internal** one (peer and admin
+//! services, plain gRPC). Each port has the standard health service (tonic-health), server
+//! reflection v1 and v1alpha for what it serves (so both `buf curl` and the grpcurl 1.8
+//! shipped on PyPI can list and call methods), load shedding, request tracing and graceful
+//! shutdown. A public port never answers an internal RPC: the service is not routed there,
+//! so the call gets UNIMPLEMENTED.
 use std::{future::Future, time::Duration};
 
+use crate::identity::{Authentication, layer::RequireIdentityLayer};
+use futures::FutureExt;
 use http::{HeaderName, header};
 use tokio::net::TcpListener;
 use tonic::{
@@ -17,7 +23,7 @@ use tower::{
     limit::GlobalConcurrencyLimitLayer,
     load_shed::{LoadShedLayer, error::Overloaded},
     steer::Steer,
-    util::MapResultLayer,
+    util::{MapResultLayer, option_layer},
 };
 use tower_http::{
     classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier},
@@ -44,28 +50,86 @@ impl Default for Limits {
 /// How long a shed caller is told to wait before trying again.
 pub const OVERLOADED_RETRY_AFTER: Duration = Duration::from_millis(100);
 
-/// Serves `routes` on `listener` until `shutdown` resolves, then drains in-flight calls.
-///
-/// `health_names` are the fully qualified service names reported SERVING by the health
-/// service (plus the empty name for the server as a whole).
+/// One port of a service: what it serves and to whom.
+pub struct Port {
+    /// Where it listens.
+    pub listener: TcpListener,
+    /// The gRPC services served here.
+    pub routes: Routes,
+    /// Their fully qualified names: reported SERVING by this port's health service (with the
+    /// empty name for the server as a whole) and listed by its reflection.
+    pub names: Vec<&'static str>,
+    /// Who may call it.
+    pub access: Access,
+}
+
+impl Port {
+    /// The port browsers and users call, serving `routes` (named `names`).
+    #[must_use]
+    pub fn public(
+        listener: TcpListener,
+        routes: Routes,
+        names: Vec<&'static str>,
+        auth: Authentication,
+        anonymous: Vec<&'static str>,
+    ) -> Self {
+        Self { listener, routes, names, access: Access::Public { auth, anonymous } }
+    }
+
+    /// The port peers and operators call, serving `routes` (named `names`).
+    #[must_use]
+    pub fn internal(listener: TcpListener, routes: Routes, names: Vec<&'static str>) -> Self {
+        Self { listener, routes, names, access: Access::Internal }
+    }
+}
+
+/// A service's two listening sockets.
+#[derive(Debug)]
+pub struct Listeners {
+    /// For browsers and users (`LISTEN_ADDR`).
+    pub public: TcpListener,
+    /// For peers and operators (`INTERNAL_LISTEN_ADDR`).
+    pub internal: TcpListener,
+}
+
+/// Who a port is for.
+pub enum Access {
+    /// Browsers (grpc-web with CORS, HTTP/1.1 accepted) and users: every call needs a valid
+    /// access token unless its method path is in `anonymous` (see [`crate::identity`]).
+    Public { auth: Authentication, anonymous: Vec<&'static str> },
+    /// Peer services and operators inside the cluster: gRPC over HTTP/2, no user tokens.
+    /// Kept from browsers and users by the network (Kubernetes NetworkPolicy), not by this
+    /// server.
+    Internal,
+}
+
+/// The shutdown future shared by a service's ports.
+type SharedShutdown = futures::future::Shared<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>;
+
+/// Serves every port until `shutdown` resolves, then drains in-flight calls on all of them.
 ///
 /// # Errors
-/// When the server cannot start or reflection cannot load the descriptor set.
+/// When a port cannot serve or reflection cannot load the descriptor set.
 pub async fn serve(
-    listener: TcpListener,
-    routes: Routes,
-    health_names: &[&'static str],
+    ports: Vec<Port>,
     limits: Limits,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let shutdown: SharedShutdown = (Box::pin(shutdown) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>).shared();
+    futures::future::try_join_all(ports.into_iter().map(|port| serve_port(port, limits, shutdown.clone()))).await?;
+    Ok(())
+}
+
+async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> anyhow::Result<()> {
+    let Port { listener, routes, names, access } = port;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     reporter.set_service_status("", ServingStatus::Serving).await;
-    for name in health_names {
+    for name in &names {
         reporter.set_service_status(*name, ServingStatus::Serving).await;
     }
 
-    // Reflection advertises only what this server serves (plus health), not every
-    // service in the shared descriptor set.
+    // Reflection advertises only what this port serves (plus health), not every service in
+    // the shared descriptor set.
     let mut reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(concert_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -74,7 +138,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(concert_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .with_service_name("grpc.health.v1.Health");
-    for name in health_names {
+    for name in &names {
         reflection_v1 = reflection_v1.with_service_name(*name);
         reflection_v1alpha = reflection_v1alpha.with_service_name(*name);
     }
@@ -85,17 +149,29 @@ pub async fn serve(
     builder.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
 
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "gRPC server listening (HTTP/2 and grpc-web)");
+    let (browsers, identity) = match access {
+        Access::Public { auth: Authentication::Jwt(verifier), anonymous } => {
+            (true, Some(RequireIdentityLayer::new(verifier, &anonymous)))
+        }
+        Access::Public { auth: Authentication::Disabled, .. } => (true, None),
+        Access::Internal => (false, None),
+    };
+    tracing::info!(
+        %addr,
+        port = if browsers { "public" } else { "internal" },
+        user_tokens = identity.is_some(),
+        "gRPC server listening"
+    );
 
     // Ask peers to go away on shutdown; when health flips to NOT_SERVING first, load
     // balancers stop sending new calls before in-flight ones are drained.
     let shutdown = async move {
         shutdown.await;
         reporter.set_service_status("", ServingStatus::NotServing).await;
-        for name in health_names {
+        for name in &names {
             reporter.set_service_status(*name, ServingStatus::NotServing).await;
         }
-        tracing::info!("shutdown requested: draining in-flight calls");
+        tracing::info!(%addr, "shutdown requested: draining in-flight calls");
     };
 
     // Nagle must be off on accepted sockets: a response written in two pieces would
@@ -104,21 +180,23 @@ pub async fn serve(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let max_in_flight = limits.max_in_flight;
     tonic::transport::Server::builder()
-        .accept_http1(true)
+        .accept_http1(browsers)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(Some(limits.max_streams_per_connection))
         .layer(TraceLayer::new(SharedClassifier::new(caller_errors_are_not_failures())))
-        .layer(cors())
-        .layer(tonic_web::GrpcWebLayer::new())
-        // Load shedding: past `max_in_flight` calls in this replica, refuse at once rather
-        // than queue without bound. Inside grpc-web, so browsers get a readable status too.
+        .layer(option_layer(browsers.then(cors)))
+        .layer(option_layer(browsers.then(tonic_web::GrpcWebLayer::new)))
+        // Load shedding: past `max_in_flight` calls on this port, refuse at once rather
+        // than queue without bound. Inside grpc-web, so browsers get a readable status too,
+        // and outside token verification, so a flood of bad tokens is shed as well.
         // Health checks and reflection bypass it: a probe refused at the sale's peak would
         // make Kubernetes restart a replica that is merely busy.
         .layer(tower::layer::layer_fn(move |routes| shed_except_probes(routes, max_in_flight)))
+        .layer(option_layer(identity))
         .add_routes(builder.routes())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
-    tracing::info!("server stopped");
+    tracing::info!(%addr, "server stopped");
     Ok(())
 }
 

@@ -6,6 +6,8 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 
+use crate::server::Listeners;
+
 /// Binds `addr` (e.g. `127.0.0.1:0` for an ephemeral port).
 ///
 /// # Panics
@@ -14,11 +16,24 @@ pub async fn bind(addr: &str) -> TcpListener {
     TcpListener::bind(addr).await.expect("bind a test port")
 }
 
-/// A service running in this process on `127.0.0.1:<ephemeral>`.
+/// A public and an internal port on `127.0.0.1:<ephemeral>`.
+///
+/// # Panics
+/// When no port can be bound (tests only).
+pub async fn listeners() -> Listeners {
+    Listeners { public: bind("127.0.0.1:0").await, internal: bind("127.0.0.1:0").await }
+}
+
+/// The run function of a service: its ports and the future that stops it.
+pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A service running in this process on two `127.0.0.1:<ephemeral>` ports.
 #[derive(Debug)]
 pub struct RunningServer {
-    /// Where it listens.
+    /// Where its public port listens.
     pub addr: SocketAddr,
+    /// Where its internal port listens.
+    pub internal_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
     /// The server's own runtime, when started with [`RunningServer::start_isolated`].
@@ -26,16 +41,16 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Binds port 0 and spawns `run(listener, shutdown)`.
+    /// Binds two ephemeral ports and spawns `run(listeners, shutdown)`.
     ///
     /// # Panics
     /// When no port can be bound (tests only).
     pub async fn start<F, Fut>(run: F) -> Self
     where
-        F: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        F: FnOnce(Listeners, Shutdown) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        Self::start_on(bind("127.0.0.1:0").await, run).await
+        Self::start_on(listeners().await, run).await
     }
 
     /// Spawns `run(listener, shutdown)` on a listener bound beforehand (so that services
@@ -43,15 +58,16 @@ impl RunningServer {
     ///
     /// # Panics
     /// When the listener has no local address (tests only).
-    pub async fn start_on<F, Fut>(listener: TcpListener, run: F) -> Self
+    pub async fn start_on<F, Fut>(listeners: Listeners, run: F) -> Self
     where
-        F: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        F: FnOnce(Listeners, Shutdown) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let addr = listener.local_addr().expect("local address");
+        let addr = listeners.public.local_addr().expect("local address");
+        let internal_addr = listeners.internal.local_addr().expect("local address");
         let (tx, shutdown) = shutdown_signal();
-        let handle = tokio::spawn(run(listener, shutdown));
-        let server = Self { addr, shutdown: Some(tx), handle: Some(handle), runtime: None };
+        let handle = tokio::spawn(run(listeners, shutdown));
+        let server = Self { addr, internal_addr, shutdown: Some(tx), handle: Some(handle), runtime: None };
         server.wait_until_serving().await;
         server
     }
@@ -62,13 +78,15 @@ impl RunningServer {
     ///
     /// # Panics
     /// When the runtime cannot be built (tests only).
-    pub async fn start_isolated<F, Fut>(listener: TcpListener, run: F) -> Self
+    pub async fn start_isolated<F, Fut>(listeners: Listeners, run: F) -> Self
     where
-        F: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        F: FnOnce(Listeners, Shutdown) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let addr = listener.local_addr().expect("local address");
-        let listener = listener.into_std().expect("a std listener");
+        let addr = listeners.public.local_addr().expect("local address");
+        let internal_addr = listeners.internal.local_addr().expect("local address");
+        let public = listeners.public.into_std().expect("a std listener");
+        let internal = listeners.internal.into_std().expect("a std listener");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name(format!("server-{}", addr.port()))
@@ -78,21 +96,30 @@ impl RunningServer {
         let (tx, shutdown) = shutdown_signal();
         let handle = {
             let _entered = runtime.enter();
-            let listener = TcpListener::from_std(listener).expect("listener on the server runtime");
-            runtime.spawn(run(listener, shutdown))
+            let listeners = Listeners {
+                public: TcpListener::from_std(public).expect("listener on the server runtime"),
+                internal: TcpListener::from_std(internal).expect("listener on the server runtime"),
+            };
+            runtime.spawn(run(listeners, shutdown))
         };
-        let server = Self { addr, shutdown: Some(tx), handle: Some(handle), runtime: Some(runtime) };
+        let server = Self { addr, internal_addr, shutdown: Some(tx), handle: Some(handle), runtime: Some(runtime) };
         server.wait_until_serving().await;
         server
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<public port>`.
     #[must_use]
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    /// A channel to the server.
+    /// `http://127.0.0.1:<internal port>`.
+    #[must_use]
+    pub fn internal_url(&self) -> String {
+        format!("http://{}", self.internal_addr)
+    }
+
+    /// A channel to the public port.
     ///
     /// # Panics
     /// Never for the URL this type builds.
@@ -101,20 +128,33 @@ impl RunningServer {
         crate::grpc_client::lazy_channel(&self.url()).expect("valid URL")
     }
 
-    /// Waits until the health service answers SERVING (migrations done).
+    /// A channel to the internal port.
+    ///
+    /// # Panics
+    /// Never for the URL this type builds.
+    #[must_use]
+    pub fn internal_channel(&self) -> Channel {
+        crate::grpc_client::lazy_channel(&self.internal_url()).expect("valid URL")
+    }
+
+    /// Waits until both ports' health services answer SERVING (migrations done).
     async fn wait_until_serving(&self) {
         use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-        let mut client = HealthClient::new(self.channel());
-        for _ in 0..200 {
-            if let Some(h) = &self.handle {
-                assert!(!h.is_finished(), "server at {} exited during start-up", self.addr);
+        for channel in [self.channel(), self.internal_channel()] {
+            let mut client = HealthClient::new(channel);
+            let mut serving = false;
+            for _ in 0..200 {
+                if let Some(h) = &self.handle {
+                    assert!(!h.is_finished(), "server at {} exited during start-up", self.addr);
+                }
+                if client.check(HealthCheckRequest { service: String::new() }).await.is_ok() {
+                    serving = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            if client.check(HealthCheckRequest { service: String::new() }).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(serving, "server at {} did not become healthy", self.addr);
         }
-        panic!("server at {} did not become healthy", self.addr);
     }
 
     /// Stops the server gracefully and returns what `run` returned.
@@ -147,7 +187,7 @@ impl RunningServer {
 }
 
 /// A sender that stops a server, and the future the server waits on.
-fn shutdown_signal() -> (oneshot::Sender<()>, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) {
+fn shutdown_signal() -> (oneshot::Sender<()>, Shutdown) {
     let (tx, rx) = oneshot::channel::<()>();
     (
         tx,
@@ -214,5 +254,81 @@ impl TcpProxy {
 impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.cut();
+    }
+}
+
+/// Access tokens for tests: fixed test-only keys (never used outside tests), the issuer and
+/// audience test servers accept, and the settings that make a server verify them.
+pub mod identity {
+    use std::time::Duration;
+
+    use jsonwebtoken::Algorithm;
+
+    use crate::identity::{
+        AuthSettings, JwksSource, JwtSettings,
+        signer::{Claims, Signer, jwks_json},
+    };
+
+    /// The issuer test servers accept.
+    pub const ISSUER: &str = "https://issuer.test.invalid/";
+    /// The audience test servers accept.
+    pub const AUDIENCE: &str = "concert-api-test";
+
+    /// The ES256 key test servers trust (kid `test-es256`).
+    #[must_use]
+    pub fn es256() -> Signer {
+        signer(include_str!("identity/test_keys/es256.pem"), "test-es256", Algorithm::ES256)
+    }
+
+    /// An RS256 key test servers trust (kid `test-rs256`).
+    #[must_use]
+    pub fn rs256() -> Signer {
+        signer(include_str!("identity/test_keys/rs256.pem"), "test-rs256", Algorithm::RS256)
+    }
+
+    /// An EdDSA (Ed25519) key test servers trust (kid `test-eddsa`).
+    #[must_use]
+    pub fn eddsa() -> Signer {
+        signer(include_str!("identity/test_keys/eddsa.pem"), "test-eddsa", Algorithm::EdDSA)
+    }
+
+    /// A key a JWKS may gain later (kid `test-rotated`): not trusted by [`jwks`].
+    #[must_use]
+    pub fn rotated() -> Signer {
+        signer(include_str!("identity/test_keys/es256-rotated.pem"), "test-rotated", Algorithm::ES256)
+    }
+
+    /// A key nobody trusts; signing with it and naming a trusted `kid` forges a signature.
+    #[must_use]
+    pub fn intruder() -> Signer {
+        signer(include_str!("identity/test_keys/es256-intruder.pem"), "test-intruder", Algorithm::ES256)
+    }
+
+    fn signer(pem: &str, kid: &str, algorithm: Algorithm) -> Signer {
+        Signer::from_pem(pem.as_bytes(), kid, algorithm).expect("a test key")
+    }
+
+    /// The JWKS of the trusted test keys ([`es256`], [`rs256`], [`eddsa`]).
+    #[must_use]
+    pub fn jwks() -> String {
+        jwks_json(&[&es256(), &rs256(), &eddsa()]).expect("test JWKS")
+    }
+
+    /// Settings that verify tokens of the trusted test keys.
+    #[must_use]
+    pub fn settings() -> AuthSettings {
+        AuthSettings::Jwt(JwtSettings::new(JwksSource::Json(jwks()), ISSUER, AUDIENCE))
+    }
+
+    /// A valid ES256 access token for `user`, good for an hour.
+    #[must_use]
+    pub fn token(user: &str) -> String {
+        es256().sign(&Claims::new(user, ISSUER, AUDIENCE, Duration::from_secs(3_600))).expect("a test token")
+    }
+
+    /// `authorization` metadata value carrying [`token`] for `user`.
+    #[must_use]
+    pub fn bearer(user: &str) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+        format!("Bearer {}", token(user)).parse().expect("ASCII")
     }
 }

@@ -11,7 +11,7 @@ use std::{
 };
 
 use http::uri::PathAndQuery;
-use platform::server::{Limits, serve};
+use platform::server::{Limits, Port, serve};
 use tokio::sync::{Notify, oneshot};
 use tonic::{Code, Request, Status, body::Body, server::NamedService, service::Routes};
 use tonic_types::StatusExt;
@@ -60,9 +60,7 @@ async fn calls_past_the_in_flight_limit_are_refused_at_once() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(serve(
-        listener,
-        Routes::new(gate.clone()),
-        &[Gate::NAME],
+        vec![Port::internal(listener, Routes::new(gate.clone()), vec![Gate::NAME])],
         Limits { max_in_flight: 1, ..Limits::default() },
         async {
             let _ = stopped.await;

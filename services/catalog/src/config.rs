@@ -4,7 +4,7 @@ use std::time::Duration;
 use clap::Parser;
 use platform::{
     clock::SharedClock,
-    config::{CacheConfig, DatabaseConfig, ListenConfig},
+    config::{AuthConfig, CacheConfig, DatabaseConfig, ListenConfig},
 };
 
 /// Command line / environment of `catalog-service`.
@@ -16,10 +16,12 @@ pub struct Config {
     #[command(flatten)]
     pub listen: ListenConfig,
     #[command(flatten)]
+    pub auth: AuthConfig,
+    #[command(flatten)]
     pub cache: CacheConfig,
 
     /// Queue service, for token checks.
-    #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
+    #[arg(long, env = "QUEUE_INTERNAL_URL", default_value = "http://127.0.0.1:50061")]
     pub queue_url: String,
 
     /// Milliseconds ListSeats may reuse one schedule's seat status (0: ask reservation on
@@ -28,7 +30,7 @@ pub struct Config {
     pub seat_status_cache_ms: u64,
 
     /// Reservation service, for live seat status.
-    #[arg(long, env = "RESERVATION_URL", default_value = "http://127.0.0.1:50053")]
+    #[arg(long, env = "RESERVATION_INTERNAL_URL", default_value = "http://127.0.0.1:50063")]
     pub reservation_url: String,
 }
 
@@ -38,6 +40,8 @@ pub struct Settings {
     pub db: platform::config::DbOptions,
     pub max_connections: u32,
     pub limits: platform::server::Limits,
+    /// How callers of the public port prove who they are.
+    pub auth: platform::identity::AuthSettings,
     pub queue_url: String,
     pub reservation_url: String,
     pub token_cache_ttl: Duration,
@@ -50,12 +54,13 @@ impl Config {
     /// Validates the configuration.
     ///
     /// # Errors
-    /// When `DATABASE_URL` does not parse.
+    /// When `DATABASE_URL` does not parse or the authentication settings are incomplete.
     pub fn into_settings(self) -> anyhow::Result<Settings> {
         Ok(Settings {
             db: self.db.connect_options()?,
             max_connections: self.db.database_max_connections,
             limits: self.listen.limits(),
+            auth: self.auth.settings()?,
             queue_url: self.queue_url,
             reservation_url: self.reservation_url,
             token_cache_ttl: self.cache.token_ttl(),

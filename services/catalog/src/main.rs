@@ -5,6 +5,6 @@ use clap::Parser;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let _telemetry = platform::telemetry::init("catalog");
-    let listener = tokio::net::TcpListener::bind(config.listen.addr_or(startup::DEFAULT_ADDR)).await?;
-    startup::run(config.into_settings()?, listener, platform::server::shutdown_signal()).await
+    let listeners = config.listen.bind(startup::DEFAULT_PUBLIC_ADDR, startup::DEFAULT_INTERNAL_ADDR).await?;
+    startup::run(config.into_settings()?, listeners, platform::server::shutdown_signal()).await
 }

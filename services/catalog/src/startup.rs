@@ -8,15 +8,17 @@ use concert_proto::concert::catalog::v1::{
     catalog_admin_service_server::CatalogAdminServiceServer,
     catalog_internal_service_server::CatalogInternalServiceServer, catalog_service_server::CatalogServiceServer,
 };
+use platform::server::{Listeners, Port};
 use platform::{auth::TokenValidator, grpc_client::lazy_channel};
 use sqlx::migrate::Migrator;
-use tokio::net::TcpListener;
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{config::Settings, grpc::CatalogApi, layouts::Layouts, occupancy::OccupancyClient, repo::CatalogRepo};
 
-/// Default listen address: 127.0.0.1:50052.
-pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50052));
+/// Default public listen address (`LISTEN_ADDR`): 127.0.0.1:50052.
+pub const DEFAULT_PUBLIC_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50052));
+/// Default internal listen address (`INTERNAL_LISTEN_ADDR`): 127.0.0.1:50062.
+pub const DEFAULT_INTERNAL_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50062));
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "catalog";
 /// The catalog's migrations (`migrations/catalog`).
@@ -28,8 +30,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/catalog");
 /// When the database is unreachable, a migration fails or the server cannot start.
 pub async fn run(
     settings: Settings,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let pool = platform::db::connect_and_migrate(settings.db.0, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = CatalogRepo::new(pool);
@@ -40,19 +42,22 @@ pub async fn run(
         OccupancyClient::new(lazy_channel(&settings.reservation_url)?, settings.seat_status_ttl),
         settings.clock,
     );
-    let routes = Routes::new(CatalogServiceServer::new(api.clone()))
-        .add_service(CatalogAdminServiceServer::new(api.clone()))
-        .add_service(CatalogInternalServiceServer::new(api));
-    platform::server::serve(
-        listener,
-        routes,
-        &[
-            CatalogServiceServer::<CatalogApi>::NAME,
-            CatalogAdminServiceServer::<CatalogApi>::NAME,
-            CatalogInternalServiceServer::<CatalogApi>::NAME,
-        ],
-        settings.limits,
-        shutdown,
-    )
-    .await
+    let auth = settings.auth.build().await?;
+    let ports = vec![
+        Port::public(
+            listeners.public,
+            Routes::new(CatalogServiceServer::new(api.clone())),
+            vec![CatalogServiceServer::<CatalogApi>::NAME],
+            auth,
+            // The concert list is the shop window: anyone may look before signing in.
+            vec!["/concert.catalog.v1.CatalogService/ListConcerts"],
+        ),
+        Port::internal(
+            listeners.internal,
+            Routes::new(CatalogAdminServiceServer::new(api.clone()))
+                .add_service(CatalogInternalServiceServer::new(api)),
+            vec![CatalogAdminServiceServer::<CatalogApi>::NAME, CatalogInternalServiceServer::<CatalogApi>::NAME],
+        ),
+    ];
+    platform::server::serve(ports, settings.limits, shutdown).await
 }

@@ -29,6 +29,7 @@ async fn spawn(db: PgConnectOptions) -> App {
         db: db.into(),
         max_connections: 5,
         limits: platform::server::Limits::default(),
+        auth: platform::identity::AuthSettings::Disabled,
         queue_url: "http://127.0.0.1:9".into(),
         reservation_url: "http://127.0.0.1:9".into(),
         token_cache_ttl: std::time::Duration::from_secs(1),
@@ -39,8 +40,8 @@ async fn spawn(db: PgConnectOptions) -> App {
     let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
     App {
         public: CatalogServiceClient::new(server.channel()),
-        admin: CatalogAdminServiceClient::new(server.channel()),
-        internal: CatalogInternalServiceClient::new(server.channel()),
+        admin: CatalogAdminServiceClient::new(server.internal_channel()),
+        internal: CatalogInternalServiceClient::new(server.internal_channel()),
         _server: server,
     }
 }
@@ -183,7 +184,7 @@ async fn protected_reads_refuse_missing_tokens_and_report_an_unreachable_queue(
     let err = app.public.list_seats(Request::new(ListSeatsRequest { schedule_id: "x".into() })).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     let mut with_token = Request::new(ListSeatsRequest { schedule_id: uuid::Uuid::new_v4().to_string() });
-    with_token.metadata_mut().insert("authorization", format!("Bearer {}", uuid::Uuid::new_v4()).parse().unwrap());
+    with_token.metadata_mut().insert("x-queue-token", uuid::Uuid::new_v4().to_string().parse().unwrap());
     let err = app.public.list_seats(with_token).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "queue is down: retryable, not INTERNAL");
 }
@@ -254,12 +255,11 @@ async fn a_database_outage_is_unavailable_not_internal(_p: PgPoolOptions, db: Pg
 
     proxy.cut();
     // The pool waits for a connection up to its acquire timeout (5 s) before answering.
-    let patient = tonic::transport::Endpoint::from_shared(app._server.url())
-        .unwrap()
-        .timeout(std::time::Duration::from_secs(20))
-        .connect_lazy();
-    app.internal = CatalogInternalServiceClient::new(patient.clone());
-    app.public = CatalogServiceClient::new(patient);
+    let patient = |url: String| {
+        tonic::transport::Endpoint::from_shared(url).unwrap().timeout(std::time::Duration::from_secs(20)).connect_lazy()
+    };
+    app.internal = CatalogInternalServiceClient::new(patient(app._server.internal_url()));
+    app.public = CatalogServiceClient::new(patient(app._server.url()));
     // The seat layout of this schedule was never read, so it comes from the database.
     let err = app.internal.get_schedule_seats(GetScheduleSeatsRequest { schedule_id }).await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unavailable, Some("DATABASE_UNAVAILABLE")), "{err:?}");

@@ -4,7 +4,7 @@ use std::{num::NonZeroU32, time::Duration};
 use clap::Parser;
 use platform::{
     clock::SharedClock,
-    config::{DatabaseConfig, ListenConfig},
+    config::{AuthConfig, DatabaseConfig, ListenConfig},
 };
 
 use crate::{domain::AdmissionPolicy, rate_limit::JoinRates};
@@ -17,9 +17,11 @@ pub struct Config {
     pub db: DatabaseConfig,
     #[command(flatten)]
     pub listen: ListenConfig,
+    #[command(flatten)]
+    pub auth: AuthConfig,
 
     /// Catalog service, asked once per concert whether it exists and when its sale opens.
-    #[arg(long, env = "CATALOG_URL", default_value = "http://127.0.0.1:50052")]
+    #[arg(long, env = "CATALOG_INTERNAL_URL", default_value = "http://127.0.0.1:50062")]
     pub catalog_url: String,
 
     /// Most tokens ACTIVE at once per concert (default admission policy; overridable per
@@ -76,6 +78,8 @@ pub struct Settings {
     pub db: platform::config::DbOptions,
     pub max_connections: u32,
     pub limits: platform::server::Limits,
+    /// How callers of the public port prove who they are.
+    pub auth: platform::identity::AuthSettings,
     pub catalog_url: String,
     /// The service-wide admission policy; rooms may override parts of it.
     pub policy: AdmissionPolicy,
@@ -93,12 +97,13 @@ impl Config {
     /// Validates the configuration.
     ///
     /// # Errors
-    /// When `DATABASE_URL` does not parse.
+    /// When `DATABASE_URL` does not parse or the authentication settings are incomplete.
     pub fn into_settings(self) -> anyhow::Result<Settings> {
         Ok(Settings {
             db: self.db.connect_options()?,
             max_connections: self.db.database_max_connections,
             limits: self.listen.limits(),
+            auth: self.auth.settings()?,
             catalog_url: self.catalog_url,
             policy: AdmissionPolicy {
                 max_active: u64::from(self.max_active),

@@ -5,6 +5,6 @@ use queue_service::{config::Config, startup};
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let _telemetry = platform::telemetry::init("queue");
-    let listener = tokio::net::TcpListener::bind(config.listen.addr_or(startup::DEFAULT_ADDR)).await?;
-    startup::run(config.into_settings()?, listener, platform::server::shutdown_signal()).await
+    let listeners = config.listen.bind(startup::DEFAULT_PUBLIC_ADDR, startup::DEFAULT_INTERNAL_ADDR).await?;
+    startup::run(config.into_settings()?, listeners, platform::server::shutdown_signal()).await
 }

@@ -8,8 +8,9 @@ use concert_proto::concert::queue::v1::{
     queue_admin_service_server::QueueAdminServiceServer, queue_internal_service_server::QueueInternalServiceServer,
     queue_service_server::QueueServiceServer,
 };
+use platform::server::{Listeners, Port};
 use sqlx::migrate::Migrator;
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::task::JoinSet;
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{
@@ -17,8 +18,10 @@ use crate::{
     seen::Seen, store::QueueRepo, watchers::Watchers,
 };
 
-/// Default listen address: 127.0.0.1:50051.
-pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
+/// Default public listen address (`LISTEN_ADDR`): 127.0.0.1:50051.
+pub const DEFAULT_PUBLIC_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
+/// Default internal listen address (`INTERNAL_LISTEN_ADDR`): 127.0.0.1:50061.
+pub const DEFAULT_INTERNAL_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50061));
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "queue";
 /// The queue's migrations (`migrations/queue`).
@@ -31,9 +34,10 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/queue");
 /// When the database is unreachable, a migration fails or the server cannot start.
 pub async fn run(
     settings: Settings,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let auth = settings.auth.build().await?;
     let pool = platform::db::connect_and_migrate(settings.db.0, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = QueueRepo::new(pool, settings.clock.clone());
     let rooms =
@@ -70,21 +74,22 @@ pub async fn run(
         settings.clock,
         (Watchers::new(settings.max_watch_streams), settings.line_refresh),
     );
-    let routes = Routes::new(QueueServiceServer::new(api.clone()))
-        .add_service(QueueAdminServiceServer::new(api.clone()))
-        .add_service(QueueInternalServiceServer::new(api));
-    let served = platform::server::serve(
-        listener,
-        routes,
-        &[
-            QueueServiceServer::<QueueApi>::NAME,
-            QueueAdminServiceServer::<QueueApi>::NAME,
-            QueueInternalServiceServer::<QueueApi>::NAME,
-        ],
-        settings.limits,
-        shutdown,
-    )
-    .await;
+    let ports = vec![
+        Port::public(
+            listeners.public,
+            Routes::new(QueueServiceServer::new(api.clone())),
+            vec![QueueServiceServer::<QueueApi>::NAME],
+            auth,
+            // Line length and admission rate are shown before anyone signs in.
+            vec!["/concert.queue.v1.QueueService/GetQueueStats"],
+        ),
+        Port::internal(
+            listeners.internal,
+            Routes::new(QueueAdminServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api)),
+            vec![QueueAdminServiceServer::<QueueApi>::NAME, QueueInternalServiceServer::<QueueApi>::NAME],
+        ),
+    ];
+    let served = platform::server::serve(ports, settings.limits, shutdown).await;
     drop(tasks);
     served
 }

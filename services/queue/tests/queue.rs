@@ -58,6 +58,7 @@ async fn replica_with(
         db: db.clone().into(),
         max_connections: 2,
         limits: platform::server::Limits::default(),
+        auth: platform::identity::AuthSettings::Disabled,
         // Only the admin and internal APIs are used here: no token checks, no seat maps.
         queue_url: "http://127.0.0.1:9".into(),
         reservation_url: "http://127.0.0.1:9".into(),
@@ -67,7 +68,7 @@ async fn replica_with(
         clock: clock.clone(),
     };
     let catalog = RunningServer::start(|l, s| catalog_service::startup::run(catalog_settings, l, s)).await;
-    let catalog_admin = CatalogAdminServiceClient::new(catalog.channel());
+    let catalog_admin = CatalogAdminServiceClient::new(catalog.internal_channel());
     let concerts = CatalogServiceClient::new(catalog.channel())
         .list_concerts(ListConcertsRequest::default())
         .await
@@ -81,7 +82,9 @@ async fn replica_with(
         db: db.into(),
         max_connections: 10,
         limits: platform::server::Limits::default(),
-        catalog_url: catalog.url(),
+        // Authentication is tested end to end (e2e): here `user_id` names the user.
+        auth: platform::identity::AuthSettings::Disabled,
+        catalog_url: catalog.internal_url(),
         policy: AdmissionPolicy {
             max_active,
             active_ttl: chrono::Duration::seconds(600),
@@ -102,8 +105,8 @@ async fn replica_with(
     let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
     Replica {
         public: QueueServiceClient::new(server.channel()),
-        internal: QueueInternalServiceClient::new(server.channel()),
-        admin: QueueAdminServiceClient::new(server.channel()),
+        internal: QueueInternalServiceClient::new(server.internal_channel()),
+        admin: QueueAdminServiceClient::new(server.internal_channel()),
         catalog_admin,
         concert,
         _servers: (catalog, server),

@@ -4,7 +4,7 @@ use std::time::Duration;
 use clap::Parser;
 use platform::{
     clock::SharedClock,
-    config::{CacheConfig, DatabaseConfig, ListenConfig, PeerConfig},
+    config::{AuthConfig, CacheConfig, DatabaseConfig, ListenConfig, PeerConfig},
     outbound::CallPolicy,
 };
 
@@ -17,18 +17,20 @@ pub struct Config {
     #[command(flatten)]
     pub listen: ListenConfig,
     #[command(flatten)]
+    pub auth: AuthConfig,
+    #[command(flatten)]
     pub cache: CacheConfig,
     #[command(flatten)]
     pub peers: PeerConfig,
 
     /// Queue service, for token checks and expiring the token after payment.
-    #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
+    #[arg(long, env = "QUEUE_INTERNAL_URL", default_value = "http://127.0.0.1:50061")]
     pub queue_url: String,
     /// Catalog service, for seat prices.
-    #[arg(long, env = "CATALOG_URL", default_value = "http://127.0.0.1:50052")]
+    #[arg(long, env = "CATALOG_INTERNAL_URL", default_value = "http://127.0.0.1:50062")]
     pub catalog_url: String,
     /// Wallet service, for debits and refunds.
-    #[arg(long, env = "WALLET_URL", default_value = "http://127.0.0.1:50054")]
+    #[arg(long, env = "WALLET_INTERNAL_URL", default_value = "http://127.0.0.1:50064")]
     pub wallet_url: String,
 
     /// Seconds an unpaid hold keeps its seat.
@@ -70,6 +72,8 @@ pub struct Settings {
     pub db: platform::config::DbOptions,
     pub max_connections: u32,
     pub limits: platform::server::Limits,
+    /// How callers of the public port prove who they are.
+    pub auth: platform::identity::AuthSettings,
     pub queue_url: String,
     pub catalog_url: String,
     pub wallet_url: String,
@@ -90,12 +94,13 @@ impl Config {
     /// Validates the configuration.
     ///
     /// # Errors
-    /// When `DATABASE_URL` does not parse.
+    /// When `DATABASE_URL` does not parse or the authentication settings are incomplete.
     pub fn into_settings(self) -> anyhow::Result<Settings> {
         Ok(Settings {
             db: self.db.connect_options()?,
             max_connections: self.db.database_max_connections,
             limits: self.listen.limits(),
+            auth: self.auth.settings()?,
             queue_url: self.queue_url,
             catalog_url: self.catalog_url,
             wallet_url: self.wallet_url,

@@ -8,9 +8,10 @@ use concert_proto::concert::reservation::v1::{
     reservation_internal_service_server::ReservationInternalServiceServer,
     reservation_service_server::ReservationServiceServer,
 };
+use platform::server::{Listeners, Port};
 use platform::{auth::TokenValidator, grpc_client::lazy_channel};
 use sqlx::migrate::Migrator;
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::task::JoinSet;
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{
@@ -24,8 +25,10 @@ use crate::{
     workers,
 };
 
-/// Default listen address: 127.0.0.1:50053.
-pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50053));
+/// Default public listen address (`LISTEN_ADDR`): 127.0.0.1:50053.
+pub const DEFAULT_PUBLIC_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50053));
+/// Default internal listen address (`INTERNAL_LISTEN_ADDR`): 127.0.0.1:50063.
+pub const DEFAULT_INTERNAL_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50063));
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "reservation";
 /// The reservation migrations (`migrations/reservation`).
@@ -38,9 +41,10 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/reservation");
 /// When the database is unreachable, a migration fails or the server cannot start.
 pub async fn run(
     settings: Settings,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let auth = settings.auth.build().await?;
     let pool = platform::db::connect_and_migrate(settings.db.0, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = ReservationRepo::new(pool);
     let queue_channel = lazy_channel(&settings.queue_url)?;
@@ -80,16 +84,21 @@ pub async fn run(
         settings.payment_lease,
         settings.payment_max_attempts,
     );
-    let routes =
-        Routes::new(ReservationServiceServer::new(api.clone())).add_service(ReservationInternalServiceServer::new(api));
-    let served = platform::server::serve(
-        listener,
-        routes,
-        &[ReservationServiceServer::<ReservationApi>::NAME, ReservationInternalServiceServer::<ReservationApi>::NAME],
-        settings.limits,
-        shutdown,
-    )
-    .await;
+    let ports = vec![
+        Port::public(
+            listeners.public,
+            Routes::new(ReservationServiceServer::new(api.clone())),
+            vec![ReservationServiceServer::<ReservationApi>::NAME],
+            auth,
+            vec![],
+        ),
+        Port::internal(
+            listeners.internal,
+            Routes::new(ReservationInternalServiceServer::new(api)),
+            vec![ReservationInternalServiceServer::<ReservationApi>::NAME],
+        ),
+    ];
+    let served = platform::server::serve(ports, settings.limits, shutdown).await;
     drop(tasks);
     served
 }

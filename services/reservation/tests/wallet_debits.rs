@@ -22,6 +22,7 @@ use concert_proto::concert::wallet::v1::{
 use platform::{
     money::Won,
     outbound::{CallPolicy, Deadline},
+    server::Port,
     testing::RunningServer,
 };
 use reservation_service::{
@@ -110,9 +111,13 @@ impl WalletInternalService for Api {
 }
 
 async fn serve(stand_in: Arc<StandIn>) -> RunningServer {
-    RunningServer::start(|listener, shutdown| {
+    RunningServer::start(|listeners, shutdown| {
         let routes = Routes::new(WalletInternalServiceServer::new(Api(stand_in)));
-        platform::server::serve(listener, routes, &[], platform::server::Limits::default(), shutdown)
+        let ports = vec![
+            Port::internal(listeners.internal, routes, vec![]),
+            Port::internal(listeners.public, Routes::default(), vec![]),
+        ];
+        platform::server::serve(ports, platform::server::Limits::default(), shutdown)
     })
     .await
 }
@@ -163,7 +168,7 @@ fn code(r: &Result<DebitOutcome, ReservationError>) -> Option<Code> {
 async fn concurrent_debits_share_debit_many_calls_and_each_gets_its_own_answer() {
     let stand_in = Arc::new(StandIn::default());
     let server = serve(stand_in.clone()).await;
-    let wallet = Wallet::new(server.channel(), policy());
+    let wallet = Wallet::new(server.internal_channel(), policy());
     let payments: Vec<Payment> =
         (1..=200).map(|n| payment(if n % 10 == 0 { "poor" } else { "rich" }, n * 1_000)).collect();
 
@@ -187,7 +192,7 @@ async fn concurrent_debits_share_debit_many_calls_and_each_gets_its_own_answer()
 async fn a_wallet_without_debit_many_is_debited_one_call_per_debit() {
     let stand_in = Arc::new(StandIn { old: true, ..StandIn::default() });
     let server = serve(stand_in.clone()).await;
-    let wallet = Wallet::new(server.channel(), policy());
+    let wallet = Wallet::new(server.internal_channel(), policy());
     let payments: Vec<Payment> = (1..=30).map(|n| payment(if n == 7 { "poor" } else { "rich" }, n)).collect();
 
     let outcomes = debit_all(&wallet, &payments, Deadline::NONE).await;
@@ -206,7 +211,7 @@ async fn a_wallet_without_debit_many_is_debited_one_call_per_debit() {
 async fn a_failed_call_answers_each_of_its_debits_and_the_same_debits_pass_later() {
     let stand_in = Arc::new(StandIn { down: AtomicBool::new(true), ..StandIn::default() });
     let server = serve(stand_in.clone()).await;
-    let wallet = Wallet::new(server.channel(), policy());
+    let wallet = Wallet::new(server.internal_channel(), policy());
     let payments: Vec<Payment> = (1..=40).map(|n| payment("rich", n)).collect();
 
     let outcomes = debit_all(&wallet, &payments, Deadline::NONE).await;
@@ -225,7 +230,7 @@ async fn a_failed_call_answers_each_of_its_debits_and_the_same_debits_pass_later
 async fn each_saga_stops_waiting_at_its_own_deadline() {
     let stand_in = Arc::new(StandIn { delay: Some(Duration::from_secs(30)), ..StandIn::default() });
     let server = serve(stand_in.clone()).await;
-    let wallet = Wallet::new(server.channel(), policy());
+    let wallet = Wallet::new(server.internal_channel(), policy());
 
     let outcome = wallet.debit(&payment("rich", 5), Deadline::after(Duration::from_millis(200))).await;
     assert_eq!(code(&outcome), Some(Code::DeadlineExceeded), "{outcome:?}");

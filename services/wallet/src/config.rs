@@ -1,6 +1,6 @@
 //! Wallet settings, from environment variables.
 use clap::Parser;
-use platform::config::{DatabaseConfig, ListenConfig};
+use platform::config::{AuthConfig, DatabaseConfig, ListenConfig};
 
 /// Command line / environment of `wallet-service`.
 #[derive(Debug, Parser)]
@@ -10,6 +10,8 @@ pub struct Config {
     pub db: DatabaseConfig,
     #[command(flatten)]
     pub listen: ListenConfig,
+    #[command(flatten)]
+    pub auth: AuthConfig,
 }
 
 /// Validated settings the service runs with.
@@ -18,18 +20,21 @@ pub struct Settings {
     pub db: platform::config::DbOptions,
     pub max_connections: u32,
     pub limits: platform::server::Limits,
+    /// How callers of the public port prove who they are.
+    pub auth: platform::identity::AuthSettings,
 }
 
 impl Config {
     /// Validates the configuration.
     ///
     /// # Errors
-    /// When `DATABASE_URL` does not parse.
+    /// When `DATABASE_URL` does not parse or the authentication settings are incomplete.
     pub fn into_settings(self) -> anyhow::Result<Settings> {
         Ok(Settings {
             db: self.db.connect_options()?,
             max_connections: self.db.database_max_connections,
             limits: self.listen.limits(),
+            auth: self.auth.settings()?,
         })
     }
 }

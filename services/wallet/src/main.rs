@@ -8,6 +8,6 @@ async fn main() -> anyhow::Result<()> {
     // With the `failpoints` feature, FAILPOINTS arms the faults in `wallet_service::faults`;
     // without it this does nothing.
     let _failpoints = fail::FailScenario::setup();
-    let listener = tokio::net::TcpListener::bind(config.listen.addr_or(startup::DEFAULT_ADDR)).await?;
-    startup::run(config.into_settings()?, listener, platform::server::shutdown_signal()).await
+    let listeners = config.listen.bind(startup::DEFAULT_PUBLIC_ADDR, startup::DEFAULT_INTERNAL_ADDR).await?;
+    startup::run(config.into_settings()?, listeners, platform::server::shutdown_signal()).await
 }

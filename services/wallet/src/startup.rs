@@ -7,14 +7,16 @@ use std::{
 use concert_proto::concert::wallet::v1::{
     wallet_internal_service_server::WalletInternalServiceServer, wallet_service_server::WalletServiceServer,
 };
+use platform::server::{Listeners, Port};
 use sqlx::migrate::Migrator;
-use tokio::net::TcpListener;
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{config::Settings, grpc::WalletApi, store::WalletRepo};
 
-/// Default listen address: 127.0.0.1:50054.
-pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50054));
+/// Default public listen address (`LISTEN_ADDR`): 127.0.0.1:50054.
+pub const DEFAULT_PUBLIC_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50054));
+/// Default internal listen address (`INTERNAL_LISTEN_ADDR`): 127.0.0.1:50064.
+pub const DEFAULT_INTERNAL_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50064));
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "wallet";
 /// The wallet's migrations (`migrations/wallet`).
@@ -26,18 +28,25 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/wallet");
 /// When the database is unreachable, a migration fails or the server cannot start.
 pub async fn run(
     settings: Settings,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let pool = platform::db::connect_and_migrate(settings.db.0, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let api = WalletApi::new(WalletRepo::new(pool));
-    let routes = Routes::new(WalletServiceServer::new(api.clone())).add_service(WalletInternalServiceServer::new(api));
-    platform::server::serve(
-        listener,
-        routes,
-        &[WalletServiceServer::<WalletApi>::NAME, WalletInternalServiceServer::<WalletApi>::NAME],
-        settings.limits,
-        shutdown,
-    )
-    .await
+    let auth = settings.auth.build().await?;
+    let ports = vec![
+        Port::public(
+            listeners.public,
+            Routes::new(WalletServiceServer::new(api.clone())),
+            vec![WalletServiceServer::<WalletApi>::NAME],
+            auth,
+            vec![],
+        ),
+        Port::internal(
+            listeners.internal,
+            Routes::new(WalletInternalServiceServer::new(api)),
+            vec![WalletInternalServiceServer::<WalletApi>::NAME],
+        ),
+    ];
+    platform::server::serve(ports, settings.limits, shutdown).await
 }

@@ -20,10 +20,16 @@ struct App {
 }
 
 async fn spawn(db: PgConnectOptions) -> App {
-    let settings = Settings { db: db.into(), max_connections: 20, limits: platform::server::Limits::default() };
+    // Authentication is tested end to end (e2e): here `user_id` names the user.
+    let settings = Settings {
+        db: db.into(),
+        max_connections: 20,
+        limits: platform::server::Limits::default(),
+        auth: platform::identity::AuthSettings::Disabled,
+    };
     let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
     let public = WalletServiceClient::new(server.channel());
-    let internal = WalletInternalServiceClient::new(server.channel());
+    let internal = WalletInternalServiceClient::new(server.internal_channel());
     App { server, public, internal }
 }
 
@@ -162,12 +168,11 @@ async fn concurrent_charges_sum_exactly_and_debits_never_overdraw(_p: PgPoolOpti
     let mut app = spawn(db).await;
     // 1,000 charges of one wallet queue on its row lock by design; this test is about the
     // sums, not latency (see the benchmarks), so it allows a generous client deadline.
-    let patient = tonic::transport::Endpoint::from_shared(app.server.url())
-        .unwrap()
-        .timeout(std::time::Duration::from_secs(60))
-        .connect_lazy();
-    app.public = WalletServiceClient::new(patient.clone());
-    app.internal = WalletInternalServiceClient::new(patient);
+    let patient = |url: String| {
+        tonic::transport::Endpoint::from_shared(url).unwrap().timeout(std::time::Duration::from_secs(60)).connect_lazy()
+    };
+    app.public = WalletServiceClient::new(patient(app.server.url()));
+    app.internal = WalletInternalServiceClient::new(patient(app.server.internal_url()));
     let charges = (0..1_000).map(|i| {
         let mut c = app.public.clone();
         async move { c.charge(charge("eve", 7, &format!("c{i}"))).await.map(|_| ()) }

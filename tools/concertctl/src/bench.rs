@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use tonic::Code;
 
 use crate::{
-    clients::{Clients, authed},
+    clients::{Clients, Session},
     seed::grades,
 };
 
@@ -152,7 +152,7 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
                     }
                     let req =
                         HoldSeatRequest { schedule_id: schedules[k / 50].clone(), seat_number: (k % 50 + 1) as u32 };
-                    let request = authed(&tokens[k / holds_per_user.max(1)], req).ok()?;
+                    let request = tokens[k / holds_per_user.max(1)].request(req).ok()?;
                     Some(c.reservation().hold_seat(request).await.map(|_| ()).map_err(|e| e.code()))
                 }
             })
@@ -168,7 +168,7 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
                 async move {
                     left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).ok()?;
                     let req = HoldSeatRequest { schedule_id: schedule, seat_number: 1 };
-                    let request = authed(&tokens[worker % tokens.len()], req).ok()?;
+                    let request = tokens[worker % tokens.len()].request(req).ok()?;
                     Some(c.reservation().hold_seat(request).await.map(|_| ()).map_err(|e| e.code()))
                 }
             })
@@ -188,7 +188,7 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
                         return None;
                     }
                     let request =
-                        authed(&tokens[worker % tokens.len()], ListSeatsRequest { schedule_id: schedule }).ok()?;
+                        tokens[worker % tokens.len()].request(ListSeatsRequest { schedule_id: schedule }).ok()?;
                     Some(match c.catalog().list_seats(request).await {
                         Ok(r) if r.get_ref().seats.len() == 50 => Ok(()),
                         Ok(_) => Err(Code::DataLoss),
@@ -212,7 +212,7 @@ async fn hops(
     concurrency: usize,
     seconds: u64,
     concert_id: &str,
-    tokens: &Arc<Vec<String>>,
+    tokens: &Arc<Vec<Session>>,
 ) -> anyhow::Result<()> {
     use concert_proto::concert::{
         catalog::v1::ListConcertsRequest, queue::v1::ValidateTokenRequest, reservation::v1::GetOccupancyRequest,
@@ -231,7 +231,7 @@ async fn hops(
     let deadline = Instant::now() + secs;
     let t = tokens.clone();
     drive(pool, concurrency, "ValidateToken (queue only)", move |c, w| {
-        let token = t[w % t.len()].clone();
+        let token = t[w % t.len()].token.clone();
         async move {
             if Instant::now() >= deadline {
                 return None;
@@ -278,20 +278,23 @@ async fn pay(
 
     let set_up = Instant::now();
     let schedules = add_schedules(clients, concert_id, n.div_ceil(50)).await?;
-    let holds: Vec<(String, String)> = futures::stream::iter(0..n)
+    let holds: Vec<(Session, String)> = futures::stream::iter(0..n)
         .map(|i| {
             let (c, schedule_id) = (pool[i % pool.len()].clone(), schedules[i / 50].clone());
             let concert_id = concert_id.to_owned();
             let user = format!("pay-{run_id}-{i}");
             async move {
-                let token = c.active_token(&user, &concert_id, Duration::from_secs(120)).await?;
-                let charge =
-                    ChargeRequest { user_id: user.clone(), amount: 200_000, idempotency_key: format!("{user}-charge") };
-                c.wallet().charge(charge).await?;
+                let session = c.active_token(&user, &concert_id, Duration::from_secs(120)).await?;
+                let charge = ChargeRequest {
+                    user_id: String::new(),
+                    amount: 200_000,
+                    idempotency_key: format!("{user}-charge"),
+                };
+                c.wallet().charge(session.request(charge)?).await?;
                 let hold = HoldSeatRequest { schedule_id, seat_number: (i % 50 + 1) as u32 };
-                let held = c.reservation().hold_seat(authed(&token, hold)?).await?.into_inner();
+                let held = c.reservation().hold_seat(session.request(hold)?).await?.into_inner();
                 let id = held.reservation.ok_or_else(|| anyhow::anyhow!("no reservation"))?.reservation_id;
-                anyhow::Ok((token, id))
+                anyhow::Ok((session, id))
             }
         })
         .buffer_unordered(concurrency)
@@ -304,12 +307,12 @@ async fn pay(
     let report = drive(pool, concurrency, "PayReservation end to end", move |c, _| {
         let (holds, next) = (holds.clone(), next.clone());
         async move {
-            let (token, reservation_id) = holds.get(next.fetch_add(1, Ordering::Relaxed))?;
+            let (session, reservation_id) = holds.get(next.fetch_add(1, Ordering::Relaxed))?;
             let pay = PayReservationRequest {
                 reservation_id: reservation_id.clone(),
                 idempotency_key: format!("bench-{reservation_id}"),
             };
-            let request = authed(token, pay).ok()?;
+            let request = session.request(pay).ok()?;
             Some(c.reservation().pay_reservation(request).await.map(|_| ()).map_err(|e| e.code()))
         }
     })
@@ -331,22 +334,26 @@ async fn queue(
     use concert_proto::concert::queue::v1::{GetQueueStatusRequest, IssueTokenRequest};
     use std::sync::Mutex;
 
+    // Users sign in before the timed part: the load is the joins, not this tool's signing.
+    let first = pool.first().ok_or_else(|| anyhow::anyhow!("no connections"))?;
+    let signed_in: Arc<Vec<Session>> =
+        Arc::new((0..n).map(|i| first.sign_in(&format!("line-{run_id}-{i}"))).collect::<anyhow::Result<_>>()?);
     let tokens = Arc::new(Mutex::new(Vec::with_capacity(n)));
     let next = Arc::new(AtomicUsize::new(0));
-    let (run, concert) = (run_id.to_owned(), concert_id.to_owned());
+    let concert = concert_id.to_owned();
     let joined = tokens.clone();
     let report = drive(pool, concurrency, "IssueToken (new users)", move |c, _| {
-        let (next, joined, run, concert) = (next.clone(), joined.clone(), run.clone(), concert.clone());
+        let (next, joined, concert, signed_in) = (next.clone(), joined.clone(), concert.clone(), signed_in.clone());
         async move {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= n {
-                return None;
-            }
-            let request = IssueTokenRequest { user_id: format!("line-{run}-{i}"), concert_id: concert };
+            let session = signed_in.get(i)?;
+            let request = session.request(IssueTokenRequest { user_id: String::new(), concert_id: concert }).ok()?;
             Some(match c.queue().issue_token(request).await {
                 Ok(r) => {
                     if let Some(status) = r.into_inner().status {
-                        joined.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(status.token);
+                        let mut session = session.clone();
+                        session.token = status.token;
+                        joined.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(session);
                     }
                     Ok(())
                 }
@@ -358,7 +365,7 @@ async fn queue(
     report.print();
     anyhow::ensure!(report.ok == n as u64, "every join must succeed, got {:?}", report.errors);
 
-    let tokens: Arc<Vec<String>> =
+    let tokens: Arc<Vec<Session>> =
         Arc::new(std::mem::take(&mut *tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner)));
     // Let every replica read the full line once before polling.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -372,7 +379,8 @@ async fn queue(
             }
             // Stride through the line by a prime: every part of it is polled.
             let pick = calls.fetch_add(1, Ordering::Relaxed).wrapping_mul(7_919) % tokens.len();
-            let request = GetQueueStatusRequest { token: tokens[pick].clone() };
+            let session = &tokens[pick];
+            let request = session.request(GetQueueStatusRequest { token: session.token.clone() }).ok()?;
             Some(match c.queue().get_queue_status(request).await {
                 Ok(r) if r.get_ref().status.as_ref().is_some_and(|s| s.position > 0 || s.state != 1) => Ok(()),
                 Ok(_) => Err(tonic::Code::DataLoss),
@@ -387,7 +395,7 @@ async fn queue(
 }
 
 /// `n` bench users, each admitted (ACTIVE).
-async fn users(clients: &Clients, run_id: &str, concert_id: &str, n: usize) -> anyhow::Result<Vec<String>> {
+async fn users(clients: &Clients, run_id: &str, concert_id: &str, n: usize) -> anyhow::Result<Vec<Session>> {
     use futures::{StreamExt, TryStreamExt};
     // At most 64 users joining at once: set-up, not the measured load.
     futures::stream::iter(0..n)

@@ -1,6 +1,8 @@
 //! Where the services are, and typed clients for them.
 use std::time::{Duration, Instant};
 
+use std::{path::PathBuf, sync::Arc};
+
 use clap::Args;
 use concert_proto::concert::{
     catalog::v1::{
@@ -18,11 +20,12 @@ use concert_proto::concert::{
         wallet_internal_service_client::WalletInternalServiceClient, wallet_service_client::WalletServiceClient,
     },
 };
-use platform::grpc_client::lazy_channel;
+use platform::{auth::QUEUE_TOKEN_HEADER, grpc_client::lazy_channel, identity::signer::Signer};
 use tonic::{Request, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
-/// Service addresses (same variables the services themselves use).
+/// Service addresses (same variables the services themselves use): the public ports for
+/// what a user does, the internal ports for operator and peer calls.
 #[derive(Debug, Clone, Args)]
 pub struct Endpoints {
     #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
@@ -33,9 +36,113 @@ pub struct Endpoints {
     pub reservation_url: String,
     #[arg(long, env = "WALLET_URL", default_value = "http://127.0.0.1:50054")]
     pub wallet_url: String,
+    #[arg(long, env = "QUEUE_INTERNAL_URL", default_value = "http://127.0.0.1:50061")]
+    pub queue_internal_url: String,
+    #[arg(long, env = "CATALOG_INTERNAL_URL", default_value = "http://127.0.0.1:50062")]
+    pub catalog_internal_url: String,
+    #[arg(long, env = "RESERVATION_INTERNAL_URL", default_value = "http://127.0.0.1:50063")]
+    pub reservation_internal_url: String,
+    #[arg(long, env = "WALLET_INTERNAL_URL", default_value = "http://127.0.0.1:50064")]
+    pub wallet_internal_url: String,
+    #[command(flatten)]
+    pub signing: Signing,
 }
 
-/// One channel per service.
+/// The dev-only issuer of `deploy/dev-auth/` (what `scripts/run-suite.sh` configures).
+pub const DEV_ISSUER: &str = "https://dev-auth.concert.invalid/";
+/// The dev-only audience of `deploy/dev-auth/`.
+pub const DEV_AUDIENCE: &str = "concert-api";
+
+/// How demo and benchmark users get access tokens: signed here with a private key the
+/// services trust. The default is the DEV-ONLY key committed under `deploy/dev-auth/`.
+#[derive(Debug, Clone, Args)]
+pub struct Signing {
+    /// PKCS#8 PEM private key (ES256) that signs access tokens.
+    #[arg(long, env = "AUTH_DEV_SIGNING_KEY", default_value = "deploy/dev-auth/dev-signing-key.pem")]
+    pub signing_key: PathBuf,
+    /// The key's `kid` in the services' JWKS.
+    #[arg(long, env = "AUTH_DEV_SIGNING_KID", default_value = "dev-1")]
+    pub signing_kid: String,
+    /// The `iss` of signed tokens.
+    #[arg(long, env = "AUTH_ISSUER", default_value = DEV_ISSUER)]
+    pub issuer: String,
+    /// The `aud` of signed tokens.
+    #[arg(long, env = "AUTH_AUDIENCE", default_value = DEV_AUDIENCE)]
+    pub audience: String,
+}
+
+impl Signing {
+    /// Loads the signing key.
+    ///
+    /// # Errors
+    /// When the key file cannot be read or is not an ES256 private key.
+    pub fn minter(&self) -> anyhow::Result<Minter> {
+        let pem = std::fs::read(&self.signing_key)
+            .map_err(|e| anyhow::anyhow!("cannot read the signing key {}: {e}", self.signing_key.display()))?;
+        let signer = Signer::from_pem(&pem, &self.signing_kid, jsonwebtoken::Algorithm::ES256)?;
+        Ok(Minter { signer, issuer: self.issuer.clone(), audience: self.audience.clone() })
+    }
+}
+
+/// Signs access tokens for users.
+#[derive(Debug, Clone)]
+pub struct Minter {
+    signer: Signer,
+    issuer: String,
+    audience: String,
+}
+
+impl Minter {
+    /// An access token naming `user`, valid for `ttl`.
+    ///
+    /// # Errors
+    /// When signing fails.
+    pub fn access_token(&self, user: &str, ttl: Duration) -> anyhow::Result<String> {
+        let claims = platform::identity::signer::Claims::new(user, &self.issuer, &self.audience, ttl);
+        Ok(self.signer.sign(&claims)?)
+    }
+
+    /// The JWKS with the public half of the signing key.
+    ///
+    /// # Errors
+    /// When the public key cannot be derived.
+    pub fn jwks(&self) -> anyhow::Result<String> {
+        Ok(platform::identity::signer::jwks_json(&[&self.signer])?)
+    }
+}
+
+/// How long demo and benchmark access tokens stay valid.
+const USER_TOKEN_TTL: Duration = Duration::from_secs(3_600);
+
+/// A user signed in (an access token) and, once admitted, holding a queue token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Who is signed in.
+    #[allow(dead_code, reason = "read in Debug output; kept beside the token that names it")]
+    pub user: String,
+    /// The access token (JWT) naming `user`.
+    pub access_token: String,
+    /// The queue token, once joined.
+    pub token: String,
+}
+
+impl Session {
+    /// A request as this user: `authorization: Bearer <access token>` and, when the session
+    /// holds one, `x-queue-token`.
+    ///
+    /// # Errors
+    /// When a token is not valid metadata (never for tokens this tool made).
+    pub fn request<T>(&self, message: T) -> anyhow::Result<Request<T>> {
+        let mut r = Request::new(message);
+        r.metadata_mut().insert("authorization", format!("Bearer {}", self.access_token).parse()?);
+        if !self.token.is_empty() {
+            r.metadata_mut().insert(QUEUE_TOKEN_HEADER, self.token.parse()?);
+        }
+        Ok(r)
+    }
+}
+
+/// One channel per port of each service.
 #[derive(Debug, Clone)]
 pub struct Clients {
     pub endpoints: Endpoints,
@@ -43,6 +150,11 @@ pub struct Clients {
     catalog: Channel,
     reservation: Channel,
     wallet: Channel,
+    queue_internal: Channel,
+    catalog_internal: Channel,
+    reservation_internal: Channel,
+    wallet_internal: Channel,
+    minter: Arc<std::sync::OnceLock<Minter>>,
 }
 
 impl Endpoints {
@@ -53,7 +165,36 @@ impl Endpoints {
             catalog: lazy_channel(&self.catalog_url)?,
             reservation: lazy_channel(&self.reservation_url)?,
             wallet: lazy_channel(&self.wallet_url)?,
+            queue_internal: lazy_channel(&self.queue_internal_url)?,
+            catalog_internal: lazy_channel(&self.catalog_internal_url)?,
+            reservation_internal: lazy_channel(&self.reservation_internal_url)?,
+            wallet_internal: lazy_channel(&self.wallet_internal_url)?,
+            minter: Arc::default(),
         })
+    }
+}
+
+impl Clients {
+    /// The signer of user access tokens, loaded on first use (only user-facing commands
+    /// need the key).
+    ///
+    /// # Errors
+    /// When the signing key cannot be loaded.
+    pub fn minter(&self) -> anyhow::Result<&Minter> {
+        if let Some(m) = self.minter.get() {
+            return Ok(m);
+        }
+        let minter = self.endpoints.signing.minter()?;
+        Ok(self.minter.get_or_init(|| minter))
+    }
+
+    /// `user` signed in, not yet in any line.
+    ///
+    /// # Errors
+    /// When the signing key cannot be loaded or signing fails.
+    pub fn sign_in(&self, user: &str) -> anyhow::Result<Session> {
+        let access_token = self.minter()?.access_token(user, USER_TOKEN_TTL)?;
+        Ok(Session { user: user.to_owned(), access_token, token: String::new() })
     }
 }
 
@@ -65,19 +206,19 @@ impl Clients {
         CatalogServiceClient::new(self.catalog.clone())
     }
     pub fn admin(&self) -> CatalogAdminServiceClient<Channel> {
-        CatalogAdminServiceClient::new(self.catalog.clone())
+        CatalogAdminServiceClient::new(self.catalog_internal.clone())
     }
     pub fn reservation(&self) -> ReservationServiceClient<Channel> {
         ReservationServiceClient::new(self.reservation.clone())
     }
     pub fn queue_internal(&self) -> QueueInternalServiceClient<Channel> {
-        QueueInternalServiceClient::new(self.queue.clone())
+        QueueInternalServiceClient::new(self.queue_internal.clone())
     }
     pub fn reservation_internal(&self) -> ReservationInternalServiceClient<Channel> {
-        ReservationInternalServiceClient::new(self.reservation.clone())
+        ReservationInternalServiceClient::new(self.reservation_internal.clone())
     }
     pub fn wallet_internal(&self) -> WalletInternalServiceClient<Channel> {
-        WalletInternalServiceClient::new(self.wallet.clone())
+        WalletInternalServiceClient::new(self.wallet_internal.clone())
     }
     pub fn wallet(&self) -> WalletServiceClient<Channel> {
         WalletServiceClient::new(self.wallet.clone())
@@ -94,9 +235,13 @@ impl Clients {
         let deadline = Instant::now() + timeout;
         for (name, channel) in [
             ("queue", &self.queue),
+            ("queue (internal)", &self.queue_internal),
             ("catalog", &self.catalog),
+            ("catalog (internal)", &self.catalog_internal),
             ("reservation", &self.reservation),
+            ("reservation (internal)", &self.reservation_internal),
             ("wallet", &self.wallet),
+            ("wallet (internal)", &self.wallet_internal),
         ] {
             let mut health = HealthClient::new(channel.clone());
             loop {
@@ -116,16 +261,17 @@ impl Clients {
     }
 
     /// [`Clients::active_token`] with owned ids and a 120 s timeout.
-    pub async fn active_token_owned(&self, user: String, concert_id: String) -> anyhow::Result<String> {
+    pub async fn active_token_owned(&self, user: String, concert_id: String) -> anyhow::Result<Session> {
         self.active_token(&user, &concert_id, Duration::from_secs(120)).await
     }
 
-    /// Joins `concert_id`'s waiting room as `user` and waits (polling every 100 ms) until
-    /// ACTIVE.
-    pub async fn active_token(&self, user: &str, concert_id: &str, timeout: Duration) -> anyhow::Result<String> {
+    /// Signs `user` in, joins `concert_id`'s waiting room and waits (polling every 100 ms)
+    /// until the queue token is ACTIVE.
+    pub async fn active_token(&self, user: &str, concert_id: &str, timeout: Duration) -> anyhow::Result<Session> {
+        let mut session = self.sign_in(user)?;
         let mut queue = self.queue();
         let status = queue
-            .issue_token(IssueTokenRequest { user_id: user.into(), concert_id: concert_id.into() })
+            .issue_token(session.request(IssueTokenRequest { user_id: String::new(), concert_id: concert_id.into() })?)
             .await?
             .into_inner()
             .status
@@ -133,13 +279,14 @@ impl Clients {
         let deadline = Instant::now() + timeout;
         loop {
             let s = queue
-                .get_queue_status(GetQueueStatusRequest { token: status.token.clone() })
+                .get_queue_status(session.request(GetQueueStatusRequest { token: status.token.clone() })?)
                 .await?
                 .into_inner()
                 .status
                 .ok_or_else(|| anyhow::anyhow!("GetQueueStatus returned no status"))?;
             if s.state == TokenState::Active as i32 {
-                return Ok(s.token);
+                session.token = s.token;
+                return Ok(session);
             }
             anyhow::ensure!(s.state == TokenState::Waiting as i32, "token of {user} expired while waiting");
             anyhow::ensure!(
@@ -170,11 +317,4 @@ impl Clients {
             page_token = page.next_page_token;
         }
     }
-}
-
-/// A request carrying `authorization: Bearer <token>`.
-pub fn authed<T>(token: &str, message: T) -> anyhow::Result<Request<T>> {
-    let mut r = Request::new(message);
-    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse()?);
-    Ok(r)
 }

@@ -8,7 +8,7 @@ use concert_proto::concert::{
     wallet::v1::ChargeRequest,
 };
 
-use crate::clients::{Clients, authed};
+use crate::clients::Clients;
 
 fn ts(t: Option<&concert_proto::Timestamp>) -> String {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0)).map_or_else(|| "-".into(), |t| t.to_rfc3339())
@@ -24,33 +24,39 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
     // Seat counts are protected, so each candidate's waiting room is joined to look.
     let mut candidates: Vec<_> = concerts.iter().filter(|c| c.sale_opens_at.is_none()).collect();
     candidates.sort_by_key(|c| c.title.starts_with("bench "));
+    let signed_in = clients.sign_in(&user)?;
     let mut chosen = None;
     for concert in candidates {
         let joined = clients
             .queue()
-            .issue_token(IssueTokenRequest { user_id: user.clone(), concert_id: concert.concert_id.clone() })
+            .issue_token(
+                signed_in
+                    .request(IssueTokenRequest { user_id: String::new(), concert_id: concert.concert_id.clone() })?,
+            )
             .await?
             .into_inner()
             .status
             .ok_or_else(|| anyhow::anyhow!("no status"))?;
-        let token = clients.active_token(&user, &concert.concert_id, Duration::from_secs(60)).await?;
+        let session = clients.active_token(&user, &concert.concert_id, Duration::from_secs(60)).await?;
         let dates = clients
             .catalog()
-            .list_available_dates(authed(&token, ListAvailableDatesRequest { concert_id: concert.concert_id.clone() })?)
+            .list_available_dates(
+                session.request(ListAvailableDatesRequest { concert_id: concert.concert_id.clone() })?,
+            )
             .await?
             .into_inner()
             .schedules;
         if dates.iter().any(|d| d.available_seats > 0) {
-            chosen = Some((concert, joined, token, dates));
+            chosen = Some((concert, joined, session, dates));
             break;
         }
-        clients.queue().leave_queue(LeaveQueueRequest { token }).await?;
+        clients.queue().leave_queue(session.request(LeaveQueueRequest { token: session.token.clone() })?).await?;
     }
-    let (concert, joined, token, dates) = chosen.ok_or_else(|| anyhow::anyhow!("every concert is sold out"))?;
+    let (concert, joined, session, dates) = chosen.ok_or_else(|| anyhow::anyhow!("every concert is sold out"))?;
     step(
         1,
         format!(
-            "{user} joins the waiting room of {:?} at {} ({} concerts on sale): token {} (position {}, {} waiting)",
+            "{user} signs in (access token for sub={user}) and joins the waiting room of {:?} at {} ({} concerts on sale): token {} (position {}, {} waiting)",
             concert.title,
             concert.venue,
             concerts.len(),
@@ -61,7 +67,7 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
     );
     let status = clients
         .queue()
-        .get_queue_status(GetQueueStatusRequest { token: token.clone() })
+        .get_queue_status(session.request(GetQueueStatusRequest { token: session.token.clone() })?)
         .await?
         .into_inner()
         .status
@@ -79,7 +85,7 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
 
     let seats = clients
         .catalog()
-        .list_seats(authed(&token, ListSeatsRequest { schedule_id: date.schedule_id.clone() })?)
+        .list_seats(session.request(ListSeatsRequest { schedule_id: date.schedule_id.clone() })?)
         .await?
         .into_inner()
         .seats;
@@ -99,10 +105,10 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
 
     let held = clients
         .reservation()
-        .hold_seat(authed(
-            &token,
-            HoldSeatRequest { schedule_id: date.schedule_id.clone(), seat_number: seat.seat_number },
-        )?)
+        .hold_seat(
+            session
+                .request(HoldSeatRequest { schedule_id: date.schedule_id.clone(), seat_number: seat.seat_number })?,
+        )
         .await?
         .into_inner()
         .reservation
@@ -119,17 +125,21 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
 
     let charged = clients
         .wallet()
-        .charge(ChargeRequest { user_id: user.clone(), amount: 200_000, idempotency_key: format!("{user}-topup") })
+        .charge(session.request(ChargeRequest {
+            user_id: String::new(),
+            amount: 200_000,
+            idempotency_key: format!("{user}-topup"),
+        })?)
         .await?
         .into_inner();
     step(7, format!("charged 200000 won: balance {} won", charged.balance));
 
     let paid = clients
         .reservation()
-        .pay_reservation(authed(
-            &token,
-            PayReservationRequest { reservation_id: held.reservation_id.clone(), idempotency_key: String::new() },
-        )?)
+        .pay_reservation(session.request(PayReservationRequest {
+            reservation_id: held.reservation_id.clone(),
+            idempotency_key: String::new(),
+        })?)
         .await?
         .into_inner();
     let payment = paid.payment.ok_or_else(|| anyhow::anyhow!("no payment"))?;
@@ -143,10 +153,10 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
 
     let refused = clients
         .reservation()
-        .hold_seat(authed(
-            &token,
-            HoldSeatRequest { schedule_id: date.schedule_id.clone(), seat_number: seat.seat_number },
-        )?)
+        .hold_seat(
+            session
+                .request(HoldSeatRequest { schedule_id: date.schedule_id.clone(), seat_number: seat.seat_number })?,
+        )
         .await
         .err()
         .map_or_else(|| "still accepted (unexpected)".to_owned(), |e| format!("refused with {:?}", e.code()));
@@ -157,7 +167,7 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
     for _ in 0..20 {
         let now = clients
             .catalog()
-            .list_seats(authed(&viewer, ListSeatsRequest { schedule_id: date.schedule_id.clone() })?)
+            .list_seats(viewer.request(ListSeatsRequest { schedule_id: date.schedule_id.clone() })?)
             .await?
             .into_inner()
             .seats;

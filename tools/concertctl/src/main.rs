@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::clients::Endpoints;
 
 #[derive(Debug, Parser)]
-#[command(name = "concertctl", about = "Concert ticketing suite: seed, demo, benchmarks")]
+#[command(name = "concertctl", about = "Concert ticketing suite: seed, demo, benchmarks, access tokens")]
 struct Cli {
     #[command(flatten)]
     endpoints: Endpoints,
@@ -34,6 +34,20 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Reconciles every wallet balance with its ledger; exits 1 on any mismatch.
     Audit,
+    /// Lists the concerts (id, title, venue; tab-separated), from the public catalog.
+    Concerts,
+    /// Prints an access token (JWT) for `user`, signed with the signing key (by default the
+    /// DEV-ONLY key in deploy/dev-auth/), for calling the suite by hand.
+    Token {
+        /// The user the token names (its `sub`).
+        #[arg(long)]
+        user: String,
+        /// Seconds the token stays valid.
+        #[arg(long, default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=86_400 * 30))]
+        ttl_secs: u64,
+    },
+    /// Prints the JWKS (public keys) that verifies tokens of the signing key.
+    Jwks,
     /// Reconciles the wallet's ledger with reservation's payments (every won and every seat
     /// accounted for, per payment and per user); exits 1 on any violation.
     Reconcile {
@@ -54,6 +68,21 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&clients, args).await,
         Command::Audit => audit(&clients).await,
         Command::Reconcile { settled } => reconcile(&clients, settled).await,
+        Command::Token { user, ttl_secs } => {
+            platform::validate::key("user", &user).map_err(|v| anyhow::anyhow!("--{v}"))?;
+            println!("{}", clients.minter()?.access_token(&user, std::time::Duration::from_secs(ttl_secs))?);
+            Ok(())
+        }
+        Command::Concerts => {
+            for c in clients.all_concerts().await? {
+                println!("{}\t{}\t{}", c.concert_id, c.title, c.venue);
+            }
+            Ok(())
+        }
+        Command::Jwks => {
+            println!("{}", clients.minter()?.jwks()?);
+            Ok(())
+        }
     }
 }
 

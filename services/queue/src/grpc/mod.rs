@@ -12,8 +12,10 @@ use concert_proto::concert::queue::v1::{
     queue_internal_service_server::QueueInternalService, queue_service_server::QueueService,
 };
 use platform::{
+    auth::require_owner,
     clock::SharedClock,
     convert::timestamp,
+    identity,
     validate::{self, FieldViolation},
 };
 use tokio::sync::mpsc;
@@ -141,8 +143,8 @@ impl QueueApi {
 impl QueueService for QueueApi {
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
     async fn issue_token(&self, request: Request<IssueTokenRequest>) -> Result<Response<IssueTokenResponse>, Status> {
+        let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let r = request.into_inner();
-        let user_id = validate::key("user_id", &r.user_id)?;
         let concert_id = validate::uuid("concert_id", &r.concert_id)?;
         self.joins.check(&user_id).map_err(|retry_after| QueueError::RateLimited { retry_after })?;
         let room = self.rooms.get(concert_id).await?;
@@ -162,7 +164,8 @@ impl QueueService for QueueApi {
         &self,
         request: Request<GetQueueStatusRequest>,
     ) -> Result<Response<GetQueueStatusResponse>, Status> {
-        let status = self.status_of(&request.into_inner().token).await?;
+        let status = self.status_of(&request.get_ref().token).await?;
+        require_owner(&request, &status.user_id)?;
         Ok(Response::new(GetQueueStatusResponse { status: Some(status) }))
     }
 
@@ -172,6 +175,7 @@ impl QueueService for QueueApi {
     async fn watch_queue(&self, request: Request<WatchQueueRequest>) -> Result<Response<WatchStream>, Status> {
         let token = validate::uuid("token", &request.get_ref().token)?;
         let token = self.repo.get(token).await?;
+        require_owner(&request, &token.user_id)?;
         let guard = self.watchers.register(token.token)?;
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(watch(self.clone(), token, tx, guard));
@@ -180,7 +184,12 @@ impl QueueService for QueueApi {
 
     #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
     async fn leave_queue(&self, request: Request<LeaveQueueRequest>) -> Result<Response<LeaveQueueResponse>, Status> {
-        let status = self.expire(&request.into_inner().token).await?;
+        if identity::identity(&request).is_some() {
+            // Only its owner may give a place in line away: read whose it is first.
+            let token = self.repo.get(validate::uuid("token", &request.get_ref().token)?).await?;
+            require_owner(&request, &token.user_id)?;
+        }
+        let status = self.expire(&request.get_ref().token).await?;
         Ok(Response::new(LeaveQueueResponse { status: Some(status) }))
     }
 

@@ -10,8 +10,9 @@ use concert_proto::concert::reservation::v1::{
     reservation_service_server::ReservationService,
 };
 use platform::{
-    auth::{TokenValidator, bearer_token},
+    auth::{TokenValidator, queue_token},
     clock::SharedClock,
+    identity,
     outbound::Deadline,
     validate,
 };
@@ -122,12 +123,17 @@ impl ReservationApi {
     async fn answer_existing_payment(
         &self,
         token: Uuid,
+        caller: Option<String>,
         reservation_id: Uuid,
         deadline: Deadline,
     ) -> Result<Option<PayReservationResponse>, ReservationError> {
         let Some(p) = self.repo.payment_by_token(reservation_id, token).await? else {
             return Ok(None);
         };
+        // Only the payer learns the outcome through a spent token.
+        if caller.is_some_and(|caller| caller != p.user_id) {
+            return Ok(None);
+        }
         let p = if p.status.next_step() == crate::domain::SagaStep::Done {
             p
         } else {
@@ -187,9 +193,9 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<GetReservationRequest>,
     ) -> Result<Response<GetReservationResponse>, Status> {
+        let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let r = request.into_inner();
         let id = validate::uuid("reservation_id", &r.reservation_id)?;
-        let user_id = validate::key("user_id", &r.user_id)?;
         let found = self.repo.get(id).await?;
         found.check_owner(&user_id)?;
         Ok(Response::new(GetReservationResponse { reservation: Some(reservation(&found, self.clock.now())) }))
@@ -200,8 +206,8 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<ListReservationsRequest>,
     ) -> Result<Response<ListReservationsResponse>, Status> {
+        let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let r = request.into_inner();
-        let user_id = validate::key("user_id", &r.user_id)?;
         let page = platform::paging::page_request(r.page_size, &r.page_token)?;
         let now = self.clock.now();
         let list = self.repo.list_for_user(&user_id, &page).await?;
@@ -240,8 +246,9 @@ impl ReservationService for ReservationApi {
         let principal = match self.auth.authenticate_fresh(&request).await {
             Ok(p) => p,
             Err(status) if status.code() == Code::Unauthenticated => {
-                let token = bearer_token(request.metadata())?;
-                return match self.answer_existing_payment(token, reservation_id, deadline).await? {
+                let token = queue_token(request.metadata())?;
+                let caller = identity::identity(&request).map(|i| i.subject.clone());
+                return match self.answer_existing_payment(token, caller, reservation_id, deadline).await? {
                     Some(done) => Ok(Response::new(done)),
                     None => Err(status),
                 };
@@ -269,8 +276,8 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<ListPaymentsRequest>,
     ) -> Result<Response<ListPaymentsResponse>, Status> {
+        let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let r = request.into_inner();
-        let user_id = validate::key("user_id", &r.user_id)?;
         let page = platform::paging::page_request(r.page_size, &r.page_token)?;
         let payments = self.repo.payments_of(&user_id, &page).await?;
         let (payments, next_page_token) =

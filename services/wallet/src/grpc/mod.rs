@@ -8,7 +8,7 @@ use concert_proto::concert::wallet::v1::{
     RefundResponse, VoidedDebit, wallet_internal_service_server::WalletInternalService,
     wallet_service_server::WalletService,
 };
-use platform::validate;
+use platform::{identity, validate};
 use tonic::{Request, Response, Status};
 
 use crate::{domain::EntryKind, error::WalletError, ledger_batch::Ledger, store::WalletRepo};
@@ -42,8 +42,9 @@ impl WalletApi {
 impl WalletService for WalletApi {
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
     async fn charge(&self, request: Request<ChargeRequest>) -> Result<Response<ChargeResponse>, Status> {
+        let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let r = request.into_inner();
-        let m = mutation(EntryKind::Charge, &r.user_id, r.amount, &r.idempotency_key, None)?;
+        let m = mutation(EntryKind::Charge, &user_id, r.amount, &r.idempotency_key, None)?;
         let applied = self.ledger.apply(m).await?;
         let balance = applied.entry.balance_after.get();
         Ok(Response::new(ChargeResponse { transaction: Some(transaction(&applied.entry)), balance }))
@@ -51,7 +52,7 @@ impl WalletService for WalletApi {
 
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
     async fn get_balance(&self, request: Request<GetBalanceRequest>) -> Result<Response<GetBalanceResponse>, Status> {
-        let user_id = validate::key("user_id", &request.into_inner().user_id)?;
+        let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let balance = self.repo.balance(&user_id).await?;
         Ok(Response::new(GetBalanceResponse { user_id, balance: balance.get() }))
     }
@@ -61,8 +62,8 @@ impl WalletService for WalletApi {
         &self,
         request: Request<ListTransactionsRequest>,
     ) -> Result<Response<ListTransactionsResponse>, Status> {
+        let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let r = request.into_inner();
-        let user_id = validate::key("user_id", &r.user_id)?;
         let limit = match r.limit {
             0 => DEFAULT_LIMIT,
             n if n > MAX_LIMIT => {

@@ -1,0 +1,126 @@
+//! The tower layer in front of a public server's routes that verifies access tokens.
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+use super::{JwtVerifier, Refusal};
+
+/// Paths that never need an access token: health checks (probes carry none) and reflection.
+const ALWAYS_ANONYMOUS: [&str; 3] =
+    ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
+
+/// Requires a valid access token on every call except the anonymous ones, and hands the
+/// verified [`super::Identity`] to the handlers in the request's extensions. A token sent to
+/// an anonymous method is still verified: a bad one is refused rather than ignored.
+#[derive(Debug, Clone)]
+pub struct RequireIdentityLayer {
+    verifier: JwtVerifier,
+    anonymous: Arc<[&'static str]>,
+}
+
+impl RequireIdentityLayer {
+    /// `anonymous`: full method paths (`/package.Service/Method`) anyone may call, e.g. a
+    /// public concert list; health and reflection are always anonymous.
+    #[must_use]
+    pub fn new(verifier: JwtVerifier, anonymous: &[&'static str]) -> Self {
+        Self { verifier, anonymous: anonymous.into() }
+    }
+}
+
+impl<S> Layer<S> for RequireIdentityLayer {
+    type Service = RequireIdentity<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireIdentity { inner, verifier: self.verifier.clone(), anonymous: self.anonymous.clone() }
+    }
+}
+
+/// See [`RequireIdentityLayer`].
+#[derive(Debug, Clone)]
+pub struct RequireIdentity<S> {
+    inner: S,
+    verifier: JwtVerifier,
+    anonymous: Arc<[&'static str]>,
+}
+
+impl<S> RequireIdentity<S> {
+    fn is_anonymous(&self, path: &str) -> bool {
+        ALWAYS_ANONYMOUS.iter().any(|p| path.starts_with(p)) || self.anonymous.contains(&path)
+    }
+}
+
+impl<S> Service<Request<Body>> for RequireIdentity<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        // The clone that was polled ready is the one to call (tower's usual swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let anonymous = self.is_anonymous(request.uri().path());
+        let verifier = self.verifier.clone();
+        Box::pin(async move {
+            let token = match bearer(request.headers()) {
+                Ok(token) => Some(token),
+                Err(Refusal::Missing) if anonymous => None,
+                Err(refusal) => return Ok(tonic::Status::from(refusal).into_http()),
+            };
+            if let Some(token) = token {
+                match verifier.verify(token).await {
+                    Ok(identity) => {
+                        request.extensions_mut().insert(identity);
+                    }
+                    Err(refusal) => return Ok(tonic::Status::from(refusal).into_http()),
+                }
+            }
+            inner.call(request).await
+        })
+    }
+}
+
+/// The token of an `authorization: Bearer <token>` header.
+fn bearer(headers: &http::HeaderMap) -> Result<&str, Refusal> {
+    let value = headers.get(http::header::AUTHORIZATION).ok_or(Refusal::Missing)?;
+    let value = value.to_str().map_err(|_| Refusal::Malformed)?;
+    let (scheme, token) = value.split_once(' ').ok_or(Refusal::Malformed)?;
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(Refusal::Malformed);
+    }
+    Ok(token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, value.parse().unwrap_or_else(|_| unreachable!()));
+        h
+    }
+
+    #[test]
+    fn bearer_reads_the_token_of_any_case_of_the_scheme() {
+        assert_eq!(bearer(&headers("Bearer a.b.c")), Ok("a.b.c"));
+        assert_eq!(bearer(&headers("bearer a.b.c")), Ok("a.b.c"));
+        assert_eq!(bearer(&http::HeaderMap::new()), Err(Refusal::Missing));
+        assert_eq!(bearer(&headers("Basic dXNlcg==")), Err(Refusal::Malformed));
+        assert_eq!(bearer(&headers("Bearer ")), Err(Refusal::Malformed));
+    }
+}

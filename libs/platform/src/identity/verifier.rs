@@ -1,0 +1,251 @@
+//! Verifies OAuth2/OIDC access tokens (JWT, RFC 7519) against the identity provider's keys.
+use std::{
+    sync::{Arc, RwLock},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
+use serde::Deserialize;
+
+use super::{
+    Identity, Refusal,
+    jwks::{self, JwksError, JwksSource, KeySet, VerificationKey},
+};
+
+/// The signature algorithms a token may use: asymmetric only. `none` cannot even be parsed,
+/// and HMAC (HS256…) is refused before any key is looked at: with HMAC, anyone holding the
+/// (public) verification key could sign.
+const ACCEPTED_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Most verified tokens one replica remembers.
+const VERIFIED_CACHE_CAPACITY: u64 = 50_000;
+
+/// How access tokens are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtSettings {
+    /// Where the verification keys come from.
+    pub jwks: JwksSource,
+    /// The only accepted `iss` (the identity provider's issuer URL, exactly as in its tokens).
+    pub issuer: String,
+    /// The `aud` a token must carry (the API's identifier at the identity provider).
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf` (default 30 s).
+    pub leeway: Duration,
+    /// Shortest time between two JWKS fetches caused by tokens naming unknown keys (default
+    /// 10 s): a flood of made-up `kid`s costs the identity provider one fetch per interval.
+    pub min_refresh_interval: Duration,
+    /// Age after which a fetched key set is fetched again (default 300 s), so keys the
+    /// provider retired stop being accepted.
+    pub max_age: Duration,
+    /// How long a verified token is remembered, so its signature is not checked on every
+    /// call (default 60 s). `exp` and `nbf` are still checked on every call; a token signed
+    /// by a key that was just retired stays accepted for at most this long.
+    pub verified_ttl: Duration,
+}
+
+impl JwtSettings {
+    /// Settings with the defaults above.
+    #[must_use]
+    pub fn new(jwks: JwksSource, issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            jwks,
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway: Duration::from_secs(30),
+            min_refresh_interval: Duration::from_secs(10),
+            max_age: Duration::from_secs(300),
+            verified_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The claims this service reads; `iss` and `aud` are checked by the decoder.
+#[derive(Debug, Clone, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    nbf: Option<u64>,
+}
+
+/// The key set and when it was last fetched.
+struct Keys {
+    set: Arc<KeySet>,
+    fetched_at: Instant,
+}
+
+/// Checks bearer access tokens. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct JwtVerifier(Arc<Inner>);
+
+struct Inner {
+    settings: JwtSettings,
+    http: reqwest::Client,
+    keys: RwLock<Keys>,
+    /// Held while fetching, so concurrent requests do not fetch the same set twice.
+    fetching: tokio::sync::Mutex<()>,
+    verified: moka::sync::Cache<String, Claims>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier").field("settings", &self.0.settings).finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    /// Loads the key set (reads the file or fetches the URL once).
+    ///
+    /// # Errors
+    /// When the key set cannot be read, fetched or parsed, or has no usable key.
+    pub async fn new(settings: JwtSettings) -> Result<Self, JwksError> {
+        let http = jwks::http_client(Duration::from_secs(5))
+            .map_err(|source| JwksError::Fetch { url: String::new(), source })?;
+        let set = jwks::load(&settings.jwks, &http).await?;
+        tracing::info!(keys = ?set, issuer = %settings.issuer, audience = %settings.audience, "access-token keys loaded");
+        let verified = moka::sync::Cache::builder()
+            .max_capacity(VERIFIED_CACHE_CAPACITY)
+            .time_to_live(settings.verified_ttl)
+            .build();
+        Ok(Self(Arc::new(Inner {
+            keys: RwLock::new(Keys { set: Arc::new(set), fetched_at: Instant::now() }),
+            settings,
+            http,
+            fetching: tokio::sync::Mutex::new(()),
+            verified,
+        })))
+    }
+
+    /// Verifies `token` (the compact JWT, without `Bearer `) and returns who it names.
+    ///
+    /// # Errors
+    /// A [`Refusal`] saying why the token is not accepted.
+    pub async fn verify(&self, token: &str) -> Result<Identity, Refusal> {
+        let now = unix_now();
+        if let Some(claims) = self.0.verified.get(token) {
+            return self.still_valid(&claims, now);
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| Refusal::Invalid(format!("the access token is not a signed JWT ({e})")))?;
+        if !ACCEPTED_ALGORITHMS.contains(&header.alg) {
+            return Err(Refusal::Invalid(format!(
+                "access token algorithm {:?} is not accepted (RS*, PS*, ES256, ES384 or EdDSA only)",
+                header.alg
+            )));
+        }
+        let kid = header.kid.ok_or_else(|| Refusal::Invalid("the access token has no `kid` header".into()))?;
+        self.refresh_if_old().await;
+        let key = match self.key(&kid) {
+            Some(key) => key,
+            None => {
+                self.refresh(true).await;
+                self.key(&kid)
+                    .ok_or_else(|| Refusal::Invalid(format!("the access token's key `{kid}` is not known")))?
+            }
+        };
+        if !key.algorithms.contains(&header.alg) {
+            return Err(Refusal::Invalid(format!("key `{kid}` does not verify {:?} signatures", header.alg)));
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(header.alg))
+            .map_err(|e| refusal_for(e.kind()))?
+            .claims;
+        // The subject becomes the user id everywhere, so it obeys the user id rules.
+        if let Err(violation) = crate::validate::key("sub", &claims.sub) {
+            return Err(Refusal::Invalid(format!("the access token's subject is not a usable user id: {violation}")));
+        }
+        let identity = self.still_valid(&claims, now)?;
+        self.0.verified.insert(token.to_owned(), claims);
+        Ok(identity)
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.set_issuer(&[&self.0.settings.issuer]);
+        v.set_audience(&[&self.0.settings.audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.validate_nbf = true;
+        v.leeway = self.0.settings.leeway.as_secs();
+        v
+    }
+
+    /// `exp` and `nbf` against the clock, with the leeway: checked again on every cached use.
+    fn still_valid(&self, claims: &Claims, now: u64) -> Result<Identity, Refusal> {
+        let leeway = self.0.settings.leeway.as_secs();
+        if claims.exp.saturating_add(leeway) <= now {
+            return Err(Refusal::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+            return Err(Refusal::NotYetValid);
+        }
+        Ok(Identity { subject: claims.sub.clone() })
+    }
+
+    fn key(&self, kid: &str) -> Option<VerificationKey> {
+        let keys = self.0.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.set.keys.get(kid).cloned()
+    }
+
+    fn fetched_at(&self) -> Instant {
+        self.0.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).fetched_at
+    }
+
+    /// Fetches the key set again when it comes from a URL and was not fetched in the last
+    /// `min_refresh_interval` (`unknown_kid`) or `max_age`. A failed fetch keeps the old keys.
+    async fn refresh(&self, unknown_kid: bool) {
+        let JwksSource::Url(url) = &self.0.settings.jwks else { return };
+        let wait = if unknown_kid { self.0.settings.min_refresh_interval } else { self.0.settings.max_age };
+        let _fetching = self.0.fetching.lock().await;
+        // Someone else may have fetched while this call waited for the lock.
+        if self.fetched_at().elapsed() < wait {
+            return;
+        }
+        let result = jwks::load(&self.0.settings.jwks, &self.0.http).await;
+        let mut keys = self.0.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Failed or not, the next attempt waits its interval: an identity provider outage is
+        // not answered by fetching on every request.
+        keys.fetched_at = Instant::now();
+        match result {
+            Ok(set) => {
+                tracing::info!(%url, keys = ?set, "access-token keys fetched again");
+                keys.set = Arc::new(set);
+            }
+            Err(e) => {
+                tracing::warn!(%url, error = %e, "cannot fetch the access-token keys again; keeping the old ones")
+            }
+        }
+    }
+
+    async fn refresh_if_old(&self) {
+        if matches!(self.0.settings.jwks, JwksSource::Url(_)) && self.fetched_at().elapsed() >= self.0.settings.max_age
+        {
+            self.refresh(false).await;
+        }
+    }
+}
+
+/// Why the decoder refused a token, in the caller's terms.
+fn refusal_for(kind: &ErrorKind) -> Refusal {
+    match kind {
+        ErrorKind::ExpiredSignature => Refusal::Expired,
+        ErrorKind::ImmatureSignature => Refusal::NotYetValid,
+        ErrorKind::InvalidSignature => Refusal::Invalid("the access token's signature does not verify".into()),
+        ErrorKind::InvalidIssuer => Refusal::Invalid("the access token's issuer (`iss`) is not accepted".into()),
+        ErrorKind::InvalidAudience => Refusal::Invalid("the access token is not meant for this API (`aud`)".into()),
+        ErrorKind::MissingRequiredClaim(claim) => Refusal::Invalid(format!("the access token has no `{claim}` claim")),
+        other => Refusal::Invalid(format!("the access token is not valid ({other:?})")),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
