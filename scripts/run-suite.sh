@@ -17,12 +17,14 @@ fi
 
 echo "build: cargo build --release (first build takes a few minutes)"
 cargo build --release --locked --bins -q
+# Where cargo put the binaries (CARGO_TARGET_DIR, when set, moves them).
+bin="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 "$ROOT/scripts/stop-suite.sh" >/dev/null 2>&1 || true
 mkdir -p .run/logs .run/pids
 start() { # name, then VAR=value pairs
   local name=$1; shift
-  env "$@" "target/release/$name-service" >".run/logs/$name.log" 2>&1 &
+  env "$@" "$bin/$name-service" >".run/logs/$name.log" 2>&1 &
   echo $! >".run/pids/$name.pid"
   echo "start: $name-service (pid $!, log .run/logs/$name.log)"
 }
@@ -40,7 +42,7 @@ start queue
 start catalog
 start reservation
 
-ctl=target/release/concertctl
+ctl="$bin/concertctl"
 if ! $ctl wait --timeout-secs 60; then
   echo "a service did not start; last log lines:" >&2
   tail -n 20 .run/logs/*.log >&2
