@@ -151,7 +151,7 @@ async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> any
     let addr = listener.local_addr()?;
     let (browsers, identity) = match access {
         Access::Public { auth: Authentication::Jwt(verifier), anonymous } => {
-            (true, Some(RequireIdentityLayer::new(verifier, &anonymous)))
+            (true, Some(RequireIdentityLayer::new(verifier, &EXEMPT_PREFIXES, &anonymous)))
         }
         Access::Public { auth: Authentication::Disabled, .. } => (true, None),
         Access::Internal => (false, None),
@@ -207,7 +207,8 @@ type HttpService = tower::util::BoxCloneSyncService<http::Request<Body>, http::R
 /// Picks the service (index into the steered list) for a request.
 type Picker = fn(&http::Request<Body>, &[HttpService]) -> usize;
 
-/// Calls to these gRPC services are never shed (liveness/readiness probes, reflection).
+/// Calls to these gRPC services are never shed and need no access token (liveness/readiness
+/// probes carry none; reflection describes only the contract).
 const EXEMPT_PREFIXES: [&str; 3] =
     ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
 

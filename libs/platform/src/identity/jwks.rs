@@ -30,6 +30,8 @@ pub enum JwksError {
     Parse(#[from] serde_json::Error),
     #[error("the JWKS has no usable key (asymmetric, with a `kid`)")]
     Empty,
+    #[error("cannot build the HTTP client for JWKS fetches: {0}")]
+    Client(reqwest::Error),
 }
 
 /// One usable key: what it verifies and with which algorithms.

@@ -11,25 +11,34 @@ use tower::{Layer, Service};
 
 use super::{JwtVerifier, Refusal};
 
-/// Paths that never need an access token: health checks (probes carry none) and reflection.
-const ALWAYS_ANONYMOUS: [&str; 3] =
-    ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
-
 /// Requires a valid access token on every call except the anonymous ones, and hands the
 /// verified [`super::Identity`] to the handlers in the request's extensions. A token sent to
 /// an anonymous method is still verified: a bad one is refused rather than ignored.
 #[derive(Debug, Clone)]
 pub struct RequireIdentityLayer {
     verifier: JwtVerifier,
-    anonymous: Arc<[&'static str]>,
+    anonymous: Anonymous,
+}
+
+/// What anyone may call without an access token.
+#[derive(Debug, Clone)]
+struct Anonymous {
+    /// Whole services by path prefix (`/package.Service/`), e.g. health and reflection.
+    services: Arc<[&'static str]>,
+    /// Single methods (`/package.Service/Method`), e.g. a public concert list.
+    methods: Arc<[&'static str]>,
 }
 
 impl RequireIdentityLayer {
-    /// `anonymous`: full method paths (`/package.Service/Method`) anyone may call, e.g. a
-    /// public concert list; health and reflection are always anonymous.
+    /// `anonymous_services`: path prefixes (`/package.Service/`) anyone may call, such as
+    /// health checks (probes carry no token) and reflection; `anonymous_methods`: full method
+    /// paths (`/package.Service/Method`).
     #[must_use]
-    pub fn new(verifier: JwtVerifier, anonymous: &[&'static str]) -> Self {
-        Self { verifier, anonymous: anonymous.into() }
+    pub fn new(verifier: JwtVerifier, anonymous_services: &[&'static str], anonymous_methods: &[&'static str]) -> Self {
+        Self {
+            verifier,
+            anonymous: Anonymous { services: anonymous_services.into(), methods: anonymous_methods.into() },
+        }
     }
 }
 
@@ -46,12 +55,12 @@ impl<S> Layer<S> for RequireIdentityLayer {
 pub struct RequireIdentity<S> {
     inner: S,
     verifier: JwtVerifier,
-    anonymous: Arc<[&'static str]>,
+    anonymous: Anonymous,
 }
 
 impl<S> RequireIdentity<S> {
     fn is_anonymous(&self, path: &str) -> bool {
-        ALWAYS_ANONYMOUS.iter().any(|p| path.starts_with(p)) || self.anonymous.contains(&path)
+        self.anonymous.services.iter().any(|p| path.starts_with(p)) || self.anonymous.methods.contains(&path)
     }
 }
 

@@ -116,16 +116,22 @@ impl From<Refusal> for Status {
 /// PERMISSION_DENIED (reason USER_MISMATCH) when the field names another user than the
 /// token; INVALID_ARGUMENT naming `field` when there is no identity and the field is empty
 /// or over 128 bytes.
+/// The user is also recorded as `user_id` in the current span, when the span declares it
+/// (`fields(user_id = tracing::field::Empty)`).
 pub fn user<T>(request: &Request<T>, field: &'static str, claimed: &str) -> Result<String, Status> {
-    match request.extensions().get::<Identity>() {
-        Some(identity) if claimed.is_empty() || claimed == identity.subject => Ok(identity.subject.clone()),
-        Some(_) => Err(with_reason(
-            Code::PermissionDenied,
-            "USER_MISMATCH",
-            format!("`{field}` names another user than the access token; leave it empty"),
-        )),
-        None => Ok(crate::validate::key(field, claimed)?),
-    }
+    let user = match request.extensions().get::<Identity>() {
+        Some(identity) if claimed.is_empty() || claimed == identity.subject => identity.subject.clone(),
+        Some(_) => {
+            return Err(with_reason(
+                Code::PermissionDenied,
+                "USER_MISMATCH",
+                format!("`{field}` names another user than the access token; leave it empty"),
+            ));
+        }
+        None => crate::validate::key(field, claimed)?,
+    };
+    tracing::Span::current().record("user_id", user.as_str());
+    Ok(user)
 }
 
 /// The verified caller, when there is one.

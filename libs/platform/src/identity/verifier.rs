@@ -109,8 +109,7 @@ impl JwtVerifier {
     /// # Errors
     /// When the key set cannot be read, fetched or parsed, or has no usable key.
     pub async fn new(settings: JwtSettings) -> Result<Self, JwksError> {
-        let http = jwks::http_client(Duration::from_secs(5))
-            .map_err(|source| JwksError::Fetch { url: String::new(), source })?;
+        let http = jwks::http_client(Duration::from_secs(5)).map_err(JwksError::Client)?;
         let set = jwks::load(&settings.jwks, &http).await?;
         tracing::info!(keys = ?set, issuer = %settings.issuer, audience = %settings.audience, "access-token keys loaded");
         let verified = moka::sync::Cache::builder()

@@ -40,7 +40,7 @@ impl WalletApi {
 
 #[tonic::async_trait]
 impl WalletService for WalletApi {
-    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
     async fn charge(&self, request: Request<ChargeRequest>) -> Result<Response<ChargeResponse>, Status> {
         let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let r = request.into_inner();
@@ -50,14 +50,14 @@ impl WalletService for WalletApi {
         Ok(Response::new(ChargeResponse { transaction: Some(transaction(&applied.entry)), balance }))
     }
 
-    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
     async fn get_balance(&self, request: Request<GetBalanceRequest>) -> Result<Response<GetBalanceResponse>, Status> {
         let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let balance = self.repo.balance(&user_id).await?;
         Ok(Response::new(GetBalanceResponse { user_id, balance: balance.get() }))
     }
 
-    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
     async fn list_transactions(
         &self,
         request: Request<ListTransactionsRequest>,
