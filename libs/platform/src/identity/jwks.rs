@@ -142,12 +142,12 @@ async fn fetch(url: &str, http: &reqwest::Client) -> Result<String, JwksError> {
     response.text().await.map_err(|source| JwksError::Fetch { url: url.to_owned(), source })
 }
 
-/// The HTTP client JWKS fetches use: rustls on ring (no C toolchain beyond `cc`), the
-/// operating system's root certificates, and a timeout so a slow identity provider cannot
-/// hold a verification for long.
+/// The HTTP client JWKS fetches use: rustls on aws-lc-rs (the crypto library token
+/// verification uses too), the operating system's root certificates, and a timeout so a slow
+/// identity provider cannot hold a verification for long.
 pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     // Installing fails only when a provider is already installed, which is as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()
 }
 
