@@ -83,18 +83,21 @@ impl KeySet {
     }
 }
 
+/// The signature algorithms of RSA keys.
+const RSA_ALGORITHMS: [Algorithm; 6] =
+    [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512];
+
+/// Whether a token may be signed with `alg`: asymmetric algorithms only. With HMAC (HS256…)
+/// anyone holding the published verification key could sign; `none` cannot even be parsed.
+pub(crate) fn is_accepted(alg: Algorithm) -> bool {
+    RSA_ALGORITHMS.contains(&alg) || matches!(alg, Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA)
+}
+
 /// The signature algorithms a key may verify: the key's own `alg` when it names one, else
 /// every algorithm of its type. `None` for symmetric keys and unknown types or curves.
 fn algorithms_for(jwk: &Jwk) -> Option<Vec<Algorithm>> {
     let of_type: &[Algorithm] = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => &[
-            Algorithm::RS256,
-            Algorithm::RS384,
-            Algorithm::RS512,
-            Algorithm::PS256,
-            Algorithm::PS384,
-            Algorithm::PS512,
-        ],
+        AlgorithmParameters::RSA(_) => &RSA_ALGORITHMS,
         AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
             EllipticCurve::P256 => &[Algorithm::ES256],
             EllipticCurve::P384 => &[Algorithm::ES384],
@@ -155,6 +158,16 @@ pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest:
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn only_asymmetric_algorithms_are_accepted() {
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            assert!(!is_accepted(alg), "{alg:?}");
+        }
+        for alg in [Algorithm::RS256, Algorithm::PS512, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA] {
+            assert!(is_accepted(alg), "{alg:?}");
+        }
+    }
 
     #[test]
     fn symmetric_keys_and_keys_without_kid_are_never_used() {

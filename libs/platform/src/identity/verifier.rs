@@ -12,21 +12,6 @@ use super::{
     jwks::{self, JwksError, JwksSource, KeySet, VerificationKey},
 };
 
-/// The signature algorithms a token may use: asymmetric only. `none` cannot even be parsed,
-/// and HMAC (HS256…) is refused before any key is looked at: with HMAC, anyone holding the
-/// (public) verification key could sign.
-const ACCEPTED_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
-
 /// Most verified tokens one replica remembers.
 const VERIFIED_CACHE_CAPACITY: u64 = 50_000;
 
@@ -136,7 +121,8 @@ impl JwtVerifier {
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Refusal::Invalid(format!("the access token is not a signed JWT ({e})")))?;
-        if !ACCEPTED_ALGORITHMS.contains(&header.alg) {
+        // Refused before any key is looked at.
+        if !jwks::is_accepted(header.alg) {
             return Err(Refusal::Invalid(format!(
                 "access token algorithm {:?} is not accepted (RS*, PS*, ES256, ES384 or EdDSA only)",
                 header.alg
