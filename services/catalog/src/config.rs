@@ -20,7 +20,7 @@ pub struct Config {
     #[command(flatten)]
     pub cache: CacheConfig,
 
-    /// Queue service, for token checks.
+    /// Queue service's internal port, for token checks.
     #[arg(long, env = "QUEUE_INTERNAL_URL", default_value = "http://127.0.0.1:50061")]
     pub queue_url: String,
 
@@ -29,7 +29,7 @@ pub struct Config {
     #[arg(long, env = "SEAT_STATUS_CACHE_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=5_000))]
     pub seat_status_cache_ms: u64,
 
-    /// Reservation service, for live seat status.
+    /// Reservation service's internal port, for live seat status.
     #[arg(long, env = "RESERVATION_INTERNAL_URL", default_value = "http://127.0.0.1:50063")]
     pub reservation_url: String,
 }

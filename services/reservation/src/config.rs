@@ -23,13 +23,13 @@ pub struct Config {
     #[command(flatten)]
     pub peers: PeerConfig,
 
-    /// Queue service, for token checks and expiring the token after payment.
+    /// Queue service's internal port, for token checks and expiring the token after payment.
     #[arg(long, env = "QUEUE_INTERNAL_URL", default_value = "http://127.0.0.1:50061")]
     pub queue_url: String,
-    /// Catalog service, for seat prices.
+    /// Catalog service's internal port, for seat prices.
     #[arg(long, env = "CATALOG_INTERNAL_URL", default_value = "http://127.0.0.1:50062")]
     pub catalog_url: String,
-    /// Wallet service, for debits and refunds.
+    /// Wallet service's internal port, for debits and refunds.
     #[arg(long, env = "WALLET_INTERNAL_URL", default_value = "http://127.0.0.1:50064")]
     pub wallet_url: String,
 
