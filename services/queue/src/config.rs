@@ -20,7 +20,8 @@ pub struct Config {
     #[command(flatten)]
     pub auth: AuthConfig,
 
-    /// Catalog service's internal port, asked once per concert whether it exists and when its sale opens.
+    /// Catalog service's internal port, asked once per concert whether it exists and when
+    /// its sale opens.
     #[arg(long, env = "CATALOG_INTERNAL_URL", default_value = "http://127.0.0.1:50062")]
     pub catalog_url: String,
 
