@@ -1,0 +1,140 @@
+// View logic with no I/O: what the page shows for a seat, a countdown, a place in line and a
+// refusal. Unit-tested in logic.test.ts.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { type Seat, SeatStatus } from "./gen/concert/catalog/v1/catalog_pb";
+import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
+
+/** Amounts are whole won (KRW has no minor unit). */
+export function formatWon(amount: bigint | number): string {
+  return `${BigInt(amount).toLocaleString("en-US")} won`;
+}
+
+/** m:ss until `deadline` (ms since the epoch), never negative. */
+export function formatCountdown(deadline: number, now: number): string {
+  const left = Math.max(0, Math.ceil((deadline - now) / 1000));
+  return `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
+}
+
+/** Seconds left until `deadline`, at least 0. */
+export function secondsLeft(deadline: number, now: number): number {
+  return Math.max(0, Math.ceil((deadline - now) / 1000));
+}
+
+export type SeatView = {
+  number: number;
+  /** CSS classes: status first (colour), grade second (a pattern, so colour is not the only signal). */
+  className: string;
+  /** What a screen reader says, and the tooltip. */
+  label: string;
+  /** Only available seats can be chosen. */
+  selectable: boolean;
+  /** A short mark drawn in the seat besides its colour. */
+  mark: string;
+};
+
+const STATUS_WORD: Record<SeatStatus, string> = {
+  [SeatStatus.UNSPECIFIED]: "unknown",
+  [SeatStatus.AVAILABLE]: "available",
+  [SeatStatus.HELD]: "on hold",
+  [SeatStatus.SOLD]: "sold",
+};
+
+/** How one seat of the map is drawn and announced; `mine` marks the seat this user holds. */
+export function seatView(seat: Seat, mine: boolean): SeatView {
+  const status = mine ? "mine" : STATUS_WORD[seat.status] ?? "unknown";
+  const word = mine ? "held by you" : STATUS_WORD[seat.status] ?? "unknown";
+  return {
+    number: seat.seatNumber,
+    className: `seat seat--${status.replace(" ", "-")} grade--${seat.grade.toLowerCase()}`,
+    label: `Seat ${seat.seatNumber}, ${seat.grade}, ${formatWon(seat.price)}, ${word}`,
+    selectable: seat.status === SeatStatus.AVAILABLE && !mine,
+    mark: mine ? "★" : seat.status === SeatStatus.SOLD ? "✕" : seat.status === SeatStatus.HELD ? "…" : "",
+  };
+}
+
+/** The grades of a map with their prices, for the legend, cheapest last. */
+export function legend(seats: Seat[]): { grade: string; price: bigint }[] {
+  const byGrade = new Map<string, bigint>();
+  for (const s of seats) byGrade.set(s.grade, s.price);
+  return [...byGrade].map(([grade, price]) => ({ grade, price })).sort((a, b) => (a.price < b.price ? 1 : -1));
+}
+
+/** The next seat in `direction` (arrow keys on the 10-wide map), staying on the map. */
+export function moveFocus(seatNumber: number, key: string, seats = 50, perRow = 10): number {
+  const step: Record<string, number> = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -perRow, ArrowDown: perRow };
+  const next = seatNumber + (step[key] ?? 0);
+  return next >= 1 && next <= seats ? next : seatNumber;
+}
+
+/** The place in line in words. */
+export function lineText(position: bigint, waiting: bigint, etaSeconds: bigint | undefined, preQueue: boolean): string {
+  if (preQueue) return "You are in the pre-queue: places are drawn at random when the sale opens.";
+  const eta =
+    etaSeconds === undefined
+      ? ""
+      : etaSeconds < 60n
+        ? " — less than a minute to go"
+        : ` — about ${(etaSeconds + 59n) / 60n} min to go`;
+  return `You are number ${position} of ${waiting} waiting${eta}.`;
+}
+
+/** The `reason` of a refusal (google.rpc.ErrorInfo), if it carries one. */
+export function reasonOf(err: ConnectError): string | undefined {
+  return err.findDetails(ErrorInfoSchema)[0]?.reason;
+}
+
+/** What went wrong, in words a person understands, and what to do; never a raw code. */
+export function describeError(err: unknown): string {
+  const e = ConnectError.from(err);
+  switch (reasonOf(e)) {
+    case "SEAT_UNAVAILABLE":
+      return "Someone else just took this seat. Please pick another one.";
+    case "HOLD_EXPIRED":
+    case "RESERVATION_NOT_HELD":
+      return "Your hold on this seat has expired. Please choose a seat again.";
+    case "INSUFFICIENT_BALANCE":
+      return "Your wallet balance is too low for this seat. Top it up, then pay again.";
+    case "HOLD_LIMIT":
+      return "You already hold as many seats as allowed. Pay for or release one first.";
+    case "TOKEN_EXPIRED":
+    case "TOKEN_UNKNOWN":
+    case "TOKEN_USED":
+      return "Your turn has ended. Please join the waiting room again.";
+    case "TOKEN_WAITING":
+      return "It is not your turn yet. Please keep waiting in line.";
+    case "ADMISSION_IN_USE":
+      return "A payment for another seat is already under way with this turn.";
+    case "PAYMENT_IN_PROGRESS":
+      return "Your payment is still being processed. Please wait a moment.";
+    case "SCHEDULE_STARTED":
+      return "This date has already started. Please pick another date.";
+    case "RATE_LIMITED":
+    case "OVERLOADED":
+      return "It is very busy right now. Please try again in a moment.";
+    case "BALANCE_LIMIT":
+      return "That top-up would take your balance over the limit.";
+    case "ACCESS_TOKEN_EXPIRED":
+      return "Your sign-in has expired. Please sign in again.";
+  }
+  switch (e.code) {
+    case Code.Unauthenticated:
+      return "Please sign in again.";
+    case Code.Unavailable:
+    case Code.DeadlineExceeded:
+      return "We could not reach the ticket service. Check your connection and try again.";
+    case Code.InvalidArgument:
+      return "Something in the request was not accepted. Please check and try again.";
+    case Code.PermissionDenied:
+      return "This is not available to you.";
+    case Code.NotFound:
+      return "That could not be found any more.";
+    default:
+      return "Something went wrong on our side. Please try again.";
+  }
+}
+
+/** Whether an error means the call may not have reached the server (retry with the same key). */
+export function isNetworkError(err: unknown): boolean {
+  const code = ConnectError.from(err).code;
+  return code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.Unknown;
+}
