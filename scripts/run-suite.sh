@@ -60,11 +60,26 @@ for _ in $(seq 1 20); do
   sleep 0.5
 done
 $ctl reconcile
+# The booking page: built once, served by Vite's preview server, which proxies grpc-web
+# calls to the public ports with Envoy's routing table (web/vite.config.ts).
+page_url=""
+if command -v npm >/dev/null 2>&1; then
+  echo
+  echo "== booking page"
+  (cd web && { [ -d node_modules ] || npm ci --no-fund --no-audit --loglevel=error; } && npm run build --silent >/dev/null)
+  (cd web && PAGE_PORT=8080 exec node node_modules/vite/bin/vite.js preview) >.run/logs/page.log 2>&1 &
+  echo $! >.run/pids/page.pid
+  page_url=http://127.0.0.1:8080/
+else
+  echo "booking page: skipped (npm not found: install Node.js 20+)"
+fi
 TOKEN=$($ctl token --user me --ttl-secs 3600)
 CONCERT=$($ctl concerts | grep -v $'\tbench ' | head -n 1 | cut -f 1 || true)
 cat <<TXT
 
 The suite is running (logs in .run/logs, stop with scripts/stop-suite.sh).
+Booking page: ${page_url:-not served (no npm)}
+  sign in as "me" with this DEV-ONLY link: ${page_url}#access_token=$TOKEN
 Public ports: queue 50051, catalog 50052, reservation 50053, wallet 50054 (gRPC and grpc-web;
 an access token is required). Internal ports (peers, admin, concertctl): 50061-50064.
 

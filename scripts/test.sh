@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test against real PostgreSQL. Each test gets its own database (sqlx::test
+# Runs every test against real PostgreSQL, then the booking page's tests (scripts/test-web.sh:
+# Vitest, and headless Chromium against real services). Each test gets its own database (sqlx::test
 # creates and drops them on the server found below), so tests run in parallel.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,3 +12,5 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust from h
 find_postgres
 export DATABASE_URL="$PG_ADMIN_URL"
 cargo test --workspace --locked "$@"
+# The booking page: unit tests and the browser scenarios in headless Chromium.
+scripts/test-web.sh

@@ -13,8 +13,9 @@ type Cluster = {
   load_assignment: { endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { port_value: number } } } }[] }[] };
 };
 
-/** Path prefix → `http://host:port` of the public port it routes to, from envoy.yaml. */
-export function edgeRoutes(envoyYaml: string, host: string): Record<string, string> {
+/** Path prefix → `http://host:port` of the public port it routes to, from envoy.yaml
+ * (`portOffset` shifts every port: the browser tests run a suite of their own beside). */
+export function edgeRoutes(envoyYaml: string, host: string, portOffset = 0): Record<string, string> {
   const config = parse(envoyYaml);
   const clusters = new Map<string, number>(
     (config.static_resources.clusters as Cluster[]).map((c) => [
@@ -27,20 +28,21 @@ export function edgeRoutes(envoyYaml: string, host: string): Record<string, stri
   const table: Record<string, string> = {};
   for (const r of routes) {
     const path = r.match.path ?? r.match.prefix;
-    if (r.route && path && path !== "/") table[path] = `http://${host}:${clusters.get(r.route.cluster)}`;
+    if (r.route && path && path !== "/") table[path] = `http://${host}:${(clusters.get(r.route.cluster) ?? 0) + portOffset}`;
   }
   return table;
 }
 
 const envoy = readFileSync(new URL("../deploy/envoy/envoy.yaml", import.meta.url), "utf8");
 const host = process.env.SUITE_HOST ?? "127.0.0.1";
+const offset = Number(process.env.SUITE_PORT_OFFSET ?? 0);
 const proxy: Record<string, ProxyOptions> = Object.fromEntries(
-  Object.entries(edgeRoutes(envoy, host)).map(([path, target]) => [path, { target, changeOrigin: true }]),
+  Object.entries(edgeRoutes(envoy, host, offset)).map(([path, target]) => [path, { target, changeOrigin: true }]),
 );
 
 export default defineConfig({
   plugins: [preact()],
   server: { proxy, port: 5173 },
-  preview: { proxy, port: 8080, strictPort: true },
+  preview: { proxy, port: Number(process.env.PAGE_PORT ?? 8080), strictPort: true, host: "127.0.0.1" },
   build: { target: "es2022", sourcemap: false },
 });

@@ -38,7 +38,6 @@ export function App() {
   const [seats, setSeats] = useState<Seat[]>([]);
   const [hold, setHold] = useState<Reservation>();
   const [payKey, setPayKey] = useState<string>();
-  const [short, setShort] = useState<bigint>();
   const [balance, setBalance] = useState<bigint>();
   const [paid, setPaid] = useState<{ payment?: Payment; reservation?: Reservation; balanceAfter: bigint }>();
   const [mine, setMine] = useState<{ reservations: Reservation[]; payments: Payment[] }>();
@@ -152,7 +151,6 @@ export function App() {
         setHold(r.reservation);
         // One key for this hold's payment, kept across retries, so a retry never pays twice.
         setPayKey(crypto.randomUUID());
-        setShort(undefined);
         setBalance((await wallet.getBalance({}, as(access!))).balance);
         setStep("held");
       } catch (e) {
@@ -189,10 +187,13 @@ export function App() {
         } catch (e) {
           // A network error may hide a payment that went through: ask again with the same key.
           if (isNetworkError(e) && attempt < 3) continue;
+          // A refused debit ends the payment and releases the hold (the saga's compensation),
+          // so the buyer tops up and chooses a seat again.
           if (e instanceof ConnectError && reasonOf(e) === "INSUFFICIENT_BALANCE") {
-            const b = (await wallet.getBalance({}, as(access!))).balance;
-            setBalance(b);
-            setShort(hold!.price - b);
+            setBalance((await wallet.getBalance({}, as(access!))).balance);
+            setHold(undefined);
+            await refreshSeats().catch(() => undefined);
+            setStep("seats");
           }
           throw e;
         }
@@ -203,7 +204,6 @@ export function App() {
     run(async () => {
       const r = await wallet.charge({ amount, idempotencyKey: crypto.randomUUID() }, as(access!));
       setBalance(r.balance);
-      setShort(undefined);
     });
 
   const showMine = () =>
@@ -217,6 +217,7 @@ export function App() {
     });
 
   const user = access ? subjectOf(access) : undefined;
+  const shortBy = hold && balance !== undefined && balance < hold.price ? hold.price - balance : 0n;
   return (
     <>
       <header>
@@ -294,13 +295,16 @@ export function App() {
               Pay within <strong>{formatCountdown(holdEnds, now)}</strong> — after that the seat goes back to everyone.
             </p>
             <p>Price {formatWon(hold.price)} · your balance {balance === undefined ? "…" : formatWon(balance)}</p>
-            {short !== undefined && short > 0n && (
+            {shortBy > 0n && (
               <div class="topup">
-                <p>You need {formatWon(short)} more.</p>
-                <button type="button" onClick={() => topUp(short)} disabled={busy}>Top up {formatWon(short)}</button>
+                <p>Your wallet is short by {formatWon(shortBy)}: top it up to pay. Paying a
+                  refused amount would release the seat.</p>
+                <button type="button" onClick={() => topUp(shortBy)} disabled={busy}>Top up {formatWon(shortBy)}</button>
               </div>
             )}
-            <button type="button" class="primary" onClick={pay} disabled={busy}>Pay {formatWon(hold.price)}</button>
+            <button type="button" class="primary" onClick={pay} disabled={busy || balance === undefined || shortBy > 0n}>
+              Pay {formatWon(hold.price)}
+            </button>
           </section>
         )}
 

@@ -90,7 +90,7 @@ describe("words", () => {
       [Code.AlreadyExists, "SEAT_UNAVAILABLE", /just took this seat/],
       [Code.FailedPrecondition, "HOLD_EXPIRED", /hold .* has expired/],
       [Code.FailedPrecondition, "RESERVATION_NOT_HELD", /hold .* has expired/],
-      [Code.FailedPrecondition, "INSUFFICIENT_BALANCE", /balance is too low/],
+      [Code.FailedPrecondition, "INSUFFICIENT_BALANCE", /balance was too low/],
       [Code.FailedPrecondition, "HOLD_LIMIT", /as many seats as allowed/],
       [Code.Unauthenticated, "TOKEN_EXPIRED", /turn has ended.*join the waiting room again/],
       [Code.Unauthenticated, "TOKEN_USED", /turn has ended/],

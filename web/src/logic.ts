@@ -93,7 +93,7 @@ export function describeError(err: unknown): string {
     case "RESERVATION_NOT_HELD":
       return "Your hold on this seat has expired. Please choose a seat again.";
     case "INSUFFICIENT_BALANCE":
-      return "Your wallet balance is too low for this seat. Top it up, then pay again.";
+      return "Your wallet balance was too low, so the seat was released. Top up, then choose a seat again.";
     case "HOLD_LIMIT":
       return "You already hold as many seats as allowed. Pay for or release one first.";
     case "TOKEN_EXPIRED":

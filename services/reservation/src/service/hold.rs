@@ -24,22 +24,32 @@ pub async fn place_hold(
 ) -> Result<HoldAttempt, ReservationError> {
     // Another try only after the blocker vanished, a stale hold was released, or a
     // concurrent hold of this user took the hold slot this one wanted.
+    let mut released_elsewhere = false;
     for _ in 0..5 {
         if let Some(r) = inserter.insert(h.clone()).await? {
             return Ok(HoldAttempt::Held(r));
         }
         let why = repo.hold_diagnosis(h).await?;
+        // Finding nothing stale to release is final only the second time: the sweeper or
+        // another replica may have released it between the diagnosis and the release, and
+        // then the insert succeeds on the next try.
         match after_refused_insert(&why, h.now, h.max_holds) {
             HoldStep::TokenUsed => return Err(ReservationError::TokenUsed),
             HoldStep::Retry => {}
             HoldStep::ReleaseUsersStaleHolds => {
                 if !repo.release_stale_holds_of(&h.user_id, h.concert_id, h.now).await? {
-                    return Err(ReservationError::HoldLimit { max: h.max_holds });
+                    if released_elsewhere {
+                        return Err(ReservationError::HoldLimit { max: h.max_holds });
+                    }
+                    released_elsewhere = true;
                 }
             }
             HoldStep::ReleaseStaleSeat => {
                 if !repo.release_stale_hold(h.schedule_id, h.seat_number, h.now).await? {
-                    return Ok(HoldAttempt::Taken { blocked_until: h.now });
+                    if released_elsewhere {
+                        return Ok(HoldAttempt::Taken { blocked_until: h.now });
+                    }
+                    released_elsewhere = true;
                 }
             }
             HoldStep::Taken { until } => return Ok(HoldAttempt::Taken { blocked_until: until }),
