@@ -119,6 +119,35 @@ await scenario("two buyers race for one seat: the loser is told to pick another"
   await cal.context().close();
 });
 
+await scenario("a payment refused for balance, then topped up and paid", async () => {
+  // Eve books two concerts in two tabs with one top-up: the first payment spends the money
+  // the second tab saw, so the wallet refuses the second.
+  const [first, second] = [await open("eve"), await open("eve")];
+  await first.getByRole("button", { name: /Join the waiting room for Neon/ }).click();
+  await first.getByRole("heading", { name: /Choose a date/ }).waitFor();
+  await first.getByRole("button", { name: /seats free/ }).first().click();
+  await first.getByRole("button", { name: /^Seat 1,.*available/ }).click();
+  await first.getByRole("heading", { name: "Seat 1 is held for you" }).waitFor();
+  await first.getByRole("button", { name: /^Top up 150,000 won/ }).click();
+  await expectText(first, "your balance 150,000 won", "topped up");
+  await toSeatMap(second, false);
+  await second.getByRole("button", { name: /^Seat 21,.*available/ }).click();
+  await second.getByRole("heading", { name: "Seat 21 is held for you" }).waitFor();
+  await expectText(second, "your balance 150,000 won", "second tab's balance");
+  await first.getByRole("button", { name: /^Pay / }).click();
+  await first.getByRole("heading", { name: "You have a ticket!" }).waitFor();
+  await second.getByRole("button", { name: /^Pay / }).click();
+  await expectText(second, "Your wallet balance was too low, so the seat was released", "refused for balance");
+  await step(second, "refused-for-balance");
+  await second.getByRole("button", { name: /^Seat 21,.*available/ }).click();
+  await second.getByRole("heading", { name: "Seat 21 is held for you" }).waitFor();
+  await second.getByRole("button", { name: /^Top up 120,000 won/ }).click();
+  await second.getByRole("button", { name: /^Pay / }).click();
+  await second.getByRole("heading", { name: "You have a ticket!" }).waitFor();
+  await first.context().close();
+  await second.context().close();
+});
+
 await scenario("a hold that runs out while the page counts down", async () => {
   const page = await open("dan");
   await toSeatMap(page, false);
