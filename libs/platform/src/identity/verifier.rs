@@ -189,7 +189,17 @@ impl JwtVerifier {
     async fn refresh(&self, unknown_kid: bool) {
         let JwksSource::Url(url) = &self.0.settings.jwks else { return };
         let wait = if unknown_kid { self.0.settings.min_refresh_interval } else { self.0.settings.max_age };
-        let _fetching = self.0.fetching.lock().await;
+        let _fetching = if unknown_kid {
+            // This token needs the new set: wait for a fetch under way.
+            self.0.fetching.lock().await
+        } else {
+            // A routine refresh never holds up other calls: while one fetches, the current
+            // keys keep serving.
+            match self.0.fetching.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return,
+            }
+        };
         // Someone else may have fetched while this call waited for the lock.
         if self.fetched_at().elapsed() < wait {
             return;
