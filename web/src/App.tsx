@@ -17,6 +17,7 @@ import {
   lineText,
   moveFocus,
   reasonOf,
+  reservationWord,
   secondsLeft,
   seatView,
 } from "./logic";
@@ -283,7 +284,7 @@ export function App() {
         {step === "seats" && (
           <section>
             <h1 ref={heading} tabIndex={-1}>Choose a seat — {when(date?.startsAt)}</h1>
-            <SeatMap seats={seats} held={undefined} onPick={holdSeat} disabled={busy} />
+            <SeatMap seats={seats} onPick={holdSeat} disabled={busy} />
             <button type="button" onClick={() => run(refreshSeats)} disabled={busy}>Refresh the seat map</button>
           </section>
         )}
@@ -328,7 +329,7 @@ export function App() {
             <h2>Reservations</h2>
             <ul>
               {mine.reservations.map((r) => (
-                <li key={r.reservationId}>Seat {r.seatNumber} · {formatWon(r.price)} · {statusWord(r.status)}</li>
+                <li key={r.reservationId}>Seat {r.seatNumber} · {formatWon(r.price)} · {reservationWord(r.status)}</li>
               ))}
             </ul>
             <h2>Payments</h2>
@@ -343,10 +344,6 @@ export function App() {
       </main>
     </>
   );
-}
-
-function statusWord(status: number): string {
-  return ["unknown", "held", "confirmed", "cancelled", "expired"][status] ?? "unknown";
 }
 
 function SignIn({ heading, onToken }: { heading: preact.RefObject<HTMLHeadingElement>; onToken: (t: string) => void }) {
@@ -372,7 +369,7 @@ function SignIn({ heading, onToken }: { heading: preact.RefObject<HTMLHeadingEle
   );
 }
 
-function SeatMap({ seats, held, onPick, disabled }: { seats: Seat[]; held?: number; onPick: (s: Seat) => void; disabled: boolean }) {
+function SeatMap({ seats, onPick, disabled }: { seats: Seat[]; onPick: (s: Seat) => void; disabled: boolean }) {
   const [focus, setFocus] = useState(1);
   const buttons = useRef<Map<number, HTMLButtonElement>>(new Map());
   const onKey = (e: KeyboardEvent, n: number) => {
@@ -388,7 +385,7 @@ function SeatMap({ seats, held, onPick, disabled }: { seats: Seat[]; held?: numb
       <div class="stage" aria-hidden="true">Stage</div>
       <div class="seatmap" role="group" aria-label="Seat map: arrow keys move, Enter holds the seat">
         {seats.map((s) => {
-          const v = seatView(s, s.seatNumber === held);
+          const v = seatView(s, false);
           return (
             <button
               key={s.seatNumber}

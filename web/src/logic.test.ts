@@ -2,6 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { SeatSchema, SeatStatus } from "./gen/concert/catalog/v1/catalog_pb";
+import { ReservationStatus } from "./gen/concert/reservation/v1/reservation_pb";
 import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
 import {
   describeError,
@@ -11,6 +12,7 @@ import {
   legend,
   lineText,
   moveFocus,
+  reservationWord,
   secondsLeft,
   seatView,
 } from "./logic";
@@ -48,6 +50,11 @@ describe("seat map", () => {
       { grade: "R", price: 120_000n },
       { grade: "S", price: 90_000n },
     ]);
+  });
+
+  it("names every reservation state", () => {
+    expect(reservationWord(ReservationStatus.CONFIRMED)).toBe("confirmed");
+    expect(reservationWord(ReservationStatus.EXPIRED)).toBe("expired");
   });
 
   it("moves focus with the arrow keys and stays on the map", () => {

@@ -2,6 +2,7 @@
 // refusal. Unit-tested in logic.test.ts.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Seat, SeatStatus } from "./gen/concert/catalog/v1/catalog_pb";
+import { ReservationStatus } from "./gen/concert/reservation/v1/reservation_pb";
 import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
 
 /** Amounts are whole won (KRW has no minor unit). */
@@ -50,6 +51,19 @@ export function seatView(seat: Seat, mine: boolean): SeatView {
     selectable: seat.status === SeatStatus.AVAILABLE && !mine,
     mark: mine ? "★" : seat.status === SeatStatus.SOLD ? "✕" : seat.status === SeatStatus.HELD ? "…" : "",
   };
+}
+
+const RESERVATION_WORD: Record<ReservationStatus, string> = {
+  [ReservationStatus.UNSPECIFIED]: "unknown",
+  [ReservationStatus.HELD]: "held",
+  [ReservationStatus.CONFIRMED]: "confirmed",
+  [ReservationStatus.CANCELLED]: "cancelled",
+  [ReservationStatus.EXPIRED]: "expired",
+};
+
+/** A reservation's state in words ("my tickets"). */
+export function reservationWord(status: ReservationStatus): string {
+  return RESERVATION_WORD[status] ?? "unknown";
 }
 
 /** The grades of a map with their prices, for the legend, cheapest last. */

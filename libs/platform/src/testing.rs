@@ -24,7 +24,7 @@ pub async fn listeners() -> Listeners {
     Listeners { public: bind("127.0.0.1:0").await, internal: bind("127.0.0.1:0").await }
 }
 
-/// The run function of a service: its ports and the future that stops it.
+/// The future a service under test waits on; it resolves when the test stops the service.
 pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A service running in this process on two `127.0.0.1:<ephemeral>` ports.

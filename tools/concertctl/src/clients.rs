@@ -117,9 +117,6 @@ const USER_TOKEN_TTL: Duration = Duration::from_secs(3_600);
 /// A user signed in (an access token) and, once admitted, holding a queue token.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// Who is signed in.
-    #[allow(dead_code, reason = "read in Debug output; kept beside the token that names it")]
-    pub user: String,
     /// The access token (JWT) naming `user`.
     pub access_token: String,
     /// The queue token, once joined.
@@ -194,7 +191,7 @@ impl Clients {
     /// When the signing key cannot be loaded or signing fails.
     pub fn sign_in(&self, user: &str) -> anyhow::Result<Session> {
         let access_token = self.minter()?.access_token(user, USER_TOKEN_TTL)?;
-        Ok(Session { user: user.to_owned(), access_token, token: String::new() })
+        Ok(Session { access_token, token: String::new() })
     }
 }
 

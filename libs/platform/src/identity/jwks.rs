@@ -4,7 +4,7 @@ use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use jsonwebtoken::{
     Algorithm, DecodingKey,
-    jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm},
+    jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet},
 };
 
 /// Where the key set comes from.
@@ -113,14 +113,10 @@ fn algorithms_for(jwk: &Jwk) -> Option<Vec<Algorithm>> {
     match jwk.common.key_algorithm {
         None => Some(of_type.to_vec()),
         Some(named) => {
-            let named = named_algorithm(named)?;
+            let named = Algorithm::try_from(named).ok()?;
             of_type.contains(&named).then(|| vec![named])
         }
     }
-}
-
-fn named_algorithm(named: KeyAlgorithm) -> Option<Algorithm> {
-    Algorithm::try_from(named).ok()
 }
 
 /// Reads or fetches the key set's JSON.
