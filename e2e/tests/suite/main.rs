@@ -1,0 +1,8 @@
+//! End-to-end tests of the whole suite, all four services in-process on real PostgreSQL.
+//!
+//! One binary for them all: each integration-test binary links every service, so one
+//! binary builds and links once.
+mod journey;
+mod holds;
+mod payments;
+mod identity;

@@ -1,0 +1,5 @@
+//! Reservation's integration tests against real PostgreSQL and stand-in peers.
+mod debit_batch;
+mod hold_batch;
+mod payment_start_batch;
+mod wallet_debits;

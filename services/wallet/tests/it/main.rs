@@ -1,0 +1,3 @@
+//! Wallet's integration tests against real PostgreSQL.
+mod ledger_batch;
+mod wallet;
