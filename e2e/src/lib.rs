@@ -3,6 +3,8 @@
 //! (each service in its own schema), sharing one injectable clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
+pub mod pgbouncer;
+
 use std::time::Duration;
 
 use concert_proto::concert::{
@@ -22,13 +24,15 @@ use concert_proto::concert::{
 use platform::{
     auth::QUEUE_TOKEN_HEADER,
     clock::SharedClock,
+    config::{DbOptions, Pooler},
+    grpc_client::PeerChannel,
     identity::AuthSettings,
     outbound::CallPolicy,
     server::{Limits, Listeners},
     testing::{RunningServer, bind, listeners},
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use tonic::{Request, Status, transport::Channel};
+use tonic::{Request, Status};
 
 /// Token-check cache of catalog and reservation: the production default.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_millis(1_000);
@@ -53,6 +57,9 @@ pub struct SuiteOptions {
     pub peer_policy: CallPolicy,
     /// How every service's public port authenticates users (the test keys by default).
     pub auth: AuthSettings,
+    /// Services reach PostgreSQL through a real PgBouncer in transaction pooling
+    /// (migrations directly), as in the prod overlay.
+    pub pgbouncer: bool,
 }
 
 impl Default for SuiteOptions {
@@ -68,6 +75,7 @@ impl Default for SuiteOptions {
             payment_max_attempts: 100,
             peer_policy: CallPolicy::default(),
             auth: platform::testing::identity::settings(),
+            pgbouncer: false,
         }
     }
 }
@@ -86,7 +94,21 @@ pub struct Suite {
     wallet_auth: AuthSettings,
     reservation_settings: reservation_service::config::Settings,
     db: PgConnectOptions,
+    /// How the services reach the database: directly, or through this PgBouncer.
+    pgbouncer: Option<std::sync::Arc<pgbouncer::PgBouncer>>,
     pub clock: SharedClock,
+}
+
+/// How the service owning `schema` reaches the test's database `db`.
+fn db_options(db: &PgConnectOptions, pgbouncer: Option<&pgbouncer::PgBouncer>, schema: &str) -> DbOptions {
+    match pgbouncer {
+        None => db.clone().into(),
+        Some(bouncer) => DbOptions {
+            connect: bouncer.options(db, schema),
+            pooler: Pooler::PgBouncerTransaction,
+            migrate_with: Some(db.clone()),
+        },
+    }
 }
 
 /// The internal port's URL: peers call each other there.
@@ -109,10 +131,12 @@ impl Suite {
         let reservation_url = internal_url(&reservation_ls[0]);
         let wallet_addrs = (wallet_l.public.local_addr().unwrap(), wallet_l.internal.local_addr().unwrap());
 
+        let pgbouncer = opts.pgbouncer.then(|| std::sync::Arc::new(pgbouncer::PgBouncer::start(&db)));
+        let bouncer = pgbouncer.as_deref();
         // Migrations of one service at a time keep start-up deterministic.
-        let wallet = start_wallet(db.clone(), opts.auth.clone(), wallet_l).await;
+        let wallet = start_wallet(db_options(&db, bouncer, "wallet"), opts.auth.clone(), wallet_l).await;
         let queue_settings = queue_service::config::Settings {
-            db: db.clone().into(),
+            db: db_options(&db, bouncer, "queue"),
             max_connections: 4,
             limits: Limits::default(),
             auth: opts.auth.clone(),
@@ -136,7 +160,7 @@ impl Suite {
         };
         let queue = RunningServer::start_on(queue_l, |l, s| queue_service::startup::run(queue_settings, l, s)).await;
         let catalog_settings = catalog_service::config::Settings {
-            db: db.clone().into(),
+            db: db_options(&db, bouncer, "catalog"),
             max_connections: 4,
             limits: Limits::default(),
             auth: opts.auth.clone(),
@@ -150,7 +174,7 @@ impl Suite {
         let catalog =
             RunningServer::start_on(catalog_l, |l, s| catalog_service::startup::run(catalog_settings, l, s)).await;
         let reservation_settings = reservation_service::config::Settings {
-            db: db.clone().into(),
+            db: db_options(&db, bouncer, "reservation"),
             max_connections: 8,
             limits: Limits::default(),
             auth: opts.auth.clone(),
@@ -182,34 +206,35 @@ impl Suite {
             wallet_auth: opts.auth,
             reservation_settings,
             db,
+            pgbouncer,
             clock: opts.clock,
         }
     }
 
-    pub fn queue(&self) -> QueueServiceClient<Channel> {
+    pub fn queue(&self) -> QueueServiceClient<PeerChannel> {
         QueueServiceClient::new(self.queue.channel())
     }
 
-    pub fn catalog(&self) -> CatalogServiceClient<Channel> {
+    pub fn catalog(&self) -> CatalogServiceClient<PeerChannel> {
         CatalogServiceClient::new(self.catalog.channel())
     }
 
-    pub fn admin(&self) -> CatalogAdminServiceClient<Channel> {
+    pub fn admin(&self) -> CatalogAdminServiceClient<PeerChannel> {
         CatalogAdminServiceClient::new(self.catalog.internal_channel())
     }
 
     /// A client of reservation replica `i`.
-    pub fn reservation(&self, i: usize) -> ReservationServiceClient<Channel> {
+    pub fn reservation(&self, i: usize) -> ReservationServiceClient<PeerChannel> {
         ReservationServiceClient::new(self.reservations[i].channel())
     }
 
-    pub fn wallet(&self) -> WalletServiceClient<Channel> {
+    pub fn wallet(&self) -> WalletServiceClient<PeerChannel> {
         let url = format!("http://{}", self.wallet_addrs.0);
         WalletServiceClient::new(platform::grpc_client::lazy_channel(&url).unwrap())
     }
 
     /// A channel to the wallet's internal port (it survives wallet restarts).
-    pub fn wallet_internal_channel(&self) -> Channel {
+    pub fn wallet_internal_channel(&self) -> PeerChannel {
         platform::grpc_client::lazy_channel(&format!("http://{}", self.wallet_addrs.1)).unwrap()
     }
 
@@ -242,7 +267,8 @@ impl Suite {
             public: bind(&self.wallet_addrs.0.to_string()).await,
             internal: bind(&self.wallet_addrs.1.to_string()).await,
         };
-        self.wallet = Some(start_wallet(self.db.clone(), self.wallet_auth.clone(), listeners).await);
+        let db = db_options(&self.db, self.pgbouncer.as_deref(), "wallet");
+        self.wallet = Some(start_wallet(db, self.wallet_auth.clone(), listeners).await);
     }
 
     /// A pool on one service's schema, for assertions on stored state.
@@ -429,9 +455,8 @@ async fn start_reservation(settings: reservation_service::config::Settings, list
     RunningServer::start_isolated(listeners, |l, s| reservation_service::startup::run(settings, l, s)).await
 }
 
-async fn start_wallet(db: PgConnectOptions, auth: AuthSettings, listeners: Listeners) -> RunningServer {
-    let settings =
-        wallet_service::config::Settings { db: db.into(), max_connections: 6, limits: Limits::default(), auth };
+async fn start_wallet(db: DbOptions, auth: AuthSettings, listeners: Listeners) -> RunningServer {
+    let settings = wallet_service::config::Settings { db, max_connections: 6, limits: Limits::default(), auth };
     RunningServer::start_on(listeners, |l, s| wallet_service::startup::run(settings, l, s)).await
 }
 
@@ -495,7 +520,7 @@ fn uuid_like() -> String {
 
 /// Joins `concert_id`'s waiting room as `user` through `queue` and waits until the token
 /// is ACTIVE.
-pub async fn active_token(mut queue: QueueServiceClient<Channel>, user: &str, concert_id: &str) -> String {
+pub async fn active_token(mut queue: QueueServiceClient<PeerChannel>, user: &str, concert_id: &str) -> String {
     let issue = IssueTokenRequest { user_id: String::new(), concert_id: concert_id.into() };
     let mut token = queue.issue_token(as_user(user, issue.clone())).await.unwrap().into_inner().status.unwrap().token;
     register_token(&token, user);

@@ -31,10 +31,11 @@ use concert_proto::concert::{
 };
 use e2e::{Suite, SuiteOptions, active_token, as_user, authed};
 use fail::FailScenario;
+use platform::grpc_client::PeerChannel;
 use platform::outbound::CallPolicy;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 const USERS: usize = 24;
 const SCHEDULES: usize = 4;
@@ -82,9 +83,9 @@ fn outcome(code: Code) -> &'static str {
 struct Clients {
     /// The concert every user queues for.
     concert_id: String,
-    queue: QueueServiceClient<Channel>,
-    replicas: Vec<ReservationServiceClient<Channel>>,
-    wallet: WalletServiceClient<Channel>,
+    queue: QueueServiceClient<PeerChannel>,
+    replicas: Vec<ReservationServiceClient<PeerChannel>>,
+    wallet: WalletServiceClient<PeerChannel>,
 }
 
 /// One user's random walk until `until`.
@@ -237,7 +238,7 @@ async fn pay(c: &Clients, token: &str, id: &str, style: u32, rng: &mut StdRng) -
 
 /// Charges 1 won under the saga's debit key of `user`'s newest payment (read from
 /// ListPayments, as an attacker would): must never block or take over that payment.
-async fn squat(c: &Clients, replica: &ReservationServiceClient<Channel>, user: &str, tally: &Mutex<Tally>) {
+async fn squat(c: &Clients, replica: &ReservationServiceClient<PeerChannel>, user: &str, tally: &Mutex<Tally>) {
     let request = concert_proto::concert::reservation::v1::ListPaymentsRequest {
         user_id: user.into(),
         page_size: 1,
@@ -268,7 +269,7 @@ async fn squat(c: &Clients, replica: &ReservationServiceClient<Channel>, user: &
     panic!("a squatting charge never got an answer");
 }
 
-async fn charge(wallet: &WalletServiceClient<Channel>, user: &str, key: &str, amount: i64) -> Result<(), Code> {
+async fn charge(wallet: &WalletServiceClient<PeerChannel>, user: &str, key: &str, amount: i64) -> Result<(), Code> {
     let r = ChargeRequest { user_id: String::new(), amount, idempotency_key: key.into() };
     wallet.clone().charge(as_user(user, r)).await.map(|_| ()).map_err(|s| s.code())
 }

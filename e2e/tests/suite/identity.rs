@@ -179,7 +179,7 @@ async fn every_public_port_refuses_forged_or_missing_identity(_p: PgPoolOptions,
 
 fn tonic_health_client(
     server: &RunningServer,
-) -> tonic_health::pb::health_client::HealthClient<tonic::transport::Channel> {
+) -> tonic_health::pb::health_client::HealthClient<platform::grpc_client::PeerChannel> {
     tonic_health::pb::health_client::HealthClient::new(server.channel())
 }
 

@@ -2,7 +2,8 @@
 //!
 //! One binary for them all: each integration-test binary links every service, so one
 //! binary builds and links once.
-mod journey;
 mod holds;
-mod payments;
 mod identity;
+mod journey;
+mod payments;
+mod traces;

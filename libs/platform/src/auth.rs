@@ -21,13 +21,14 @@
 //! line (LeaveQueue) gave its slot to the next person and must not book anything more.
 use std::time::Duration;
 
+use crate::grpc_client::PeerChannel;
 use chrono::{DateTime, Utc};
 use concert_proto::concert::queue::v1::{
     QueueStatus, TokenState, ValidateTokenRequest, ValidateTokensRequest,
     queue_internal_service_client::QueueInternalServiceClient,
 };
 use moka::future::Cache;
-use tonic::{Code, Request, Status, metadata::MetadataMap, transport::Channel};
+use tonic::{Code, Request, Status, metadata::MetadataMap};
 use uuid::Uuid;
 
 use crate::{
@@ -123,7 +124,7 @@ const LOOKUP_WORKERS: usize = 2;
 /// Asks the queue about a batch of tokens in one ValidateTokens call; `None` for an unknown
 /// token.
 #[derive(Debug)]
-struct QueueLookup(QueueInternalServiceClient<Channel>);
+struct QueueLookup(QueueInternalServiceClient<PeerChannel>);
 
 impl BatchHandler for QueueLookup {
     type Item = Uuid;
@@ -157,7 +158,7 @@ impl TokenValidator {
     /// A validator calling the queue over `channel`, caching ACTIVE answers for `cache_ttl`
     /// (zero disables the cache). Starts its lookup workers, so it needs a Tokio runtime.
     #[must_use]
-    pub fn new(channel: Channel, cache_ttl: Duration, clock: SharedClock) -> Self {
+    pub fn new(channel: PeerChannel, cache_ttl: Duration, clock: SharedClock) -> Self {
         let cache = (!cache_ttl.is_zero())
             .then(|| Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(cache_ttl).build());
         let lookups =

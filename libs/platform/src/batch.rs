@@ -10,9 +10,18 @@
 //! What a batch means for correctness is the handler's business (a unique index deciding
 //! every row, for instance). The batcher only guarantees that every caller gets the answer
 //! for its own item: if a batch fails as a whole, each of its items is retried alone.
+//!
+//! A batch serves many callers, each in its own trace: a batch of several runs in a `batch`
+//! span of its own whose links point at every caller's span, so each caller's trace leads
+//! to the batch that did its work (and the batch's trace to every caller); a batch of one
+//! runs inside its caller's trace. Batch sizes are
+//! recorded in the `batch_items` histogram.
 use std::{future::Future, sync::Arc};
 
+use opentelemetry::trace::TraceContextExt as _;
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Does the work for a batch of items.
 pub trait BatchHandler: Send + Sync + 'static {
@@ -46,9 +55,11 @@ impl<E: From<anyhow::Error>> BatchError<E> {
     }
 }
 
+/// An item, where to send its answer, and the span of the caller who submitted it.
 type Job<H> = (
     <H as BatchHandler>::Item,
     oneshot::Sender<Result<<H as BatchHandler>::Output, BatchError<<H as BatchHandler>::Error>>>,
+    tracing::Span,
 );
 
 /// Hands items to the batch workers.
@@ -91,7 +102,10 @@ impl<H: BatchHandler> Batcher<H> {
     /// [`BatchError::Stopped`] when the workers are gone.
     pub async fn submit(&self, item: H::Item) -> Result<H::Output, BatchError<H::Error>> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send((item, reply)).await.map_err(|_| BatchError::Stopped("batcher stopped"))?;
+        self.tx
+            .send((item, reply, tracing::Span::current()))
+            .await
+            .map_err(|_| BatchError::Stopped("batcher stopped"))?;
         answer.await.map_err(|_| BatchError::Stopped("batch dropped"))?
     }
 }
@@ -105,12 +119,41 @@ async fn worker<H: BatchHandler>(handler: Arc<H>, rx: Arc<Mutex<mpsc::Receiver<J
                 return; // every sender is gone
             }
         }
-        let items: Vec<H::Item> = batch.iter().map(|(item, _)| item.clone()).collect();
-        let outputs = run_together(&*handler, &items).await;
-        for ((_, reply), output) in batch.drain(..).zip(outputs) {
+        let items: Vec<H::Item> = batch.iter().map(|(item, _, _)| item.clone()).collect();
+        let span = batch_span::<H>(&batch.iter().map(|(_, _, caller)| caller).collect::<Vec<_>>());
+        let outputs = run_together(&*handler, &items).instrument(span).await;
+        for ((_, reply, _), output) in batch.drain(..).zip(outputs) {
             let _ = reply.send(output);
         }
     }
+}
+
+/// The span a batch runs in. A batch of one is part of its caller's trace (a child of the
+/// caller's span), so a call at low load reads as one trace from end to end. A batch of
+/// several belongs to no one caller: it is a root span linked to each caller's span.
+fn batch_span<H: BatchHandler>(callers: &[&tracing::Span]) -> tracing::Span {
+    let name = handler_name::<H>();
+    let size = callers.len();
+    crate::metrics::record_batch(name, size);
+    if let [caller] = callers {
+        return tracing::info_span!(parent: *caller, "batch", otel.name = format!("batch {name}"), batch = name, size);
+    }
+    let span = tracing::info_span!(parent: None, "batch", otel.name = format!("batch {name}"), batch = name, size);
+    for caller in callers {
+        let context = caller.context();
+        let caller = context.span().span_context().clone();
+        if caller.is_valid() {
+            span.add_link(caller);
+        }
+    }
+    span
+}
+
+/// The handler's type name without its path (`HoldInserter`, `DebitRecorder`, …).
+fn handler_name<H>() -> &'static str {
+    let full = std::any::type_name::<H>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
 }
 
 /// Runs `items` as one batch; if the batch fails as a whole, runs each item alone, so each

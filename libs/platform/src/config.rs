@@ -17,43 +17,88 @@ pub struct DatabaseConfig {
     /// Connections in this replica's pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
+
+    /// `DATABASE_URL` points at PgBouncer (1.21 or later, transaction pooling,
+    /// `max_prepared_statements` set): no `search_path` start-up option (the pooler sets it
+    /// per database; see `deploy/pgbouncer/`). Needs `DATABASE_MIGRATION_URL`.
+    #[arg(long, env = "DATABASE_PGBOUNCER", default_value_t = false, requires = "database_migration_url")]
+    pub database_pgbouncer: bool,
+
+    /// A direct PostgreSQL URL (not through a pooler) for the start-up migrations, whose
+    /// lock is held for a whole session. Unset: migrations use `DATABASE_URL`. Kept secret.
+    #[arg(long, env = "DATABASE_MIGRATION_URL")]
+    pub database_migration_url: Option<SecretString>,
 }
 
 impl DatabaseConfig {
-    /// Parses the URL into connect options.
+    /// Parses the URLs into connect options.
     ///
     /// # Errors
-    /// When `DATABASE_URL` is not a valid PostgreSQL URL.
+    /// When `DATABASE_URL` or `DATABASE_MIGRATION_URL` is not a valid PostgreSQL URL.
     pub fn connect_options(&self) -> anyhow::Result<DbOptions> {
-        self.database_url
-            .expose_secret()
-            .parse::<PgConnectOptions>()
-            .map(DbOptions)
-            .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"))
+        let parse = |name: &str, url: &SecretString| {
+            url.expose_secret()
+                .parse::<PgConnectOptions>()
+                .map_err(|_| anyhow::anyhow!("{name} is not a valid PostgreSQL URL"))
+        };
+        Ok(DbOptions {
+            connect: parse("DATABASE_URL", &self.database_url)?,
+            pooler: if self.database_pgbouncer { Pooler::PgBouncerTransaction } else { Pooler::None },
+            migrate_with: self
+                .database_migration_url
+                .as_ref()
+                .map(|url| parse("DATABASE_MIGRATION_URL", url))
+                .transpose()?,
+        })
     }
 }
 
-/// PostgreSQL connect options whose `Debug` output leaves the secrets out: sqlx's own
+/// What sits between a service and PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooler {
+    /// Direct connections.
+    #[default]
+    None,
+    /// PgBouncer in transaction pooling: each transaction may run on another server
+    /// connection, so nothing may outlive a transaction (named prepared statements, session
+    /// settings, session advisory locks).
+    PgBouncerTransaction,
+}
+
+/// How a service reaches PostgreSQL. Its `Debug` output leaves the secrets out: sqlx's own
 /// `Debug` prints the password, and settings are logged and printed.
 #[derive(Clone)]
-pub struct DbOptions(pub PgConnectOptions);
+pub struct DbOptions {
+    /// Where the serving pool connects.
+    pub connect: PgConnectOptions,
+    /// What is in between.
+    pub pooler: Pooler,
+    /// Where migrations run, when not over `connect` (a pooler cannot hold their lock).
+    pub migrate_with: Option<PgConnectOptions>,
+}
 
 impl From<PgConnectOptions> for DbOptions {
-    fn from(options: PgConnectOptions) -> Self {
-        Self(options)
+    fn from(connect: PgConnectOptions) -> Self {
+        Self { connect, pooler: Pooler::None, migrate_with: None }
     }
 }
 
 impl std::fmt::Debug for DbOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "postgres://{}@{}:{}/{} (password redacted)",
-            self.0.get_username(),
-            self.0.get_host(),
-            self.0.get_port(),
-            self.0.get_database().unwrap_or("")
-        )
+        let url = |o: &PgConnectOptions| {
+            format!(
+                "postgres://{}@{}:{}/{} (password redacted)",
+                o.get_username(),
+                o.get_host(),
+                o.get_port(),
+                o.get_database().unwrap_or("")
+            )
+        };
+        f.debug_struct("DbOptions")
+            .field("connect", &url(&self.connect))
+            .field("pooler", &self.pooler)
+            .field("migrate_with", &self.migrate_with.as_ref().map(url))
+            .finish()
     }
 }
 
@@ -80,6 +125,11 @@ pub struct ListenConfig {
     /// have open at once; more are refused by HTTP/2 flow control, not queued.
     #[arg(long, env = "MAX_STREAMS_PER_CONNECTION", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams_per_connection: u32,
+
+    /// Address of the Prometheus endpoint (`GET /metrics`), e.g. `0.0.0.0:9090`; unset, no
+    /// metrics are exported. Keep it off the edge, like the internal port.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl ListenConfig {
@@ -274,11 +324,23 @@ mod tests {
         let db = DatabaseConfig {
             database_url: "postgres://app:hunter2@db.internal:6432/concert".into(),
             database_max_connections: 4,
+            database_pgbouncer: true,
+            database_migration_url: Some("postgres://owner:s3cret@db.direct:5432/concert".into()),
         };
-        let printed = format!("{:?} {:?}", db, db.connect_options().unwrap());
-        assert!(!printed.contains("hunter2"), "{printed}");
+        let options = db.connect_options().unwrap();
+        assert_eq!(options.pooler, Pooler::PgBouncerTransaction);
+        let printed = format!("{db:?} {options:?}");
+        for secret in ["hunter2", "s3cret"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
         assert!(printed.contains("db.internal:6432/concert"), "{printed}");
-        let bad = DatabaseConfig { database_url: "postgres://app:hunter2@[bad".into(), database_max_connections: 4 };
+        assert!(printed.contains("db.direct:5432/concert"), "{printed}");
+        let bad = DatabaseConfig {
+            database_url: "postgres://app:hunter2@[bad".into(),
+            database_max_connections: 4,
+            database_pgbouncer: false,
+            database_migration_url: None,
+        };
         assert!(!bad.connect_options().unwrap_err().to_string().contains("hunter2"));
     }
 }

@@ -1,28 +1,61 @@
 //! PostgreSQL pools confined to one service's schema.
 //!
 //! Each service owns one schema (`queue`, `catalog`, `reservation`, `wallet`) and never reads
-//! another's. The pool sets `search_path` as a start-up parameter of every connection, so
-//! unqualified table names resolve to the service's own schema (including sqlx's
-//! `_sqlx_migrations` bookkeeping table) at no extra round trip.
+//! another's. Every connection's `search_path` is that schema alone, so unqualified table
+//! names resolve to the service's own schema (including sqlx's `_sqlx_migrations`
+//! bookkeeping table); see [`connect`] for how, directly and through PgBouncer.
 use std::time::Duration;
 
-use sqlx::{
-    PgPool, Postgres, Transaction,
-    migrate::Migrator,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sqlx::{PgPool, Postgres, Transaction, migrate::Migrator, postgres::PgPoolOptions};
+
+use crate::config::{DbOptions, Pooler};
+
+/// Whether lone batch statements are prepared by name. Directly they are not: sent
+/// unprepared, a statement is planned for its arrays every time (see [`begin_batch`] for the
+/// generic-plan trap this avoids) in two round trips. Through PgBouncer that cannot work:
+/// the two round trips may reach two server connections, and the second finds no unnamed
+/// statement. So once this process connects through PgBouncer, they are prepared by name
+/// (PgBouncer tracks those), and the pooler's `connect_query` sets `plan_cache_mode =
+/// force_custom_plan` for the same protection. A protocol choice from configuration, the
+/// same on every replica; either way the statement's result is the same.
+static LONE_BATCH_PREPARED: AtomicBool = AtomicBool::new(false);
+
+/// What to pass to `.persistent(…)` for a batch statement run outside a transaction.
+#[must_use]
+pub fn lone_batch_prepared() -> bool {
+    LONE_BATCH_PREPARED.load(Ordering::Relaxed)
+}
 
 /// Opens a pool whose connections use `schema` as their only search path.
 ///
+/// Directly, the path is a start-up parameter of every connection. Through PgBouncer it
+/// cannot be (the pooler refuses start-up options, and a session setting would stay on a
+/// server connection another service may get next): the pooler sets it for the database
+/// name the service connects to (`connect_query` in `deploy/pgbouncer/pgbouncer.ini`).
+///
+/// Statements stay prepared by name and cached per connection, which needs PgBouncer 1.21
+/// or later with `max_prepared_statements` set: it tracks them and prepares each on
+/// whatever server connection a transaction gets. Older PgBouncers cannot carry sqlx
+/// (sqlx issue #67): named statements collide between clients, and an unnamed one is
+/// parsed and executed in two round trips that may land on two server connections.
+///
 /// # Errors
 /// When PostgreSQL cannot be reached within the acquire timeout.
-pub async fn connect(options: PgConnectOptions, schema: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options = options.options([("search_path", schema)]).application_name(schema);
+pub async fn connect(db: &DbOptions, schema: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options = match db.pooler {
+        Pooler::None => db.connect.clone().options([("search_path", schema)]),
+        Pooler::PgBouncerTransaction => {
+            LONE_BATCH_PREPARED.store(true, Ordering::Relaxed);
+            db.connect.clone()
+        }
+    };
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
+        .connect_with(options.application_name(schema))
         .await?;
     Ok(pool)
 }
@@ -46,18 +79,26 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow
     Ok(())
 }
 
-/// [`connect`] then [`migrate`]: what every service does at start-up.
+/// [`connect`] then [`migrate`]: what every service does at start-up. Migrations run over
+/// `db.migrate_with` when set (a direct connection, closed afterwards), else over the pool.
 ///
 /// # Errors
 /// As [`connect`] and [`migrate`].
 pub async fn connect_and_migrate(
-    options: PgConnectOptions,
+    db: &DbOptions,
     schema: &str,
     max_connections: u32,
     migrator: &Migrator,
 ) -> anyhow::Result<PgPool> {
-    let pool = connect(options, schema, max_connections).await?;
-    migrate(&pool, schema, migrator).await?;
+    let pool = connect(db, schema, max_connections).await?;
+    if let Some(direct) = &db.migrate_with {
+        let direct = DbOptions::from(direct.clone());
+        let migrations = connect(&direct, schema, 1).await?;
+        migrate(&migrations, schema, migrator).await?;
+        migrations.close().await;
+    } else {
+        migrate(&pool, schema, migrator).await?;
+    }
     Ok(pool)
 }
 
@@ -81,7 +122,7 @@ pub const BEGIN_BATCH: &str = "BEGIN; SET LOCAL plan_cache_mode = force_custom_p
 /// plans for many runs anyway, and one statement ran slower.)
 ///
 /// Lone batch statements outside a transaction are sent unprepared instead
-/// (`.persistent(false)`): planned for their arrays every run, in one round trip fewer
+/// ([`lone_batch_prepared`]): planned for their arrays every run, in one round trip fewer
 /// than BEGIN, statement, COMMIT.
 ///
 /// # Errors

@@ -2,6 +2,12 @@
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
+use tonic_tracing_opentelemetry::middleware::client::{OtelGrpcLayer, OtelGrpcService};
+use tower::Layer as _;
+
+/// A channel to a peer that sends the current trace on: each call gets a client span and
+/// carries W3C trace context (`traceparent`), so the peer's work joins the caller's trace.
+pub type PeerChannel = OtelGrpcService<Channel>;
 
 /// Default deadline of one call to a peer service.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -12,7 +18,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 ///
 /// # Errors
 /// When `url` is not a valid URI.
-pub fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
+pub fn lazy_channel(url: &str) -> anyhow::Result<PeerChannel> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| anyhow::anyhow!("invalid peer URL {url:?}: {e}"))?
         .connect_timeout(Duration::from_secs(2))
@@ -20,5 +26,11 @@ pub fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    Ok(endpoint.connect_lazy())
+    Ok(traced(endpoint.connect_lazy()))
+}
+
+/// `channel`, sending the current trace on with every call.
+#[must_use]
+pub fn traced(channel: Channel) -> PeerChannel {
+    OtelGrpcLayer.layer(channel)
 }

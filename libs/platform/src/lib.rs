@@ -12,6 +12,7 @@ pub mod convert;
 pub mod db;
 pub mod grpc_client;
 pub mod identity;
+pub mod metrics;
 pub mod money;
 pub mod outbound;
 pub mod paging;

@@ -3,12 +3,16 @@
 //! alongside HTTP/2, and access-token verification) and an **internal** one (peer and admin
 //! services, plain gRPC). Each port has the standard health service (tonic-health), server
 //! reflection v1 and v1alpha for what it serves (so both `buf curl` and the grpcurl 1.8
-//! shipped on PyPI can list and call methods), load shedding, request tracing and graceful
-//! shutdown. A public port never answers an internal RPC: the service is not routed there,
+//! shipped on PyPI can list and call methods), load shedding, RPC metrics
+//! ([`crate::metrics`]), a trace per call continued from the caller's W3C trace context, and
+//! graceful shutdown. A public port never answers an internal RPC: the service is not routed there,
 //! so the call gets UNIMPLEMENTED.
 use std::{future::Future, time::Duration};
 
-use crate::identity::{Authentication, layer::RequireIdentityLayer};
+use crate::{
+    identity::{Authentication, layer::RequireIdentityLayer},
+    metrics::RpcMetricsLayer,
+};
 use futures::FutureExt;
 use http::{HeaderName, header};
 use tokio::net::TcpListener;
@@ -18,12 +22,13 @@ use tonic::{
     transport::server::TcpIncoming,
 };
 use tonic_health::ServingStatus;
+use tonic_tracing_opentelemetry::middleware::server::OtelGrpcLayer;
 use tower::{
     BoxError, ServiceExt,
     limit::GlobalConcurrencyLimitLayer,
     load_shed::{LoadShedLayer, error::Overloaded},
     steer::Steer,
-    util::{MapResultLayer, option_layer},
+    util::{MapResponseLayer, MapResultLayer, option_layer},
 };
 use tower_http::{
     classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier},
@@ -183,9 +188,10 @@ async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> any
         .accept_http1(browsers)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(Some(limits.max_streams_per_connection))
-        .layer(TraceLayer::new(SharedClassifier::new(caller_errors_are_not_failures())))
         .layer(option_layer(browsers.then(cors)))
         .layer(option_layer(browsers.then(tonic_web::GrpcWebLayer::new)))
+        // Duration and status of every call, shed and refused ones included.
+        .layer(RpcMetricsLayer::new(&EXEMPT_PREFIXES))
         // Load shedding: past `max_in_flight` calls on this port, refuse at once rather
         // than queue without bound. Inside grpc-web, so browsers get a readable status too,
         // and outside token verification, so a flood of bad tokens is shed as well.
@@ -193,6 +199,14 @@ async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> any
         // make Kubernetes restart a replica that is merely busy.
         .layer(tower::layer::layer_fn(move |routes| shed_except_probes(routes, max_in_flight)))
         .layer(option_layer(identity))
+        // Continues the caller's trace (W3C `traceparent`) or starts one: one server span
+        // per call, parent of everything the handler does. Inside the shedder and the token
+        // check, so a flood that is refused costs no spans.
+        .layer(OtelGrpcLayer::default().filter(traced))
+        .layer(MapResponseLayer::new(|r: http::Response<_>| r.map(Body::new)))
+        // Logs calls that failed through the server's fault, inside the call's span so the
+        // log line carries its trace id.
+        .layer(TraceLayer::new(SharedClassifier::new(caller_errors_are_not_failures())))
         .add_routes(builder.routes())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
@@ -211,6 +225,11 @@ type Picker = fn(&http::Request<Body>, &[HttpService]) -> usize;
 /// probes carry none; reflection describes only the contract).
 const EXEMPT_PREFIXES: [&str; 3] =
     ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
+
+/// Whether a call gets a trace: probes and reflection do not.
+fn traced(path: &str) -> bool {
+    !EXEMPT_PREFIXES.iter().any(|p| path.starts_with(p))
+}
 
 /// `routes` behind the load shedder (a concurrency limit of `max_in_flight` that refuses at
 /// once), except the paths in [`EXEMPT_PREFIXES`], which go straight to `routes`.
@@ -257,12 +276,15 @@ fn caller_errors_are_not_failures() -> GrpcErrorsAsFailures {
 /// RetryInfo) instead of an error that would end the HTTP/2 stream.
 fn overloaded_to_status(result: Result<http::Response<Body>, BoxError>) -> Result<http::Response<Body>, BoxError> {
     match result {
-        Err(e) if e.is::<Overloaded>() => Ok(crate::status::resource_exhausted(
-            "OVERLOADED",
-            "server busy: too many requests in flight; retry after a short pause",
-            OVERLOADED_RETRY_AFTER,
-        )
-        .into_http()),
+        Err(e) if e.is::<Overloaded>() => Ok({
+            crate::metrics::record_shed();
+            crate::status::resource_exhausted(
+                "OVERLOADED",
+                "server busy: too many requests in flight; retry after a short pause",
+                OVERLOADED_RETRY_AFTER,
+            )
+            .into_http()
+        }),
         other => other,
     }
 }

@@ -2,9 +2,20 @@
 //! verbosity from `RUST_LOG` (default `info`), and OpenTelemetry span export over OTLP/gRPC
 //! when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the
 //! other standard `OTEL_EXPORTER_OTLP_*` variables apply as usual.
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
-use tracing_subscriber::{EnvFilter, Layer, fmt, prelude::*};
+//!
+//! Traces cross services in W3C trace context (`traceparent`): the server stack continues the
+//! caller's trace ([`crate::server`]) and peer channels send the current one on
+//! ([`crate::grpc_client`]). Every log line written inside a span carries its `trace_id` and
+//! `span_id`, so a log search leads to the trace and back.
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    fmt::{self, FmtContext, FormatEvent, FormatFields, format::Writer},
+    prelude::*,
+    registry::LookupSpan,
+};
 
 /// A short, stable tag for a credential (a queue token) to put in spans and logs instead of
 /// the credential itself: the same token always gets the same 8 hex digits, so its calls can
@@ -38,13 +49,16 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber. Call once, first thing in `main`, and keep the guard.
 pub fn init(service: &'static str) -> TelemetryGuard {
+    install_propagator();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let logs = if json {
-        fmt::layer().json().with_current_span(true).boxed()
+        let format = fmt::format().json().with_current_span(true);
+        fmt::layer().json().event_format(WithTraceIds { inner: format, json: true }).boxed()
     } else {
-        fmt::layer().with_target(false).boxed()
+        let format = fmt::format().with_target(false);
+        fmt::layer().event_format(WithTraceIds { inner: format, json: false }).boxed()
     };
 
     let (provider, otel_error) = match otlp_provider(service) {
@@ -60,6 +74,55 @@ pub fn init(service: &'static str) -> TelemetryGuard {
         }
     }
     TelemetryGuard { provider }
+}
+
+/// Makes W3C trace context (`traceparent`, `tracestate`) the format in which traces are read
+/// from incoming calls and written into outgoing ones. Idempotent; [`init`] calls it.
+pub fn install_propagator() {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+}
+
+/// The trace and span ids of the OpenTelemetry span current on this thread, as lowercase
+/// hex (32 and 16 digits), when there is one.
+#[must_use]
+pub fn current_ids() -> Option<(String, String)> {
+    let context = opentelemetry::Context::current();
+    let span = context.span();
+    let ids = span.span_context();
+    ids.is_valid().then(|| (ids.trace_id().to_string(), ids.span_id().to_string()))
+}
+
+/// A log line format that adds the current span's `trace_id` and `span_id`: as the first
+/// fields of a JSON line, or as a `trace_id=… span_id=…` prefix of a text line. Entering a
+/// span makes its OpenTelemetry context current (tracing-opentelemetry's context
+/// activation), so the ids are those of the span the event happens in.
+struct WithTraceIds<F> {
+    inner: F,
+    json: bool,
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+        let Some((trace_id, span_id)) = current_ids() else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        if self.json {
+            let mut line = String::new();
+            self.inner.format_event(ctx, Writer::new(&mut line), event)?;
+            match line.strip_prefix('{') {
+                Some(rest) => write!(writer, "{{\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\",{rest}"),
+                None => writer.write_str(&line),
+            }
+        } else {
+            write!(writer, "trace_id={trace_id} span_id={span_id} ")?;
+            self.inner.format_event(ctx, writer, event)
+        }
+    }
 }
 
 fn otlp_provider(service: &'static str) -> anyhow::Result<Option<SdkTracerProvider>> {

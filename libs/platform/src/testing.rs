@@ -3,8 +3,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 use std::{future::Future, net::SocketAddr, time::Duration};
 
+use crate::grpc_client::PeerChannel;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tonic::transport::Channel;
 
 use crate::server::Listeners;
 
@@ -124,7 +124,7 @@ impl RunningServer {
     /// # Panics
     /// Never for the URL this type builds.
     #[must_use]
-    pub fn channel(&self) -> Channel {
+    pub fn channel(&self) -> PeerChannel {
         crate::grpc_client::lazy_channel(&self.url()).expect("valid URL")
     }
 
@@ -133,7 +133,7 @@ impl RunningServer {
     /// # Panics
     /// Never for the URL this type builds.
     #[must_use]
-    pub fn internal_channel(&self) -> Channel {
+    pub fn internal_channel(&self) -> PeerChannel {
         crate::grpc_client::lazy_channel(&self.internal_url()).expect("valid URL")
     }
 

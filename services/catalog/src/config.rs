@@ -9,7 +9,7 @@ use platform::{
 
 /// Command line / environment of `catalog-service`.
 #[derive(Debug, Parser)]
-#[command(name = "catalog-service", about = "Concert catalog")]
+#[command(name = "catalog-service", version, about = "Concert catalog")]
 pub struct Config {
     #[command(flatten)]
     pub db: DatabaseConfig,

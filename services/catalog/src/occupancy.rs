@@ -11,8 +11,8 @@ use moka::future::Cache;
 use concert_proto::concert::reservation::v1::{
     GetOccupancyRequest, ReservationStatus, reservation_internal_service_client::ReservationInternalServiceClient,
 };
+use platform::grpc_client::PeerChannel;
 use platform::status::from_peer;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::{domain::SeatStatus, error::CatalogError};
@@ -23,7 +23,7 @@ pub type Occupancy = HashMap<(Uuid, u32), SeatStatus>;
 /// Client of reservation's occupancy lookup.
 #[derive(Debug, Clone)]
 pub struct OccupancyClient {
-    client: ReservationInternalServiceClient<Channel>,
+    client: ReservationInternalServiceClient<PeerChannel>,
     per_schedule: Option<Cache<Uuid, Arc<Occupancy>>>,
 }
 
@@ -36,7 +36,7 @@ const CAPACITY: u64 = 50_000;
 impl OccupancyClient {
     /// A client that may reuse one schedule's answer for `cache_ttl` (zero: never).
     #[must_use]
-    pub fn new(channel: Channel, cache_ttl: Duration) -> Self {
+    pub fn new(channel: PeerChannel, cache_ttl: Duration) -> Self {
         let per_schedule =
             (!cache_ttl.is_zero()).then(|| Cache::builder().max_capacity(CAPACITY).time_to_live(cache_ttl).build());
         Self { client: ReservationInternalServiceClient::new(channel), per_schedule }

@@ -33,7 +33,10 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let pool = platform::db::connect_and_migrate(settings.db.0, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    let pool = platform::db::connect_and_migrate(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    // Background tasks end with `run` (dropping the set aborts them).
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(platform::metrics::sample_pool(pool.clone()));
     let repo = CatalogRepo::new(pool);
     let api = CatalogApi::new(
         repo.clone(),

@@ -18,9 +18,9 @@ use tonic::{Code, Request};
 
 struct App {
     _server: RunningServer,
-    public: CatalogServiceClient<tonic::transport::Channel>,
-    admin: CatalogAdminServiceClient<tonic::transport::Channel>,
-    internal: CatalogInternalServiceClient<tonic::transport::Channel>,
+    public: CatalogServiceClient<platform::grpc_client::PeerChannel>,
+    admin: CatalogAdminServiceClient<platform::grpc_client::PeerChannel>,
+    internal: CatalogInternalServiceClient<platform::grpc_client::PeerChannel>,
 }
 
 async fn spawn(db: PgConnectOptions) -> App {
@@ -256,7 +256,9 @@ async fn a_database_outage_is_unavailable_not_internal(_p: PgPoolOptions, db: Pg
     proxy.cut();
     // The pool waits for a connection up to its acquire timeout (5 s) before answering.
     let patient = |url: String| {
-        tonic::transport::Endpoint::from_shared(url).unwrap().timeout(std::time::Duration::from_secs(20)).connect_lazy()
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(url).unwrap().timeout(std::time::Duration::from_secs(20));
+        platform::grpc_client::traced(endpoint.connect_lazy())
     };
     app.internal = CatalogInternalServiceClient::new(patient(app._server.internal_url()));
     app.public = CatalogServiceClient::new(patient(app._server.url()));

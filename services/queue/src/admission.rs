@@ -43,6 +43,7 @@ impl Admission {
             }
             match self.repo.admission_round(&self.policy, self.clock.now()).await {
                 Ok(outcome) if outcome.admitted > 0 || outcome.expired > 0 => {
+                    metrics::counter!(platform::metrics::QUEUE_ADMISSIONS).increment(outcome.admitted);
                     tracing::info!(admitted = outcome.admitted, expired = outcome.expired, "admission round");
                 }
                 Ok(_) => {}

@@ -11,7 +11,7 @@ use crate::{domain::AdmissionPolicy, rate_limit::JoinRates};
 
 /// Command line / environment of `queue-service`.
 #[derive(Debug, Parser)]
-#[command(name = "queue-service", about = "Concert waiting room")]
+#[command(name = "queue-service", version, about = "Concert waiting room")]
 pub struct Config {
     #[command(flatten)]
     pub db: DatabaseConfig,

@@ -1,6 +1,6 @@
 //! Keeps this replica's [`LineSnapshot`] fresh: one task reads the line on a tick and
 //! publishes it on a `watch` channel that every poll and every `WatchQueue` stream reads.
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use platform::clock::SharedClock;
 use tokio::sync::watch;
@@ -39,6 +39,7 @@ impl Line {
 }
 
 async fn refresh(repo: QueueRepo, clock: SharedClock, every: Duration, tx: watch::Sender<Arc<LineSnapshot>>) {
+    let mut exported = HashSet::new();
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -50,9 +51,31 @@ async fn refresh(repo: QueueRepo, clock: SharedClock, every: Duration, tx: watch
         match repo.line(now).await {
             Ok((rooms, max_seq)) => {
                 let next = tx.borrow().next(rooms, max_seq, now);
+                export(&next, &mut exported);
                 tx.send_replace(Arc::new(next));
             }
             Err(e) => tracing::warn!(error = %e, "reading the line failed; keeping the last snapshot"),
         }
     }
+}
+
+/// Publishes each room's waiting and active counts as gauges; a room that emptied since the
+/// last read is set to zero once (and then forgotten), so its series does not freeze.
+#[allow(clippy::cast_precision_loss)]
+fn export(line: &LineSnapshot, exported: &mut HashSet<uuid::Uuid>) {
+    use platform::metrics::{QUEUE_ACTIVE, QUEUE_WAITING};
+    for (concert, room) in &line.rooms {
+        let concert_id = concert.to_string();
+        metrics::gauge!(QUEUE_WAITING, "concert_id" => concert_id.clone()).set(room.waiting.len() as f64);
+        metrics::gauge!(QUEUE_ACTIVE, "concert_id" => concert_id).set(room.active as f64);
+    }
+    exported.retain(|concert| {
+        let gone = !line.rooms.contains_key(concert);
+        if gone {
+            metrics::gauge!(QUEUE_WAITING, "concert_id" => concert.to_string()).set(0.0);
+            metrics::gauge!(QUEUE_ACTIVE, "concert_id" => concert.to_string()).set(0.0);
+        }
+        !gone
+    });
+    exported.extend(line.rooms.keys().copied());
 }

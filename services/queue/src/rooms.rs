@@ -12,8 +12,9 @@ use concert_proto::concert::catalog::v1::{
     GetConcertRequest, catalog_internal_service_client::CatalogInternalServiceClient,
 };
 use moka::future::Cache;
+use platform::grpc_client::PeerChannel;
 use platform::{clock::SharedClock, status::from_peer};
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status};
 use uuid::Uuid;
 
 use crate::{
@@ -31,14 +32,14 @@ const TTL: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 pub struct Rooms {
     repo: QueueRepo,
-    catalog: CatalogInternalServiceClient<Channel>,
+    catalog: CatalogInternalServiceClient<PeerChannel>,
     cache: Cache<Uuid, Arc<Room>>,
     clock: SharedClock,
 }
 
 impl Rooms {
     #[must_use]
-    pub fn new(repo: QueueRepo, catalog: Channel, clock: SharedClock) -> Self {
+    pub fn new(repo: QueueRepo, catalog: PeerChannel, clock: SharedClock) -> Self {
         Self {
             repo,
             catalog: CatalogInternalServiceClient::new(catalog),
@@ -87,7 +88,7 @@ impl Rooms {
 
 async fn load(
     repo: QueueRepo,
-    mut catalog: CatalogInternalServiceClient<Channel>,
+    mut catalog: CatalogInternalServiceClient<PeerChannel>,
     concert_id: Uuid,
     clock: SharedClock,
 ) -> Result<Arc<Room>, QueueError> {

@@ -38,14 +38,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let auth = settings.auth.build().await?;
-    let pool = platform::db::connect_and_migrate(settings.db.0, SCHEMA, settings.max_connections, &MIGRATOR).await?;
-    let repo = QueueRepo::new(pool, settings.clock.clone());
+    let pool = platform::db::connect_and_migrate(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    let repo = QueueRepo::new(pool.clone(), settings.clock.clone());
     let rooms =
         Rooms::new(repo.clone(), platform::grpc_client::lazy_channel(&settings.catalog_url)?, settings.clock.clone());
     let admission = Admission::new(repo.clone(), settings.policy, settings.clock.clone());
     // Every background task of this replica lives here; dropping the set (when the server
     // has stopped) aborts them all. WatchQueue streams end with their clients or the server.
     let mut tasks = JoinSet::new();
+    tasks.spawn(platform::metrics::sample_pool(pool.clone()));
     tasks.spawn(admission.clone().run(settings.admission_interval));
 
     let (line, refresher) = Line::new(repo.clone(), settings.clock.clone(), settings.line_refresh);

@@ -14,6 +14,7 @@ use concert_proto::concert::{
         queue_service_client::QueueServiceClient,
     },
 };
+use platform::grpc_client::PeerChannel;
 use platform::{
     clock::{Clock, ManualClock, SharedClock},
     status::violated_field,
@@ -21,16 +22,16 @@ use platform::{
 };
 use queue_service::{config::Settings, domain::AdmissionPolicy, startup};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 /// A queue replica with the catalog it asks about concerts (both real servers on port 0,
 /// against the test's own database).
 struct Replica {
     _servers: (RunningServer, RunningServer),
-    public: QueueServiceClient<Channel>,
-    internal: QueueInternalServiceClient<Channel>,
-    admin: QueueAdminServiceClient<Channel>,
-    catalog_admin: CatalogAdminServiceClient<Channel>,
+    public: QueueServiceClient<PeerChannel>,
+    internal: QueueInternalServiceClient<PeerChannel>,
+    admin: QueueAdminServiceClient<PeerChannel>,
+    catalog_admin: CatalogAdminServiceClient<PeerChannel>,
     /// The concert tests join unless they say otherwise (on sale at once).
     concert: String,
 }
@@ -115,7 +116,7 @@ async fn replica_with(
 
 /// Creates a concert in the catalog; returns its id.
 async fn create_concert(
-    admin: &CatalogAdminServiceClient<Channel>,
+    admin: &CatalogAdminServiceClient<PeerChannel>,
     title: &str,
     sale_opens_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> String {

@@ -10,7 +10,7 @@ use platform::{
 
 /// Command line / environment of `reservation-service`.
 #[derive(Debug, Parser)]
-#[command(name = "reservation-service", about = "Concert seat holds and payments")]
+#[command(name = "reservation-service", version, about = "Concert seat holds and payments")]
 pub struct Config {
     #[command(flatten)]
     pub db: DatabaseConfig,

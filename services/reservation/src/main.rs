@@ -5,6 +5,7 @@ use reservation_service::{config::Config, startup};
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let _telemetry = platform::telemetry::init("reservation");
+    platform::metrics::install(config.listen.metrics_addr)?;
     // With the `failpoints` feature, FAILPOINTS="reservation::after-debit=return" arms the
     // crash point for drills; without it this does nothing.
     let _failpoints = fail::FailScenario::setup();

@@ -12,13 +12,14 @@ use concert_proto::concert::{
     },
 };
 use moka::future::Cache;
+use platform::grpc_client::PeerChannel;
 use platform::{
     batch::{BatchHandler, Batcher},
     money::Won,
     outbound::{self, CallPolicy, Deadline, Idempotency},
     status::from_peer,
 };
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Code, Request, Status};
 use uuid::Uuid;
 
 use crate::{domain::Payment, error::ReservationError};
@@ -47,13 +48,13 @@ const LAYOUT_CAPACITY: u64 = 50_000;
 /// AddSchedule, so one lookup per schedule and replica prices every hold on it.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    client: CatalogInternalServiceClient<Channel>,
+    client: CatalogInternalServiceClient<PeerChannel>,
     layouts: Cache<Uuid, Arc<Layout>>,
 }
 
 impl Catalog {
     #[must_use]
-    pub fn new(channel: Channel, layout_ttl: Duration) -> Self {
+    pub fn new(channel: PeerChannel, layout_ttl: Duration) -> Self {
         Self {
             client: CatalogInternalServiceClient::new(channel),
             layouts: Cache::builder().max_capacity(LAYOUT_CAPACITY).time_to_live(layout_ttl).build(),
@@ -80,7 +81,7 @@ impl Catalog {
 }
 
 async fn fetch_layout(
-    mut client: CatalogInternalServiceClient<Channel>,
+    mut client: CatalogInternalServiceClient<PeerChannel>,
     schedule_id: Uuid,
 ) -> Result<Arc<Layout>, ReservationError> {
     let response = client
@@ -145,7 +146,7 @@ pub fn is_final_refusal(code: Code) -> bool {
 /// commit for a batch instead of one per payment. Nothing waits to fill a batch.
 #[derive(Debug, Clone)]
 pub struct Wallet {
-    client: WalletInternalServiceClient<Channel>,
+    client: WalletInternalServiceClient<PeerChannel>,
     policy: CallPolicy,
     debits: Batcher<WalletDebits>,
 }
@@ -159,7 +160,7 @@ const DEBIT_WORKERS: usize = 2;
 impl Wallet {
     /// A wallet client; starts its debit batch workers, so it needs a Tokio runtime.
     #[must_use]
-    pub fn new(channel: Channel, policy: CallPolicy) -> Self {
+    pub fn new(channel: PeerChannel, policy: CallPolicy) -> Self {
         let client = WalletInternalServiceClient::new(channel);
         let debits = Batcher::start(
             WalletDebits { client: client.clone(), policy: policy.clone() },
@@ -217,7 +218,7 @@ impl Wallet {
 /// every debit in it is keyed) and answers each debit as a lone Debit would be answered.
 #[derive(Debug)]
 struct WalletDebits {
-    client: WalletInternalServiceClient<Channel>,
+    client: WalletInternalServiceClient<PeerChannel>,
     policy: CallPolicy,
 }
 
@@ -298,13 +299,13 @@ fn debit_outcome(answer: Result<i64, Status>) -> Result<DebitOutcome, Status> {
 /// The queue's internal API.
 #[derive(Debug, Clone)]
 pub struct Queue {
-    client: QueueInternalServiceClient<Channel>,
+    client: QueueInternalServiceClient<PeerChannel>,
     policy: CallPolicy,
 }
 
 impl Queue {
     #[must_use]
-    pub fn new(channel: Channel, policy: CallPolicy) -> Self {
+    pub fn new(channel: PeerChannel, policy: CallPolicy) -> Self {
         Self { client: QueueInternalServiceClient::new(channel), policy }
     }
 

@@ -45,8 +45,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let auth = settings.auth.build().await?;
-    let pool = platform::db::connect_and_migrate(settings.db.0, SCHEMA, settings.max_connections, &MIGRATOR).await?;
-    let repo = ReservationRepo::new(pool);
+    let pool = platform::db::connect_and_migrate(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    let repo = ReservationRepo::new(pool.clone());
     let queue_channel = lazy_channel(&settings.queue_url)?;
     let queue = Queue::new(queue_channel.clone(), settings.peer_policy.with_own_budget());
     let saga = Saga::new(
@@ -59,7 +59,14 @@ pub async fn run(
     // has stopped) aborts them all. Batch workers stop on their own when the handles that
     // feed them are dropped with the API.
     let mut tasks = JoinSet::new();
+    tasks.spawn(platform::metrics::sample_pool(pool.clone()));
     tasks.spawn(workers::sweep_expired_holds(repo.clone(), settings.clock.clone(), settings.sweep_interval));
+    tasks.spawn(workers::export_gauges(
+        repo.clone(),
+        settings.clock.clone(),
+        settings.payment_max_attempts,
+        workers::GAUGE_INTERVAL,
+    ));
     tasks.spawn(workers::recover_payments(
         repo.clone(),
         saga.clone(),

@@ -4,7 +4,7 @@ use platform::config::{AuthConfig, DatabaseConfig, ListenConfig};
 
 /// Command line / environment of `wallet-service`.
 #[derive(Debug, Parser)]
-#[command(name = "wallet-service", about = "Concert wallet: balances and ledger")]
+#[command(name = "wallet-service", version, about = "Concert wallet: balances and ledger")]
 pub struct Config {
     #[command(flatten)]
     pub db: DatabaseConfig,

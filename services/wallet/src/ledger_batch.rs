@@ -63,10 +63,14 @@ impl Ledger {
     /// # Errors
     /// As [`WalletRepo::apply`].
     pub async fn apply(&self, m: Mutation) -> Result<Applied, WalletError> {
-        if m.kind == EntryKind::Refund {
-            return self.repo.apply(&m).await;
-        }
-        self.batcher.submit(m).await.map_err(BatchError::into_error)?
+        let kind = m.kind;
+        let result = if kind == EntryKind::Refund {
+            self.repo.apply(&m).await
+        } else {
+            self.batcher.submit(m).await.map_err(BatchError::into_error).and_then(|applied| applied)
+        };
+        record(kind, &result);
+        result
     }
 
     /// Applies charges and debits that arrived together (DebitMany): up to [`MAX_BATCH`] per
@@ -79,10 +83,25 @@ impl Ledger {
         let writer = LedgerWriter(self.repo.clone());
         let mut results = Vec::with_capacity(ms.len());
         for chunk in ms.chunks(MAX_BATCH) {
-            for result in batch::run_together(&writer, chunk).await {
-                results.push(result.map_err(BatchError::into_error).and_then(|applied| applied));
+            for (m, result) in chunk.iter().zip(batch::run_together(&writer, chunk).await) {
+                let result = result.map_err(BatchError::into_error).and_then(|applied| applied);
+                record(m.kind, &result);
+                results.push(result);
             }
         }
         results
     }
+}
+
+/// Counts one answered mutation in `wallet_mutations_total{kind, outcome}`: `applied`,
+/// `replayed` (an idempotency key seen before), `refused` (a money rule or a bad request)
+/// or `error` (the database failed).
+fn record(kind: EntryKind, result: &Result<Applied, WalletError>) {
+    let outcome = match result {
+        Ok(applied) if applied.replayed => "replayed",
+        Ok(_) => "applied",
+        Err(WalletError::DatabaseUnavailable(_) | WalletError::Unexpected(_)) => "error",
+        Err(_) => "refused",
+    };
+    metrics::counter!(platform::metrics::WALLET_MUTATIONS, "kind" => kind.as_str(), "outcome" => outcome).increment(1);
 }

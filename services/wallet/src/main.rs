@@ -5,6 +5,7 @@ use wallet_service::{config::Config, startup};
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let _telemetry = platform::telemetry::init("wallet");
+    platform::metrics::install(config.listen.metrics_addr)?;
     // With the `failpoints` feature, FAILPOINTS arms the faults in `wallet_service::faults`;
     // without it this does nothing.
     let _failpoints = fail::FailScenario::setup();

@@ -20,8 +20,9 @@ use concert_proto::concert::{
         wallet_internal_service_client::WalletInternalServiceClient, wallet_service_client::WalletServiceClient,
     },
 };
+use platform::grpc_client::PeerChannel;
 use platform::{auth::QUEUE_TOKEN_HEADER, grpc_client::lazy_channel, identity::signer::Signer};
-use tonic::{Request, transport::Channel};
+use tonic::Request;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 /// Service addresses (same variables the services themselves use): the public ports for
@@ -143,14 +144,14 @@ impl Session {
 #[derive(Debug, Clone)]
 pub struct Clients {
     pub endpoints: Endpoints,
-    queue: Channel,
-    catalog: Channel,
-    reservation: Channel,
-    wallet: Channel,
-    queue_internal: Channel,
-    catalog_internal: Channel,
-    reservation_internal: Channel,
-    wallet_internal: Channel,
+    queue: PeerChannel,
+    catalog: PeerChannel,
+    reservation: PeerChannel,
+    wallet: PeerChannel,
+    queue_internal: PeerChannel,
+    catalog_internal: PeerChannel,
+    reservation_internal: PeerChannel,
+    wallet_internal: PeerChannel,
     minter: Arc<std::sync::OnceLock<Minter>>,
 }
 
@@ -196,28 +197,28 @@ impl Clients {
 }
 
 impl Clients {
-    pub fn queue(&self) -> QueueServiceClient<Channel> {
+    pub fn queue(&self) -> QueueServiceClient<PeerChannel> {
         QueueServiceClient::new(self.queue.clone())
     }
-    pub fn catalog(&self) -> CatalogServiceClient<Channel> {
+    pub fn catalog(&self) -> CatalogServiceClient<PeerChannel> {
         CatalogServiceClient::new(self.catalog.clone())
     }
-    pub fn admin(&self) -> CatalogAdminServiceClient<Channel> {
+    pub fn admin(&self) -> CatalogAdminServiceClient<PeerChannel> {
         CatalogAdminServiceClient::new(self.catalog_internal.clone())
     }
-    pub fn reservation(&self) -> ReservationServiceClient<Channel> {
+    pub fn reservation(&self) -> ReservationServiceClient<PeerChannel> {
         ReservationServiceClient::new(self.reservation.clone())
     }
-    pub fn queue_internal(&self) -> QueueInternalServiceClient<Channel> {
+    pub fn queue_internal(&self) -> QueueInternalServiceClient<PeerChannel> {
         QueueInternalServiceClient::new(self.queue_internal.clone())
     }
-    pub fn reservation_internal(&self) -> ReservationInternalServiceClient<Channel> {
+    pub fn reservation_internal(&self) -> ReservationInternalServiceClient<PeerChannel> {
         ReservationInternalServiceClient::new(self.reservation_internal.clone())
     }
-    pub fn wallet_internal(&self) -> WalletInternalServiceClient<Channel> {
+    pub fn wallet_internal(&self) -> WalletInternalServiceClient<PeerChannel> {
         WalletInternalServiceClient::new(self.wallet_internal.clone())
     }
-    pub fn wallet(&self) -> WalletServiceClient<Channel> {
+    pub fn wallet(&self) -> WalletServiceClient<PeerChannel> {
         WalletServiceClient::new(self.wallet.clone())
     }
 

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::clients::Endpoints;
 
 #[derive(Debug, Parser)]
-#[command(name = "concertctl", about = "Concert ticketing suite: seed, demo, benchmarks, access tokens")]
+#[command(name = "concertctl", version, about = "Concert ticketing suite: seed, demo, benchmarks, access tokens")]
 struct Cli {
     #[command(flatten)]
     endpoints: Endpoints,

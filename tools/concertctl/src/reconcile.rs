@@ -35,7 +35,7 @@ use concert_proto::concert::{
     },
 };
 use futures::StreamExt;
-use tonic::transport::Channel;
+use platform::grpc_client::PeerChannel;
 
 /// The wallet's export, gathered from its stream.
 #[derive(Debug, Clone, Default)]
@@ -124,8 +124,8 @@ impl fmt::Display for Report {
 /// # Errors
 /// When either service cannot be read.
 pub async fn fetch_and_reconcile(
-    mut wallet: WalletInternalServiceClient<Channel>,
-    mut reservation: ReservationInternalServiceClient<Channel>,
+    mut wallet: WalletInternalServiceClient<PeerChannel>,
+    mut reservation: ReservationInternalServiceClient<PeerChannel>,
 ) -> anyhow::Result<Report> {
     let mut payments = Vec::new();
     let mut stream = reservation.export_payments(ExportPaymentsRequest {}).await?.into_inner();

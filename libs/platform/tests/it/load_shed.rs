@@ -46,7 +46,7 @@ impl tower::Service<http::Request<Body>> for Gate {
     }
 }
 
-async fn call(channel: tonic::transport::Channel) -> Status {
+async fn call(channel: platform::grpc_client::PeerChannel) -> Status {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let codec = tonic_prost::ProstCodec::<(), ()>::default();

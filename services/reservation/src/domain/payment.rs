@@ -43,6 +43,10 @@ pub enum SagaStep {
 }
 
 impl PaymentStatus {
+    /// Every state, in saga order.
+    pub const ALL: [Self; 6] =
+        [Self::Started, Self::Confirmed, Self::Completed, Self::Compensating, Self::Compensated, Self::Failed];
+
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {

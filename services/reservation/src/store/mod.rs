@@ -9,6 +9,7 @@
 //! - [`books`]: the export the cross-service reconciliation reads.
 mod books;
 mod debits;
+mod gauges;
 mod holds;
 mod payment_starts;
 mod payments;
@@ -25,6 +26,7 @@ use crate::{
 
 pub use books::PaymentBook;
 pub use debits::RecordedDebit;
+pub use gauges::Gauges;
 pub use holds::{HoldAttempt, NewHold, OccupiedSeat};
 pub use payment_starts::{PaymentRequest, PaymentStart};
 

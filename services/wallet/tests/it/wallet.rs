@@ -5,18 +5,19 @@ use concert_proto::concert::wallet::v1::{
     ListTransactionsRequest, RefundRequest, TransactionKind, debit_result::Outcome,
     wallet_internal_service_client::WalletInternalServiceClient, wallet_service_client::WalletServiceClient,
 };
+use platform::grpc_client::PeerChannel;
 use platform::{
     status::{reason, violated_field},
     testing::RunningServer,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 use wallet_service::{config::Settings, startup};
 
 struct App {
     server: RunningServer,
-    public: WalletServiceClient<Channel>,
-    internal: WalletInternalServiceClient<Channel>,
+    public: WalletServiceClient<PeerChannel>,
+    internal: WalletInternalServiceClient<PeerChannel>,
 }
 
 async fn spawn(db: PgConnectOptions) -> App {
@@ -169,7 +170,9 @@ async fn concurrent_charges_sum_exactly_and_debits_never_overdraw(_p: PgPoolOpti
     // 1,000 charges of one wallet queue on its row lock by design; this test is about the
     // sums, not latency (see the benchmarks), so it allows a generous client deadline.
     let patient = |url: String| {
-        tonic::transport::Endpoint::from_shared(url).unwrap().timeout(std::time::Duration::from_secs(60)).connect_lazy()
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(url).unwrap().timeout(std::time::Duration::from_secs(60));
+        platform::grpc_client::traced(endpoint.connect_lazy())
     };
     app.public = WalletServiceClient::new(patient(app.server.url()));
     app.internal = WalletInternalServiceClient::new(patient(app.server.internal_url()));
