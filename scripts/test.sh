@@ -11,6 +11,9 @@ cd "$ROOT"
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
 find_postgres
 export DATABASE_URL="$PG_ADMIN_URL"
+# The prod overlay's PgBouncer, for the test that runs the journey through it.
+PGBOUNCER=$(scripts/install-pgbouncer.sh)
+export PGBOUNCER
 cargo test --workspace --locked "$@"
 # The booking page: unit tests and the browser scenarios in headless Chromium.
 scripts/test-web.sh

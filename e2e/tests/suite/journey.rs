@@ -147,3 +147,39 @@ async fn a_concert_with_over_a_thousand_dates_lists_them_all(_p: PgPoolOptions, 
     assert_eq!(dates.len(), 1_001);
     assert_eq!(dates.iter().find(|d| d.schedule_id == schedule_id).unwrap().available_seats, 49);
 }
+
+/// The prod overlay puts PgBouncer (transaction pooling) between every replica and
+/// PostgreSQL. Every statement the suite runs must work there: no named prepared statement,
+/// session setting or session lock may outlive its transaction. Forty people join, hold,
+/// charge and pay concurrently through two reservation replicas, and the books reconcile.
+#[sqlx::test(migrations = false)]
+async fn the_journey_and_the_books_hold_through_pgbouncer(_p: PgPoolOptions, db: PgConnectOptions) {
+    let opts = SuiteOptions { pgbouncer: true, reservation_replicas: 2, ..SuiteOptions::default() };
+    let suite = Suite::start(db, opts).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(7)).await;
+    let people = (1..=40u32).map(|n| {
+        let (suite, concert_id, schedule_id) = (&suite, &concert_id, &schedule_id);
+        async move {
+            let user = format!("fan-{n}");
+            let token = suite.active_token(&user, concert_id).await;
+            let id = suite.hold(&token, schedule_id, n).await;
+            suite.charge(&user, 300_000).await;
+            let paid = suite.pay(&token, &id, "once").await.unwrap();
+            assert_eq!(paid.balance_after, 300_000 - paid.payment.unwrap().amount);
+        }
+    });
+    futures::future::join_all(people).await;
+    let report = suite.assert_books_settle(std::time::Duration::from_secs(10)).await;
+    assert_eq!((report.payments, report.paid, report.sold_seats), (40, 40, 40), "{report}");
+    // Through both replicas' pools: each transaction ran on whatever server connection the
+    // pooler gave it.
+    let mut reservation = suite.reservation(1);
+    let seat = reservation
+        .hold_seat(authed(
+            &suite.active_token("late", &concert_id).await,
+            HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 1 },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(seat.code(), Code::AlreadyExists, "seat 1 is sold");
+}

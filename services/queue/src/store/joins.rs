@@ -107,7 +107,7 @@ impl QueueRepo {
         ))
         .bind(&users)
         .bind(&concerts)
-        .persistent(false)
+        .persistent(platform::db::lone_batch_prepared())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(token_from_row).collect()

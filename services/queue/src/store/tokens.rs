@@ -38,8 +38,8 @@ impl QueueRepo {
     /// The stored tokens among `tokens` (unknown ones are missing), without places in line:
     /// the read behind ValidateTokens.
     ///
-    /// Sent unprepared (`persistent(false)`), so it is planned for its array every time: a
-    /// plan cached while `tokens` was small would scan every token of the sale per call.
+    /// Planned for its array every time ([`platform::db::lone_batch_prepared`]): a plan
+    /// cached while `tokens` was small would scan every token of the sale per call.
     ///
     /// # Errors
     /// Database failures only.
@@ -47,7 +47,7 @@ impl QueueRepo {
     pub async fn get_many(&self, tokens: &[Uuid]) -> Result<Vec<Token>, QueueError> {
         let rows = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = ANY($1)"))
             .bind(tokens)
-            .persistent(false)
+            .persistent(platform::db::lone_batch_prepared())
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(token_from_row).collect()
@@ -89,7 +89,7 @@ impl QueueRepo {
         .bind(tokens)
         .bind(now)
         // Planned for its array each time (see `get_many`).
-        .persistent(false)
+        .persistent(platform::db::lone_batch_prepared())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

@@ -94,7 +94,7 @@ impl ReservationRepo {
         .bind(now)
         // Planned for its batch each time: `payments` starts a sale empty, and a plan cached
         // then would scan the table once it is large (see `db::begin_batch`).
-        .persistent(false)
+        .persistent(platform::db::lone_batch_prepared())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
