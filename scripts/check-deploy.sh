@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validates the deployment files offline: the Envoy edge config (a valid v3 Bootstrap whose
-# routes expose exactly the public services of proto/), the Kustomize render against the
-# Kubernetes 1.30 schemas, and the compose file. The Python tools are installed into a venv
+# routes expose exactly the public services of proto/), every Kustomize overlay rendered and
+# checked against the Kubernetes 1.30 schemas and the database connection budget
+# (scripts/check-connection-budget.py), and the compose file. The Python tools are installed into a venv
 # under target/ from scripts/requirements-deploy-check.txt (PyPI). Only the Kubernetes render
 # needs a tool that pip cannot bring (kubectl); without it that check is reported skipped.
 set -euo pipefail
@@ -20,10 +21,14 @@ fi
 "$venv/bin/python" scripts/check-envoy.py
 
 if command -v kubectl >/dev/null 2>&1; then
-  rendered=$(kubectl kustomize k8s/overlays/dev)
-  echo "k8s: kustomize renders $(grep -c '^kind:' <<<"$rendered") objects"
-  "$venv/bin/kubernetes-validate" --quiet --strict -k 1.30 - <<<"$rendered"
-  echo "k8s: schemas valid for 1.30"
+  for overlay in k8s/overlays/*/; do
+    name=$(basename "$overlay")
+    rendered=$(kubectl kustomize "$overlay")
+    echo "k8s $name: kustomize renders $(grep -c '^kind:' <<<"$rendered") objects"
+    "$venv/bin/kubernetes-validate" --quiet --strict -k 1.30 - <<<"$rendered"
+    echo "k8s $name: schemas valid for 1.30"
+    "$venv/bin/python" scripts/check-connection-budget.py "$name" <<<"$rendered"
+  done
 else
   echo "k8s: skipped (kubectl not installed: it renders the Kustomize overlays)"
 fi

@@ -46,7 +46,7 @@ trap cleanup EXIT
 i=1
 for name in queue catalog reservation wallet; do
   LISTEN_ADDR=127.0.0.1:$((51050 + i)) INTERNAL_LISTEN_ADDR=127.0.0.1:$((51060 + i)) \
-    "$bin/$name-service" >"$logs/$name.log" 2>&1 &
+    METRICS_ADDR=127.0.0.1:$((51070 + i)) "$bin/$name-service" >"$logs/$name.log" 2>&1 &
   pids+=($!)
   i=$((i + 1))
 done
@@ -71,3 +71,9 @@ PAGE_URL=http://127.0.0.1:8090/ HOLD_TTL_SECS=15 node web/e2e/run.mjs || {
   tail -n 5 "$logs"/*.log >&2
   exit 1
 }
+
+# After the browser journeys (joins, holds, payments): every metric the Grafana dashboard and
+# the alert rules name must be exported by these services.
+python3 scripts/check-metrics.py deploy/grafana/dashboards/concert.json deploy/prometheus/alerts.yml \
+  http://127.0.0.1:51071/metrics http://127.0.0.1:51072/metrics \
+  http://127.0.0.1:51073/metrics http://127.0.0.1:51074/metrics

@@ -4,7 +4,9 @@
 #   2. a server on 127.0.0.1:5432 (user postgres, trust auth);
 #   3. a private throwaway cluster initialised from the installed PostgreSQL binaries
 #      (data in .run/pgdata, port 55432);
-#   4. otherwise: explain what to install, and fail.
+#   4. no binaries: on Debian/Ubuntu, install the distribution's `postgresql` package (as
+#      root, or through sudo without a password) and go on with 3;
+#   5. otherwise: say the one command to run, and fail.
 # Sets PG_ADMIN_URL (a URL to the `postgres` maintenance database of that server).
 
 pg_bin_dir() {
@@ -48,6 +50,27 @@ start_private_cluster() {
   PG_ADMIN_URL="postgres://postgres@127.0.0.1:$port/postgres"
 }
 
+# Installs the distribution's PostgreSQL server on Debian or Ubuntu: as root, or with sudo
+# when it needs no password. The packaged server is not used as such (its service may not
+# run where there is no init system); its binaries make the private cluster.
+install_postgres() {
+  command -v apt-get >/dev/null 2>&1 || return 1
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    sudo -n true 2>/dev/null || {
+      echo "postgres: not installed; run: sudo apt-get install -y postgresql" >&2
+      return 1
+    }
+    sudo=(sudo -n)
+  fi
+  echo "postgres: installing the distribution's PostgreSQL (apt-get install postgresql)"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql >/dev/null ||
+    { "${sudo[@]}" apt-get update >/dev/null &&
+      "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql >/dev/null; } ||
+    return 1
+  pg_bin_dir >/dev/null
+}
+
 find_postgres() {
   if [ -n "${DATABASE_URL:-}" ]; then
     PG_ADMIN_URL="${DATABASE_URL%/*}/postgres"
@@ -56,6 +79,8 @@ find_postgres() {
     PG_ADMIN_URL="postgres://postgres@127.0.0.1:5432/postgres"
     echo "postgres: using the server on 127.0.0.1:5432"
   elif start_private_cluster; then
+    :
+  elif install_postgres && start_private_cluster; then
     :
   else
     cat >&2 <<'MSG'

@@ -6,6 +6,38 @@ use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 
+/// The variables every service reads besides its flags, for `--help`.
+pub const ENVIRONMENT_HELP: &str = "\
+Also read from the environment:
+  RUST_LOG                     log filter (tracing-subscriber EnvFilter syntax) [default: info]
+  LOG_FORMAT                   `json` for one JSON object per line [default: pretty text]
+  OTEL_EXPORTER_OTLP_ENDPOINT  export spans over OTLP/gRPC, e.g. http://otel-collector:4317
+                               (unset: no export); the other OTEL_EXPORTER_OTLP_* apply
+  FAILPOINTS                   fault drills, only in builds with --features failpoints";
+
+/// Checks a service's command line: it has a version, and its `--help` names every
+/// variable the service reads (each flag's `[env: …]` and [`ENVIRONMENT_HELP`]). Returns the
+/// problems found; each service's tests call it.
+#[must_use]
+pub fn help_problems(mut command: clap::Command) -> Vec<String> {
+    let mut problems = Vec::new();
+    if command.get_version().is_none() {
+        problems.push("no --version".to_owned());
+    }
+    let help = command.render_long_help().to_string();
+    let flags: Vec<String> =
+        command.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect();
+    for variable in flags.iter().map(String::as_str).chain(["RUST_LOG", "LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT"]) {
+        if !help.contains(variable) {
+            problems.push(format!("--help does not name {variable}"));
+        }
+    }
+    if !flags.iter().any(|f| f == "DATABASE_URL") {
+        problems.push("no DATABASE_URL flag".to_owned());
+    }
+    problems
+}
+
 /// PostgreSQL connection settings.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {

@@ -199,6 +199,10 @@ pub fn install(addr: Option<SocketAddr>) -> anyhow::Result<()> {
         .install()
         .map_err(|e| anyhow::anyhow!("metrics exporter on {addr}: {e}"))?;
     describe();
+    // Exported from the start, so a dashboard or alert naming them finds a series (at 0)
+    // before the first call is shed.
+    counter!(RPC_SERVER_SHED_CALLS).absolute(0);
+    gauge!(RPC_SERVER_ACTIVE_CALLS).set(0.0);
     tracing::info!(%addr, "Prometheus metrics at /metrics");
     Ok(())
 }

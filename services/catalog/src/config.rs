@@ -9,7 +9,7 @@ use platform::{
 
 /// Command line / environment of `catalog-service`.
 #[derive(Debug, Parser)]
-#[command(name = "catalog-service", version, about = "Concert catalog")]
+#[command(name = "catalog-service", version, about = "Concert catalog", after_help = platform::config::ENVIRONMENT_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub db: DatabaseConfig,
@@ -68,5 +68,14 @@ impl Config {
             seat_status_ttl: Duration::from_millis(self.seat_status_cache_ms),
             clock: platform::clock::system(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_and_help_name_every_variable() {
+        use clap::CommandFactory;
+        assert_eq!(platform::config::help_problems(super::Config::command()), Vec::<String>::new());
     }
 }

@@ -11,7 +11,7 @@ use crate::{domain::AdmissionPolicy, rate_limit::JoinRates};
 
 /// Command line / environment of `queue-service`.
 #[derive(Debug, Parser)]
-#[command(name = "queue-service", version, about = "Concert waiting room")]
+#[command(name = "queue-service", version, about = "Concert waiting room", after_help = platform::config::ENVIRONMENT_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub db: DatabaseConfig,
@@ -124,5 +124,14 @@ impl Config {
             max_watch_streams: self.max_watch_streams as usize,
             clock: platform::clock::system(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_and_help_name_every_variable() {
+        use clap::CommandFactory;
+        assert_eq!(platform::config::help_problems(super::Config::command()), Vec::<String>::new());
     }
 }

@@ -10,7 +10,7 @@ use platform::{
 
 /// Command line / environment of `reservation-service`.
 #[derive(Debug, Parser)]
-#[command(name = "reservation-service", version, about = "Concert seat holds and payments")]
+#[command(name = "reservation-service", version, about = "Concert seat holds and payments", after_help = platform::config::ENVIRONMENT_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub db: DatabaseConfig,
@@ -116,5 +116,14 @@ impl Config {
             seat_taken_ttl: Duration::from_millis(self.seat_taken_cache_ms),
             clock: platform::clock::system(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_and_help_name_every_variable() {
+        use clap::CommandFactory;
+        assert_eq!(platform::config::help_problems(super::Config::command()), Vec::<String>::new());
     }
 }

@@ -4,7 +4,7 @@ use platform::config::{AuthConfig, DatabaseConfig, ListenConfig};
 
 /// Command line / environment of `wallet-service`.
 #[derive(Debug, Parser)]
-#[command(name = "wallet-service", version, about = "Concert wallet: balances and ledger")]
+#[command(name = "wallet-service", version, about = "Concert wallet: balances and ledger", after_help = platform::config::ENVIRONMENT_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub db: DatabaseConfig,
@@ -36,5 +36,14 @@ impl Config {
             limits: self.listen.limits(),
             auth: self.auth.settings()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_and_help_name_every_variable() {
+        use clap::CommandFactory;
+        assert_eq!(platform::config::help_problems(super::Config::command()), Vec::<String>::new());
     }
 }

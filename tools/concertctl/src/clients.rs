@@ -228,8 +228,9 @@ impl Clients {
         self.endpoints.connect()
     }
 
-    /// Waits until every service answers SERVING.
-    pub async fn wait_healthy(&self, timeout: Duration) -> anyhow::Result<()> {
+    /// Waits until every service (or only `only`: `queue`, `catalog`, `reservation` or
+    /// `wallet`) answers SERVING on both its ports.
+    pub async fn wait_healthy(&self, timeout: Duration, only: Option<&str>) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         for (name, channel) in [
             ("queue", &self.queue),
@@ -240,7 +241,10 @@ impl Clients {
             ("reservation (internal)", &self.reservation_internal),
             ("wallet", &self.wallet),
             ("wallet (internal)", &self.wallet_internal),
-        ] {
+        ]
+        .into_iter()
+        .filter(|(name, _)| only.is_none_or(|only| name.split(' ').next() == Some(only)))
+        {
             let mut health = HealthClient::new(channel.clone());
             loop {
                 let ok = health

@@ -20,11 +20,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Waits until all four services report SERVING (health service).
+    /// Waits until all four services report SERVING (health service) on both ports.
     Wait {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
+        /// Only this service (a container's health check).
+        #[arg(long, value_parser = ["queue", "catalog", "reservation", "wallet"])]
+        only: Option<String>,
     },
     /// Creates the demo concerts (2 concerts × 3 dates × 50 seats) unless they exist.
     Seed,
@@ -62,7 +65,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let clients = cli.endpoints.connect()?;
     match cli.command {
-        Command::Wait { timeout_secs } => clients.wait_healthy(std::time::Duration::from_secs(timeout_secs)).await,
+        Command::Wait { timeout_secs, only } => {
+            clients.wait_healthy(std::time::Duration::from_secs(timeout_secs), only.as_deref()).await
+        }
         Command::Seed => seed::run(&clients).await,
         Command::Demo => demo::run(&clients).await,
         Command::Bench(args) => bench::run(&clients, args).await,
