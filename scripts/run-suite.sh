@@ -37,10 +37,11 @@ export QUEUE_URL=http://127.0.0.1:50051 CATALOG_URL=http://127.0.0.1:50052 \
 # and concertctl signs the demo users' access tokens with it.
 export AUTH_JWKS_FILE="$ROOT/deploy/dev-auth/jwks.json" AUTH_ISSUER=https://dev-auth.concert.invalid/ \
   AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem"
-start wallet
-start queue
-start catalog
-start reservation
+# Prometheus text on /metrics, one port per service (README "Observability").
+start wallet METRICS_ADDR=127.0.0.1:9464
+start queue METRICS_ADDR=127.0.0.1:9461
+start catalog METRICS_ADDR=127.0.0.1:9462
+start reservation METRICS_ADDR=127.0.0.1:9463
 
 ctl="$bin/concertctl"
 if ! $ctl wait --timeout-secs 60; then
@@ -82,6 +83,8 @@ Booking page: ${page_url:-not served (no npm)}
   sign in as "me" with this DEV-ONLY link: ${page_url}#access_token=$TOKEN
 Public ports: queue 50051, catalog 50052, reservation 50053, wallet 50054 (gRPC and grpc-web;
 an access token is required). Internal ports (peers, admin, concertctl): 50061-50064.
+Metrics (Prometheus text): http://127.0.0.1:9461/metrics (queue), :9462 catalog,
+:9463 reservation, :9464 wallet.
 
 Call it by hand as user "me" (buf: npx @bufbuild/buf; grpcurl works the same way). An access
 token for "me", valid one hour, signed with the DEV-ONLY key (concertctl token --user me):

@@ -55,6 +55,9 @@ pub async fn connect(db: &DbOptions, schema: &str, max_connections: u32) -> anyh
         .max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))
+        // One DEBUG event per acquire with its wait, which `metrics::PoolWaitLayer` records
+        // (the log filter keeps it out of the logs).
+        .acquire_time_level(log::LevelFilter::Debug)
         .connect_with(options.application_name(schema))
         .await?;
     Ok(pool)

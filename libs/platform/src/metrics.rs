@@ -67,6 +67,8 @@ pub const BATCH_ITEMS: &str = "batch_items";
 pub const DB_CONNECTIONS: &str = "db_client_connection_count";
 /// The pool's connection limit.
 pub const DB_CONNECTIONS_MAX: &str = "db_client_connection_max";
+/// How long a caller waited for a pooled connection.
+pub const DB_CONNECTION_WAIT: &str = "db_client_connection_wait_time_seconds";
 /// People waiting in a concert's line.
 pub const QUEUE_WAITING: &str = "queue_waiting_tokens";
 /// People admitted to a concert and not yet expired.
@@ -118,6 +120,13 @@ pub const CATALOGUE: &[Metric] = &[
         "Pooled PostgreSQL connections (sampled every second)",
     ),
     metric(DB_CONNECTIONS_MAX, Kind::Gauge, Unit::Count, "", "The pool's limit, DATABASE_MAX_CONNECTIONS"),
+    metric(
+        DB_CONNECTION_WAIT,
+        Kind::Histogram,
+        Unit::Seconds,
+        "",
+        "Time each query or transaction waited for a pooled connection (callers queue here when the pool is saturated)",
+    ),
     metric(
         QUEUE_WAITING,
         Kind::Gauge,
@@ -232,6 +241,39 @@ pub async fn sample_pool(pool: sqlx::PgPool) {
         gauge!(DB_CONNECTIONS, "state" => "idle").set(idle);
         gauge!(DB_CONNECTIONS, "state" => "used").set(f64::from(size) - idle);
         gauge!(DB_CONNECTIONS_MAX).set(f64::from(pool.options().get_max_connections()));
+    }
+}
+
+/// The `tracing` target of sqlx's "acquired connection" events.
+pub const SQLX_ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
+
+/// A tracing layer that records sqlx's "acquired connection" events (target
+/// [`SQLX_ACQUIRE_TARGET`], field `aquired_after_secs`, one per acquire: see
+/// [`crate::db::connect`]) into [`DB_CONNECTION_WAIT`]. sqlx counts no waiters, but it times
+/// every acquire, so the wait callers see is measured where it happens.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolWaitLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PoolWaitLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct WaitedSecs(Option<f64>);
+        impl tracing::field::Visit for WaitedSecs {
+            fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+                // sqlx 0.8 spells it this way.
+                if field.name() == "aquired_after_secs" {
+                    self.0 = Some(value);
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        if event.metadata().target() != SQLX_ACQUIRE_TARGET {
+            return;
+        }
+        let mut waited = WaitedSecs(None);
+        event.record(&mut waited);
+        if let Some(secs) = waited.0 {
+            histogram!(DB_CONNECTION_WAIT).record(secs);
+        }
     }
 }
 

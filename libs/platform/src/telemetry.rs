@@ -66,7 +66,14 @@ pub fn init(service: &'static str) -> TelemetryGuard {
         Err(e) => (None, Some(e)),
     };
     let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
-    let installed = tracing_subscriber::registry().with(filter).with(logs).with(otel).try_init().is_ok();
+    // Filters per layer: logs and spans follow RUST_LOG, while the pool-wait metric sees
+    // sqlx's acquire events (DEBUG) whatever the log level.
+    let pool_wait = crate::metrics::PoolWaitLayer.with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_target(crate::metrics::SQLX_ACQUIRE_TARGET, tracing::Level::DEBUG),
+    );
+    let installed =
+        tracing_subscriber::registry().with(logs.and_then(otel).with_filter(filter)).with(pool_wait).try_init().is_ok();
     if installed {
         tracing::info!(service, otlp = provider.is_some(), "telemetry initialised");
         if let Some(e) = otel_error {

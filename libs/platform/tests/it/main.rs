@@ -1,3 +1,5 @@
-//! Platform integration tests: batch transactions on real PostgreSQL and the server's load shedding.
+//! Platform integration tests: batch transactions and the pool-wait metric on real
+//! PostgreSQL, and the server's load shedding.
 mod db_batch;
 mod load_shed;
+mod pool_wait;
