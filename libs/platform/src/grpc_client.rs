@@ -9,8 +9,10 @@ use tower::Layer as _;
 /// carries W3C trace context (`traceparent`), so the peer's work joins the caller's trace.
 pub type PeerChannel = OtelGrpcService<Channel>;
 
-/// Default deadline of one call to a peer service.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// Deadline of one call on a peer channel when the caller sets none: the same as
+/// [`crate::outbound::CallPolicy`]'s default, so a call is bounded alike whether or not it
+/// goes through `outbound`.
+pub const DEFAULT_CALL_TIMEOUT: Duration = crate::outbound::DEFAULT_TIMEOUT;
 
 /// A lazily connecting channel to a peer (`http://host:port`). The first call connects;
 /// a peer that is down surfaces as UNAVAILABLE on that call, not as a start-up failure, so

@@ -58,6 +58,9 @@ impl PartialEq for RetryBudget {
 
 impl Eq for RetryBudget {}
 
+/// Longest one attempt of a peer call may take by default (`PEER_CALL_TIMEOUT_MS`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How calls to one peer are bounded and retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallPolicy {
@@ -76,7 +79,7 @@ pub struct CallPolicy {
 impl Default for CallPolicy {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_secs(2),
+            timeout: DEFAULT_TIMEOUT,
             retries: 3,
             min_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(1),
