@@ -3,11 +3,11 @@
 //! and answers a payment listed twice twice.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use chrono::Utc;
-use platform::{auth::Principal, money::Won};
+use platform::money::Won;
 use reservation_service::{
     debit_recorder::DebitRecorder,
     domain::{Payment, PaymentStatus},
-    store::{NewHold, PaymentStart, RecordedDebit, ReservationRepo},
+    store::{PaymentStart, RecordedDebit, ReservationRepo},
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -17,25 +17,8 @@ const PRICE: i64 = 90_000;
 /// Holds seat `seat` for a fresh user and starts its payment; returns the STARTED payment.
 async fn started_payment(repo: &ReservationRepo, schedule_id: Uuid, seat: u32) -> Payment {
     let now = Utc::now();
-    let payer = Principal {
-        token: Uuid::new_v4(),
-        user_id: format!("user-{seat}"),
-        concert_id: Uuid::nil(),
-        expires_at: now + chrono::Duration::seconds(300),
-    };
-    let hold = NewHold {
-        user_id: payer.user_id.clone(),
-        token: payer.token,
-        concert_id: payer.concert_id,
-        schedule_id,
-        seat_number: seat,
-        price: Won::new(PRICE),
-        now,
-        ttl: chrono::Duration::seconds(300),
-        max_holds: 50,
-    };
-    let id = Uuid::now_v7();
-    assert_eq!(repo.insert_holds(&[id], &[hold]).await.unwrap().len(), 1);
+    let payer = crate::support::payer(&format!("user-{seat}"), Uuid::nil(), now);
+    let id = crate::support::hold(repo, &payer, schedule_id, seat, PRICE, now, chrono::Duration::seconds(300)).await;
     match repo.start_payment(id, &payer, &format!("key-{seat}"), now, chrono::Duration::seconds(30)).await.unwrap() {
         PaymentStart::New(payment, _) => payment,
         PaymentStart::Existing(p) => panic!("a first payment was found existing: {p:?}"),

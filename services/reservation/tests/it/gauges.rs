@@ -2,12 +2,12 @@
 //! person, the recovery backlog and live holds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use chrono::{Duration, Utc};
-use platform::{auth::Principal, money::Won};
-use reservation_service::store::{Gauges, NewHold, PaymentStart, ReservationRepo};
+use platform::auth::Principal;
+use reservation_service::store::{Gauges, PaymentStart, ReservationRepo};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// Holds `seat` for its own user, `held_ago` in the past for `ttl`; returns the hold's id.
+/// Holds `seat` for its own user, `held_ago` in the past for `ttl`.
 async fn hold(
     repo: &ReservationRepo,
     schedule_id: Uuid,
@@ -16,26 +16,8 @@ async fn hold(
     ttl: Duration,
 ) -> (Uuid, Principal) {
     let now = Utc::now() - held_ago;
-    let payer = Principal {
-        token: Uuid::new_v4(),
-        user_id: format!("user-{seat}"),
-        concert_id: Uuid::nil(),
-        expires_at: now + Duration::seconds(600),
-    };
-    let hold = NewHold {
-        user_id: payer.user_id.clone(),
-        token: payer.token,
-        concert_id: payer.concert_id,
-        schedule_id,
-        seat_number: seat,
-        price: Won::new(90_000),
-        now,
-        ttl,
-        max_holds: 50,
-    };
-    let id = Uuid::now_v7();
-    assert_eq!(repo.insert_holds(&[id], &[hold]).await.unwrap().len(), 1);
-    (id, payer)
+    let payer = crate::support::payer(&format!("user-{seat}"), Uuid::nil(), now);
+    (crate::support::hold(repo, &payer, schedule_id, seat, 90_000, now, ttl).await, payer)
 }
 
 async fn pay(repo: &ReservationRepo, id: Uuid, payer: &Principal) -> Uuid {

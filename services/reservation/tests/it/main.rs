@@ -3,4 +3,5 @@ mod debit_batch;
 mod gauges;
 mod hold_batch;
 mod payment_start_batch;
+mod support;
 mod wallet_debits;

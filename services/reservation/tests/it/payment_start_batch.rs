@@ -8,7 +8,7 @@ use reservation_service::{
     domain::PaymentStatus,
     error::ReservationError,
     payment_starter::PaymentStarter,
-    store::{NewHold, PaymentRequest, PaymentStart, ReservationRepo},
+    store::{PaymentRequest, PaymentStart, ReservationRepo},
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -16,26 +16,11 @@ use uuid::Uuid;
 const PRICE: i64 = 70_000;
 const LEASE: Duration = Duration::seconds(30);
 
-fn payer(user: &str, concert_id: Uuid, now: DateTime<Utc>) -> Principal {
-    Principal { token: Uuid::new_v4(), user_id: user.into(), concert_id, expires_at: now + Duration::seconds(300) }
-}
+use crate::support::payer;
 
 /// Holds `seat` for `who` until `now + ttl`; returns the reservation id.
 async fn hold(repo: &ReservationRepo, who: &Principal, seat: u32, now: DateTime<Utc>, ttl: Duration) -> Uuid {
-    let hold = NewHold {
-        user_id: who.user_id.clone(),
-        token: who.token,
-        concert_id: who.concert_id,
-        schedule_id: Uuid::from_u128(7),
-        seat_number: seat,
-        price: Won::new(PRICE),
-        now,
-        ttl,
-        max_holds: 50,
-    };
-    let id = Uuid::now_v7();
-    assert_eq!(repo.insert_holds(&[id], &[hold]).await.unwrap().len(), 1);
-    id
+    crate::support::hold(repo, who, Uuid::from_u128(7), seat, PRICE, now, ttl).await
 }
 
 fn request(reservation_id: Uuid, who: &Principal, key: &str, now: DateTime<Utc>) -> PaymentRequest {
