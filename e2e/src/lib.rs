@@ -230,12 +230,12 @@ impl Suite {
 
     pub fn wallet(&self) -> WalletServiceClient<PeerChannel> {
         let url = format!("http://{}", self.wallet_addrs.0);
-        WalletServiceClient::new(platform::grpc_client::lazy_channel(&url).unwrap())
+        WalletServiceClient::new(platform::testing::test_channel(&url))
     }
 
     /// A channel to the wallet's internal port (it survives wallet restarts).
     pub fn wallet_internal_channel(&self) -> PeerChannel {
-        platform::grpc_client::lazy_channel(&format!("http://{}", self.wallet_addrs.1)).unwrap()
+        platform::testing::test_channel(&format!("http://{}", self.wallet_addrs.1))
     }
 
     /// Stops the wallet (calls to it then fail with UNAVAILABLE).

@@ -308,7 +308,7 @@ async fn books_balance_after_a_randomized_chaos_run(_p: PgPoolOptions, db: PgCon
             // Lazy channels by address: they reconnect to a replica restarted on its port.
             replicas: replica_urls
                 .iter()
-                .map(|u| ReservationServiceClient::new(platform::grpc_client::lazy_channel(u).unwrap()))
+                .map(|u| ReservationServiceClient::new(platform::testing::test_channel(u)))
                 .collect(),
             wallet: suite.wallet(),
         };

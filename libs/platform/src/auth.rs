@@ -21,11 +21,10 @@
 //! line (LeaveQueue) gave its slot to the next person and must not book anything more.
 use std::time::Duration;
 
-use crate::grpc_client::PeerChannel;
 use chrono::{DateTime, Utc};
 use concert_proto::concert::queue::v1::{
-    QueueStatus, TokenState, ValidateTokenRequest, ValidateTokensRequest,
-    queue_internal_service_client::QueueInternalServiceClient,
+    QueueStatus, TokenState, ValidateTokenRequest, ValidateTokenResponse, ValidateTokensRequest,
+    ValidateTokensResponse, queue_internal_service_client::QueueInternalServiceClient,
 };
 use moka::future::Cache;
 use tonic::{Code, Request, Status, metadata::MetadataMap};
@@ -34,6 +33,8 @@ use uuid::Uuid;
 use crate::{
     batch::{BatchError, BatchHandler, Batcher},
     clock::SharedClock,
+    grpc_client::PeerChannel,
+    outbound::{CallPolicy, Deadline, Idempotency},
     status::{from_peer, with_reason},
 };
 
@@ -124,7 +125,37 @@ const LOOKUP_WORKERS: usize = 2;
 /// Asks the queue about a batch of tokens in one ValidateTokens call; `None` for an unknown
 /// token.
 #[derive(Debug)]
-struct QueueLookup(QueueInternalServiceClient<PeerChannel>);
+struct QueueLookup {
+    client: QueueInternalServiceClient<PeerChannel>,
+    /// Deadline and retries of each lookup (an idempotent read).
+    policy: CallPolicy,
+}
+
+impl QueueLookup {
+    async fn validate_tokens(
+        &self,
+        request: ValidateTokensRequest,
+    ) -> Result<tonic::Response<ValidateTokensResponse>, Status> {
+        crate::outbound::call("queue", &self.policy, Deadline::NONE, Idempotency::Idempotent, |budget| {
+            let mut client = self.client.clone();
+            let request = crate::outbound::with_timeout(request.clone(), budget);
+            async move { client.validate_tokens(request).await }
+        })
+        .await
+    }
+
+    async fn validate_token(
+        &self,
+        request: ValidateTokenRequest,
+    ) -> Result<tonic::Response<ValidateTokenResponse>, Status> {
+        crate::outbound::call("queue", &self.policy, Deadline::NONE, Idempotency::Idempotent, |budget| {
+            let mut client = self.client.clone();
+            let request = crate::outbound::with_timeout(request.clone(), budget);
+            async move { client.validate_token(request).await }
+        })
+        .await
+    }
+}
 
 impl BatchHandler for QueueLookup {
     type Item = Uuid;
@@ -133,7 +164,7 @@ impl BatchHandler for QueueLookup {
 
     async fn run(&self, tokens: &[Uuid]) -> Result<Vec<Option<QueueStatus>>, Status> {
         let request = ValidateTokensRequest { tokens: tokens.iter().map(Uuid::to_string).collect() };
-        match self.0.clone().validate_tokens(request).await {
+        match self.validate_tokens(request).await {
             Ok(response) => Ok(response.into_inner().results.into_iter().map(|r| r.status).collect()),
             // A queue replica older than ValidateTokens (during a rolling deploy): one call
             // per token, as before.
@@ -141,7 +172,7 @@ impl BatchHandler for QueueLookup {
                 let mut statuses = Vec::with_capacity(tokens.len());
                 for token in tokens {
                     let request = ValidateTokenRequest { token: token.to_string() };
-                    statuses.push(match self.0.clone().validate_token(request).await {
+                    statuses.push(match self.validate_token(request).await {
                         Ok(r) => r.into_inner().status,
                         Err(s) if s.code() == Code::NotFound => None,
                         Err(s) => return Err(s),
@@ -161,8 +192,11 @@ impl TokenValidator {
     pub fn new(channel: PeerChannel, cache_ttl: Duration, clock: SharedClock) -> Self {
         let cache = (!cache_ttl.is_zero())
             .then(|| Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(cache_ttl).build());
-        let lookups =
-            Batcher::start(QueueLookup(QueueInternalServiceClient::new(channel)), LOOKUP_WORKERS, MAX_LOOKUP_BATCH);
+        let lookups = Batcher::start(
+            QueueLookup { client: QueueInternalServiceClient::new(channel), policy: CallPolicy::default() },
+            LOOKUP_WORKERS,
+            MAX_LOOKUP_BATCH,
+        );
         Self { lookups, cache, clock }
     }
 

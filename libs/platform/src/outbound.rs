@@ -58,6 +58,15 @@ impl PartialEq for RetryBudget {
 
 impl Eq for RetryBudget {}
 
+/// `message` as a request whose `grpc-timeout` is `budget`: what an attempt of
+/// [`call`] sends, so the peer stops working when the caller stops waiting.
+#[must_use]
+pub fn with_timeout<T>(message: T, budget: Duration) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(budget);
+    request
+}
+
 /// Longest one attempt of a peer call may take by default (`PEER_CALL_TIMEOUT_MS`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -119,22 +119,22 @@ impl RunningServer {
         format!("http://{}", self.internal_addr)
     }
 
-    /// A channel to the public port.
+    /// A channel to the public port, for a test's own calls.
     ///
     /// # Panics
     /// Never for the URL this type builds.
     #[must_use]
     pub fn channel(&self) -> PeerChannel {
-        crate::grpc_client::lazy_channel(&self.url()).expect("valid URL")
+        test_channel(&self.url())
     }
 
-    /// A channel to the internal port.
+    /// A channel to the internal port, for a test's own calls.
     ///
     /// # Panics
     /// Never for the URL this type builds.
     #[must_use]
     pub fn internal_channel(&self) -> PeerChannel {
-        crate::grpc_client::lazy_channel(&self.internal_url()).expect("valid URL")
+        test_channel(&self.internal_url())
     }
 
     /// Waits until both ports' health services answer SERVING (migrations done).
@@ -332,3 +332,19 @@ pub mod identity {
         format!("Bearer {}", token(user)).parse().expect("ASCII")
     }
 }
+
+/// A traced channel whose calls wait up to [`TEST_CALL_TIMEOUT`]: a test's own calls check
+/// outcomes, not latency, and hundreds of them at once on a loaded CI machine may take longer
+/// than a peer's deadline (the services' own peer calls keep theirs).
+///
+/// # Panics
+/// When `url` is not a valid URI.
+#[must_use]
+pub fn test_channel(url: &str) -> PeerChannel {
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(url.to_owned()).expect("valid URL").timeout(TEST_CALL_TIMEOUT);
+    crate::grpc_client::traced(endpoint.connect_lazy())
+}
+
+/// Deadline of a test's own calls.
+pub const TEST_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -11,8 +11,11 @@ use moka::future::Cache;
 use concert_proto::concert::reservation::v1::{
     GetOccupancyRequest, ReservationStatus, reservation_internal_service_client::ReservationInternalServiceClient,
 };
-use platform::grpc_client::PeerChannel;
 use platform::status::from_peer;
+use platform::{
+    grpc_client::PeerChannel,
+    outbound::{self, CallPolicy, Deadline, Idempotency},
+};
 use uuid::Uuid;
 
 use crate::{domain::SeatStatus, error::CatalogError};
@@ -24,6 +27,8 @@ pub type Occupancy = HashMap<(Uuid, u32), SeatStatus>;
 #[derive(Debug, Clone)]
 pub struct OccupancyClient {
     client: ReservationInternalServiceClient<PeerChannel>,
+    /// Deadline and retries of GetOccupancy (an idempotent read).
+    policy: CallPolicy,
     per_schedule: Option<Cache<Uuid, Arc<Occupancy>>>,
 }
 
@@ -39,7 +44,7 @@ impl OccupancyClient {
     pub fn new(channel: PeerChannel, cache_ttl: Duration) -> Self {
         let per_schedule =
             (!cache_ttl.is_zero()).then(|| Cache::builder().max_capacity(CAPACITY).time_to_live(cache_ttl).build());
-        Self { client: ReservationInternalServiceClient::new(channel), per_schedule }
+        Self { client: ReservationInternalServiceClient::new(channel), per_schedule, policy: CallPolicy::default() }
     }
 
     /// Seat status of one schedule, at most `SEAT_STATUS_CACHE_MS` old.
@@ -75,12 +80,13 @@ impl OccupancyClient {
 
     async fn occupancy_of(&self, schedules: &[Uuid], occupancy: &mut Occupancy) -> Result<(), CatalogError> {
         let request = GetOccupancyRequest { schedule_ids: schedules.iter().map(Uuid::to_string).collect() };
-        let response = self
-            .client
-            .clone()
-            .get_occupancy(request)
-            .await
-            .map_err(|s| CatalogError::Peer(from_peer("reservation", &s)))?;
+        let response = outbound::call("reservation", &self.policy, Deadline::NONE, Idempotency::Idempotent, |budget| {
+            let mut client = self.client.clone();
+            let request = outbound::with_timeout(request.clone(), budget);
+            async move { client.get_occupancy(request).await }
+        })
+        .await
+        .map_err(|s| CatalogError::Peer(from_peer("reservation", &s)))?;
         for seat in response.into_inner().seats {
             let schedule = Uuid::parse_str(&seat.schedule_id)
                 .map_err(|e| CatalogError::Unexpected(anyhow::anyhow!("reservation sent a bad schedule id: {e}")))?;

@@ -12,8 +12,11 @@ use concert_proto::concert::catalog::v1::{
     GetConcertRequest, catalog_internal_service_client::CatalogInternalServiceClient,
 };
 use moka::future::Cache;
-use platform::grpc_client::PeerChannel;
 use platform::{clock::SharedClock, status::from_peer};
+use platform::{
+    grpc_client::PeerChannel,
+    outbound::{self, CallPolicy, Deadline, Idempotency},
+};
 use tonic::{Code, Status};
 use uuid::Uuid;
 
@@ -33,6 +36,8 @@ const TTL: Duration = Duration::from_secs(600);
 pub struct Rooms {
     repo: QueueRepo,
     catalog: CatalogInternalServiceClient<PeerChannel>,
+    /// Deadline and retries of GetConcert (an idempotent read).
+    policy: CallPolicy,
     cache: Cache<Uuid, Arc<Room>>,
     clock: SharedClock,
 }
@@ -43,6 +48,7 @@ impl Rooms {
         Self {
             repo,
             catalog: CatalogInternalServiceClient::new(catalog),
+            policy: CallPolicy::default(),
             cache: Cache::builder().max_capacity(CAPACITY).time_to_live(TTL).build(),
             clock,
         }
@@ -54,7 +60,7 @@ impl Rooms {
     /// [`QueueError::ConcertNotFound`] when the catalog does not know the concert;
     /// [`QueueError::Peer`] when the catalog cannot be asked; database failures.
     pub async fn get(&self, concert_id: Uuid) -> Result<Arc<Room>, QueueError> {
-        let load = load(self.repo.clone(), self.catalog.clone(), concert_id, self.clock.clone());
+        let load = load(self.repo.clone(), self.catalog.clone(), self.policy.clone(), concert_id, self.clock.clone());
         self.cache.try_get_with(concert_id, load).await.map_err(|e| match &*e {
             QueueError::ConcertNotFound => QueueError::ConcertNotFound,
             QueueError::Peer(s) => QueueError::Peer(Status::new(s.code(), s.message())),
@@ -88,23 +94,28 @@ impl Rooms {
 
 async fn load(
     repo: QueueRepo,
-    mut catalog: CatalogInternalServiceClient<PeerChannel>,
+    catalog: CatalogInternalServiceClient<PeerChannel>,
+    policy: CallPolicy,
     concert_id: Uuid,
     clock: SharedClock,
 ) -> Result<Arc<Room>, QueueError> {
     if let Some(room) = repo.room(concert_id).await? {
         return Ok(Arc::new(room));
     }
-    let concert = catalog
-        .get_concert(GetConcertRequest { concert_id: concert_id.to_string() })
-        .await
-        .map_err(|s| match s.code() {
-            Code::NotFound => QueueError::ConcertNotFound,
-            _ => QueueError::Peer(from_peer("catalog", &s)),
-        })?
-        .into_inner()
-        .concert
-        .unwrap_or_default();
+    let request = GetConcertRequest { concert_id: concert_id.to_string() };
+    let concert = outbound::call("catalog", &policy, Deadline::NONE, Idempotency::Idempotent, |budget| {
+        let mut catalog = catalog.clone();
+        let request = outbound::with_timeout(request.clone(), budget);
+        async move { catalog.get_concert(request).await }
+    })
+    .await
+    .map_err(|s| match s.code() {
+        Code::NotFound => QueueError::ConcertNotFound,
+        _ => QueueError::Peer(from_peer("catalog", &s)),
+    })?
+    .into_inner()
+    .concert
+    .unwrap_or_default();
     let sale_opens_at = concert
         .sale_opens_at
         .as_ref()

@@ -455,11 +455,16 @@ async fn joining_too_often_is_refused_with_a_retry_hint(_p: PgPoolOptions, db: P
     let q = replica(db, 1, platform::clock::system()).await;
     // The default allowance: a burst of 20, then 10 per second.
     let mut results = Vec::new();
+    let started = std::time::Instant::now();
     for _ in 0..30 {
         results.push(q.public.clone().issue_token(issue(&q, "eager")).await);
     }
+    // The burst, plus what refilled while the loop ran (slow on a loaded machine), plus one
+    // for a refill landing between two calls.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let refilled = (started.elapsed().as_secs_f64() * 10.0).ceil() as usize;
     let passed = results.iter().filter(|r| r.is_ok()).count();
-    assert!((20..=22).contains(&passed), "{passed} joins passed");
+    assert!((20..=21 + refilled).contains(&passed), "{passed} joins passed, {refilled} could have refilled");
     let refused = results.iter().find_map(|r| r.as_ref().err()).expect("some joins are refused");
     assert_eq!(refused.code(), Code::ResourceExhausted);
     assert_eq!(platform::status::reason(refused).as_deref(), Some("RATE_LIMITED"));

@@ -19,7 +19,7 @@ use platform::{
     outbound::{self, CallPolicy, Deadline, Idempotency},
     status::from_peer,
 };
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use uuid::Uuid;
 
 use crate::{domain::Payment, error::ReservationError};
@@ -50,6 +50,7 @@ const LAYOUT_CAPACITY: u64 = 50_000;
 pub struct Catalog {
     client: CatalogInternalServiceClient<PeerChannel>,
     layouts: Cache<Uuid, Arc<Layout>>,
+    policy: CallPolicy,
 }
 
 impl Catalog {
@@ -58,6 +59,7 @@ impl Catalog {
         Self {
             client: CatalogInternalServiceClient::new(channel),
             layouts: Cache::builder().max_capacity(LAYOUT_CAPACITY).time_to_live(layout_ttl).build(),
+            policy: CallPolicy::default(),
         }
     }
 
@@ -67,9 +69,11 @@ impl Catalog {
     /// [`ReservationError::ScheduleNotFound`] for an unknown schedule or seat;
     /// [`ReservationError::Peer`] when catalog fails.
     pub async fn seat(&self, schedule_id: Uuid, seat_number: u32) -> Result<SeatInfo, ReservationError> {
-        let client = self.client.clone();
-        let layout =
-            self.layouts.try_get_with(schedule_id, fetch_layout(client, schedule_id)).await.map_err(|e| match &*e {
+        let layout = self
+            .layouts
+            .try_get_with(schedule_id, fetch_layout(self.client.clone(), self.policy.clone(), schedule_id))
+            .await
+            .map_err(|e| match &*e {
                 ReservationError::ScheduleNotFound => ReservationError::ScheduleNotFound,
                 ReservationError::Peer(s) => ReservationError::Peer(Status::new(s.code(), s.message())),
                 other => ReservationError::Unexpected(anyhow::anyhow!("loading seat layout: {other}")),
@@ -81,17 +85,22 @@ impl Catalog {
 }
 
 async fn fetch_layout(
-    mut client: CatalogInternalServiceClient<PeerChannel>,
+    client: CatalogInternalServiceClient<PeerChannel>,
+    policy: CallPolicy,
     schedule_id: Uuid,
 ) -> Result<Arc<Layout>, ReservationError> {
-    let response = client
-        .get_schedule_seats(GetScheduleSeatsRequest { schedule_id: schedule_id.to_string() })
-        .await
-        .map_err(|s| match s.code() {
-            Code::NotFound => ReservationError::ScheduleNotFound,
-            _ => ReservationError::Peer(from_peer("catalog", &s)),
-        })?
-        .into_inner();
+    let request = GetScheduleSeatsRequest { schedule_id: schedule_id.to_string() };
+    let response = outbound::call("catalog", &policy, Deadline::NONE, Idempotency::Idempotent, |budget| {
+        let mut client = client.clone();
+        let request = outbound::with_timeout(request.clone(), budget);
+        async move { client.get_schedule_seats(request).await }
+    })
+    .await
+    .map_err(|s| match s.code() {
+        Code::NotFound => ReservationError::ScheduleNotFound,
+        _ => ReservationError::Peer(from_peer("catalog", &s)),
+    })?
+    .into_inner();
     let schedule = response.schedule.unwrap_or_default();
     let starts_at = platform::convert::datetime("starts_at", schedule.starts_at.as_ref())
         .map_err(|e| ReservationError::Unexpected(anyhow::anyhow!("catalog sent a bad schedule: {e}")))?;
@@ -202,7 +211,7 @@ impl Wallet {
         };
         let answer = outbound::call("wallet", &self.policy, deadline, Idempotency::Idempotent, |budget| {
             let mut client = self.client.clone();
-            let request = with_timeout(request.clone(), budget);
+            let request = outbound::with_timeout(request.clone(), budget);
             async move { client.refund(request).await }
         })
         .await;
@@ -235,7 +244,7 @@ impl BatchHandler for WalletDebits {
         let request = DebitManyRequest { debits: items.iter().map(|(d, _)| d.clone()).collect() };
         let answer = outbound::call("wallet", &self.policy, deadline, Idempotency::Idempotent, |budget| {
             let mut client = self.client.clone();
-            let request = with_timeout(request.clone(), budget);
+            let request = outbound::with_timeout(request.clone(), budget);
             async move { client.debit_many(request).await }
         })
         .await;
@@ -260,7 +269,7 @@ impl WalletDebits {
         let calls = items.iter().map(|(request, deadline)| async move {
             outbound::call("wallet", &self.policy, *deadline, Idempotency::Idempotent, |budget| {
                 let mut client = self.client.clone();
-                let request = with_timeout(request.clone(), budget);
+                let request = outbound::with_timeout(request.clone(), budget);
                 async move { client.debit(request).await }
             })
             .await
@@ -317,7 +326,7 @@ impl Queue {
         let request = ExpireTokenRequest { token: token.to_string() };
         let answer = outbound::call("queue", &self.policy, deadline, Idempotency::Idempotent, |budget| {
             let mut client = self.client.clone();
-            let request = with_timeout(request.clone(), budget);
+            let request = outbound::with_timeout(request.clone(), budget);
             async move { client.expire_token(request).await }
         })
         .await;
@@ -338,7 +347,7 @@ impl Queue {
         let request = ExpireTokensRequest { tokens: tokens.iter().map(Uuid::to_string).collect() };
         outbound::call("queue", &self.policy, deadline, Idempotency::Idempotent, |budget| {
             let mut client = self.client.clone();
-            let request = with_timeout(request.clone(), budget);
+            let request = outbound::with_timeout(request.clone(), budget);
             async move { client.expire_tokens(request).await }
         })
         .await
@@ -348,12 +357,6 @@ impl Queue {
 }
 
 /// `message` as a request that tells the peer how long we wait (`grpc-timeout`).
-fn with_timeout<T>(message: T, budget: Duration) -> Request<T> {
-    let mut request = Request::new(message);
-    request.set_timeout(budget);
-    request
-}
-
 fn is_reason(status: &Status, code: Code, reason: &str) -> bool {
     status.code() == code && platform::status::reason(status).as_deref() == Some(reason)
 }
