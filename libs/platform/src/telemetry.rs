@@ -151,6 +151,73 @@ fn otlp_provider(service: &'static str) -> anyhow::Result<Option<SdkTracerProvid
 mod tests {
     use super::*;
 
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Logs one line inside a span and one outside, through the same formats `init`
+    /// installs, with a real OpenTelemetry tracer; returns (the span's ids, the output).
+    fn log_lines(json: bool) -> ((String, String), String) {
+        let out = Captured::default();
+        let writer = {
+            let out = out.clone();
+            move || out.clone()
+        };
+        let logs = if json {
+            let format = fmt::format().json().with_current_span(true);
+            fmt::layer().json().event_format(WithTraceIds { inner: format, json: true }).with_writer(writer).boxed()
+        } else {
+            let format = fmt::format().with_target(false);
+            fmt::layer().event_format(WithTraceIds { inner: format, json: false }).with_writer(writer).boxed()
+        };
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(logs)
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let ids = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("pay_reservation");
+            let _entered = span.enter();
+            tracing::info!("inside");
+            drop(_entered);
+            tracing::info!("outside");
+            let _entered = span.enter();
+            current_ids().expect("the span has ids")
+        });
+        let text = String::from_utf8(out.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
+            .unwrap_or_default();
+        (ids, text)
+    }
+
+    #[test]
+    fn log_lines_inside_a_span_carry_its_trace_and_span_ids() {
+        let ((trace_id, span_id), text) = log_lines(false);
+        assert_eq!((trace_id.len(), span_id.len()), (32, 16));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].starts_with(&format!("trace_id={trace_id} span_id={span_id} ")), "{}", lines[0]);
+        assert!(!lines[1].contains("trace_id="), "outside any span: {}", lines[1]);
+
+        let ((trace_id, span_id), text) = log_lines(true);
+        let first: serde_json::Value =
+            serde_json::from_str(text.lines().next().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(first["trace_id"], trace_id.as_str(), "{text}");
+        assert_eq!(first["span_id"], span_id.as_str(), "{text}");
+        assert_eq!(first["fields"]["message"], "inside", "{text}");
+        let second: serde_json::Value =
+            serde_json::from_str(text.lines().nth(1).unwrap_or_default()).unwrap_or_default();
+        assert!(second.get("trace_id").is_none(), "{text}");
+    }
+
     #[test]
     fn a_redacted_token_is_short_stable_and_not_the_token() {
         let token = "0b8f3c3e-5a1e-4f57-9a43-2d7c1f0e9b11";
