@@ -42,13 +42,6 @@ impl Layouts {
         self.cache
             .try_get_with(schedule_id, async move { repo.schedule_seats(schedule_id).await.map(Arc::new) })
             .await
-            .map_err(|e| match *e {
-                CatalogError::ScheduleNotFound => CatalogError::ScheduleNotFound,
-                // Shared by every waiter of this load: each gets the same retryable answer.
-                CatalogError::DatabaseUnavailable(ref db) => {
-                    CatalogError::Peer(platform::status::database_unavailable(db))
-                }
-                ref other => CatalogError::Unexpected(anyhow::anyhow!("loading seat layout: {other}")),
-            })
+            .map_err(|e| CatalogError::shared(&e, "loading seat layout"))
     }
 }

@@ -59,10 +59,7 @@ impl OccupancyClient {
         cache
             .try_get_with(schedule_id, async move { this.occupancy(&[schedule_id]).await.map(Arc::new) })
             .await
-            .map_err(|e| match &*e {
-                CatalogError::Peer(s) => CatalogError::Peer(tonic::Status::new(s.code(), s.message())),
-                other => CatalogError::Unexpected(anyhow::anyhow!("seat status: {other}")),
-            })
+            .map_err(|e| CatalogError::shared(&e, "seat status"))
     }
 
     /// Who holds or bought which seat of `schedules`, right now.

@@ -38,6 +38,24 @@ impl From<sqlx::Error> for QueueError {
     }
 }
 
+impl QueueError {
+    /// What each caller gets when a load shared through a cache (moka's `try_get_with`)
+    /// failed: every waiter holds the same `Arc` of one error, which cannot be moved out.
+    /// Plain answers are rebuilt, a peer's status is cloned (details kept), an unreachable
+    /// database stays UNAVAILABLE, and anything else is unexpected, with `loading` saying
+    /// what was being loaded.
+    #[must_use]
+    pub fn shared(error: &Self, loading: &str) -> Self {
+        match error {
+            Self::ConcertNotFound => Self::ConcertNotFound,
+            Self::TokenNotFound => Self::TokenNotFound,
+            Self::Peer(status) => Self::Peer(status.clone()),
+            Self::DatabaseUnavailable(db) => Self::Peer(platform::status::database_unavailable(db)),
+            other => Self::Unexpected(anyhow::anyhow!("{loading}: {other}")),
+        }
+    }
+}
+
 impl From<QueueError> for Status {
     fn from(e: QueueError) -> Self {
         match e {

@@ -17,7 +17,7 @@ use platform::{
     grpc_client::PeerChannel,
     outbound::{self, CallPolicy, Deadline, Idempotency},
 };
-use tonic::{Code, Status};
+use tonic::Code;
 use uuid::Uuid;
 
 use crate::{
@@ -61,12 +61,7 @@ impl Rooms {
     /// [`QueueError::Peer`] when the catalog cannot be asked; database failures.
     pub async fn get(&self, concert_id: Uuid) -> Result<Arc<Room>, QueueError> {
         let load = load(self.repo.clone(), self.catalog.clone(), self.policy.clone(), concert_id, self.clock.clone());
-        self.cache.try_get_with(concert_id, load).await.map_err(|e| match &*e {
-            QueueError::ConcertNotFound => QueueError::ConcertNotFound,
-            QueueError::Peer(s) => QueueError::Peer(Status::new(s.code(), s.message())),
-            QueueError::DatabaseUnavailable(_) => QueueError::Peer(Status::unavailable("database unavailable; retry")),
-            other => QueueError::Unexpected(anyhow::anyhow!("loading waiting room: {other}")),
-        })
+        self.cache.try_get_with(concert_id, load).await.map_err(|e| QueueError::shared(&e, "loading waiting room"))
     }
 
     /// The room as stored now (policy included), for operators.

@@ -73,11 +73,7 @@ impl Catalog {
             .layouts
             .try_get_with(schedule_id, fetch_layout(self.client.clone(), self.policy.clone(), schedule_id))
             .await
-            .map_err(|e| match &*e {
-                ReservationError::ScheduleNotFound => ReservationError::ScheduleNotFound,
-                ReservationError::Peer(s) => ReservationError::Peer(Status::new(s.code(), s.message())),
-                other => ReservationError::Unexpected(anyhow::anyhow!("loading seat layout: {other}")),
-            })?;
+            .map_err(|e| ReservationError::shared(&e, "loading seat layout"))?;
         let index = usize::try_from(seat_number).ok().and_then(|n| n.checked_sub(1));
         let price = index.and_then(|i| layout.prices.get(i)).ok_or(ReservationError::ScheduleNotFound)?;
         Ok(SeatInfo { concert_id: layout.concert_id, price: *price, starts_at: layout.starts_at })

@@ -202,13 +202,11 @@ impl QueueService for QueueApi {
         let room = self.rooms.fresh(concert_id).await?;
         let now = self.clock.now();
         let repo = self.repo.clone();
-        let counts =
-            self.stats.try_get_with(concert_id, async move { repo.counts(concert_id, now).await }).await.map_err(
-                |e| match &*e {
-                    QueueError::DatabaseUnavailable(db) => platform::status::database_unavailable(db),
-                    other => Status::from(QueueError::Unexpected(anyhow::anyhow!("counting the line: {other}"))),
-                },
-            )?;
+        let counts = self
+            .stats
+            .try_get_with(concert_id, async move { repo.counts(concert_id, now).await })
+            .await
+            .map_err(|e| Status::from(QueueError::shared(&e, "counting the line")))?;
         Ok(Response::new(GetQueueStatsResponse {
             concert_id: concert_id.to_string(),
             waiting_count: counts.waiting,
