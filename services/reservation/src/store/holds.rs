@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{
     RESERVATION_COLUMNS, ReservationRepo, lock_reservation, parse_reservation_status, reservation_from_row,
-    set_reservation_status, token_has_paid,
+    set_reservation_status,
 };
 use crate::{
     domain::{Blocker, HoldDiagnosis, Reservation, ReservationStatus},
@@ -51,7 +51,7 @@ static INSERT_HOLDS: LazyLock<String> = LazyLock::new(|| {
          -- inserted and the caller looks why.
          ON CONFLICT DO NOTHING
          RETURNING reservation_id",
-        token_has_paid("u.token")
+        token_has_paid!("u.token")
     )
 });
 
@@ -65,7 +65,7 @@ static HOLD_DIAGNOSIS: LazyLock<String> = LazyLock::new(|| {
          FROM (SELECT 1) AS one
          LEFT JOIN reservations r
            ON r.schedule_id = $2 AND r.seat_number = $3 AND r.status IN ('HELD', 'CONFIRMED')",
-        token_has_paid("$1")
+        token_has_paid!("$1")
     )
 });
 

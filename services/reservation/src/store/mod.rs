@@ -7,6 +7,26 @@
 //! - [`payments`]: moving sagas between states, recovery claims, listings.
 //! - [`debits`]: recording the wallet's debits on their payments, in batches.
 //! - [`books`]: the export the cross-service reconciliation reads.
+
+/// The SQL expression "the token in `$token` (a column or parameter, as a string literal)
+/// has paid for a seat": the payment states of [`PaymentStatus::is_paid`]. Such a token
+/// books nothing more (HoldSeat, PayReservation). Written once here because the batch
+/// insert, the hold diagnosis and both saga starts apply it; expanded at compile time.
+///
+/// A scalar subquery, not `EXISTS`: PostgreSQL may turn `NOT EXISTS` into a hash anti-join
+/// over every paid payment, and with stale statistics it did, once per batch of holds
+/// (holds fell from ~11,000/s to ~2,000/s once payments existed). A scalar subquery is
+/// always a per-row probe of `payments_one_purchase_per_token`.
+macro_rules! token_has_paid {
+    ($token:literal) => {
+        concat!(
+            "COALESCE((SELECT true FROM payments paid WHERE paid.token = ",
+            $token,
+            " AND paid.status IN ('CONFIRMED', 'COMPLETED') LIMIT 1), false)"
+        )
+    };
+}
+
 mod books;
 mod debits;
 mod gauges;
@@ -34,22 +54,6 @@ const RESERVATION_COLUMNS: &str =
     "r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number, r.price,
      r.status, r.held_at, r.expires_at,
      EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id) AS payment_started";
-
-/// SQL for "token `$1` has paid for a seat": the payment states of
-/// [`PaymentStatus::is_paid`]. Such a token books nothing more (HoldSeat, PayReservation).
-/// Written once here because the batch insert, the hold diagnosis and `start_payment` all
-/// apply it; `{token}` is replaced by the column or parameter holding the token.
-///
-/// Written as a scalar subquery, not `EXISTS`: PostgreSQL may turn `NOT EXISTS` into a hash
-/// anti-join over every paid payment, and with stale statistics it did, once per batch of
-/// holds (holds fell from ~11,000/s to ~2,000/s once payments existed). A scalar subquery
-/// is always a per-row probe of `payments_one_purchase_per_token`.
-const TOKEN_HAS_PAID: &str = "COALESCE((SELECT true FROM payments paid
-     WHERE paid.token = {token} AND paid.status IN ('CONFIRMED', 'COMPLETED') LIMIT 1), false)";
-
-fn token_has_paid(token: &str) -> String {
-    TOKEN_HAS_PAID.replace("{token}", token)
-}
 
 const PAYMENT_COLUMNS: &str = "payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
      failure_reason, balance_after, paid_at, created_at";

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{
     PAYMENT_COLUMNS, RESERVATION_COLUMNS, ReservationRepo, payment_from_row, payment_of_reservation,
-    reservation_from_row, set_reservation_status, token_has_paid, violated_constraint,
+    reservation_from_row, set_reservation_status, violated_constraint,
 };
 use crate::{
     domain::{Payment, Reservation, ReservationStatus},
@@ -105,7 +105,7 @@ impl ReservationRepo {
                  JOIN reservations r ON r.reservation_id = i.reservation_id
                  ORDER BY r.reservation_id
                  FOR UPDATE OF r",
-                token_has_paid("i.token")
+                token_has_paid!("i.token")
             )
         });
         let mut tx = db::begin_batch(&self.pool).await?;
@@ -198,16 +198,19 @@ impl ReservationRepo {
     ) -> Result<StartAttempt, ReservationError> {
         let mut tx = self.pool.begin().await?;
         // The row lock and the paid-token check in one round trip.
-        let row = sqlx::query(&format!(
-            "SELECT {RESERVATION_COLUMNS}, {} AS token_paid
-             FROM reservations r WHERE r.reservation_id = $2 FOR UPDATE OF r",
-            token_has_paid("$1")
-        ))
-        .bind(payer.token)
-        .bind(reservation_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(ReservationError::NotFound)?;
+        static LOCK_ONE: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {RESERVATION_COLUMNS}, {} AS token_paid
+                 FROM reservations r WHERE r.reservation_id = $2 FOR UPDATE OF r",
+                token_has_paid!("$1")
+            )
+        });
+        let row = sqlx::query(&LOCK_ONE)
+            .bind(payer.token)
+            .bind(reservation_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(ReservationError::NotFound)?;
         let r = reservation_from_row(&row)?;
         let used: bool = row.try_get("token_paid")?;
         r.check_caller(&payer.user_id, payer.concert_id)?;
