@@ -6,8 +6,10 @@ use std::fmt;
 
 use crate::validate::FieldViolation;
 
-/// An amount of money in won (KRW).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// An amount of money in won (KRW). Stored as `BIGINT`: it binds and decodes as one
+/// (`sqlx::Type`, transparent), so stores never unwrap or rewrap it by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, sqlx::Type)]
+#[sqlx(transparent)]
 pub struct Won(i64);
 
 impl Won {

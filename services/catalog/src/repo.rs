@@ -123,7 +123,7 @@ impl CatalogRepo {
         }
         let numbers: Vec<i32> = layout.iter().map(|(n, _, _)| i32::try_from(*n).unwrap_or(0)).collect();
         let grades: Vec<&str> = layout.iter().map(|(_, g, _)| g.as_str()).collect();
-        let prices: Vec<i64> = layout.iter().map(|(_, _, p)| p.get()).collect();
+        let prices: Vec<Won> = layout.iter().map(|(_, _, p)| *p).collect();
         sqlx::query(
             "INSERT INTO seats (schedule_id, seat_number, grade, price)
              SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::bigint[])",
@@ -207,10 +207,5 @@ impl CatalogRepo {
 
 fn seat(schedule_id: Uuid, r: &sqlx::postgres::PgRow) -> Result<Seat, CatalogError> {
     let n: i32 = r.try_get(0)?;
-    Ok(Seat {
-        schedule_id,
-        seat_number: u32::try_from(n).unwrap_or(0),
-        grade: r.try_get(1)?,
-        price: Won::new(r.try_get(2)?),
-    })
+    Ok(Seat { schedule_id, seat_number: u32::try_from(n).unwrap_or(0), grade: r.try_get(1)?, price: r.try_get(2)? })
 }

@@ -87,7 +87,7 @@ impl ReservationRepo {
         for d in debits {
             payment_ids.push(d.payment_id);
             reservation_ids.push(d.reservation_id);
-            balances.push(d.balance_after.get());
+            balances.push(d.balance_after);
             ats.push(d.at);
         }
         let rows = sqlx::query(&SQL)

@@ -113,7 +113,7 @@ impl ReservationRepo {
         let tokens: Vec<Uuid> = holds.iter().map(|h| h.token).collect();
         let schedules: Vec<Uuid> = holds.iter().map(|h| h.schedule_id).collect();
         let seats: Vec<i32> = holds.iter().map(|h| i32::try_from(h.seat_number).unwrap_or(0)).collect();
-        let prices: Vec<i64> = holds.iter().map(|h| h.price.get()).collect();
+        let prices: Vec<Won> = holds.iter().map(|h| h.price).collect();
         let held_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now).collect();
         let expires_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now + h.ttl).collect();
         let concerts: Vec<Uuid> = holds.iter().map(|h| h.concert_id).collect();

@@ -35,7 +35,6 @@ mod payment_starts;
 mod payments;
 
 use chrono::{DateTime, Utc};
-use platform::money::Won;
 use sqlx::{PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
 
@@ -159,7 +158,7 @@ pub(super) fn reservation_from_row(row: &PgRow) -> Result<Reservation, Reservati
         concert_id: row.try_get("concert_id")?,
         schedule_id: row.try_get("schedule_id")?,
         seat_number: u32::try_from(seat).unwrap_or(0),
-        price: Won::new(row.try_get("price")?),
+        price: row.try_get("price")?,
         status: parse_reservation_status(&status)?,
         held_at: row.try_get("held_at")?,
         expires_at: row.try_get("expires_at")?,
@@ -175,11 +174,11 @@ pub(super) fn payment_from_row(row: &PgRow) -> Result<Payment, ReservationError>
         user_id: row.try_get("user_id")?,
         token: row.try_get("token")?,
         idempotency_key: row.try_get("idempotency_key")?,
-        amount: Won::new(row.try_get("amount")?),
+        amount: row.try_get("amount")?,
         status: PaymentStatus::parse(&status)
             .ok_or_else(|| ReservationError::Unexpected(anyhow::anyhow!("unknown payment status {status:?}")))?,
         failure_reason: row.try_get("failure_reason")?,
-        balance_after: row.try_get::<Option<i64>, _>("balance_after")?.map(Won::new),
+        balance_after: row.try_get("balance_after")?,
         paid_at: row.try_get("paid_at")?,
         created_at: row.try_get("created_at")?,
     })
