@@ -248,9 +248,9 @@ pub async fn sample_pool(pool: sqlx::PgPool) {
 pub const SQLX_ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
 
 /// A tracing layer that records sqlx's "acquired connection" events (target
-/// [`SQLX_ACQUIRE_TARGET`], field `aquired_after_secs`, one per acquire: see
-/// [`crate::db::connect`]) into [`DB_CONNECTION_WAIT`]. sqlx counts no waiters, but it times
-/// every acquire, so the wait callers see is measured where it happens.
+/// [`SQLX_ACQUIRE_TARGET`], field `aquired_after_secs`, one per acquire: the suite's pools
+/// ask for them when they are opened) into [`DB_CONNECTION_WAIT`]. sqlx counts no waiters,
+/// but it times every acquire, so the wait callers see is measured where it happens.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolWaitLayer;
 
