@@ -134,6 +134,24 @@ pub async fn begin_batch(pool: &PgPool) -> Result<Transaction<'static, Postgres>
     pool.begin_with(BEGIN_BATCH).await
 }
 
+/// A column value read as a signed integer (PostgreSQL has no unsigned types), as the
+/// unsigned type the domain uses. A value out of range (a negative count, a seat number
+/// below zero) is a decode error naming the column, never silently 0: the schema's CHECK
+/// constraints rule it out, so seeing one means the data is not what the code believes.
+///
+/// # Errors
+/// [`sqlx::Error::ColumnDecode`] when `value` does not fit `U`.
+pub fn unsigned<T, U>(value: T, column: &str) -> Result<U, sqlx::Error>
+where
+    T: Copy + std::fmt::Display,
+    U: TryFrom<T>,
+{
+    U::try_from(value).map_err(|_| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: format!("{value} is out of range for an unsigned {}", std::any::type_name::<U>()).into(),
+    })
+}
+
 /// SQLSTATE of a unique violation.
 pub const UNIQUE_VIOLATION: &str = "23505";
 /// SQLSTATE of a foreign-key violation.
@@ -159,4 +177,15 @@ pub fn sqlstate(err: &sqlx::Error) -> Option<String> {
 pub fn is_unavailable(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
         || sqlstate(err).is_some_and(|code| code.starts_with("08") || code == "53300" || code == "57P03")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_out_of_range_column_is_an_error_naming_it_never_zero() {
+        assert_eq!(super::unsigned::<i32, u32>(50, "seat_number").ok(), Some(50));
+        let err = super::unsigned::<i32, u32>(-1, "seat_number").expect_err("negative seat");
+        assert!(matches!(&err, sqlx::Error::ColumnDecode { index, .. } if index == "seat_number"), "{err}");
+        assert!(err.to_string().contains("-1"), "{err}");
+    }
 }

@@ -172,7 +172,7 @@ impl CatalogRepo {
                 schedule_id,
                 concert_id,
                 starts_at: r.try_get(2)?,
-                total_seats: u32::try_from(total).unwrap_or(0),
+                total_seats: platform::db::unsigned(total, "total_seats")?,
             });
         }
         Ok(schedules)
@@ -198,7 +198,7 @@ impl CatalogRepo {
             schedule_id,
             concert_id: first.try_get(3)?,
             starts_at: first.try_get(4)?,
-            total_seats: u32::try_from(total).unwrap_or(0),
+            total_seats: platform::db::unsigned(total, "total_seats")?,
         };
         let seats = rows.iter().map(|r| seat(schedule_id, r)).collect::<Result<_, _>>()?;
         Ok((schedule, seats))
@@ -207,5 +207,10 @@ impl CatalogRepo {
 
 fn seat(schedule_id: Uuid, r: &sqlx::postgres::PgRow) -> Result<Seat, CatalogError> {
     let n: i32 = r.try_get(0)?;
-    Ok(Seat { schedule_id, seat_number: u32::try_from(n).unwrap_or(0), grade: r.try_get(1)?, price: r.try_get(2)? })
+    Ok(Seat {
+        schedule_id,
+        seat_number: platform::db::unsigned(n, "seat_number")?,
+        grade: r.try_get(1)?,
+        price: r.try_get(2)?,
+    })
 }

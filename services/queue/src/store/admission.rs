@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{JOIN_FENCE, QueueRepo, ROOM_COLUMNS, room_from_row, to_i64, to_u64};
+use super::{JOIN_FENCE, QueueRepo, ROOM_COLUMNS, room_from_row, to_i64};
 use crate::{
     domain::{AdmissionPolicy, RateWindow},
     error::QueueError,
@@ -81,9 +81,12 @@ impl QueueRepo {
         for row in &rooms {
             let room = room_from_row(row)?;
             let policy = defaults.with_overrides(&room.overrides);
-            let window =
-                RateWindow { start: row.try_get("window_start")?, admitted: to_u64(row.try_get("window_admitted")?) };
-            let (window, n) = policy.admissions(to_u64(row.try_get("active")?), window, now);
+            let window = RateWindow {
+                start: row.try_get("window_start")?,
+                admitted: platform::db::unsigned(row.try_get::<i64, _>("window_admitted")?, "window_admitted")?,
+            };
+            let (window, n) =
+                policy.admissions(platform::db::unsigned(row.try_get::<i64, _>("active")?, "active")?, window, now);
             if n > 0 {
                 quota.push(room.concert_id, n, &policy, window);
             }

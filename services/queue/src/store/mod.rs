@@ -47,16 +47,14 @@ impl QueueRepo {
     }
 }
 
-pub(super) fn to_u64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
 pub(super) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 pub(super) fn room_from_row(row: &PgRow) -> Result<Room, QueueError> {
-    let opt = |name: &str| -> Result<Option<u64>, QueueError> { Ok(row.try_get::<Option<i64>, _>(name)?.map(to_u64)) };
+    let opt = |name: &str| -> Result<Option<u64>, QueueError> {
+        Ok(row.try_get::<Option<i64>, _>(name)?.map(|n| platform::db::unsigned(n, name)).transpose()?)
+    };
     Ok(Room {
         concert_id: row.try_get("concert_id")?,
         sale_opens_at: row.try_get("sale_opens_at")?,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{QueueRepo, TOKEN_COLUMNS, to_u64, token_from_row};
+use super::{QueueRepo, TOKEN_COLUMNS, token_from_row};
 use crate::{domain::Token, error::QueueError};
 
 /// Counts behind `GetQueueStats`, for one room.
@@ -121,7 +121,10 @@ impl QueueRepo {
         let mut rooms: HashMap<Uuid, (Vec<i64>, u64)> = HashMap::with_capacity(rows.len());
         for (_, concert, places, active) in rows {
             if let Some(concert) = concert {
-                rooms.insert(concert, (places.unwrap_or_default(), to_u64(active.unwrap_or(0))));
+                rooms.insert(
+                    concert,
+                    (places.unwrap_or_default(), platform::db::unsigned(active.unwrap_or(0), "active")?),
+                );
             }
         }
         Ok((rooms, max_seq))
@@ -172,10 +175,10 @@ impl QueueRepo {
         .fetch_one(&self.pool)
         .await?;
         Ok(QueueCounts {
-            waiting: to_u64(waiting),
-            active: to_u64(active),
-            admitted_last_minute: to_u64(recent),
-            serving_seq: to_u64(serving),
+            waiting: platform::db::unsigned(waiting, "waiting")?,
+            active: platform::db::unsigned(active, "active")?,
+            admitted_last_minute: platform::db::unsigned(recent, "admitted_last_minute")?,
+            serving_seq: platform::db::unsigned(serving, "serving_seq")?,
         })
     }
 }

@@ -45,8 +45,8 @@ impl ReservationRepo {
                     payment: payment_from_row(row)?,
                     reservation_status: parse_reservation_status(&status)?,
                     schedule_id: row.try_get("schedule_id")?,
-                    seat_number: u32::try_from(seat).unwrap_or(0),
-                    attempts: u32::try_from(attempts).unwrap_or(0),
+                    seat_number: platform::db::unsigned(seat, "seat_number")?,
+                    attempts: platform::db::unsigned(attempts, "attempts")?,
                 })
             })
             .collect()

@@ -318,7 +318,7 @@ impl ReservationRepo {
                 let seat: i32 = r.try_get(1)?;
                 Ok(OccupiedSeat {
                     schedule_id: r.try_get(0)?,
-                    seat_number: u32::try_from(seat).unwrap_or(0),
+                    seat_number: platform::db::unsigned(seat, "seat_number")?,
                     status: parse_reservation_status(&status)?,
                 })
             })

@@ -157,7 +157,7 @@ pub(super) fn reservation_from_row(row: &PgRow) -> Result<Reservation, Reservati
         token: row.try_get("token")?,
         concert_id: row.try_get("concert_id")?,
         schedule_id: row.try_get("schedule_id")?,
-        seat_number: u32::try_from(seat).unwrap_or(0),
+        seat_number: platform::db::unsigned(seat, "seat_number")?,
         price: row.try_get("price")?,
         status: parse_reservation_status(&status)?,
         held_at: row.try_get("held_at")?,

@@ -79,7 +79,7 @@ impl WalletRepo {
         .await?;
         tx.commit().await?;
         Ok(AuditReport {
-            accounts: u64::try_from(accounts).unwrap_or(0),
+            accounts: platform::db::unsigned(accounts, "accounts")?,
             mismatches: mismatches.into_iter().map(|(u, b, l)| (u, Won::new(b), Won::new(l))).collect(),
             total_balance: Won::new(balance),
             total_charged: Won::new(charged),
