@@ -70,6 +70,11 @@ if command -v npm >/dev/null 2>&1; then
   (cd web && { [ -d node_modules ] || npm ci --no-fund --no-audit --loglevel=error; } && npm run build --silent >/dev/null)
   (cd web && PAGE_PORT=8080 exec node node_modules/vite/bin/vite.js preview) >.run/logs/page.log 2>&1 &
   echo $! >.run/pids/page.pid
+  # Print the link only once the page answers (the preview server takes a moment to start).
+  for _ in $(seq 1 50); do
+    (echo >/dev/tcp/127.0.0.1/8080) 2>/dev/null && break
+    sleep 0.2
+  done
   page_url=http://127.0.0.1:8080/
 else
   echo "booking page: skipped (npm not found: install Node.js 20+)"
