@@ -8,10 +8,10 @@ use concert_proto::concert::{
         catalog_service_client::CatalogServiceClient,
     },
     queue::v1::{
-        ExpireTokenRequest, GetQueueStatsRequest, GetQueueStatusRequest, IssueTokenRequest, LeaveQueueRequest,
-        QueueStatus, SetAdmissionPolicyRequest, TokenState, ValidateTokenRequest, ValidateTokensRequest,
-        queue_admin_service_client::QueueAdminServiceClient, queue_internal_service_client::QueueInternalServiceClient,
-        queue_service_client::QueueServiceClient,
+        ExpireTokenRequest, ExportTokensRequest, GetQueueStatsRequest, GetQueueStatusRequest, IssueTokenRequest,
+        LeaveQueueRequest, QueueStatus, SetAdmissionPolicyRequest, TokenRecord, TokenState, ValidateTokenRequest,
+        ValidateTokensRequest, queue_admin_service_client::QueueAdminServiceClient,
+        queue_internal_service_client::QueueInternalServiceClient, queue_service_client::QueueServiceClient,
     },
 };
 use platform::grpc_client::PeerChannel;
@@ -318,6 +318,42 @@ async fn two_replicas_admit_in_order_and_never_exceed_the_limit(_p: PgPoolOption
         .unwrap();
     assert_eq!(admitted, JOINS as i64, "every token admitted exactly once");
     assert_eq!(tokens.len(), JOINS);
+
+    // The export lists every token in line order, each admitted in a numbered round; the
+    // rounds never go back along the line (FIFO across both replicas), and there were
+    // several (at most LIMIT admitted per round here).
+    let records = export_tokens(&r2, &r1.concert).await;
+    assert_eq!(records.len(), JOINS);
+    assert!(records.windows(2).all(|w| w[0].place < w[1].place), "export is in line order");
+    assert!(records.iter().all(|r| r.admission_round > 0 && r.activated_at.is_some() && r.expired_at.is_some()));
+    assert!(records.windows(2).all(|w| w[0].admission_round <= w[1].admission_round), "admitted out of line order");
+    let rounds: std::collections::BTreeSet<u64> = records.iter().map(|r| r.admission_round).collect();
+    assert!(rounds.len() >= JOINS / LIMIT as usize, "{} rounds for {JOINS} admissions", rounds.len());
+    // One number per round, not per token: some round admitted several.
+    assert!(rounds.len() < JOINS, "every admission got a round of its own");
+    for round in &rounds {
+        let n = records.iter().filter(|r| r.admission_round == *round).count();
+        assert!(n as i64 <= LIMIT, "round {round} admitted {n}");
+    }
+    let err = r1.internal.clone().export_tokens(ExportTokensRequest { concert_id: "x".into() }).await.unwrap_err();
+    assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("concert_id")));
+}
+
+/// Every token of `concert` as ExportTokens streams it.
+async fn export_tokens(r: &Replica, concert: &str) -> Vec<TokenRecord> {
+    use futures::StreamExt;
+    let mut stream = r
+        .internal
+        .clone()
+        .export_tokens(ExportTokensRequest { concert_id: concert.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut records = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        records.extend(chunk.unwrap().tokens);
+    }
+    records
 }
 
 #[sqlx::test(migrations = false)]
@@ -388,6 +424,17 @@ async fn leaving_moves_everyone_behind_up_and_stats_add_up(_p: PgPoolOptions, db
     assert!(stats.serving_seq > 0);
     let err = q.public.clone().leave_queue(LeaveQueueRequest { token: "x".into() }).await.unwrap_err();
     assert_eq!(violated_field(&err).as_deref(), Some("token"));
+
+    // The export tells who left unadmitted and orders the two admissions by round.
+    let records = export_tokens(&q, &q.concert).await;
+    let by_token = |t: &str| records.iter().find(|r| r.token == t).unwrap().clone();
+    let (first, left, third, last) =
+        (by_token(&tokens[0]), by_token(&tokens[1]), by_token(&tokens[2]), by_token(&tokens[3]));
+    assert_eq!((left.admission_round, left.activated_at, left.state), (0, None, TokenState::Expired as i32));
+    assert!(left.expired_at.is_some());
+    assert!(0 < first.admission_round && first.admission_round < third.admission_round);
+    assert_eq!((last.state, last.admission_round, last.expired_at), (TokenState::Waiting as i32, 0, None));
+    assert!(records.iter().all(|r| !r.pre_queue && r.user_id.starts_with('u')));
 }
 
 #[sqlx::test(migrations = false)]

@@ -7,4 +7,4 @@ mod token;
 pub use admission::{AdmissionPolicy, RateWindow};
 pub use line::{LineSnapshot, RoomLine};
 pub use room::{MAX_ACTIVE_TTL_SECS, MAX_POLICY_COUNT, PolicyOverrides, Room, pre_queue_key};
-pub use token::{QueueStatus, Token, TokenState};
+pub use token::{QueueStatus, Token, TokenHistory, TokenState};

@@ -61,6 +61,20 @@ impl Token {
     }
 }
 
+/// A token with what an audit needs besides: when and in which admission round it was
+/// admitted, and when it stopped being usable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHistory {
+    pub token: Token,
+    /// The admitting replica's clock; `None` if never admitted.
+    pub activated_at: Option<DateTime<Utc>>,
+    /// When it was left, timed out or used; `None` while WAITING or ACTIVE.
+    pub expired_at: Option<DateTime<Utc>>,
+    /// The number of the admission round that admitted it (rounds are numbered in the order
+    /// they ran, across replicas); `None` if never admitted.
+    pub admission_round: Option<i64>,
+}
+
 /// A token and where it stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueStatus {

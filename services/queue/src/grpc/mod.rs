@@ -1,15 +1,10 @@
 //! gRPC handlers of the queue.
-use std::collections::HashMap;
-
-use chrono::{DateTime, Utc};
 
 use concert_proto::concert::queue::v1::{
-    self as pb, ExpireTokenRequest, ExpireTokenResponse, ExpireTokensRequest, ExpireTokensResponse,
-    GetQueueStatsRequest, GetQueueStatsResponse, GetQueueStatusRequest, GetQueueStatusResponse, IssueTokenRequest,
-    IssueTokenResponse, LeaveQueueRequest, LeaveQueueResponse, SetAdmissionPolicyRequest, SetAdmissionPolicyResponse,
-    ValidateTokenRequest, ValidateTokenResponse, ValidateTokensRequest, ValidateTokensResponse, WatchQueueRequest,
-    WatchQueueResponse, queue_admin_service_server::QueueAdminService,
-    queue_internal_service_server::QueueInternalService, queue_service_server::QueueService,
+    self as pb, GetQueueStatsRequest, GetQueueStatsResponse, GetQueueStatusRequest, GetQueueStatusResponse,
+    IssueTokenRequest, IssueTokenResponse, LeaveQueueRequest, LeaveQueueResponse, SetAdmissionPolicyRequest,
+    SetAdmissionPolicyResponse, WatchQueueRequest, WatchQueueResponse, queue_admin_service_server::QueueAdminService,
+    queue_service_server::QueueService,
 };
 use platform::{
     auth::require_owner,
@@ -22,6 +17,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
+
+mod internal;
 
 use crate::{
     admission::Admission,
@@ -94,7 +91,7 @@ impl QueueApi {
     }
 
     /// Expires a token and lets the next in line move up at once.
-    async fn expire(&self, token: &str) -> Result<pb::QueueStatus, Status> {
+    pub(super) async fn expire(&self, token: &str) -> Result<pb::QueueStatus, Status> {
         let token = validate::uuid("token", token)?;
         let token = self.repo.expire(token, self.clock.now()).await?;
         self.remember(&token);
@@ -242,54 +239,6 @@ impl QueueAdminService for QueueApi {
     }
 }
 
-#[tonic::async_trait]
-impl QueueInternalService for QueueApi {
-    #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
-    async fn validate_token(
-        &self,
-        request: Request<ValidateTokenRequest>,
-    ) -> Result<Response<ValidateTokenResponse>, Status> {
-        let token = validate::uuid("token", &request.into_inner().token)?;
-        let token = self.repo.get(token).await?;
-        Ok(Response::new(ValidateTokenResponse { status: Some(validation(token, self.clock.now())) }))
-    }
-
-    #[tracing::instrument(skip_all, fields(tokens = request.get_ref().tokens.len()))]
-    async fn validate_tokens(
-        &self,
-        request: Request<ValidateTokensRequest>,
-    ) -> Result<Response<ValidateTokensResponse>, Status> {
-        let tokens = validate::uuids("tokens", &request.get_ref().tokens, MAX_VALIDATE_BATCH)?;
-        let now = self.clock.now();
-        let found: HashMap<Uuid, pb::QueueStatus> =
-            self.repo.get_many(&tokens).await?.into_iter().map(|t| (t.token, validation(t, now))).collect();
-        let results = tokens.iter().map(|id| pb::TokenValidation { status: found.get(id).cloned() }).collect();
-        Ok(Response::new(ValidateTokensResponse { results }))
-    }
-
-    #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
-    async fn expire_token(
-        &self,
-        request: Request<ExpireTokenRequest>,
-    ) -> Result<Response<ExpireTokenResponse>, Status> {
-        let status = self.expire(&request.into_inner().token).await?;
-        Ok(Response::new(ExpireTokenResponse { status: Some(status) }))
-    }
-
-    #[tracing::instrument(skip_all, fields(tokens = request.get_ref().tokens.len()))]
-    async fn expire_tokens(
-        &self,
-        request: Request<ExpireTokensRequest>,
-    ) -> Result<Response<ExpireTokensResponse>, Status> {
-        let tokens = validate::uuids("tokens", &request.get_ref().tokens, MAX_EXPIRE_BATCH)?;
-        let expired = self.repo.expire_many(&tokens, self.clock.now()).await?;
-        if expired > 0 {
-            self.admission.wake();
-        }
-        Ok(Response::new(ExpireTokensResponse { expired }))
-    }
-}
-
 /// Feeds one `WatchQueue` stream from the replica's shared snapshot of the line. The token
 /// is read from the database only when the snapshot no longer shows it waiting (admitted,
 /// expired, or joined after the snapshot), so a waiting stream costs no queries.
@@ -353,27 +302,19 @@ async fn watch(
     }
 }
 
-/// Most tokens one ExpireTokens call may name.
-const MAX_EXPIRE_BATCH: usize = 1_000;
-/// Most tokens one ValidateTokens call may name.
-const MAX_VALIDATE_BATCH: usize = 1_000;
-
-/// What ValidateToken and ValidateTokens say of a token: its state as of `now`, without a
-/// place in line (not needed to authorise a call, so the read stays a primary-key read).
-fn validation(token: Token, now: DateTime<Utc>) -> pb::QueueStatus {
-    to_proto(&QueueStatus::new(token, 0, 0, now))
-}
-
-fn to_proto(s: &QueueStatus) -> pb::QueueStatus {
-    let state = match s.state {
+fn state_to_proto(state: TokenState) -> pb::TokenState {
+    match state {
         TokenState::Waiting => pb::TokenState::Waiting,
         TokenState::Active => pb::TokenState::Active,
         TokenState::Expired => pb::TokenState::Expired,
-    };
+    }
+}
+
+fn to_proto(s: &QueueStatus) -> pb::QueueStatus {
     pb::QueueStatus {
         token: s.token.token.to_string(),
         user_id: s.token.user_id.clone(),
-        state: state.into(),
+        state: state_to_proto(s.state).into(),
         position: s.position,
         waiting_count: s.waiting_count,
         expires_at: s.token.expires_at.map(timestamp),

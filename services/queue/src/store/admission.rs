@@ -100,7 +100,8 @@ impl QueueRepo {
         // joins.
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(JOIN_FENCE).execute(&mut *tx).await?;
         // `t.state = 'WAITING'` is checked again on the row being updated, so a token that
-        // left meanwhile is not brought back.
+        // left meanwhile is not brought back. The round's number is drawn once per statement
+        // (an uncorrelated subquery is an InitPlan), so one round admits under one number.
         let admitted: Vec<Uuid> = sqlx::query_scalar(
             "WITH quota AS (SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS q (concert_id, n, ttl)),
                   picked AS (
@@ -108,7 +109,8 @@ impl QueueRepo {
                       CROSS JOIN LATERAL (SELECT token FROM tokens
                                           WHERE concert_id = q.concert_id AND state = 'WAITING'
                                           ORDER BY place LIMIT q.n) AS w)
-             UPDATE tokens t SET state = 'ACTIVE', activated_at = $1, expires_at = $1 + picked.ttl * interval '1 second'
+             UPDATE tokens t SET state = 'ACTIVE', activated_at = $1, expires_at = $1 + picked.ttl * interval '1 second',
+                              admission_round = (SELECT nextval('admission_rounds'))
              FROM picked WHERE t.token = picked.token AND t.state = 'WAITING'
              RETURNING t.concert_id",
         )

@@ -1,11 +1,15 @@
-//! Tokens: reads by id, expiry, polls, the whole line for snapshots, and a room's counts.
+//! Tokens: reads by id, expiry, polls, the whole line for snapshots, a room's counts, and
+//! a room's export for audits.
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{QueueRepo, TOKEN_COLUMNS, token_from_row};
-use crate::{domain::Token, error::QueueError};
+use crate::{
+    domain::{Token, TokenHistory},
+    error::QueueError,
+};
 
 /// Counts behind `GetQueueStats`, for one room.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -180,6 +184,33 @@ impl QueueRepo {
             admitted_last_minute: platform::db::unsigned(recent, "admitted_last_minute")?,
             serving_seq: platform::db::unsigned(serving, "serving_seq")?,
         })
+    }
+
+    /// Every token of `concert_id`'s room, in line order, with its admission history: the
+    /// read behind ExportTokens (an operator's audit, not a hot path).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn export(&self, concert_id: Uuid) -> Result<Vec<TokenHistory>, QueueError> {
+        use sqlx::Row;
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS}, activated_at, expired_at, admission_round
+             FROM tokens WHERE concert_id = $1 ORDER BY place"
+        ))
+        .bind(concert_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TokenHistory {
+                    token: token_from_row(row)?,
+                    activated_at: row.try_get("activated_at")?,
+                    expired_at: row.try_get("expired_at")?,
+                    admission_round: row.try_get("admission_round")?,
+                })
+            })
+            .collect()
     }
 }
 
