@@ -223,6 +223,32 @@ impl Suite {
         CatalogAdminServiceClient::new(self.catalog.internal_channel())
     }
 
+    /// Where the suite listens, as `concertctl` takes it (reservation: replica 0), signing
+    /// user tokens with the test key the suite trusts.
+    ///
+    /// # Panics
+    /// When the wallet is stopped.
+    pub fn endpoints(&self) -> concertctl::clients::Endpoints {
+        let wallet = self.wallet.as_ref().expect("the wallet is running");
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/../libs/platform/src/identity/test_keys/es256.pem");
+        concertctl::clients::Endpoints {
+            queue_url: self.queue.url(),
+            catalog_url: self.catalog.url(),
+            reservation_url: self.reservations[0].url(),
+            wallet_url: wallet.url(),
+            queue_internal_url: self.queue.internal_url(),
+            catalog_internal_url: self.catalog.internal_url(),
+            reservation_internal_url: self.reservations[0].internal_url(),
+            wallet_internal_url: wallet.internal_url(),
+            signing: concertctl::clients::Signing {
+                signing_key: key.into(),
+                signing_kid: "test-es256".into(),
+                issuer: platform::testing::identity::ISSUER.into(),
+                audience: platform::testing::identity::AUDIENCE.into(),
+            },
+        }
+    }
+
     /// A client of reservation replica `i`.
     pub fn reservation(&self, i: usize) -> ReservationServiceClient<PeerChannel> {
         ReservationServiceClient::new(self.reservations[i].channel())

@@ -6,4 +6,5 @@ mod holds;
 mod identity;
 mod journey;
 mod payments;
+mod rush;
 mod traces;

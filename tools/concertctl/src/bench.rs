@@ -17,7 +17,7 @@ use concert_proto::concert::{
 use hdrhistogram::Histogram;
 use tonic::Code;
 
-use crate::{
+use concertctl::{
     clients::{Clients, Session},
     seed::grades,
 };
@@ -36,6 +36,9 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// The opening rush: simulated people join the line, wait, and buy one seat each; then
+    /// every invariant is checked (exit 1 on any violation). See `--help` of the scenario.
+    Rush(concertctl::rush::RushArgs),
     /// HoldSeat on distinct seats (each call must succeed). Seats are spread over enough
     /// users that none holds more than `holds_per_user` (the server's MAX_HOLDS_PER_USER).
     Hold {
@@ -109,6 +112,9 @@ impl Report {
 }
 
 pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
+    if let Scenario::Rush(rush) = args.scenario {
+        return concertctl::rush::run(clients, rush).await;
+    }
     let pool: Vec<Clients> = (0..args.connections.max(1)).map(|_| clients.reconnect()).collect::<Result<_, _>>()?;
     let run_id = chrono::Utc::now().format("%H%M%S%3f").to_string();
     let concert_id = clients
@@ -201,7 +207,7 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
             anyhow::ensure!(report.errors.is_empty(), "ListSeats failed: {:?}", report.errors);
         }
         Scenario::Pay { payments } => pay(clients, &pool, args.concurrency, &concert_id, &run_id, payments).await?,
-        Scenario::Hops { .. } | Scenario::Queue { .. } => unreachable!("handled above"),
+        Scenario::Hops { .. } | Scenario::Queue { .. } | Scenario::Rush(_) => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use concert_proto::concert::{
         catalog_admin_service_client::CatalogAdminServiceClient, catalog_service_client::CatalogServiceClient,
     },
     queue::v1::{
-        GetQueueStatusRequest, IssueTokenRequest, TokenState,
+        GetQueueStatusRequest, IssueTokenRequest, TokenState, queue_admin_service_client::QueueAdminServiceClient,
         queue_internal_service_client::QueueInternalServiceClient, queue_service_client::QueueServiceClient,
     },
     reservation::v1::{
@@ -208,6 +208,9 @@ impl Clients {
     }
     pub fn reservation(&self) -> ReservationServiceClient<PeerChannel> {
         ReservationServiceClient::new(self.reservation.clone())
+    }
+    pub fn queue_admin(&self) -> QueueAdminServiceClient<PeerChannel> {
+        QueueAdminServiceClient::new(self.queue_internal.clone())
     }
     pub fn queue_internal(&self) -> QueueInternalServiceClient<PeerChannel> {
         QueueInternalServiceClient::new(self.queue_internal.clone())

@@ -8,7 +8,7 @@ use concert_proto::concert::{
     wallet::v1::ChargeRequest,
 };
 
-use crate::clients::Clients;
+use concertctl::clients::Clients;
 
 fn ts(t: Option<&concert_proto::Timestamp>) -> String {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0)).map_or_else(|| "-".into(), |t| t.to_rfc3339())

@@ -1,13 +1,13 @@
 //! `concertctl`: seed demo data, walk the demo journey, wait for the suite to be healthy,
 //! and generate load over real gRPC.
 mod bench;
-mod clients;
 mod demo;
-mod seed;
+
+use concertctl::{clients, seed};
 
 use clap::{Parser, Subcommand};
 
-use crate::clients::Endpoints;
+use concertctl::clients::Endpoints;
 
 #[derive(Debug, Parser)]
 #[command(name = "concertctl", version, about = "Concert ticketing suite: seed, demo, benchmarks, access tokens")]

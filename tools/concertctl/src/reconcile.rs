@@ -124,9 +124,21 @@ impl fmt::Display for Report {
 /// # Errors
 /// When either service cannot be read.
 pub async fn fetch_and_reconcile(
+    wallet: WalletInternalServiceClient<PeerChannel>,
+    reservation: ReservationInternalServiceClient<PeerChannel>,
+) -> anyhow::Result<Report> {
+    let (books, payments) = fetch(wallet, reservation).await?;
+    Ok(reconcile(&books, &payments))
+}
+
+/// Reads reservation's payments, then the wallet's books.
+///
+/// # Errors
+/// When either service cannot be read.
+pub async fn fetch(
     mut wallet: WalletInternalServiceClient<PeerChannel>,
     mut reservation: ReservationInternalServiceClient<PeerChannel>,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<(WalletBooks, Vec<PaymentRecord>)> {
     let mut payments = Vec::new();
     let mut stream = reservation.export_payments(ExportPaymentsRequest {}).await?.into_inner();
     while let Some(chunk) = stream.next().await {
@@ -140,7 +152,7 @@ pub async fn fetch_and_reconcile(
         books.debits.extend(chunk.debits);
         books.voided.extend(chunk.voided);
     }
-    Ok(reconcile(&books, &payments))
+    Ok((books, payments))
 }
 
 /// The checks themselves (pure: no I/O).

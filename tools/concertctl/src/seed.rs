@@ -15,6 +15,10 @@ pub fn grades() -> Vec<GradePricing> {
     ]
 }
 
+/// Creates the demo concerts unless a concert of the same title exists.
+///
+/// # Errors
+/// When the catalog cannot be read or written.
 pub async fn run(clients: &Clients) -> anyhow::Result<()> {
     let existing = clients.all_concerts().await?;
     for (title, venue) in CONCERTS {

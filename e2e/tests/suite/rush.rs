@@ -1,0 +1,57 @@
+//! The opening rush in small (what CI runs): 500 people, 100 seats, two reservation
+//! replicas, a pre-queue, a tenth abandoning; the seats sell out and every invariant holds.
+use std::time::Duration;
+
+use clap::Parser;
+use concertctl::rush::{RushArgs, rush};
+use e2e::{Suite, SuiteOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    rush: RushArgs,
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_small_rush_sells_out_with_every_invariant_intact(_p: PgPoolOptions, db: PgConnectOptions) {
+    // Holds of people who walk away run out after 3 s, so their seats sell too.
+    let suite = Suite::start(
+        db,
+        SuiteOptions { reservation_replicas: 2, hold_ttl: chrono::Duration::seconds(3), ..SuiteOptions::default() },
+    )
+    .await;
+    let clients = suite.endpoints().connect().unwrap();
+    let replicas = format!("reservation={},{}", suite.reservations[0].url(), suite.reservations[1].url());
+    #[rustfmt::skip]
+    let args = Cli::parse_from([
+        "rush", "--users", "500", "--seats", "100", "--arrival-rate", "1000", "--opens-in", "0.2",
+        "--abandon", "0.1", "--max-active", "40", "--duration", "120", "--targets", &replicas, "--quiet",
+    ])
+    .rush;
+    let report = tokio::time::timeout(Duration::from_secs(240), rush(&clients, &args)).await.unwrap().unwrap();
+    println!("{report}");
+    assert!(report.violations.is_empty(), "{report}");
+    assert_eq!(report.seats_sold, 100, "{report}");
+    assert!(report.sold_out_after_s.is_some());
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        [
+            "reconciliation",
+            "no seat sold twice",
+            "sold seats = successful payments",
+            "every person's money accounted for",
+            "FIFO admission",
+            "join order"
+        ]
+    );
+    assert!(report.checks.iter().all(|c| c.ok));
+    // People collided on seats, some waited in the pre-queue, some abandoned.
+    let hold = report.rpcs.iter().find(|r| r.rpc == "HoldSeat").unwrap();
+    assert!(hold.codes.get("AlreadyExists").is_some_and(|n| *n > 0), "{report}");
+    assert!(report.outcomes.get("Abandoned").is_some_and(|n| *n > 0), "{report}");
+    assert_eq!(report.outcomes.values().sum::<u64>(), 500);
+    let fifo = report.checks.iter().find(|c| c.name == "FIFO admission").unwrap();
+    assert!(!fifo.detail.starts_with("500 tokens (0 pre-queue)"), "{}", fifo.detail);
+}

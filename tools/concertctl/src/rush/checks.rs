@@ -1,0 +1,284 @@
+//! After the rush: every seat and every won where it should be, and the line was fair.
+//!
+//! - the suite-wide reconciliation ([`crate::reconcile`]) is clean and settles (no payment
+//!   left under way or needing a person);
+//! - no seat of the run is sold twice, and the seats sold are exactly the payments people
+//!   were told succeeded;
+//! - every person's wallet holds what they charged minus what they paid;
+//! - FIFO: along the line (`place`), admission rounds never go back (nobody admitted
+//!   before someone ahead of them; the pre-queue's random order is its place), nobody ahead
+//!   of an admitted person is still waiting, and a join answered before another was sent
+//!   has the earlier place (pre-queue joins aside).
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use concert_proto::concert::{
+    queue::v1::{ExportTokensRequest, TokenRecord, TokenState},
+    reservation::v1::SagaState,
+};
+use futures::StreamExt;
+
+use super::person::Trace;
+use crate::{clients::Clients, reconcile};
+
+/// How long payments still under way may take to settle after the rush.
+const SETTLE: Duration = Duration::from_secs(60);
+/// Examples kept per broken check.
+const EXAMPLES: usize = 5;
+
+/// One invariant and what was found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+    /// Up to [`EXAMPLES`] cases that break it.
+    pub examples: Vec<String>,
+}
+
+fn check(name: &'static str, bad: &[String], detail: String) -> Check {
+    Check { name, ok: bad.is_empty(), detail, examples: bad.iter().take(EXAMPLES).cloned().collect() }
+}
+
+/// Runs every check.
+///
+/// # Errors
+/// When a service cannot be read.
+pub async fn run(
+    clients: &Clients,
+    concert_id: &str,
+    schedules: &[String],
+    traces: &[Trace],
+) -> anyhow::Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    let settle_by = Instant::now() + SETTLE;
+    let (books, payments, report) = loop {
+        let (books, payments) = reconcile::fetch(clients.wallet_internal(), clients.reservation_internal()).await?;
+        let report = reconcile::reconcile(&books, &payments);
+        if report.is_settled() || Instant::now() >= settle_by {
+            break (books, payments, report);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let mut bad = report.violations.clone();
+    bad.extend(report.unsettled.iter().map(|p| format!("still under way after {SETTLE:?}: {p}")));
+    bad.extend(report.needs_attention.iter().map(|p| format!("needs a person: {p}")));
+    checks.push(check(
+        "reconciliation",
+        &bad,
+        format!(
+            "whole suite: {} payments, {} paid, {} wallets; charged {} won, debited {} won, refunded {} won",
+            report.payments,
+            report.paid,
+            report.wallets,
+            report.total_charged,
+            report.total_debited,
+            report.total_refunded
+        ),
+    ));
+
+    // Seats: the server's sales of this run against what people were told.
+    let ours: HashSet<&str> = schedules.iter().map(String::as_str).collect();
+    let mut sold: HashMap<(&str, u32), usize> = HashMap::new();
+    for p in payments.iter().filter(|p| ours.contains(p.schedule_id.as_str())) {
+        if matches!(SagaState::try_from(p.state), Ok(SagaState::Confirmed | SagaState::Completed)) {
+            *sold.entry((p.schedule_id.as_str(), p.seat_number)).or_default() += 1;
+        }
+    }
+    let twice: Vec<String> = sold
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|((s, seat), n)| format!("seat {seat} of {s} sold {n} times"))
+        .collect();
+    checks.push(check("no seat sold twice", &twice, format!("{} seats sold", sold.len())));
+    let told: HashSet<(&str, u32)> =
+        traces.iter().filter_map(|t| t.bought.as_ref()).map(|(s, seat, _)| (s.as_str(), *seat)).collect();
+    let mut mismatch: Vec<String> = sold
+        .keys()
+        .filter(|k| !told.contains(k))
+        .map(|(s, seat)| format!("seat {seat} of {s} sold, but nobody was told their payment succeeded"))
+        .collect();
+    mismatch.extend(
+        told.iter()
+            .filter(|k| !sold.contains_key(k))
+            .map(|(s, seat)| format!("seat {seat} of {s}: payment answered OK, but the seat is not sold")),
+    );
+    let paid_people = traces.iter().filter(|t| t.bought.is_some()).count();
+    checks.push(check(
+        "sold seats = successful payments",
+        &mismatch,
+        format!("{} seats sold, {paid_people} payments answered OK", sold.len()),
+    ));
+
+    // Money, per person.
+    let accounts: HashMap<&str, _> = books.accounts.iter().map(|a| (a.user_id.as_str(), a)).collect();
+    let mut astray = Vec::new();
+    for t in traces {
+        let spent = t.bought.as_ref().map_or(0, |b| b.2);
+        let (charged, balance) = accounts.get(t.user.as_str()).map_or((0, 0), |a| (a.charged, a.balance));
+        if charged != t.charged || balance != t.charged - spent {
+            astray.push(format!(
+                "{}: charged {} won and paid {spent} won (as answered), but the wallet shows charged {charged}, balance {balance}",
+                t.user, t.charged
+            ));
+        }
+    }
+    checks.push(check(
+        "every person's money accounted for",
+        &astray,
+        format!("{} people: wallet = charged − paid", traces.len()),
+    ));
+
+    let tokens = export_tokens(clients, concert_id).await?;
+    checks.push(fifo(&tokens));
+    checks.push(join_order(&tokens, traces));
+    Ok(checks)
+}
+
+async fn export_tokens(clients: &Clients, concert_id: &str) -> anyhow::Result<Vec<TokenRecord>> {
+    let mut stream = clients
+        .queue_internal()
+        .export_tokens(ExportTokensRequest { concert_id: concert_id.into() })
+        .await?
+        .into_inner();
+    let mut tokens = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        tokens.extend(chunk?.tokens);
+    }
+    tokens.sort_by_key(|t| t.place);
+    Ok(tokens)
+}
+
+/// Along the line, admission rounds never go back, and nobody ahead of an admitted person
+/// is still waiting. Someone who left unadmitted is not judged: when they left is only
+/// known by a replica's clock, which cannot be ordered against the rounds.
+fn fifo(tokens: &[TokenRecord]) -> Check {
+    let mut bad = Vec::new();
+    let mut latest_round = 0;
+    let mut latest_place = i64::MIN;
+    for t in tokens.iter().filter(|t| t.admission_round > 0) {
+        if t.admission_round < latest_round {
+            bad.push(format!(
+                "place {} admitted in round {}, before place {} (round {latest_round}) ahead of it",
+                t.place, t.admission_round, latest_place
+            ));
+        } else {
+            (latest_round, latest_place) = (t.admission_round, t.place);
+        }
+    }
+    let last_admitted = tokens.iter().filter(|t| t.admission_round > 0).map(|t| t.place).max();
+    if let Some(last) = last_admitted {
+        for t in tokens.iter().filter(|t| t.state == TokenState::Waiting as i32 && t.place < last) {
+            bad.push(format!("place {} is still waiting, behind it place {last} was admitted", t.place));
+        }
+    }
+    let admitted = tokens.iter().filter(|t| t.admission_round > 0).count();
+    let pre = tokens.iter().filter(|t| t.pre_queue).count();
+    let rounds: HashSet<u64> = tokens.iter().map(|t| t.admission_round).filter(|r| *r > 0).collect();
+    check(
+        "FIFO admission",
+        &bad,
+        format!("{} tokens ({pre} pre-queue), {admitted} admitted in {} rounds", tokens.len(), rounds.len()),
+    )
+}
+
+/// A join answered before another was sent must stand ahead of it (both after opening).
+fn join_order(tokens: &[TokenRecord], traces: &[Trace]) -> Check {
+    let place: HashMap<&str, i64> =
+        tokens.iter().filter(|t| !t.pre_queue).map(|t| (t.token.as_str(), t.place)).collect();
+    let mut joins: Vec<(Duration, Duration, i64)> =
+        traces.iter().filter_map(|t| place.get(t.token.as_str()).map(|p| (t.join_sent, t.join_answered, *p))).collect();
+    let mut by_answer: Vec<(Duration, i64)> = joins.iter().map(|(_, a, p)| (*a, *p)).collect();
+    by_answer.sort_unstable();
+    joins.sort_unstable();
+    let (mut i, mut max_before) = (0, i64::MIN);
+    let mut bad = Vec::new();
+    for (sent, _, p) in &joins {
+        while i < by_answer.len() && by_answer[i].0 < *sent {
+            max_before = max_before.max(by_answer[i].1);
+            i += 1;
+        }
+        if max_before > *p {
+            bad.push(format!(
+                "a join sent at {sent:?} got place {p}, behind place {max_before} answered before it was sent"
+            ));
+        }
+    }
+    check("join order", &bad, format!("{} joins after the sale opened", joins.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rush::person::End;
+
+    fn token(id: &str, place: i64, round: u64, state: TokenState) -> TokenRecord {
+        TokenRecord {
+            token: id.into(),
+            place,
+            pre_queue: place < 0,
+            admission_round: round,
+            state: state.into(),
+            ..TokenRecord::default()
+        }
+    }
+
+    fn trace(token: &str, sent_ms: u64, answered_ms: u64) -> Trace {
+        Trace {
+            user: format!("u-{token}"),
+            token: token.into(),
+            join_sent: Duration::from_millis(sent_ms),
+            join_answered: Duration::from_millis(answered_ms),
+            left: false,
+            admitted: true,
+            charged: 0,
+            bought: None,
+            end: End::Paid,
+        }
+    }
+
+    #[test]
+    fn fifo_accepts_rounds_in_line_order_and_people_who_left() {
+        let tokens = [
+            token("p", -5, 1, TokenState::Expired),
+            token("a", 1, 1, TokenState::Expired),
+            token("left", 2, 0, TokenState::Expired),
+            token("b", 3, 2, TokenState::Active),
+            token("c", 4, 0, TokenState::Waiting),
+        ];
+        let c = fifo(&tokens);
+        assert!(c.ok, "{c:?}");
+        assert_eq!(c.detail, "5 tokens (1 pre-queue), 3 admitted in 2 rounds");
+    }
+
+    #[test]
+    fn fifo_reports_an_admission_ahead_of_the_line_and_someone_passed_over() {
+        let jumped = [token("a", 1, 2, TokenState::Active), token("b", 2, 1, TokenState::Active)];
+        let c = fifo(&jumped);
+        assert!(!c.ok);
+        assert_eq!(c.examples, ["place 2 admitted in round 1, before place 1 (round 2) ahead of it"]);
+        let passed_over = [token("a", 1, 0, TokenState::Waiting), token("b", 2, 1, TokenState::Active)];
+        let c = fifo(&passed_over);
+        assert_eq!(c.examples, ["place 1 is still waiting, behind it place 2 was admitted"]);
+    }
+
+    #[test]
+    fn join_order_reports_a_later_join_placed_ahead() {
+        let tokens = [token("a", 10, 0, TokenState::Waiting), token("b", 11, 0, TokenState::Waiting)];
+        // Overlapping joins may commit in either order.
+        let overlapping = [trace("a", 0, 5), trace("b", 1, 3)];
+        assert!(join_order(&tokens, &overlapping).ok);
+        let fine = [trace("a", 0, 1), trace("b", 2, 3)];
+        assert!(join_order(&tokens, &fine).ok);
+        // b answered before a was sent, yet a stands ahead: broken.
+        let broken = [trace("b", 0, 1), trace("a", 2, 3)];
+        let c = join_order(&tokens, &broken);
+        assert!(!c.ok);
+        assert!(c.examples[0].contains("got place 10, behind place 11"), "{c:?}");
+        // Pre-queue places are random: not judged.
+        let pre = [token("a", -3, 0, TokenState::Waiting), token("b", 11, 0, TokenState::Waiting)];
+        assert!(join_order(&pre, &broken).ok);
+    }
+}

@@ -1,0 +1,310 @@
+//! One person's journey through the rush: join the line, wait (WatchQueue, or polling as a
+//! page without streams would), and once admitted: dates → seat map → hold (popular seats
+//! first; on ALREADY_EXISTS another) → charge if short → pay. Some abandon on the way.
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use concert_proto::concert::queue::v1::{
+    GetQueueStatusRequest, IssueTokenRequest, LeaveQueueRequest, TokenState, WatchQueueRequest,
+};
+use futures::StreamExt;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tonic::{Code, Status};
+
+use super::stats::{Recorder, Rpc};
+use crate::clients::{Clients, Session};
+
+/// Where a person gives up, if they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abandon {
+    /// Leaves the line after a while, before admission.
+    InLine,
+    /// Looks at the seat map and leaves.
+    AtSeatMap,
+    /// Holds a seat and walks away without paying (the hold runs out on its own).
+    WithHold,
+}
+
+/// How a person's journey ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum End {
+    Paid,
+    Abandoned,
+    /// Admitted, but every seat was sold (or held) whenever they looked.
+    SoldOut,
+    /// The run's time was up first.
+    OutOfTime,
+    /// A call failed in a way the journey cannot go on from (counted by status in the report).
+    Failed,
+    /// The token expired while its person was still waiting or shopping.
+    TokenExpired,
+}
+
+/// What a person did, for the invariants afterwards.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub user: String,
+    pub token: String,
+    /// When IssueToken was sent and when its answer came, since the run's start.
+    pub join_sent: Duration,
+    pub join_answered: Duration,
+    pub left: bool,
+    pub admitted: bool,
+    /// Won charged successfully.
+    pub charged: i64,
+    /// The seat paid for and its price.
+    pub bought: Option<(String, u32, i64)>,
+    pub end: End,
+}
+
+/// People in each stage right now, for the progress line.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub waiting: AtomicU64,
+    pub admitted: AtomicU64,
+    pub holding: AtomicU64,
+    pub paid: AtomicU64,
+    pub done: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// What every person shares.
+#[derive(Debug)]
+pub struct Ctx {
+    pub pool: Vec<Clients>,
+    pub recorder: Recorder,
+    pub gauges: Gauges,
+    pub concert_id: String,
+    pub think: Duration,
+    /// Polling interval; `None`: WatchQueue (falling back to polling every second, as the
+    /// booking page does, when the stream is refused).
+    pub poll: Option<Duration>,
+    pub deadline: Instant,
+    /// Set once every seat of the run is sold: people still in line leave.
+    pub sold_out: AtomicBool,
+    pub seed: u64,
+}
+
+/// One simulated person.
+#[derive(Debug)]
+pub struct Person {
+    pub index: usize,
+    pub user: String,
+    pub session: Session,
+    /// When they arrive, from the run's start (the open-loop schedule).
+    pub arrival: Duration,
+    pub abandon: Option<Abandon>,
+}
+
+/// Calls that may be retried with the same idempotency key: the call may not have reached
+/// the server, or the server could not finish it.
+pub(super) fn transient(code: Code) -> bool {
+    matches!(code, Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::ResourceExhausted | Code::Aborted)
+}
+
+/// A failed call's status, recorded.
+pub(super) fn rec<T>(ctx: &Ctx, rpc: Rpc, t: Instant, r: Result<T, Status>) -> Result<T, Status> {
+    ctx.recorder.call(rpc, t, r.as_ref().map_or_else(Status::code, |_| Code::Ok));
+    if r.is_err() {
+        ctx.gauges.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    r
+}
+
+impl Person {
+    /// Lives the journey; never fails (failures are the journey's end).
+    pub async fn live(self, ctx: Arc<Ctx>) -> Trace {
+        let mut rng = StdRng::seed_from_u64(ctx.seed ^ (self.index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let c = &ctx.pool[self.index % ctx.pool.len()];
+        let mut trace = Trace {
+            user: self.user.clone(),
+            token: String::new(),
+            join_sent: Duration::ZERO,
+            join_answered: Duration::ZERO,
+            left: false,
+            admitted: false,
+            charged: 0,
+            bought: None,
+            end: End::Failed,
+        };
+        let due = ctx.recorder.start + self.arrival;
+        tokio::time::sleep_until(due.into()).await;
+        trace.end = match self.journey(&ctx, c, &mut rng, &mut trace, due).await {
+            Ok(end) | Err(end) => end,
+        };
+        ctx.gauges.done.fetch_add(1, Ordering::Relaxed);
+        trace
+    }
+
+    async fn journey(
+        &self,
+        ctx: &Ctx,
+        c: &Clients,
+        rng: &mut StdRng,
+        trace: &mut Trace,
+        due: Instant,
+    ) -> Result<End, End> {
+        let mut session = self.session.clone();
+        trace.join_sent = due.max(Instant::now()) - ctx.recorder.start;
+        let join = IssueTokenRequest { user_id: String::new(), concert_id: ctx.concert_id.clone() };
+        let status = rec(
+            ctx,
+            Rpc::IssueToken,
+            due,
+            c.queue().issue_token(session.request(join).map_err(|_| End::Failed)?).await,
+        )
+        .map_err(|_| End::Failed)?
+        .into_inner()
+        .status
+        .ok_or(End::Failed)?;
+        trace.join_answered = ctx.recorder.start.elapsed();
+        trace.token.clone_from(&status.token);
+        session.token = status.token.clone();
+        ctx.gauges.waiting.fetch_add(1, Ordering::Relaxed);
+        let patience =
+            (self.abandon == Some(Abandon::InLine)).then(|| Duration::from_millis(rng.random_range(0..10_000)));
+        let waited = self.wait(ctx, c, &session, status.state, patience).await;
+        ctx.gauges.waiting.fetch_sub(1, Ordering::Relaxed);
+        match waited {
+            Wait::Admitted => {}
+            Wait::Gone(end) => {
+                if end != End::TokenExpired {
+                    trace.left = self.leave(ctx, c, &session).await;
+                }
+                return Err(end);
+            }
+        }
+        trace.admitted = true;
+        ctx.recorder.admitted();
+        ctx.gauges.admitted.fetch_add(1, Ordering::Relaxed);
+        let end = self.shop(ctx, c, rng, &session, trace).await;
+        ctx.gauges.admitted.fetch_sub(1, Ordering::Relaxed);
+        if !matches!(end, End::Paid | End::TokenExpired) {
+            trace.left = self.leave(ctx, c, &session).await;
+        }
+        Ok(end)
+    }
+
+    async fn leave(&self, ctx: &Ctx, c: &Clients, session: &Session) -> bool {
+        let t = Instant::now();
+        let Ok(request) = session.request(LeaveQueueRequest { token: session.token.clone() }) else { return false };
+        rec(ctx, Rpc::LeaveQueue, t, c.queue().leave_queue(request).await).is_ok()
+    }
+
+    pub(super) async fn think(&self, ctx: &Ctx, rng: &mut StdRng) {
+        if !ctx.think.is_zero() {
+            // Uniform in [0.5, 1.5) × think: people are not in lockstep.
+            tokio::time::sleep(ctx.think.mul_f64(rng.random_range(0.5..1.5))).await;
+        }
+    }
+}
+
+/// How waiting in line ended.
+enum Wait {
+    Admitted,
+    Gone(End),
+}
+
+impl Person {
+    async fn wait(&self, ctx: &Ctx, c: &Clients, session: &Session, state: i32, patience: Option<Duration>) -> Wait {
+        if state == TokenState::Active as i32 {
+            return Wait::Admitted;
+        }
+        let give_up = patience.map_or(ctx.deadline, |p| (Instant::now() + p).min(ctx.deadline));
+        let poll = match ctx.poll {
+            Some(every) => every,
+            None => match self.watch(ctx, c, session, give_up).await {
+                Some(done) => return done,
+                None => Duration::from_secs(1),
+            },
+        };
+        // Polling on a fixed schedule: each poll's latency counts from when it was due.
+        let mut due = Instant::now() + poll.mul_f64((self.index % 97) as f64 / 97.0);
+        loop {
+            if let Some(done) = self.gone(ctx, give_up) {
+                return done;
+            }
+            tokio::time::sleep_until(due.into()).await;
+            let Ok(request) = session.request(GetQueueStatusRequest { token: session.token.clone() }) else {
+                return Wait::Gone(End::Failed);
+            };
+            match rec(ctx, Rpc::GetQueueStatus, due, c.queue().get_queue_status(request).await) {
+                Ok(r) => match r.into_inner().status.map(|s| s.state) {
+                    Some(s) if s == TokenState::Active as i32 => return Wait::Admitted,
+                    Some(s) if s == TokenState::Waiting as i32 => {}
+                    _ => return Wait::Gone(End::TokenExpired),
+                },
+                Err(s) if transient(s.code()) => {}
+                Err(_) => return Wait::Gone(End::Failed),
+            }
+            due += poll;
+            let now = Instant::now();
+            if due < now {
+                due = now;
+            }
+        }
+    }
+
+    /// `Some` when the person stops waiting: out of patience, out of time, or sold out.
+    fn gone(&self, ctx: &Ctx, give_up: Instant) -> Option<Wait> {
+        if ctx.sold_out.load(Ordering::Relaxed) {
+            return Some(Wait::Gone(End::SoldOut));
+        }
+        if Instant::now() >= give_up {
+            let end = if give_up < ctx.deadline { End::Abandoned } else { End::OutOfTime };
+            return Some(Wait::Gone(end));
+        }
+        None
+    }
+
+    /// Waits on a WatchQueue stream; `None` when the stream was refused or broke (the
+    /// caller polls instead).
+    async fn watch(&self, ctx: &Ctx, c: &Clients, session: &Session, give_up: Instant) -> Option<Wait> {
+        let t = Instant::now();
+        let request = session.request(WatchQueueRequest { token: session.token.clone() }).ok()?;
+        let mut stream = match c.queue().watch_queue(request).await {
+            Ok(s) => s.into_inner(),
+            Err(e) => {
+                rec::<()>(ctx, Rpc::WatchQueue, t, Err(e)).ok();
+                return None;
+            }
+        };
+        let mut first = true;
+        loop {
+            let tick = tokio::time::sleep_until(give_up.min(Instant::now() + Duration::from_millis(500)).into());
+            let message = tokio::select! {
+                m = stream.next() => m,
+                () = tick => {
+                    if let Some(done) = self.gone(ctx, give_up) {
+                        return Some(done);
+                    }
+                    continue;
+                }
+            };
+            let status = match message {
+                Some(Ok(m)) => m.status,
+                Some(Err(e)) => {
+                    if first {
+                        rec::<()>(ctx, Rpc::WatchQueue, t, Err(e)).ok();
+                    }
+                    return None;
+                }
+                None => return None,
+            };
+            if first {
+                ctx.recorder.call(Rpc::WatchQueue, t, Code::Ok);
+                first = false;
+            }
+            match status.map(|s| s.state) {
+                Some(s) if s == TokenState::Active as i32 => return Some(Wait::Admitted),
+                Some(s) if s == TokenState::Waiting as i32 => {}
+                _ => return Some(Wait::Gone(End::TokenExpired)),
+            }
+        }
+    }
+}

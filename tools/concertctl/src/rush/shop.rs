@@ -1,0 +1,240 @@
+//! The admitted part of a person's journey: dates → seat map → hold → charge → pay.
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use concert_proto::concert::{
+    catalog::v1::{ListAvailableDatesRequest, ListSeatsRequest, SeatStatus},
+    reservation::v1::{HoldSeatRequest, PayReservationRequest},
+    wallet::v1::{ChargeRequest, GetBalanceRequest},
+};
+use rand::{Rng, rngs::StdRng};
+use tonic::{Code, Status};
+
+use super::{
+    person::{Abandon, Ctx, End, Person, Trace, rec, transient},
+    stats::Rpc,
+};
+use crate::clients::{Clients, Session};
+
+/// Looks at the dates this many times (a second apart) while every seat is taken, waiting
+/// for holds to run out or payments to fail, before giving up.
+const SEAT_PATIENCE: u32 = 20;
+/// Tries of one call that failed transiently (same idempotency key each time).
+const TRIES: u32 = 5;
+/// The seat a person aims for is among the first this many free ones (front rows first):
+/// people collide on the popular seats.
+const POPULAR: usize = 3;
+
+/// What ended a call the journey cannot go on from.
+fn end_of(s: &Status) -> End {
+    if s.code() == Code::Unauthenticated { End::TokenExpired } else { End::Failed }
+}
+
+/// A held seat.
+struct Held {
+    reservation_id: String,
+    schedule_id: String,
+    seat: u32,
+    price: i64,
+}
+
+impl Person {
+    pub(super) async fn shop(
+        &self,
+        ctx: &Ctx,
+        c: &Clients,
+        rng: &mut StdRng,
+        session: &Session,
+        trace: &mut Trace,
+    ) -> End {
+        let held = match self.hold(ctx, c, rng, session).await {
+            Ok(held) => held,
+            Err(end) => return end,
+        };
+        ctx.gauges.holding.fetch_add(1, Ordering::Relaxed);
+        let end = self.buy(ctx, c, rng, session, trace, &held).await;
+        ctx.gauges.holding.fetch_sub(1, Ordering::Relaxed);
+        end
+    }
+
+    /// Finds and holds a seat.
+    async fn hold(&self, ctx: &Ctx, c: &Clients, rng: &mut StdRng, session: &Session) -> Result<Held, End> {
+        let mut looked = 0;
+        loop {
+            if Instant::now() >= ctx.deadline {
+                return Err(End::OutOfTime);
+            }
+            self.think(ctx, rng).await;
+            let t = Instant::now();
+            let request = ListAvailableDatesRequest { concert_id: ctx.concert_id.clone() };
+            let dates = match rec(
+                ctx,
+                Rpc::ListAvailableDates,
+                t,
+                c.catalog().list_available_dates(session.request(request).map_err(|_| End::Failed)?).await,
+            ) {
+                Ok(r) => r.into_inner().schedules,
+                Err(s) if transient(s.code()) => continue,
+                Err(s) => return Err(end_of(&s)),
+            };
+            let mut open: Vec<String> =
+                dates.into_iter().filter(|d| d.available_seats > 0).map(|d| d.schedule_id).collect();
+            if open.is_empty() {
+                looked += 1;
+                if looked >= SEAT_PATIENCE || ctx.sold_out.load(Ordering::Relaxed) {
+                    return Err(End::SoldOut);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            // Most people want the earliest date; one in five picks another.
+            if open.len() > 1 && rng.random_bool(0.2) {
+                let i = rng.random_range(1..open.len());
+                open.swap(0, i);
+            }
+            for schedule_id in open {
+                if let Some(held) = self.hold_on(ctx, c, rng, session, &schedule_id).await? {
+                    return Ok(held);
+                }
+            }
+        }
+    }
+
+    /// Loads one date's seat map and holds one of its free seats; `None` when they are all
+    /// taken by the time this person tries.
+    async fn hold_on(
+        &self,
+        ctx: &Ctx,
+        c: &Clients,
+        rng: &mut StdRng,
+        session: &Session,
+        schedule_id: &str,
+    ) -> Result<Option<Held>, End> {
+        self.think(ctx, rng).await;
+        let t = Instant::now();
+        let request = session.request(ListSeatsRequest { schedule_id: schedule_id.into() }).map_err(|_| End::Failed)?;
+        let mut free: Vec<(u32, i64)> = match rec(ctx, Rpc::ListSeats, t, c.catalog().list_seats(request).await) {
+            Ok(r) => r
+                .into_inner()
+                .seats
+                .into_iter()
+                .filter(|s| s.status == SeatStatus::Available as i32)
+                .map(|s| (s.seat_number, s.price))
+                .collect(),
+            Err(s) if transient(s.code()) => return Ok(None),
+            Err(s) => return Err(end_of(&s)),
+        };
+        if self.abandon == Some(Abandon::AtSeatMap) {
+            return Err(End::Abandoned);
+        }
+        free.sort_unstable();
+        self.think(ctx, rng).await;
+        while !free.is_empty() {
+            let (seat, price) = free.remove(rng.random_range(0..free.len().min(POPULAR)));
+            let t = Instant::now();
+            let request = session
+                .request(HoldSeatRequest { schedule_id: schedule_id.into(), seat_number: seat })
+                .map_err(|_| End::Failed)?;
+            match rec(ctx, Rpc::HoldSeat, t, c.reservation().hold_seat(request).await) {
+                Ok(r) => {
+                    let reservation = r.into_inner().reservation.ok_or(End::Failed)?;
+                    return Ok(Some(Held {
+                        reservation_id: reservation.reservation_id,
+                        schedule_id: schedule_id.into(),
+                        seat,
+                        price: if reservation.price > 0 { reservation.price } else { price },
+                    }));
+                }
+                // Someone else was quicker: another seat.
+                Err(s) if s.code() == Code::AlreadyExists || transient(s.code()) => {}
+                Err(s) => return Err(end_of(&s)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Charges what is missing and pays the hold.
+    async fn buy(
+        &self,
+        ctx: &Ctx,
+        c: &Clients,
+        rng: &mut StdRng,
+        session: &Session,
+        trace: &mut Trace,
+        held: &Held,
+    ) -> End {
+        if self.abandon == Some(Abandon::WithHold) {
+            return End::Abandoned;
+        }
+        self.think(ctx, rng).await;
+        let balance = match self
+            .retried(ctx, Rpc::GetBalance, || async {
+                c.wallet()
+                    .get_balance(
+                        session
+                            .request(GetBalanceRequest { user_id: String::new() })
+                            .map_err(|_| Status::internal("metadata"))?,
+                    )
+                    .await
+            })
+            .await
+        {
+            Ok(r) => r.into_inner().balance,
+            Err(s) => return end_of(&s),
+        };
+        if balance < held.price {
+            let amount = held.price - balance;
+            let key = format!("rush-charge-{}", held.reservation_id);
+            let charged = self
+                .retried(ctx, Rpc::Charge, || async {
+                    let charge = ChargeRequest { user_id: String::new(), amount, idempotency_key: key.clone() };
+                    c.wallet().charge(session.request(charge).map_err(|_| Status::internal("metadata"))?).await
+                })
+                .await;
+            match charged {
+                Ok(_) => trace.charged += amount,
+                Err(s) => return end_of(&s),
+            }
+        }
+        self.think(ctx, rng).await;
+        let key = format!("rush-pay-{}", held.reservation_id);
+        let paid = self
+            .retried(ctx, Rpc::PayReservation, || async {
+                let pay =
+                    PayReservationRequest { reservation_id: held.reservation_id.clone(), idempotency_key: key.clone() };
+                c.reservation().pay_reservation(session.request(pay).map_err(|_| Status::internal("metadata"))?).await
+            })
+            .await;
+        match paid {
+            Ok(_) => {
+                trace.bought = Some((held.schedule_id.clone(), held.seat, held.price));
+                ctx.gauges.paid.fetch_add(1, Ordering::Relaxed);
+                ctx.recorder.paid();
+                End::Paid
+            }
+            Err(s) => end_of(&s),
+        }
+    }
+
+    /// A call retried (up to [`TRIES`], 200 ms apart) while it fails transiently; each try
+    /// is recorded.
+    async fn retried<T, F, Fut>(&self, ctx: &Ctx, rpc: Rpc, call: F) -> Result<T, Status>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let mut tries = 0;
+        loop {
+            let t = Instant::now();
+            match rec(ctx, rpc, t, call().await) {
+                Err(s) if transient(s.code()) && tries + 1 < TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
