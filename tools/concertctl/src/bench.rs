@@ -26,19 +26,57 @@ use concertctl::{
 pub struct BenchArgs {
     #[command(subcommand)]
     scenario: Scenario,
-    /// Requests in flight at once.
-    #[arg(long, global = true, default_value_t = 64)]
+    /// Requests in flight at once (at most: with `--rate`, calls wait for a free slot).
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// HTTP/2 connections the load is spread over.
-    #[arg(long, global = true, default_value_t = 4)]
+    #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Open loop: start this many calls per second, each timed from when it was due (a
+    /// server that falls behind shows in the latency; no coordinated omission). Unset:
+    /// closed loop, each of `--concurrency` workers calls again as soon as answered.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// End each timed phase after this many seconds, whatever it has left.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Write every phase's figures as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// No progress display.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The load's shape and where its figures go.
+struct Driver {
+    pool: Vec<Clients>,
+    rate: Option<f64>,
+    duration: Option<Duration>,
+    quiet: bool,
+    reports: std::sync::Mutex<Vec<Summary>>,
+}
+
+/// One phase's figures, as written with `--json`; latencies in milliseconds.
+#[derive(Debug, serde::Serialize)]
+struct Summary {
+    name: String,
+    calls: u64,
+    ok: u64,
+    errors: Vec<(String, u64)>,
+    seconds: f64,
+    per_sec: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
 }
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
     /// The opening rush: simulated people join the line, wait, and buy one seat each; then
-    /// every invariant is checked (exit 1 on any violation). See `--help` of the scenario.
-    Rush(concertctl::rush::RushArgs),
+    /// every invariant is checked (exit 1 on any violation).
+    Rush(Box<concertctl::rush::RushArgs>),
     /// HoldSeat on distinct seats (each call must succeed). Seats are spread over enough
     /// users that none holds more than `holds_per_user` (the server's MAX_HOLDS_PER_USER).
     Hold {
@@ -94,6 +132,22 @@ struct Report {
 }
 
 impl Report {
+    fn summary(&self) -> Summary {
+        let ms = |us: u64| us as f64 / 1_000.0;
+        Summary {
+            name: self.name.clone(),
+            calls: self.latency_us.len(),
+            ok: self.ok,
+            errors: self.errors.iter().map(|(c, n)| (format!("{c:?}"), *n)).collect(),
+            seconds: self.elapsed.as_secs_f64(),
+            per_sec: self.latency_us.len() as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            p50_ms: ms(self.latency_us.value_at_quantile(0.50)),
+            p90_ms: ms(self.latency_us.value_at_quantile(0.90)),
+            p99_ms: ms(self.latency_us.value_at_quantile(0.99)),
+            max_ms: ms(self.latency_us.max()),
+        }
+    }
+
     fn print(&self) {
         let n = self.latency_us.len();
         let rate = n as f64 / self.elapsed.as_secs_f64();
@@ -113,9 +167,26 @@ impl Report {
 
 pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
     if let Scenario::Rush(rush) = args.scenario {
-        return concertctl::rush::run(clients, rush).await;
+        return concertctl::rush::run(clients, *rush).await;
     }
-    let pool: Vec<Clients> = (0..args.connections.max(1)).map(|_| clients.reconnect()).collect::<Result<_, _>>()?;
+    anyhow::ensure!(args.rate.is_none_or(|r| r > 0.0 && r.is_finite()), "--rate must be > 0");
+    let d = Driver {
+        pool: (0..args.connections.max(1)).map(|_| clients.reconnect()).collect::<Result<_, _>>()?,
+        rate: args.rate,
+        duration: args.duration.map(Duration::from_secs),
+        quiet: args.quiet,
+        reports: std::sync::Mutex::default(),
+    };
+    let result = scenario(clients, &d, args.scenario, args.concurrency).await;
+    if let Some(path) = &args.json {
+        let reports = d.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::fs::write(path, serde_json::to_vec_pretty(&*reports)?)?;
+        println!("figures written to {}", path.display());
+    }
+    result
+}
+
+async fn scenario(clients: &Clients, d: &Driver, scenario: Scenario, concurrency: usize) -> anyhow::Result<()> {
     let run_id = chrono::Utc::now().format("%H%M%S%3f").to_string();
     let concert_id = clients
         .admin()
@@ -129,27 +200,27 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
         .concert
         .ok_or_else(|| anyhow::anyhow!("no concert"))?
         .concert_id;
-    if let Scenario::Queue { waiting, seconds } = args.scenario {
-        return queue(&pool, args.concurrency, &run_id, &concert_id, waiting, seconds).await;
+    if let Scenario::Queue { waiting, seconds } = scenario {
+        return queue(d, concurrency, &run_id, &concert_id, waiting, seconds).await;
     }
     // Every bench user holds at most `holds_per_user` seats (the server's hold limit).
-    let user_count = match args.scenario {
+    let user_count = match scenario {
         Scenario::Hold { requests, holds_per_user } => {
-            args.concurrency.max(requests.div_ceil(50) * 50 / holds_per_user.max(1) + 1)
+            concurrency.max(requests.div_ceil(50) * 50 / holds_per_user.max(1) + 1)
         }
-        _ => args.concurrency,
+        _ => concurrency,
     };
     let tokens = Arc::new(users(clients, &run_id, &concert_id, user_count).await?);
-    if let Scenario::Hops { seconds } = args.scenario {
-        return hops(clients, &pool, args.concurrency, seconds, &concert_id, &tokens).await;
+    if let Scenario::Hops { seconds } = scenario {
+        return hops(clients, d, concurrency, seconds, &concert_id, &tokens).await;
     }
-    match args.scenario {
+    match scenario {
         Scenario::Hold { requests, holds_per_user } => {
             let dates = requests.div_ceil(50);
             let schedules = Arc::new(add_schedules(clients, &concert_id, dates).await?);
             let next = Arc::new(AtomicUsize::new(0));
             let total = dates * 50;
-            let report = drive(&pool, args.concurrency, "HoldSeat distinct seats", move |c, _worker| {
+            let report = drive(d, concurrency, "HoldSeat distinct seats", move |c, _worker| {
                 let (tokens, schedules, next) = (tokens.clone(), schedules.clone(), next.clone());
                 async move {
                     let k = next.fetch_add(1, Ordering::Relaxed);
@@ -163,13 +234,13 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
                 }
             })
             .await;
-            report.print();
-            anyhow::ensure!(report.ok == total as u64, "every distinct-seat hold must succeed");
+            // Every hold made (all of them, unless --duration cut the phase short) succeeded.
+            anyhow::ensure!(report.errors.is_empty(), "every distinct-seat hold must succeed, got {:?}", report.errors);
         }
         Scenario::HoldOneSeat { attempts } => {
             let schedule = add_schedules(clients, &concert_id, 1).await?.remove(0);
             let left = Arc::new(AtomicUsize::new(attempts));
-            let report = drive(&pool, args.concurrency, "HoldSeat one seat", move |c, worker| {
+            let report = drive(d, concurrency, "HoldSeat one seat", move |c, worker| {
                 let (tokens, schedule, left) = (tokens.clone(), schedule.clone(), left.clone());
                 async move {
                     left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).ok()?;
@@ -179,15 +250,18 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
                 }
             })
             .await;
-            report.print();
             let losers: u64 = report.errors.iter().filter(|(c, _)| *c == Code::AlreadyExists).map(|(_, n)| n).sum();
             anyhow::ensure!(report.ok == 1, "exactly one winner, got {}", report.ok);
-            anyhow::ensure!(losers == attempts as u64 - 1, "all others ALREADY_EXISTS, got {:?}", report.errors);
+            anyhow::ensure!(
+                losers == report.latency_us.len() - 1,
+                "all others ALREADY_EXISTS, got {:?}",
+                report.errors
+            );
         }
         Scenario::ListSeats { seconds } => {
             let schedule = add_schedules(clients, &concert_id, 1).await?.remove(0);
             let deadline = Instant::now() + Duration::from_secs(seconds);
-            let report = drive(&pool, args.concurrency, "ListSeats", move |c, worker| {
+            let report = drive(d, concurrency, "ListSeats", move |c, worker| {
                 let (tokens, schedule) = (tokens.clone(), schedule.clone());
                 async move {
                     if Instant::now() >= deadline {
@@ -203,10 +277,9 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
                 }
             })
             .await;
-            report.print();
             anyhow::ensure!(report.errors.is_empty(), "ListSeats failed: {:?}", report.errors);
         }
-        Scenario::Pay { payments } => pay(clients, &pool, args.concurrency, &concert_id, &run_id, payments).await?,
+        Scenario::Pay { payments } => pay(clients, d, concurrency, &concert_id, &run_id, payments).await?,
         Scenario::Hops { .. } | Scenario::Queue { .. } | Scenario::Rush(_) => unreachable!("handled above"),
     }
     Ok(())
@@ -214,7 +287,7 @@ pub async fn run(clients: &Clients, args: BenchArgs) -> anyhow::Result<()> {
 
 async fn hops(
     clients: &Clients,
-    pool: &[Clients],
+    d: &Driver,
     concurrency: usize,
     seconds: u64,
     concert_id: &str,
@@ -226,17 +299,16 @@ async fn hops(
     let schedule = add_schedules(clients, concert_id, 1).await?.remove(0);
     let secs = Duration::from_secs(seconds);
     let deadline = Instant::now() + secs;
-    drive(pool, concurrency, "ListConcerts (catalog only)", move |c, _| async move {
+    drive(d, concurrency, "ListConcerts (catalog only)", move |c, _| async move {
         if Instant::now() >= deadline {
             return None;
         }
         Some(c.catalog().list_concerts(ListConcertsRequest::default()).await.map(|_| ()).map_err(|e| e.code()))
     })
-    .await
-    .print();
+    .await;
     let deadline = Instant::now() + secs;
     let t = tokens.clone();
-    drive(pool, concurrency, "ValidateToken (queue only)", move |c, w| {
+    drive(d, concurrency, "ValidateToken (queue only)", move |c, w| {
         let token = t[w % t.len()].token.clone();
         async move {
             if Instant::now() >= deadline {
@@ -251,10 +323,9 @@ async fn hops(
             )
         }
     })
-    .await
-    .print();
+    .await;
     let deadline = Instant::now() + secs;
-    drive(pool, concurrency, "GetOccupancy (reservation only)", move |c, _| {
+    drive(d, concurrency, "GetOccupancy (reservation only)", move |c, _| {
         let schedule_ids = vec![schedule.clone()];
         async move {
             if Instant::now() >= deadline {
@@ -264,8 +335,7 @@ async fn hops(
             Some(r.map(|_| ()).map_err(|e| e.code()))
         }
     })
-    .await
-    .print();
+    .await;
     Ok(())
 }
 
@@ -273,7 +343,7 @@ async fn hops(
 /// then the timed part: every hold is paid, `concurrency` payments in flight.
 async fn pay(
     clients: &Clients,
-    pool: &[Clients],
+    d: &Driver,
     concurrency: usize,
     concert_id: &str,
     run_id: &str,
@@ -286,7 +356,7 @@ async fn pay(
     let schedules = add_schedules(clients, concert_id, n.div_ceil(50)).await?;
     let holds: Vec<(Session, String)> = futures::stream::iter(0..n)
         .map(|i| {
-            let (c, schedule_id) = (pool[i % pool.len()].clone(), schedules[i / 50].clone());
+            let (c, schedule_id) = (d.pool[i % d.pool.len()].clone(), schedules[i / 50].clone());
             let concert_id = concert_id.to_owned();
             let user = format!("pay-{run_id}-{i}");
             async move {
@@ -310,7 +380,7 @@ async fn pay(
 
     let holds = Arc::new(holds);
     let next = Arc::new(AtomicUsize::new(0));
-    let report = drive(pool, concurrency, "PayReservation end to end", move |c, _| {
+    let report = drive(d, concurrency, "PayReservation end to end", move |c, _| {
         let (holds, next) = (holds.clone(), next.clone());
         async move {
             let (session, reservation_id) = holds.get(next.fetch_add(1, Ordering::Relaxed))?;
@@ -323,14 +393,13 @@ async fn pay(
         }
     })
     .await;
-    report.print();
-    anyhow::ensure!(report.ok == n as u64, "every payment must succeed, got {:?}", report.errors);
+    anyhow::ensure!(report.errors.is_empty(), "every payment must succeed, got {:?}", report.errors);
     Ok(())
 }
 
 /// IssueToken for `n` new users, then GetQueueStatus polls of random ones for `seconds`.
 async fn queue(
-    pool: &[Clients],
+    d: &Driver,
     concurrency: usize,
     run_id: &str,
     concert_id: &str,
@@ -341,14 +410,14 @@ async fn queue(
     use std::sync::Mutex;
 
     // Users sign in before the timed part: the load is the joins, not this tool's signing.
-    let first = pool.first().ok_or_else(|| anyhow::anyhow!("no connections"))?;
+    let first = d.pool.first().ok_or_else(|| anyhow::anyhow!("no connections"))?;
     let signed_in: Arc<Vec<Session>> =
         Arc::new((0..n).map(|i| first.sign_in(&format!("line-{run_id}-{i}"))).collect::<anyhow::Result<_>>()?);
     let tokens = Arc::new(Mutex::new(Vec::with_capacity(n)));
     let next = Arc::new(AtomicUsize::new(0));
     let concert = concert_id.to_owned();
     let joined = tokens.clone();
-    let report = drive(pool, concurrency, "IssueToken (new users)", move |c, _| {
+    let report = drive(d, concurrency, "IssueToken (new users)", move |c, _| {
         let (next, joined, concert, signed_in) = (next.clone(), joined.clone(), concert.clone(), signed_in.clone());
         async move {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -368,8 +437,7 @@ async fn queue(
         }
     })
     .await;
-    report.print();
-    anyhow::ensure!(report.ok == n as u64, "every join must succeed, got {:?}", report.errors);
+    anyhow::ensure!(report.errors.is_empty(), "every join must succeed, got {:?}", report.errors);
 
     let tokens: Arc<Vec<Session>> =
         Arc::new(std::mem::take(&mut *tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner)));
@@ -377,7 +445,7 @@ async fn queue(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let calls = Arc::new(AtomicUsize::new(0));
-    let report = drive(pool, concurrency, "GetQueueStatus (users spread over the line)", move |c, _| {
+    let report = drive(d, concurrency, "GetQueueStatus (users spread over the line)", move |c, _| {
         let (tokens, calls) = (tokens.clone(), calls.clone());
         async move {
             if Instant::now() >= deadline {
@@ -395,7 +463,6 @@ async fn queue(
         }
     })
     .await;
-    report.print();
     anyhow::ensure!(report.errors.is_empty(), "GetQueueStatus failed: {:?}", report.errors);
     Ok(())
 }
@@ -431,23 +498,61 @@ async fn add_schedules(clients: &Clients, concert_id: &str, n: usize) -> anyhow:
     Ok(ids)
 }
 
-/// Runs `concurrency` workers, each calling `call` until it returns `None`.
-async fn drive<F, Fut>(pool: &[Clients], concurrency: usize, name: &str, call: F) -> Report
+/// Runs `concurrency` workers, each calling `call` until it returns `None` or the phase's
+/// `--duration` is up; with `--rate`, calls start on the open-loop schedule and are timed
+/// from when they were due. Prints the phase's figures and keeps them for `--json`.
+async fn drive<F, Fut>(d: &Driver, concurrency: usize, name: &str, call: F) -> Report
 where
     F: Fn(Clients, usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Option<Result<(), Code>>> + Send,
 {
     let ok = Arc::new(AtomicU64::new(0));
+    let calls = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let deadline = d.duration.map(|t| start + t);
+    let rate = d.rate;
+    let bar = if d.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    let shown = {
+        let (bar, calls, ok, name) = (bar.clone(), calls.clone(), ok.clone(), name.to_owned());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                let n = calls.load(Ordering::Relaxed);
+                let secs = start.elapsed().as_secs_f64().max(1e-3);
+                bar.set_message(format!(
+                    "{name}: {n} calls, {:.0}/s, ok {}",
+                    n as f64 / secs,
+                    ok.load(Ordering::Relaxed)
+                ));
+            }
+        })
+    };
     let workers = (0..concurrency).map(|w| {
-        let (call, client, ok) = (call.clone(), pool[w % pool.len()].clone(), ok.clone());
+        let (call, client, ok, calls) = (call.clone(), d.pool[w % d.pool.len()].clone(), ok.clone(), calls.clone());
         tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"));
             let mut errors: Vec<(Code, u64)> = Vec::new();
             loop {
-                let t = Instant::now();
-                let Some(result) = call(client.clone(), w).await else { break };
-                let _ = hist.record(t.elapsed().as_micros() as u64);
+                let n = calls.fetch_add(1, Ordering::Relaxed);
+                let due = match rate {
+                    Some(r) => start + Duration::from_secs_f64(n as f64 / r),
+                    None => Instant::now(),
+                };
+                if deadline.is_some_and(|end| due >= end) {
+                    calls.fetch_sub(1, Ordering::Relaxed);
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                let Some(result) = call(client.clone(), w).await else {
+                    calls.fetch_sub(1, Ordering::Relaxed);
+                    break;
+                };
+                let _ = hist.record(due.elapsed().as_micros() as u64);
                 match result {
                     Ok(()) => {
                         ok.fetch_add(1, Ordering::Relaxed);
@@ -463,6 +568,8 @@ where
     });
     let results = futures::future::join_all(workers).await;
     let elapsed = start.elapsed();
+    shown.abort();
+    bar.finish_and_clear();
     let mut latency_us = Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"));
     let mut errors: Vec<(Code, u64)> = Vec::new();
     for (hist, errs) in results.into_iter().flatten() {
@@ -474,5 +581,8 @@ where
             }
         }
     }
-    Report { name: name.into(), latency_us, ok: ok.load(Ordering::Relaxed), errors, elapsed }
+    let report = Report { name: name.into(), latency_us, ok: ok.load(Ordering::Relaxed), errors, elapsed };
+    report.print();
+    d.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(report.summary());
+    report
 }
