@@ -102,9 +102,18 @@ pub struct Person {
 }
 
 /// Calls that may be retried with the same idempotency key: the call may not have reached
-/// the server, or the server could not finish it.
+/// the server, the server could not finish it, or this client stopped waiting (tonic
+/// reports its own 2 s timeout as CANCELLED).
 pub(super) fn transient(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::ResourceExhausted | Code::Aborted)
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Cancelled
+    )
 }
 
 /// A failed call's status, recorded.
@@ -150,19 +159,7 @@ impl Person {
         due: Instant,
     ) -> Result<End, End> {
         let mut session = self.session.clone();
-        trace.join_sent = due.max(Instant::now()) - ctx.recorder.start;
-        let join = IssueTokenRequest { user_id: String::new(), concert_id: ctx.concert_id.clone() };
-        let status = rec(
-            ctx,
-            Rpc::IssueToken,
-            due,
-            c.queue().issue_token(session.request(join).map_err(|_| End::Failed)?).await,
-        )
-        .map_err(|_| End::Failed)?
-        .into_inner()
-        .status
-        .ok_or(End::Failed)?;
-        trace.join_answered = ctx.recorder.start.elapsed();
+        let status = self.join(ctx, c, rng, trace, due).await?;
         trace.token.clone_from(&status.token);
         session.token = status.token.clone();
         ctx.gauges.waiting.fetch_add(1, Ordering::Relaxed);
@@ -188,6 +185,43 @@ impl Person {
             trace.left = self.leave(ctx, c, &session).await;
         }
         Ok(end)
+    }
+
+    /// Joins the line, trying again (as the page does) while the queue is too busy: a
+    /// second join of the same user returns the same token, so a join that did happen is
+    /// never doubled. The first try is timed from the arrival schedule.
+    async fn join(
+        &self,
+        ctx: &Ctx,
+        c: &Clients,
+        rng: &mut StdRng,
+        trace: &mut Trace,
+        due: Instant,
+    ) -> Result<concert_proto::concert::queue::v1::QueueStatus, End> {
+        // The first try's start: a retried join may have been placed by an earlier try, so
+        // the join order is judged on the whole span from the first send to the answer.
+        trace.join_sent = due.max(Instant::now()) - ctx.recorder.start;
+        let mut due = due;
+        loop {
+            let join = IssueTokenRequest { user_id: String::new(), concert_id: ctx.concert_id.clone() };
+            let request = self.session.request(join).map_err(|_| End::Failed)?;
+            match rec(ctx, Rpc::IssueToken, due, c.queue().issue_token(request).await) {
+                Ok(r) => {
+                    trace.join_answered = ctx.recorder.start.elapsed();
+                    return r.into_inner().status.ok_or(End::Failed);
+                }
+                Err(s) if transient(s.code()) => {
+                    // A second or two, spread, so the retries do not come back as one wave.
+                    let pause = Duration::from_millis(rng.random_range(1_000..2_000));
+                    if Instant::now() + pause >= ctx.deadline {
+                        return Err(End::OutOfTime);
+                    }
+                    tokio::time::sleep(pause).await;
+                    due = Instant::now();
+                }
+                Err(_) => return Err(End::Failed),
+            }
+        }
     }
 
     async fn leave(&self, ctx: &Ctx, c: &Clients, session: &Session) -> bool {
