@@ -12,6 +12,7 @@ use std::{
 use concert_proto::concert::queue::v1::{
     GetQueueStatusRequest, IssueTokenRequest, LeaveQueueRequest, TokenState, WatchQueueRequest,
 };
+use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tonic::{Code, Status};
@@ -201,26 +202,32 @@ impl Person {
         // The first try's start: a retried join may have been placed by an earlier try, so
         // the join order is judged on the whole span from the first send to the answer.
         trace.join_sent = due.max(Instant::now()) - ctx.recorder.start;
-        let mut due = due;
-        loop {
+        let first = std::sync::atomic::AtomicBool::new(true);
+        // Exponential backoff with jitter from 1 s, capped at 30 s and at the run's end: a
+        // flood of people all retrying every second would be a retry storm of its own.
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(30))
+            .with_jitter()
+            .with_jitter_seed(rng.random())
+            .with_max_times(usize::MAX)
+            .with_total_delay(Some(ctx.deadline.saturating_duration_since(Instant::now())));
+        let status = (|| async {
+            let t = if first.swap(false, Ordering::Relaxed) { due } else { Instant::now() };
             let join = IssueTokenRequest { user_id: String::new(), concert_id: ctx.concert_id.clone() };
-            let request = self.session.request(join).map_err(|_| End::Failed)?;
-            match rec(ctx, Rpc::IssueToken, due, c.queue().issue_token(request).await) {
-                Ok(r) => {
-                    trace.join_answered = ctx.recorder.start.elapsed();
-                    return r.into_inner().status.ok_or(End::Failed);
-                }
-                Err(s) if transient(s.code()) => {
-                    // A second or two, spread, so the retries do not come back as one wave.
-                    let pause = Duration::from_millis(rng.random_range(1_000..2_000));
-                    if Instant::now() + pause >= ctx.deadline {
-                        return Err(End::OutOfTime);
-                    }
-                    tokio::time::sleep(pause).await;
-                    due = Instant::now();
-                }
-                Err(_) => return Err(End::Failed),
+            let request = self.session.request(join).map_err(|_| Status::internal("metadata"))?;
+            rec(ctx, Rpc::IssueToken, t, c.queue().issue_token(request).await)
+        })
+        .retry(backoff)
+        .when(|s| transient(s.code()))
+        .await;
+        match status {
+            Ok(r) => {
+                trace.join_answered = ctx.recorder.start.elapsed();
+                r.into_inner().status.ok_or(End::Failed)
             }
+            Err(s) if transient(s.code()) => Err(End::OutOfTime),
+            Err(_) => Err(End::Failed),
         }
     }
 
