@@ -105,11 +105,18 @@ enum Scenario {
         payments: usize,
     },
     /// The waiting room: IssueToken for `waiting` new users (timed), then GetQueueStatus of
-    /// random ones among them for `seconds`. Run it against a queue whose QUEUE_MAX_ACTIVE
-    /// is far below `waiting`, so the line really holds that many.
+    /// random ones among them for `seconds`. The run's room admits one person at a time
+    /// (its admission policy), so the line really holds that many.
     Queue {
         #[arg(long, default_value_t = 100_000)]
         waiting: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// The floor of any call: the standard health check on queue's public port, served by
+    /// the same tonic server and HTTP/2 stack as every RPC (without the token check, the
+    /// load shedder and tracing, which health checks bypass), for `seconds`.
+    Noop {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
@@ -200,6 +207,9 @@ async fn scenario(clients: &Clients, d: &Driver, scenario: Scenario, concurrency
         .concert
         .ok_or_else(|| anyhow::anyhow!("no concert"))?
         .concert_id;
+    if let Scenario::Noop { seconds } = scenario {
+        return noop(d, concurrency, seconds).await;
+    }
     if let Scenario::Queue { waiting, seconds } = scenario {
         return queue(d, concurrency, &run_id, &concert_id, waiting, seconds).await;
     }
@@ -280,7 +290,9 @@ async fn scenario(clients: &Clients, d: &Driver, scenario: Scenario, concurrency
             anyhow::ensure!(report.errors.is_empty(), "ListSeats failed: {:?}", report.errors);
         }
         Scenario::Pay { payments } => pay(clients, d, concurrency, &concert_id, &run_id, payments).await?,
-        Scenario::Hops { .. } | Scenario::Queue { .. } | Scenario::Rush(_) => unreachable!("handled above"),
+        Scenario::Hops { .. } | Scenario::Queue { .. } | Scenario::Noop { .. } | Scenario::Rush(_) => {
+            unreachable!("handled above")
+        }
     }
     Ok(())
 }
@@ -336,6 +348,22 @@ async fn hops(
         }
     })
     .await;
+    Ok(())
+}
+
+/// Health checks of queue's public port for `seconds`.
+async fn noop(d: &Driver, concurrency: usize, seconds: u64) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let report = drive(d, concurrency, "Health/Check (no-op through the server stack)", move |c, _| async move {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        let mut health = HealthClient::new(c.queue_channel());
+        Some(health.check(HealthCheckRequest { service: String::new() }).await.map(|_| ()).map_err(|e| e.code()))
+    })
+    .await;
+    anyhow::ensure!(report.errors.is_empty(), "health checks failed: {:?}", report.errors);
     Ok(())
 }
 
@@ -409,6 +437,15 @@ async fn queue(
     use concert_proto::concert::queue::v1::{GetQueueStatusRequest, IssueTokenRequest};
     use std::sync::Mutex;
 
+    // One admitted at a time: the line really holds (nearly) everyone.
+    d.pool[0]
+        .queue_admin()
+        .set_admission_policy(concert_proto::concert::queue::v1::SetAdmissionPolicyRequest {
+            concert_id: concert_id.to_owned(),
+            max_active: Some(1),
+            ..Default::default()
+        })
+        .await?;
     // Users sign in before the timed part: the load is the joins, not this tool's signing.
     let first = d.pool.first().ok_or_else(|| anyhow::anyhow!("no connections"))?;
     let signed_in: Arc<Vec<Session>> =

@@ -209,6 +209,10 @@ impl Clients {
     pub fn reservation(&self) -> ReservationServiceClient<PeerChannel> {
         ReservationServiceClient::new(self.reservation.clone())
     }
+    /// The channel to queue's public port (for the health service).
+    pub fn queue_channel(&self) -> PeerChannel {
+        self.queue.clone()
+    }
     pub fn queue_admin(&self) -> QueueAdminServiceClient<PeerChannel> {
         QueueAdminServiceClient::new(self.queue_internal.clone())
     }

@@ -9,10 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use backon::{ExponentialBuilder, Retryable};
 use concert_proto::concert::queue::v1::{
     GetQueueStatusRequest, IssueTokenRequest, LeaveQueueRequest, TokenState, WatchQueueRequest,
 };
-use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tonic::{Code, Status};

@@ -1,0 +1,49 @@
+# Starts a fresh suite of release builds for benchmarks (sourced by bench-rush.sh and
+# bench-ceilings.sh): its own database (recreated), queue, catalog, wallet and two
+# reservation replicas on ports 5115x/5116x and 5117x/5118x, so a demo suite from
+# run-suite.sh may keep running. Stopped when the sourcing script exits.
+# Sets DATABASE_URL and bin (where the binaries are).
+# shellcheck source=postgres.sh
+. "$ROOT/scripts/lib/postgres.sh"
+
+start_bench_suite() { # database name
+  find_postgres
+  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
+  ensure_database "$1"
+  export DATABASE_URL="${PG_ADMIN_URL%/*}/$1"
+  cargo build --release --locked --bins -q
+  bin="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+  local logs="$ROOT/target/bench-logs"
+  mkdir -p "$logs"
+  bench_pids=()
+  trap 'kill "${bench_pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+  export QUEUE_INTERNAL_URL=http://127.0.0.1:51161 CATALOG_INTERNAL_URL=http://127.0.0.1:51162 \
+    RESERVATION_INTERNAL_URL=http://127.0.0.1:51163 WALLET_INTERNAL_URL=http://127.0.0.1:51164 \
+    QUEUE_URL=http://127.0.0.1:51151 CATALOG_URL=http://127.0.0.1:51152 \
+    RESERVATION_URL=http://127.0.0.1:51153 WALLET_URL=http://127.0.0.1:51154
+  export AUTH_JWKS_FILE="$ROOT/deploy/dev-auth/jwks.json" AUTH_ISSUER=https://dev-auth.concert.invalid/ \
+    AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem"
+  # Room for a rush: streams to every waiting person, and joins above the per-replica
+  # default total (the defaults suit a replica among many). Holds of people who walk away
+  # run out after HOLD_TTL_SECS. Each may be overridden from the environment.
+  export QUEUE_MAX_WATCH_STREAMS="${QUEUE_MAX_WATCH_STREAMS:-200000}" \
+    MAX_STREAMS_PER_CONNECTION="${MAX_STREAMS_PER_CONNECTION:-2000}" \
+    MAX_IN_FLIGHT_REQUESTS="${MAX_IN_FLIGHT_REQUESTS:-4096}" \
+    QUEUE_JOIN_RATE_TOTAL="${QUEUE_JOIN_RATE_TOTAL:-100000}" \
+    QUEUE_MAX_ACTIVE="${QUEUE_MAX_ACTIVE:-100000}" \
+    HOLD_TTL_SECS="${HOLD_TTL_SECS:-30}" RUST_LOG="${RUST_LOG:-warn}"
+  bench_start wallet wallet 51154 51164
+  bench_start queue queue 51151 51161
+  bench_start catalog catalog 51152 51162
+  bench_start reservation reservation-0 51153 51163
+  "$bin/concertctl" wait --only wallet --timeout-secs 60 >/dev/null
+  "$bin/concertctl" wait --only reservation --timeout-secs 60 >/dev/null
+  bench_start reservation reservation-1 51173 51183
+  "$bin/concertctl" wait --timeout-secs 60 >/dev/null
+}
+
+bench_start() { # binary, log name, listen port, internal port
+  LISTEN_ADDR=127.0.0.1:$3 INTERNAL_LISTEN_ADDR=127.0.0.1:$4 "$bin/$1-service" \
+    >"$ROOT/target/bench-logs/$2.log" 2>&1 &
+  bench_pids+=($!)
+}
