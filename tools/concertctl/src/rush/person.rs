@@ -60,6 +60,11 @@ pub struct Trace {
     pub charged: i64,
     /// The seat paid for and its price.
     pub bought: Option<(String, u32, i64)>,
+    /// A charge (won) whose answer never came (every try failed transiently): it may or may
+    /// not have been made.
+    pub charge_unknown: i64,
+    /// A payment (seat and price) whose answer never came: it may or may not have been made.
+    pub pay_unknown: Option<(String, u32, i64)>,
     pub end: End,
 }
 
@@ -140,6 +145,8 @@ impl Person {
             admitted: false,
             charged: 0,
             bought: None,
+            charge_unknown: 0,
+            pay_unknown: None,
             end: End::Failed,
         };
         let due = ctx.recorder.start + self.arrival;

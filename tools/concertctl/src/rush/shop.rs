@@ -195,7 +195,12 @@ impl Person {
                 .await;
             match charged {
                 Ok(_) => trace.charged += amount,
-                Err(s) => return end_of(&s),
+                Err(s) => {
+                    if transient(s.code()) {
+                        trace.charge_unknown += amount;
+                    }
+                    return end_of(&s);
+                }
             }
         }
         self.think(ctx, rng).await;
@@ -214,7 +219,12 @@ impl Person {
                 ctx.recorder.paid();
                 End::Paid
             }
-            Err(s) => end_of(&s),
+            Err(s) => {
+                if transient(s.code()) {
+                    trace.pay_unknown = Some((held.schedule_id.clone(), held.seat, held.price));
+                }
+                end_of(&s)
+            }
         }
     }
 
