@@ -21,10 +21,19 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = crate::outbound::DEFAULT_TIMEOUT;
 /// # Errors
 /// When `url` is not a valid URI.
 pub fn lazy_channel(url: &str) -> anyhow::Result<PeerChannel> {
+    lazy_channel_with_timeout(url, DEFAULT_CALL_TIMEOUT)
+}
+
+/// [`lazy_channel`] whose calls wait up to `timeout` when the caller sets no deadline (a
+/// load generator's simulated browser waits as long as the booking page does).
+///
+/// # Errors
+/// When `url` is not a valid URI.
+pub fn lazy_channel_with_timeout(url: &str, timeout: Duration) -> anyhow::Result<PeerChannel> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| anyhow::anyhow!("invalid peer URL {url:?}: {e}"))?
         .connect_timeout(Duration::from_secs(2))
-        .timeout(DEFAULT_CALL_TIMEOUT)
+        .timeout(timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);

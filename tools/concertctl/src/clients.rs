@@ -21,7 +21,7 @@ use concert_proto::concert::{
     },
 };
 use platform::grpc_client::PeerChannel;
-use platform::{auth::QUEUE_TOKEN_HEADER, grpc_client::lazy_channel, identity::signer::Signer};
+use platform::{auth::QUEUE_TOKEN_HEADER, grpc_client::lazy_channel_with_timeout, identity::signer::Signer};
 use tonic::Request;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
@@ -156,17 +156,24 @@ pub struct Clients {
 }
 
 impl Endpoints {
+    /// Clients whose calls wait up to the suite's default peer deadline.
     pub fn connect(&self) -> anyhow::Result<Clients> {
+        self.connect_with_timeout(platform::grpc_client::DEFAULT_CALL_TIMEOUT)
+    }
+
+    /// Clients whose calls wait up to `timeout`.
+    pub fn connect_with_timeout(&self, timeout: Duration) -> anyhow::Result<Clients> {
+        let channel = |url: &str| lazy_channel_with_timeout(url, timeout);
         Ok(Clients {
             endpoints: self.clone(),
-            queue: lazy_channel(&self.queue_url)?,
-            catalog: lazy_channel(&self.catalog_url)?,
-            reservation: lazy_channel(&self.reservation_url)?,
-            wallet: lazy_channel(&self.wallet_url)?,
-            queue_internal: lazy_channel(&self.queue_internal_url)?,
-            catalog_internal: lazy_channel(&self.catalog_internal_url)?,
-            reservation_internal: lazy_channel(&self.reservation_internal_url)?,
-            wallet_internal: lazy_channel(&self.wallet_internal_url)?,
+            queue: channel(&self.queue_url)?,
+            catalog: channel(&self.catalog_url)?,
+            reservation: channel(&self.reservation_url)?,
+            wallet: channel(&self.wallet_url)?,
+            queue_internal: channel(&self.queue_internal_url)?,
+            catalog_internal: channel(&self.catalog_internal_url)?,
+            reservation_internal: channel(&self.reservation_internal_url)?,
+            wallet_internal: channel(&self.wallet_internal_url)?,
             minter: Arc::default(),
         })
     }

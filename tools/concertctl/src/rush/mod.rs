@@ -32,6 +32,11 @@ pub use report::RushReport;
 use self::person::{Abandon, Ctx, Gauges, Person};
 use crate::clients::{Clients, Endpoints};
 
+/// How long a person's call may take before they give up on it and try again: the booking
+/// page's deadline (web/src/api.ts). A shorter one would make people retry work the suite is
+/// still doing, and the rush a retry storm of the generator's own making.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Options of `concertctl bench rush`.
 #[derive(Debug, Clone, Args)]
 pub struct RushArgs {
@@ -140,7 +145,7 @@ fn pool(clients: &Clients, args: &RushArgs) -> anyhow::Result<Vec<Clients>> {
             endpoints.catalog_url.clone_from(&lists[1].1[i % lists[1].1.len()]);
             endpoints.reservation_url.clone_from(&lists[2].1[i % lists[2].1.len()]);
             endpoints.wallet_url.clone_from(&lists[3].1[i % lists[3].1.len()]);
-            endpoints.connect()
+            endpoints.connect_with_timeout(CALL_TIMEOUT)
         })
         .collect()
 }

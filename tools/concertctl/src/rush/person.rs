@@ -109,7 +109,7 @@ pub struct Person {
 
 /// Calls that may be retried with the same idempotency key: the call may not have reached
 /// the server, the server could not finish it, or this client stopped waiting (tonic
-/// reports its own 2 s timeout as CANCELLED).
+/// reports its own timeout as CANCELLED).
 pub(super) fn transient(code: Code) -> bool {
     matches!(
         code,
