@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ceilings side by side, in one run on this machine: PostgreSQL's own rate for the exact SQL
-# of each hot path (pgbench, scripts/ceilings/*.sql, 64 clients), a no-op call through the
+# of each hot path (pgbench, scripts/ceilings/*.sql, 64 clients, prepared statements as
+# the services use them), a no-op call through the
 # same gRPC server stack, and the real RPCs (concertctl bench, 64 in flight) against a fresh
 # bench suite (scripts/lib/bench-suite.sh). Prints each real path as a ratio of its ceiling
 # and writes target/ceilings/*.json. SECONDS_EACH (default 10) sets each phase's length.
@@ -18,7 +19,7 @@ command -v pgbench >/dev/null || { echo "pgbench not found (Debian: it comes wit
 psql "$DATABASE_URL" -qf scripts/ceilings/setup.sql >/dev/null
 for path in join status hold debit purchase; do
   echo "pgbench: $path ($secs s, 64 clients)"
-  pgbench -n -c 64 -j 2 -T "$secs" -f "scripts/ceilings/$path.sql" "$DATABASE_URL" >"$out/pgbench-$path.txt" 2>&1 \
+  pgbench -n -M prepared -c 64 -j 2 -T "$secs" -f "scripts/ceilings/$path.sql" "$DATABASE_URL" >"$out/pgbench-$path.txt" 2>&1 \
     || { cat "$out/pgbench-$path.txt" >&2; exit 1; }
 done
 C="$bin/concertctl"

@@ -9,6 +9,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# Holds of people who walk away run out after this, so their seats sell within the run.
+export HOLD_TTL_SECS="${HOLD_TTL_SECS:-30}"
 # shellcheck source=lib/bench-suite.sh
 . scripts/lib/bench-suite.sh
 start_bench_suite concert_rush

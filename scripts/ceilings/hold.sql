@@ -5,7 +5,7 @@
 WITH u AS (
     SELECT u.*, row_number() OVER (PARTITION BY u.user_id, u.concert_id ORDER BY u.n) AS rank
     FROM UNNEST(ARRAY[gen_random_uuid()], ARRAY['hold-' || :client_id || '-' || :n], ARRAY[gen_random_uuid()],
-                ARRAY[gen_random_uuid()], ARRAY[1 + :n % 50], ARRAY[120000::bigint],
+                ARRAY[gen_random_uuid()], ARRAY[1 + :n::int % 50], ARRAY[120000::bigint],
                 ARRAY[now()], ARRAY[now() + interval '5 minutes'],
                 ARRAY['00000000-0000-4000-8000-0000000000c2'::uuid], ARRAY[4])
          WITH ORDINALITY AS u(id, user_id, token, schedule_id, seat, price, held_at, expires_at,

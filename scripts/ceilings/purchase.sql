@@ -11,7 +11,7 @@ VALUES ('ceiling-' || :u, 'DEBIT', 120000, 1, 'p-' || :client_id || '-' || :n);
 WITH seat AS (
     INSERT INTO reservation.reservations
         (reservation_id, user_id, token, schedule_id, seat_number, price, status, held_at, expires_at, concert_id)
-    VALUES (gen_random_uuid(), 'ceiling-' || :u, gen_random_uuid(), gen_random_uuid(), 1 + :n % 50, 120000,
+    VALUES (gen_random_uuid(), 'ceiling-' || :u, gen_random_uuid(), gen_random_uuid(), 1 + :n::int % 50, 120000,
             'CONFIRMED', now(), now() + interval '5 minutes', '00000000-0000-4000-8000-0000000000c3')
     RETURNING reservation_id, token)
 INSERT INTO reservation.payments

@@ -24,14 +24,13 @@ start_bench_suite() { # database name
   export AUTH_JWKS_FILE="$ROOT/deploy/dev-auth/jwks.json" AUTH_ISSUER=https://dev-auth.concert.invalid/ \
     AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem"
   # Room for a rush: streams to every waiting person, and joins above the per-replica
-  # default total (the defaults suit a replica among many). Holds of people who walk away
-  # run out after HOLD_TTL_SECS. Each may be overridden from the environment.
+  # default total (the defaults suit a replica among many); bench users admitted at once.
+  # Each may be overridden from the environment.
   export QUEUE_MAX_WATCH_STREAMS="${QUEUE_MAX_WATCH_STREAMS:-200000}" \
     MAX_STREAMS_PER_CONNECTION="${MAX_STREAMS_PER_CONNECTION:-2000}" \
     MAX_IN_FLIGHT_REQUESTS="${MAX_IN_FLIGHT_REQUESTS:-4096}" \
     QUEUE_JOIN_RATE_TOTAL="${QUEUE_JOIN_RATE_TOTAL:-100000}" \
-    QUEUE_MAX_ACTIVE="${QUEUE_MAX_ACTIVE:-100000}" \
-    HOLD_TTL_SECS="${HOLD_TTL_SECS:-30}" RUST_LOG="${RUST_LOG:-warn}"
+    QUEUE_MAX_ACTIVE="${QUEUE_MAX_ACTIVE:-100000}" RUST_LOG="${RUST_LOG:-warn}"
   bench_start wallet wallet 51154 51164
   bench_start queue queue 51151 51161
   bench_start catalog catalog 51152 51162
