@@ -11,16 +11,13 @@ use std::{
 
 use clap::{Args, Subcommand};
 use concert_proto::concert::{
-    catalog::v1::{AddScheduleRequest, CreateConcertRequest, ListSeatsRequest},
+    catalog::v1::{CreateConcertRequest, ListSeatsRequest},
     reservation::v1::HoldSeatRequest,
 };
 use hdrhistogram::Histogram;
 use tonic::Code;
 
-use concertctl::{
-    clients::{Clients, Session},
-    seed::grades,
-};
+use concertctl::clients::{Clients, Session};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -227,7 +224,7 @@ async fn scenario(clients: &Clients, d: &Driver, scenario: Scenario, concurrency
     match scenario {
         Scenario::Hold { requests, holds_per_user } => {
             let dates = requests.div_ceil(50);
-            let schedules = Arc::new(add_schedules(clients, &concert_id, dates).await?);
+            let schedules = Arc::new(concertctl::seed::schedules(clients, &concert_id, dates).await?);
             let next = Arc::new(AtomicUsize::new(0));
             let total = dates * 50;
             let report = drive(d, concurrency, "HoldSeat distinct seats", move |c, _worker| {
@@ -248,7 +245,7 @@ async fn scenario(clients: &Clients, d: &Driver, scenario: Scenario, concurrency
             anyhow::ensure!(report.errors.is_empty(), "every distinct-seat hold must succeed, got {:?}", report.errors);
         }
         Scenario::HoldOneSeat { attempts } => {
-            let schedule = add_schedules(clients, &concert_id, 1).await?.remove(0);
+            let schedule = concertctl::seed::schedules(clients, &concert_id, 1).await?.remove(0);
             let left = Arc::new(AtomicUsize::new(attempts));
             let report = drive(d, concurrency, "HoldSeat one seat", move |c, worker| {
                 let (tokens, schedule, left) = (tokens.clone(), schedule.clone(), left.clone());
@@ -269,7 +266,7 @@ async fn scenario(clients: &Clients, d: &Driver, scenario: Scenario, concurrency
             );
         }
         Scenario::ListSeats { seconds } => {
-            let schedule = add_schedules(clients, &concert_id, 1).await?.remove(0);
+            let schedule = concertctl::seed::schedules(clients, &concert_id, 1).await?.remove(0);
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let report = drive(d, concurrency, "ListSeats", move |c, worker| {
                 let (tokens, schedule) = (tokens.clone(), schedule.clone());
@@ -308,7 +305,7 @@ async fn hops(
     use concert_proto::concert::{
         catalog::v1::ListConcertsRequest, queue::v1::ValidateTokenRequest, reservation::v1::GetOccupancyRequest,
     };
-    let schedule = add_schedules(clients, concert_id, 1).await?.remove(0);
+    let schedule = concertctl::seed::schedules(clients, concert_id, 1).await?.remove(0);
     let secs = Duration::from_secs(seconds);
     let deadline = Instant::now() + secs;
     drive(d, concurrency, "ListConcerts (catalog only)", move |c, _| async move {
@@ -381,7 +378,7 @@ async fn pay(
     use futures::{StreamExt, TryStreamExt};
 
     let set_up = Instant::now();
-    let schedules = add_schedules(clients, concert_id, n.div_ceil(50)).await?;
+    let schedules = concertctl::seed::schedules(clients, concert_id, n.div_ceil(50)).await?;
     let holds: Vec<(Session, String)> = futures::stream::iter(0..n)
         .map(|i| {
             let (c, schedule_id) = (d.pool[i % d.pool.len()].clone(), schedules[i / 50].clone());
@@ -513,26 +510,6 @@ async fn users(clients: &Clients, run_id: &str, concert_id: &str, n: usize) -> a
         .buffered(64)
         .try_collect()
         .await
-}
-
-async fn add_schedules(clients: &Clients, concert_id: &str, n: usize) -> anyhow::Result<Vec<String>> {
-    let mut ids = Vec::with_capacity(n);
-    for i in 0..n {
-        let starts_at = chrono::Utc::now() + chrono::Duration::days(30) + chrono::Duration::minutes(i as i64);
-        let schedule = clients
-            .admin()
-            .add_schedule(AddScheduleRequest {
-                concert_id: concert_id.into(),
-                starts_at: Some(platform::convert::timestamp(starts_at)),
-                grades: grades(),
-            })
-            .await?
-            .into_inner()
-            .schedule
-            .ok_or_else(|| anyhow::anyhow!("no schedule"))?;
-        ids.push(schedule.schedule_id);
-    }
-    Ok(ids)
 }
 
 /// Runs `concurrency` workers, each calling `call` until it returns `None` or the phase's

@@ -52,3 +52,28 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Adds `n` dates (50 seats each, [`grades`]) to `concert_id`, a minute apart from 30 days on;
+/// returns their schedule ids. For benchmarks: each run makes its own.
+///
+/// # Errors
+/// When the catalog refuses or cannot be reached.
+pub async fn schedules(clients: &Clients, concert_id: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let starts_at = chrono::Utc::now() + chrono::Duration::days(30) + chrono::Duration::minutes(i as i64);
+        let schedule = clients
+            .admin()
+            .add_schedule(AddScheduleRequest {
+                concert_id: concert_id.into(),
+                starts_at: Some(platform::convert::timestamp(starts_at)),
+                grades: grades(),
+            })
+            .await?
+            .into_inner()
+            .schedule
+            .ok_or_else(|| anyhow::anyhow!("AddSchedule returned no schedule"))?;
+        ids.push(schedule.schedule_id);
+    }
+    Ok(ids)
+}

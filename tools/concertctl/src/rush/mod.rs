@@ -21,7 +21,7 @@ use std::{
 
 use clap::Args;
 use concert_proto::concert::{
-    catalog::v1::{AddScheduleRequest, CreateConcertRequest},
+    catalog::v1::CreateConcertRequest,
     queue::v1::{GetQueueStatsRequest, SetAdmissionPolicyRequest},
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -165,22 +165,7 @@ async fn set_up(clients: &Clients, args: &RushArgs, run_id: &str) -> anyhow::Res
         .into_inner()
         .concert
         .ok_or_else(|| anyhow::anyhow!("CreateConcert returned no concert"))?;
-    let mut schedules = Vec::new();
-    for i in 0..args.seats.div_ceil(50) {
-        let starts_at = chrono::Utc::now() + chrono::Duration::days(30) + chrono::Duration::hours(i as i64);
-        let schedule = clients
-            .admin()
-            .add_schedule(AddScheduleRequest {
-                concert_id: concert.concert_id.clone(),
-                starts_at: Some(platform::convert::timestamp(starts_at)),
-                grades: crate::seed::grades(),
-            })
-            .await?
-            .into_inner()
-            .schedule
-            .ok_or_else(|| anyhow::anyhow!("AddSchedule returned no schedule"))?;
-        schedules.push(schedule.schedule_id);
-    }
+    let schedules = crate::seed::schedules(clients, &concert.concert_id, args.seats.div_ceil(50) as usize).await?;
     clients
         .queue_admin()
         .set_admission_policy(SetAdmissionPolicyRequest {
