@@ -4,6 +4,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use backon::{ConstantBuilder, Retryable};
 use concert_proto::concert::{
     catalog::v1::{ListAvailableDatesRequest, ListSeatsRequest, SeatStatus},
     reservation::v1::{HoldSeatRequest, PayReservationRequest},
@@ -22,7 +23,7 @@ use crate::clients::{Clients, Session};
 /// for holds to run out or payments to fail, before giving up.
 const SEAT_PATIENCE: u32 = 20;
 /// Tries of one call that failed transiently (same idempotency key each time).
-const TRIES: u32 = 5;
+const TRIES: usize = 5;
 /// The seat a person aims for is among the first this many free ones (front rows first):
 /// people collide on the popular seats.
 const POPULAR: usize = 3;
@@ -228,23 +229,14 @@ impl Person {
         }
     }
 
-    /// A call retried (up to [`TRIES`], 200 ms apart) while it fails transiently; each try
-    /// is recorded.
+    /// A call retried (up to [`TRIES`] tries, 200 ms apart, same idempotency key) while it
+    /// fails transiently; each try is recorded.
     async fn retried<T, F, Fut>(&self, ctx: &Ctx, rpc: Rpc, call: F) -> Result<T, Status>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
-        let mut tries = 0;
-        loop {
-            let t = Instant::now();
-            match rec(ctx, rpc, t, call().await) {
-                Err(s) if transient(s.code()) && tries + 1 < TRIES => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                other => return other,
-            }
-        }
+        let pace = ConstantBuilder::default().with_delay(Duration::from_millis(200)).with_max_times(TRIES - 1);
+        (|| async { rec(ctx, rpc, Instant::now(), call().await) }).retry(pace).when(|s| transient(s.code())).await
     }
 }
