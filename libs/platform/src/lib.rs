@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod db;
+pub mod error;
 pub mod grpc_client;
 pub mod identity;
 pub mod metrics;

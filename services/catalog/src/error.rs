@@ -1,8 +1,5 @@
 //! Catalog errors and their one mapping to gRPC statuses.
-use platform::{
-    status::{internal, with_reason},
-    validate::FieldViolation,
-};
+use platform::{error::SystemError, status::with_reason, validate::FieldViolation};
 use tonic::{Code, Status};
 
 /// Everything a catalog request can fail with.
@@ -17,20 +14,20 @@ pub enum CatalogError {
     /// A peer (queue, reservation) refused or failed; its status is already the right answer.
     #[error("{0}")]
     Peer(Status),
-    /// The database cannot be reached right now (pool exhausted, connection lost).
-    #[error("database unavailable: {0}")]
-    DatabaseUnavailable(sqlx::Error),
+    /// The database is unreachable, or something unexpected: the platform's answer.
     #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
+    System(#[from] SystemError),
 }
 
 impl From<sqlx::Error> for CatalogError {
     fn from(e: sqlx::Error) -> Self {
-        if platform::db::is_unavailable(&e) {
-            CatalogError::DatabaseUnavailable(e)
-        } else {
-            CatalogError::Unexpected(e.into())
-        }
+        Self::System(e.into())
+    }
+}
+
+impl From<anyhow::Error> for CatalogError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::System(e.into())
     }
 }
 
@@ -46,8 +43,8 @@ impl CatalogError {
             Self::ConcertNotFound => Self::ConcertNotFound,
             Self::ScheduleNotFound => Self::ScheduleNotFound,
             Self::Peer(status) => Self::Peer(status.clone()),
-            Self::DatabaseUnavailable(db) => Self::Peer(platform::status::database_unavailable(db)),
-            other => Self::Unexpected(anyhow::anyhow!("{loading}: {other}")),
+            Self::System(system) => Self::System(system.shared(loading)),
+            other => Self::from(anyhow::anyhow!("{loading}: {other}")),
         }
     }
 }
@@ -59,8 +56,7 @@ impl From<CatalogError> for Status {
             CatalogError::ConcertNotFound => with_reason(Code::NotFound, "CONCERT_NOT_FOUND", e.to_string()),
             CatalogError::ScheduleNotFound => with_reason(Code::NotFound, "SCHEDULE_NOT_FOUND", e.to_string()),
             CatalogError::Peer(status) => status,
-            CatalogError::DatabaseUnavailable(err) => platform::status::database_unavailable(&err),
-            CatalogError::Unexpected(err) => internal(&err),
+            CatalogError::System(system) => system.into(),
         }
     }
 }
@@ -72,7 +68,7 @@ mod tests {
 
     #[test]
     fn every_error_maps_to_its_code() {
-        let s = Status::from(CatalogError::DatabaseUnavailable(sqlx::Error::PoolTimedOut));
+        let s = Status::from(CatalogError::from(sqlx::Error::PoolTimedOut));
         assert_eq!(
             (s.code(), platform::status::reason(&s).as_deref()),
             (Code::Unavailable, Some("DATABASE_UNAVAILABLE"))
@@ -85,6 +81,6 @@ mod tests {
         assert_eq!((s.code(), reason(&s).as_deref()), (Code::NotFound, Some("SCHEDULE_NOT_FOUND")));
         let s = Status::from(CatalogError::Peer(Status::unavailable("down")));
         assert_eq!(s.code(), Code::Unavailable);
-        assert_eq!(Status::from(CatalogError::Unexpected(anyhow::anyhow!("x"))).code(), Code::Internal);
+        assert_eq!(Status::from(CatalogError::from(anyhow::anyhow!("x"))).code(), Code::Internal);
     }
 }

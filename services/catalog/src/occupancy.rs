@@ -86,7 +86,7 @@ impl OccupancyClient {
         .map_err(|s| CatalogError::Peer(from_peer("reservation", &s)))?;
         for seat in response.into_inner().seats {
             let schedule = Uuid::parse_str(&seat.schedule_id)
-                .map_err(|e| CatalogError::Unexpected(anyhow::anyhow!("reservation sent a bad schedule id: {e}")))?;
+                .map_err(|e| CatalogError::from(anyhow::anyhow!("reservation sent a bad schedule id: {e}")))?;
             let status = match ReservationStatus::try_from(seat.status) {
                 Ok(ReservationStatus::Confirmed) => SeatStatus::Sold,
                 _ => SeatStatus::Held,

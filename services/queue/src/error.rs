@@ -1,8 +1,5 @@
 //! Queue errors and their one mapping to gRPC statuses.
-use platform::{
-    status::{internal, with_reason},
-    validate::FieldViolation,
-};
+use platform::{error::SystemError, status::with_reason, validate::FieldViolation};
 use tonic::{Code, Status};
 
 /// Everything a queue request can fail with.
@@ -21,20 +18,20 @@ pub enum QueueError {
     /// Too many joins from this user, or in total, for now.
     #[error("too many IssueToken calls; retry in {} ms", retry_after.as_millis())]
     RateLimited { retry_after: std::time::Duration },
-    /// The database cannot be reached right now (pool exhausted, connection lost).
-    #[error("database unavailable: {0}")]
-    DatabaseUnavailable(sqlx::Error),
+    /// The database is unreachable, or something unexpected: the platform's answer.
     #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
+    System(#[from] SystemError),
 }
 
 impl From<sqlx::Error> for QueueError {
     fn from(e: sqlx::Error) -> Self {
-        if platform::db::is_unavailable(&e) {
-            QueueError::DatabaseUnavailable(e)
-        } else {
-            QueueError::Unexpected(e.into())
-        }
+        Self::System(e.into())
+    }
+}
+
+impl From<anyhow::Error> for QueueError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::System(e.into())
     }
 }
 
@@ -50,8 +47,8 @@ impl QueueError {
             Self::ConcertNotFound => Self::ConcertNotFound,
             Self::TokenNotFound => Self::TokenNotFound,
             Self::Peer(status) => Self::Peer(status.clone()),
-            Self::DatabaseUnavailable(db) => Self::Peer(platform::status::database_unavailable(db)),
-            other => Self::Unexpected(anyhow::anyhow!("{loading}: {other}")),
+            Self::System(system) => Self::System(system.shared(loading)),
+            other => Self::from(anyhow::anyhow!("{loading}: {other}")),
         }
     }
 }
@@ -66,8 +63,7 @@ impl From<QueueError> for Status {
             QueueError::RateLimited { retry_after } => {
                 platform::status::resource_exhausted("RATE_LIMITED", e.to_string(), retry_after)
             }
-            QueueError::DatabaseUnavailable(err) => platform::status::database_unavailable(&err),
-            QueueError::Unexpected(err) => internal(&err),
+            QueueError::System(system) => system.into(),
         }
     }
 }
@@ -79,7 +75,7 @@ mod tests {
 
     #[test]
     fn every_error_maps_to_its_code() {
-        let s = Status::from(QueueError::DatabaseUnavailable(sqlx::Error::PoolTimedOut));
+        let s = Status::from(QueueError::from(sqlx::Error::PoolTimedOut));
         assert_eq!(
             (s.code(), platform::status::reason(&s).as_deref()),
             (Code::Unavailable, Some("DATABASE_UNAVAILABLE"))
@@ -94,7 +90,7 @@ mod tests {
         assert_eq!((s.code(), reason(&s).as_deref()), (Code::NotFound, Some("CONCERT_NOT_FOUND")));
         let s = Status::from(QueueError::Peer(Status::unavailable("catalog service: down")));
         assert_eq!(s.code(), Code::Unavailable);
-        let s = Status::from(QueueError::Unexpected(anyhow::anyhow!("db down")));
+        let s = Status::from(QueueError::from(anyhow::anyhow!("db down")));
         assert_eq!(s.code(), Code::Internal);
     }
 }

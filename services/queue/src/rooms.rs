@@ -116,6 +116,6 @@ async fn load(
         .as_ref()
         .map(|t| platform::convert::datetime("sale_opens_at", Some(t)))
         .transpose()
-        .map_err(|e| QueueError::Unexpected(anyhow::anyhow!("catalog sent a bad sale_opens_at: {e}")))?;
+        .map_err(|e| QueueError::from(anyhow::anyhow!("catalog sent a bad sale_opens_at: {e}")))?;
     Ok(Arc::new(repo.create_room(concert_id, sale_opens_at, clock.now()).await?))
 }

@@ -1,6 +1,7 @@
 //! Reservation errors and their one mapping to gRPC statuses.
 use platform::{
-    status::{internal, invalid_argument, with_reason},
+    error::SystemError,
+    status::{invalid_argument, with_reason},
     validate::FieldViolation,
 };
 use tonic::{Code, Status};
@@ -44,20 +45,20 @@ pub enum ReservationError {
     /// A peer refused or failed; its status is already the right answer for the caller.
     #[error("{0}")]
     Peer(Status),
-    /// The database cannot be reached right now (pool exhausted, connection lost).
-    #[error("database unavailable: {0}")]
-    DatabaseUnavailable(sqlx::Error),
+    /// The database is unreachable, or something unexpected: the platform's answer.
     #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
+    System(#[from] SystemError),
 }
 
 impl From<sqlx::Error> for ReservationError {
     fn from(e: sqlx::Error) -> Self {
-        if platform::db::is_unavailable(&e) {
-            ReservationError::DatabaseUnavailable(e)
-        } else {
-            ReservationError::Unexpected(e.into())
-        }
+        Self::System(e.into())
+    }
+}
+
+impl From<anyhow::Error> for ReservationError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::System(e.into())
     }
 }
 
@@ -73,8 +74,8 @@ impl ReservationError {
             Self::ScheduleNotFound => Self::ScheduleNotFound,
             Self::NotFound => Self::NotFound,
             Self::Peer(status) => Self::Peer(status.clone()),
-            Self::DatabaseUnavailable(db) => Self::Peer(platform::status::database_unavailable(db)),
-            other => Self::Unexpected(anyhow::anyhow!("{loading}: {other}")),
+            Self::System(system) => Self::System(system.shared(loading)),
+            other => Self::from(anyhow::anyhow!("{loading}: {other}")),
         }
     }
 }
@@ -100,8 +101,7 @@ impl From<ReservationError> for Status {
             E::TokenUsed => with_reason(Code::Unauthenticated, "TOKEN_USED", message),
             E::AdmissionInUse => with_reason(Code::FailedPrecondition, "ADMISSION_IN_USE", message),
             E::Peer(status) => status,
-            E::DatabaseUnavailable(err) => platform::status::database_unavailable(&err),
-            E::Unexpected(err) => internal(&err),
+            E::System(system) => system.into(),
         }
     }
 }
@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn every_error_maps_to_its_code_and_reason() {
-        let s = Status::from(ReservationError::DatabaseUnavailable(sqlx::Error::PoolTimedOut));
+        let s = Status::from(ReservationError::from(sqlx::Error::PoolTimedOut));
         assert_eq!(
             (s.code(), platform::status::reason(&s).as_deref()),
             (Code::Unavailable, Some("DATABASE_UNAVAILABLE"))
@@ -134,7 +134,7 @@ mod tests {
             (E::TokenUsed, Code::Unauthenticated, Some("TOKEN_USED")),
             (E::AdmissionInUse, Code::FailedPrecondition, Some("ADMISSION_IN_USE")),
             (E::Peer(Status::unavailable("x")), Code::Unavailable, None),
-            (E::Unexpected(anyhow::anyhow!("x")), Code::Internal, None),
+            (E::from(anyhow::anyhow!("x")), Code::Internal, None),
         ];
         for (error, code, want) in cases {
             let status = Status::from(error);

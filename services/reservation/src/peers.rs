@@ -99,14 +99,14 @@ async fn fetch_layout(
     .into_inner();
     let schedule = response.schedule.unwrap_or_default();
     let starts_at = platform::convert::datetime("starts_at", schedule.starts_at.as_ref())
-        .map_err(|e| ReservationError::Unexpected(anyhow::anyhow!("catalog sent a bad schedule: {e}")))?;
+        .map_err(|e| ReservationError::from(anyhow::anyhow!("catalog sent a bad schedule: {e}")))?;
     let concert_id = Uuid::parse_str(&schedule.concert_id)
-        .map_err(|_| ReservationError::Unexpected(anyhow::anyhow!("catalog sent a schedule without a concert")))?;
+        .map_err(|_| ReservationError::from(anyhow::anyhow!("catalog sent a schedule without a concert")))?;
     let mut seats = response.seats;
     seats.sort_by_key(|s| s.seat_number);
     let in_order = seats.iter().zip(1..).all(|(s, n)| s.seat_number == n);
     if !in_order {
-        return Err(ReservationError::Unexpected(anyhow::anyhow!("catalog sent seats that are not 1..=n")));
+        return Err(ReservationError::from(anyhow::anyhow!("catalog sent seats that are not 1..=n")));
     }
     Ok(Arc::new(Layout { concert_id, starts_at, prices: seats.iter().map(|s| Won::new(s.price)).collect() }))
 }
@@ -187,7 +187,7 @@ impl Wallet {
             DebitRequest { user_id: p.user_id.clone(), amount: p.amount.get(), idempotency_key: p.debit_key() };
         let answer = match deadline.wait(self.debits.submit((request, deadline))).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(stopped)) => return Err(ReservationError::Unexpected(anyhow::anyhow!(stopped.to_string()))),
+            Ok(Err(stopped)) => return Err(ReservationError::from(anyhow::anyhow!(stopped.to_string()))),
             Err(_) => Err(Status::deadline_exceeded("wallet did not answer the debit before the deadline")),
         };
         answer.map_err(|s| ReservationError::Peer(from_peer("wallet", &s)))

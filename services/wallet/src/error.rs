@@ -1,7 +1,8 @@
 //! Wallet errors and their one mapping to gRPC statuses.
 use platform::{
+    error::SystemError,
     money::Won,
-    status::{internal, invalid_argument, with_reason},
+    status::{invalid_argument, with_reason},
     validate::FieldViolation,
 };
 use tonic::{Code, Status};
@@ -25,20 +26,20 @@ pub enum WalletError {
     DebitVoided,
     #[error("refund of {requested} exceeds the {refundable} still refundable for that debit")]
     RefundExceedsDebit { requested: Won, refundable: Won },
-    /// The database cannot be reached right now (pool exhausted, connection lost).
-    #[error("database unavailable: {0}")]
-    DatabaseUnavailable(sqlx::Error),
+    /// The database is unreachable, or something unexpected: the platform's answer.
     #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
+    System(#[from] SystemError),
 }
 
 impl From<sqlx::Error> for WalletError {
     fn from(e: sqlx::Error) -> Self {
-        if platform::db::is_unavailable(&e) {
-            WalletError::DatabaseUnavailable(e)
-        } else {
-            WalletError::Unexpected(e.into())
-        }
+        Self::System(e.into())
+    }
+}
+
+impl From<anyhow::Error> for WalletError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::System(e.into())
     }
 }
 
@@ -54,8 +55,7 @@ impl From<WalletError> for Status {
             WalletError::DebitNotFound => with_reason(Code::NotFound, "DEBIT_NOT_FOUND", e.to_string()),
             WalletError::DebitVoided => with_reason(Code::FailedPrecondition, "DEBIT_VOIDED", e.to_string()),
             WalletError::RefundExceedsDebit { .. } => invalid_argument("amount", &e.to_string()),
-            WalletError::DatabaseUnavailable(err) => platform::status::database_unavailable(&err),
-            WalletError::Unexpected(err) => internal(&err),
+            WalletError::System(system) => system.into(),
         }
     }
 }
@@ -67,7 +67,7 @@ mod tests {
 
     #[test]
     fn every_error_maps_to_its_code() {
-        let s = Status::from(WalletError::DatabaseUnavailable(sqlx::Error::PoolTimedOut));
+        let s = Status::from(WalletError::from(sqlx::Error::PoolTimedOut));
         assert_eq!(
             (s.code(), platform::status::reason(&s).as_deref()),
             (Code::Unavailable, Some("DATABASE_UNAVAILABLE"))
@@ -96,7 +96,7 @@ mod tests {
                 None,
                 Some("amount"),
             ),
-            (WalletError::Unexpected(anyhow::anyhow!("boom")), Code::Internal, None, None),
+            (WalletError::from(anyhow::anyhow!("boom")), Code::Internal, None, None),
         ];
         for (error, code, want_reason, field) in cases {
             let status = Status::from(error);

@@ -100,7 +100,7 @@ fn record(kind: EntryKind, result: &Result<Applied, WalletError>) {
     let outcome = match result {
         Ok(applied) if applied.replayed => "replayed",
         Ok(_) => "applied",
-        Err(WalletError::DatabaseUnavailable(_) | WalletError::Unexpected(_)) => "error",
+        Err(WalletError::System(_)) => "error",
         Err(_) => "refused",
     };
     metrics::counter!(platform::metrics::WALLET_MUTATIONS, "kind" => kind.as_str(), "outcome" => outcome).increment(1);

@@ -54,7 +54,7 @@ impl QueueRepo {
                 found
                     .get(&(j.user_id.as_str(), j.concert_id))
                     .cloned()
-                    .ok_or_else(|| QueueError::Unexpected(anyhow::anyhow!("live token of {} kept changing", j.user_id)))
+                    .ok_or_else(|| QueueError::from(anyhow::anyhow!("live token of {} kept changing", j.user_id)))
             })
             .collect()
     }

@@ -75,7 +75,7 @@ pub(super) fn token_from_row(row: &PgRow) -> Result<Token, QueueError> {
         seq: row.try_get("seq")?,
         place: row.try_get("place")?,
         state: TokenState::parse(&state)
-            .ok_or_else(|| QueueError::Unexpected(anyhow::anyhow!("unknown token state {state:?}")))?,
+            .ok_or_else(|| QueueError::from(anyhow::anyhow!("unknown token state {state:?}")))?,
         issued_at: row.try_get("issued_at")?,
         expires_at: row.try_get("expires_at")?,
     })

@@ -45,7 +45,7 @@ impl QueueRepo {
         .await?;
         self.room(concert_id)
             .await?
-            .ok_or_else(|| QueueError::Unexpected(anyhow::anyhow!("room {concert_id} vanished after insert")))
+            .ok_or_else(|| QueueError::from(anyhow::anyhow!("room {concert_id} vanished after insert")))
     }
 
     /// Replaces a room's policy overrides; `None` when the room does not exist.

@@ -122,7 +122,7 @@ impl ReservationRepo {
             .iter()
             .map(|id| {
                 stored.get(id).cloned().ok_or_else(|| {
-                    ReservationError::Unexpected(anyhow::anyhow!("payment {id} vanished while recording its debit"))
+                    ReservationError::from(anyhow::anyhow!("payment {id} vanished while recording its debit"))
                 })
             })
             .collect()

@@ -145,7 +145,7 @@ pub(super) async fn set_payment_status(
 
 pub(super) fn parse_reservation_status(s: &str) -> Result<ReservationStatus, ReservationError> {
     ReservationStatus::parse(s)
-        .ok_or_else(|| ReservationError::Unexpected(anyhow::anyhow!("unknown reservation status {s:?}")))
+        .ok_or_else(|| ReservationError::from(anyhow::anyhow!("unknown reservation status {s:?}")))
 }
 
 pub(super) fn reservation_from_row(row: &PgRow) -> Result<Reservation, ReservationError> {
@@ -176,7 +176,7 @@ pub(super) fn payment_from_row(row: &PgRow) -> Result<Payment, ReservationError>
         idempotency_key: row.try_get("idempotency_key")?,
         amount: row.try_get("amount")?,
         status: PaymentStatus::parse(&status)
-            .ok_or_else(|| ReservationError::Unexpected(anyhow::anyhow!("unknown payment status {status:?}")))?,
+            .ok_or_else(|| ReservationError::from(anyhow::anyhow!("unknown payment status {status:?}")))?,
         failure_reason: row.try_get("failure_reason")?,
         balance_after: row.try_get("balance_after")?,
         paid_at: row.try_get("paid_at")?,

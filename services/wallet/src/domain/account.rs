@@ -31,12 +31,12 @@ impl Account {
     /// refused would leave a saga unable to finish.
     ///
     /// # Errors
-    /// [`WalletError::Unexpected`] only on `i64` overflow (impossible below the limits).
+    /// [`WalletError::System`] only on `i64` overflow (impossible below the limits).
     pub fn refund(self, amount: Won) -> Result<Account, WalletError> {
         let balance = self
             .balance
             .checked_add(amount)
-            .ok_or_else(|| WalletError::Unexpected(anyhow::anyhow!("balance overflow on refund")))?;
+            .ok_or_else(|| WalletError::from(anyhow::anyhow!("balance overflow on refund")))?;
         Ok(Account { balance })
     }
 

@@ -35,7 +35,7 @@ impl EntryKind {
             "CHARGE" => Ok(EntryKind::Charge),
             "DEBIT" => Ok(EntryKind::Debit),
             "REFUND" => Ok(EntryKind::Refund),
-            other => Err(WalletError::Unexpected(anyhow::anyhow!("unknown ledger kind {other:?}"))),
+            other => Err(WalletError::from(anyhow::anyhow!("unknown ledger kind {other:?}"))),
         }
     }
 }

@@ -157,7 +157,7 @@ impl WalletInternalService for WalletApi {
                 Ok(a) => debited(&a.entry),
                 // The database failed under this debit: the whole call is worth retrying
                 // (debits already taken replay under their keys).
-                Err(WalletError::DatabaseUnavailable(e)) => return Err(platform::status::database_unavailable(&e)),
+                Err(WalletError::System(e)) if e.is_database_unavailable() => return Err(e.into()),
                 Err(e) => debit_failure(&e.into()),
             });
         }

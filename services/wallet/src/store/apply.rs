@@ -24,9 +24,7 @@ impl WalletRepo {
         match self.try_apply(m).await {
             // A concurrent call with the same key committed after our snapshot was taken:
             // the unique key refused the second entry; this try sees the first one.
-            Err(WalletError::Unexpected(e)) if e.downcast_ref::<sqlx::Error>().is_some_and(is_duplicate_key) => {
-                self.try_apply(m).await
-            }
+            Err(WalletError::System(e)) if e.sqlx().is_some_and(is_duplicate_key) => self.try_apply(m).await,
             other => other,
         }
     }
@@ -152,7 +150,7 @@ async fn check_refundable(
     .await?;
     let refundable = debited
         .checked_sub(Won::new(refunded))
-        .ok_or_else(|| WalletError::Unexpected(anyhow::anyhow!("refund sum overflow")))?;
+        .ok_or_else(|| WalletError::from(anyhow::anyhow!("refund sum overflow")))?;
     if amount > refundable {
         return Err(WalletError::RefundExceedsDebit { requested: amount, refundable });
     }

@@ -27,7 +27,7 @@ impl WalletRepo {
     #[tracing::instrument(skip_all, fields(mutations = ms.len()))]
     pub async fn apply_many(&self, ms: &[Mutation]) -> Result<Vec<Result<Applied, WalletError>>, WalletError> {
         if ms.iter().any(|m| m.kind == EntryKind::Refund) {
-            return Err(WalletError::Unexpected(anyhow::anyhow!("refunds are applied one at a time")));
+            return Err(WalletError::from(anyhow::anyhow!("refunds are applied one at a time")));
         }
         let mut tx = platform::db::begin_batch(&self.pool).await?;
         let users: Vec<&str> = ms.iter().map(|m| m.user_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
@@ -161,9 +161,7 @@ impl WalletRepo {
                         .get(&(m.user_id.clone(), m.kind, m.idempotency_key.clone()))
                         .cloned()
                         .map(|entry| Ok(Applied { entry, replayed }))
-                        .ok_or_else(|| {
-                            WalletError::Unexpected(anyhow::anyhow!("a written ledger entry was not returned"))
-                        })
+                        .ok_or_else(|| WalletError::from(anyhow::anyhow!("a written ledger entry was not returned")))
                 }
             })
             .collect()
