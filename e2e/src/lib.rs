@@ -150,7 +150,7 @@ impl Suite {
             seen_flush: Duration::from_millis(200),
             admission_interval: Duration::from_millis(20),
             line_refresh: Duration::from_millis(20),
-            join_rates: queue_service::rate_limit::JoinRates {
+            join_rates: queue_service::service::rate_limit::JoinRates {
                 per_user: std::num::NonZeroU32::new(10).unwrap(),
                 per_user_burst: std::num::NonZeroU32::new(20).unwrap(),
                 total: None,
@@ -158,7 +158,7 @@ impl Suite {
             max_watch_streams: 1_000,
             clock: opts.clock.clone(),
         };
-        let queue = RunningServer::start_on(queue_l, |l, s| queue_service::startup::run(queue_settings, l, s)).await;
+        let queue = RunningServer::start_on(queue_l, |l, s| queue_service::app::run(queue_settings, l, s)).await;
         let catalog_settings = catalog_service::config::Settings {
             db: db_options(&db, bouncer, "catalog"),
             max_connections: 4,
@@ -172,7 +172,7 @@ impl Suite {
             clock: opts.clock.clone(),
         };
         let catalog =
-            RunningServer::start_on(catalog_l, |l, s| catalog_service::startup::run(catalog_settings, l, s)).await;
+            RunningServer::start_on(catalog_l, |l, s| catalog_service::app::run(catalog_settings, l, s)).await;
         let reservation_settings = reservation_service::config::Settings {
             db: db_options(&db, bouncer, "reservation"),
             max_connections: 8,
@@ -478,12 +478,12 @@ impl Suite {
 
 /// A reservation replica on a runtime of its own, so that it can be killed like a process.
 async fn start_reservation(settings: reservation_service::config::Settings, listeners: Listeners) -> RunningServer {
-    RunningServer::start_isolated(listeners, |l, s| reservation_service::startup::run(settings, l, s)).await
+    RunningServer::start_isolated(listeners, |l, s| reservation_service::app::run(settings, l, s)).await
 }
 
 async fn start_wallet(db: DbOptions, auth: AuthSettings, listeners: Listeners) -> RunningServer {
     let settings = wallet_service::config::Settings { db, max_connections: 6, limits: Limits::default(), auth };
-    RunningServer::start_on(listeners, |l, s| wallet_service::startup::run(settings, l, s)).await
+    RunningServer::start_on(listeners, |l, s| wallet_service::app::run(settings, l, s)).await
 }
 
 /// The seat layout used by tests and the demo.

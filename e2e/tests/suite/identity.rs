@@ -445,7 +445,7 @@ async fn a_rotated_signing_key_is_accepted_without_restart_from_a_jwks_url(_p: P
         limits: platform::server::Limits::default(),
         auth: AuthSettings::Jwt(settings),
     };
-    let server = RunningServer::start(|l, s| wallet_service::startup::run(wallet_settings, l, s)).await;
+    let server = RunningServer::start(|l, s| wallet_service::app::run(wallet_settings, l, s)).await;
     let mut wallet = WalletServiceClient::new(server.channel());
     let balance = |jwt: &str| with_authorization(Some(&format!("Bearer {jwt}")), GetBalanceRequest::default());
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1, "fetched once at start-up");

@@ -119,7 +119,7 @@ const CACHE_CAPACITY: u64 = 200_000;
 /// Most tokens one ValidateTokens call carries (the queue accepts up to 1,000).
 const MAX_LOOKUP_BATCH: usize = 128;
 /// ValidateTokens calls in flight at once (two: fewer, fuller batches cost the queue less per
-/// token; see reservation's `payment_starter::WORKERS` for the measurement).
+/// token; see reservation's `batch::payment_starts::WORKERS` for the measurement).
 const LOOKUP_WORKERS: usize = 2;
 
 /// Asks the queue about a batch of tokens in one ValidateTokens call; `None` for an unknown
@@ -187,15 +187,16 @@ impl BatchHandler for QueueLookup {
 
 impl TokenValidator {
     /// A validator calling the queue over `channel`, caching ACTIVE answers for `cache_ttl`
-    /// (zero disables the cache). Starts its lookup workers, so it needs a Tokio runtime.
+    /// (zero disables the cache). Its lookup workers are spawned into `tasks`.
     #[must_use]
-    pub fn new(channel: PeerChannel, cache_ttl: Duration, clock: SharedClock) -> Self {
+    pub fn new(channel: PeerChannel, cache_ttl: Duration, clock: SharedClock, tasks: &mut crate::app::Tasks) -> Self {
         let cache = (!cache_ttl.is_zero())
             .then(|| Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(cache_ttl).build());
         let lookups = Batcher::start(
             QueueLookup { client: QueueInternalServiceClient::new(channel), policy: CallPolicy::default() },
             LOOKUP_WORKERS,
             MAX_LOOKUP_BATCH,
+            tasks,
         );
         Self { lookups, cache, clock }
     }

@@ -81,16 +81,17 @@ impl<H: BatchHandler> std::fmt::Debug for Batcher<H> {
 
 impl<H: BatchHandler> Batcher<H> {
     /// Starts `workers` workers (each runs one batch at a time, so at most `workers` pooled
-    /// connections are busy with batches) taking up to `max_batch` items per batch. They
-    /// stop when every `Batcher` clone is dropped.
+    /// connections are busy with batches) taking up to `max_batch` items per batch, spawned
+    /// into `tasks`, the replica's owner of background work. They stop when every `Batcher`
+    /// clone is dropped, or when `tasks` is shut down.
     #[must_use]
-    pub fn start(handler: H, workers: usize, max_batch: usize) -> Self {
+    pub fn start(handler: H, workers: usize, max_batch: usize, tasks: &mut crate::app::Tasks) -> Self {
         let max_batch = max_batch.max(1);
         let (tx, rx) = mpsc::channel::<Job<H>>(max_batch * workers.max(1) * 4);
         let rx = Arc::new(Mutex::new(rx));
         let handler = Arc::new(handler);
         for _ in 0..workers.max(1) {
-            tokio::spawn(worker(handler.clone(), rx.clone(), max_batch));
+            tasks.spawn(worker(handler.clone(), rx.clone(), max_batch));
         }
         Self { tx }
     }
@@ -227,7 +228,8 @@ mod tests {
     #[tokio::test]
     async fn concurrent_items_share_batches_and_each_gets_its_own_answer() {
         let batches = Arc::new(AtomicUsize::new(0));
-        let b = Batcher::start(Doubler { batches: batches.clone() }, 1, 64);
+        let mut tasks = crate::app::Tasks::new();
+        let b = Batcher::start(Doubler { batches: batches.clone() }, 1, 64, &mut tasks);
         let answers = futures_join(&b, (0..200).filter(|n| *n != 13).collect()).await;
         assert!(answers.iter().all(|(n, r)| r.as_ref().is_ok_and(|d| *d == n * 2)));
         let used = batches.load(Ordering::Relaxed);
@@ -236,7 +238,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_only_the_item_that_fails_alone() {
-        let b = Batcher::start(Doubler { batches: Arc::new(AtomicUsize::new(0)) }, 1, 64);
+        let mut tasks = crate::app::Tasks::new();
+        let b = Batcher::start(Doubler { batches: Arc::new(AtomicUsize::new(0)) }, 1, 64, &mut tasks);
         let answers = futures_join(&b, (10..20).collect()).await;
         for (n, r) in answers {
             match r {

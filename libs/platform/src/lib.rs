@@ -1,9 +1,10 @@
 //! Shared platform for the concert services.
 //!
-//! Each service binary is `config → telemetry::init → startup::run(config, listener, shutdown)`;
+//! Each service binary is `app::run` (config → telemetry → ports) handing over to the service's own `app::run`;
 //! this crate provides the pieces every service uses the same way, so that a service crate
 //! holds only its domain, its repository and its gRPC handlers.
 
+pub mod app;
 pub mod auth;
 pub mod batch;
 pub mod clock;

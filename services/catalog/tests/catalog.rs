@@ -2,7 +2,7 @@
 //! against a real server and a fresh database per test. Protected reads with live seat
 //! status are covered end to end in the e2e crate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use catalog_service::{config::Settings, startup};
+use catalog_service::{app, config::Settings};
 use concert_proto::concert::catalog::v1::{
     AddScheduleRequest, CreateConcertRequest, GetConcertRequest, GetScheduleSeatsRequest, GradePricing,
     ListConcertsRequest, ListSeatsRequest, catalog_admin_service_client::CatalogAdminServiceClient,
@@ -37,7 +37,7 @@ async fn spawn(db: PgConnectOptions) -> App {
         seat_status_ttl: std::time::Duration::from_millis(100),
         clock: platform::clock::system(),
     };
-    let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
+    let server = RunningServer::start(|l, s| app::run(settings, l, s)).await;
     App {
         public: CatalogServiceClient::new(server.channel()),
         admin: CatalogAdminServiceClient::new(server.internal_channel()),

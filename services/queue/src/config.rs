@@ -7,7 +7,7 @@ use platform::{
     config::{AuthConfig, DatabaseConfig, ListenConfig},
 };
 
-use crate::{domain::AdmissionPolicy, rate_limit::JoinRates};
+use crate::{domain::AdmissionPolicy, service::rate_limit::JoinRates};
 
 /// Command line / environment of `queue-service`.
 #[derive(Debug, Parser)]
@@ -94,12 +94,18 @@ pub struct Settings {
     pub clock: SharedClock,
 }
 
-impl Config {
+impl platform::app::ServiceConfig for Config {
+    type Settings = Settings;
+
+    fn listen(&self) -> &ListenConfig {
+        &self.listen
+    }
+
     /// Validates the configuration.
     ///
     /// # Errors
     /// When `DATABASE_URL` does not parse or the authentication settings are incomplete.
-    pub fn into_settings(self) -> anyhow::Result<Settings> {
+    fn into_settings(self) -> anyhow::Result<Settings> {
         Ok(Settings {
             db: self.db.connect_options()?,
             max_connections: self.db.database_max_connections,

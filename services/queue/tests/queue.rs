@@ -20,7 +20,7 @@ use platform::{
     status::violated_field,
     testing::RunningServer,
 };
-use queue_service::{config::Settings, domain::AdmissionPolicy, startup};
+use queue_service::{app, config::Settings, domain::AdmissionPolicy};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tonic::Code;
 
@@ -68,7 +68,7 @@ async fn replica_with(
         seat_status_ttl: Duration::ZERO,
         clock: clock.clone(),
     };
-    let catalog = RunningServer::start(|l, s| catalog_service::startup::run(catalog_settings, l, s)).await;
+    let catalog = RunningServer::start(|l, s| catalog_service::app::run(catalog_settings, l, s)).await;
     let catalog_admin = CatalogAdminServiceClient::new(catalog.internal_channel());
     let concerts = CatalogServiceClient::new(catalog.channel())
         .list_concerts(ListConcertsRequest::default())
@@ -95,7 +95,7 @@ async fn replica_with(
         seen_flush: Duration::from_millis(50),
         admission_interval: Duration::from_millis(20),
         line_refresh: Duration::from_millis(20),
-        join_rates: queue_service::rate_limit::JoinRates {
+        join_rates: queue_service::service::rate_limit::JoinRates {
             per_user: std::num::NonZeroU32::new(10).unwrap(),
             per_user_burst: std::num::NonZeroU32::new(burst).unwrap(),
             total: None,
@@ -103,7 +103,7 @@ async fn replica_with(
         max_watch_streams: 100,
         clock,
     };
-    let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
+    let server = RunningServer::start(|l, s| app::run(settings, l, s)).await;
     Replica {
         public: QueueServiceClient::new(server.channel()),
         internal: QueueInternalServiceClient::new(server.internal_channel()),

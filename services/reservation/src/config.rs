@@ -90,12 +90,18 @@ pub struct Settings {
     pub clock: SharedClock,
 }
 
-impl Config {
+impl platform::app::ServiceConfig for Config {
+    type Settings = Settings;
+
+    fn listen(&self) -> &ListenConfig {
+        &self.listen
+    }
+
     /// Validates the configuration.
     ///
     /// # Errors
     /// When `DATABASE_URL` does not parse or the authentication settings are incomplete.
-    pub fn into_settings(self) -> anyhow::Result<Settings> {
+    fn into_settings(self) -> anyhow::Result<Settings> {
         Ok(Settings {
             db: self.db.connect_options()?,
             max_connections: self.db.database_max_connections,

@@ -13,10 +13,10 @@ use platform::{auth::TokenValidator, clock::SharedClock, validate};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    clients::reservation::OccupancyClient,
     domain::{SEATS_PER_SCHEDULE, SeatStatus},
-    layouts::Layouts,
-    occupancy::OccupancyClient,
-    repo::CatalogRepo,
+    service::layouts::Layouts,
+    store::CatalogRepo,
 };
 use convert::{concert, grade_ranges, schedule, seat, validated_title_venue};
 

@@ -15,23 +15,24 @@ use platform::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::task::AbortOnDropHandle;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 mod internal;
 
 use crate::{
-    admission::Admission,
+    batch::joins::JoinBatcher,
     domain::{AdmissionPolicy, PolicyOverrides, QueueStatus, Token, TokenState, pre_queue_key},
     error::QueueError,
-    join_batch::JoinBatcher,
-    line::Line,
-    rate_limit::JoinLimiter,
-    rooms::Rooms,
-    seen::Seen,
+    service::admission::Admission,
+    service::line::Line,
+    service::rate_limit::JoinLimiter,
+    service::rooms::Rooms,
+    service::seen::Seen,
+    service::watchers::Watchers,
     store::QueueCounts,
     store::{Join, QueueRepo},
-    watchers::Watchers,
 };
 
 /// Most WAITING tokens one replica remembers for cheap polls (~100 bytes each).
@@ -72,6 +73,7 @@ impl QueueApi {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         repo: QueueRepo,
+        joining: JoinBatcher,
         rooms: Rooms,
         admission: Admission,
         line: Line,
@@ -86,7 +88,6 @@ impl QueueApi {
             .time_to_idle(std::time::Duration::from_secs(15 * 60))
             .build();
         let stats = moka::future::Cache::builder().max_capacity(100_000).time_to_live(line_refresh).build();
-        let joining = JoinBatcher::start(repo.clone());
         Self { repo, joining, rooms, admission, line, joins, seen, waiting, policy, clock, watchers, stats }
     }
 
@@ -175,8 +176,8 @@ impl QueueService for QueueApi {
         require_owner(&request, &token.user_id)?;
         let guard = self.watchers.register(token.token)?;
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(watch(self.clone(), token, tx, guard));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let feeder = AbortOnDropHandle::new(tokio::spawn(watch(self.clone(), token, tx, guard)));
+        Ok(Response::new(Box::pin(Watch { updates: ReceiverStream::new(rx), _feeder: feeder })))
     }
 
     #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
@@ -239,6 +240,24 @@ impl QueueAdminService for QueueApi {
     }
 }
 
+/// One `WatchQueue` stream and the task that feeds it. The stream owns the task: when tonic
+/// drops the stream (the client went away, the server stopped), the task is aborted.
+struct Watch {
+    updates: ReceiverStream<Result<WatchQueueResponse, Status>>,
+    _feeder: AbortOnDropHandle<()>,
+}
+
+impl tokio_stream::Stream for Watch {
+    type Item = Result<WatchQueueResponse, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.updates).poll_next(cx)
+    }
+}
+
 /// Feeds one `WatchQueue` stream from the replica's shared snapshot of the line. The token
 /// is read from the database only when the snapshot no longer shows it waiting (admitted,
 /// expired, or joined after the snapshot), so a waiting stream costs no queries.
@@ -246,7 +265,7 @@ async fn watch(
     api: QueueApi,
     mut token: Token,
     tx: mpsc::Sender<Result<WatchQueueResponse, Status>>,
-    mut guard: crate::watchers::WatchGuard,
+    mut guard: crate::service::watchers::WatchGuard,
 ) {
     let mut line = api.line.subscribe();
     let mut heartbeat = tokio::time::interval(WATCH_HEARTBEAT);

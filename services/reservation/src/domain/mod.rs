@@ -4,5 +4,5 @@ mod payment;
 mod reservation;
 
 pub use hold::{Blocker, HoldDiagnosis, HoldStep};
-pub use payment::{Payment, PaymentStatus, SagaStep};
+pub use payment::{DebitRefusal, Payment, PaymentStatus, SagaStep};
 pub use reservation::{Reservation, ReservationStatus, SEATS_PER_SCHEDULE};

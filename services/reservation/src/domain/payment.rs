@@ -33,6 +33,40 @@ pub enum PaymentStatus {
     Failed,
 }
 
+/// Why the wallet refused a payment's debit for good (the same debit would be refused
+/// again). Stored in `payments.failure_reason` and shown to the payer as the wallet's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DebitRefusal {
+    /// The balance was below the price (`INSUFFICIENT_BALANCE`): the caller is told so.
+    InsufficientBalance,
+    /// The debit key was voided by an earlier refund (`DEBIT_VOIDED`).
+    DebitVoided,
+    /// Any other final refusal, by the wallet's reason or its status code's name.
+    Other(String),
+}
+
+impl DebitRefusal {
+    /// The stored and shown form: the wallet's ErrorInfo reason.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::InsufficientBalance => "INSUFFICIENT_BALANCE",
+            Self::DebitVoided => "DEBIT_VOIDED",
+            Self::Other(reason) => reason,
+        }
+    }
+
+    /// The refusal a stored or received reason names (every string is one).
+    #[must_use]
+    pub fn from_reason(reason: &str) -> Self {
+        match reason {
+            "INSUFFICIENT_BALANCE" => Self::InsufficientBalance,
+            "DEBIT_VOIDED" => Self::DebitVoided,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
 /// What the saga does next for a payment in a given state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SagaStep {
@@ -100,7 +134,8 @@ pub struct Payment {
     pub idempotency_key: String,
     pub amount: Won,
     pub status: PaymentStatus,
-    pub failure_reason: Option<String>,
+    /// Why the debit was refused, for payments given up that way.
+    pub failure_reason: Option<DebitRefusal>,
     pub balance_after: Option<Won>,
     pub paid_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,

@@ -81,7 +81,7 @@ pub(super) fn payment(p: &Payment) -> pb::Payment {
         paid_at: p.paid_at.map(timestamp),
         status: status.into(),
         created_at: Some(timestamp(p.created_at)),
-        failure_reason: p.failure_reason.clone().unwrap_or_default(),
+        failure_reason: p.failure_reason.as_ref().map(|r| r.as_str().to_owned()).unwrap_or_default(),
     }
 }
 

@@ -20,71 +20,43 @@ use tonic::{Code, Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
-    domain::{Payment, PaymentStatus, Reservation, ReservationStatus},
+    batch::holds::HoldBatcher,
+    batch::payment_starts::PaymentStarter,
+    clients::Catalog,
+    domain::{DebitRefusal, Payment, PaymentStatus, Reservation, ReservationStatus},
     error::ReservationError,
-    hold_batcher::HoldBatcher,
-    payment_starter::PaymentStarter,
-    peers::Catalog,
-    saga::{INSUFFICIENT_BALANCE, Saga},
+    service::saga::Saga,
+    service::taken_seats::TakenSeats,
     store::{HoldAttempt, NewHold, PaymentRequest, PaymentStart, ReservationRepo},
-    taken_seats::TakenSeats,
 };
 use convert::{occupied, payment, payment_record, reservation, seat_number};
 
 /// Most schedules one occupancy lookup may name.
 const MAX_OCCUPANCY_SCHEDULES: usize = 1_000;
 
-/// Implements the public and the internal reservation API.
+/// Implements the public and the internal reservation API. Built by `app::run`, which owns
+/// the background tasks of the batchers and clients it holds.
 #[derive(Debug, Clone)]
 pub struct ReservationApi {
-    repo: ReservationRepo,
-    auth: TokenValidator,
-    catalog: Catalog,
-    saga: Saga,
-    clock: SharedClock,
-    taken: TakenSeats,
-    holds: HoldBatcher,
-    payments: PaymentStarter,
-    hold_ttl: Duration,
+    pub(crate) repo: ReservationRepo,
+    pub(crate) auth: TokenValidator,
+    pub(crate) catalog: Catalog,
+    pub(crate) saga: Saga,
+    pub(crate) clock: SharedClock,
+    pub(crate) taken: TakenSeats,
+    pub(crate) holds: HoldBatcher,
+    pub(crate) payments: PaymentStarter,
+    /// How long a hold keeps its seat.
+    pub(crate) hold_ttl: Duration,
     /// Most live holds per user and concert.
-    max_holds: u32,
-    payment_lease: Duration,
+    pub(crate) max_holds: u32,
+    /// How long a started payment is left to its request before recovery may take it.
+    pub(crate) payment_lease: Duration,
     /// The recovery worker's limit of tries (reported by ExportPayments).
-    payment_max_attempts: i32,
+    pub(crate) payment_max_attempts: i32,
 }
 
 impl ReservationApi {
-    #[must_use]
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        repo: ReservationRepo,
-        auth: TokenValidator,
-        catalog: Catalog,
-        saga: Saga,
-        clock: SharedClock,
-        taken: TakenSeats,
-        (hold_ttl, max_holds): (Duration, u32),
-        payment_lease: Duration,
-        payment_max_attempts: i32,
-    ) -> Self {
-        let holds = HoldBatcher::start(repo.clone());
-        let payments = PaymentStarter::start(repo.clone());
-        Self {
-            repo,
-            auth,
-            catalog,
-            saga,
-            clock,
-            taken,
-            holds,
-            payments,
-            hold_ttl,
-            max_holds,
-            payment_lease,
-            payment_max_attempts,
-        }
-    }
-
     /// The response for a payment whose saga has run as far as it can now. `paid_for` is the
     /// reservation as this call locked it when it started the saga (saves a read); replays
     /// read it again.
@@ -107,7 +79,7 @@ impl ReservationApi {
                 })
             }
             PaymentStatus::Failed | PaymentStatus::Compensated
-                if p.failure_reason.as_deref() == Some(INSUFFICIENT_BALANCE) =>
+                if p.failure_reason == Some(DebitRefusal::InsufficientBalance) =>
             {
                 Err(ReservationError::InsufficientBalance)
             }

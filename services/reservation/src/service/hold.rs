@@ -1,9 +1,9 @@
 //! HoldSeat's storage part: insert the hold (batched), and when the insert did nothing, find
 //! out why and act on it (release what expired, refuse, or report the seat taken).
 use crate::{
+    batch::holds::HoldBatcher,
     domain::hold::{HoldStep, after_refused_insert},
     error::ReservationError,
-    hold_batcher::HoldBatcher,
     store::{HoldAttempt, NewHold, ReservationRepo},
 };
 

@@ -1,2 +1,8 @@
-//! Use cases that orchestrate the store, the batchers and the peer clients.
+//! Use cases that orchestrate the store, the batchers and the peer clients, and the
+//! background work every replica runs.
+pub mod gauges;
 pub mod hold;
+pub mod recovery;
+pub mod saga;
+pub mod sweeper;
+pub mod taken_seats;

@@ -39,7 +39,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
-    domain::{Payment, PaymentStatus, Reservation, ReservationStatus},
+    domain::{DebitRefusal, Payment, PaymentStatus, Reservation, ReservationStatus},
     error::ReservationError,
 };
 
@@ -127,7 +127,7 @@ pub(super) async fn set_payment_status(
     tx: &mut Transaction<'_, Postgres>,
     id: Uuid,
     status: PaymentStatus,
-    reason: Option<&str>,
+    refusal: Option<&DebitRefusal>,
     now: DateTime<Utc>,
 ) -> Result<Payment, ReservationError> {
     let row = sqlx::query(&format!(
@@ -136,7 +136,7 @@ pub(super) async fn set_payment_status(
     ))
     .bind(id)
     .bind(status.as_str())
-    .bind(reason)
+    .bind(refusal.map(DebitRefusal::as_str))
     .bind(now)
     .fetch_one(&mut **tx)
     .await?;
@@ -177,7 +177,7 @@ pub(super) fn payment_from_row(row: &PgRow) -> Result<Payment, ReservationError>
         amount: row.try_get("amount")?,
         status: PaymentStatus::parse(&status)
             .ok_or_else(|| ReservationError::from(anyhow::anyhow!("unknown payment status {status:?}")))?,
-        failure_reason: row.try_get("failure_reason")?,
+        failure_reason: row.try_get::<Option<&str>, _>("failure_reason")?.map(DebitRefusal::from_reason),
         balance_after: row.try_get("balance_after")?,
         paid_at: row.try_get("paid_at")?,
         created_at: row.try_get("created_at")?,

@@ -10,13 +10,13 @@ use super::{
     set_reservation_status,
 };
 use crate::{
-    domain::{Payment, PaymentStatus, ReservationStatus},
+    domain::{DebitRefusal, Payment, PaymentStatus, ReservationStatus},
     error::ReservationError,
 };
 
 impl ReservationRepo {
     /// The debit was refused for good: the hold is released and the payment moves to
-    /// COMPENSATING with `reason`, in one transaction. A payment that already left STARTED
+    /// COMPENSATING with `refusal` as its failure reason, in one transaction. A payment that already left STARTED
     /// is returned as it is.
     ///
     /// # Errors
@@ -25,7 +25,7 @@ impl ReservationRepo {
     pub async fn record_debit_refused(
         &self,
         p: &Payment,
-        reason: &str,
+        refusal: &DebitRefusal,
         now: DateTime<Utc>,
     ) -> Result<Payment, ReservationError> {
         let mut tx = self.pool.begin().await?;
@@ -39,7 +39,8 @@ impl ReservationRepo {
         }
         // COMPENSATING, not FAILED: the refund step settles what the wallet holds under the
         // debit key (gives it back, or voids the key) before the payment may end FAILED.
-        let updated = set_payment_status(&mut tx, p.payment_id, PaymentStatus::Compensating, Some(reason), now).await?;
+        let updated =
+            set_payment_status(&mut tx, p.payment_id, PaymentStatus::Compensating, Some(refusal), now).await?;
         tx.commit().await?;
         Ok(updated)
     }

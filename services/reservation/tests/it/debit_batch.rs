@@ -5,7 +5,7 @@
 use chrono::Utc;
 use platform::money::Won;
 use reservation_service::{
-    debit_recorder::DebitRecorder,
+    batch::debits::DebitRecorder,
     domain::{Payment, PaymentStatus},
     store::{PaymentStart, RecordedDebit, ReservationRepo},
 };
@@ -42,7 +42,7 @@ async fn reservation_status(pool: &PgPool, id: Uuid) -> String {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "reservation_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "reservation_service::app::MIGRATOR")]
 async fn one_statement_confirms_compensates_and_leaves_finished_payments_alone(pool: PgPool) {
     let repo = ReservationRepo::new(pool.clone());
     let schedule = Uuid::new_v4();
@@ -78,7 +78,7 @@ async fn one_statement_confirms_compensates_and_leaves_finished_payments_alone(p
     assert_eq!(reservation_status(&pool, lost.reservation_id).await, "EXPIRED", "a lost hold is not sold");
 }
 
-#[sqlx::test(migrator = "reservation_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "reservation_service::app::MIGRATOR")]
 async fn concurrent_records_through_the_batcher_each_get_their_own_payment(pool: PgPool) {
     let repo = ReservationRepo::new(pool.clone());
     let schedule = Uuid::new_v4();
@@ -86,7 +86,8 @@ async fn concurrent_records_through_the_batcher_each_get_their_own_payment(pool:
     for seat in 1..=40 {
         payments.push(started_payment(&repo, schedule, seat).await);
     }
-    let recorder = DebitRecorder::start(repo.clone());
+    let mut tasks = platform::app::Tasks::new();
+    let recorder = DebitRecorder::start(repo.clone(), &mut tasks);
     let calls: Vec<_> = payments
         .iter()
         .enumerate()

@@ -27,7 +27,7 @@ async fn pay(repo: &ReservationRepo, id: Uuid, payer: &Principal) -> Uuid {
     }
 }
 
-#[sqlx::test(migrator = "reservation_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "reservation_service::app::MIGRATOR")]
 async fn gauges_count_states_backlog_people_needed_and_live_holds(pool: PgPool) {
     let repo = ReservationRepo::new(pool.clone());
     let schedule = Uuid::new_v4();

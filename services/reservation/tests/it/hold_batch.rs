@@ -21,7 +21,7 @@ fn hold(user: &str, token: Uuid, schedule_id: Uuid, seat: u32) -> NewHold {
     }
 }
 
-#[sqlx::test(migrator = "reservation_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "reservation_service::app::MIGRATOR")]
 async fn one_statement_with_two_holds_on_one_seat_inserts_one(pool: PgPool) {
     let repo = ReservationRepo::new(pool.clone());
     let schedule = Uuid::new_v4();

@@ -5,9 +5,9 @@
 use chrono::{DateTime, Duration, Utc};
 use platform::{auth::Principal, money::Won};
 use reservation_service::{
+    batch::payment_starts::PaymentStarter,
     domain::PaymentStatus,
     error::ReservationError,
-    payment_starter::PaymentStarter,
     store::{PaymentRequest, PaymentStart, ReservationRepo},
 };
 use sqlx::PgPool;
@@ -36,7 +36,7 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
-#[sqlx::test(migrator = "reservation_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "reservation_service::app::MIGRATOR")]
 async fn one_batch_starts_refuses_and_defers(pool: PgPool) {
     let repo = ReservationRepo::new(pool.clone());
     let concert = Uuid::new_v4();
@@ -92,7 +92,7 @@ async fn one_batch_starts_refuses_and_defers(pool: PgPool) {
     assert_eq!(count(&pool, "SELECT count(*) FROM payments").await, 3);
 }
 
-#[sqlx::test(migrator = "reservation_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "reservation_service::app::MIGRATOR")]
 async fn a_token_that_paid_starts_nothing_more(pool: PgPool) {
     let repo = ReservationRepo::new(pool.clone());
     let now = Utc::now();
@@ -113,10 +113,11 @@ async fn a_token_that_paid_starts_nothing_more(pool: PgPool) {
     assert_eq!(count(&pool, "SELECT count(*) FROM payments").await, 1);
 }
 
-#[sqlx::test(migrator = "reservation_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "reservation_service::app::MIGRATOR")]
 async fn concurrent_starts_through_the_starter_get_one_payment_per_reservation(pool: PgPool) {
     let repo = ReservationRepo::new(pool.clone());
-    let starter = PaymentStarter::start(repo.clone());
+    let mut tasks = platform::app::Tasks::new();
+    let starter = PaymentStarter::start(repo.clone(), &mut tasks);
     let concert = Uuid::new_v4();
     let now = Utc::now();
     let mut holds = Vec::new();

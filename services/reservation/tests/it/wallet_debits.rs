@@ -14,8 +14,8 @@ use std::{
 
 use chrono::Utc;
 use concert_proto::concert::wallet::v1::{
-    AuditRequest, AuditResponse, DebitFailure, DebitManyRequest, DebitManyResponse, DebitRequest, DebitResponse,
-    DebitResult, ExportBooksRequest, ExportBooksResponse, RefundRequest, RefundResponse,
+    AuditRequest, AuditResponse, DebitFailure, DebitManyRequest, DebitManyResponse, DebitRefusal as WireRefusal,
+    DebitRequest, DebitResponse, DebitResult, ExportBooksRequest, ExportBooksResponse, RefundRequest, RefundResponse,
     debit_result::Outcome,
     wallet_internal_service_server::{WalletInternalService, WalletInternalServiceServer},
 };
@@ -26,9 +26,9 @@ use platform::{
     testing::RunningServer,
 };
 use reservation_service::{
-    domain::{Payment, PaymentStatus},
+    clients::{DebitOutcome, Wallet},
+    domain::{DebitRefusal, Payment, PaymentStatus},
     error::ReservationError,
-    peers::{DebitOutcome, Wallet},
 };
 use tonic::{Code, Request, Response, Status, service::Routes};
 use uuid::Uuid;
@@ -47,6 +47,8 @@ struct StandIn {
     down: AtomicBool,
     /// Answers DebitMany only after this pause.
     delay: Option<Duration>,
+    /// Leaves DebitMany's typed refusal out, as a replica older than it.
+    untyped: bool,
 }
 
 fn answer(d: &DebitRequest) -> Result<DebitResponse, Status> {
@@ -88,6 +90,12 @@ impl WalletInternalService for Api {
                         code: s.code() as i32,
                         reason: platform::status::reason(&s).unwrap_or_default(),
                         message: s.message().into(),
+                        refusal: if self.0.untyped {
+                            WireRefusal::Unspecified
+                        } else {
+                            WireRefusal::InsufficientBalance
+                        }
+                        .into(),
                     }),
                 }),
             })
@@ -166,16 +174,24 @@ fn code(r: &Result<DebitOutcome, ReservationError>) -> Option<Code> {
 
 #[tokio::test]
 async fn concurrent_debits_share_debit_many_calls_and_each_gets_its_own_answer() {
-    let stand_in = Arc::new(StandIn::default());
+    // A wallet that types its refusals, and one older than that: the same answers.
+    for untyped in [false, true] {
+        concurrent_debits_answered(untyped).await;
+    }
+}
+
+async fn concurrent_debits_answered(untyped: bool) {
+    let stand_in = Arc::new(StandIn { untyped, ..StandIn::default() });
     let server = serve(stand_in.clone()).await;
-    let wallet = Wallet::new(server.internal_channel(), policy());
+    let mut tasks = platform::app::Tasks::new();
+    let wallet = Wallet::new(server.internal_channel(), policy(), &mut tasks);
     let payments: Vec<Payment> =
         (1..=200).map(|n| payment(if n % 10 == 0 { "poor" } else { "rich" }, n * 1_000)).collect();
 
     let outcomes = debit_all(&wallet, &payments, Deadline::after(Duration::from_secs(10))).await;
     for (p, outcome) in payments.iter().zip(&outcomes) {
         let want = if p.user_id == "poor" {
-            DebitOutcome::Refused { reason: "INSUFFICIENT_BALANCE".into() }
+            DebitOutcome::Refused { refusal: DebitRefusal::InsufficientBalance }
         } else {
             DebitOutcome::Debited { balance_after: p.amount }
         };
@@ -192,13 +208,14 @@ async fn concurrent_debits_share_debit_many_calls_and_each_gets_its_own_answer()
 async fn a_wallet_without_debit_many_is_debited_one_call_per_debit() {
     let stand_in = Arc::new(StandIn { old: true, ..StandIn::default() });
     let server = serve(stand_in.clone()).await;
-    let wallet = Wallet::new(server.internal_channel(), policy());
+    let mut tasks = platform::app::Tasks::new();
+    let wallet = Wallet::new(server.internal_channel(), policy(), &mut tasks);
     let payments: Vec<Payment> = (1..=30).map(|n| payment(if n == 7 { "poor" } else { "rich" }, n)).collect();
 
     let outcomes = debit_all(&wallet, &payments, Deadline::NONE).await;
     for (p, outcome) in payments.iter().zip(&outcomes) {
         let want = if p.user_id == "poor" {
-            DebitOutcome::Refused { reason: "INSUFFICIENT_BALANCE".into() }
+            DebitOutcome::Refused { refusal: DebitRefusal::InsufficientBalance }
         } else {
             DebitOutcome::Debited { balance_after: p.amount }
         };
@@ -211,7 +228,8 @@ async fn a_wallet_without_debit_many_is_debited_one_call_per_debit() {
 async fn a_failed_call_answers_each_of_its_debits_and_the_same_debits_pass_later() {
     let stand_in = Arc::new(StandIn { down: AtomicBool::new(true), ..StandIn::default() });
     let server = serve(stand_in.clone()).await;
-    let wallet = Wallet::new(server.internal_channel(), policy());
+    let mut tasks = platform::app::Tasks::new();
+    let wallet = Wallet::new(server.internal_channel(), policy(), &mut tasks);
     let payments: Vec<Payment> = (1..=40).map(|n| payment("rich", n)).collect();
 
     let outcomes = debit_all(&wallet, &payments, Deadline::NONE).await;
@@ -230,7 +248,8 @@ async fn a_failed_call_answers_each_of_its_debits_and_the_same_debits_pass_later
 async fn each_saga_stops_waiting_at_its_own_deadline() {
     let stand_in = Arc::new(StandIn { delay: Some(Duration::from_secs(30)), ..StandIn::default() });
     let server = serve(stand_in.clone()).await;
-    let wallet = Wallet::new(server.internal_channel(), policy());
+    let mut tasks = platform::app::Tasks::new();
+    let wallet = Wallet::new(server.internal_channel(), policy(), &mut tasks);
 
     let outcome = wallet.debit(&payment("rich", 5), Deadline::after(Duration::from_millis(200))).await;
     assert_eq!(code(&outcome), Some(Code::DeadlineExceeded), "{outcome:?}");

@@ -1,6 +1,6 @@
 //! proto ⇄ domain conversions for the wallet.
 use concert_proto::concert::wallet::v1::{
-    DebitFailure, DebitResponse, DebitResult, Transaction, TransactionKind, debit_result,
+    DebitFailure, DebitRefusal, DebitResponse, DebitResult, Transaction, TransactionKind, debit_result,
 };
 use platform::{
     convert::timestamp,
@@ -9,7 +9,10 @@ use platform::{
 };
 use tonic::Status;
 
-use crate::domain::{EntryKind, LedgerEntry, Mutation};
+use crate::{
+    domain::{EntryKind, LedgerEntry, Mutation},
+    error::WalletError,
+};
 
 /// Validates the fields shared by Charge, Debit and Refund.
 pub(super) fn mutation(
@@ -55,12 +58,25 @@ pub(super) fn debited(entry: &LedgerEntry) -> DebitResult {
     DebitResult { outcome: Some(debit_result::Outcome::Debited(debit_response(entry))) }
 }
 
-/// One debit of a DebitMany call, not taken: the status Debit would have returned for it.
-pub(super) fn debit_failure(status: &Status) -> DebitResult {
+/// One debit of a DebitMany call, not taken: the status Debit would have returned for it,
+/// and the typed refusal when the wallet's rules refused it for good.
+pub(super) fn debit_failure(error: WalletError) -> DebitResult {
+    let refusal = match &error {
+        WalletError::InsufficientBalance { .. } => DebitRefusal::InsufficientBalance,
+        WalletError::DebitVoided => DebitRefusal::DebitVoided,
+        WalletError::InvalidArgument(_) | WalletError::IdempotencyKeyReused => DebitRefusal::InvalidRequest,
+        // Not a debit's refusal (refund and balance-limit rules), or an unknown outcome.
+        WalletError::BalanceLimit { .. }
+        | WalletError::DebitNotFound
+        | WalletError::RefundExceedsDebit { .. }
+        | WalletError::System(_) => DebitRefusal::Unspecified,
+    };
+    let status = Status::from(error);
     let failure = DebitFailure {
         code: status.code() as i32,
-        reason: platform::status::reason(status).unwrap_or_default(),
+        reason: platform::status::reason(&status).unwrap_or_default(),
         message: status.message().to_owned(),
+        refusal: refusal.into(),
     };
     DebitResult { outcome: Some(debit_result::Outcome::Failure(failure)) }
 }

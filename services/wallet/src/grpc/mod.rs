@@ -11,7 +11,7 @@ use concert_proto::concert::wallet::v1::{
 use platform::{identity, validate};
 use tonic::{Request, Response, Status};
 
-use crate::{domain::EntryKind, error::WalletError, ledger_batch::Ledger, store::WalletRepo};
+use crate::{batch::ledger::Ledger, domain::EntryKind, error::WalletError, store::WalletRepo};
 use convert::{debit_failure, debit_response, debited, mutation, transaction};
 
 /// Default and largest page of `ListTransactions`.
@@ -30,10 +30,9 @@ pub struct WalletApi {
 }
 
 impl WalletApi {
-    /// The handlers; starts the ledger's batch workers, so it needs a Tokio runtime.
+    /// The handlers, writing through `ledger` (whose workers `app::run` owns).
     #[must_use]
-    pub fn new(repo: WalletRepo) -> Self {
-        let ledger = Ledger::start(repo.clone());
+    pub fn new(repo: WalletRepo, ledger: Ledger) -> Self {
         Self { repo, ledger }
     }
 }
@@ -149,7 +148,7 @@ impl WalletInternalService for WalletApi {
                     ms.push(m);
                     results.push(None);
                 }
-                Err(violation) => results.push(Some(debit_failure(&violation.into()))),
+                Err(violation) => results.push(Some(debit_failure(violation.into()))),
             }
         }
         for (i, applied) in at.into_iter().zip(self.ledger.apply_all(&ms).await) {
@@ -158,7 +157,7 @@ impl WalletInternalService for WalletApi {
                 // The database failed under this debit: the whole call is worth retrying
                 // (debits already taken replay under their keys).
                 Err(WalletError::System(e)) if e.is_database_unavailable() => return Err(e.into()),
-                Err(e) => debit_failure(&e.into()),
+                Err(e) => debit_failure(e),
             });
         }
         crate::faults::after_debit().await;

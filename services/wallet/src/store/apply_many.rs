@@ -1,5 +1,5 @@
 //! Charges and debits of any users applied together in one transaction (see
-//! `crate::ledger_batch`, which gathers them).
+//! the `batch` module, which gathers them).
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use platform::money::Won;
@@ -13,7 +13,7 @@ use crate::{
 
 impl WalletRepo {
     /// Applies charges and debits of any users together: one transaction, one commit, and
-    /// five statements however many mutations (see [`crate::ledger_batch`]), each planned for
+    /// five statements however many mutations (see the `batch` module), each planned for
     /// its batch ([`platform::db::begin_batch`]). Each mutation
     /// gets the answer [`WalletRepo::apply`] would have given it had the mutations run one
     /// after another in this order: its entry (or the replayed one), or its own rule error.

@@ -13,7 +13,7 @@ fn m(kind: EntryKind, user: &str, amount: i64, key: &str) -> Mutation {
     Mutation { user_id: user.into(), kind, amount: Won::new(amount), idempotency_key: key.into(), debit_key: None }
 }
 
-#[sqlx::test(migrator = "wallet_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "wallet_service::app::MIGRATOR")]
 async fn a_batch_answers_each_mutation_as_if_applied_alone_in_order(pool: PgPool) {
     let repo = WalletRepo::new(pool.clone());
     repo.apply(&m(EntryKind::Charge, "alice", 100, "c1")).await.unwrap();
@@ -56,7 +56,7 @@ async fn a_batch_answers_each_mutation_as_if_applied_alone_in_order(pool: PgPool
     assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
 }
 
-#[sqlx::test(migrator = "wallet_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "wallet_service::app::MIGRATOR")]
 async fn a_batch_that_writes_nothing_changes_nothing(pool: PgPool) {
     let repo = WalletRepo::new(pool.clone());
     let out =
@@ -66,7 +66,7 @@ async fn a_batch_that_writes_nothing_changes_nothing(pool: PgPool) {
     assert_eq!(entries, 0);
 }
 
-#[sqlx::test(migrator = "wallet_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "wallet_service::app::MIGRATOR")]
 async fn refunds_are_not_batched(pool: PgPool) {
     let repo = WalletRepo::new(pool);
     let mut refund = m(EntryKind::Refund, "alice", 1, "r");
@@ -79,7 +79,7 @@ async fn refunds_are_not_batched(pool: PgPool) {
 /// (`apply_many`, one transaction) gives every mutation the answer the single path (`apply`,
 /// one at a time, in order) gives it, and leaves the same balances. Each case runs on fresh
 /// wallets of the test's database; a failure is shrunk to a minimal batch.
-#[sqlx::test(migrator = "wallet_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "wallet_service::app::MIGRATOR")]
 async fn the_batched_path_decides_every_mutation_as_the_single_path_does(pool: PgPool) {
     use proptest::{prelude::*, test_runner::TestRunner};
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,8 +1,8 @@
 //! Wallet RPCs against a real server and a fresh PostgreSQL database per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use concert_proto::concert::wallet::v1::{
-    AuditRequest, ChargeRequest, DebitFailure, DebitManyRequest, DebitRequest, DebitResult, GetBalanceRequest,
-    ListTransactionsRequest, RefundRequest, TransactionKind, debit_result::Outcome,
+    AuditRequest, ChargeRequest, DebitFailure, DebitManyRequest, DebitRefusal, DebitRequest, DebitResult,
+    GetBalanceRequest, ListTransactionsRequest, RefundRequest, TransactionKind, debit_result::Outcome,
     wallet_internal_service_client::WalletInternalServiceClient, wallet_service_client::WalletServiceClient,
 };
 use platform::grpc_client::PeerChannel;
@@ -12,7 +12,7 @@ use platform::{
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tonic::Code;
-use wallet_service::{config::Settings, startup};
+use wallet_service::{app, config::Settings};
 
 struct App {
     server: RunningServer,
@@ -28,7 +28,7 @@ async fn spawn(db: PgConnectOptions) -> App {
         limits: platform::server::Limits::default(),
         auth: platform::identity::AuthSettings::Disabled,
     };
-    let server = RunningServer::start(|l, s| startup::run(settings, l, s)).await;
+    let server = RunningServer::start(|l, s| app::run(settings, l, s)).await;
     let public = WalletServiceClient::new(server.channel());
     let internal = WalletInternalServiceClient::new(server.internal_channel());
     App { server, public, internal }
@@ -214,17 +214,20 @@ async fn concurrent_retries_of_one_debit_key_take_the_money_once(_p: PgPoolOptio
     assert_eq!(balance(&app, "gus").await, 700);
 }
 
-/// The balance after a taken debit, or the failure's (code, reason, message).
-fn outcome(r: &DebitResult) -> Result<i64, (Code, String, String)> {
+/// The failure of one debit: (code, reason, message, typed refusal).
+type Failure = (Code, String, String, DebitRefusal);
+
+/// The balance after a taken debit, or the failure.
+fn outcome(r: &DebitResult) -> Result<i64, Failure> {
     match r.outcome.as_ref().expect("every result has an outcome") {
         Outcome::Debited(d) => Ok(d.balance),
-        Outcome::Failure(DebitFailure { code, reason, message }) => {
-            Err((Code::from_i32(*code), reason.clone(), message.clone()))
+        Outcome::Failure(f @ DebitFailure { code, reason, message, .. }) => {
+            Err((Code::from_i32(*code), reason.clone(), message.clone(), f.refusal()))
         }
     }
 }
 
-async fn debit_many(app: &App, debits: Vec<DebitRequest>) -> Vec<Result<i64, (Code, String, String)>> {
+async fn debit_many(app: &App, debits: Vec<DebitRequest>) -> Vec<Result<i64, Failure>> {
     let results = app.internal.clone().debit_many(DebitManyRequest { debits }).await.unwrap().into_inner().results;
     results.iter().map(outcome).collect()
 }
@@ -250,18 +253,20 @@ async fn debit_many_answers_each_debit_as_debit_would_in_order(_p: PgPoolOptions
     .await;
     assert_eq!(answers[0], Ok(400));
     assert_eq!(answers[1], Ok(300));
-    let (code, reason, _) = answers[2].clone().unwrap_err();
+    let (code, reason, _, refusal) = answers[2].clone().unwrap_err();
     assert_eq!((code, reason.as_str()), (Code::FailedPrecondition, "INSUFFICIENT_BALANCE"));
+    assert_eq!(refusal, DebitRefusal::InsufficientBalance);
     assert_eq!(answers[3], Ok(100));
-    let (code, _, message) = answers[4].clone().unwrap_err();
-    assert_eq!(code, Code::InvalidArgument);
+    let (code, _, message, refusal) = answers[4].clone().unwrap_err();
+    assert_eq!((code, refusal), (Code::InvalidArgument, DebitRefusal::InvalidRequest));
     assert!(message.starts_with("amount"), "{message}");
     assert_eq!(answers[5], Ok(400), "the repeat answers the first debit's result");
-    let (code, _, message) = answers[6].clone().unwrap_err();
-    assert_eq!(code, Code::InvalidArgument);
+    let (code, _, message, refusal) = answers[6].clone().unwrap_err();
+    assert_eq!((code, refusal), (Code::InvalidArgument, DebitRefusal::InvalidRequest));
     assert!(message.starts_with("idempotency_key"), "{message}");
-    let (code, reason, _) = answers[7].clone().unwrap_err();
+    let (code, reason, _, refusal) = answers[7].clone().unwrap_err();
     assert_eq!((code, reason.as_str()), (Code::FailedPrecondition, "INSUFFICIENT_BALANCE"));
+    assert_eq!(refusal, DebitRefusal::InsufficientBalance);
     assert_eq!((balance(&app, "ann").await, balance(&app, "bob").await), (100, 300));
 
     // The whole call again (a retry after a lost answer): every taken debit replays.
@@ -395,7 +400,7 @@ async fn concurrent_same_key_debits_of_the_whole_balance_all_get_the_one_debit(
     }
 }
 
-#[sqlx::test(migrator = "wallet_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "wallet_service::app::MIGRATOR")]
 async fn the_single_path_sees_a_key_committed_while_it_waited_for_the_lock(pool: sqlx::PgPool) {
     use platform::money::Won;
     use wallet_service::{
@@ -465,13 +470,14 @@ async fn a_refund_that_finds_no_debit_voids_the_key_for_later_debits(_p: PgPoolO
     let many =
         debit_many(&app, vec![debit("lee", 30_000, "payment:7:debit"), debit("lee", 1_000, "payment:8:debit")]).await;
     assert_eq!(many[0].as_ref().unwrap_err().1, "DEBIT_VOIDED", "DebitMany refuses it too");
+    assert_eq!(many[0].as_ref().unwrap_err().3, DebitRefusal::DebitVoided, "typed as such");
     assert_eq!(many[1], Ok(49_000), "other keys are not affected");
     // The refund, retried, still finds nothing; the balance never moved for payment 7.
     assert_eq!(app.internal.refund(refund).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(balance(&app, "lee").await, 49_000);
 }
 
-#[sqlx::test(migrator = "wallet_service::startup::MIGRATOR")]
+#[sqlx::test(migrator = "wallet_service::app::MIGRATOR")]
 async fn a_refund_of_an_existing_debit_is_accepted_at_the_balance_limit(pool: sqlx::PgPool) {
     use platform::money::Won;
     use wallet_service::{

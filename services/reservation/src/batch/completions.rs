@@ -15,7 +15,7 @@ use platform::outbound::Deadline;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::{peers::Queue, store::ReservationRepo};
+use crate::{clients::Queue, store::ReservationRepo};
 
 /// Most payments finished by one batch (the queue accepts up to 1,000 tokens a call).
 pub const MAX_BATCH: usize = 512;

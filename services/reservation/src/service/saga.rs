@@ -9,16 +9,13 @@
 use platform::{clock::SharedClock, outbound::Deadline};
 
 use crate::{
-    completer::Completer,
-    debit_recorder::DebitRecorder,
+    batch::completions::Completer,
+    batch::debits::DebitRecorder,
+    clients::{DebitOutcome, Queue, RefundOutcome, Wallet},
     domain::{Payment, PaymentStatus, SagaStep},
     error::ReservationError,
-    peers::{DebitOutcome, Queue, RefundOutcome, Wallet},
     store::{RecordedDebit, ReservationRepo},
 };
-
-/// Reason recorded on a payment whose debit the wallet refused.
-pub const INSUFFICIENT_BALANCE: &str = "INSUFFICIENT_BALANCE";
 
 /// Drives payment sagas.
 #[derive(Debug, Clone)]
@@ -34,10 +31,9 @@ pub struct Saga {
 }
 
 impl Saga {
-    /// A saga driver; starts its debit recorder, so it needs a Tokio runtime.
+    /// A saga driver recording debits through `debits`.
     #[must_use]
-    pub fn new(repo: ReservationRepo, wallet: Wallet, queue: Queue, clock: SharedClock) -> Self {
-        let debits = DebitRecorder::start(repo.clone());
+    pub fn new(repo: ReservationRepo, wallet: Wallet, queue: Queue, debits: DebitRecorder, clock: SharedClock) -> Self {
         Self { repo, wallet, queue, clock, debits, completer: None }
     }
 
@@ -80,7 +76,9 @@ impl Saga {
                     // (a retry on its way, a balance charged meanwhile). The refund step gives
                     // such money back, or voids the key so it can never be taken; only then
                     // is the payment FAILED.
-                    DebitOutcome::Refused { reason } => self.repo.record_debit_refused(&payment, &reason, now).await?,
+                    DebitOutcome::Refused { refusal } => {
+                        self.repo.record_debit_refused(&payment, &refusal, now).await?
+                    }
                 },
                 SagaStep::ExpireToken => {
                     if let Some(completer) = &self.completer {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::{
     domain::{Schedule, Seat},
     error::CatalogError,
-    repo::CatalogRepo,
+    store::CatalogRepo,
 };
 
 /// A schedule and its 50 seats.

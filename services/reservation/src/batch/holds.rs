@@ -10,7 +10,10 @@
 //! seat, including two requests for the same seat inside one batch (the second finds the
 //! first's row and inserts nothing). If a batch statement fails, each hold is retried alone
 //! so every caller gets its own answer.
-use platform::batch::{BatchError, BatchHandler, Batcher};
+use platform::{
+    app::Tasks,
+    batch::{BatchError, BatchHandler, Batcher},
+};
 use uuid::Uuid;
 
 use crate::{
@@ -45,10 +48,10 @@ impl BatchHandler for HoldWriter {
 pub struct HoldBatcher(Batcher<HoldWriter>);
 
 impl HoldBatcher {
-    /// Starts the workers; they stop when every `HoldBatcher` clone is dropped.
+    /// Starts the workers in `tasks`; they stop when every `HoldBatcher` clone is dropped.
     #[must_use]
-    pub fn start(repo: ReservationRepo) -> Self {
-        Self(Batcher::start(HoldWriter(repo), WORKERS, MAX_BATCH))
+    pub fn start(repo: ReservationRepo, tasks: &mut Tasks) -> Self {
+        Self(Batcher::start(HoldWriter(repo), WORKERS, MAX_BATCH, tasks))
     }
 
     /// Inserts one hold; `None` when the insert did nothing (seat taken, or token used).

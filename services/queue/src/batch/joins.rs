@@ -6,7 +6,10 @@
 //! shared join fence and commits them together, so "FIFO = commit order of joins" holds
 //! for batches as it did for single joins, and the unique index over live tokens still
 //! gives a user one token per concert, within a batch too.
-use platform::batch::{BatchError, BatchHandler, Batcher};
+use platform::{
+    app::Tasks,
+    batch::{BatchError, BatchHandler, Batcher},
+};
 
 use crate::{
     domain::Token,
@@ -38,10 +41,10 @@ impl BatchHandler for JoinWriter {
 pub struct JoinBatcher(Batcher<JoinWriter>);
 
 impl JoinBatcher {
-    /// Starts the workers; they stop when every clone is dropped.
+    /// Starts the workers in `tasks`; they stop when every clone is dropped.
     #[must_use]
-    pub fn start(repo: QueueRepo) -> Self {
-        Self(Batcher::start(JoinWriter(repo), WORKERS, MAX_BATCH))
+    pub fn start(repo: QueueRepo, tasks: &mut Tasks) -> Self {
+        Self(Batcher::start(JoinWriter(repo), WORKERS, MAX_BATCH, tasks))
     }
 
     /// Joins a line (or finds the user's live token for that concert).

@@ -10,7 +10,10 @@
 //! meets (a payment already there, a hold to release on expiry, a second request for the
 //! same reservation in one batch) goes through [`ReservationRepo::start_payment`] after the
 //! batch committed, so every request is answered exactly as if it had been alone.
-use platform::batch::{BatchError, BatchHandler, Batcher};
+use platform::{
+    app::Tasks,
+    batch::{BatchError, BatchHandler, Batcher},
+};
 
 use crate::{
     error::ReservationError,
@@ -46,10 +49,10 @@ pub struct PaymentStarter {
 }
 
 impl PaymentStarter {
-    /// Starts the workers (needs a Tokio runtime); they stop when every clone is dropped.
+    /// Starts the workers in `tasks`; they stop when every clone is dropped.
     #[must_use]
-    pub fn start(repo: ReservationRepo) -> Self {
-        Self { batches: Batcher::start(StartWriter(repo.clone()), WORKERS, MAX_BATCH), repo }
+    pub fn start(repo: ReservationRepo, tasks: &mut Tasks) -> Self {
+        Self { batches: Batcher::start(StartWriter(repo.clone()), WORKERS, MAX_BATCH, tasks), repo }
     }
 
     /// Records the start of a payment saga, or finds the one this request already started;

@@ -57,6 +57,15 @@ impl JoinLimiter {
         self.per_user.retain_recent();
         self.per_user.shrink_to_fit();
     }
+
+    /// Forgets idle users once a minute, for as long as the replica runs.
+    pub async fn forget_idle_users_forever(self) {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            self.forget_idle_users();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Builds and runs the catalog server.
+//! Builds the catalog service and owns what it runs: the server and its background tasks.
 use std::{
     future::Future,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
@@ -8,17 +8,24 @@ use concert_proto::concert::catalog::v1::{
     catalog_admin_service_server::CatalogAdminServiceServer,
     catalog_internal_service_server::CatalogInternalServiceServer, catalog_service_server::CatalogServiceServer,
 };
+use platform::app::{Service, Tasks};
 use platform::server::{Listeners, Port};
 use platform::{auth::TokenValidator, grpc_client::lazy_channel};
 use sqlx::migrate::Migrator;
 use tonic::{server::NamedService, service::Routes};
 
-use crate::{config::Settings, grpc::CatalogApi, layouts::Layouts, occupancy::OccupancyClient, repo::CatalogRepo};
+use crate::{
+    clients::reservation::OccupancyClient, config::Settings, grpc::CatalogApi, service::layouts::Layouts,
+    store::CatalogRepo,
+};
 
-/// Default public listen address (`LISTEN_ADDR`): 127.0.0.1:50052.
-pub const DEFAULT_PUBLIC_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50052));
-/// Default internal listen address (`INTERNAL_LISTEN_ADDR`): 127.0.0.1:50062.
-pub const DEFAULT_INTERNAL_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50062));
+/// The binary's name and default ports: public 127.0.0.1:50052 (`LISTEN_ADDR`), internal
+/// 127.0.0.1:50062 (`INTERNAL_LISTEN_ADDR`).
+pub const SERVICE: Service = Service {
+    name: "catalog",
+    public_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50052)),
+    internal_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50062)),
+};
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "catalog";
 /// The catalog's migrations (`migrations/catalog`).
@@ -34,14 +41,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let pool = platform::db::connect_and_migrate(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
-    // Background tasks end with `run` (dropping the set aborts them).
-    let mut tasks = tokio::task::JoinSet::new();
+    // Every background task of this replica lives here and ends with `run`.
+    let mut tasks = Tasks::new();
     tasks.spawn(platform::metrics::sample_pool(pool.clone()));
     let repo = CatalogRepo::new(pool);
     let api = CatalogApi::new(
         repo.clone(),
         Layouts::new(repo, settings.layout_cache_ttl),
-        TokenValidator::new(lazy_channel(&settings.queue_url)?, settings.token_cache_ttl, settings.clock.clone()),
+        TokenValidator::new(
+            lazy_channel(&settings.queue_url)?,
+            settings.token_cache_ttl,
+            settings.clock.clone(),
+            &mut tasks,
+        ),
         OccupancyClient::new(lazy_channel(&settings.reservation_url)?, settings.seat_status_ttl),
         settings.clock,
     );
@@ -62,5 +74,7 @@ pub async fn run(
             vec![CatalogAdminServiceServer::<CatalogApi>::NAME, CatalogInternalServiceServer::<CatalogApi>::NAME],
         ),
     ];
-    platform::server::serve(ports, settings.limits, shutdown).await
+    let served = platform::server::serve(ports, settings.limits, shutdown).await;
+    tasks.shutdown().await;
+    served
 }

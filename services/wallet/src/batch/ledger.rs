@@ -11,7 +11,10 @@
 //! balances, a rule error (insufficient balance, a reused key) answers that mutation only,
 //! and a batch the database refuses is retried one mutation at a time through
 //! [`WalletRepo::apply`]. Refunds always take `apply`: they check the debit they return.
-use platform::batch::{self, BatchError, BatchHandler, Batcher};
+use platform::{
+    app::Tasks,
+    batch::{self, BatchError, BatchHandler, Batcher},
+};
 
 use crate::{
     domain::{EntryKind, Mutation},
@@ -51,10 +54,10 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts the batch workers (needs a Tokio runtime); they stop when every clone is dropped.
+    /// Starts the batch workers in `tasks`; they stop when every clone is dropped.
     #[must_use]
-    pub fn start(repo: WalletRepo) -> Self {
-        let batcher = Batcher::start(LedgerWriter(repo.clone()), WORKERS, MAX_BATCH);
+    pub fn start(repo: WalletRepo, tasks: &mut Tasks) -> Self {
+        let batcher = Batcher::start(LedgerWriter(repo.clone()), WORKERS, MAX_BATCH, tasks);
         Self { repo, batcher }
     }
 

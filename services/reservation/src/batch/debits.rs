@@ -9,7 +9,10 @@
 //! Correctness is the statement's, not the batching's: the reservation rows are locked in
 //! key order, a payment moves only from STARTED, and a batch that fails (a deadlock, say) is
 //! retried one payment at a time, so each saga gets the stored state of its own payment.
-use platform::batch::{BatchError, BatchHandler, Batcher};
+use platform::{
+    app::Tasks,
+    batch::{BatchError, BatchHandler, Batcher},
+};
 
 use crate::{
     domain::Payment,
@@ -20,7 +23,7 @@ use crate::{
 /// Most payments one statement records.
 pub const MAX_BATCH: usize = 64;
 /// Batches in flight at once (each uses one pooled connection); two, as every stage of the
-/// payment path (see `payment_starter::WORKERS`).
+/// payment path (see `batch::payment_starts::WORKERS`).
 const WORKERS: usize = 2;
 
 /// Writes batches of recorded debits.
@@ -42,10 +45,10 @@ impl BatchHandler for DebitWriter {
 pub struct DebitRecorder(Batcher<DebitWriter>);
 
 impl DebitRecorder {
-    /// Starts the workers (needs a Tokio runtime); they stop when every clone is dropped.
+    /// Starts the workers in `tasks`; they stop when every clone is dropped.
     #[must_use]
-    pub fn start(repo: ReservationRepo) -> Self {
-        Self(Batcher::start(DebitWriter(repo), WORKERS, MAX_BATCH))
+    pub fn start(repo: ReservationRepo, tasks: &mut Tasks) -> Self {
+        Self(Batcher::start(DebitWriter(repo), WORKERS, MAX_BATCH, tasks))
     }
 
     /// Records one debit and returns the payment as stored afterwards (CONFIRMED,

@@ -1,4 +1,4 @@
-//! Builds and runs the wallet server.
+//! Builds the wallet service and owns what it runs: the server and its background tasks.
 use std::{
     future::Future,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
@@ -7,16 +7,20 @@ use std::{
 use concert_proto::concert::wallet::v1::{
     wallet_internal_service_server::WalletInternalServiceServer, wallet_service_server::WalletServiceServer,
 };
+use platform::app::{Service, Tasks};
 use platform::server::{Listeners, Port};
 use sqlx::migrate::Migrator;
 use tonic::{server::NamedService, service::Routes};
 
-use crate::{config::Settings, grpc::WalletApi, store::WalletRepo};
+use crate::{batch::ledger::Ledger, config::Settings, grpc::WalletApi, store::WalletRepo};
 
-/// Default public listen address (`LISTEN_ADDR`): 127.0.0.1:50054.
-pub const DEFAULT_PUBLIC_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50054));
-/// Default internal listen address (`INTERNAL_LISTEN_ADDR`): 127.0.0.1:50064.
-pub const DEFAULT_INTERNAL_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50064));
+/// The binary's name and default ports: public 127.0.0.1:50054 (`LISTEN_ADDR`), internal
+/// 127.0.0.1:50064 (`INTERNAL_LISTEN_ADDR`).
+pub const SERVICE: Service = Service {
+    name: "wallet",
+    public_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50054)),
+    internal_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50064)),
+};
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "wallet";
 /// The wallet's migrations (`migrations/wallet`).
@@ -32,10 +36,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let pool = platform::db::connect_and_migrate(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
-    // Background tasks end with `run` (dropping the set aborts them).
-    let mut tasks = tokio::task::JoinSet::new();
+    // Every background task of this replica lives here and ends with `run`.
+    let mut tasks = Tasks::new();
     tasks.spawn(platform::metrics::sample_pool(pool.clone()));
-    let api = WalletApi::new(WalletRepo::new(pool));
+    let repo = WalletRepo::new(pool);
+    let api = WalletApi::new(repo.clone(), Ledger::start(repo, &mut tasks));
     let auth = settings.auth.build().await?;
     let ports = vec![
         Port::public(
@@ -51,5 +56,7 @@ pub async fn run(
             vec![WalletInternalServiceServer::<WalletApi>::NAME],
         ),
     ];
-    platform::server::serve(ports, settings.limits, shutdown).await
+    let served = platform::server::serve(ports, settings.limits, shutdown).await;
+    tasks.shutdown().await;
+    served
 }

@@ -1,4 +1,5 @@
-//! Builds and runs the queue server and its admission loop.
+//! Builds the queue service and owns what it runs: the server, the join batcher, the
+//! admission loop, the line refresher and the idle sweeps, all in one task set.
 use std::{
     future::Future,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
@@ -8,20 +9,29 @@ use concert_proto::concert::queue::v1::{
     queue_admin_service_server::QueueAdminServiceServer, queue_internal_service_server::QueueInternalServiceServer,
     queue_service_server::QueueServiceServer,
 };
+use platform::app::{Service, Tasks};
 use platform::server::{Listeners, Port};
 use sqlx::migrate::Migrator;
-use tokio::task::JoinSet;
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{
-    admission::Admission, config::Settings, grpc::QueueApi, line::Line, rate_limit::JoinLimiter, rooms::Rooms,
-    seen::Seen, store::QueueRepo, watchers::Watchers,
+    batch::joins::JoinBatcher,
+    clients::catalog::Catalog,
+    config::Settings,
+    grpc::QueueApi,
+    service::{
+        admission::Admission, line::Line, rate_limit::JoinLimiter, rooms::Rooms, seen::Seen, watchers::Watchers,
+    },
+    store::QueueRepo,
 };
 
-/// Default public listen address (`LISTEN_ADDR`): 127.0.0.1:50051.
-pub const DEFAULT_PUBLIC_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
-/// Default internal listen address (`INTERNAL_LISTEN_ADDR`): 127.0.0.1:50061.
-pub const DEFAULT_INTERNAL_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50061));
+/// The binary's name and default ports: public 127.0.0.1:50051 (`LISTEN_ADDR`), internal
+/// 127.0.0.1:50061 (`INTERNAL_LISTEN_ADDR`).
+pub const SERVICE: Service = Service {
+    name: "queue",
+    public_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051)),
+    internal_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50061)),
+};
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "queue";
 /// The queue's migrations (`migrations/queue`).
@@ -40,32 +50,24 @@ pub async fn run(
     let auth = settings.auth.build().await?;
     let pool = platform::db::connect_and_migrate(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = QueueRepo::new(pool.clone(), settings.clock.clone());
-    let rooms =
-        Rooms::new(repo.clone(), platform::grpc_client::lazy_channel(&settings.catalog_url)?, settings.clock.clone());
+    let catalog = Catalog::new(platform::grpc_client::lazy_channel(&settings.catalog_url)?);
+    let rooms = Rooms::new(repo.clone(), catalog, settings.clock.clone());
     let admission = Admission::new(repo.clone(), settings.policy, settings.clock.clone());
-    // Every background task of this replica lives here; dropping the set (when the server
-    // has stopped) aborts them all. WatchQueue streams end with their clients or the server.
-    let mut tasks = JoinSet::new();
+    // Every background task of this replica lives here and ends with `run`. (A WatchQueue
+    // stream owns the task that feeds it: it ends with its client or the server.)
+    let mut tasks = Tasks::new();
     tasks.spawn(platform::metrics::sample_pool(pool.clone()));
     tasks.spawn(admission.clone().run(settings.admission_interval));
 
     let (line, refresher) = Line::new(repo.clone(), settings.clock.clone(), settings.line_refresh);
     tasks.spawn(refresher);
     let joins = JoinLimiter::new(settings.join_rates);
-    tasks.spawn({
-        let joins = joins.clone();
-        async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-            loop {
-                every.tick().await;
-                joins.forget_idle_users();
-            }
-        }
-    });
+    tasks.spawn(joins.clone().forget_idle_users_forever());
     let seen = Seen::default();
     tasks.spawn(seen.clone().flush_forever(repo.clone(), settings.clock.clone(), settings.seen_flush));
     let api = QueueApi::new(
-        repo,
+        repo.clone(),
+        JoinBatcher::start(repo, &mut tasks),
         rooms,
         admission,
         line,
@@ -91,6 +93,7 @@ pub async fn run(
         ),
     ];
     let served = platform::server::serve(ports, settings.limits, shutdown).await;
-    drop(tasks);
+    // The server has drained its calls: nothing needs the workers any more.
+    tasks.shutdown().await;
     served
 }

@@ -1,0 +1,59 @@
+//! The start of every service binary, and who owns a replica's background tasks.
+//!
+//! A binary is `platform::app::run::<Config, _, _>(&SERVICE, app::run)`: parse the
+//! configuration (flags and environment), install tracing and the metrics exporter, bind the
+//! public and internal ports, and hand the service's own `app::run` its settings, its ports
+//! and the shutdown signal. The service's `app::run` builds everything and spawns every
+//! background task into one [`Tasks`] set, which it shuts down when the server has stopped
+//! (the `DbDropGuard` idea of mini-redis: one owner ends them all).
+use std::{future::Future, net::SocketAddr, pin::Pin};
+
+use crate::{config::ListenConfig, server::Listeners};
+
+/// Every background task of a replica: batch workers, sweepers, refreshers. Dropping or
+/// shutting down the set aborts them all; a task that ends by itself leaves the set.
+pub type Tasks = tokio::task::JoinSet<()>;
+
+/// Resolves when the replica should stop (SIGTERM, Ctrl-C).
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What a service binary tells [`run`] about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Service {
+    /// The name in traces, logs and metrics (`reservation`).
+    pub name: &'static str,
+    /// Public listen address when `LISTEN_ADDR` is not set.
+    pub public_addr: SocketAddr,
+    /// Internal listen address when `INTERNAL_LISTEN_ADDR` is not set.
+    pub internal_addr: SocketAddr,
+}
+
+/// A service's command line and environment.
+pub trait ServiceConfig: clap::Parser {
+    /// The checked settings the service runs with.
+    type Settings;
+    /// The listen options every service shares.
+    fn listen(&self) -> &ListenConfig;
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// When a value is out of range or inconsistent; the message names the variable.
+    fn into_settings(self) -> anyhow::Result<Self::Settings>;
+}
+
+/// Runs a service binary until SIGTERM or Ctrl-C (see [`crate::server::shutdown_signal`]).
+///
+/// # Errors
+/// When the configuration is invalid, a port cannot be bound, or `serve` fails.
+pub async fn run<C, F, Fut>(service: &Service, serve: F) -> anyhow::Result<()>
+where
+    C: ServiceConfig,
+    F: FnOnce(C::Settings, Listeners, Shutdown) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let config = C::parse();
+    let _telemetry = crate::telemetry::init(service.name);
+    crate::metrics::install(config.listen().metrics_addr)?;
+    let listeners = config.listen().bind(service.public_addr, service.internal_addr).await?;
+    serve(config.into_settings()?, listeners, Box::pin(crate::server::shutdown_signal())).await
+}

@@ -1,0 +1,2 @@
+//! Use cases over the store: the seat layouts, cached (immutable once created).
+pub mod layouts;

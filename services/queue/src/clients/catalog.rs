@@ -1,0 +1,56 @@
+//! The catalog's internal API: whether a concert exists and when its sale opens.
+use chrono::{DateTime, Utc};
+use concert_proto::concert::catalog::v1::{
+    GetConcertRequest, catalog_internal_service_client::CatalogInternalServiceClient,
+};
+use platform::{
+    grpc_client::PeerChannel,
+    outbound::{self, CallPolicy, Deadline, Idempotency},
+    status::from_peer,
+};
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::error::QueueError;
+
+/// Asks the catalog about concerts (an idempotent read, retried under the default policy).
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    client: CatalogInternalServiceClient<PeerChannel>,
+    policy: CallPolicy,
+}
+
+impl Catalog {
+    #[must_use]
+    pub fn new(channel: PeerChannel) -> Self {
+        Self { client: CatalogInternalServiceClient::new(channel), policy: CallPolicy::default() }
+    }
+
+    /// When the sale of `concert_id` opens (`None`: no set time, open now).
+    ///
+    /// # Errors
+    /// [`QueueError::ConcertNotFound`] when the catalog does not know the concert;
+    /// [`QueueError::Peer`] when the catalog cannot be asked.
+    pub async fn sale_opens_at(&self, concert_id: Uuid) -> Result<Option<DateTime<Utc>>, QueueError> {
+        let request = GetConcertRequest { concert_id: concert_id.to_string() };
+        let concert = outbound::call("catalog", &self.policy, Deadline::NONE, Idempotency::Idempotent, |budget| {
+            let mut client = self.client.clone();
+            let request = outbound::with_timeout(request.clone(), budget);
+            async move { client.get_concert(request).await }
+        })
+        .await
+        .map_err(|s| match s.code() {
+            Code::NotFound => QueueError::ConcertNotFound,
+            _ => QueueError::Peer(from_peer("catalog", &s)),
+        })?
+        .into_inner()
+        .concert
+        .unwrap_or_default();
+        concert
+            .sale_opens_at
+            .as_ref()
+            .map(|t| platform::convert::datetime("sale_opens_at", Some(t)))
+            .transpose()
+            .map_err(|e| QueueError::from(anyhow::anyhow!("catalog sent a bad sale_opens_at: {e}")))
+    }
+}

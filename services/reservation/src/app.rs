@@ -1,0 +1,118 @@
+//! Builds the reservation service and owns what it runs: the server, the batch workers, the
+//! hold sweeper, the saga recovery worker and the gauges, all in one task set.
+use std::{
+    future::Future,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+};
+
+use concert_proto::concert::reservation::v1::{
+    reservation_internal_service_server::ReservationInternalServiceServer,
+    reservation_service_server::ReservationServiceServer,
+};
+use platform::{
+    app::{Service, Tasks},
+    auth::TokenValidator,
+    grpc_client::lazy_channel,
+    server::{Listeners, Port},
+};
+use sqlx::migrate::Migrator;
+use tonic::{server::NamedService, service::Routes};
+
+use crate::{
+    batch::{completions::Completer, debits::DebitRecorder, holds::HoldBatcher, payment_starts::PaymentStarter},
+    clients::{Catalog, Queue, Wallet},
+    config::Settings,
+    grpc::ReservationApi,
+    service::{gauges, recovery, saga::Saga, sweeper, taken_seats::TakenSeats},
+    store::ReservationRepo,
+};
+
+/// The binary's name and default ports: public 127.0.0.1:50053 (`LISTEN_ADDR`), internal
+/// 127.0.0.1:50063 (`INTERNAL_LISTEN_ADDR`).
+pub const SERVICE: Service = Service {
+    name: "reservation",
+    public_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50053)),
+    internal_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50063)),
+};
+/// The PostgreSQL schema this service owns.
+pub const SCHEMA: &str = "reservation";
+/// The reservation migrations (`migrations/reservation`).
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/reservation");
+
+/// Connects to PostgreSQL, applies migrations, starts the hold sweeper and the saga
+/// recovery worker, and serves until `shutdown` resolves.
+///
+/// # Errors
+/// When the database is unreachable, a migration fails or the server cannot start.
+pub async fn run(
+    settings: Settings,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let auth = settings.auth.build().await?;
+    let pool = platform::db::connect_and_migrate(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    let repo = ReservationRepo::new(pool.clone());
+    // Every background task of this replica lives here and ends with `run`.
+    let mut tasks = Tasks::new();
+    tasks.spawn(platform::metrics::sample_pool(pool.clone()));
+
+    let queue_channel = lazy_channel(&settings.queue_url)?;
+    let queue = Queue::new(queue_channel.clone(), settings.peer_policy.with_own_budget());
+    let wallet = Wallet::new(lazy_channel(&settings.wallet_url)?, settings.peer_policy.with_own_budget(), &mut tasks);
+    let debits = DebitRecorder::start(repo.clone(), &mut tasks);
+    let saga = Saga::new(repo.clone(), wallet, queue.clone(), debits, settings.clock.clone());
+
+    tasks.spawn(sweeper::sweep_expired_holds(repo.clone(), settings.clock.clone(), settings.sweep_interval));
+    tasks.spawn(gauges::export_gauges(
+        repo.clone(),
+        settings.clock.clone(),
+        settings.payment_max_attempts,
+        gauges::GAUGE_INTERVAL,
+    ));
+    // The recovery worker drives sagas inline (no completer): it finishes what it resumes.
+    tasks.spawn(recovery::recover_payments(
+        repo.clone(),
+        saga.clone(),
+        settings.clock.clone(),
+        recovery::RecoveryPolicy {
+            interval: settings.recovery_interval,
+            lease: settings.payment_lease,
+            max_attempts: settings.payment_max_attempts,
+        },
+    ));
+    let (completer, completion_worker) = Completer::new(repo.clone(), queue);
+    tasks.spawn(completion_worker);
+
+    let api = ReservationApi {
+        auth: TokenValidator::new(queue_channel, settings.token_cache_ttl, settings.clock.clone(), &mut tasks),
+        catalog: Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl),
+        saga: saga.with_completer(completer),
+        taken: TakenSeats::new(settings.seat_taken_ttl),
+        holds: HoldBatcher::start(repo.clone(), &mut tasks),
+        payments: PaymentStarter::start(repo.clone(), &mut tasks),
+        repo,
+        clock: settings.clock,
+        hold_ttl: settings.hold_ttl,
+        max_holds: settings.max_holds_per_user,
+        payment_lease: settings.payment_lease,
+        payment_max_attempts: settings.payment_max_attempts,
+    };
+    let ports = vec![
+        Port::public(
+            listeners.public,
+            Routes::new(ReservationServiceServer::new(api.clone())),
+            vec![ReservationServiceServer::<ReservationApi>::NAME],
+            auth,
+            vec![],
+        ),
+        Port::internal(
+            listeners.internal,
+            Routes::new(ReservationInternalServiceServer::new(api)),
+            vec![ReservationInternalServiceServer::<ReservationApi>::NAME],
+        ),
+    ];
+    let served = platform::server::serve(ports, settings.limits, shutdown).await;
+    // The server has drained its calls: nothing needs the workers any more.
+    tasks.shutdown().await;
+    served
+}

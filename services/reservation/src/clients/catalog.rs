@@ -1,0 +1,106 @@
+//! The catalog's internal API: seat prices and start times, cached per schedule (layouts
+//! never change once created).
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use concert_proto::concert::catalog::v1::{
+    GetScheduleSeatsRequest, catalog_internal_service_client::CatalogInternalServiceClient,
+};
+use moka::future::Cache;
+use platform::{
+    grpc_client::PeerChannel,
+    money::Won,
+    outbound::{self, CallPolicy, Deadline, Idempotency},
+    status::from_peer,
+};
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::error::ReservationError;
+
+/// Price and start time of a seat, as the catalog knows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatInfo {
+    /// The concert of the schedule (a token unlocks only its own concert).
+    pub concert_id: Uuid,
+    pub price: Won,
+    pub starts_at: DateTime<Utc>,
+}
+
+/// A schedule's start and its seat prices (index = seat number − 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layout {
+    concert_id: Uuid,
+    starts_at: DateTime<Utc>,
+    prices: Vec<Won>,
+}
+
+/// Most schedule layouts one replica keeps.
+const LAYOUT_CAPACITY: u64 = 50_000;
+
+/// The catalog's internal API, with schedule layouts cached: they never change after
+/// AddSchedule, so one lookup per schedule and replica prices every hold on it.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    client: CatalogInternalServiceClient<PeerChannel>,
+    layouts: Cache<Uuid, Arc<Layout>>,
+    policy: CallPolicy,
+}
+
+impl Catalog {
+    #[must_use]
+    pub fn new(channel: PeerChannel, layout_ttl: Duration) -> Self {
+        Self {
+            client: CatalogInternalServiceClient::new(channel),
+            layouts: Cache::builder().max_capacity(LAYOUT_CAPACITY).time_to_live(layout_ttl).build(),
+            policy: CallPolicy::default(),
+        }
+    }
+
+    /// Price and start of one seat.
+    ///
+    /// # Errors
+    /// [`ReservationError::ScheduleNotFound`] for an unknown schedule or seat;
+    /// [`ReservationError::Peer`] when catalog fails.
+    pub async fn seat(&self, schedule_id: Uuid, seat_number: u32) -> Result<SeatInfo, ReservationError> {
+        let layout = self
+            .layouts
+            .try_get_with(schedule_id, fetch_layout(self.client.clone(), self.policy.clone(), schedule_id))
+            .await
+            .map_err(|e| ReservationError::shared(&e, "loading seat layout"))?;
+        let index = usize::try_from(seat_number).ok().and_then(|n| n.checked_sub(1));
+        let price = index.and_then(|i| layout.prices.get(i)).ok_or(ReservationError::ScheduleNotFound)?;
+        Ok(SeatInfo { concert_id: layout.concert_id, price: *price, starts_at: layout.starts_at })
+    }
+}
+
+async fn fetch_layout(
+    client: CatalogInternalServiceClient<PeerChannel>,
+    policy: CallPolicy,
+    schedule_id: Uuid,
+) -> Result<Arc<Layout>, ReservationError> {
+    let request = GetScheduleSeatsRequest { schedule_id: schedule_id.to_string() };
+    let response = outbound::call("catalog", &policy, Deadline::NONE, Idempotency::Idempotent, |budget| {
+        let mut client = client.clone();
+        let request = outbound::with_timeout(request.clone(), budget);
+        async move { client.get_schedule_seats(request).await }
+    })
+    .await
+    .map_err(|s| match s.code() {
+        Code::NotFound => ReservationError::ScheduleNotFound,
+        _ => ReservationError::Peer(from_peer("catalog", &s)),
+    })?
+    .into_inner();
+    let schedule = response.schedule.unwrap_or_default();
+    let starts_at = platform::convert::datetime("starts_at", schedule.starts_at.as_ref())
+        .map_err(|e| ReservationError::from(anyhow::anyhow!("catalog sent a bad schedule: {e}")))?;
+    let concert_id = Uuid::parse_str(&schedule.concert_id)
+        .map_err(|_| ReservationError::from(anyhow::anyhow!("catalog sent a schedule without a concert")))?;
+    let mut seats = response.seats;
+    seats.sort_by_key(|s| s.seat_number);
+    let in_order = seats.iter().zip(1..).all(|(s, n)| s.seat_number == n);
+    if !in_order {
+        return Err(ReservationError::from(anyhow::anyhow!("catalog sent seats that are not 1..=n")));
+    }
+    Ok(Arc::new(Layout { concert_id, starts_at, prices: seats.iter().map(|s| Won::new(s.price)).collect() }))
+}

@@ -1,0 +1,64 @@
+//! The queue's internal API: expiring the tokens of paid payments.
+use concert_proto::concert::queue::v1::{
+    ExpireTokenRequest, ExpireTokensRequest, queue_internal_service_client::QueueInternalServiceClient,
+};
+use platform::{
+    grpc_client::PeerChannel,
+    outbound::{self, CallPolicy, Deadline, Idempotency},
+    status::from_peer,
+};
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::error::ReservationError;
+
+/// The queue's internal API.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    client: QueueInternalServiceClient<PeerChannel>,
+    policy: CallPolicy,
+}
+
+impl Queue {
+    #[must_use]
+    pub fn new(channel: PeerChannel, policy: CallPolicy) -> Self {
+        Self { client: QueueInternalServiceClient::new(channel), policy }
+    }
+
+    /// Expires a token (idempotent, so retried); an unknown token counts as expired.
+    ///
+    /// # Errors
+    /// [`ReservationError::Peer`] when the queue cannot be reached.
+    pub async fn expire_token(&self, token: Uuid, deadline: Deadline) -> Result<(), ReservationError> {
+        let request = ExpireTokenRequest { token: token.to_string() };
+        let answer = outbound::call("queue", &self.policy, deadline, Idempotency::Idempotent, |budget| {
+            let mut client = self.client.clone();
+            let request = outbound::with_timeout(request.clone(), budget);
+            async move { client.expire_token(request).await }
+        })
+        .await;
+        match answer {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(ReservationError::Peer(from_peer("queue", &s))),
+        }
+    }
+}
+
+impl Queue {
+    /// Expires many tokens at once (idempotent, so retried).
+    ///
+    /// # Errors
+    /// [`ReservationError::Peer`] when the queue cannot be reached.
+    pub async fn expire_tokens(&self, tokens: &[Uuid], deadline: Deadline) -> Result<(), ReservationError> {
+        let request = ExpireTokensRequest { tokens: tokens.iter().map(Uuid::to_string).collect() };
+        outbound::call("queue", &self.policy, deadline, Idempotency::Idempotent, |budget| {
+            let mut client = self.client.clone();
+            let request = outbound::with_timeout(request.clone(), budget);
+            async move { client.expire_tokens(request).await }
+        })
+        .await
+        .map(|_| ())
+        .map_err(|s| ReservationError::Peer(from_peer("queue", &s)))
+    }
+}
