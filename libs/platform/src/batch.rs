@@ -150,7 +150,7 @@ fn batch_span<H: BatchHandler>(callers: &[&tracing::Span]) -> tracing::Span {
     span
 }
 
-/// The handler's type name without its path (`HoldInserter`, `DebitRecorder`, …).
+/// The handler's type name without its path (`HoldInserter`, `DebitBatcher`, …).
 fn handler_name<H>() -> &'static str {
     let full = std::any::type_name::<H>();
     let base = full.split('<').next().unwrap_or(full);

@@ -19,7 +19,9 @@ use sqlx::migrate::Migrator;
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{
-    batch::{completions::Completer, debits::DebitRecorder, holds::HoldBatcher, payment_starts::PaymentStarter},
+    batch::{
+        completions::CompletionBatcher, debits::DebitBatcher, holds::HoldBatcher, payment_starts::PaymentStartBatcher,
+    },
     clients::{Catalog, Queue, Wallet},
     config::Settings,
     grpc::ReservationApi,
@@ -59,7 +61,7 @@ pub async fn run(
     let queue_channel = lazy_channel(&settings.queue_url)?;
     let queue = Queue::new(queue_channel.clone(), settings.peer_policy.with_own_budget());
     let wallet = Wallet::new(lazy_channel(&settings.wallet_url)?, settings.peer_policy.with_own_budget(), &mut tasks);
-    let debits = DebitRecorder::start(repo.clone(), &mut tasks);
+    let debits = DebitBatcher::start(repo.clone(), &mut tasks);
     let saga = Saga::new(repo.clone(), wallet, queue.clone(), debits, settings.clock.clone());
 
     tasks.spawn(sweeper::sweep_expired_holds(repo.clone(), settings.clock.clone(), settings.sweep_interval));
@@ -69,7 +71,7 @@ pub async fn run(
         settings.payment_max_attempts,
         gauges::GAUGE_INTERVAL,
     ));
-    // The recovery worker drives sagas inline (no completer): it finishes what it resumes.
+    // The recovery worker drives sagas inline (no completion batcher): it finishes what it resumes.
     tasks.spawn(recovery::recover_payments(
         repo.clone(),
         saga.clone(),
@@ -80,16 +82,15 @@ pub async fn run(
             max_attempts: settings.payment_max_attempts,
         },
     ));
-    let (completer, completion_worker) = Completer::new(repo.clone(), queue);
-    tasks.spawn(completion_worker);
+    let completions = CompletionBatcher::start(repo.clone(), queue, &mut tasks);
 
     let api = ReservationApi {
         auth: TokenValidator::new(queue_channel, settings.token_cache_ttl, settings.clock.clone(), &mut tasks),
         catalog: Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl),
-        saga: saga.with_completer(completer),
+        saga: saga.with_completions(completions),
         taken: TakenSeats::new(settings.seat_taken_ttl),
         holds: HoldBatcher::start(repo.clone(), &mut tasks),
-        payments: PaymentStarter::start(repo.clone(), &mut tasks),
+        payments: PaymentStartBatcher::start(repo.clone(), &mut tasks),
         repo,
         clock: settings.clock,
         hold_ttl: settings.hold_ttl,

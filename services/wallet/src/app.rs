@@ -12,7 +12,7 @@ use platform::server::{Listeners, Port};
 use sqlx::migrate::Migrator;
 use tonic::{server::NamedService, service::Routes};
 
-use crate::{batch::ledger::Ledger, config::Settings, grpc::WalletApi, store::WalletRepo};
+use crate::{batch::ledger::LedgerBatcher, config::Settings, grpc::WalletApi, store::WalletRepo};
 
 /// The binary's name and default ports: public 127.0.0.1:50054 (`LISTEN_ADDR`), internal
 /// 127.0.0.1:50064 (`INTERNAL_LISTEN_ADDR`).
@@ -40,7 +40,7 @@ pub async fn run(
     let mut tasks = Tasks::new();
     tasks.spawn(platform::metrics::sample_pool(pool.clone()));
     let repo = WalletRepo::new(pool);
-    let api = WalletApi::new(repo.clone(), Ledger::start(repo, &mut tasks));
+    let api = WalletApi::new(repo.clone(), LedgerBatcher::start(repo, &mut tasks));
     let auth = settings.auth.build().await?;
     let ports = vec![
         Port::public(

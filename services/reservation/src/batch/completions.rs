@@ -11,7 +11,7 @@
 //! recovery worker finishes them one by one after their lease. A token whose payment is
 //! CONFIRMED is already refused by HoldSeat and PayReservation (they read `payments`), so
 //! the gap cannot be used for a second booking.
-use platform::outbound::Deadline;
+use platform::{app::Tasks, outbound::Deadline};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -24,16 +24,17 @@ const BACKLOG: usize = 8_192;
 
 /// Hands CONFIRMED payments to the completion worker.
 #[derive(Debug, Clone)]
-pub struct Completer {
+pub struct CompletionBatcher {
     tx: mpsc::Sender<(Uuid, Uuid)>,
 }
 
-impl Completer {
-    /// The completer and its worker, which the caller runs (and so owns); the worker also
-    /// stops when every `Completer` clone is dropped.
-    pub fn new(repo: ReservationRepo, queue: Queue) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+impl CompletionBatcher {
+    /// Starts the worker in `tasks`; it stops when every clone is dropped.
+    #[must_use]
+    pub fn start(repo: ReservationRepo, queue: Queue, tasks: &mut Tasks) -> Self {
         let (tx, rx) = mpsc::channel(BACKLOG);
-        (Self { tx }, worker(repo, queue, rx))
+        tasks.spawn(worker(repo, queue, rx));
+        Self { tx }
     }
 
     /// Queues payment `payment_id` (made with `token`) for completion. When the backlog is

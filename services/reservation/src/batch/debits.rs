@@ -42,9 +42,9 @@ impl BatchHandler for DebitWriter {
 
 /// Hands recorded debits to the batch workers.
 #[derive(Debug, Clone)]
-pub struct DebitRecorder(Batcher<DebitWriter>);
+pub struct DebitBatcher(Batcher<DebitWriter>);
 
-impl DebitRecorder {
+impl DebitBatcher {
     /// Starts the workers in `tasks`; they stop when every clone is dropped.
     #[must_use]
     pub fn start(repo: ReservationRepo, tasks: &mut Tasks) -> Self {

@@ -43,12 +43,12 @@ impl BatchHandler for StartWriter {
 
 /// Hands payment starts to the batch workers.
 #[derive(Debug, Clone)]
-pub struct PaymentStarter {
+pub struct PaymentStartBatcher {
     batches: Batcher<StartWriter>,
     repo: ReservationRepo,
 }
 
-impl PaymentStarter {
+impl PaymentStartBatcher {
     /// Starts the workers in `tasks`; they stop when every clone is dropped.
     #[must_use]
     pub fn start(repo: ReservationRepo, tasks: &mut Tasks) -> Self {

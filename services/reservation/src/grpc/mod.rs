@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::{
     batch::holds::HoldBatcher,
-    batch::payment_starts::PaymentStarter,
+    batch::payment_starts::PaymentStartBatcher,
     clients::Catalog,
     domain::{DebitRefusal, Payment, PaymentStatus, Reservation, ReservationStatus},
     error::ReservationError,
@@ -45,7 +45,7 @@ pub struct ReservationApi {
     pub(crate) clock: SharedClock,
     pub(crate) taken: TakenSeats,
     pub(crate) holds: HoldBatcher,
-    pub(crate) payments: PaymentStarter,
+    pub(crate) payments: PaymentStartBatcher,
     /// How long a hold keeps its seat.
     pub(crate) hold_ttl: Duration,
     /// Most live holds per user and concert.

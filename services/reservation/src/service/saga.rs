@@ -9,8 +9,8 @@
 use platform::{clock::SharedClock, outbound::Deadline};
 
 use crate::{
-    batch::completions::Completer,
-    batch::debits::DebitRecorder,
+    batch::completions::CompletionBatcher,
+    batch::debits::DebitBatcher,
     clients::{DebitOutcome, Queue, RefundOutcome, Wallet},
     domain::{Payment, PaymentStatus, SagaStep},
     error::ReservationError,
@@ -25,24 +25,24 @@ pub struct Saga {
     queue: Queue,
     clock: SharedClock,
     /// Records debits in batches shared with every concurrent saga of this replica.
-    debits: DebitRecorder,
+    debits: DebitBatcher,
     /// When set, the last step is handed to it instead of run inline.
-    completer: Option<Completer>,
+    completions: Option<CompletionBatcher>,
 }
 
 impl Saga {
     /// A saga driver recording debits through `debits`.
     #[must_use]
-    pub fn new(repo: ReservationRepo, wallet: Wallet, queue: Queue, debits: DebitRecorder, clock: SharedClock) -> Self {
-        Self { repo, wallet, queue, clock, debits, completer: None }
+    pub fn new(repo: ReservationRepo, wallet: Wallet, queue: Queue, debits: DebitBatcher, clock: SharedClock) -> Self {
+        Self { repo, wallet, queue, clock, debits, completions: None }
     }
 
-    /// This saga, handing the last step (token expiry, COMPLETED) to `completer`: the
-    /// request path answers once the seat is confirmed, and the completer finishes paid
+    /// This saga, handing the last step (token expiry, COMPLETED) to `completions`: the
+    /// request path answers once the seat is confirmed, and the batcher finishes paid
     /// payments in batches. The recovery worker keeps an inline saga.
     #[must_use]
-    pub fn with_completer(mut self, completer: Completer) -> Self {
-        self.completer = Some(completer);
+    pub fn with_completions(mut self, completions: CompletionBatcher) -> Self {
+        self.completions = Some(completions);
         self
     }
 
@@ -81,9 +81,9 @@ impl Saga {
                     }
                 },
                 SagaStep::ExpireToken => {
-                    if let Some(completer) = &self.completer {
-                        // Finished in a batch right after the answer (see `completer`).
-                        completer.submit(payment.payment_id, payment.token);
+                    if let Some(completions) = &self.completions {
+                        // Finished in a batch right after the answer (see `batch::completions`).
+                        completions.submit(payment.payment_id, payment.token);
                         return Ok(payment);
                     }
                     match self.queue.expire_token(payment.token, deadline).await {

@@ -5,7 +5,7 @@
 use chrono::Utc;
 use platform::money::Won;
 use reservation_service::{
-    batch::debits::DebitRecorder,
+    batch::debits::DebitBatcher,
     domain::{Payment, PaymentStatus},
     store::{PaymentStart, RecordedDebit, ReservationRepo},
 };
@@ -87,7 +87,7 @@ async fn concurrent_records_through_the_batcher_each_get_their_own_payment(pool:
         payments.push(started_payment(&repo, schedule, seat).await);
     }
     let mut tasks = platform::app::Tasks::new();
-    let recorder = DebitRecorder::start(repo.clone(), &mut tasks);
+    let recorder = DebitBatcher::start(repo.clone(), &mut tasks);
     let calls: Vec<_> = payments
         .iter()
         .enumerate()

@@ -1,11 +1,11 @@
 //! The batched start of payment sagas against real PostgreSQL: one batch starts the common
 //! case, decides what the rules refuse, and leaves everything else to the single path,
-//! which `PaymentStarter` then runs, so each request gets the answer it would get alone.
+//! which `PaymentStartBatcher` then runs, so each request gets the answer it would get alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use chrono::{DateTime, Duration, Utc};
 use platform::{auth::Principal, money::Won};
 use reservation_service::{
-    batch::payment_starts::PaymentStarter,
+    batch::payment_starts::PaymentStartBatcher,
     domain::PaymentStatus,
     error::ReservationError,
     store::{PaymentRequest, PaymentStart, ReservationRepo},
@@ -117,7 +117,7 @@ async fn a_token_that_paid_starts_nothing_more(pool: PgPool) {
 async fn concurrent_starts_through_the_starter_get_one_payment_per_reservation(pool: PgPool) {
     let repo = ReservationRepo::new(pool.clone());
     let mut tasks = platform::app::Tasks::new();
-    let starter = PaymentStarter::start(repo.clone(), &mut tasks);
+    let starter = PaymentStartBatcher::start(repo.clone(), &mut tasks);
     let concert = Uuid::new_v4();
     let now = Utc::now();
     let mut holds = Vec::new();

@@ -4,7 +4,7 @@
 //! row, a ledger append and a durable commit. Here every charge or debit already waiting (up
 //! to [`MAX_BATCH`]) is applied by [`WalletRepo::apply_many`] in one transaction; nothing
 //! waits to fill a batch, so a lone request is written at once. Debits that arrive already
-//! batched (DebitMany, from the saga) skip the queue: [`Ledger::apply_all`] writes them the
+//! batched (DebitMany, from the saga) skip the queue: [`LedgerBatcher::apply_all`] writes them the
 //! same way, up to [`MAX_BATCH`] per transaction.
 //!
 //! The money rules are unchanged: each mutation is decided in order against the locked
@@ -48,12 +48,12 @@ impl BatchHandler for LedgerWriter {
 
 /// The wallet's write path: batched charges and debits, single refunds.
 #[derive(Debug, Clone)]
-pub struct Ledger {
+pub struct LedgerBatcher {
     repo: WalletRepo,
     batcher: Batcher<LedgerWriter>,
 }
 
-impl Ledger {
+impl LedgerBatcher {
     /// Starts the batch workers in `tasks`; they stop when every clone is dropped.
     #[must_use]
     pub fn start(repo: WalletRepo, tasks: &mut Tasks) -> Self {
@@ -77,7 +77,7 @@ impl Ledger {
     }
 
     /// Applies charges and debits that arrived together (DebitMany): up to [`MAX_BATCH`] per
-    /// transaction, each mutation answered as [`Ledger::apply`] would answer it, in order.
+    /// transaction, each mutation answered as [`LedgerBatcher::apply`] would answer it, in order.
     /// A chunk the database refuses as a whole is retried one mutation at a time.
     ///
     /// # Errors

@@ -11,7 +11,7 @@ use concert_proto::concert::wallet::v1::{
 use platform::{identity, validate};
 use tonic::{Request, Response, Status};
 
-use crate::{batch::ledger::Ledger, domain::EntryKind, error::WalletError, store::WalletRepo};
+use crate::{batch::ledger::LedgerBatcher, domain::EntryKind, error::WalletError, store::WalletRepo};
 use convert::{debit_failure, debit_response, debited, mutation, transaction};
 
 /// Default and largest page of `ListTransactions`.
@@ -26,13 +26,13 @@ const MAX_DEBITS: usize = 1_000;
 #[derive(Debug, Clone)]
 pub struct WalletApi {
     repo: WalletRepo,
-    ledger: Ledger,
+    ledger: LedgerBatcher,
 }
 
 impl WalletApi {
     /// The handlers, writing through `ledger` (whose workers `app::run` owns).
     #[must_use]
-    pub fn new(repo: WalletRepo, ledger: Ledger) -> Self {
+    pub fn new(repo: WalletRepo, ledger: LedgerBatcher) -> Self {
         Self { repo, ledger }
     }
 }
