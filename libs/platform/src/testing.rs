@@ -348,3 +348,32 @@ pub fn test_channel(url: &str) -> PeerChannel {
 
 /// Deadline of a test's own calls.
 pub const TEST_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Asserts that each `(value, name)` is written to a TEXT column as `name` and read back from
+/// it as `value`, and that a name the type does not know is a decode error (not a default):
+/// what a status enum's `sqlx::Type` must do for the rows it shares with the schema's CHECKs.
+///
+/// # Panics
+/// When a mapping differs (tests only).
+pub async fn assert_stored_names<T>(pool: &sqlx::PgPool, cases: &[(T, &str)])
+where
+    T: for<'q> sqlx::Encode<'q, sqlx::Postgres>
+        + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + Copy
+        + PartialEq
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + Unpin,
+{
+    for &(value, name) in cases {
+        let written: String =
+            sqlx::query_scalar("SELECT $1::text").bind(value).fetch_one(pool).await.expect("write the value");
+        assert_eq!(written, name, "{value:?} is stored as");
+        let read: T = sqlx::query_scalar("SELECT $1::text").bind(name).fetch_one(pool).await.expect("read the name");
+        assert_eq!(read, value, "{name:?} reads as");
+    }
+    let unknown = sqlx::query_scalar::<_, T>("SELECT 'NOT_A_NAME'::text").fetch_one(pool).await;
+    assert!(unknown.is_err(), "an unknown name must not decode: {unknown:?}");
+}

@@ -1,8 +1,10 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// Lifecycle of a token: WAITING → ACTIVE → EXPIRED, or WAITING → EXPIRED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Lifecycle of a token: WAITING → ACTIVE → EXPIRED, or WAITING → EXPIRED. Stored by name
+/// in the TEXT column `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TokenState {
     Waiting,
     Active,
@@ -10,24 +12,13 @@ pub enum TokenState {
 }
 
 impl TokenState {
-    /// The name stored in the `state` column.
+    /// The stored name (as sqlx writes it), for logs and metric labels.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             TokenState::Waiting => "WAITING",
             TokenState::Active => "ACTIVE",
             TokenState::Expired => "EXPIRED",
-        }
-    }
-
-    /// Parses the stored name; `None` for a value the schema's CHECK forbids.
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "WAITING" => Some(TokenState::Waiting),
-            "ACTIVE" => Some(TokenState::Active),
-            "EXPIRED" => Some(TokenState::Expired),
-            _ => None,
         }
     }
 }
@@ -192,11 +183,9 @@ mod tests {
         assert_eq!(s.position, 1);
     }
 
-    #[test]
-    fn state_names_round_trip() {
-        for s in [TokenState::Waiting, TokenState::Active, TokenState::Expired] {
-            assert_eq!(TokenState::parse(s.as_str()), Some(s));
-        }
-        assert_eq!(TokenState::parse("nope"), None);
+    #[sqlx::test(migrations = false)]
+    async fn state_names_round_trip_through_postgres(pool: sqlx::PgPool) {
+        let cases = [TokenState::Waiting, TokenState::Active, TokenState::Expired].map(|s| (s, s.as_str()));
+        platform::testing::assert_stored_names(&pool, &cases).await;
     }
 }

@@ -13,7 +13,7 @@ mod tokens;
 use sqlx::{PgPool, Row, postgres::PgRow};
 
 use crate::{
-    domain::{PolicyOverrides, Room, Token, TokenState},
+    domain::{PolicyOverrides, Room, Token},
     error::QueueError,
 };
 
@@ -67,15 +67,13 @@ pub(super) fn room_from_row(row: &PgRow) -> Result<Room, QueueError> {
 }
 
 pub(super) fn token_from_row(row: &PgRow) -> Result<Token, QueueError> {
-    let state: String = row.try_get("state")?;
     Ok(Token {
         token: row.try_get("token")?,
         user_id: row.try_get("user_id")?,
         concert_id: row.try_get("concert_id")?,
         seq: row.try_get("seq")?,
         place: row.try_get("place")?,
-        state: TokenState::parse(&state)
-            .ok_or_else(|| QueueError::from(anyhow::anyhow!("unknown token state {state:?}")))?,
+        state: row.try_get("state")?,
         issued_at: row.try_get("issued_at")?,
         expires_at: row.try_get("expires_at")?,
     })

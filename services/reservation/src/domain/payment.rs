@@ -16,7 +16,10 @@ use uuid::Uuid;
 /// FAILED therefore always means "no money was taken and none can be": the wallet has voided
 /// the debit key. A refusal is not recorded as FAILED directly, because another driver of
 /// the same saga may have had the debit taken in the meantime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Stored by name in the TEXT column `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentStatus {
     /// Recorded before the debit; the debit's outcome may be unknown.
     Started,
@@ -81,6 +84,7 @@ impl PaymentStatus {
     pub const ALL: [Self; 6] =
         [Self::Started, Self::Confirmed, Self::Completed, Self::Compensating, Self::Compensated, Self::Failed];
 
+    /// The stored name (as sqlx writes it), for logs and metric labels.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -90,19 +94,6 @@ impl PaymentStatus {
             Self::Compensating => "COMPENSATING",
             Self::Compensated => "COMPENSATED",
             Self::Failed => "FAILED",
-        }
-    }
-
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "STARTED" => Some(Self::Started),
-            "CONFIRMED" => Some(Self::Confirmed),
-            "COMPLETED" => Some(Self::Completed),
-            "COMPENSATING" => Some(Self::Compensating),
-            "COMPENSATED" => Some(Self::Compensated),
-            "FAILED" => Some(Self::Failed),
-            _ => None,
         }
     }
 
@@ -159,6 +150,7 @@ impl Payment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ReservationStatus;
 
     #[test]
     fn every_state_has_one_next_step() {
@@ -170,18 +162,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn names_round_trip() {
-        for s in [
-            PaymentStatus::Started,
-            PaymentStatus::Confirmed,
-            PaymentStatus::Completed,
-            PaymentStatus::Compensating,
-            PaymentStatus::Compensated,
-            PaymentStatus::Failed,
-        ] {
-            assert_eq!(PaymentStatus::parse(s.as_str()), Some(s));
-        }
+    #[sqlx::test(migrations = false)]
+    async fn names_round_trip_through_postgres(pool: sqlx::PgPool) {
+        let cases = PaymentStatus::ALL.map(|s| (s, s.as_str()));
+        platform::testing::assert_stored_names(&pool, &cases).await;
+        let statuses = [
+            ReservationStatus::Held,
+            ReservationStatus::Confirmed,
+            ReservationStatus::Cancelled,
+            ReservationStatus::Expired,
+        ];
+        platform::testing::assert_stored_names(&pool, &statuses.map(|s| (s, s.as_str()))).await;
     }
 
     #[test]

@@ -9,8 +9,9 @@ pub const SEATS_PER_SCHEDULE: u32 = 50;
 
 /// Lifecycle of a reservation:
 /// HELD → CONFIRMED (paid), HELD → CANCELLED (by the user or by compensation),
-/// HELD → EXPIRED (not paid in time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// HELD → EXPIRED (not paid in time). Stored by name in the TEXT column `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReservationStatus {
     Held,
     Confirmed,
@@ -19,6 +20,7 @@ pub enum ReservationStatus {
 }
 
 impl ReservationStatus {
+    /// The stored name (as sqlx writes it), for logs and metric labels.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -26,17 +28,6 @@ impl ReservationStatus {
             Self::Confirmed => "CONFIRMED",
             Self::Cancelled => "CANCELLED",
             Self::Expired => "EXPIRED",
-        }
-    }
-
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "HELD" => Some(Self::Held),
-            "CONFIRMED" => Some(Self::Confirmed),
-            "CANCELLED" => Some(Self::Cancelled),
-            "EXPIRED" => Some(Self::Expired),
-            _ => None,
         }
     }
 }

@@ -2,7 +2,7 @@
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{PAYMENT_COLUMNS, ReservationRepo, parse_reservation_status, payment_from_row};
+use super::{PAYMENT_COLUMNS, ReservationRepo, payment_from_row};
 use crate::{
     domain::{Payment, ReservationStatus},
     error::ReservationError,
@@ -38,12 +38,11 @@ impl ReservationRepo {
         tx.commit().await?;
         rows.iter()
             .map(|row| {
-                let status: String = row.try_get("reservation_status")?;
                 let seat: i32 = row.try_get("seat_number")?;
                 let attempts: i32 = row.try_get("attempts")?;
                 Ok(PaymentBook {
                     payment: payment_from_row(row)?,
-                    reservation_status: parse_reservation_status(&status)?,
+                    reservation_status: row.try_get("reservation_status")?,
                     schedule_id: row.try_get("schedule_id")?,
                     seat_number: platform::db::unsigned(seat, "seat_number")?,
                     attempts: platform::db::unsigned(attempts, "attempts")?,

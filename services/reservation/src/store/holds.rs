@@ -7,10 +7,7 @@ use platform::money::Won;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{
-    RESERVATION_COLUMNS, ReservationRepo, lock_reservation, parse_reservation_status, reservation_from_row,
-    set_reservation_status,
-};
+use super::{RESERVATION_COLUMNS, ReservationRepo, lock_reservation, reservation_from_row, set_reservation_status};
 use crate::{
     domain::{Blocker, HoldDiagnosis, Reservation, ReservationStatus},
     error::ReservationError,
@@ -149,12 +146,10 @@ impl ReservationRepo {
             .bind(h.concert_id)
             .fetch_one(&self.pool)
             .await?;
-        let status: Option<String> = row.try_get(1)?;
+        let status: Option<ReservationStatus> = row.try_get(1)?;
         let expires_at: Option<DateTime<Utc>> = row.try_get(2)?;
         let blocker = match (status, expires_at) {
-            (Some(status), Some(expires_at)) => {
-                Some(Blocker { status: parse_reservation_status(&status)?, expires_at, paying: row.try_get(3)? })
-            }
+            (Some(status), Some(expires_at)) => Some(Blocker { status, expires_at, paying: row.try_get(3)? }),
             _ => None,
         };
         Ok(HoldDiagnosis { token_used: row.try_get(0)?, blocker, user_holds: row.try_get(4)? })
@@ -314,12 +309,11 @@ impl ReservationRepo {
         .await?;
         rows.iter()
             .map(|r| {
-                let status: String = r.try_get(2)?;
                 let seat: i32 = r.try_get(1)?;
                 Ok(OccupiedSeat {
                     schedule_id: r.try_get(0)?,
                     seat_number: platform::db::unsigned(seat, "seat_number")?,
-                    status: parse_reservation_status(&status)?,
+                    status: r.try_get(2)?,
                 })
             })
             .collect()

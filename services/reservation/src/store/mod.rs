@@ -116,7 +116,7 @@ pub(super) async fn set_reservation_status(
 ) -> Result<(), ReservationError> {
     sqlx::query("UPDATE reservations SET status = $2, released_at = $3 WHERE reservation_id = $1")
         .bind(id)
-        .bind(status.as_str())
+        .bind(status)
         .bind(now)
         .execute(&mut **tx)
         .await?;
@@ -135,7 +135,7 @@ pub(super) async fn set_payment_status(
          RETURNING {PAYMENT_COLUMNS}"
     ))
     .bind(id)
-    .bind(status.as_str())
+    .bind(status)
     .bind(refusal.map(DebitRefusal::as_str))
     .bind(now)
     .fetch_one(&mut **tx)
@@ -143,13 +143,7 @@ pub(super) async fn set_payment_status(
     payment_from_row(&row)
 }
 
-pub(super) fn parse_reservation_status(s: &str) -> Result<ReservationStatus, ReservationError> {
-    ReservationStatus::parse(s)
-        .ok_or_else(|| ReservationError::from(anyhow::anyhow!("unknown reservation status {s:?}")))
-}
-
 pub(super) fn reservation_from_row(row: &PgRow) -> Result<Reservation, ReservationError> {
-    let status: String = row.try_get("status")?;
     let seat: i32 = row.try_get("seat_number")?;
     Ok(Reservation {
         reservation_id: row.try_get("reservation_id")?,
@@ -159,7 +153,7 @@ pub(super) fn reservation_from_row(row: &PgRow) -> Result<Reservation, Reservati
         schedule_id: row.try_get("schedule_id")?,
         seat_number: platform::db::unsigned(seat, "seat_number")?,
         price: row.try_get("price")?,
-        status: parse_reservation_status(&status)?,
+        status: row.try_get("status")?,
         held_at: row.try_get("held_at")?,
         expires_at: row.try_get("expires_at")?,
         payment_started: row.try_get("payment_started")?,
@@ -167,7 +161,6 @@ pub(super) fn reservation_from_row(row: &PgRow) -> Result<Reservation, Reservati
 }
 
 pub(super) fn payment_from_row(row: &PgRow) -> Result<Payment, ReservationError> {
-    let status: String = row.try_get("status")?;
     Ok(Payment {
         payment_id: row.try_get("payment_id")?,
         reservation_id: row.try_get("reservation_id")?,
@@ -175,8 +168,7 @@ pub(super) fn payment_from_row(row: &PgRow) -> Result<Payment, ReservationError>
         token: row.try_get("token")?,
         idempotency_key: row.try_get("idempotency_key")?,
         amount: row.try_get("amount")?,
-        status: PaymentStatus::parse(&status)
-            .ok_or_else(|| ReservationError::from(anyhow::anyhow!("unknown payment status {status:?}")))?,
+        status: row.try_get("status")?,
         failure_reason: row.try_get::<Option<&str>, _>("failure_reason")?.map(DebitRefusal::from_reason),
         balance_after: row.try_get("balance_after")?,
         paid_at: row.try_get("paid_at")?,

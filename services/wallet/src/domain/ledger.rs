@@ -4,8 +4,9 @@ use platform::money::Won;
 use super::Account;
 use crate::error::WalletError;
 
-/// What a ledger entry did to the balance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a ledger entry did to the balance. Stored by name in the TEXT column `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EntryKind {
     /// Money added by the user (+).
     Charge,
@@ -16,26 +17,13 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    /// The name stored in the `kind` column.
+    /// The stored name (as sqlx writes it), for logs and metric labels.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             EntryKind::Charge => "CHARGE",
             EntryKind::Debit => "DEBIT",
             EntryKind::Refund => "REFUND",
-        }
-    }
-
-    /// Parses the stored name.
-    ///
-    /// # Errors
-    /// When the column holds an unknown kind (a corrupted row).
-    pub fn parse(s: &str) -> Result<Self, WalletError> {
-        match s {
-            "CHARGE" => Ok(EntryKind::Charge),
-            "DEBIT" => Ok(EntryKind::Debit),
-            "REFUND" => Ok(EntryKind::Refund),
-            other => Err(WalletError::from(anyhow::anyhow!("unknown ledger kind {other:?}"))),
         }
     }
 }
@@ -88,6 +76,12 @@ pub struct LedgerEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[sqlx::test(migrations = false)]
+    async fn kind_names_round_trip_through_postgres(pool: sqlx::PgPool) {
+        let cases = [EntryKind::Charge, EntryKind::Debit, EntryKind::Refund].map(|k| (k, k.as_str()));
+        platform::testing::assert_stored_names(&pool, &cases).await;
+    }
 
     fn mutation(kind: EntryKind, amount: i64) -> Mutation {
         Mutation { user_id: "u".into(), kind, amount: Won::new(amount), idempotency_key: "k".into(), debit_key: None }

@@ -83,7 +83,7 @@ impl WalletRepo {
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENTRY_COLUMNS}"
         ))
         .bind(&m.user_id)
-        .bind(m.kind.as_str())
+        .bind(m.kind)
         .bind(m.amount)
         .bind(account.balance)
         .bind(&m.idempotency_key)
@@ -115,7 +115,7 @@ async fn find_key(
          LEFT JOIN ledger_entries e ON e.user_id = $1 AND e.kind = $2 AND e.idempotency_key = $3"
     ))
     .bind(&m.user_id)
-    .bind(m.kind.as_str())
+    .bind(m.kind)
     .bind(&m.idempotency_key)
     .fetch_one(&mut **tx)
     .await?;

@@ -52,7 +52,7 @@ impl WalletRepo {
                    (SELECT u, k FROM UNNEST($1::text[], $2::text[], $3::text[]) AS x (u, kind, k) WHERE kind = 'DEBIT')"
         ))
         .bind(ms.iter().map(|m| m.user_id.as_str()).collect::<Vec<_>>())
-        .bind(ms.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>())
+        .bind(ms.iter().map(|m| m.kind).collect::<Vec<_>>())
         .bind(ms.iter().map(|m| m.idempotency_key.as_str()).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
@@ -136,7 +136,7 @@ impl WalletRepo {
                  RETURNING {ENTRY_COLUMNS}"
             ))
             .bind(new.iter().map(|(m, _)| m.user_id.as_str()).collect::<Vec<_>>())
-            .bind(new.iter().map(|(m, _)| m.kind.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(m, _)| m.kind).collect::<Vec<_>>())
             .bind(new.iter().map(|(m, _)| m.amount).collect::<Vec<_>>())
             .bind(new.iter().map(|(_, after)| *after).collect::<Vec<_>>())
             .bind(new.iter().map(|(m, _)| m.idempotency_key.as_str()).collect::<Vec<_>>())

@@ -11,10 +11,7 @@ use chrono::{DateTime, Utc};
 use platform::money::Won;
 use sqlx::{PgPool, Row, postgres::PgRow};
 
-use crate::{
-    domain::{EntryKind, LedgerEntry},
-    error::WalletError,
-};
+use crate::{domain::LedgerEntry, error::WalletError};
 
 pub use books::{AccountBook, AuditReport, Books, DebitBook};
 
@@ -71,12 +68,11 @@ impl WalletRepo {
 }
 
 pub(super) fn entry_from_row(row: &PgRow) -> Result<LedgerEntry, WalletError> {
-    let kind: String = row.try_get("kind")?;
     let created_at: DateTime<Utc> = row.try_get("created_at")?;
     Ok(LedgerEntry {
         entry_id: row.try_get("entry_id")?,
         user_id: row.try_get("user_id")?,
-        kind: EntryKind::parse(&kind)?,
+        kind: row.try_get("kind")?,
         amount: row.try_get("amount")?,
         balance_after: row.try_get("balance_after")?,
         idempotency_key: row.try_get("idempotency_key")?,
