@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use concert_proto::concert::queue::v1::{
-    QueueStatus, TokenState, ValidateTokenRequest, ValidateTokenResponse, ValidateTokensRequest,
-    ValidateTokensResponse, queue_internal_service_client::QueueInternalServiceClient,
+    QueueStatus, TokenState, ValidateTokenRequest, ValidateTokensRequest,
+    queue_internal_service_client::QueueInternalServiceClient,
 };
 use moka::future::Cache;
 use tonic::{Code, Request, Status, metadata::MetadataMap};
@@ -34,7 +34,7 @@ use crate::{
     batch::{BatchError, BatchHandler, Batcher},
     clock::SharedClock,
     grpc_client::PeerChannel,
-    outbound::{CallPolicy, Deadline, Idempotency},
+    outbound::{CallPolicy, Deadline, Idempotency, Peer},
     status::{from_peer, with_reason},
 };
 
@@ -122,40 +122,10 @@ const MAX_LOOKUP_BATCH: usize = 128;
 /// token; see reservation's `batch::payment_starts::WORKERS` for the measurement).
 const LOOKUP_WORKERS: usize = 2;
 
-/// Asks the queue about a batch of tokens in one ValidateTokens call; `None` for an unknown
-/// token.
+/// Asks the queue about a batch of tokens in one ValidateTokens call (an idempotent read,
+/// under the default call policy); `None` for an unknown token.
 #[derive(Debug)]
-struct QueueLookup {
-    client: QueueInternalServiceClient<PeerChannel>,
-    /// Deadline and retries of each lookup (an idempotent read).
-    policy: CallPolicy,
-}
-
-impl QueueLookup {
-    async fn validate_tokens(
-        &self,
-        request: ValidateTokensRequest,
-    ) -> Result<tonic::Response<ValidateTokensResponse>, Status> {
-        crate::outbound::call("queue", &self.policy, Deadline::NONE, Idempotency::Idempotent, |budget| {
-            let mut client = self.client.clone();
-            let request = crate::outbound::with_timeout(request.clone(), budget);
-            async move { client.validate_tokens(request).await }
-        })
-        .await
-    }
-
-    async fn validate_token(
-        &self,
-        request: ValidateTokenRequest,
-    ) -> Result<tonic::Response<ValidateTokenResponse>, Status> {
-        crate::outbound::call("queue", &self.policy, Deadline::NONE, Idempotency::Idempotent, |budget| {
-            let mut client = self.client.clone();
-            let request = crate::outbound::with_timeout(request.clone(), budget);
-            async move { client.validate_token(request).await }
-        })
-        .await
-    }
-}
+struct QueueLookup(Peer<QueueInternalServiceClient<PeerChannel>>);
 
 impl BatchHandler for QueueLookup {
     type Item = Uuid;
@@ -164,16 +134,22 @@ impl BatchHandler for QueueLookup {
 
     async fn run(&self, tokens: &[Uuid]) -> Result<Vec<Option<QueueStatus>>, Status> {
         let request = ValidateTokensRequest { tokens: tokens.iter().map(Uuid::to_string).collect() };
-        match self.validate_tokens(request).await {
-            Ok(response) => Ok(response.into_inner().results.into_iter().map(|r| r.status).collect()),
+        let answer = self
+            .0
+            .unary(Deadline::NONE, Idempotency::Idempotent, &request, async |mut c, r| c.validate_tokens(r).await);
+        match answer.await {
+            Ok(response) => Ok(response.results.into_iter().map(|r| r.status).collect()),
             // A queue replica older than ValidateTokens (during a rolling deploy): one call
             // per token, as before.
             Err(s) if s.code() == Code::Unimplemented => {
                 let mut statuses = Vec::with_capacity(tokens.len());
                 for token in tokens {
                     let request = ValidateTokenRequest { token: token.to_string() };
-                    statuses.push(match self.validate_token(request).await {
-                        Ok(r) => r.into_inner().status,
+                    let answer = self.0.unary(Deadline::NONE, Idempotency::Idempotent, &request, async |mut c, r| {
+                        c.validate_token(r).await
+                    });
+                    statuses.push(match answer.await {
+                        Ok(r) => r.status,
                         Err(s) if s.code() == Code::NotFound => None,
                         Err(s) => return Err(s),
                     });
@@ -193,7 +169,7 @@ impl TokenValidator {
         let cache = (!cache_ttl.is_zero())
             .then(|| Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(cache_ttl).build());
         let lookups = Batcher::start(
-            QueueLookup { client: QueueInternalServiceClient::new(channel), policy: CallPolicy::default() },
+            QueueLookup(Peer::new("queue", QueueInternalServiceClient::new(channel), CallPolicy::default())),
             LOOKUP_WORKERS,
             MAX_LOOKUP_BATCH,
             tasks,

@@ -67,6 +67,48 @@ pub fn with_timeout<T>(message: T, budget: Duration) -> Request<T> {
     request
 }
 
+/// A peer service's gRPC client with its name (for errors, logs and metrics) and its call
+/// policy: what every client of a peer holds, so that each call goes through [`call`].
+#[derive(Debug, Clone)]
+pub struct Peer<C> {
+    name: &'static str,
+    client: C,
+    policy: CallPolicy,
+}
+
+impl<C: Clone> Peer<C> {
+    #[must_use]
+    pub fn new(name: &'static str, client: C, policy: CallPolicy) -> Self {
+        Self { name, client, policy }
+    }
+
+    /// The peer's name, as errors and logs give it.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// One unary RPC under the peer's policy and `deadline` (see [`call`]): each attempt
+    /// sends a copy of `message` carrying its budget as `grpc-timeout`, with `rpc` on a clone
+    /// of the client, e.g. `peer.unary(deadline, Idempotent, &request, async |mut c, r| c.refund(r).await)`.
+    ///
+    /// # Errors
+    /// As [`call`]: the last attempt's status, or DEADLINE_EXCEEDED.
+    pub async fn unary<M: Clone, T>(
+        &self,
+        deadline: Deadline,
+        idempotency: Idempotency,
+        message: &M,
+        rpc: impl AsyncFn(C, Request<M>) -> Result<tonic::Response<T>, Status>,
+    ) -> Result<T, Status> {
+        call(self.name, &self.policy, deadline, idempotency, |budget| {
+            rpc(self.client.clone(), with_timeout(message.clone(), budget))
+        })
+        .await
+        .map(tonic::Response::into_inner)
+    }
+}
+
 /// Longest one attempt of a peer call may take by default (`PEER_CALL_TIMEOUT_MS`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -14,7 +14,7 @@ use concert_proto::concert::reservation::v1::{
 use platform::status::from_peer;
 use platform::{
     grpc_client::PeerChannel,
-    outbound::{self, CallPolicy, Deadline, Idempotency},
+    outbound::{CallPolicy, Deadline, Idempotency, Peer},
 };
 use uuid::Uuid;
 
@@ -26,9 +26,8 @@ pub type Occupancy = HashMap<(Uuid, u32), SeatStatus>;
 /// Client of reservation's occupancy lookup.
 #[derive(Debug, Clone)]
 pub struct OccupancyClient {
-    client: ReservationInternalServiceClient<PeerChannel>,
-    /// Deadline and retries of GetOccupancy (an idempotent read).
-    policy: CallPolicy,
+    /// GetOccupancy is an idempotent read, under the default call policy.
+    reservation: Peer<ReservationInternalServiceClient<PeerChannel>>,
     per_schedule: Option<Cache<Uuid, Arc<Occupancy>>>,
 }
 
@@ -44,7 +43,8 @@ impl OccupancyClient {
     pub fn new(channel: PeerChannel, cache_ttl: Duration) -> Self {
         let per_schedule =
             (!cache_ttl.is_zero()).then(|| Cache::builder().max_capacity(CAPACITY).time_to_live(cache_ttl).build());
-        Self { client: ReservationInternalServiceClient::new(channel), per_schedule, policy: CallPolicy::default() }
+        let client = ReservationInternalServiceClient::new(channel);
+        Self { reservation: Peer::new("reservation", client, CallPolicy::default()), per_schedule }
     }
 
     /// Seat status of one schedule, at most `SEAT_STATUS_CACHE_MS` old.
@@ -77,14 +77,12 @@ impl OccupancyClient {
 
     async fn occupancy_of(&self, schedules: &[Uuid], occupancy: &mut Occupancy) -> Result<(), CatalogError> {
         let request = GetOccupancyRequest { schedule_ids: schedules.iter().map(Uuid::to_string).collect() };
-        let response = outbound::call("reservation", &self.policy, Deadline::NONE, Idempotency::Idempotent, |budget| {
-            let mut client = self.client.clone();
-            let request = outbound::with_timeout(request.clone(), budget);
-            async move { client.get_occupancy(request).await }
-        })
-        .await
-        .map_err(|s| CatalogError::Peer(from_peer("reservation", &s)))?;
-        for seat in response.into_inner().seats {
+        let response = self
+            .reservation
+            .unary(Deadline::NONE, Idempotency::Idempotent, &request, async |mut c, r| c.get_occupancy(r).await)
+            .await
+            .map_err(|s| CatalogError::Peer(from_peer("reservation", &s)))?;
+        for seat in response.seats {
             let schedule = Uuid::parse_str(&seat.schedule_id)
                 .map_err(|e| CatalogError::from(anyhow::anyhow!("reservation sent a bad schedule id: {e}")))?;
             let status = match ReservationStatus::try_from(seat.status) {

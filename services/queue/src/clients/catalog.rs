@@ -5,7 +5,7 @@ use concert_proto::concert::catalog::v1::{
 };
 use platform::{
     grpc_client::PeerChannel,
-    outbound::{self, CallPolicy, Deadline, Idempotency},
+    outbound::{CallPolicy, Deadline, Idempotency, Peer},
     status::from_peer,
 };
 use tonic::Code;
@@ -15,15 +15,12 @@ use crate::error::QueueError;
 
 /// Asks the catalog about concerts (an idempotent read, retried under the default policy).
 #[derive(Debug, Clone)]
-pub struct Catalog {
-    client: CatalogInternalServiceClient<PeerChannel>,
-    policy: CallPolicy,
-}
+pub struct Catalog(Peer<CatalogInternalServiceClient<PeerChannel>>);
 
 impl Catalog {
     #[must_use]
     pub fn new(channel: PeerChannel) -> Self {
-        Self { client: CatalogInternalServiceClient::new(channel), policy: CallPolicy::default() }
+        Self(Peer::new("catalog", CatalogInternalServiceClient::new(channel), CallPolicy::default()))
     }
 
     /// When the sale of `concert_id` opens (`None`: no set time, open now).
@@ -33,19 +30,16 @@ impl Catalog {
     /// [`QueueError::Peer`] when the catalog cannot be asked.
     pub async fn sale_opens_at(&self, concert_id: Uuid) -> Result<Option<DateTime<Utc>>, QueueError> {
         let request = GetConcertRequest { concert_id: concert_id.to_string() };
-        let concert = outbound::call("catalog", &self.policy, Deadline::NONE, Idempotency::Idempotent, |budget| {
-            let mut client = self.client.clone();
-            let request = outbound::with_timeout(request.clone(), budget);
-            async move { client.get_concert(request).await }
-        })
-        .await
-        .map_err(|s| match s.code() {
-            Code::NotFound => QueueError::ConcertNotFound,
-            _ => QueueError::Peer(from_peer("catalog", &s)),
-        })?
-        .into_inner()
-        .concert
-        .unwrap_or_default();
+        let concert = self
+            .0
+            .unary(Deadline::NONE, Idempotency::Idempotent, &request, async |mut c, r| c.get_concert(r).await)
+            .await
+            .map_err(|s| match s.code() {
+                Code::NotFound => QueueError::ConcertNotFound,
+                _ => QueueError::Peer(from_peer("catalog", &s)),
+            })?
+            .concert
+            .unwrap_or_default();
         concert
             .sale_opens_at
             .as_ref()

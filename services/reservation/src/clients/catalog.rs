@@ -10,7 +10,7 @@ use moka::future::Cache;
 use platform::{
     grpc_client::PeerChannel,
     money::Won,
-    outbound::{self, CallPolicy, Deadline, Idempotency},
+    outbound::{CallPolicy, Deadline, Idempotency, Peer},
     status::from_peer,
 };
 use tonic::Code;
@@ -42,18 +42,17 @@ const LAYOUT_CAPACITY: u64 = 50_000;
 /// AddSchedule, so one lookup per schedule and replica prices every hold on it.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    client: CatalogInternalServiceClient<PeerChannel>,
+    /// GetScheduleSeats is an idempotent read, under the default call policy.
+    catalog: Peer<CatalogInternalServiceClient<PeerChannel>>,
     layouts: Cache<Uuid, Arc<Layout>>,
-    policy: CallPolicy,
 }
 
 impl Catalog {
     #[must_use]
     pub fn new(channel: PeerChannel, layout_ttl: Duration) -> Self {
         Self {
-            client: CatalogInternalServiceClient::new(channel),
+            catalog: Peer::new("catalog", CatalogInternalServiceClient::new(channel), CallPolicy::default()),
             layouts: Cache::builder().max_capacity(LAYOUT_CAPACITY).time_to_live(layout_ttl).build(),
-            policy: CallPolicy::default(),
         }
     }
 
@@ -65,7 +64,7 @@ impl Catalog {
     pub async fn seat(&self, schedule_id: Uuid, seat_number: u32) -> Result<SeatInfo, ReservationError> {
         let layout = self
             .layouts
-            .try_get_with(schedule_id, fetch_layout(self.client.clone(), self.policy.clone(), schedule_id))
+            .try_get_with(schedule_id, fetch_layout(&self.catalog, schedule_id))
             .await
             .map_err(|e| ReservationError::shared(&e, "loading seat layout"))?;
         let index = usize::try_from(seat_number).ok().and_then(|n| n.checked_sub(1));
@@ -75,22 +74,17 @@ impl Catalog {
 }
 
 async fn fetch_layout(
-    client: CatalogInternalServiceClient<PeerChannel>,
-    policy: CallPolicy,
+    catalog: &Peer<CatalogInternalServiceClient<PeerChannel>>,
     schedule_id: Uuid,
 ) -> Result<Arc<Layout>, ReservationError> {
     let request = GetScheduleSeatsRequest { schedule_id: schedule_id.to_string() };
-    let response = outbound::call("catalog", &policy, Deadline::NONE, Idempotency::Idempotent, |budget| {
-        let mut client = client.clone();
-        let request = outbound::with_timeout(request.clone(), budget);
-        async move { client.get_schedule_seats(request).await }
-    })
-    .await
-    .map_err(|s| match s.code() {
-        Code::NotFound => ReservationError::ScheduleNotFound,
-        _ => ReservationError::Peer(from_peer("catalog", &s)),
-    })?
-    .into_inner();
+    let response = catalog
+        .unary(Deadline::NONE, Idempotency::Idempotent, &request, async |mut c, r| c.get_schedule_seats(r).await)
+        .await
+        .map_err(|s| match s.code() {
+            Code::NotFound => ReservationError::ScheduleNotFound,
+            _ => ReservationError::Peer(from_peer("catalog", &s)),
+        })?;
     let schedule = response.schedule.unwrap_or_default();
     let starts_at = platform::convert::datetime("starts_at", schedule.starts_at.as_ref())
         .map_err(|e| ReservationError::from(anyhow::anyhow!("catalog sent a bad schedule: {e}")))?;

@@ -4,7 +4,7 @@ use concert_proto::concert::queue::v1::{
 };
 use platform::{
     grpc_client::PeerChannel,
-    outbound::{self, CallPolicy, Deadline, Idempotency},
+    outbound::{CallPolicy, Deadline, Idempotency, Peer},
     status::from_peer,
 };
 use tonic::Code;
@@ -14,15 +14,12 @@ use crate::error::ReservationError;
 
 /// The queue's internal API.
 #[derive(Debug, Clone)]
-pub struct Queue {
-    client: QueueInternalServiceClient<PeerChannel>,
-    policy: CallPolicy,
-}
+pub struct Queue(Peer<QueueInternalServiceClient<PeerChannel>>);
 
 impl Queue {
     #[must_use]
     pub fn new(channel: PeerChannel, policy: CallPolicy) -> Self {
-        Self { client: QueueInternalServiceClient::new(channel), policy }
+        Self(Peer::new("queue", QueueInternalServiceClient::new(channel), policy))
     }
 
     /// Expires a token (idempotent, so retried); an unknown token counts as expired.
@@ -31,12 +28,8 @@ impl Queue {
     /// [`ReservationError::Peer`] when the queue cannot be reached.
     pub async fn expire_token(&self, token: Uuid, deadline: Deadline) -> Result<(), ReservationError> {
         let request = ExpireTokenRequest { token: token.to_string() };
-        let answer = outbound::call("queue", &self.policy, deadline, Idempotency::Idempotent, |budget| {
-            let mut client = self.client.clone();
-            let request = outbound::with_timeout(request.clone(), budget);
-            async move { client.expire_token(request).await }
-        })
-        .await;
+        let answer =
+            self.0.unary(deadline, Idempotency::Idempotent, &request, async |mut c, r| c.expire_token(r).await).await;
         match answer {
             Ok(_) => Ok(()),
             Err(s) if s.code() == Code::NotFound => Ok(()),
@@ -52,13 +45,10 @@ impl Queue {
     /// [`ReservationError::Peer`] when the queue cannot be reached.
     pub async fn expire_tokens(&self, tokens: &[Uuid], deadline: Deadline) -> Result<(), ReservationError> {
         let request = ExpireTokensRequest { tokens: tokens.iter().map(Uuid::to_string).collect() };
-        outbound::call("queue", &self.policy, deadline, Idempotency::Idempotent, |budget| {
-            let mut client = self.client.clone();
-            let request = outbound::with_timeout(request.clone(), budget);
-            async move { client.expire_tokens(request).await }
-        })
-        .await
-        .map(|_| ())
-        .map_err(|s| ReservationError::Peer(from_peer("queue", &s)))
+        self.0
+            .unary(deadline, Idempotency::Idempotent, &request, async |mut c, r| c.expire_tokens(r).await)
+            .await
+            .map(|_| ())
+            .map_err(|s| ReservationError::Peer(from_peer("queue", &s)))
     }
 }

@@ -8,7 +8,7 @@ use platform::{
     batch::{BatchHandler, Batcher},
     grpc_client::PeerChannel,
     money::Won,
-    outbound::{self, CallPolicy, Deadline, Idempotency},
+    outbound::{CallPolicy, Deadline, Idempotency, Peer},
     status::from_peer,
 };
 use tonic::{Code, Status};
@@ -57,8 +57,7 @@ pub fn is_final_refusal(code: Code) -> bool {
 /// commit for a batch instead of one per payment. Nothing waits to fill a batch.
 #[derive(Debug, Clone)]
 pub struct Wallet {
-    client: WalletInternalServiceClient<PeerChannel>,
-    policy: CallPolicy,
+    wallet: Peer<WalletInternalServiceClient<PeerChannel>>,
     debits: Batcher<WalletDebits>,
 }
 
@@ -72,14 +71,9 @@ impl Wallet {
     /// A wallet client; its debit batch workers are spawned into `tasks`.
     #[must_use]
     pub fn new(channel: PeerChannel, policy: CallPolicy, tasks: &mut Tasks) -> Self {
-        let client = WalletInternalServiceClient::new(channel);
-        let debits = Batcher::start(
-            WalletDebits { client: client.clone(), policy: policy.clone() },
-            DEBIT_WORKERS,
-            MAX_DEBIT_BATCH,
-            tasks,
-        );
-        Self { client, policy, debits }
+        let wallet = Peer::new("wallet", WalletInternalServiceClient::new(channel), policy);
+        let debits = Batcher::start(WalletDebits(wallet.clone()), DEBIT_WORKERS, MAX_DEBIT_BATCH, tasks);
+        Self { wallet, debits }
     }
 
     /// Debits the payment's amount under the saga's debit key, waiting at most until
@@ -112,12 +106,8 @@ impl Wallet {
             idempotency_key: p.refund_key(),
             debit_idempotency_key: p.debit_key(),
         };
-        let answer = outbound::call("wallet", &self.policy, deadline, Idempotency::Idempotent, |budget| {
-            let mut client = self.client.clone();
-            let request = outbound::with_timeout(request.clone(), budget);
-            async move { client.refund(request).await }
-        })
-        .await;
+        let answer =
+            self.wallet.unary(deadline, Idempotency::Idempotent, &request, async |mut c, r| c.refund(r).await).await;
         match answer {
             Ok(_) => Ok(RefundOutcome::Refunded),
             Err(s) if is_reason(&s, Code::NotFound, "DEBIT_NOT_FOUND") => Ok(RefundOutcome::NothingTaken),
@@ -129,10 +119,7 @@ impl Wallet {
 /// Sends a batch of debits in one DebitMany call (retried as a whole on transient failures:
 /// every debit in it is keyed) and answers each debit as a lone Debit would be answered.
 #[derive(Debug)]
-struct WalletDebits {
-    client: WalletInternalServiceClient<PeerChannel>,
-    policy: CallPolicy,
-}
+struct WalletDebits(Peer<WalletInternalServiceClient<PeerChannel>>);
 
 impl BatchHandler for WalletDebits {
     /// A debit and the deadline of the saga waiting for it.
@@ -145,14 +132,10 @@ impl BatchHandler for WalletDebits {
         // The call lasts while any of its sagas still waits (each stops waiting at its own).
         let deadline = Deadline::latest(items.iter().map(|(_, d)| *d));
         let request = DebitManyRequest { debits: items.iter().map(|(d, _)| d.clone()).collect() };
-        let answer = outbound::call("wallet", &self.policy, deadline, Idempotency::Idempotent, |budget| {
-            let mut client = self.client.clone();
-            let request = outbound::with_timeout(request.clone(), budget);
-            async move { client.debit_many(request).await }
-        })
-        .await;
+        let answer =
+            self.0.unary(deadline, Idempotency::Idempotent, &request, async |mut c, r| c.debit_many(r).await).await;
         let results = match answer {
-            Ok(response) => response.into_inner().results,
+            Ok(response) => response.results,
             // A wallet replica older than DebitMany (during a rolling deploy).
             Err(s) if s.code() == Code::Unimplemented => return Ok(self.one_by_one(items).await),
             // The call failed as a whole, already retried: every debit in it shares the answer
@@ -170,13 +153,10 @@ impl BatchHandler for WalletDebits {
 impl WalletDebits {
     async fn one_by_one(&self, items: &[(DebitRequest, Deadline)]) -> Vec<Result<DebitOutcome, Status>> {
         let calls = items.iter().map(|(request, deadline)| async move {
-            outbound::call("wallet", &self.policy, *deadline, Idempotency::Idempotent, |budget| {
-                let mut client = self.client.clone();
-                let request = outbound::with_timeout(request.clone(), budget);
-                async move { client.debit(request).await }
-            })
-            .await
-            .map(|r| r.into_inner().balance)
+            self.0
+                .unary(*deadline, Idempotency::Idempotent, request, async |mut c, r| c.debit(r).await)
+                .await
+                .map(|r| r.balance)
         });
         futures::future::join_all(calls).await.into_iter().map(debit_outcome).collect()
     }
