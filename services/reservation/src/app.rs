@@ -25,7 +25,7 @@ use crate::{
     clients::{Catalog, Queue, Wallet},
     config::Settings,
     grpc::ReservationApi,
-    service::{gauges, recovery, saga::Saga, sweeper, taken_seats::TakenSeats},
+    service::{gauges, hold::Holds, pay::Payments, recovery, saga::Saga, sweeper, taken_seats::TakenSeats},
     store::ReservationRepo,
 };
 
@@ -86,16 +86,24 @@ pub async fn run(
 
     let api = ReservationApi {
         auth: TokenValidator::new(queue_channel, settings.token_cache_ttl, settings.clock.clone(), &mut tasks),
-        catalog: Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl),
-        saga: saga.with_completions(completions),
-        taken: TakenSeats::new(settings.seat_taken_ttl),
-        holds: HoldBatcher::start(repo.clone(), &mut tasks),
-        payments: PaymentStartBatcher::start(repo.clone(), &mut tasks),
+        holds: Holds {
+            repo: repo.clone(),
+            batcher: HoldBatcher::start(repo.clone(), &mut tasks),
+            catalog: Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl),
+            taken: TakenSeats::new(settings.seat_taken_ttl),
+            clock: settings.clock.clone(),
+            ttl: settings.hold_ttl,
+            max_holds: settings.max_holds_per_user,
+        },
+        payments: Payments {
+            repo: repo.clone(),
+            starts: PaymentStartBatcher::start(repo.clone(), &mut tasks),
+            saga: saga.with_completions(completions),
+            clock: settings.clock.clone(),
+            lease: settings.payment_lease,
+        },
         repo,
         clock: settings.clock,
-        hold_ttl: settings.hold_ttl,
-        max_holds: settings.max_holds_per_user,
-        payment_lease: settings.payment_lease,
         payment_max_attempts: settings.payment_max_attempts,
     };
     let ports = vec![

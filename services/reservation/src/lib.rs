@@ -8,7 +8,7 @@
 //! - [`batch`]: concurrent hold inserts, saga starts, debit records and completions, each
 //!   sharing one statement or transaction (adapters over `platform::batch`).
 //! - [`clients`]: catalog (prices), wallet (debit, refund) and queue (token expiry).
-//! - [`service`]: use cases (placing a hold, the payment saga) and the background work
+//! - [`service`]: use cases (holds, payments and their saga) and the background work
 //!   (hold sweeper, saga recovery, gauges).
 //! - [`grpc`]: `ReservationService` and `ReservationInternalService` handlers.
 //! - [`app`]: builds everything and owns every background task.

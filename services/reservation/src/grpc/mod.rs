@@ -1,7 +1,6 @@
 //! gRPC handlers of the reservation service.
 mod convert;
 
-use chrono::Duration;
 use concert_proto::concert::reservation::v1::{
     CancelReservationRequest, CancelReservationResponse, ExportPaymentsRequest, ExportPaymentsResponse,
     GetOccupancyRequest, GetOccupancyResponse, GetReservationRequest, GetReservationResponse, HoldSeatRequest,
@@ -17,101 +16,39 @@ use platform::{
     validate,
 };
 use tonic::{Code, Request, Response, Status};
-use uuid::Uuid;
 
 use crate::{
-    batch::holds::HoldBatcher,
-    batch::payment_starts::PaymentStartBatcher,
-    clients::Catalog,
-    domain::{DebitRefusal, Payment, PaymentStatus, Reservation, ReservationStatus},
-    error::ReservationError,
-    service::saga::Saga,
-    service::taken_seats::TakenSeats,
-    store::{HoldAttempt, NewHold, PaymentRequest, PaymentStart, ReservationRepo},
+    service::{
+        hold::Holds,
+        pay::{Paid, Payments},
+    },
+    store::ReservationRepo,
 };
 use convert::{occupied, payment, payment_record, reservation, seat_number};
 
 /// Most schedules one occupancy lookup may name.
 const MAX_OCCUPANCY_SCHEDULES: usize = 1_000;
 
-/// Implements the public and the internal reservation API. Built by `app::run`, which owns
-/// the background tasks of the batchers and clients it holds.
+/// Implements the public and the internal reservation API: validates, authenticates and
+/// converts; the use cases are `service::{hold, pay}`. Built by `app::run`, which owns the
+/// background tasks of the batchers and clients it holds.
 #[derive(Debug, Clone)]
 pub struct ReservationApi {
     pub(crate) repo: ReservationRepo,
     pub(crate) auth: TokenValidator,
-    pub(crate) catalog: Catalog,
-    pub(crate) saga: Saga,
+    pub(crate) holds: Holds,
+    pub(crate) payments: Payments,
     pub(crate) clock: SharedClock,
-    pub(crate) taken: TakenSeats,
-    pub(crate) holds: HoldBatcher,
-    pub(crate) payments: PaymentStartBatcher,
-    /// How long a hold keeps its seat.
-    pub(crate) hold_ttl: Duration,
-    /// Most live holds per user and concert.
-    pub(crate) max_holds: u32,
-    /// How long a started payment is left to its request before recovery may take it.
-    pub(crate) payment_lease: Duration,
     /// The recovery worker's limit of tries (reported by ExportPayments).
     pub(crate) payment_max_attempts: i32,
 }
 
-impl ReservationApi {
-    /// The response for a payment whose saga has run as far as it can now. `paid_for` is the
-    /// reservation as this call locked it when it started the saga (saves a read); replays
-    /// read it again.
-    async fn payment_result(
-        &self,
-        p: Payment,
-        paid_for: Option<Reservation>,
-    ) -> Result<PayReservationResponse, ReservationError> {
-        match p.status {
-            PaymentStatus::Completed | PaymentStatus::Confirmed => {
-                let r = match paid_for {
-                    // The saga confirmed it: the seat is sold and stays sold.
-                    Some(r) => Reservation { status: ReservationStatus::Confirmed, ..r },
-                    None => self.repo.get(p.reservation_id).await?,
-                };
-                Ok(PayReservationResponse {
-                    payment: Some(payment(&p)),
-                    reservation: Some(reservation(&r, self.clock.now())),
-                    balance_after: p.balance_after.map(|b| b.get()).unwrap_or_default(),
-                })
-            }
-            PaymentStatus::Failed | PaymentStatus::Compensated
-                if p.failure_reason == Some(DebitRefusal::InsufficientBalance) =>
-            {
-                Err(ReservationError::InsufficientBalance)
-            }
-            PaymentStatus::Failed | PaymentStatus::Compensated => Err(ReservationError::NotHeld),
-            // The saga stopped short without an error only if another driver holds it.
-            PaymentStatus::Started | PaymentStatus::Compensating => Err(ReservationError::PaymentInProgress),
-        }
-    }
-
-    /// A call whose token no longer authenticates (expired by the very payment asked about,
-    /// or by its TTL) for a reservation that token already pays for: whatever the key, the
-    /// answer is that payment's outcome (resumed first if unfinished), not a token error.
-    async fn answer_existing_payment(
-        &self,
-        token: Uuid,
-        caller: Option<String>,
-        reservation_id: Uuid,
-        deadline: Deadline,
-    ) -> Result<Option<PayReservationResponse>, ReservationError> {
-        let Some(p) = self.repo.payment_by_token(reservation_id, token).await? else {
-            return Ok(None);
-        };
-        // Only the payer learns the outcome through a spent token.
-        if caller.is_some_and(|caller| caller != p.user_id) {
-            return Ok(None);
-        }
-        let p = if p.status.next_step() == crate::domain::SagaStep::Done {
-            p
-        } else {
-            self.saga.drive(p, deadline).await?
-        };
-        Ok(Some(self.payment_result(p, None).await?))
+/// The answer to a payment that bought its seat.
+fn paid(p: &Paid, now: chrono::DateTime<chrono::Utc>) -> PayReservationResponse {
+    PayReservationResponse {
+        payment: Some(payment(&p.payment)),
+        reservation: Some(reservation(&p.reservation, now)),
+        balance_after: p.payment.balance_after.map(|b| b.get()).unwrap_or_default(),
     }
 }
 
@@ -123,41 +60,8 @@ impl ReservationService for ReservationApi {
         let r = request.into_inner();
         let schedule_id = validate::uuid("schedule_id", &r.schedule_id)?;
         let seat = seat_number(r.seat_number)?;
-        // The layout is cached (immutable), so the concert check costs no round trip.
-        let info = self.catalog.seat(schedule_id, seat).await?;
-        principal.require_concert(info.concert_id)?;
-        if self.taken.is_taken(schedule_id, seat, self.clock.now()) {
-            return Err(ReservationError::SeatUnavailable.into());
-        }
-        let now = self.clock.now();
-        if info.starts_at <= now {
-            return Err(ReservationError::ScheduleStarted.into());
-        }
-        let attempt = crate::service::hold::place_hold(
-            &self.repo,
-            &self.holds,
-            &NewHold {
-                user_id: principal.user_id,
-                token: principal.token,
-                concert_id: info.concert_id,
-                schedule_id,
-                seat_number: seat,
-                price: info.price,
-                now,
-                ttl: self.hold_ttl,
-                max_holds: self.max_holds,
-            },
-        )
-        .await?;
-        match attempt {
-            HoldAttempt::Held(held) => {
-                Ok(Response::new(HoldSeatResponse { reservation: Some(reservation(&held, now)) }))
-            }
-            HoldAttempt::Taken { blocked_until } => {
-                self.taken.mark(schedule_id, seat, blocked_until);
-                Err(ReservationError::SeatUnavailable.into())
-            }
-        }
+        let held = self.holds.hold(&principal, schedule_id, seat).await?;
+        Ok(Response::new(HoldSeatResponse { reservation: Some(reservation(&held, self.clock.now())) }))
     }
 
     #[tracing::instrument(skip_all, fields(reservation_id = %request.get_ref().reservation_id))]
@@ -198,10 +102,8 @@ impl ReservationService for ReservationApi {
     ) -> Result<Response<CancelReservationResponse>, Status> {
         let principal = self.auth.authenticate_fresh(&request).await?;
         let id = validate::uuid("reservation_id", &request.get_ref().reservation_id)?;
-        let now = self.clock.now();
-        let cancelled = self.repo.cancel(id, &principal.user_id, principal.concert_id, now).await?;
-        self.taken.forget(cancelled.schedule_id, cancelled.seat_number);
-        Ok(Response::new(CancelReservationResponse { reservation: Some(reservation(&cancelled, now)) }))
+        let cancelled = self.holds.cancel(&principal, id).await?;
+        Ok(Response::new(CancelReservationResponse { reservation: Some(reservation(&cancelled, self.clock.now())) }))
     }
 
     #[tracing::instrument(skip_all, fields(reservation_id = %request.get_ref().reservation_id))]
@@ -220,27 +122,19 @@ impl ReservationService for ReservationApi {
             Err(status) if status.code() == Code::Unauthenticated => {
                 let token = queue_token(request.metadata())?;
                 let caller = identity::identity(&request).map(|i| i.subject.clone());
-                return match self.answer_existing_payment(token, caller, reservation_id, deadline).await? {
-                    Some(done) => Ok(Response::new(done)),
+                return match self.payments.outcome_for_spent_token(token, caller, reservation_id, deadline).await? {
+                    Some(done) => Ok(Response::new(paid(&done, self.clock.now()))),
                     None => Err(status),
                 };
             }
             Err(status) => return Err(status),
         };
-        let now = self.clock.now();
-        let request = PaymentRequest { reservation_id, payer: principal.clone(), key, now, lease: self.payment_lease };
-        let started = self.payments.start_payment(request).await?;
-        let (payment, paid_for) = match started {
-            PaymentStart::New(p, r) => (p, Some(r)),
-            PaymentStart::Existing(p) => (p, None),
-        };
-        let finished = self.saga.drive(payment, deadline).await?;
-        if finished.status.is_paid() {
-            // This replica stops trusting the token at once; other replicas learn it from
-            // the queue after their cache TTL, and refuse it meanwhile from `payments`.
-            self.auth.forget(principal.token).await;
-        }
-        Ok(Response::new(self.payment_result(finished, paid_for).await?))
+        let token = principal.token;
+        let done = self.payments.pay(principal, reservation_id, key, deadline).await?;
+        // This replica stops trusting the token at once; other replicas learn it from the
+        // queue after their cache TTL, and refuse it meanwhile from `payments`.
+        self.auth.forget(token).await;
+        Ok(Response::new(paid(&done, self.clock.now())))
     }
 
     #[tracing::instrument(skip_all)]

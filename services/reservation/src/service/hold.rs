@@ -1,11 +1,94 @@
-//! HoldSeat's storage part: insert the hold (batched), and when the insert did nothing, find
-//! out why and act on it (release what expired, refuse, or report the seat taken).
+//! HoldSeat and CancelReservation as use cases. A hold reads top to bottom: price and
+//! concert of the seat (cached layout) → the admission's concert → refuse a crowd early →
+//! the date has not started → insert (batched), and when the insert did nothing, find out
+//! why and act on it (release what expired, refuse, or report the seat taken).
+use chrono::Duration;
+use platform::{auth::Principal, clock::SharedClock};
+use uuid::Uuid;
+
 use crate::{
     batch::holds::HoldBatcher,
-    domain::hold::{HoldStep, after_refused_insert},
+    clients::Catalog,
+    domain::{
+        Reservation,
+        hold::{HoldStep, after_refused_insert},
+    },
     error::ReservationError,
+    service::taken_seats::TakenSeats,
     store::{HoldAttempt, NewHold, ReservationRepo},
 };
+
+/// Places and cancels holds.
+#[derive(Debug, Clone)]
+pub struct Holds {
+    pub(crate) repo: ReservationRepo,
+    pub(crate) batcher: HoldBatcher,
+    pub(crate) catalog: Catalog,
+    /// Seats this replica saw taken lately: a crowd on one seat is refused without a query.
+    pub(crate) taken: TakenSeats,
+    pub(crate) clock: SharedClock,
+    /// How long a hold keeps its seat.
+    pub(crate) ttl: Duration,
+    /// Most live holds per user and concert.
+    pub(crate) max_holds: u32,
+}
+
+impl Holds {
+    /// Holds seat `seat` of `schedule_id` for `holder` until now + the hold TTL.
+    ///
+    /// # Errors
+    /// [`ReservationError::ScheduleNotFound`] for an unknown schedule or seat;
+    /// [`ReservationError::WrongConcert`] for a token of another concert;
+    /// [`ReservationError::SeatUnavailable`] when the seat is held or sold;
+    /// [`ReservationError::ScheduleStarted`] once the date has begun; as [`place_hold`].
+    pub async fn hold(
+        &self,
+        holder: &Principal,
+        schedule_id: Uuid,
+        seat: u32,
+    ) -> Result<Reservation, ReservationError> {
+        // The layout is cached (immutable), so the concert check costs no round trip.
+        let info = self.catalog.seat(schedule_id, seat).await?;
+        if info.concert_id != holder.concert_id {
+            return Err(ReservationError::WrongConcert);
+        }
+        let now = self.clock.now();
+        if self.taken.is_taken(schedule_id, seat, now) {
+            return Err(ReservationError::SeatUnavailable);
+        }
+        if info.starts_at <= now {
+            return Err(ReservationError::ScheduleStarted);
+        }
+        let new = NewHold {
+            user_id: holder.user_id.clone(),
+            token: holder.token,
+            concert_id: info.concert_id,
+            schedule_id,
+            seat_number: seat,
+            price: info.price,
+            now,
+            ttl: self.ttl,
+            max_holds: self.max_holds,
+        };
+        match place_hold(&self.repo, &self.batcher, &new).await? {
+            HoldAttempt::Held(held) => Ok(held),
+            HoldAttempt::Taken { blocked_until } => {
+                self.taken.mark(schedule_id, seat, blocked_until);
+                Err(ReservationError::SeatUnavailable)
+            }
+        }
+    }
+
+    /// Cancels `holder`'s unpaid hold `reservation_id`; its seat is free at once.
+    ///
+    /// # Errors
+    /// As [`ReservationRepo::cancel`].
+    pub async fn cancel(&self, holder: &Principal, reservation_id: Uuid) -> Result<Reservation, ReservationError> {
+        let cancelled = self.repo.cancel(reservation_id, &holder.user_id, holder.concert_id, self.clock.now()).await?;
+        self.taken.forget(cancelled.schedule_id, cancelled.seat_number);
+        Ok(cancelled)
+    }
+}
 
 /// Places a hold. The unique index over live reservations decides races: of any number of
 /// concurrent attempts on one seat, from any number of replicas, one wins. A loser learns
@@ -17,7 +100,7 @@ use crate::{
 /// [`ReservationError::HoldLimit`] when the user already holds `max_holds` seats of the
 /// concert; database failures.
 #[tracing::instrument(skip_all, fields(schedule_id = %h.schedule_id, seat = h.seat_number))]
-pub async fn place_hold(
+async fn place_hold(
     repo: &ReservationRepo,
     inserter: &HoldBatcher,
     h: &NewHold,

@@ -2,6 +2,7 @@
 //! background work every replica runs.
 pub mod gauges;
 pub mod hold;
+pub mod pay;
 pub mod recovery;
 pub mod saga;
 pub mod sweeper;

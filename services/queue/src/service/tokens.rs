@@ -1,0 +1,211 @@
+//! A person's token in the waiting room, as use cases: joining (IssueToken), where they
+//! stand (GetQueueStatus, and the feed of a WatchQueue stream), and leaving or being expired.
+//!
+//! Positions come from this replica's snapshot of the line (`line`); a WAITING token's row
+//! is remembered, so a poll whose token the snapshot still shows waiting costs no query.
+use std::time::Duration;
+
+use platform::clock::SharedClock;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::{
+    batch::joins::JoinBatcher,
+    domain::{QueueStatus, Token, TokenState, pre_queue_key},
+    error::QueueError,
+    service::{
+        admission::Admission, line::Line, rate_limit::JoinLimiter, rooms::Rooms, seen::Seen, watchers::WatchGuard,
+    },
+    store::{Join, QueueRepo},
+};
+
+/// Most WAITING tokens one replica remembers for cheap polls (~100 bytes each).
+const WAITING_CACHE_CAPACITY: u64 = 1_000_000;
+
+/// Longest silence on a `WatchQueue` stream: a heartbeat status is sent at least this often.
+pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Joins, reads and expires tokens.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    repo: QueueRepo,
+    joining: JoinBatcher,
+    rooms: Rooms,
+    admission: Admission,
+    line: Line,
+    /// Per-user and total limits on joining.
+    joins: JoinLimiter,
+    seen: Seen,
+    /// WAITING tokens this replica has seen (see [`Tokens::status`]).
+    waiting: moka::sync::Cache<Uuid, Token>,
+    clock: SharedClock,
+}
+
+impl Tokens {
+    #[must_use]
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        repo: QueueRepo,
+        joining: JoinBatcher,
+        rooms: Rooms,
+        admission: Admission,
+        line: Line,
+        joins: JoinLimiter,
+        seen: Seen,
+        clock: SharedClock,
+    ) -> Self {
+        let waiting =
+            moka::sync::Cache::builder().max_capacity(WAITING_CACHE_CAPACITY).time_to_idle(Duration::from_secs(15 * 60)).build();
+        Self { repo, joining, rooms, admission, line, joins, seen, waiting, clock }
+    }
+
+    /// Joins `user_id` to the line of `concert_id`, or finds the live token they already
+    /// have there (one per user and concert), and says where it stands.
+    ///
+    /// # Errors
+    /// [`QueueError::RateLimited`] beyond the join limits; [`QueueError::ConcertNotFound`]
+    /// for a concert the catalog does not know; database and catalog failures.
+    pub async fn join(&self, user_id: String, concert_id: Uuid) -> Result<QueueStatus, QueueError> {
+        self.joins.check(&user_id).map_err(|retry_after| QueueError::RateLimited { retry_after })?;
+        let room = self.rooms.get(concert_id).await?;
+        let now = self.clock.now();
+        // The database decides whether the key is kept (see `QueueRepo::join_many`).
+        let token = self.joining.join(Join { user_id, concert_id, pre_queue_key: pre_queue_key(), now }).await?;
+        if token.state == TokenState::Waiting {
+            self.admission.wake();
+        }
+        self.remember(&token);
+        Ok(QueueStatus::in_line(token, &self.line.current(), room.sale_opens_at, self.clock.now()))
+    }
+
+    /// Where token `id` stands now.
+    ///
+    /// # Errors
+    /// [`QueueError::TokenNotFound`]; database failures.
+    pub async fn status(&self, id: Uuid) -> Result<QueueStatus, QueueError> {
+        let line = self.line.current();
+        // A WAITING token changes only by leaving the line, which the snapshot shows: while
+        // the snapshot still holds its seq, the remembered row is as current as the
+        // position, and the poll costs no query. Otherwise the row is read now.
+        let token = match self.waiting.get(&id) {
+            Some(t) if line.room(t.concert_id).contains(t.place) => {
+                self.seen.mark(id);
+                t
+            }
+            _ => {
+                let fresh = self.repo.get(id).await?;
+                self.remember(&fresh);
+                fresh
+            }
+        };
+        let room = self.rooms.get(token.concert_id).await?;
+        Ok(QueueStatus::in_line(token, &line, room.sale_opens_at, self.clock.now()))
+    }
+
+    /// The stored token `id` (to check whose it is).
+    ///
+    /// # Errors
+    /// [`QueueError::TokenNotFound`]; database failures.
+    pub async fn get(&self, id: Uuid) -> Result<Token, QueueError> {
+        self.repo.get(id).await
+    }
+
+    /// Expires token `id` (it leaves the line, or its admission ends) and lets the next in
+    /// line move up at once.
+    ///
+    /// # Errors
+    /// [`QueueError::TokenNotFound`]; database failures.
+    pub async fn expire(&self, id: Uuid) -> Result<QueueStatus, QueueError> {
+        let token = self.repo.expire(id, self.clock.now()).await?;
+        self.remember(&token);
+        self.admission.wake();
+        Ok(QueueStatus::new(token, 0, 0, self.clock.now()))
+    }
+
+    /// Expires many tokens at once (paid payments); returns how many were still live.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn expire_many(&self, ids: &[Uuid]) -> Result<u64, QueueError> {
+        let expired = self.repo.expire_many(ids, self.clock.now()).await?;
+        if expired > 0 {
+            self.admission.wake();
+        }
+        Ok(expired)
+    }
+
+    /// Feeds one `WatchQueue` stream from the replica's shared snapshot of the line, until
+    /// the token is no longer WAITING, the client goes (`updates` closed), or a newer stream
+    /// of the same token replaces this one (then [`QueueError::WatchReplaced`]). The token is
+    /// read from the database only when the snapshot no longer shows it waiting (admitted,
+    /// expired, or joined after the snapshot), so a waiting stream costs no queries.
+    pub async fn watch(
+        &self,
+        mut token: Token,
+        updates: mpsc::Sender<Result<QueueStatus, QueueError>>,
+        mut guard: WatchGuard,
+    ) {
+        let mut line = self.line.subscribe();
+        let mut heartbeat = tokio::time::interval(WATCH_HEARTBEAT);
+        heartbeat.tick().await; // the first tick is immediate
+        let mut sent: Option<(TokenState, u64, bool)> = None;
+        let mut beat = false;
+        let sale_opens_at = match self.rooms.get(token.concert_id).await {
+            Ok(room) => room.sale_opens_at,
+            Err(e) => {
+                let _ = updates.send(Err(e)).await;
+                return;
+            }
+        };
+        loop {
+            let snapshot = line.borrow_and_update().clone();
+            if !(token.state == TokenState::Waiting && snapshot.room(token.concert_id).contains(token.place)) {
+                match self.repo.get(token.token).await {
+                    Ok(fresh) => token = fresh,
+                    Err(e) => {
+                        let _ = updates.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+            let status = QueueStatus::in_line(token.clone(), &snapshot, sale_opens_at, self.clock.now());
+            let key = (status.state, status.position, status.pre_queue);
+            let done = status.state != TokenState::Waiting;
+            if sent != Some(key) || beat {
+                if updates.send(Ok(status)).await.is_err() {
+                    return; // the client went away
+                }
+                sent = Some(key);
+            }
+            if done {
+                return;
+            }
+            // An open stream keeps its place: it counts as polling.
+            self.seen.mark(token.token);
+            tokio::select! {
+                changed = line.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    beat = false;
+                }
+                _ = heartbeat.tick() => beat = true,
+                () = updates.closed() => return,
+                _ = &mut guard.replaced => {
+                    let _ = updates.send(Err(QueueError::WatchReplaced)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Keeps WAITING tokens for cheap polls; forgets the others.
+    fn remember(&self, token: &Token) {
+        if token.state == TokenState::Waiting {
+            self.seen.mark(token.token);
+            self.waiting.insert(token.token, token.clone());
+        } else {
+            self.waiting.invalidate(&token.token);
+        }
+    }
+}

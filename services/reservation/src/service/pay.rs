@@ -1,0 +1,121 @@
+//! PayReservation as one use case, read top to bottom in its phases:
+//!
+//! 1. **lock and decide**: lock the hold, check the payment rules (owner, admission, one
+//!    purchase per admission, hold still live) and record the saga as STARTED, or find the
+//!    saga this request or key already started (batched with concurrent starts);
+//! 2. **debit → confirm → complete** (or compensate): the saga ([`Saga::drive`]);
+//! 3. **answer**: the payment and the seat it bought, or why it did not buy one.
+//!
+//! Validating the request and authenticating its token are the handler's.
+use chrono::Duration;
+use platform::{auth::Principal, clock::SharedClock, outbound::Deadline};
+use uuid::Uuid;
+
+use crate::{
+    batch::payment_starts::PaymentStartBatcher,
+    domain::{DebitRefusal, Payment, PaymentStatus, Reservation, ReservationStatus, SagaStep},
+    error::ReservationError,
+    service::saga::Saga,
+    store::{PaymentRequest, PaymentStart, ReservationRepo},
+};
+
+/// A payment that bought its seat.
+#[derive(Debug, Clone)]
+pub struct Paid {
+    /// CONFIRMED or COMPLETED: the money is taken once and the seat sold.
+    pub payment: Payment,
+    /// The reservation, CONFIRMED.
+    pub reservation: Reservation,
+}
+
+/// Runs payments.
+#[derive(Debug, Clone)]
+pub struct Payments {
+    pub(crate) repo: ReservationRepo,
+    pub(crate) starts: PaymentStartBatcher,
+    /// Drives sagas, handing their last step to the completion batcher.
+    pub(crate) saga: Saga,
+    pub(crate) clock: SharedClock,
+    /// How long a request owns the saga it started before the recovery worker may take it.
+    pub(crate) lease: Duration,
+}
+
+impl Payments {
+    /// Pays `reservation_id` for `payer` under idempotency key `key`, waiting at most until
+    /// `deadline` for the wallet and the queue.
+    ///
+    /// # Errors
+    /// The payment rules ([`ReservationError::NotFound`], [`ReservationError::NotOwner`],
+    /// [`ReservationError::HoldExpired`], [`ReservationError::NotHeld`],
+    /// [`ReservationError::IdempotencyKeyReused`], [`ReservationError::AdmissionInUse`],
+    /// [`ReservationError::TokenUsed`], [`ReservationError::WrongConcert`]);
+    /// [`ReservationError::InsufficientBalance`] when the wallet refused the debit;
+    /// [`ReservationError::PaymentInProgress`] while another driver holds the saga;
+    /// [`ReservationError::Peer`] when the wallet could not be reached (the payment stays
+    /// STARTED: a retry with the same key, or the recovery worker, settles it).
+    pub async fn pay(
+        &self,
+        payer: Principal,
+        reservation_id: Uuid,
+        key: String,
+        deadline: Deadline,
+    ) -> Result<Paid, ReservationError> {
+        // 1. Lock and decide.
+        let request = PaymentRequest { reservation_id, payer, key, now: self.clock.now(), lease: self.lease };
+        let (payment, paid_for) = match self.starts.start_payment(request).await? {
+            PaymentStart::New(p, r) => (p, Some(r)),
+            PaymentStart::Existing(p) => (p, None),
+        };
+        // 2. Debit → confirm → complete, or compensate.
+        let finished = self.saga.drive(payment, deadline).await?;
+        // 3. Answer.
+        self.outcome(finished, paid_for).await
+    }
+
+    /// The outcome of the payment `token` made for `reservation_id`, resumed first if
+    /// unfinished: what a caller whose token that payment already spent is told, whatever
+    /// key it sends. `None` when there is no such payment or `caller` is not its payer.
+    ///
+    /// # Errors
+    /// As [`Payments::pay`].
+    pub async fn outcome_for_spent_token(
+        &self,
+        token: Uuid,
+        caller: Option<String>,
+        reservation_id: Uuid,
+        deadline: Deadline,
+    ) -> Result<Option<Paid>, ReservationError> {
+        let Some(p) = self.repo.payment_by_token(reservation_id, token).await? else {
+            return Ok(None);
+        };
+        // Only the payer learns the outcome through a spent token.
+        if caller.is_some_and(|caller| caller != p.user_id) {
+            return Ok(None);
+        }
+        let p = if p.status.next_step() == SagaStep::Done { p } else { self.saga.drive(p, deadline).await? };
+        Ok(Some(self.outcome(p, None).await?))
+    }
+
+    /// What a payment whose saga has run as far as it can now means for the caller.
+    /// `paid_for` is the reservation as the start locked it (saves a read); replays read it.
+    async fn outcome(&self, p: Payment, paid_for: Option<Reservation>) -> Result<Paid, ReservationError> {
+        match p.status {
+            PaymentStatus::Completed | PaymentStatus::Confirmed => {
+                let reservation = match paid_for {
+                    // The saga confirmed it: the seat is sold and stays sold.
+                    Some(r) => Reservation { status: ReservationStatus::Confirmed, ..r },
+                    None => self.repo.get(p.reservation_id).await?,
+                };
+                Ok(Paid { payment: p, reservation })
+            }
+            PaymentStatus::Failed | PaymentStatus::Compensated
+                if p.failure_reason == Some(DebitRefusal::InsufficientBalance) =>
+            {
+                Err(ReservationError::InsufficientBalance)
+            }
+            PaymentStatus::Failed | PaymentStatus::Compensated => Err(ReservationError::NotHeld),
+            // The saga stopped short without an error only if another driver holds it.
+            PaymentStatus::Started | PaymentStatus::Compensating => Err(ReservationError::PaymentInProgress),
+        }
+    }
+}
