@@ -20,7 +20,8 @@ use crate::{
     config::Settings,
     grpc::QueueApi,
     service::{
-        admission::Admission, line::Line, rate_limit::JoinLimiter, rooms::Rooms, seen::Seen, watchers::Watchers,
+        admission::Admission, line::Line, rate_limit::JoinLimiter, rooms::Rooms, seen::Seen, tokens::Tokens,
+        watchers::Watchers,
     },
     store::QueueRepo,
 };
@@ -65,18 +66,25 @@ pub async fn run(
     tasks.spawn(joins.clone().forget_idle_users_forever());
     let seen = Seen::default();
     tasks.spawn(seen.clone().flush_forever(repo.clone(), settings.clock.clone(), settings.seen_flush));
-    let api = QueueApi::new(
-        repo.clone(),
-        JoinBatcher::start(repo, &mut tasks),
+    let api = QueueApi {
+        tokens: Tokens::new(
+            repo.clone(),
+            JoinBatcher::start(repo.clone(), &mut tasks),
+            rooms.clone(),
+            admission,
+            line,
+            joins,
+            seen,
+            settings.clock.clone(),
+        ),
+        repo,
         rooms,
-        admission,
-        line,
-        joins,
-        seen,
-        settings.policy,
-        settings.clock,
-        (Watchers::new(settings.max_watch_streams), settings.line_refresh),
-    );
+        policy: settings.policy,
+        clock: settings.clock,
+        watchers: Watchers::new(settings.max_watch_streams),
+        // GetQueueStats counts live for one line refresh.
+        stats: moka::future::Cache::builder().max_capacity(100_000).time_to_live(settings.line_refresh).build(),
+    };
     let ports = vec![
         Port::public(
             listeners.public,

@@ -15,6 +15,9 @@ pub enum QueueError {
     /// The catalog could not be asked about a concert; the status already says why.
     #[error("{0}")]
     Peer(Status),
+    /// A newer WatchQueue stream of the same token replaced this one.
+    #[error("a newer WatchQueue stream of this token replaced this one")]
+    WatchReplaced,
     /// Too many joins from this user, or in total, for now.
     #[error("too many IssueToken calls; retry in {} ms", retry_after.as_millis())]
     RateLimited { retry_after: std::time::Duration },
@@ -60,6 +63,7 @@ impl From<QueueError> for Status {
             QueueError::TokenNotFound => with_reason(Code::NotFound, "TOKEN_UNKNOWN", e.to_string()),
             QueueError::ConcertNotFound => with_reason(Code::NotFound, "CONCERT_NOT_FOUND", e.to_string()),
             QueueError::Peer(status) => status,
+            QueueError::WatchReplaced => Status::aborted(e.to_string()),
             QueueError::RateLimited { retry_after } => {
                 platform::status::resource_exhausted("RATE_LIMITED", e.to_string(), retry_after)
             }

@@ -7,8 +7,9 @@
 //! - [`store`]: PostgreSQL only: joining, status reads, rooms, admission rounds.
 //! - [`batch`]: concurrent joins written in one statement and one commit.
 //! - [`clients`]: the catalog (does a concert exist, when does its sale open).
-//! - [`service`]: rooms, joining limits (governor), the per-replica line snapshot behind
-//!   positions, ETAs and streams, the admission loop, idle expiry, stream limits.
+//! - [`service`]: tokens (join, position, watch, expire), rooms, joining limits (governor),
+//!   the per-replica line snapshot behind positions, ETAs and streams, the admission loop,
+//!   idle expiry, stream limits.
 //! - [`grpc`]: `QueueService`, `QueueAdminService` and `QueueInternalService` handlers.
 //! - [`app`]: builds everything and owns every background task.
 //! - [`error`]: the one mapping of queue errors to gRPC statuses.

@@ -55,8 +55,9 @@ impl QueueInternalService for QueueApi {
         &self,
         request: Request<ExpireTokenRequest>,
     ) -> Result<Response<ExpireTokenResponse>, Status> {
-        let status = self.expire(&request.into_inner().token).await?;
-        Ok(Response::new(ExpireTokenResponse { status: Some(status) }))
+        let token = validate::uuid("token", &request.into_inner().token)?;
+        let status = self.tokens.expire(token).await?;
+        Ok(Response::new(ExpireTokenResponse { status: Some(to_proto(&status)) }))
     }
 
     #[tracing::instrument(skip_all, fields(tokens = request.get_ref().tokens.len()))]
@@ -65,10 +66,7 @@ impl QueueInternalService for QueueApi {
         request: Request<ExpireTokensRequest>,
     ) -> Result<Response<ExpireTokensResponse>, Status> {
         let tokens = validate::uuids("tokens", &request.get_ref().tokens, MAX_EXPIRE_BATCH)?;
-        let expired = self.repo.expire_many(&tokens, self.clock.now()).await?;
-        if expired > 0 {
-            self.admission.wake();
-        }
+        let expired = self.tokens.expire_many(&tokens).await?;
         Ok(Response::new(ExpireTokensResponse { expired }))
     }
 

@@ -5,4 +5,5 @@ pub mod line;
 pub mod rate_limit;
 pub mod rooms;
 pub mod seen;
+pub mod tokens;
 pub mod watchers;

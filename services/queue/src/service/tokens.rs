@@ -54,8 +54,10 @@ impl Tokens {
         seen: Seen,
         clock: SharedClock,
     ) -> Self {
-        let waiting =
-            moka::sync::Cache::builder().max_capacity(WAITING_CACHE_CAPACITY).time_to_idle(Duration::from_secs(15 * 60)).build();
+        let waiting = moka::sync::Cache::builder()
+            .max_capacity(WAITING_CACHE_CAPACITY)
+            .time_to_idle(Duration::from_secs(15 * 60))
+            .build();
         Self { repo, joining, rooms, admission, line, joins, seen, waiting, clock }
     }
 
