@@ -41,6 +41,52 @@ pub trait ServiceConfig: clap::Parser {
     fn into_settings(self) -> anyhow::Result<Self::Settings>;
 }
 
+impl Service {
+    /// A service listening on 127.0.0.1 at `public_port` and `internal_port` by default.
+    #[must_use]
+    pub const fn local(name: &'static str, public_port: u16, internal_port: u16) -> Self {
+        use std::net::{Ipv4Addr, SocketAddrV4};
+        Self {
+            name,
+            public_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, public_port)),
+            internal_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, internal_port)),
+        }
+    }
+}
+
+/// What every service's `app::run` starts with: its connection pool to its own schema,
+/// migrated, and its task set, already holding the pool's metrics sampler.
+///
+/// # Errors
+/// When the database is unreachable or a migration fails.
+pub async fn start(
+    db: &crate::config::DbOptions,
+    schema: &str,
+    max_connections: u32,
+    migrator: &sqlx::migrate::Migrator,
+) -> anyhow::Result<(sqlx::PgPool, Tasks)> {
+    let pool = crate::db::connect_and_migrate(db, schema, max_connections, migrator).await?;
+    let mut tasks = Tasks::new();
+    tasks.spawn(crate::metrics::sample_pool(pool.clone()));
+    Ok((pool, tasks))
+}
+
+/// Serves `ports` until `shutdown` resolves and the server has drained its calls, then
+/// ends every task in `tasks`: nothing needs the workers any more.
+///
+/// # Errors
+/// When the server cannot start or fails.
+pub async fn serve(
+    ports: Vec<crate::server::Port>,
+    limits: crate::server::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut tasks: Tasks,
+) -> anyhow::Result<()> {
+    let served = crate::server::serve(ports, limits, shutdown).await;
+    tasks.shutdown().await;
+    served
+}
+
 /// Runs a service binary until SIGTERM or Ctrl-C (see [`crate::server::shutdown_signal`]).
 ///
 /// # Errors

@@ -1,14 +1,11 @@
 //! Builds the catalog service and owns what it runs: the server and its background tasks.
-use std::{
-    future::Future,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
-};
+use std::future::Future;
 
 use concert_proto::concert::catalog::v1::{
     catalog_admin_service_server::CatalogAdminServiceServer,
     catalog_internal_service_server::CatalogInternalServiceServer, catalog_service_server::CatalogServiceServer,
 };
-use platform::app::{Service, Tasks};
+use platform::app::Service;
 use platform::server::{Listeners, Port};
 use platform::{auth::TokenValidator, grpc_client::lazy_channel};
 use sqlx::migrate::Migrator;
@@ -21,11 +18,7 @@ use crate::{
 
 /// The binary's name and default ports: public 127.0.0.1:50052 (`LISTEN_ADDR`), internal
 /// 127.0.0.1:50062 (`INTERNAL_LISTEN_ADDR`).
-pub const SERVICE: Service = Service {
-    name: "catalog",
-    public_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50052)),
-    internal_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50062)),
-};
+pub const SERVICE: Service = Service::local("catalog", 50052, 50062);
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "catalog";
 /// The catalog's migrations (`migrations/catalog`).
@@ -40,10 +33,8 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let pool = platform::db::connect_and_migrate(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
-    // Every background task of this replica lives here and ends with `run`.
-    let mut tasks = Tasks::new();
-    tasks.spawn(platform::metrics::sample_pool(pool.clone()));
+    // Every background task of this replica lives in `tasks` and ends with `run`.
+    let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = CatalogRepo::new(pool);
     let api = CatalogApi::new(
         repo.clone(),
@@ -74,7 +65,5 @@ pub async fn run(
             vec![CatalogAdminServiceServer::<CatalogApi>::NAME, CatalogInternalServiceServer::<CatalogApi>::NAME],
         ),
     ];
-    let served = platform::server::serve(ports, settings.limits, shutdown).await;
-    tasks.shutdown().await;
-    served
+    platform::app::serve(ports, settings.limits, shutdown, tasks).await
 }

@@ -1,15 +1,12 @@
 //! Builds the queue service and owns what it runs: the server, the join batcher, the
 //! admission loop, the line refresher and the idle sweeps, all in one task set.
-use std::{
-    future::Future,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
-};
+use std::future::Future;
 
 use concert_proto::concert::queue::v1::{
     queue_admin_service_server::QueueAdminServiceServer, queue_internal_service_server::QueueInternalServiceServer,
     queue_service_server::QueueServiceServer,
 };
-use platform::app::{Service, Tasks};
+use platform::app::Service;
 use platform::server::{Listeners, Port};
 use sqlx::migrate::Migrator;
 use tonic::{server::NamedService, service::Routes};
@@ -28,11 +25,7 @@ use crate::{
 
 /// The binary's name and default ports: public 127.0.0.1:50051 (`LISTEN_ADDR`), internal
 /// 127.0.0.1:50061 (`INTERNAL_LISTEN_ADDR`).
-pub const SERVICE: Service = Service {
-    name: "queue",
-    public_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051)),
-    internal_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50061)),
-};
+pub const SERVICE: Service = Service::local("queue", 50051, 50061);
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "queue";
 /// The queue's migrations (`migrations/queue`).
@@ -49,15 +42,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let auth = settings.auth.build().await?;
-    let pool = platform::db::connect_and_migrate(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    // Every background task of this replica lives in `tasks` and ends with `run`. (A
+    // WatchQueue stream owns the task that feeds it: it ends with its client or the server.)
+    let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = QueueRepo::new(pool.clone(), settings.clock.clone());
     let catalog = Catalog::new(platform::grpc_client::lazy_channel(&settings.catalog_url)?);
     let rooms = Rooms::new(repo.clone(), catalog, settings.clock.clone());
     let admission = Admission::new(repo.clone(), settings.policy, settings.clock.clone());
-    // Every background task of this replica lives here and ends with `run`. (A WatchQueue
-    // stream owns the task that feeds it: it ends with its client or the server.)
-    let mut tasks = Tasks::new();
-    tasks.spawn(platform::metrics::sample_pool(pool.clone()));
     tasks.spawn(admission.clone().run(settings.admission_interval));
 
     let (line, refresher) = Line::new(repo.clone(), settings.clock.clone(), settings.line_refresh);
@@ -100,8 +91,5 @@ pub async fn run(
             vec![QueueAdminServiceServer::<QueueApi>::NAME, QueueInternalServiceServer::<QueueApi>::NAME],
         ),
     ];
-    let served = platform::server::serve(ports, settings.limits, shutdown).await;
-    // The server has drained its calls: nothing needs the workers any more.
-    tasks.shutdown().await;
-    served
+    platform::app::serve(ports, settings.limits, shutdown, tasks).await
 }

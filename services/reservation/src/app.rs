@@ -1,16 +1,13 @@
 //! Builds the reservation service and owns what it runs: the server, the batch workers, the
 //! hold sweeper, the saga recovery worker and the gauges, all in one task set.
-use std::{
-    future::Future,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
-};
+use std::future::Future;
 
 use concert_proto::concert::reservation::v1::{
     reservation_internal_service_server::ReservationInternalServiceServer,
     reservation_service_server::ReservationServiceServer,
 };
 use platform::{
-    app::{Service, Tasks},
+    app::Service,
     auth::TokenValidator,
     grpc_client::lazy_channel,
     server::{Listeners, Port},
@@ -31,11 +28,7 @@ use crate::{
 
 /// The binary's name and default ports: public 127.0.0.1:50053 (`LISTEN_ADDR`), internal
 /// 127.0.0.1:50063 (`INTERNAL_LISTEN_ADDR`).
-pub const SERVICE: Service = Service {
-    name: "reservation",
-    public_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50053)),
-    internal_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50063)),
-};
+pub const SERVICE: Service = Service::local("reservation", 50053, 50063);
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "reservation";
 /// The reservation migrations (`migrations/reservation`).
@@ -52,11 +45,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let auth = settings.auth.build().await?;
-    let pool = platform::db::connect_and_migrate(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    // Every background task of this replica lives in `tasks` and ends with `run`.
+    let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = ReservationRepo::new(pool.clone());
-    // Every background task of this replica lives here and ends with `run`.
-    let mut tasks = Tasks::new();
-    tasks.spawn(platform::metrics::sample_pool(pool.clone()));
 
     let queue_channel = lazy_channel(&settings.queue_url)?;
     let queue = Queue::new(queue_channel.clone(), settings.peer_policy.with_own_budget());
@@ -120,8 +111,5 @@ pub async fn run(
             vec![ReservationInternalServiceServer::<ReservationApi>::NAME],
         ),
     ];
-    let served = platform::server::serve(ports, settings.limits, shutdown).await;
-    // The server has drained its calls: nothing needs the workers any more.
-    tasks.shutdown().await;
-    served
+    platform::app::serve(ports, settings.limits, shutdown, tasks).await
 }

@@ -1,13 +1,10 @@
 //! Builds the wallet service and owns what it runs: the server and its background tasks.
-use std::{
-    future::Future,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
-};
+use std::future::Future;
 
 use concert_proto::concert::wallet::v1::{
     wallet_internal_service_server::WalletInternalServiceServer, wallet_service_server::WalletServiceServer,
 };
-use platform::app::{Service, Tasks};
+use platform::app::Service;
 use platform::server::{Listeners, Port};
 use sqlx::migrate::Migrator;
 use tonic::{server::NamedService, service::Routes};
@@ -16,11 +13,7 @@ use crate::{batch::ledger::LedgerBatcher, config::Settings, grpc::WalletApi, sto
 
 /// The binary's name and default ports: public 127.0.0.1:50054 (`LISTEN_ADDR`), internal
 /// 127.0.0.1:50064 (`INTERNAL_LISTEN_ADDR`).
-pub const SERVICE: Service = Service {
-    name: "wallet",
-    public_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50054)),
-    internal_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50064)),
-};
+pub const SERVICE: Service = Service::local("wallet", 50054, 50064);
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "wallet";
 /// The wallet's migrations (`migrations/wallet`).
@@ -35,10 +28,8 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let pool = platform::db::connect_and_migrate(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
-    // Every background task of this replica lives here and ends with `run`.
-    let mut tasks = Tasks::new();
-    tasks.spawn(platform::metrics::sample_pool(pool.clone()));
+    // Every background task of this replica lives in `tasks` and ends with `run`.
+    let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = WalletRepo::new(pool);
     let api = WalletApi::new(repo.clone(), LedgerBatcher::start(repo, &mut tasks));
     let auth = settings.auth.build().await?;
@@ -56,7 +47,5 @@ pub async fn run(
             vec![WalletInternalServiceServer::<WalletApi>::NAME],
         ),
     ];
-    let served = platform::server::serve(ports, settings.limits, shutdown).await;
-    tasks.shutdown().await;
-    served
+    platform::app::serve(ports, settings.limits, shutdown, tasks).await
 }
