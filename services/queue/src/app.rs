@@ -45,7 +45,7 @@ pub async fn run(
     // Every background task of this replica lives in `tasks` and ends with `run`. (A
     // WatchQueue stream owns the task that feeds it: it ends with its client or the server.)
     let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
-    let repo = QueueRepo::new(pool.clone(), settings.clock.clone());
+    let repo = QueueRepo::new(pool, settings.clock.clone());
     let catalog = Catalog::new(platform::grpc_client::lazy_channel(&settings.catalog_url)?);
     let rooms = Rooms::new(repo.clone(), catalog, settings.clock.clone());
     let admission = Admission::new(repo.clone(), settings.policy, settings.clock.clone());

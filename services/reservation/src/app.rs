@@ -47,7 +47,7 @@ pub async fn run(
     let auth = settings.auth.build().await?;
     // Every background task of this replica lives in `tasks` and ends with `run`.
     let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
-    let repo = ReservationRepo::new(pool.clone());
+    let repo = ReservationRepo::new(pool);
 
     let queue_channel = lazy_channel(&settings.queue_url)?;
     let queue = Queue::new(queue_channel.clone(), settings.peer_policy.with_own_budget());
