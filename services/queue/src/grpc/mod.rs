@@ -88,12 +88,12 @@ impl QueueService for QueueApi {
 
     #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
     async fn leave_queue(&self, request: Request<LeaveQueueRequest>) -> Result<Response<LeaveQueueResponse>, Status> {
+        let id = validate::uuid("token", &request.get_ref().token)?;
         if identity::identity(&request).is_some() {
             // Only its owner may give a place in line away: read whose it is first.
-            let token = self.tokens.get(validate::uuid("token", &request.get_ref().token)?).await?;
-            require_owner(&request, &token.user_id)?;
+            require_owner(&request, &self.tokens.get(id).await?.user_id)?;
         }
-        let status = self.tokens.expire(validate::uuid("token", &request.get_ref().token)?).await?;
+        let status = self.tokens.expire(id).await?;
         Ok(Response::new(LeaveQueueResponse { status: Some(to_proto(&status)) }))
     }
 

@@ -107,12 +107,6 @@ impl PaymentStatus {
             Self::Completed | Self::Compensated | Self::Failed => SagaStep::Done,
         }
     }
-
-    /// True once the seat is sold (whether or not the token is expired yet).
-    #[must_use]
-    pub fn is_paid(self) -> bool {
-        matches!(self, Self::Confirmed | Self::Completed)
-    }
 }
 
 /// One payment saga.

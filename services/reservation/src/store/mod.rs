@@ -9,7 +9,7 @@
 //! - [`books`]: the export the cross-service reconciliation reads.
 
 /// The SQL expression "the token in `$token` (a column or parameter, as a string literal)
-/// has paid for a seat": the payment states of [`PaymentStatus::is_paid`]. Such a token
+/// has paid for a seat": a payment of it is CONFIRMED or COMPLETED (the seat is sold). Such a token
 /// books nothing more (HoldSeat, PayReservation). Written once here because the batch
 /// insert, the hold diagnosis and both saga starts apply it; expanded at compile time.
 ///
