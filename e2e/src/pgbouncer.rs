@@ -41,7 +41,7 @@ impl PgBouncer {
             .map(|schema| {
                 format!(
                     "{schema} = host={host} port={pg_port} dbname={database} user={user} \
-                     connect_query='SET search_path TO {schema}; SET plan_cache_mode TO force_custom_plan'\n",
+                     connect_query='SET search_path TO {schema}; SET plan_cache_mode TO force_custom_plan; SET jit TO off'\n",
                     host = direct.get_host(),
                     pg_port = direct.get_port(),
                     user = direct.get_username(),

@@ -28,11 +28,16 @@ pub fn lone_batch_prepared() -> bool {
     LONE_BATCH_PREPARED.load(Ordering::Relaxed)
 }
 
-/// Opens a pool whose connections use `schema` as their only search path.
+/// Opens a pool whose connections use `schema` as their only search path, without JIT.
+///
+/// JIT compilation is off: it is chosen by estimated cost, which grows with the tables, and
+/// then costs ~100–200 ms per execution of a statement that runs in well under a millisecond
+/// (seen on the admission round's rooms query at a million waiting). No statement of these
+/// services scans enough rows to repay it.
 ///
 /// Directly, the path is a start-up parameter of every connection. Through PgBouncer it
 /// cannot be (the pooler refuses start-up options, and a session setting would stay on a
-/// server connection another service may get next): the pooler sets it for the database
+/// server connection another service may get next): the pooler sets both for the database
 /// name the service connects to (`connect_query` in `deploy/pgbouncer/pgbouncer.ini`).
 ///
 /// Statements stay prepared by name and cached per connection, which needs PgBouncer 1.21
@@ -45,7 +50,7 @@ pub fn lone_batch_prepared() -> bool {
 /// When PostgreSQL cannot be reached within the acquire timeout.
 pub async fn connect(db: &DbOptions, schema: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     let options = match db.pooler {
-        Pooler::None => db.connect.clone().options([("search_path", schema)]),
+        Pooler::None => db.connect.clone().options([("search_path", schema), ("jit", "off")]),
         Pooler::PgBouncerTransaction => {
             LONE_BATCH_PREPARED.store(true, Ordering::Relaxed);
             db.connect.clone()
