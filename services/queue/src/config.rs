@@ -39,8 +39,9 @@ pub struct Config {
     #[arg(long, env = "QUEUE_ADMISSION_INTERVAL_MS", default_value_t = 250, value_parser = clap::value_parser!(u32).range(10..=60_000))]
     pub admission_interval_ms: u32,
 
-    /// Milliseconds between reads of the whole line by this replica; positions, wait
-    /// estimates and WatchQueue updates are at most this old.
+    /// Milliseconds between two reads of what changed in the line (joins and departures
+    /// since the previous read) by this replica; positions, wait estimates and WatchQueue
+    /// updates are at most this old.
     #[arg(long, env = "QUEUE_LINE_REFRESH_MS", default_value_t = 250, value_parser = clap::value_parser!(u32).range(10..=10_000))]
     pub line_refresh_ms: u32,
 

@@ -2,12 +2,18 @@
 //!
 //! **Why a snapshot.** Position is the number of WAITING tokens of the same concert with a
 //! lower `place`, plus one. Counting them per poll costs a scan of the line (~4,000 polls/s
-//! at 10,000 waiting on two cores). Instead each replica reads every line — the sorted
-//! `place`s of WAITING tokens per concert, one index-only scan — on a short tick (`QUEUE_LINE_REFRESH_MS`, default 250 ms) and
-//! answers every poll and every open `WatchQueue` stream from that one read with a binary
-//! search. A position is therefore exact as of the snapshot, at most one tick old, and
-//! counts every departure ahead (admissions, leaves, idle expiry) because departed tokens
-//! are simply absent. The token's own state is still read per poll (a primary-key read).
+//! at 10,000 waiting on two cores). Instead each replica keeps every line in memory — the
+//! sorted `place`s of WAITING tokens per concert ([`Places`]) — and answers every poll and
+//! every open `WatchQueue` stream from it with a rank. A position is therefore exact as of
+//! the snapshot, at most one refresh old, and counts every departure ahead (admissions,
+//! leaves, idle expiry) because departed tokens are simply absent.
+//!
+//! **Why deltas.** The line is read whole once, when a replica starts; after that each
+//! refresh (`QUEUE_LINE_REFRESH_MS`, default 250 ms) reads only the tokens whose place in
+//! line changed since the previous read ([`LineDelta`]: joins and departures, found by the
+//! transaction that last changed them, see `store::tokens`), and [`LineSnapshot::apply`]
+//! copies only what they touch. The work per refresh follows what changed, not how many
+//! wait: a million in line costs what ten thousand do, and ~8 bytes a person.
 //!
 //! **ETA formula.** Per room: between two snapshots `d` tokens left the line (admitted, left or
 //! expired) in `Δt` seconds. The departure rate `r` is an exponentially weighted moving
@@ -19,6 +25,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::Places;
+
 /// Time constant of the departure-rate average, in seconds.
 pub const RATE_TIME_CONSTANT_SECS: f64 = 10.0;
 /// Below this departure rate (per second) no wait is estimated.
@@ -27,8 +35,8 @@ pub const MIN_RATE_FOR_ETA: f64 = 0.01;
 /// One room's line as one replica last read it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RoomLine {
-    /// `place` of every WAITING token, ascending (pre-queue keys are negative, so first).
-    pub waiting: Vec<i64>,
+    /// `place` of every WAITING token (pre-queue keys are negative, so first).
+    pub waiting: Places,
     /// ACTIVE tokens (unexpired) at the time of the read.
     pub active: u64,
     /// Departures per second from this line (EWMA, see the module docs).
@@ -39,7 +47,7 @@ impl RoomLine {
     /// Whether `place` was WAITING when the snapshot was taken.
     #[must_use]
     pub fn contains(&self, place: i64) -> bool {
-        self.waiting.binary_search(&place).is_ok()
+        self.waiting.contains(place)
     }
 
     /// WAITING tokens in the line.
@@ -58,19 +66,29 @@ impl RoomLine {
         // Saturating float-to-int conversion; an absurd estimate is capped, not wrapped.
         Some(secs.min(u64::MAX as f64) as u64)
     }
+}
 
-    fn next(previous: Option<&RoomLine>, waiting: Vec<i64>, active: u64, dt: f64) -> Self {
-        let old_rate = previous.map_or(0.0, |p| p.departure_rate);
-        let departure_rate = match previous {
-            Some(p) if dt > 0.0 => {
-                let departed = departures(&p.waiting, &waiting) as f64;
-                let alpha = 1.0 - (-dt / RATE_TIME_CONSTANT_SECS).exp();
-                old_rate + alpha * (departed / dt - old_rate)
-            }
-            _ => old_rate,
-        };
-        Self { waiting, active, departure_rate }
-    }
+/// How one room's line changed between two reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomDelta {
+    /// Places of tokens that are WAITING now and were not at the previous read.
+    pub joined: Vec<i64>,
+    /// Places of tokens that are no longer WAITING (admitted, left or expired); tokens that
+    /// joined and left between two reads may be among them, and are ignored.
+    pub left: Vec<i64>,
+}
+
+/// What changed in every line between two reads of one replica (or, for the first read,
+/// every WAITING token as joined).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineDelta {
+    /// Per room, its joins and departures.
+    pub rooms: HashMap<Uuid, RoomDelta>,
+    /// Unexpired ACTIVE tokens per room at the read (rooms with none are absent).
+    pub active: HashMap<Uuid, u64>,
+    /// Highest `seq` among the changed tokens (0 for none); seqs are drawn from one
+    /// sequence for every room.
+    pub max_seq: i64,
 }
 
 /// Every room's line as one replica last read it.
@@ -78,8 +96,7 @@ impl RoomLine {
 pub struct LineSnapshot {
     /// Lines of the rooms that had anyone WAITING or ACTIVE at the read.
     pub rooms: HashMap<Uuid, RoomLine>,
-    /// Highest `seq` of any token at the time of the read (0 for none); seqs are drawn
-    /// from one sequence for every room.
+    /// Highest `seq` of any token read so far (0 for none).
     pub max_seq: i64,
     /// When the read was made.
     pub taken_at: DateTime<Utc>,
@@ -92,24 +109,40 @@ impl LineSnapshot {
         Self { rooms: HashMap::new(), max_seq: 0, taken_at: now }
     }
 
-    /// The next snapshot, from a fresh read taken at `now`: per room, the places of its
-    /// WAITING tokens (ascending) and its ACTIVE count.
+    /// The next snapshot: this one with `delta` (read at `now`) applied. Rooms nobody is
+    /// WAITING or ACTIVE in any more are dropped. Each room's departure rate is updated from
+    /// the places that actually left it (see the module docs).
     #[must_use]
-    pub fn next(&self, rooms: HashMap<Uuid, (Vec<i64>, u64)>, max_seq: i64, now: DateTime<Utc>) -> Self {
+    pub fn apply(&self, mut delta: LineDelta, now: DateTime<Utc>) -> Self {
         let dt = (now - self.taken_at).num_milliseconds() as f64 / 1_000.0;
-        let rooms = rooms
-            .into_iter()
-            .map(|(concert, (waiting, active))| {
-                (concert, RoomLine::next(self.rooms.get(&concert), waiting, active, dt))
-            })
-            .collect();
-        Self { rooms, max_seq, taken_at: now }
+        let alpha = 1.0 - (-dt / RATE_TIME_CONSTANT_SECS).exp();
+        let mut concerts: Vec<Uuid> =
+            self.rooms.keys().chain(delta.rooms.keys()).chain(delta.active.keys()).copied().collect();
+        concerts.sort_unstable();
+        concerts.dedup();
+        let mut rooms = HashMap::with_capacity(concerts.len());
+        for concert in concerts {
+            let before = self.rooms.get(&concert);
+            let change = delta.rooms.remove(&concert).unwrap_or_default();
+            let (waiting, departed) = match before {
+                Some(b) => b.waiting.apply(change.joined, change.left),
+                None => Places::default().apply(change.joined, change.left),
+            };
+            let active = delta.active.get(&concert).copied().unwrap_or(0);
+            if waiting.is_empty() && active == 0 {
+                continue;
+            }
+            let old_rate = before.map_or(0.0, |b| b.departure_rate);
+            let departure_rate = if dt > 0.0 { old_rate + alpha * (departed as f64 / dt - old_rate) } else { old_rate };
+            rooms.insert(concert, RoomLine { waiting, active, departure_rate });
+        }
+        Self { rooms, max_seq: self.max_seq.max(delta.max_seq), taken_at: now }
     }
 
     /// The line of one room (empty when nobody was waiting or active in it).
     #[must_use]
     pub fn room(&self, concert_id: Uuid) -> &RoomLine {
-        static EMPTY: RoomLine = RoomLine { waiting: Vec::new(), active: 0, departure_rate: 0.0 };
+        static EMPTY: std::sync::LazyLock<RoomLine> = std::sync::LazyLock::new(RoomLine::default);
         self.rooms.get(&concert_id).unwrap_or(&EMPTY)
     }
 
@@ -123,27 +156,11 @@ impl LineSnapshot {
     #[must_use]
     pub fn ahead_of(&self, concert_id: Uuid, place: i64) -> u64 {
         let line = self.room(concert_id);
-        let in_snapshot = line.waiting.partition_point(|&s| s < place) as u64;
-        let newest = self.max_seq.max(line.waiting.last().copied().unwrap_or(0));
+        let in_snapshot = line.waiting.rank(place) as u64;
+        let newest = self.max_seq.max(line.waiting.last().unwrap_or(0));
         let drawn_since = place.saturating_sub(newest).saturating_sub(1);
         in_snapshot + u64::try_from(drawn_since).unwrap_or(0)
     }
-}
-
-/// Tokens in `before` that are no longer in `after` (both ascending). Tokens only ever
-/// leave the line, and new ones join at the end, so this is a merge walk.
-fn departures(before: &[i64], after: &[i64]) -> usize {
-    let mut gone = 0;
-    let mut j = 0;
-    for &seq in before {
-        while j < after.len() && after[j] < seq {
-            j += 1;
-        }
-        if after.get(j) != Some(&seq) {
-            gone += 1;
-        }
-    }
-    gone
 }
 
 #[cfg(test)]
@@ -156,16 +173,22 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
     }
 
+    fn joined(rooms: &[(Uuid, Vec<i64>)], max_seq: i64) -> LineDelta {
+        LineDelta {
+            rooms: rooms.iter().map(|(c, p)| (*c, RoomDelta { joined: p.clone(), left: Vec::new() })).collect(),
+            active: HashMap::new(),
+            max_seq,
+        }
+    }
+
     fn one_room(concert: Uuid, waiting: Vec<i64>, max_seq: i64) -> LineSnapshot {
-        let rooms = HashMap::from([(concert, RoomLine { waiting, ..RoomLine::default() })]);
-        LineSnapshot { rooms, max_seq, taken_at: t0() }
+        LineSnapshot::empty(t0()).apply(joined(&[(concert, waiting)], max_seq), t0())
     }
 
     #[test]
     fn position_counts_only_waiting_tokens_ahead_in_the_same_room() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let mut s = one_room(a, vec![3, 7, 8, 20], 22);
-        s.rooms.insert(b, RoomLine { waiting: vec![4, 5, 6], ..RoomLine::default() });
+        let s = LineSnapshot::empty(t0()).apply(joined(&[(a, vec![3, 7, 8, 20]), (b, vec![4, 5, 6])], 22), t0());
         assert_eq!(s.ahead_of(a, 3), 0);
         assert_eq!(s.ahead_of(a, 8), 2, "room b's 4, 5, 6 are not ahead in room a");
         assert_eq!(s.ahead_of(b, 6), 2);
@@ -192,28 +215,46 @@ mod tests {
         let old = one_room(a, vec![1, 2], 2);
         let first = old.ahead_of(a, 4) + 1;
         // Snapshot 2 sees everyone, nobody admitted yet.
-        let new = old.next(HashMap::from([(a, (vec![1, 2, 3, 4], 0))]), 4, t0() + Duration::seconds(1));
+        let new = old.apply(joined(&[(a, vec![3, 4])], 4), t0() + Duration::seconds(1));
         let second = new.ahead_of(a, 4) + 1;
         assert!(second <= first, "{first} then {second}");
     }
 
     #[test]
-    fn departures_count_leavers_anywhere_in_the_line_but_not_joiners() {
-        assert_eq!(departures(&[1, 2, 3, 4], &[2, 4, 5, 6]), 2);
-        assert_eq!(departures(&[1, 2, 3], &[1, 2, 3, 9]), 0);
-        assert_eq!(departures(&[1, 2, 3], &[]), 3);
+    fn departures_anywhere_in_the_line_move_everyone_behind_up_and_empty_rooms_go() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let s = LineSnapshot::empty(t0()).apply(joined(&[(a, (1..=6).collect()), (b, vec![10])], 10), t0());
+        let delta = LineDelta {
+            rooms: HashMap::from([
+                // 1 admitted, 3 left, 99 joined and left between the reads, 11 joined.
+                (a, RoomDelta { joined: vec![11], left: vec![1, 3, 99] }),
+                (b, RoomDelta { joined: Vec::new(), left: vec![10] }),
+            ]),
+            active: HashMap::from([(a, 1)]),
+            max_seq: 99,
+        };
+        let s = s.apply(delta, t0() + Duration::seconds(1));
+        assert_eq!((s.ahead_of(a, 6), s.ahead_of(a, 11), s.room(a).waiting_count()), (3, 4, 5));
+        assert_eq!((s.room(a).active, s.max_seq), (1, 99));
+        assert!(!s.rooms.contains_key(&b), "nobody waiting or active in b");
+        // Two departures in one second (99 was never in the line).
+        assert!((s.room(a).departure_rate - 2.0 * (1.0 - (-0.1f64).exp())).abs() < 1e-9);
     }
 
     #[test]
     fn the_rate_follows_admissions_per_room_and_gives_a_wait_estimate() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let mut s = one_room(a, (1..=1_000).collect(), 1_000);
-        s.rooms.insert(b, RoomLine { waiting: (2_001..=2_100).collect(), ..RoomLine::default() });
+        let mut s = LineSnapshot::empty(t0())
+            .apply(joined(&[(a, (1..=1_000).collect()), (b, (2_001..=2_100).collect())], 2_100), t0());
         // Room a: 10 tokens leave every second for a minute; room b does not move.
         for tick in 1..=60 {
-            let waiting = s.room(a).waiting[10..].to_vec();
-            let still = s.room(b).waiting.clone();
-            s = s.next(HashMap::from([(a, (waiting, 5)), (b, (still, 0))]), 2_100, t0() + Duration::seconds(tick));
+            let head: Vec<i64> = ((tick - 1) * 10 + 1..=tick * 10).collect();
+            let delta = LineDelta {
+                rooms: HashMap::from([(a, RoomDelta { joined: Vec::new(), left: head })]),
+                active: HashMap::from([(a, 5)]),
+                max_seq: 0,
+            };
+            s = s.apply(delta, t0() + Duration::seconds(tick));
         }
         let line = s.room(a);
         assert!((line.departure_rate - 10.0).abs() < 0.1, "rate {}", line.departure_rate);
@@ -221,5 +262,6 @@ mod tests {
         assert_eq!(line.estimated_wait_secs(0), None);
         assert_eq!(line.active, 5);
         assert_eq!(s.room(b).estimated_wait_secs(1), None, "a line that does not move has no estimate");
+        assert_eq!(s.room(b).waiting_count(), 100);
     }
 }

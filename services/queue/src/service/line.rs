@@ -1,5 +1,6 @@
-//! Keeps this replica's [`LineSnapshot`] fresh: one task reads the line on a tick and
-//! publishes it on a `watch` channel that every poll and every `WatchQueue` stream reads.
+//! Keeps this replica's [`LineSnapshot`] fresh: one task reads the whole line once, then on
+//! every tick only what changed since its last read, and publishes each new snapshot on a
+//! `watch` channel that every poll and every `WatchQueue` stream reads.
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use platform::clock::SharedClock;
@@ -40,6 +41,7 @@ impl Line {
 
 async fn refresh(repo: QueueRepo, clock: SharedClock, every: Duration, tx: watch::Sender<Arc<LineSnapshot>>) {
     let mut exported = HashSet::new();
+    let mut watermark = None;
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -48,11 +50,14 @@ async fn refresh(repo: QueueRepo, clock: SharedClock, every: Duration, tx: watch
             return;
         }
         let now = clock.now();
-        match repo.line(now).await {
-            Ok((rooms, max_seq)) => {
-                let next = tx.borrow().next(rooms, max_seq, now);
+        // A failed read keeps the last snapshot and watermark: the next read then covers
+        // both intervals, so nothing is missed.
+        match repo.line_changes(watermark.as_ref(), now).await {
+            Ok((delta, read_at)) => {
+                let next = tx.borrow().apply(delta, now);
                 export(&next, &mut exported);
                 tx.send_replace(Arc::new(next));
+                watermark = Some(read_at);
             }
             Err(e) => tracing::warn!(error = %e, "reading the line failed; keeping the last snapshot"),
         }

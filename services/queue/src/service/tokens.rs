@@ -19,8 +19,12 @@ use crate::{
     store::{Join, QueueRepo},
 };
 
-/// Most WAITING tokens one replica remembers for cheap polls (~100 bytes each).
-const WAITING_CACHE_CAPACITY: u64 = 1_000_000;
+/// Most WAITING tokens one replica remembers for cheap polls (~250 bytes each with the
+/// cache's own bookkeeping, so ~25 MB): the people polling this replica now, the same order
+/// as the verified access tokens `platform::identity` keeps (50,000). Sized to the line it
+/// would grow with the line (a million remembered rows were most of a replica's 678 MB);
+/// a poll beyond it costs one primary-key read.
+const WAITING_CACHE_CAPACITY: u64 = 100_000;
 
 /// Longest silence on a `WatchQueue` stream: a heartbeat status is sent at least this often.
 pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(5);

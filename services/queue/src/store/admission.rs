@@ -41,7 +41,13 @@ impl QueueRepo {
         defaults: &AdmissionPolicy,
         now: DateTime<Utc>,
     ) -> Result<RoundOutcome, QueueError> {
-        let mut tx = self.pool.begin().await?;
+        // Every statement of a round is built on a partial index (ACTIVE by expiry, WAITING by
+        // last seen, WAITING by place) and touches what changed, not the line. Without
+        // statistics for the line's present size (a table that grew from nothing in minutes
+        // of a rush, or a server without autovacuum) the planner can pick a sequential scan or
+        // a hash over every WAITING token instead; at a million waiting that made each round
+        // (up to 20 a second) cost a scan of the line. So sequential scans are off here.
+        let mut tx = self.pool.begin_with("BEGIN; SET LOCAL enable_seqscan = off").await?;
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(ADMISSION_LOCK).fetch_one(&mut *tx).await?;
         if !locked {
@@ -65,13 +71,15 @@ impl QueueRepo {
         .rows_affected();
         let expired = expired + abandoned;
         // Rooms with someone waiting and the sale open: each one's policy, rate window and
-        // active count (an index probe per room; the active sets are small).
+        // active count (an index probe per room; the active sets are small). Someone waiting
+        // is a scalar probe with LIMIT 1, which stays a probe: as `EXISTS`, a cached plan
+        // made while the table was small hashed every WAITING token each round.
         let rooms = sqlx::query(&format!(
             "SELECT {ROOM_COLUMNS}, window_start, window_admitted,
                     (SELECT count(*) FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'ACTIVE') AS active
              FROM rooms r
              WHERE (r.sale_opens_at IS NULL OR r.sale_opens_at <= COALESCE($1::timestamptz, statement_timestamp()))
-               AND EXISTS (SELECT 1 FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'WAITING')"
+               AND (SELECT true FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'WAITING' LIMIT 1)"
         ))
         // The sale's opening is judged by the database's clock, like joins (see insert_joins).
         .bind(self.clock.instead_of_database_time())

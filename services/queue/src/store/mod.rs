@@ -2,7 +2,7 @@
 //! domain's.
 //!
 //! - [`joins`]: joining lines (batched), one token per user and concert.
-//! - [`tokens`]: reading, expiring and touching tokens; the whole line for snapshots; counts.
+//! - [`tokens`]: reading, expiring and touching tokens; the line's changes for snapshots; counts.
 //! - [`rooms`]: waiting rooms and their policy overrides.
 //! - [`admission`]: one admission round for every room, under one advisory lock.
 mod admission;
@@ -19,7 +19,7 @@ use crate::{
 
 pub use admission::RoundOutcome;
 pub use joins::Join;
-pub use tokens::{LineRead, QueueCounts};
+pub use tokens::{LineWatermark, QueueCounts};
 
 /// Key of the join fence. Every join holds it *shared* from before it draws its `seq`
 /// until it commits; an admission round takes it *exclusively*, which waits for the joins

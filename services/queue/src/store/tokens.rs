@@ -1,13 +1,11 @@
-//! Tokens: reads by id, expiry, polls, the whole line for snapshots, a room's counts, and
+//! Tokens: reads by id, expiry, polls, the line's changes for snapshots, a room's counts, and
 //! a room's export for audits.
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{QueueRepo, TOKEN_COLUMNS, token_from_row};
 use crate::{
-    domain::{Token, TokenHistory},
+    domain::{LineDelta, RoomDelta, Token, TokenHistory},
     error::QueueError,
 };
 
@@ -20,9 +18,10 @@ pub struct QueueCounts {
     pub serving_seq: u64,
 }
 
-/// Every room's line as read for a snapshot: per concert, the places of its WAITING
-/// tokens (ascending) and its ACTIVE count; and the highest `seq` drawn.
-pub type LineRead = (HashMap<Uuid, (Vec<i64>, u64)>, i64);
+/// Where a replica's last read of the line stood: the PostgreSQL snapshot it was taken in
+/// (`pg_snapshot` as text). The next read returns what committed after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineWatermark(String);
 
 impl QueueRepo {
     /// One token by id, without its place in line (the cheap read behind ValidateToken).
@@ -99,39 +98,78 @@ impl QueueRepo {
         Ok(done.rows_affected())
     }
 
-    /// Every room's line: the `place` of every WAITING token per concert (ascending, an
-    /// index-only scan of `tokens_waiting_by_place`), the unexpired ACTIVE tokens per
-    /// concert, and the highest `seq` drawn so far.
+    /// What changed in every room's line since `since` (the watermark of a previous read),
+    /// or, without one, every room's whole line (each WAITING token as joined); with the
+    /// unexpired ACTIVE count per room at `now`, and the watermark of this read.
+    ///
+    /// One REPEATABLE READ transaction, so the rows, the counts and the watermark are one
+    /// snapshot. The changes are the tokens whose `changed_in` transaction (see migration
+    /// 0005) committed after `since`'s snapshot was taken and before this one: an index range
+    /// scan from `since`'s xmin, which grows with what changed, not with the line. A token
+    /// changed twice in between is read once, in its latest state.
     ///
     /// # Errors
     /// Database failures only.
-    #[tracing::instrument(skip_all)]
-    pub async fn line(&self, now: DateTime<Utc>) -> Result<LineRead, QueueError> {
-        // One statement, so one snapshot: read separately, a join committing in between
-        // was counted in `max(seq)` but missing from the waiting places, and looked gone.
-        let rows: Vec<LineRow> = sqlx::query_as(
-            "WITH w AS (SELECT concert_id, array_agg(place ORDER BY place) AS places
-                        FROM tokens WHERE state = 'WAITING' GROUP BY concert_id),
-                  a AS (SELECT concert_id, count(*) AS n
-                        FROM tokens WHERE state = 'ACTIVE' AND expires_at > $1 GROUP BY concert_id)
-             SELECT m.max_seq, x.concert_id, x.places, x.n
-             FROM (SELECT COALESCE(max(seq), 0) AS max_seq FROM tokens) AS m
-             LEFT JOIN (SELECT concert_id, w.places, a.n FROM w FULL JOIN a USING (concert_id)) AS x ON true",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        let max_seq = rows.first().map_or(0, |r| r.0);
-        let mut rooms: HashMap<Uuid, (Vec<i64>, u64)> = HashMap::with_capacity(rows.len());
-        for (_, concert, places, active) in rows {
-            if let Some(concert) = concert {
-                rooms.insert(
-                    concert,
-                    (places.unwrap_or_default(), platform::db::unsigned(active.unwrap_or(0), "active")?),
-                );
+    #[tracing::instrument(skip_all, fields(full = since.is_none()))]
+    pub async fn line_changes(
+        &self,
+        since: Option<&LineWatermark>,
+        now: DateTime<Utc>,
+    ) -> Result<(LineDelta, LineWatermark), QueueError> {
+        // The change read must stay an index range scan on `changed_in`: the planner, without
+        // statistics on how far back `since` is, would take a third of the table and scan it
+        // all (the cost this read exists to avoid), so sequential scans are off.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL enable_seqscan = off")
+            .await?;
+        let watermark =
+            LineWatermark(sqlx::query_scalar("SELECT pg_current_snapshot()::text").fetch_one(&mut *tx).await?);
+        let mut delta = LineDelta::default();
+        match since {
+            None => {
+                let rooms: Vec<(Uuid, Vec<i64>)> = sqlx::query_as(
+                    "SELECT concert_id, array_agg(place) FROM tokens WHERE state = 'WAITING' GROUP BY concert_id",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                for (concert, joined) in rooms {
+                    delta.rooms.insert(concert, RoomDelta { joined, left: Vec::new() });
+                }
+                delta.max_seq =
+                    sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM tokens").fetch_one(&mut *tx).await?;
+            }
+            Some(LineWatermark(since)) => {
+                let rows: Vec<(Uuid, i64, i64, bool)> = sqlx::query_as(
+                    "SELECT concert_id, place, seq, state = 'WAITING' FROM tokens
+                     WHERE changed_in >= pg_snapshot_xmin($1::pg_snapshot)
+                       AND NOT pg_visible_in_snapshot(changed_in, $1::pg_snapshot)",
+                )
+                .bind(since)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (concert, place, seq, waiting) in rows {
+                    let room = delta.rooms.entry(concert).or_default();
+                    if waiting {
+                        room.joined.push(place)
+                    } else {
+                        room.left.push(place)
+                    }
+                    delta.max_seq = delta.max_seq.max(seq);
+                }
             }
         }
-        Ok((rooms, max_seq))
+        let active: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT concert_id, count(*) FROM tokens WHERE state = 'ACTIVE' AND expires_at > $1 GROUP BY concert_id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (concert, n) in active {
+            delta.active.insert(concert, platform::db::unsigned(n, "active")?);
+        }
+        tx.commit().await?;
+        Ok((delta, watermark))
     }
 
     /// Records that the clients of `tokens` were still there at `now` (polls and open
@@ -155,6 +193,8 @@ impl QueueRepo {
         .bind(tokens)
         .bind(now)
         .bind(stale_before)
+        // Planned for its array each time (see `get_many`).
+        .persistent(platform::db::lone_batch_prepared())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
@@ -214,6 +254,144 @@ impl QueueRepo {
     }
 }
 
-/// One row of the line read: `max(seq)`, then a concert with its waiting places and active
-/// count (all `None` when nobody is in any line).
-type LineRow = (i64, Option<Uuid>, Option<Vec<i64>>, Option<i64>);
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::collections::BTreeSet;
+
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    use sqlx::PgPool;
+
+    use super::*;
+    use crate::{
+        domain::{AdmissionPolicy, LineSnapshot},
+        store::Join,
+    };
+
+    fn repo(pool: PgPool) -> QueueRepo {
+        QueueRepo::new(pool, platform::clock::system())
+    }
+
+    async fn join(repo: &QueueRepo, user: &str, concert: Uuid) -> Token {
+        let j = Join { user_id: user.into(), concert_id: concert, pre_queue_key: -1, now: Utc::now() };
+        repo.join_many(&[j]).await.unwrap().remove(0)
+    }
+
+    fn places(s: &LineSnapshot, concert: Uuid) -> Vec<i64> {
+        s.room(concert).waiting.iter().collect()
+    }
+
+    /// A join that drew its seq first but commits last is seen by the read after its commit:
+    /// the watermark is the snapshot, not the highest seq seen.
+    #[sqlx::test(migrations = "../../migrations/queue")]
+    async fn a_join_committing_after_a_later_one_is_not_missed(pool: PgPool) {
+        let repo = repo(pool.clone());
+        let concert = Uuid::new_v4();
+        let first = join(&repo, "first", concert).await;
+        let (delta, w0) = repo.line_changes(None, Utc::now()).await.unwrap();
+        assert_eq!(delta.rooms[&concert].joined, vec![first.place]);
+
+        // A slow join draws its seq, then a later join commits before it does.
+        let mut slow = pool.begin().await.unwrap();
+        let slow_seq: i64 = sqlx::query_scalar(
+            "INSERT INTO tokens (token, user_id, concert_id, state, issued_at, last_seen_at)
+             VALUES ($1, 'slow', $2, 'WAITING', now(), now()) RETURNING seq",
+        )
+        .bind(Uuid::new_v4())
+        .bind(concert)
+        .fetch_one(&mut *slow)
+        .await
+        .unwrap();
+        let later = join(&repo, "later", concert).await;
+        assert!(later.seq > slow_seq);
+        let (d1, w1) = repo.line_changes(Some(&w0), Utc::now()).await.unwrap();
+        assert_eq!(d1.rooms[&concert], RoomDelta { joined: vec![later.place], left: vec![] });
+        slow.commit().await.unwrap();
+        let (d2, w2) = repo.line_changes(Some(&w1), Utc::now()).await.unwrap();
+        assert_eq!(d2.rooms[&concert], RoomDelta { joined: vec![slow_seq], left: vec![] });
+
+        // Being seen (a touch) is no change of place; leaving is.
+        repo.touch(
+            &[first.token],
+            Utc::now() + chrono::Duration::seconds(5),
+            Utc::now() + chrono::Duration::seconds(10),
+        )
+        .await
+        .unwrap();
+        let (d3, w3) = repo.line_changes(Some(&w2), Utc::now()).await.unwrap();
+        assert!(d3.rooms.is_empty(), "{d3:?}");
+        repo.expire(first.token, Utc::now()).await.unwrap();
+        let (d4, _) = repo.line_changes(Some(&w3), Utc::now()).await.unwrap();
+        assert_eq!(d4.rooms[&concert], RoomDelta { joined: vec![], left: vec![first.place] });
+    }
+
+    /// Whatever mix of joins, leaves, expiries and admission rounds runs between reads, on
+    /// several connections at once, the line kept from deltas equals the line read whole.
+    #[sqlx::test(migrations = "../../migrations/queue")]
+    async fn the_line_kept_from_deltas_equals_the_line_read_whole(pool: PgPool) {
+        let repo = repo(pool);
+        let concerts = [Uuid::new_v4(), Uuid::new_v4()];
+        let policy = AdmissionPolicy {
+            max_active: 7,
+            active_ttl: chrono::Duration::seconds(1),
+            admit_per_sec: 0,
+            idle_timeout: chrono::Duration::seconds(3_600),
+        };
+        let mut rng = StdRng::seed_from_u64(17);
+        let mut snapshot = LineSnapshot::empty(Utc::now());
+        let mut watermark = None;
+        let mut live: Vec<Uuid> = Vec::new();
+        for round in 0..30 {
+            let mut work = Vec::new();
+            for i in 0..rng.random_range(0..20) {
+                let concert = concerts[rng.random_range(0..2)];
+                let user = format!("u{round}-{i}");
+                let repo = repo.clone();
+                work.push(tokio::spawn(async move { Some(join(&repo, &user, concert).await.token) }));
+            }
+            for _ in 0..rng.random_range(0..4) {
+                if !live.is_empty() {
+                    let token = live.swap_remove(rng.random_range(0..live.len()));
+                    let repo = repo.clone();
+                    work.push(tokio::spawn(async move {
+                        repo.expire(token, Utc::now()).await.unwrap();
+                        None
+                    }));
+                }
+            }
+            if rng.random_bool(0.5) {
+                let repo = repo.clone();
+                work.push(tokio::spawn(async move {
+                    repo.admission_round(&policy, Utc::now() + chrono::Duration::seconds(2)).await.unwrap();
+                    None
+                }));
+            }
+            // A read while some of the work is still in flight.
+            let (delta, at) = repo.line_changes(watermark.as_ref(), Utc::now()).await.unwrap();
+            snapshot = snapshot.apply(delta, Utc::now());
+            watermark = Some(at);
+            for w in work {
+                live.extend(w.await.unwrap());
+            }
+        }
+        let (delta, _) = repo.line_changes(watermark.as_ref(), Utc::now()).await.unwrap();
+        snapshot = snapshot.apply(delta, Utc::now());
+        let (whole, _) = repo.line_changes(None, Utc::now()).await.unwrap();
+        let whole = LineSnapshot::empty(Utc::now()).apply(whole, Utc::now());
+        for concert in concerts {
+            let kept = places(&snapshot, concert);
+            assert_eq!(kept, places(&whole, concert), "room {concert}");
+            let waiting: BTreeSet<i64> =
+                sqlx::query_scalar("SELECT place FROM tokens WHERE concert_id = $1 AND state = 'WAITING'")
+                    .bind(concert)
+                    .fetch_all(&repo.pool)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .collect();
+            assert_eq!(kept, waiting.into_iter().collect::<Vec<_>>());
+        }
+        assert!(snapshot.rooms.values().map(|r| r.waiting_count()).sum::<u64>() > 0, "some are still waiting");
+        assert_eq!(snapshot.max_seq, whole.max_seq);
+    }
+}
