@@ -2,7 +2,7 @@
 # bench-ceilings.sh): its own database (recreated), queue, catalog, wallet and two
 # reservation replicas on ports 5115x/5116x and 5117x/5118x, so a demo suite from
 # run-suite.sh may keep running. Stopped when the sourcing script exits.
-# Sets DATABASE_URL and bin (where the binaries are).
+# Sets DATABASE_URL, bin (where the binaries are) and queue_pid.
 # shellcheck source=postgres.sh
 . "$ROOT/scripts/lib/postgres.sh"
 
@@ -41,8 +41,17 @@ start_bench_suite() { # database name
   "$bin/concertctl" wait --timeout-secs 60 >/dev/null
 }
 
+# Stops the suite start_bench_suite started (scripts that start several in turn).
+stop_bench_suite() {
+  kill "${bench_pids[@]}" 2>/dev/null || true
+  wait "${bench_pids[@]}" 2>/dev/null || true
+  bench_pids=()
+}
+
 bench_start() { # binary, log name, listen port, internal port
   LISTEN_ADDR=127.0.0.1:$3 INTERNAL_LISTEN_ADDR=127.0.0.1:$4 "$bin/$1-service" \
     >"$ROOT/target/bench-logs/$2.log" 2>&1 &
   bench_pids+=($!)
+  # The queue replica's pid, for scripts that watch its memory.
+  [ "$2" != queue ] || queue_pid=$!
 }

@@ -109,6 +109,11 @@ enum Scenario {
         waiting: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Poll with only this many of the waiting, spread evenly over the join order (default:
+        /// everyone). The same number at two line lengths compares the line's cost alone:
+        /// per-person caches (verified access tokens, remembered rows) serve both alike.
+        #[arg(long)]
+        pollers: Option<usize>,
     },
     /// The floor of any call: the standard health check on queue's public port, served by
     /// the same tonic server and HTTP/2 stack as every RPC (without the token check, the
@@ -207,8 +212,8 @@ async fn scenario(clients: &Clients, d: &Driver, scenario: Scenario, concurrency
     if let Scenario::Noop { seconds } = scenario {
         return noop(d, concurrency, seconds).await;
     }
-    if let Scenario::Queue { waiting, seconds } = scenario {
-        return queue(d, concurrency, &run_id, &concert_id, waiting, seconds).await;
+    if let Scenario::Queue { waiting, seconds, pollers } = scenario {
+        return queue(d, concurrency, &run_id, &concert_id, waiting, seconds, pollers).await;
     }
     // Every bench user holds at most `holds_per_user` seats (the server's hold limit).
     let user_count = match scenario {
@@ -422,7 +427,8 @@ async fn pay(
     Ok(())
 }
 
-/// IssueToken for `n` new users, then GetQueueStatus polls of random ones for `seconds`.
+/// IssueToken for `n` new users, then GetQueueStatus polls for `seconds` by `pollers` of
+/// them (all by default) spread evenly along the line.
 async fn queue(
     d: &Driver,
     concurrency: usize,
@@ -430,8 +436,9 @@ async fn queue(
     concert_id: &str,
     n: usize,
     seconds: u64,
+    pollers: Option<usize>,
 ) -> anyhow::Result<()> {
-    use concert_proto::concert::queue::v1::{GetQueueStatusRequest, IssueTokenRequest};
+    use concert_proto::concert::queue::v1::IssueTokenRequest;
     use std::sync::Mutex;
 
     // One admitted at a time: the line really holds (nearly) everyone.
@@ -473,13 +480,36 @@ async fn queue(
     .await;
     anyhow::ensure!(report.errors.is_empty(), "every join must succeed, got {:?}", report.errors);
 
-    let tokens: Arc<Vec<Session>> =
+    let everyone: Arc<Vec<Session>> =
         Arc::new(std::mem::take(&mut *tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner)));
     // Let every replica read the full line once before polling.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    match pollers.filter(|&k| k > 0 && k < everyone.len()) {
+        Some(k) => {
+            let step = everyone.len() / k;
+            let some: Vec<Session> = everyone.iter().step_by(step).take(k).cloned().collect();
+            // This process keeps only the pollers: a million sessions in its heap would slow
+            // its own allocations, and it shares the machine with the server it measures.
+            drop(everyone);
+            let name = format!("GetQueueStatus ({k} pollers spread over the line)");
+            poll(d, concurrency, &name, Arc::new(some), seconds).await
+        }
+        None => poll(d, concurrency, "GetQueueStatus (users spread over the line)", everyone, seconds).await,
+    }
+}
+
+/// GetQueueStatus of `tokens` for `seconds`, striding through them by a prime.
+async fn poll(
+    d: &Driver,
+    concurrency: usize,
+    name: &str,
+    tokens: Arc<Vec<Session>>,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    use concert_proto::concert::queue::v1::GetQueueStatusRequest;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let calls = Arc::new(AtomicUsize::new(0));
-    let report = drive(d, concurrency, "GetQueueStatus (users spread over the line)", move |c, _| {
+    let report = drive(d, concurrency, name, move |c, _| {
         let (tokens, calls) = (tokens.clone(), calls.clone());
         async move {
             if Instant::now() >= deadline {
