@@ -88,7 +88,7 @@ pub struct RushArgs {
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
-    /// Draw line length, admissions, payments and p99 over time here (SVG).
+    /// Draw line length, admissions, payments and p99 over time here (*.svg or *.png).
     #[arg(long)]
     pub plot: Option<std::path::PathBuf>,
     /// Seed of every random choice (who abandons, which seat, think times).

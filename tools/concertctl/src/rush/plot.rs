@@ -1,23 +1,71 @@
-//! The report's picture: the line, admissions and payments, and p99 latency, over time.
-use std::path::Path;
+//! The report's picture: the line, admissions and payments, and p99 latency, over time, as
+//! SVG or PNG (chosen by the file's extension).
+//!
+//! Text is laid out (both formats) and drawn (PNG) with `ab_glyph` from a sans-serif font
+//! found among the system's fonts by `fontdb` (Debian: `fonts-dejavu-core`).
+use std::{path::Path, sync::OnceLock};
 
-use plotters::prelude::*;
+use plotters::{coord::Shift, prelude::*};
 
 use super::RushReport;
 
 /// A series of (second, value) points with its legend and colour.
 type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 
-/// Draws three stacked charts sharing the time axis into an SVG file.
+/// Size of the picture, in pixels.
+const SIZE: (u32, u32) = (1000, 960);
+
+/// Draws three stacked charts sharing the time axis into an SVG or PNG file.
 ///
 /// # Errors
-/// When the file cannot be written, or the path does not end in `.svg`.
+/// When the file cannot be written, its name ends in neither `.svg` nor `.png`, or no font
+/// is installed.
 pub fn draw(report: &RushReport, path: &Path) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg")),
-        "--plot {}: only SVG is drawn (PNG text would need system fonts); name the file *.svg",
-        path.display()
-    );
+    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match extension.as_deref() {
+        Some("svg") => {
+            register_system_font()?;
+            draw_on(report, &SVGBackend::new(path, SIZE).into_drawing_area())
+        }
+        Some("png") => {
+            register_system_font()?;
+            draw_on(report, &BitMapBackend::new(path, SIZE).into_drawing_area())
+        }
+        _ => anyhow::bail!("--plot {}: name the file *.svg or *.png", path.display()),
+    }
+}
+
+/// Makes a system sans-serif font plotters' "sans-serif" (once per process).
+fn register_system_font() -> anyhow::Result<()> {
+    static FONT: OnceLock<Result<(), String>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        let mut fonts = fontdb::Database::new();
+        fonts.load_system_fonts();
+        // fontdb maps the generic family to "Arial"; name the common free sans fonts first.
+        let families = [
+            fontdb::Family::Name("DejaVu Sans"),
+            fontdb::Family::Name("Liberation Sans"),
+            fontdb::Family::Name("Noto Sans"),
+            fontdb::Family::SansSerif,
+        ];
+        let query = fontdb::Query { families: &families, ..fontdb::Query::default() };
+        let face = fonts.query(&query).or_else(|| fonts.faces().next().map(|f| f.id)).ok_or_else(|| {
+            "--plot: no font installed for the text (Debian: apt-get install fonts-dejavu-core)".to_owned()
+        })?;
+        let data = fonts.with_face_data(face, |data, _| data.to_vec()).ok_or("the font file could not be read")?;
+        // plotters keeps registered fonts for the life of the process.
+        let data: &'static [u8] = Box::leak(data.into_boxed_slice());
+        plotters::style::register_font("sans-serif", FontStyle::Normal, data)
+            .map_err(|_| "the system font could not be parsed".to_owned())
+    })
+    .clone()
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+fn draw_on<DB: DrawingBackend>(report: &RushReport, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
     let t = &report.timeline;
     let points = |f: &dyn Fn(&super::report::SecondRow) -> Option<f64>| -> Vec<(f64, f64)> {
         t.iter().filter_map(|s| f(s).map(|v| (s.t as f64, v))).collect()
@@ -29,7 +77,6 @@ pub fn draw(report: &RushReport, path: &Path) -> anyhow::Result<()> {
     let p99 = points(&|s| (s.calls > 0).then_some(s.p99_ms));
     let errors = points(&|s| Some(s.errors as f64));
 
-    let root = SVGBackend::new(path, (1000, 960)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
     let title = format!(
         "rush: {} people, {} seats{}",
@@ -58,12 +105,15 @@ pub fn draw(report: &RushReport, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn chart(
-    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+fn chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
     title: &str,
     x_max: f64,
     series: &[Series],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
     let y_max = series.iter().flat_map(|(_, _, p)| p.iter().map(|(_, y)| *y)).fold(1.0, f64::max) * 1.1;
     let mut c = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 16))
@@ -87,4 +137,65 @@ fn chart(
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::rush::report::SecondRow;
+
+    fn report() -> RushReport {
+        RushReport {
+            users: 500,
+            seats: 100,
+            arrival_rate: 1_000.0,
+            abandon: 0.1,
+            max_active: 40,
+            seed: 1,
+            elapsed_s: 3.0,
+            sold_out_after_s: Some(2.5),
+            seats_sold: 100,
+            outcomes: std::collections::BTreeMap::new(),
+            rpcs: Vec::new(),
+            timeline: (0..4)
+                .map(|t| SecondRow {
+                    t,
+                    waiting: Some(400 - 100 * t),
+                    active: Some(40),
+                    admitted: 30,
+                    paid: 25,
+                    calls: 900,
+                    errors: t,
+                    p99_ms: 12.5 * t as f64,
+                })
+                .collect(),
+            checks: Vec::new(),
+            violations: Vec::new(),
+        }
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("{}-{name}", uuid::Uuid::new_v4()))
+    }
+
+    #[test]
+    fn draws_svg_and_png_by_extension_and_refuses_other_names() {
+        let svg = temp("rush.svg");
+        draw(&report(), &svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.contains("rush: 500 people, 100 seats, sold out after 2.5 s"), "the title is in the SVG");
+
+        // PNG: text needs a system font (fonts-dejavu-core here and in CI).
+        let png = temp("rush.PNG");
+        draw(&report(), &png).unwrap();
+        let bytes = std::fs::read(&png).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        let dim = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+        assert_eq!((dim(16), dim(20)), SIZE, "IHDR width and height");
+
+        let refused = draw(&report(), &temp("rush.jpg")).unwrap_err().to_string();
+        assert!(refused.contains("--plot") && refused.contains("*.png"), "{refused}");
+        let _ = (std::fs::remove_file(svg), std::fs::remove_file(png));
+    }
 }
