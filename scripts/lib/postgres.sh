@@ -26,10 +26,9 @@ pg_reachable() { # host port
   fi
 }
 
-start_private_cluster() {
-  local bin data port=55432 runas=()
+start_private_cluster() { # [data directory (.run/pgdata)] [port (55432)]
+  local bin data="${1:-$ROOT/.run/pgdata}" port="${2:-55432}" runas=()
   bin=$(pg_bin_dir) || return 1
-  data="$ROOT/.run/pgdata"
   mkdir -p "$ROOT/.run"
   # initdb refuses to run as root: run the cluster as the postgres (or nobody) user.
   if [ "$(id -u)" = 0 ]; then
