@@ -27,16 +27,6 @@ pub struct Places {
 }
 
 impl Places {
-    /// A set of the given places (any order; duplicates are kept once).
-    #[must_use]
-    pub fn from_unsorted(mut places: Vec<i64>) -> Self {
-        places.sort_unstable();
-        places.dedup();
-        let mut set = Self { blocks: places.chunks(BLOCK).map(Arc::from).collect(), starts: Vec::new() };
-        set.count();
-        set
-    }
-
     /// How many places are in the set.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -209,7 +199,7 @@ mod tests {
                  proptest::collection::vec(-6_000i64..6_000, 0..1_500)), 1..6),
             probes in proptest::collection::vec(-7_000i64..7_000, 0..50),
         ) {
-            let mut set = Places::from_unsorted(start.clone());
+            let mut set = Places::default().apply(start.clone(), Vec::new()).0;
             let mut model: BTreeSet<i64> = start.into_iter().collect();
             check(&set, &model, &probes);
             for (joined, left) in steps {
@@ -227,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_delta_copies_only_the_blocks_it_touches() {
-        let set = Places::from_unsorted((1..=100_000).collect());
+        let set = Places::default().apply((1..=100_000).collect(), Vec::new()).0;
         // The head is admitted and one person joins at the end.
         let (next, departed) = set.apply(vec![100_001], (1..=10).collect());
         assert_eq!(departed, 10);
@@ -238,7 +228,7 @@ mod tests {
 
     #[test]
     fn draining_the_head_leaves_no_tiny_blocks_behind() {
-        let mut set = Places::from_unsorted((1..=10_000).collect());
+        let mut set = Places::default().apply((1..=10_000).collect(), Vec::new()).0;
         for round in 0..100 {
             let head: Vec<i64> = (round * 100 + 1..=round * 100 + 100).collect();
             set = set.apply(Vec::new(), head).0;

@@ -22,16 +22,16 @@ const SIZE: (u32, u32) = (1000, 960);
 /// is installed.
 pub fn draw(report: &RushReport, path: &Path) -> anyhow::Result<()> {
     let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    match extension.as_deref() {
-        Some("svg") => {
-            register_system_font()?;
-            draw_on(report, &SVGBackend::new(path, SIZE).into_drawing_area())
-        }
-        Some("png") => {
-            register_system_font()?;
-            draw_on(report, &BitMapBackend::new(path, SIZE).into_drawing_area())
-        }
+    let svg = match extension.as_deref() {
+        Some("svg") => true,
+        Some("png") => false,
         _ => anyhow::bail!("--plot {}: name the file *.svg or *.png", path.display()),
+    };
+    register_system_font()?;
+    if svg {
+        draw_on(report, &SVGBackend::new(path, SIZE).into_drawing_area())
+    } else {
+        draw_on(report, &BitMapBackend::new(path, SIZE).into_drawing_area())
     }
 }
 
