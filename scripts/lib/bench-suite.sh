@@ -2,7 +2,8 @@
 # bench-ceilings.sh): its own database (recreated), queue, catalog, wallet and two
 # reservation replicas on ports 5115x/5116x and 5117x/5118x, so a demo suite from
 # run-suite.sh may keep running. Stopped when the sourcing script exits.
-# Sets DATABASE_URL, bin (where the binaries are) and queue_pid.
+# Sets DATABASE_URL, bin (where the binaries are) and queue_pid. BENCH_BIN_DIR runs the
+# binaries of a saved build instead of building this tree's.
 # shellcheck source=postgres.sh
 . "$ROOT/scripts/lib/postgres.sh"
 
@@ -11,8 +12,14 @@ start_bench_suite() { # database name
   psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
   ensure_database "$1"
   export DATABASE_URL="${PG_ADMIN_URL%/*}/$1"
-  cargo build --release --locked --bins -q
-  bin="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+  # BENCH_BIN_DIR: binaries saved from another build, for A/B runs interleaved against the
+  # same suite scripts (nothing is built then).
+  if [ -n "${BENCH_BIN_DIR:-}" ]; then
+    bin=$BENCH_BIN_DIR
+  else
+    cargo build --release --locked --bins -q
+    bin="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+  fi
   local logs="$ROOT/target/bench-logs"
   mkdir -p "$logs"
   bench_pids=()

@@ -26,6 +26,7 @@ pg_reachable() { # host port
   fi
 }
 
+# PG_SERVER_OPTS adds server settings (e.g. "-c shared_preload_libraries=pg_stat_statements").
 start_private_cluster() { # [data directory (.run/pgdata)] [port (55432)]
   local bin data="${1:-$ROOT/.run/pgdata}" port="${2:-55432}" runas=()
   bin=$(pg_bin_dir) || return 1
@@ -44,7 +45,7 @@ start_private_cluster() { # [data directory (.run/pgdata)] [port (55432)]
   if ! pg_reachable 127.0.0.1 "$port"; then
     echo "postgres: starting the private cluster on 127.0.0.1:$port"
     "${runas[@]}" "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w \
-      -o "-p $port -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+      -o "-p $port -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300 ${PG_SERVER_OPTS:-}" start >/dev/null
   fi
   PG_ADMIN_URL="postgres://postgres@127.0.0.1:$port/postgres"
 }

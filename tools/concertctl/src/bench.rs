@@ -552,6 +552,9 @@ where
 {
     let ok = Arc::new(AtomicU64::new(0));
     let calls = Arc::new(AtomicU64::new(0));
+    // Marks where the timed part begins, for tools that watch this output
+    // (scripts/bench-profile.sh measures CPU and statements from here to the phase's line).
+    println!("phase started: {name}");
     let start = Instant::now();
     let deadline = d.duration.map(|t| start + t);
     let rate = d.rate;
