@@ -23,6 +23,10 @@ pub struct QueueCounts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineWatermark(String);
 
+/// The touch of [`QueueRepo::touch`]: `$1` the tokens, `$2` now, `$3` rows seen after it are
+/// left alone.
+const TOUCH: &str = "UPDATE tokens SET last_seen_at = $2 WHERE token = ANY($1) AND last_seen_at < $3";
+
 impl QueueRepo {
     /// One token by id, without its place in line (the cheap read behind ValidateToken).
     ///
@@ -177,6 +181,14 @@ impl QueueRepo {
     /// Rows seen after `stale_before` are left alone: a client polling every second is
     /// written once per several flushes, not once per flush.
     ///
+    /// Found only by primary key. The statement names no state: with `state = 'WAITING'`
+    /// it matched the predicate of the WAITING-by-last-seen index, and without statistics
+    /// (a rush grows the table faster than autoanalyze follows) the planner took that index
+    /// for a few thousand rows when it held a million: 485 ms per flush at 1,000,000 waiting
+    /// against ~1 ms by key (EXPLAIN ANALYZE, docs/BENCHMARKS.md). Only tokens marked in
+    /// the last flush interval are here, all WAITING when marked; one admitted since keeps
+    /// a harmless `last_seen_at` (idle expiry reads it of WAITING tokens only).
+    ///
     /// # Errors
     /// Database failures only.
     #[tracing::instrument(skip_all, fields(tokens = tokens.len()))]
@@ -186,17 +198,16 @@ impl QueueRepo {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<u64, QueueError> {
-        let done = sqlx::query(
-            "UPDATE tokens SET last_seen_at = $2
-             WHERE token = ANY($1) AND state = 'WAITING' AND last_seen_at < $3",
-        )
-        .bind(tokens)
-        .bind(now)
-        .bind(stale_before)
-        // Planned for its array each time (see `get_many`).
-        .persistent(platform::db::lone_batch_prepared())
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin_with("BEGIN; SET LOCAL enable_seqscan = off").await?;
+        let done = sqlx::query(TOUCH)
+            .bind(tokens)
+            .bind(now)
+            .bind(stale_before)
+            // Planned for its array each time (see `get_many`).
+            .persistent(platform::db::lone_batch_prepared())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 
@@ -393,5 +404,42 @@ mod tests {
         }
         assert!(snapshot.rooms.values().map(|r| r.waiting_count()).sum::<u64>() > 0, "some are still waiting");
         assert_eq!(snapshot.max_seq, whole.max_seq);
+    }
+
+    /// The touch finds its rows by primary key whatever the planner believes of the table.
+    /// Never analyzed (as after a rush's joins), a line of WAITING rows looks a few hundred
+    /// long; a touch that named the state then scanned the whole WAITING index instead.
+    #[sqlx::test(migrations = "../../migrations/queue")]
+    async fn a_touch_finds_its_rows_by_key_without_statistics(pool: PgPool) {
+        sqlx::query(
+            "INSERT INTO tokens (token, user_id, concert_id, state, issued_at, last_seen_at)
+             SELECT gen_random_uuid(), 'u' || i, $1, 'WAITING', now(), now() - interval '1 minute'
+             FROM generate_series(1, 100000) AS i",
+        )
+        .bind(Uuid::new_v4())
+        .execute(&pool)
+        .await
+        .unwrap();
+        let some: Vec<Uuid> =
+            sqlx::query_scalar("SELECT token FROM tokens TABLESAMPLE BERNOULLI (2)").fetch_all(&pool).await.unwrap();
+        assert!(some.len() > 1_000, "{}", some.len());
+        let mut tx = pool.begin_with("BEGIN; SET LOCAL enable_seqscan = off").await.unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {TOUCH}"))
+            .bind(&some)
+            .bind(Utc::now())
+            .bind(Utc::now() - chrono::Duration::seconds(10))
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("tokens_pkey") && !plan.contains("tokens_waiting"), "{plan}");
+        let touched = sqlx::query(TOUCH)
+            .bind(&some)
+            .bind(Utc::now())
+            .bind(Utc::now() - chrono::Duration::seconds(10))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(touched.rows_affected(), some.len() as u64);
     }
 }
