@@ -148,6 +148,7 @@ impl Suite {
                 idle_timeout: chrono::Duration::seconds(600),
             },
             seen_flush: Duration::from_millis(200),
+            seen_rewrite_after: Duration::from_millis(400),
             admission_interval: Duration::from_millis(20),
             line_refresh: Duration::from_millis(20),
             join_rates: queue_service::service::rate_limit::JoinRates {

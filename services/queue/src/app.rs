@@ -56,7 +56,12 @@ pub async fn run(
     let joins = JoinLimiter::new(settings.join_rates);
     tasks.spawn(joins.clone().forget_idle_users_forever());
     let seen = Seen::default();
-    tasks.spawn(seen.clone().flush_forever(repo.clone(), settings.clock.clone(), settings.seen_flush));
+    tasks.spawn(seen.clone().flush_forever(
+        repo.clone(),
+        settings.clock.clone(),
+        settings.seen_flush,
+        settings.seen_rewrite_after,
+    ));
     let api = QueueApi {
         tokens: Tokens::new(
             repo.clone(),

@@ -89,6 +89,8 @@ pub struct Settings {
     pub line_refresh: Duration,
     /// How often polls are written to `last_seen_at` (well below the idle timeout).
     pub seen_flush: Duration,
+    /// Age below which a `last_seen_at` is not written again (see `Seen`).
+    pub seen_rewrite_after: Duration,
     pub join_rates: JoinRates,
     /// Most WatchQueue streams at once on this replica.
     pub max_watch_streams: usize,
@@ -120,7 +122,8 @@ impl platform::app::ServiceConfig for Config {
                 idle_timeout: chrono::Duration::seconds(i64::from(self.idle_timeout_secs)),
             },
             // Polls are written in batches well within the idle timeout.
-            seen_flush: Duration::from_secs(u64::from(self.idle_timeout_secs / 4).clamp(1, 5)),
+            seen_flush: seen_flush(self.idle_timeout_secs),
+            seen_rewrite_after: seen_rewrite_after(self.idle_timeout_secs),
             admission_interval: Duration::from_millis(u64::from(self.admission_interval_ms)),
             line_refresh: Duration::from_millis(u64::from(self.line_refresh_ms)),
             join_rates: JoinRates {
@@ -134,11 +137,38 @@ impl platform::app::ServiceConfig for Config {
     }
 }
 
+/// How often a replica writes its poll marks: at most a quarter of the idle timeout apart,
+/// and at least every 5 s.
+fn seen_flush(idle_timeout_secs: u32) -> Duration {
+    Duration::from_secs(u64::from(idle_timeout_secs / 4).clamp(1, 5))
+}
+
+/// A poll rewrites `last_seen_at` only once it is this old: half the idle timeout (two
+/// flush periods for short timeouts). A live client's `last_seen_at` is then never older
+/// than this plus one flush period, under three quarters of the timeout, so it is never
+/// expired; and a line of a million polling every few seconds costs each person one row
+/// write per half timeout (every 30 s by default), not one per 10 s. Each write is a new
+/// row version and an entry in every index of `tokens`.
+fn seen_rewrite_after(idle_timeout_secs: u32) -> Duration {
+    (seen_flush(idle_timeout_secs) * 2).max(Duration::from_secs(u64::from(idle_timeout_secs / 2)))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn version_and_help_name_every_variable() {
         use clap::CommandFactory;
         assert_eq!(platform::config::help_problems(super::Config::command()), Vec::<String>::new());
+    }
+
+    /// Every accepted idle timeout leaves a polling client's `last_seen_at` at most three
+    /// quarters of the timeout old: never expired while it polls.
+    #[test]
+    fn a_polling_client_is_written_well_within_the_idle_timeout() {
+        for secs in 10..=86_400 {
+            let oldest = super::seen_rewrite_after(secs) + super::seen_flush(secs);
+            assert!(oldest.as_secs_f64() <= f64::from(secs) * 0.75, "timeout {secs} s: {oldest:?}");
+        }
+        assert_eq!(super::seen_rewrite_after(60).as_secs(), 30);
     }
 }

@@ -93,6 +93,7 @@ async fn replica_with(
             idle_timeout: chrono::Duration::seconds(idle_timeout_secs),
         },
         seen_flush: Duration::from_millis(50),
+        seen_rewrite_after: Duration::from_millis(100),
         admission_interval: Duration::from_millis(20),
         line_refresh: Duration::from_millis(20),
         join_rates: queue_service::service::rate_limit::JoinRates {

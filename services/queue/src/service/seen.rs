@@ -22,9 +22,10 @@ pub struct Seen {
 
 impl Seen {
     /// Writes the marks every `every` until the task is dropped (the server aborts it on
-    /// shutdown).
-    pub async fn flush_forever(self, repo: QueueRepo, clock: SharedClock, every: Duration) {
-        flush(self, repo, clock, every).await;
+    /// shutdown); a token whose `last_seen_at` is younger than `rewrite_after` is not
+    /// written again. `rewrite_after` plus `every` must stay well under the idle timeout.
+    pub async fn flush_forever(self, repo: QueueRepo, clock: SharedClock, every: Duration, rewrite_after: Duration) {
+        flush(self, repo, clock, every, rewrite_after).await;
     }
 
     /// Records that `token`'s client is still there.
@@ -37,7 +38,7 @@ impl Seen {
     }
 }
 
-async fn flush(seen: Seen, repo: QueueRepo, clock: SharedClock, every: Duration) {
+async fn flush(seen: Seen, repo: QueueRepo, clock: SharedClock, every: Duration, rewrite_after: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -47,9 +48,9 @@ async fn flush(seen: Seen, repo: QueueRepo, clock: SharedClock, every: Duration)
             continue;
         }
         let now = clock.now();
-        // A mark newer than two flush periods still protects the token for the rest of the
-        // timeout (flushes run at most a quarter of the timeout apart).
-        let stale_before = now - chrono::Duration::from_std(every * 2).unwrap_or(chrono::Duration::zero());
+        // A mark younger than `rewrite_after` still protects the token for the rest of the
+        // timeout, and the next flush rewrites it in time.
+        let stale_before = now - chrono::Duration::from_std(rewrite_after).unwrap_or(chrono::Duration::zero());
         if let Err(e) = repo.touch(&tokens, now, stale_before).await {
             tracing::warn!(error = %e, tokens = tokens.len(), "recording polls failed; retrying next flush");
             for t in tokens {

@@ -183,9 +183,9 @@ impl QueueRepo {
     ///
     /// Found only by primary key. The statement names no state: with `state = 'WAITING'`
     /// it matched the predicate of the WAITING-by-last-seen index, and without statistics
-    /// (a rush grows the table faster than autoanalyze follows) the planner took that index
-    /// for a few thousand rows when it held a million: 485 ms per flush at 1,000,000 waiting
-    /// against ~1 ms by key (EXPLAIN ANALYZE, docs/BENCHMARKS.md). Only tokens marked in
+    /// (a rush grows the table faster than autoanalyze follows) the planner scanned that
+    /// whole index, a million entries, for a few thousand tokens (283 of a flush's 485 ms at
+    /// a million waiting; EXPLAIN ANALYZE in docs/BENCHMARKS.md). Only tokens marked in
     /// the last flush interval are here, all WAITING when marked; one admitted since keeps
     /// a harmless `last_seen_at` (idle expiry reads it of WAITING tokens only).
     ///
