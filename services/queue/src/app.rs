@@ -72,6 +72,7 @@ pub async fn run(
             joins,
             seen,
             settings.clock.clone(),
+            settings.policy.idle_timeout.to_std().unwrap_or_default(),
         ),
         repo,
         rooms,

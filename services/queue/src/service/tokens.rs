@@ -57,11 +57,14 @@ impl Tokens {
         joins: JoinLimiter,
         seen: Seen,
         clock: SharedClock,
+        idle_timeout: Duration,
     ) -> Self {
-        let waiting = moka::sync::Cache::builder()
-            .max_capacity(WAITING_CACHE_CAPACITY)
-            .time_to_idle(Duration::from_secs(15 * 60))
-            .build();
+        // A WAITING token nobody has polled for the idle timeout is expired by the next
+        // admission round, so its row is not worth remembering longer: rows of people who
+        // left would otherwise fill the cache, and its admission policy (TinyLFU) would keep
+        // them and turn away the rows of the people polling now.
+        let waiting =
+            moka::sync::Cache::builder().max_capacity(WAITING_CACHE_CAPACITY).time_to_idle(idle_timeout).build();
         Self { repo, joining, rooms, admission, line, joins, seen, waiting, clock }
     }
 
