@@ -13,6 +13,9 @@
 #   scripts/bench-profile.sh ceiling-purchase    # pgbench with scripts/ceilings/purchase.sql
 #                                                # (10 s, 64 clients, as bench-ceilings.sh)
 # PERF=0 skips perf. The cluster lives in .run/pgdata-profile on 127.0.0.1:55434.
+# AGING_JOINS=N first ages the database as bench-stability.sh does (N joins in another room
+# that then leave by idle expiry; QUEUE_IDLE_TIMEOUT_SECS applies) and AUTOVACUUM=on runs
+# the cluster with production settings; the profiled phase comes after.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -31,7 +34,7 @@ esac
 . scripts/lib/bench-suite.sh
 data="$ROOT/.run/pgdata-profile"
 rm -rf "$data"
-PG_SERVER_OPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on -c autovacuum=off" \
+PG_SERVER_OPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on -c autovacuum=${AUTOVACUUM:-off}" \
   start_private_cluster "$data" 55434
 stop_cluster() {
   local runas=()
@@ -45,6 +48,14 @@ start_bench_suite concert_profile
 trap 'kill "${bench_pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; stop_cluster' EXIT
 psql "$DATABASE_URL" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 postmaster=$(head -1 "$data/postmaster.pid")
+if [ -n "${AGING_JOINS:-}" ]; then
+  echo "aging: $AGING_JOINS joins, then waiting for idle expiry to empty the line"
+  "$bin/concertctl" bench --quiet queue --waiting "$AGING_JOINS" --seconds 1 >"$out/aging.log"
+  for _ in $(seq 1 900); do
+    [ "$(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM queue.tokens WHERE state = 'WAITING'")" = 0 ] && break
+    sleep 1
+  done
+fi
 perf_out=()
 [ "${PERF:-1}" = 0 ] || ! command -v perf >/dev/null || perf_out=(--perf-out "$out/perf.data")
 if [ -n "$ceiling" ]; then

@@ -146,9 +146,9 @@ fn seen_flush(idle_timeout_secs: u32) -> Duration {
 /// A poll rewrites `last_seen_at` only once it is this old: half the idle timeout (two
 /// flush periods for short timeouts). A live client's `last_seen_at` is then never older
 /// than this plus one flush period, under three quarters of the timeout, so it is never
-/// expired; and a line of a million polling every few seconds costs each person one row
-/// write per half timeout (every 30 s by default), not one per 10 s. Each write is a new
-/// row version and an entry in every index of `tokens`.
+/// expired; and a person polling every few seconds costs one row write per 30–35 s at
+/// the default timeout, not one per 10–15 s. Each write is a new row version and an entry
+/// in every index of `tokens`.
 fn seen_rewrite_after(idle_timeout_secs: u32) -> Duration {
     (seen_flush(idle_timeout_secs) * 2).max(Duration::from_secs(u64::from(idle_timeout_secs / 2)))
 }
