@@ -47,7 +47,7 @@ impl QueueRepo {
         // of a rush, or a server without autovacuum) the planner can pick a sequential scan or
         // a hash over every WAITING token instead; at a million waiting that made each round
         // (up to 20 a second) cost a scan of the line. So sequential scans are off here.
-        let mut tx = self.pool.begin_with("BEGIN; SET LOCAL enable_seqscan = off").await?;
+        let mut tx = self.pool.begin_with(super::BEGIN_WITHOUT_SEQSCAN).await?;
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(ADMISSION_LOCK).fetch_one(&mut *tx).await?;
         if !locked {

@@ -21,6 +21,12 @@ pub use admission::RoundOutcome;
 pub use joins::Join;
 pub use tokens::{LineWatermark, QueueCounts};
 
+/// Opens a transaction whose index-backed statements keep their index plans on a table the
+/// planner has no statistics for (a rush grows `tokens` faster than autoanalyze follows,
+/// and this machine's server runs without autovacuum): the admission round and the poll
+/// marks' flush.
+pub(super) const BEGIN_WITHOUT_SEQSCAN: &str = "BEGIN; SET LOCAL enable_seqscan = off";
+
 /// Key of the join fence. Every join holds it *shared* from before it draws its `seq`
 /// until it commits; an admission round takes it *exclusively*, which waits for the joins
 /// in flight. So when a round picks the head of a line, no lower `seq` is still

@@ -198,7 +198,7 @@ impl QueueRepo {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<u64, QueueError> {
-        let mut tx = self.pool.begin_with("BEGIN; SET LOCAL enable_seqscan = off").await?;
+        let mut tx = self.pool.begin_with(super::BEGIN_WITHOUT_SEQSCAN).await?;
         let done = sqlx::query(TOUCH)
             .bind(tokens)
             .bind(now)
@@ -423,23 +423,20 @@ mod tests {
         let some: Vec<Uuid> =
             sqlx::query_scalar("SELECT token FROM tokens TABLESAMPLE BERNOULLI (2)").fetch_all(&pool).await.unwrap();
         assert!(some.len() > 1_000, "{}", some.len());
-        let mut tx = pool.begin_with("BEGIN; SET LOCAL enable_seqscan = off").await.unwrap();
+        // The plan under the same transaction settings `touch` runs with.
+        let mut tx = pool.begin_with(super::super::BEGIN_WITHOUT_SEQSCAN).await.unwrap();
+        let stale_before = Utc::now() - chrono::Duration::seconds(10);
         let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {TOUCH}"))
             .bind(&some)
             .bind(Utc::now())
-            .bind(Utc::now() - chrono::Duration::seconds(10))
+            .bind(stale_before)
             .fetch_all(&mut *tx)
             .await
             .unwrap();
+        tx.rollback().await.unwrap();
         let plan = plan.join("\n");
         assert!(plan.contains("tokens_pkey") && !plan.contains("tokens_waiting"), "{plan}");
-        let touched = sqlx::query(TOUCH)
-            .bind(&some)
-            .bind(Utc::now())
-            .bind(Utc::now() - chrono::Duration::seconds(10))
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        assert_eq!(touched.rows_affected(), some.len() as u64);
+        let touched = repo(pool).touch(&some, Utc::now(), stale_before).await.unwrap();
+        assert_eq!(touched, some.len() as u64);
     }
 }
