@@ -35,7 +35,7 @@ measure fresh
 echo "aging: ${AGING_JOINS:-1000000} joins"
 $C bench --quiet --json "$out/aging.json" queue --waiting "${AGING_JOINS:-1000000}" --seconds 1
 # The aging crowd then leaves as an abandoned line does: nobody polls, and the admission
-# round expires them after QUEUE_IDLE_TIMEOUT_SECS (60 s by default). The aged figures are
+# round expires them after QUEUE_IDLE_TIMEOUT_SECS (120 s by default). The aged figures are
 # taken once the line is empty again, so both measurements see the same live line and
 # differ only in what the database has been through.
 echo "aging: waiting for idle expiry to empty the line"

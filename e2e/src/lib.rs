@@ -60,6 +60,9 @@ pub struct SuiteOptions {
     /// Services reach PostgreSQL through a real PgBouncer in transaction pooling
     /// (migrations directly), as in the prod overlay.
     pub pgbouncer: bool,
+    /// The queue's admission-pass key (catalog and reservation verify with its public half);
+    /// `None`: no passes, only bare queue tokens.
+    pub passes: Option<platform::admission::PassSigner>,
 }
 
 impl Default for SuiteOptions {
@@ -76,6 +79,7 @@ impl Default for SuiteOptions {
             peer_policy: CallPolicy::default(),
             auth: platform::testing::identity::settings(),
             pgbouncer: false,
+            passes: Some(platform::testing::admission::signer()),
         }
     }
 }
@@ -138,8 +142,11 @@ impl Suite {
         let queue_settings = queue_service::config::Settings {
             db: db_options(&db, bouncer, "queue"),
             max_connections: 4,
+            internal_connections: 2,
             limits: Limits::default(),
             auth: opts.auth.clone(),
+            passes: opts.passes.clone(),
+            pacing: queue_service::domain::Pacing::for_idle_timeout(600),
             catalog_url: catalog_url.clone(),
             policy: queue_service::domain::AdmissionPolicy {
                 max_active: opts.max_active,
@@ -168,6 +175,7 @@ impl Suite {
             queue_url: queue_url.clone(),
             reservation_url,
             token_cache_ttl: TOKEN_CACHE_TTL,
+            passes: opts.passes.as_ref().map(platform::admission::PassSigner::verifier),
             layout_cache_ttl: Duration::from_secs(300),
             seat_status_ttl: SEAT_STATUS_CACHE,
             clock: opts.clock.clone(),
@@ -190,6 +198,7 @@ impl Suite {
             payment_lease: opts.payment_lease,
             payment_max_attempts: opts.payment_max_attempts,
             token_cache_ttl: TOKEN_CACHE_TTL,
+            passes: opts.passes.as_ref().map(platform::admission::PassSigner::verifier),
             layout_cache_ttl: Duration::from_secs(300),
             seat_taken_ttl: Duration::from_millis(500),
             clock: opts.clock.clone(),

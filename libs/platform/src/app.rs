@@ -87,6 +87,33 @@ pub async fn serve(
     served
 }
 
+/// Runs `work` on a runtime of its own, on one OS thread of its own, and resolves with its
+/// result: a **lane** for calls that must not wait behind the rest of the replica. Tasks of
+/// the main runtime queue behind one another (a flood of joins and polls is thousands of
+/// ready tasks), while the lane's thread is scheduled by the kernel beside them and wakes
+/// as soon as its own work arrives. Whatever the lane uses that does I/O (its listener, its
+/// connection pool) must be created inside `work`, so that the lane's own reactor drives it.
+///
+/// # Errors
+/// When the runtime cannot be built, `work` fails, or the lane's thread panics.
+pub async fn run_apart<F, Fut>(name: &'static str, work: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + 'static,
+{
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+        let outcome = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name(name)
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(work()));
+        let _ = done.send(outcome);
+    })?;
+    result.await.map_err(|_| anyhow::anyhow!("the {name} lane stopped without an answer (panicked)"))?
+}
+
 /// Runs a service binary until SIGTERM or Ctrl-C (see [`crate::server::shutdown_signal`]).
 ///
 /// # Errors

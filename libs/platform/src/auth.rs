@@ -1,9 +1,15 @@
 //! Queue-token authentication for protected RPCs.
 //!
-//! Protected RPCs take the queue token as gRPC metadata `x-queue-token: <token>` (the
-//! `authorization` header carries the caller's access token, see [`crate::identity`]). The
-//! user is always the token's user, never a request field, and the token must have been
-//! issued to the caller the access token names.
+//! Protected RPCs take gRPC metadata `x-queue-token`: the **admission pass** the waiting room
+//! handed out when the token became ACTIVE (see [`crate::admission`]), or the bare queue
+//! token id (the `authorization` header carries the caller's access token, see
+//! [`crate::identity`]). The user is always the token's user, never a request field, and the
+//! token must have been issued to the caller the access token names.
+//!
+//! A pass is verified here, with the waiting room's public key: a read
+//! ([`TokenValidator::authenticate`]) with a pass never calls the queue, so admitted people's
+//! seat maps do not wait behind the line's joins and polls. A bare token id is checked with
+//! the queue as follows.
 //!
 //! Tokens are checked with the queue service's internal `ValidateTokens`: the tokens of
 //! concurrent requests go to the queue together (see [`crate::batch`]), one call and one
@@ -31,6 +37,7 @@ use tonic::{Code, Request, Status, metadata::MetadataMap};
 use uuid::Uuid;
 
 use crate::{
+    admission::{Pass, PassRefusal, PassVerifier, looks_like_pass},
     batch::{BatchError, BatchHandler, Batcher},
     clock::SharedClock,
     grpc_client::PeerChannel,
@@ -76,20 +83,42 @@ pub fn wrong_concert() -> Status {
 /// The metadata key carrying the queue token on protected RPCs.
 pub const QUEUE_TOKEN_HEADER: &str = "x-queue-token";
 
-/// Reads the queue token from request metadata (`x-queue-token: <token>`).
+/// What `x-queue-token` carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A bare queue token id: checked with the queue.
+    Token(Uuid),
+    /// An admission pass (compact JWS): verified locally.
+    Pass(String),
+}
+
+/// Reads `x-queue-token: <admission pass or queue token>` from request metadata.
 ///
 /// # Errors
-/// UNAUTHENTICATED (reason TOKEN_MISSING / TOKEN_MALFORMED) when the header is absent or
-/// is not a UUID.
-pub fn queue_token(metadata: &MetadataMap) -> Result<Uuid, Status> {
+/// UNAUTHENTICATED (reason TOKEN_MISSING / TOKEN_MALFORMED) when the header is absent, or is
+/// neither a UUID nor shaped like a pass.
+pub fn credential(metadata: &MetadataMap) -> Result<Credential, Status> {
     let value = metadata.get(QUEUE_TOKEN_HEADER).ok_or_else(|| {
-        with_reason(Code::Unauthenticated, "TOKEN_MISSING", "x-queue-token: <queue token> is required")
+        with_reason(
+            Code::Unauthenticated,
+            "TOKEN_MISSING",
+            "x-queue-token: <admission pass or queue token> is required",
+        )
     })?;
     let value = value
         .to_str()
-        .map_err(|_| with_reason(Code::Unauthenticated, "TOKEN_MALFORMED", "x-queue-token is not ASCII"))?;
-    Uuid::parse_str(value.trim())
-        .map_err(|_| with_reason(Code::Unauthenticated, "TOKEN_MALFORMED", "x-queue-token must be a UUID"))
+        .map_err(|_| with_reason(Code::Unauthenticated, "TOKEN_MALFORMED", "x-queue-token is not ASCII"))?
+        .trim();
+    if looks_like_pass(value) {
+        return Ok(Credential::Pass(value.to_owned()));
+    }
+    Uuid::parse_str(value).map(Credential::Token).map_err(|_| {
+        with_reason(
+            Code::Unauthenticated,
+            "TOKEN_MALFORMED",
+            "x-queue-token must be an admission pass or a queue token",
+        )
+    })
 }
 
 /// Checks that a queue token belongs to the verified caller, when there is one (there is
@@ -106,11 +135,14 @@ pub fn require_owner<T>(request: &Request<T>, token_user: &str) -> Result<(), St
     }
 }
 
-/// Checks queue tokens against the queue service, caching ACTIVE answers briefly.
+/// Verifies admission passes and checks queue tokens against the queue service, caching
+/// ACTIVE answers briefly.
 #[derive(Debug, Clone)]
 pub struct TokenValidator {
     lookups: Batcher<QueueLookup>,
     cache: Option<Cache<Uuid, Principal>>,
+    /// The waiting room's public key; `None`: passes are refused (TOKEN_MALFORMED).
+    passes: Option<PassVerifier>,
     clock: SharedClock,
 }
 
@@ -163,9 +195,16 @@ impl BatchHandler for QueueLookup {
 
 impl TokenValidator {
     /// A validator calling the queue over `channel`, caching ACTIVE answers for `cache_ttl`
-    /// (zero disables the cache). Its lookup workers are spawned into `tasks`.
+    /// (zero disables the cache), and accepting the passes `passes` verifies. Its lookup
+    /// workers are spawned into `tasks`.
     #[must_use]
-    pub fn new(channel: PeerChannel, cache_ttl: Duration, clock: SharedClock, tasks: &mut crate::app::Tasks) -> Self {
+    pub fn new(
+        channel: PeerChannel,
+        cache_ttl: Duration,
+        passes: Option<PassVerifier>,
+        clock: SharedClock,
+        tasks: &mut crate::app::Tasks,
+    ) -> Self {
         let cache = (!cache_ttl.is_zero())
             .then(|| Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(cache_ttl).build());
         let lookups = Batcher::start(
@@ -174,13 +213,17 @@ impl TokenValidator {
             MAX_LOOKUP_BATCH,
             tasks,
         );
-        Self { lookups, cache, clock }
+        Self { lookups, cache, passes, clock }
     }
 
-    /// Authenticates a protected call.
+    /// Authenticates a protected call that only reads. A pass is verified here and trusted
+    /// until its `exp`: a read may still be answered for a token that paid or left the line
+    /// since (the window is the rest of the admission, at most the room's active TTL).
     ///
     /// # Errors
-    /// UNAUTHENTICATED when the token is missing, malformed, unknown or EXPIRED;
+    /// UNAUTHENTICATED when the token is missing, malformed, unknown or EXPIRED (reasons
+    /// TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_INVALID for a pass the waiting room did not
+    /// sign, TOKEN_UNKNOWN, TOKEN_EXPIRED);
     /// PERMISSION_DENIED (reason TOKEN_NOT_YOURS) when it was issued to another user than
     /// the access token names, (reason TOKEN_WAITING) while it is still WAITING; UNAVAILABLE
     /// when the queue service cannot be reached.
@@ -188,10 +231,11 @@ impl TokenValidator {
         self.authenticate_with(request, false).await
     }
 
-    /// Authenticates a call that writes: the token's state is read from the queue now (the
-    /// answer still refreshes the cache for reads), so a token that left the queue or expired
-    /// on another replica is refused at once. Checks of concurrent calls still go to the
-    /// queue together.
+    /// Authenticates a call that writes: a pass is verified first (a forged one never reaches
+    /// the queue), then the token's state is read from the queue now (the answer still
+    /// refreshes the cache for reads), so a token that left the queue or expired on another
+    /// replica is refused at once. Checks of concurrent calls still go to the queue together,
+    /// to its internal port, which the queue serves apart from the line's traffic.
     ///
     /// # Errors
     /// As [`TokenValidator::authenticate`].
@@ -200,8 +244,18 @@ impl TokenValidator {
     }
 
     async fn authenticate_with<T>(&self, request: &Request<T>, fresh: bool) -> Result<Principal, Status> {
-        let token = queue_token(request.metadata())?;
         let now = self.clock.now();
+        let token = match credential(request.metadata())? {
+            Credential::Token(token) => token,
+            Credential::Pass(compact) => {
+                let pass = self.pass_verifier()?.verify(&compact, now).map_err(pass_refused)?;
+                require_owner(request, &pass.user_id)?;
+                if !fresh {
+                    return Ok(Principal::from(pass));
+                }
+                pass.token
+            }
+        };
         if !fresh
             && let Some(cache) = &self.cache
             && let Some(cached) = cache.get(&token).await
@@ -215,6 +269,29 @@ impl TokenValidator {
         }
         require_owner(request, &principal.user_id)?;
         Ok(principal)
+    }
+
+    /// The token `x-queue-token` names, whether or not it is still usable: a bare id, or the
+    /// token of a pass the waiting room signed (ended or not). For asking how a payment with
+    /// a spent token ended.
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_INVALID).
+    pub fn token_named(&self, metadata: &MetadataMap) -> Result<Uuid, Status> {
+        match credential(metadata)? {
+            Credential::Token(token) => Ok(token),
+            Credential::Pass(compact) => Ok(self.pass_verifier()?.decode(&compact).map_err(pass_refused)?.token),
+        }
+    }
+
+    fn pass_verifier(&self) -> Result<&PassVerifier, Status> {
+        self.passes.as_ref().ok_or_else(|| {
+            with_reason(
+                Code::Unauthenticated,
+                "TOKEN_MALFORMED",
+                "this service is not configured for admission passes: send the queue token",
+            )
+        })
     }
 
     /// Drops a token from this replica's cache (e.g. right after it paid).
@@ -256,6 +333,23 @@ impl TokenValidator {
     }
 }
 
+impl From<Pass> for Principal {
+    fn from(pass: Pass) -> Self {
+        Self { token: pass.token, user_id: pass.user_id, concert_id: pass.concert_id, expires_at: pass.expires_at }
+    }
+}
+
+fn pass_refused(refusal: PassRefusal) -> Status {
+    match refusal {
+        PassRefusal::Invalid => with_reason(
+            Code::Unauthenticated,
+            "TOKEN_INVALID",
+            "x-queue-token is not an admission pass this waiting room signed",
+        ),
+        PassRefusal::Expired => expired(),
+    }
+}
+
 fn expired() -> Status {
     with_reason(Code::Unauthenticated, "TOKEN_EXPIRED", "queue token has expired")
 }
@@ -271,12 +365,13 @@ mod tests {
     }
 
     #[test]
-    fn queue_token_parses_and_rejects() {
+    fn the_credential_parses_and_rejects() {
         let id = Uuid::new_v4();
-        assert_eq!(queue_token(&metadata(&id.to_string())).unwrap(), id);
-        assert_eq!(queue_token(&MetadataMap::new()).unwrap_err().code(), Code::Unauthenticated);
-        assert_eq!(queue_token(&metadata(&format!("Bearer {id}"))).unwrap_err().code(), Code::Unauthenticated);
-        assert_eq!(queue_token(&metadata("nope")).unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(credential(&metadata(&id.to_string())).unwrap(), Credential::Token(id));
+        assert_eq!(credential(&metadata(" a.b.c ")).unwrap(), Credential::Pass("a.b.c".into()));
+        assert_eq!(credential(&MetadataMap::new()).unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(credential(&metadata(&format!("Bearer {id}"))).unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(credential(&metadata("nope")).unwrap_err().code(), Code::Unauthenticated);
     }
 
     #[test]

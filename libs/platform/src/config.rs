@@ -252,6 +252,56 @@ impl AuthConfig {
     }
 }
 
+/// The waiting room's key for signing admission passes (queue only; see [`crate::admission`]).
+#[derive(Debug, Clone, Args)]
+pub struct PassSigningConfig {
+    /// Ed25519 private key (PKCS#8 PEM, `openssl genpkey -algorithm ed25519`) this replica
+    /// signs admission passes with; every queue replica needs the same key. Unset: ACTIVE
+    /// tokens get no pass, and admitted people's calls are checked with the queue.
+    #[arg(long, env = "ADMISSION_PASS_SIGNING_KEY_FILE")]
+    pub admission_pass_signing_key_file: Option<std::path::PathBuf>,
+}
+
+impl PassSigningConfig {
+    /// The signer, when a key is configured.
+    ///
+    /// # Errors
+    /// When the file cannot be read or holds no Ed25519 private key.
+    pub fn signer(&self) -> anyhow::Result<Option<crate::admission::PassSigner>> {
+        let Some(path) = &self.admission_pass_signing_key_file else { return Ok(None) };
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("ADMISSION_PASS_SIGNING_KEY_FILE {}: {e}", path.display()))?;
+        let signer = crate::admission::PassSigner::from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("ADMISSION_PASS_SIGNING_KEY_FILE {}: {e}", path.display()))?;
+        Ok(Some(signer))
+    }
+}
+
+/// The waiting room's public key for verifying admission passes (catalog and reservation).
+#[derive(Debug, Clone, Args)]
+pub struct PassVerifyingConfig {
+    /// The public half of the queue's ADMISSION_PASS_SIGNING_KEY_FILE (SPKI PEM, `openssl
+    /// pkey -pubout`). Unset: `x-queue-token` must be a bare queue token, checked with the
+    /// queue on every call past the token cache.
+    #[arg(long, env = "ADMISSION_PASS_PUBLIC_KEY_FILE")]
+    pub admission_pass_public_key_file: Option<std::path::PathBuf>,
+}
+
+impl PassVerifyingConfig {
+    /// The verifier, when a key is configured.
+    ///
+    /// # Errors
+    /// When the file cannot be read or holds no Ed25519 public key.
+    pub fn verifier(&self) -> anyhow::Result<Option<crate::admission::PassVerifier>> {
+        let Some(path) = &self.admission_pass_public_key_file else { return Ok(None) };
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("ADMISSION_PASS_PUBLIC_KEY_FILE {}: {e}", path.display()))?;
+        let verifier = crate::admission::PassVerifier::from_public_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("ADMISSION_PASS_PUBLIC_KEY_FILE {}: {e}", path.display()))?;
+        Ok(Some(verifier))
+    }
+}
+
 /// Deadlines and retries of calls to peer services.
 #[derive(Debug, Clone, Args)]
 pub struct PeerConfig {

@@ -4,6 +4,7 @@
 //! this crate provides the pieces every service uses the same way, so that a service crate
 //! holds only its domain, its repository and its gRPC handlers.
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod batch;

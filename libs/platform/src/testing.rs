@@ -377,3 +377,19 @@ where
     let unknown = sqlx::query_scalar::<_, T>("SELECT 'NOT_A_NAME'::text").fetch_one(pool).await;
     assert!(unknown.is_err(), "an unknown name must not decode: {unknown:?}");
 }
+
+/// The admission-pass key of test suites (the queue signs with it; catalog and reservation
+/// verify with its public half).
+pub mod admission {
+    use crate::admission::PassSigner;
+
+    /// The signer of test suites' waiting rooms (a test-only Ed25519 key).
+    ///
+    /// # Panics
+    /// Never: the key is a valid Ed25519 PKCS#8 PEM.
+    #[must_use]
+    #[allow(clippy::expect_used)]
+    pub fn signer() -> PassSigner {
+        PassSigner::from_pem(include_bytes!("identity/test_keys/admission-pass.pem")).expect("test pass key")
+    }
+}

@@ -42,6 +42,7 @@ pub async fn run(
         TokenValidator::new(
             lazy_channel(&settings.queue_url)?,
             settings.token_cache_ttl,
+            settings.passes.clone(),
             settings.clock.clone(),
             &mut tasks,
         ),

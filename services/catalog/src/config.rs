@@ -4,7 +4,7 @@ use std::time::Duration;
 use clap::Parser;
 use platform::{
     clock::SharedClock,
-    config::{AuthConfig, CacheConfig, DatabaseConfig, ListenConfig},
+    config::{AuthConfig, CacheConfig, DatabaseConfig, ListenConfig, PassVerifyingConfig},
 };
 
 /// Command line / environment of `catalog-service`.
@@ -19,6 +19,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[command(flatten)]
     pub cache: CacheConfig,
+    #[command(flatten)]
+    pub passes: PassVerifyingConfig,
 
     /// Queue service's internal port, for token checks.
     #[arg(long, env = "QUEUE_INTERNAL_URL", default_value = "http://127.0.0.1:50061")]
@@ -45,6 +47,8 @@ pub struct Settings {
     pub queue_url: String,
     pub reservation_url: String,
     pub token_cache_ttl: Duration,
+    /// Verifies admission passes (`None`: only bare queue tokens are accepted).
+    pub passes: Option<platform::admission::PassVerifier>,
     pub layout_cache_ttl: Duration,
     pub seat_status_ttl: Duration,
     pub clock: SharedClock,
@@ -70,6 +74,7 @@ impl platform::app::ServiceConfig for Config {
             queue_url: self.queue_url,
             reservation_url: self.reservation_url,
             token_cache_ttl: self.cache.token_ttl(),
+            passes: self.passes.verifier()?,
             layout_cache_ttl: self.cache.layout_ttl(),
             seat_status_ttl: Duration::from_millis(self.seat_status_cache_ms),
             clock: platform::clock::system(),

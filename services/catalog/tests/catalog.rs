@@ -33,6 +33,7 @@ async fn spawn(db: PgConnectOptions) -> App {
         queue_url: "http://127.0.0.1:9".into(),
         reservation_url: "http://127.0.0.1:9".into(),
         token_cache_ttl: std::time::Duration::from_secs(1),
+        passes: None,
         layout_cache_ttl: std::time::Duration::from_secs(300),
         seat_status_ttl: std::time::Duration::from_millis(100),
         clock: platform::clock::system(),

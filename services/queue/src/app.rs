@@ -1,6 +1,13 @@
 //! Builds the queue service and owns what it runs: the server, the join batcher, the
 //! admission loop, the line refresher and the idle sweeps, all in one task set.
+//!
+//! The internal port (token checks and expiry for catalog and reservation) runs in a lane
+//! of its own ([`platform::app::run_apart`]): its own thread, runtime and connection pool, so
+//! the checks behind admitted people's HoldSeat and PayReservation never wait behind the
+//! joins and polls of the line, nor share their shed budget or connections.
 use std::future::Future;
+
+use futures::FutureExt;
 
 use concert_proto::concert::queue::v1::{
     queue_admin_service_server::QueueAdminServiceServer, queue_internal_service_server::QueueInternalServiceServer,
@@ -73,29 +80,41 @@ pub async fn run(
             seen,
             settings.clock.clone(),
             settings.policy.idle_timeout.to_std().unwrap_or_default(),
+            settings.pacing,
         ),
         repo,
         rooms,
         policy: settings.policy,
-        clock: settings.clock,
+        clock: settings.clock.clone(),
         watchers: Watchers::new(settings.max_watch_streams),
         // GetQueueStats counts live for one line refresh.
         stats: moka::future::Cache::builder().max_capacity(100_000).time_to_live(settings.line_refresh).build(),
+        passes: settings.passes,
     };
-    let ports = vec![
-        Port::public(
-            listeners.public,
-            Routes::new(QueueServiceServer::new(api.clone())),
-            vec![QueueServiceServer::<QueueApi>::NAME],
-            auth,
-            // Line length and admission rate are shown before anyone signs in.
-            vec!["/concert.queue.v1.QueueService/GetQueueStats"],
-        ),
-        Port::internal(
-            listeners.internal,
+    let shutdown = (Box::pin(shutdown) as platform::app::Shutdown).shared();
+    let internal = listeners.internal.into_std()?;
+    let (internal_api, db, clock, limits) = (api.clone(), settings.db.clone(), settings.clock, settings.limits);
+    let internal_connections = settings.internal_connections;
+    let lane_shutdown = shutdown.clone();
+    let lane = platform::app::run_apart("queue-internal", move || async move {
+        let pool = platform::db::connect(&db, SCHEMA, internal_connections).await?;
+        let api = internal_api.on(QueueRepo::new(pool, clock));
+        let port = Port::internal(
+            tokio::net::TcpListener::from_std(internal)?,
             Routes::new(QueueAdminServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api)),
             vec![QueueAdminServiceServer::<QueueApi>::NAME, QueueInternalServiceServer::<QueueApi>::NAME],
-        ),
-    ];
-    platform::app::serve(ports, settings.limits, shutdown, tasks).await
+        );
+        platform::server::serve(vec![port], limits, lane_shutdown).await
+    });
+    let ports = vec![Port::public(
+        listeners.public,
+        Routes::new(QueueServiceServer::new(api.clone())),
+        vec![QueueServiceServer::<QueueApi>::NAME],
+        auth,
+        // Line length and admission rate are shown before anyone signs in.
+        vec!["/concert.queue.v1.QueueService/GetQueueStats"],
+    )];
+    let public = platform::app::serve(ports, settings.limits, shutdown, tasks);
+    futures::try_join!(public, lane)?;
+    Ok(())
 }

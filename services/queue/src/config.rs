@@ -4,10 +4,13 @@ use std::{num::NonZeroU32, time::Duration};
 use clap::Parser;
 use platform::{
     clock::SharedClock,
-    config::{AuthConfig, DatabaseConfig, ListenConfig},
+    config::{AuthConfig, DatabaseConfig, ListenConfig, PassSigningConfig},
 };
 
-use crate::{domain::AdmissionPolicy, service::rate_limit::JoinRates};
+use crate::{
+    domain::{AdmissionPolicy, Pacing},
+    service::rate_limit::JoinRates,
+};
 
 /// Command line / environment of `queue-service`.
 #[derive(Debug, Parser)]
@@ -19,6 +22,8 @@ pub struct Config {
     pub listen: ListenConfig,
     #[command(flatten)]
     pub auth: AuthConfig,
+    #[command(flatten)]
+    pub passes: PassSigningConfig,
 
     /// Catalog service's internal port, asked once per concert whether it exists and when
     /// its sale opens.
@@ -51,8 +56,9 @@ pub struct Config {
     pub admit_per_sec: u32,
 
     /// Seconds a WAITING token may go without a poll (or an open WatchQueue stream) before
-    /// it expires and the people behind it move up.
-    #[arg(long, env = "QUEUE_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(10..=86_400))]
+    /// it expires and the people behind it move up. The server's poll interval
+    /// (`poll_after_seconds`) is at most a quarter of it (and at most 30 s).
+    #[arg(long, env = "QUEUE_IDLE_TIMEOUT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u32).range(10..=86_400))]
     pub idle_timeout_secs: u32,
 
     /// Sustained IssueToken calls per second one user may make on one replica.
@@ -67,6 +73,12 @@ pub struct Config {
     #[arg(long, env = "QUEUE_JOIN_RATE_TOTAL", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     pub join_rate_total: u32,
 
+    /// Connections of the internal port's own pool (ValidateTokens, ExpireTokens): apart from
+    /// DATABASE_MAX_CONNECTIONS, so the token checks of admitted people never wait for a
+    /// connection the line's joins and polls hold.
+    #[arg(long, env = "QUEUE_INTERNAL_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub internal_connections: u32,
+
     /// Most WatchQueue streams one replica serves at once; more are refused with
     /// RESOURCE_EXHAUSTED (reason TOO_MANY_STREAMS) and the client polls instead. A token has
     /// at most one live stream per replica: a newer one ends the older (ABORTED).
@@ -79,9 +91,15 @@ pub struct Config {
 pub struct Settings {
     pub db: platform::config::DbOptions,
     pub max_connections: u32,
+    /// Connections of the internal port's own pool.
+    pub internal_connections: u32,
     pub limits: platform::server::Limits,
     /// How callers of the public port prove who they are.
     pub auth: platform::identity::AuthSettings,
+    /// Signs admission passes (`None`: ACTIVE tokens get none).
+    pub passes: Option<platform::admission::PassSigner>,
+    /// How often waiting clients are told to poll.
+    pub pacing: Pacing,
     pub catalog_url: String,
     /// The service-wide admission policy; rooms may override parts of it.
     pub policy: AdmissionPolicy,
@@ -112,8 +130,11 @@ impl platform::app::ServiceConfig for Config {
         Ok(Settings {
             db: self.db.connect_options()?,
             max_connections: self.db.database_max_connections,
+            internal_connections: self.internal_connections,
             limits: self.listen.limits(),
             auth: self.auth.settings()?,
+            passes: self.passes.signer()?,
+            pacing: Pacing::for_idle_timeout(self.idle_timeout_secs),
             catalog_url: self.catalog_url,
             policy: AdmissionPolicy {
                 max_active: u64::from(self.max_active),

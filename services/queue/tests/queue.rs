@@ -64,6 +64,7 @@ async fn replica_with(
         queue_url: "http://127.0.0.1:9".into(),
         reservation_url: "http://127.0.0.1:9".into(),
         token_cache_ttl: Duration::from_secs(1),
+        passes: None,
         layout_cache_ttl: Duration::from_secs(60),
         seat_status_ttl: Duration::ZERO,
         clock: clock.clone(),
@@ -82,9 +83,12 @@ async fn replica_with(
     let settings = Settings {
         db: db.into(),
         max_connections: 10,
+        internal_connections: 2,
         limits: platform::server::Limits::default(),
         // Authentication is tested end to end (e2e): here `user_id` names the user.
         auth: platform::identity::AuthSettings::Disabled,
+        passes: Some(platform::testing::admission::signer()),
+        pacing: queue_service::domain::Pacing::for_idle_timeout(u32::try_from(idle_timeout_secs).unwrap()),
         catalog_url: catalog.internal_url(),
         policy: AdmissionPolicy {
             max_active,

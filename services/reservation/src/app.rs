@@ -76,7 +76,13 @@ pub async fn run(
     let completions = CompletionBatcher::start(repo.clone(), queue, &mut tasks);
 
     let api = ReservationApi {
-        auth: TokenValidator::new(queue_channel, settings.token_cache_ttl, settings.clock.clone(), &mut tasks),
+        auth: TokenValidator::new(
+            queue_channel,
+            settings.token_cache_ttl,
+            settings.passes.clone(),
+            settings.clock.clone(),
+            &mut tasks,
+        ),
         holds: Holds {
             repo: repo.clone(),
             batcher: HoldBatcher::start(repo.clone(), &mut tasks),

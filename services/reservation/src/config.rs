@@ -4,7 +4,7 @@ use std::time::Duration;
 use clap::Parser;
 use platform::{
     clock::SharedClock,
-    config::{AuthConfig, CacheConfig, DatabaseConfig, ListenConfig, PeerConfig},
+    config::{AuthConfig, CacheConfig, DatabaseConfig, ListenConfig, PassVerifyingConfig, PeerConfig},
     outbound::CallPolicy,
 };
 
@@ -20,6 +20,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[command(flatten)]
     pub cache: CacheConfig,
+    #[command(flatten)]
+    pub passes: PassVerifyingConfig,
     #[command(flatten)]
     pub peers: PeerConfig,
 
@@ -85,6 +87,8 @@ pub struct Settings {
     pub payment_lease: chrono::Duration,
     pub payment_max_attempts: i32,
     pub token_cache_ttl: Duration,
+    /// Verifies admission passes (`None`: only bare queue tokens are accepted).
+    pub passes: Option<platform::admission::PassVerifier>,
     pub layout_cache_ttl: Duration,
     pub seat_taken_ttl: Duration,
     pub clock: SharedClock,
@@ -118,6 +122,7 @@ impl platform::app::ServiceConfig for Config {
             payment_lease: chrono::Duration::seconds(i64::from(self.payment_lease_secs)),
             payment_max_attempts: self.payment_max_attempts,
             token_cache_ttl: self.cache.token_ttl(),
+            passes: self.passes.verifier()?,
             layout_cache_ttl: self.cache.layout_ttl(),
             seat_taken_ttl: Duration::from_millis(self.seat_taken_cache_ms),
             clock: platform::clock::system(),

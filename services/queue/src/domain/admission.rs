@@ -11,7 +11,7 @@ pub struct AdmissionPolicy {
     /// 0 = no rate limit (only `max_active` applies).
     pub admit_per_sec: u64,
     /// A WAITING token not polled (and without an open WatchQueue stream) for this long
-    /// expires (`QUEUE_IDLE_TIMEOUT_SECS`, default 60 s).
+    /// expires (`QUEUE_IDLE_TIMEOUT_SECS`, default 120 s).
     pub idle_timeout: Duration,
 }
 

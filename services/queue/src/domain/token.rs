@@ -84,6 +84,8 @@ pub struct QueueStatus {
     pub pre_queue: bool,
     /// When the concert's sale opens (`None`: on sale at once).
     pub sale_opens_at: Option<DateTime<Utc>>,
+    /// Seconds before the client should ask again (see [`super::Pacing`]); 0 until paced.
+    pub poll_after_secs: u32,
 }
 
 impl QueueStatus {
@@ -101,6 +103,7 @@ impl QueueStatus {
             active_count: 0,
             pre_queue: false,
             sale_opens_at: None,
+            poll_after_secs: 0,
         }
     }
 

@@ -7,6 +7,7 @@ use concert_proto::concert::queue::v1::{
     queue_service_server::QueueService,
 };
 use platform::{
+    admission::{Pass, PassSigner},
     auth::require_owner,
     clock::SharedClock,
     convert::timestamp,
@@ -48,6 +49,16 @@ pub struct QueueApi {
     /// GetQueueStats counts per concert, reused for one line refresh: however many callers,
     /// one count per concert and refresh on this replica.
     pub(crate) stats: moka::future::Cache<Uuid, QueueCounts>,
+    /// Signs the admission passes of ACTIVE tokens (`None`: no passes).
+    pub(crate) passes: Option<PassSigner>,
+}
+
+impl QueueApi {
+    /// The same API reading and writing through `repo` (the internal lane's own pool).
+    #[must_use]
+    pub fn on(&self, repo: QueueRepo) -> Self {
+        Self { tokens: self.tokens.on(repo.clone()), repo, ..self.clone() }
+    }
 }
 
 #[tonic::async_trait]
@@ -58,7 +69,7 @@ impl QueueService for QueueApi {
         let r = request.into_inner();
         let concert_id = validate::uuid("concert_id", &r.concert_id)?;
         let status = self.tokens.join(user_id, concert_id).await?;
-        Ok(Response::new(IssueTokenResponse { status: Some(to_proto(&status)) }))
+        Ok(Response::new(IssueTokenResponse { status: Some(for_owner(&status, self.passes.as_ref())) }))
     }
 
     #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
@@ -67,9 +78,9 @@ impl QueueService for QueueApi {
         request: Request<GetQueueStatusRequest>,
     ) -> Result<Response<GetQueueStatusResponse>, Status> {
         let id = validate::uuid("token", &request.get_ref().token)?;
-        let status = to_proto(&self.tokens.status(id).await?);
-        require_owner(&request, &status.user_id)?;
-        Ok(Response::new(GetQueueStatusResponse { status: Some(status) }))
+        let status = self.tokens.status(id).await?;
+        require_owner(&request, &status.token.user_id)?;
+        Ok(Response::new(GetQueueStatusResponse { status: Some(for_owner(&status, self.passes.as_ref())) }))
     }
 
     type WatchQueueStream = WatchStream;
@@ -83,7 +94,8 @@ impl QueueService for QueueApi {
         let (tx, rx) = mpsc::channel(4);
         let tokens = self.tokens.clone();
         let feeder = AbortOnDropHandle::new(tokio::spawn(async move { tokens.watch(token, tx, guard).await }));
-        Ok(Response::new(Box::pin(Watch { updates: ReceiverStream::new(rx), _feeder: feeder })))
+        let passes = self.passes.clone();
+        Ok(Response::new(Box::pin(Watch { updates: ReceiverStream::new(rx), passes, _feeder: feeder })))
     }
 
     #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
@@ -150,6 +162,7 @@ impl QueueAdminService for QueueApi {
 /// drops the stream (the client went away, the server stopped), the task is aborted.
 struct Watch {
     updates: ReceiverStream<Result<QueueStatus, QueueError>>,
+    passes: Option<PassSigner>,
     _feeder: AbortOnDropHandle<()>,
 }
 
@@ -160,8 +173,12 @@ impl tokio_stream::Stream for Watch {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        std::pin::Pin::new(&mut self.updates).poll_next(cx).map(|update| {
-            update.map(|u| u.map(|s| WatchQueueResponse { status: Some(to_proto(&s)) }).map_err(Status::from))
+        let this = &mut *self;
+        std::pin::Pin::new(&mut this.updates).poll_next(cx).map(|update| {
+            update.map(|u| {
+                u.map(|s| WatchQueueResponse { status: Some(for_owner(&s, this.passes.as_ref())) })
+                    .map_err(Status::from)
+            })
         })
     }
 }
@@ -172,6 +189,21 @@ fn state_to_proto(state: TokenState) -> pb::TokenState {
         TokenState::Active => pb::TokenState::Active,
         TokenState::Expired => pb::TokenState::Expired,
     }
+}
+
+/// The status as its owner sees it: with the admission pass while ACTIVE. A pass that cannot
+/// be signed is left out (logged): the bare token still works, checked with the queue.
+fn for_owner(s: &QueueStatus, passes: Option<&PassSigner>) -> pb::QueueStatus {
+    let mut status = to_proto(s);
+    if let (TokenState::Active, Some(signer), Some(expires_at)) = (s.state, passes, s.token.expires_at) {
+        let pass =
+            Pass { token: s.token.token, user_id: s.token.user_id.clone(), concert_id: s.token.concert_id, expires_at };
+        match signer.sign(&pass) {
+            Ok(compact) => status.admission_pass = compact,
+            Err(e) => tracing::error!(error = %e, "cannot sign an admission pass"),
+        }
+    }
+    status
 }
 
 fn to_proto(s: &QueueStatus) -> pb::QueueStatus {
@@ -188,6 +220,8 @@ fn to_proto(s: &QueueStatus) -> pb::QueueStatus {
         concert_id: s.token.concert_id.to_string(),
         pre_queue: s.pre_queue,
         sale_opens_at: s.sale_opens_at.map(timestamp),
+        admission_pass: String::new(),
+        poll_after_seconds: s.poll_after_secs,
     }
 }
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     batch::joins::JoinBatcher,
-    domain::{QueueStatus, Token, TokenState, pre_queue_key},
+    domain::{Pacing, QueueStatus, Token, TokenState, pre_queue_key},
     error::QueueError,
     service::{
         admission::Admission, line::Line, rate_limit::JoinLimiter, rooms::Rooms, seen::Seen, watchers::WatchGuard,
@@ -26,7 +26,8 @@ use crate::{
 /// a poll beyond it costs one primary-key read.
 const WAITING_CACHE_CAPACITY: u64 = 100_000;
 
-/// Longest silence on a `WatchQueue` stream: a heartbeat status is sent at least this often.
+/// Shortest silence after which a `WatchQueue` stream repeats an unchanged status as a
+/// heartbeat (a stream whose pace is slower beats at its pace: at most every 30 s).
 pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Joins, reads and expires tokens.
@@ -42,6 +43,8 @@ pub struct Tokens {
     seen: Seen,
     /// WAITING tokens this replica has seen (see [`Tokens::status`]).
     waiting: moka::sync::Cache<Uuid, Token>,
+    /// How often clients are told to ask again, and WatchQueue streams speak.
+    pacing: Pacing,
     clock: SharedClock,
 }
 
@@ -58,6 +61,7 @@ impl Tokens {
         seen: Seen,
         clock: SharedClock,
         idle_timeout: Duration,
+        pacing: Pacing,
     ) -> Self {
         // A WAITING token nobody has polled for the idle timeout is expired by the next
         // admission round, so its row is not worth remembering longer: rows of people who
@@ -65,7 +69,19 @@ impl Tokens {
         // them and turn away the rows of the people polling now.
         let waiting =
             moka::sync::Cache::builder().max_capacity(WAITING_CACHE_CAPACITY).time_to_idle(idle_timeout).build();
-        Self { repo, joining, rooms, admission, line, joins, seen, waiting, clock }
+        Self { repo, joining, rooms, admission, line, joins, seen, waiting, pacing, clock }
+    }
+
+    /// The same use cases reading and writing through `repo` (another pool).
+    #[must_use]
+    pub fn on(&self, repo: QueueRepo) -> Self {
+        Self { repo, ..self.clone() }
+    }
+
+    /// `status` with the server's poll interval.
+    fn paced(&self, mut status: QueueStatus) -> QueueStatus {
+        status.poll_after_secs = self.pacing.poll_after_secs(&status, self.clock.now());
+        status
     }
 
     /// Joins `user_id` to the line of `concert_id`, or finds the live token they already
@@ -84,7 +100,7 @@ impl Tokens {
             self.admission.wake();
         }
         self.remember(&token);
-        Ok(QueueStatus::in_line(token, &self.line.current(), room.sale_opens_at, self.clock.now()))
+        Ok(self.paced(QueueStatus::in_line(token, &self.line.current(), room.sale_opens_at, self.clock.now())))
     }
 
     /// Where token `id` stands now.
@@ -108,7 +124,7 @@ impl Tokens {
             }
         };
         let room = self.rooms.get(token.concert_id).await?;
-        Ok(QueueStatus::in_line(token, &line, room.sale_opens_at, self.clock.now()))
+        Ok(self.paced(QueueStatus::in_line(token, &line, room.sale_opens_at, self.clock.now())))
     }
 
     /// The stored token `id` (to check whose it is).
@@ -145,20 +161,21 @@ impl Tokens {
 
     /// Feeds one `WatchQueue` stream from the replica's shared snapshot of the line, until
     /// the token is no longer WAITING, the client goes (`updates` closed), or a newer stream
-    /// of the same token replaces this one (then [`QueueError::WatchReplaced`]). The token is
-    /// read from the database only when the snapshot no longer shows it waiting (admitted,
-    /// expired, or joined after the snapshot), so a waiting stream costs no queries.
+    /// of the same token replaces this one (then [`QueueError::WatchReplaced`]).
+    ///
+    /// The stream is paced like polls: beyond the first thousand places it looks at the
+    /// snapshot once per `poll_after_secs` and sends when the position or state changed (or,
+    /// after [`WATCH_HEARTBEAT`], the same status again), so a stream far back in a long line
+    /// costs a wake-up every 30 s, not one per line refresh; near the front it follows every
+    /// refresh, so an admission reaches it at once. The token is read from the database
+    /// only when the snapshot no longer shows it waiting (admitted, expired, or joined after
+    /// the snapshot), so a waiting stream costs no queries.
     pub async fn watch(
         &self,
         mut token: Token,
         updates: mpsc::Sender<Result<QueueStatus, QueueError>>,
         mut guard: WatchGuard,
     ) {
-        let mut line = self.line.subscribe();
-        let mut heartbeat = tokio::time::interval(WATCH_HEARTBEAT);
-        heartbeat.tick().await; // the first tick is immediate
-        let mut sent: Option<(TokenState, u64, bool)> = None;
-        let mut beat = false;
         let sale_opens_at = match self.rooms.get(token.concert_id).await {
             Ok(room) => room.sale_opens_at,
             Err(e) => {
@@ -166,6 +183,8 @@ impl Tokens {
                 return;
             }
         };
+        let mut line = self.line.subscribe();
+        let mut sent: Option<((TokenState, u64, bool), tokio::time::Instant)> = None;
         loop {
             let snapshot = line.borrow_and_update().clone();
             if !(token.state == TokenState::Waiting && snapshot.room(token.concert_id).contains(token.place)) {
@@ -177,31 +196,42 @@ impl Tokens {
                     }
                 }
             }
-            let status = QueueStatus::in_line(token.clone(), &snapshot, sale_opens_at, self.clock.now());
+            let status = self.paced(QueueStatus::in_line(token.clone(), &snapshot, sale_opens_at, self.clock.now()));
             let key = (status.state, status.position, status.pre_queue);
             let done = status.state != TokenState::Waiting;
-            if sent != Some(key) || beat {
-                if updates.send(Ok(status)).await.is_err() {
-                    return; // the client went away
+            let wait = Duration::from_secs(u64::from(status.poll_after_secs.max(1)));
+            let due = match sent {
+                None => true,
+                Some((last, at)) => last != key || at.elapsed() >= WATCH_HEARTBEAT,
+            };
+            if due {
+                tokio::select! {
+                    sent_ok = updates.send(Ok(status)) => if sent_ok.is_err() {
+                        return; // the client went away
+                    },
+                    // A client that stopped reading must not keep its slot after a newer
+                    // stream replaced this one.
+                    _ = &mut guard.replaced => return,
                 }
-                sent = Some(key);
+                sent = Some((key, tokio::time::Instant::now()));
             }
             if done {
                 return;
             }
             // An open stream keeps its place: it counts as polling.
             self.seen.mark(token.token);
+            // Near the front (a one-second pace) a stream hears every refresh of the line, so
+            // an admission reaches it at once; further back it looks once per its pace.
+            let near_front = status_pace_is_fastest(wait);
             tokio::select! {
-                changed = line.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    beat = false;
-                }
-                _ = heartbeat.tick() => beat = true,
+                () = tokio::time::sleep(wait), if !near_front => {}
+                changed = line.changed(), if near_front => if changed.is_err() {
+                    return;
+                },
+                () = tokio::time::sleep(WATCH_HEARTBEAT), if near_front => {}
                 () = updates.closed() => return,
                 _ = &mut guard.replaced => {
-                    let _ = updates.send(Err(QueueError::WatchReplaced)).await;
+                    let _ = updates.try_send(Err(QueueError::WatchReplaced));
                     return;
                 }
             }
@@ -217,4 +247,9 @@ impl Tokens {
             self.waiting.invalidate(&token.token);
         }
     }
+}
+
+/// Whether a stream's pace is the fastest (one second): the front of the line.
+fn status_pace_is_fastest(wait: Duration) -> bool {
+    wait <= Duration::from_secs(1)
 }

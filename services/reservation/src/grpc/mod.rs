@@ -8,13 +8,7 @@ use concert_proto::concert::reservation::v1::{
     PayReservationRequest, PayReservationResponse, reservation_internal_service_server::ReservationInternalService,
     reservation_service_server::ReservationService,
 };
-use platform::{
-    auth::{TokenValidator, queue_token},
-    clock::SharedClock,
-    identity,
-    outbound::Deadline,
-    validate,
-};
+use platform::{auth::TokenValidator, clock::SharedClock, identity, outbound::Deadline, validate};
 use tonic::{Code, Request, Response, Status};
 
 use crate::{
@@ -120,7 +114,7 @@ impl ReservationService for ReservationApi {
         let principal = match self.auth.authenticate_fresh(&request).await {
             Ok(p) => p,
             Err(status) if status.code() == Code::Unauthenticated => {
-                let token = queue_token(request.metadata())?;
+                let token = self.auth.token_named(request.metadata())?;
                 let caller = identity::identity(&request).map(|i| i.subject.clone());
                 return match self.payments.outcome_for_spent_token(token, caller, reservation_id, deadline).await? {
                     Some(done) => Ok(Response::new(paid(&done, self.clock.now()))),
