@@ -2,7 +2,8 @@
 """Checks a rendered Kustomize overlay (stdin) against PostgreSQL's connection budget.
 
 Client connections: every service Deployment at its HPA maximum (else its replicas) ×
-DATABASE_MAX_CONNECTIONS (its env, else the concert-config ConfigMap, else 16).
+DATABASE_MAX_CONNECTIONS (its env, else the concert-config ConfigMap, else 16), plus for the
+queue the internal lane's own pool, QUEUE_INTERNAL_CONNECTIONS (likewise, else 4).
 - Without PgBouncer they go straight to PostgreSQL: with the superuser reserve (3) they must
   fit the in-cluster PostgreSQL's max_connections (its `-c max_connections=N`, else 100).
 - With PgBouncer they must fit its max_client_conn; its server connections
@@ -40,6 +41,8 @@ def main():
         n = hpa_max.get(name, dep["spec"].get("replicas", 1))
         env = {e["name"]: e.get("value") for c in dep["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
         per = int(env.get("DATABASE_MAX_CONNECTIONS") or config.get("DATABASE_MAX_CONNECTIONS") or 16)
+        if name == "queue":
+            per += int(env.get("QUEUE_INTERNAL_CONNECTIONS") or config.get("QUEUE_INTERNAL_CONNECTIONS") or 4)
         clients += n * per
         replicas += n
         lines.append(f"{name} {n} × {per}")

@@ -36,7 +36,9 @@ export QUEUE_URL=http://127.0.0.1:50051 CATALOG_URL=http://127.0.0.1:50052 \
 # DEV-ONLY identity (deploy/dev-auth/README.md): the services trust the committed dev key,
 # and concertctl signs the demo users' access tokens with it.
 export AUTH_JWKS_FILE="$ROOT/deploy/dev-auth/jwks.json" AUTH_ISSUER=https://dev-auth.concert.invalid/ \
-  AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem"
+  AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem" \
+  ADMISSION_PASS_SIGNING_KEY_FILE="$ROOT/deploy/dev-auth/admission-pass-key.pem" \
+  ADMISSION_PASS_PUBLIC_KEY_FILE="$ROOT/deploy/dev-auth/admission-pass-public.pem"
 # Prometheus text on /metrics, one port per service (README "Observability").
 start wallet METRICS_ADDR=127.0.0.1:9464
 start queue METRICS_ADDR=127.0.0.1:9461

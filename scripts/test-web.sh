@@ -34,6 +34,8 @@ export QUEUE_URL=http://127.0.0.1:51051 CATALOG_URL=http://127.0.0.1:51052 \
   RESERVATION_INTERNAL_URL=http://127.0.0.1:51063 WALLET_INTERNAL_URL=http://127.0.0.1:51064 \
   AUTH_JWKS_FILE="$ROOT/deploy/dev-auth/jwks.json" AUTH_ISSUER=https://dev-auth.concert.invalid/ \
   AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem" \
+  ADMISSION_PASS_SIGNING_KEY_FILE="$ROOT/deploy/dev-auth/admission-pass-key.pem" \
+  ADMISSION_PASS_PUBLIC_KEY_FILE="$ROOT/deploy/dev-auth/admission-pass-public.pem" \
   QUEUE_MAX_ACTIVE=1000 HOLD_TTL_SECS=15 RUST_LOG=warn
 logs=$(mktemp -d)
 pids=()

@@ -63,6 +63,8 @@ pub struct SuiteOptions {
     /// The queue's admission-pass key (catalog and reservation verify with its public half);
     /// `None`: no passes, only bare queue tokens.
     pub passes: Option<platform::admission::PassSigner>,
+    /// The queue's total join rate per second (`QUEUE_JOIN_RATE_TOTAL`); `None`: no limit.
+    pub join_rate_total: Option<std::num::NonZeroU32>,
 }
 
 impl Default for SuiteOptions {
@@ -80,6 +82,7 @@ impl Default for SuiteOptions {
             auth: platform::testing::identity::settings(),
             pgbouncer: false,
             passes: Some(platform::testing::admission::signer()),
+            join_rate_total: None,
         }
     }
 }
@@ -89,7 +92,8 @@ impl Default for SuiteOptions {
 
 /// The running suite.
 pub struct Suite {
-    pub queue: RunningServer,
+    /// The queue (`None` once a test stopped it: [`Suite::stop_queue`]).
+    queue: Option<RunningServer>,
     pub catalog: RunningServer,
     pub reservations: Vec<RunningServer>,
     pub wallet: Option<RunningServer>,
@@ -161,7 +165,7 @@ impl Suite {
             join_rates: queue_service::service::rate_limit::JoinRates {
                 per_user: std::num::NonZeroU32::new(10).unwrap(),
                 per_user_burst: std::num::NonZeroU32::new(20).unwrap(),
-                total: None,
+                total: opts.join_rate_total,
             },
             max_watch_streams: 1_000,
             clock: opts.clock.clone(),
@@ -208,7 +212,7 @@ impl Suite {
             reservations.push(start_reservation(reservation_settings.clone(), l).await);
         }
         Self {
-            queue,
+            queue: Some(queue),
             catalog,
             reservations,
             wallet: Some(wallet),
@@ -221,8 +225,23 @@ impl Suite {
         }
     }
 
+    /// The queue's server.
+    ///
+    /// # Panics
+    /// After [`Suite::stop_queue`].
+    pub fn queue_server(&self) -> &RunningServer {
+        self.queue.as_ref().expect("the queue was stopped")
+    }
+
+    /// Stops the queue (both its ports), as an outage of the waiting room would.
+    pub async fn stop_queue(&mut self) {
+        if let Some(queue) = self.queue.take() {
+            queue.stop().await.unwrap();
+        }
+    }
+
     pub fn queue(&self) -> QueueServiceClient<PeerChannel> {
-        QueueServiceClient::new(self.queue.channel())
+        QueueServiceClient::new(self.queue_server().channel())
     }
 
     pub fn catalog(&self) -> CatalogServiceClient<PeerChannel> {
@@ -242,11 +261,11 @@ impl Suite {
         let wallet = self.wallet.as_ref().expect("the wallet is running");
         let key = concat!(env!("CARGO_MANIFEST_DIR"), "/../libs/platform/src/identity/test_keys/es256.pem");
         concertctl::clients::Endpoints {
-            queue_url: self.queue.url(),
+            queue_url: self.queue_server().url(),
             catalog_url: self.catalog.url(),
             reservation_url: self.reservations[0].url(),
             wallet_url: wallet.url(),
-            queue_internal_url: self.queue.internal_url(),
+            queue_internal_url: self.queue_server().internal_url(),
             catalog_internal_url: self.catalog.internal_url(),
             reservation_internal_url: self.reservations[0].internal_url(),
             wallet_internal_url: wallet.internal_url(),
@@ -355,6 +374,23 @@ impl Suite {
     /// Joins `concert_id`'s waiting room as `user` and waits until the token is ACTIVE.
     pub async fn active_token(&self, user: &str, concert_id: &str) -> String {
         active_token(self.queue(), user, concert_id).await
+    }
+
+    /// The admission pass of ACTIVE `token`, as its owner's GetQueueStatus hands it out;
+    /// registered as the owner's, so [`authed`] sends it with their access token.
+    pub async fn admission_pass(&self, token: &str) -> String {
+        let status = self
+            .queue()
+            .get_queue_status(authed(token, GetQueueStatusRequest { token: token.into() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(status.state, TokenState::Active as i32, "a pass comes with admission");
+        assert!(!status.admission_pass.is_empty(), "an ACTIVE token's owner gets its pass");
+        register_token(&status.admission_pass, &token_owner(token));
+        status.admission_pass
     }
 
     /// Charges `amount` won to `user`'s wallet.

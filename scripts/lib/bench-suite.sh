@@ -29,7 +29,9 @@ start_bench_suite() { # database name
     QUEUE_URL=http://127.0.0.1:51151 CATALOG_URL=http://127.0.0.1:51152 \
     RESERVATION_URL=http://127.0.0.1:51153 WALLET_URL=http://127.0.0.1:51154
   export AUTH_JWKS_FILE="$ROOT/deploy/dev-auth/jwks.json" AUTH_ISSUER=https://dev-auth.concert.invalid/ \
-    AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem"
+    AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem" \
+    ADMISSION_PASS_SIGNING_KEY_FILE="$ROOT/deploy/dev-auth/admission-pass-key.pem" \
+    ADMISSION_PASS_PUBLIC_KEY_FILE="$ROOT/deploy/dev-auth/admission-pass-public.pem"
   # Room for a rush: streams to every waiting person, and joins above the per-replica
   # default total (the defaults suit a replica among many); bench users admitted at once.
   # Each may be overridden from the environment.

@@ -9,6 +9,7 @@ import type { Concert, Schedule, Seat } from "./gen/concert/catalog/v1/catalog_p
 import { type QueueStatus, TokenState } from "./gen/concert/queue/v1/queue_pb";
 import type { Payment, Reservation } from "./gen/concert/reservation/v1/reservation_pb";
 import {
+  credentialOf,
   describeError,
   formatCountdown,
   formatWon,
@@ -16,6 +17,7 @@ import {
   legend,
   lineText,
   moveFocus,
+  pollDelayMs,
   reasonOf,
   reservationWord,
   secondsLeft,
@@ -44,7 +46,9 @@ export function App() {
   const [mine, setMine] = useState<{ reservations: Reservation[]; payments: Payment[] }>();
   const [now, setNow] = useState(Date.now());
   const heading = useRef<HTMLHeadingElement>(null);
-  const token = line?.state === TokenState.ACTIVE ? line.token : undefined;
+  // Protected calls carry the admission pass (verified by catalog and reservation without a
+  // call to the queue), or the bare token from a queue that hands out no passes.
+  const token = line?.state === TokenState.ACTIVE ? credentialOf(line) : undefined;
 
   // Focus moves to each step's heading, so keyboard and screen-reader users follow along.
   useEffect(() => heading.current?.focus(), [step]);
@@ -87,14 +91,14 @@ export function App() {
       setStep("line");
     });
 
-  // The waiting room: the WatchQueue stream, or polling GetQueueStatus once a second when the
-  // stream drops (a proxy cut it, the replica is full of streams).
+  // The waiting room: the WatchQueue stream, or polling GetQueueStatus at the server's pace
+  // (`pollAfterSeconds`) when the stream drops (a proxy cut it, the replica is full of streams).
   useEffect(() => {
     if (step !== "line" || !line || !access) return;
     const abort = new AbortController();
     const settle = (s: QueueStatus) => {
       setLine(s);
-      if (s.state === TokenState.ACTIVE) void showDates(s.token);
+      if (s.state === TokenState.ACTIVE) void showDates(credentialOf(s));
       if (s.state === TokenState.EXPIRED) {
         setError("Your turn has ended. Please join the waiting room again.");
         setStep("concerts");
@@ -109,15 +113,18 @@ export function App() {
       } catch {
         if (abort.signal.aborted) return;
       }
+      let pace = line.pollAfterSeconds;
       while (!abort.signal.aborted) {
         try {
           const polled = await queue.getQueueStatus({ token: line.token }, as(access, undefined, abort.signal));
           if (polled.status && settle(polled.status)) return;
+          pace = polled.status?.pollAfterSeconds ?? 1;
         } catch (e) {
           if (abort.signal.aborted) return;
           setError(describeError(e));
+          pace = 1;
         }
-        await new Promise((r) => setTimeout(r, 1_000));
+        await new Promise((r) => setTimeout(r, pollDelayMs(pace, Math.random())));
       }
     })();
     return () => abort.abort();

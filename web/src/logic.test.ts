@@ -5,6 +5,7 @@ import { SeatSchema, SeatStatus } from "./gen/concert/catalog/v1/catalog_pb";
 import { ReservationStatus } from "./gen/concert/reservation/v1/reservation_pb";
 import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
 import {
+  credentialOf,
   describeError,
   formatCountdown,
   formatWon,
@@ -12,6 +13,7 @@ import {
   legend,
   lineText,
   moveFocus,
+  pollDelayMs,
   reservationWord,
   secondsLeft,
   seatView,
@@ -123,5 +125,18 @@ describe("words", () => {
   it("knows which failures may not have reached the server", () => {
     expect(isNetworkError(new ConnectError("x", Code.Unavailable))).toBe(true);
     expect(isNetworkError(refusal(Code.FailedPrecondition, "INSUFFICIENT_BALANCE"))).toBe(false);
+  });
+});
+
+describe("the waiting room's pace", () => {
+  it("follows the server's interval, at least a second, within 10 % jitter", () => {
+    expect(pollDelayMs(1, 0)).toBe(900);
+    expect(pollDelayMs(30, 0.5)).toBe(30_000);
+    expect(pollDelayMs(30, 0.999)).toBeLessThan(33_000);
+    expect(pollDelayMs(0, 0.5)).toBe(1_000);
+  });
+  it("sends the admission pass when there is one", () => {
+    expect(credentialOf({ token: "t", admissionPass: "a.b.c" })).toBe("a.b.c");
+    expect(credentialOf({ token: "t", admissionPass: "" })).toBe("t");
   });
 });

@@ -152,3 +152,16 @@ export function isNetworkError(err: unknown): boolean {
   const code = ConnectError.from(err).code;
   return code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.Unknown;
 }
+
+/** Milliseconds until the next poll of the waiting room: the server's `pollAfterSeconds`
+ * (at least 1 s) with ±10 % jitter (`random` in [0, 1)), so that people who joined together
+ * do not poll together. */
+export function pollDelayMs(pollAfterSeconds: number, random: number): number {
+  return Math.max(1, pollAfterSeconds) * 1_000 * (0.9 + 0.2 * random);
+}
+
+/** What an admitted person sends as `x-queue-token`: the admission pass, or the bare token
+ * from a queue that hands out no passes. */
+export function credentialOf(status: { token: string; admissionPass: string }): string {
+  return status.admissionPass || status.token;
+}

@@ -283,7 +283,7 @@ async fn public_ports_never_answer_internal_rpcs(_p: PgPoolOptions, db: PgConnec
     let wallet = suite.wallet.as_ref().unwrap().channel();
     let debit = DebitRequest { user_id: "alice".into(), amount: 1, idempotency_key: "k".into() };
     unimplemented(WalletInternalServiceClient::new(wallet).debit(as_user("alice", debit)).await.map(drop), "Debit");
-    let queue = suite.queue.channel();
+    let queue = suite.queue_server().channel();
     let validate = ValidateTokenRequest { token: uuid::Uuid::new_v4().to_string() };
     unimplemented(
         QueueInternalServiceClient::new(queue.clone()).validate_token(as_user("alice", validate)).await.map(drop),
@@ -320,7 +320,7 @@ async fn public_ports_never_answer_internal_rpcs(_p: PgPoolOptions, db: PgConnec
         .get_balance(as_user("alice", GetBalanceRequest::default()))
         .await;
     unimplemented(r.map(drop), "GetBalance on the internal port");
-    let r = QueueServiceClient::new(suite.queue.internal_channel())
+    let r = QueueServiceClient::new(suite.queue_server().internal_channel())
         .issue_token(as_user("alice", IssueTokenRequest::default()))
         .await;
     unimplemented(r.map(drop), "IssueToken on the internal port");
@@ -340,7 +340,7 @@ macro_rules! grpc_web {
 async fn the_whole_journey_over_grpc_web_with_an_access_token(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions::default()).await;
     let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
-    let mut queue = grpc_web!(QueueServiceClient, suite.queue);
+    let mut queue = grpc_web!(QueueServiceClient, suite.queue_server());
     let mut catalog = grpc_web!(CatalogServiceClient, suite.catalog);
     let mut reservation = grpc_web!(ReservationServiceClient, suite.reservations[0]);
     let mut wallet = grpc_web!(WalletServiceClient, suite.wallet.as_ref().unwrap());

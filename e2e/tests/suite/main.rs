@@ -5,6 +5,7 @@
 mod holds;
 mod identity;
 mod journey;
+mod passes;
 mod payments;
 mod rush;
 mod traces;

@@ -13,6 +13,7 @@ pub mod config;
 pub mod convert;
 pub mod db;
 pub mod error;
+pub mod gate;
 pub mod grpc_client;
 pub mod identity;
 pub mod metrics;

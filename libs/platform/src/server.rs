@@ -7,9 +7,10 @@
 //! ([`crate::metrics`]), a trace per call continued from the caller's W3C trace context, and
 //! graceful shutdown. A public port never answers an internal RPC: the service is not routed there,
 //! so the call gets UNIMPLEMENTED.
-use std::{future::Future, time::Duration};
+use std::{future::Future, num::NonZeroU32, time::Duration};
 
 use crate::{
+    gate::RateGateLayer,
     identity::{Authentication, layer::RequireIdentityLayer},
     metrics::RpcMetricsLayer,
 };
@@ -78,7 +79,18 @@ impl Port {
         auth: Authentication,
         anonymous: Vec<&'static str>,
     ) -> Self {
-        Self { listener, routes, names, access: Access::Public { auth, anonymous } }
+        Self { listener, routes, names, access: Access::Public { auth, anonymous, rate_limits: Vec::new() } }
+    }
+
+    /// Refuses calls of `path` past `per_second` on this replica before anything else is
+    /// done with them (no token check, no body decoded): RESOURCE_EXHAUSTED RATE_LIMITED with
+    /// RetryInfo. Only on a public port; an internal port ignores it.
+    #[must_use]
+    pub fn with_rate_limit(mut self, path: &'static str, per_second: NonZeroU32) -> Self {
+        if let Access::Public { rate_limits, .. } = &mut self.access {
+            rate_limits.push((path, per_second));
+        }
+        self
     }
 
     /// The port peers and operators call, serving `routes` (named `names`).
@@ -100,8 +112,9 @@ pub struct Listeners {
 /// Who a port is for.
 pub enum Access {
     /// Browsers (grpc-web with CORS, HTTP/1.1 accepted) and users: every call needs a valid
-    /// access token unless its method path is in `anonymous` (see [`crate::identity`]).
-    Public { auth: Authentication, anonymous: Vec<&'static str> },
+    /// access token unless its method path is in `anonymous` (see [`crate::identity`]);
+    /// `rate_limits` are checked before the token (see [`crate::gate`]).
+    Public { auth: Authentication, anonymous: Vec<&'static str>, rate_limits: Vec<(&'static str, NonZeroU32)> },
     /// Peer services and operators inside the cluster: gRPC over HTTP/2, no user tokens.
     /// Kept from browsers and users by the network (Kubernetes NetworkPolicy), not by this
     /// server.
@@ -154,8 +167,12 @@ async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> any
     builder.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
 
     let addr = listener.local_addr()?;
+    let gate = match &access {
+        Access::Public { rate_limits, .. } if !rate_limits.is_empty() => Some(RateGateLayer::new(rate_limits)),
+        _ => None,
+    };
     let (browsers, identity) = match access {
-        Access::Public { auth: Authentication::Jwt(verifier), anonymous } => {
+        Access::Public { auth: Authentication::Jwt(verifier), anonymous, .. } => {
             (true, Some(RequireIdentityLayer::new(verifier, &EXEMPT_PREFIXES, &anonymous)))
         }
         Access::Public { auth: Authentication::Disabled, .. } => (true, None),
@@ -198,6 +215,9 @@ async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> any
         // Health checks and reflection bypass it: a probe refused at the sale's peak would
         // make Kubernetes restart a replica that is merely busy.
         .layer(tower::layer::layer_fn(move |routes| shed_except_probes(routes, max_in_flight)))
+        // Per-method rate limits (IssueToken's total), before the token check: a refusal
+        // for load costs no signature check and no body decoding.
+        .layer(option_layer(gate))
         .layer(option_layer(identity))
         // Continues the caller's trace (W3C `traceparent`) or starts one: one server span
         // per call, parent of everything the handler does. Inside the shedder and the token

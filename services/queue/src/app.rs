@@ -106,15 +106,19 @@ pub async fn run(
         );
         platform::server::serve(vec![port], limits, lane_shutdown).await
     });
-    let ports = vec![Port::public(
+    let mut public_port = Port::public(
         listeners.public,
         Routes::new(QueueServiceServer::new(api.clone())),
         vec![QueueServiceServer::<QueueApi>::NAME],
         auth,
         // Line length and admission rate are shown before anyone signs in.
         vec!["/concert.queue.v1.QueueService/GetQueueStats"],
-    )];
-    let public = platform::app::serve(ports, settings.limits, shutdown, tasks);
+    );
+    // The total join rate is refused before the access token is checked (platform::gate).
+    if let Some(total) = settings.join_rates.total {
+        public_port = public_port.with_rate_limit("/concert.queue.v1.QueueService/IssueToken", total);
+    }
+    let public = platform::app::serve(vec![public_port], settings.limits, shutdown, tasks);
     futures::try_join!(public, lane)?;
     Ok(())
 }

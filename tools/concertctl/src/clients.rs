@@ -122,19 +122,22 @@ pub struct Session {
     pub access_token: String,
     /// The queue token, once joined.
     pub token: String,
+    /// The admission pass, once admitted (sent instead of the token on protected calls).
+    pub pass: String,
 }
 
 impl Session {
     /// A request as this user: `authorization: Bearer <access token>` and, when the session
-    /// holds one, `x-queue-token`.
+    /// holds one, `x-queue-token` (the admission pass if it has one, else the queue token).
     ///
     /// # Errors
     /// When a token is not valid metadata (never for tokens this tool made).
     pub fn request<T>(&self, message: T) -> anyhow::Result<Request<T>> {
         let mut r = Request::new(message);
         r.metadata_mut().insert("authorization", format!("Bearer {}", self.access_token).parse()?);
-        if !self.token.is_empty() {
-            r.metadata_mut().insert(QUEUE_TOKEN_HEADER, self.token.parse()?);
+        let credential = if self.pass.is_empty() { &self.token } else { &self.pass };
+        if !credential.is_empty() {
+            r.metadata_mut().insert(QUEUE_TOKEN_HEADER, credential.parse()?);
         }
         Ok(r)
     }
@@ -199,7 +202,7 @@ impl Clients {
     /// When the signing key cannot be loaded or signing fails.
     pub fn sign_in(&self, user: &str) -> anyhow::Result<Session> {
         let access_token = self.minter()?.access_token(user, USER_TOKEN_TTL)?;
-        Ok(Session { access_token, token: String::new() })
+        Ok(Session { access_token, token: String::new(), pass: String::new() })
     }
 }
 

@@ -4,10 +4,13 @@
 //!
 //! The limits are per replica: with N replicas behind a load balancer a user gets at most N
 //! times the per-user rate, which still stops a script hammering the endpoint. The per-user
-//! check happens in the handler, where the user id is known (a tower layer sees only bytes).
+//! check happens here, in the use case, where the user id is known; the total
+//! (`QUEUE_JOIN_RATE_TOTAL`) is checked by the public port's rate gate
+//! (`platform::gate`, set up in `app.rs`) before the access token, so a flood's refused joins
+//! cost no signature check.
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 
 /// Join rates, in requests per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,23 +20,21 @@ pub struct JoinRates {
     /// Joins one user may make at once before the rate applies (`QUEUE_JOIN_BURST_PER_USER`).
     pub per_user_burst: NonZeroU32,
     /// Joins per second one replica accepts from everyone (`QUEUE_JOIN_RATE_TOTAL`); `None`
-    /// for no total limit.
+    /// for no total limit. Enforced by the public port's rate gate, not by [`JoinLimiter`].
     pub total: Option<NonZeroU32>,
 }
 
-/// The join limiters of one replica.
+/// The per-user join limiter of one replica.
 #[derive(Debug, Clone)]
 pub struct JoinLimiter {
     per_user: Arc<DefaultKeyedRateLimiter<String>>,
-    total: Option<Arc<DefaultDirectRateLimiter>>,
 }
 
 impl JoinLimiter {
     #[must_use]
     pub fn new(rates: JoinRates) -> Self {
         let per_user = Quota::per_second(rates.per_user).allow_burst(rates.per_user_burst);
-        let total = rates.total.map(|t| Arc::new(RateLimiter::direct(Quota::per_second(t))));
-        Self { per_user: Arc::new(RateLimiter::keyed(per_user)), total }
+        Self { per_user: Arc::new(RateLimiter::keyed(per_user)) }
     }
 
     /// Admits one join of `user_id`, or says how long until one would pass.
@@ -43,13 +44,9 @@ impl JoinLimiter {
     pub fn check(&self, user_id: &str) -> Result<(), Duration> {
         // Each limiter's own clock: building a `DefaultClock` (quanta) calibrates the TSC,
         // which cost ~7 % of the box's CPU when done per join.
-        if let Err(not_until) = self.per_user.check_key(&user_id.to_owned()) {
-            return Err(not_until.wait_time_from(self.per_user.clock().now()));
-        }
-        if let Some(total) = &self.total {
-            total.check().map_err(|not_until| not_until.wait_time_from(total.clock().now()))?;
-        }
-        Ok(())
+        self.per_user
+            .check_key(&user_id.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(self.per_user.clock().now()))
     }
 
     /// Forgets users whose allowance is full again, so memory follows the active users.
@@ -89,12 +86,5 @@ mod tests {
         let wait = limiter.check("alice").unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100), "{wait:?}");
         assert!(limiter.check("bob").is_ok(), "other users are not affected");
-    }
-
-    #[test]
-    fn the_total_limit_applies_across_users() {
-        let limiter = JoinLimiter::new(rates(10, 20, Some(3)));
-        let passed = (0..10).filter(|i| limiter.check(&format!("user-{i}")).is_ok()).count();
-        assert_eq!(passed, 3);
     }
 }

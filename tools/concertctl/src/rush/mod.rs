@@ -62,10 +62,14 @@ pub struct RushArgs {
     #[arg(long, default_value_t = 0)]
     pub think_ms: u64,
     /// Poll GetQueueStatus every this many milliseconds instead of watching the line with
-    /// WatchQueue (0: WatchQueue, falling back to polling once a second when refused, as
-    /// the booking page does).
+    /// WatchQueue (0: WatchQueue, falling back to polling at the server's pace,
+    /// `poll_after_seconds`, when refused, as the booking page does).
     #[arg(long, default_value_t = 0)]
     pub poll_ms: u64,
+    /// Poll GetQueueStatus at the server's pace (`poll_after_seconds`, with ±10 % jitter)
+    /// instead of watching the line with WatchQueue.
+    #[arg(long, conflicts_with = "poll_ms")]
+    pub poll: bool,
     /// The run's room admits at most this many people at once (its admission policy).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_active: u64,
@@ -208,6 +212,7 @@ async fn people(clients: &Clients, args: &RushArgs, run_id: &str) -> anyhow::Res
                         let session = crate::clients::Session {
                             access_token: minter.access_token(&user, Duration::from_secs(3_600))?,
                             token: String::new(),
+                            pass: String::new(),
                         };
                         let arrival =
                             if rate > 0.0 { Duration::from_secs_f64(index as f64 / rate) } else { Duration::ZERO };
@@ -239,13 +244,18 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
     let seats = args.seats.div_ceil(50) * 50;
 
     let start = Instant::now();
+    let cpu_at_start = process_cpu();
     let ctx = Arc::new(Ctx {
         pool,
         recorder: stats::Recorder::new(start),
         gauges: Gauges::default(),
         concert_id: concert_id.clone(),
         think: Duration::from_millis(args.think_ms),
-        poll: (args.poll_ms > 0).then(|| Duration::from_millis(args.poll_ms)),
+        waiting: match (args.poll, args.poll_ms) {
+            (true, _) => person::Waiting::PollAtServerPace,
+            (false, 0) => person::Waiting::Watch,
+            (false, ms) => person::Waiting::PollEvery(Duration::from_millis(ms)),
+        },
         deadline: start + Duration::from_secs(args.duration),
         sold_out: Default::default(),
         seed: args.seed,
@@ -260,10 +270,17 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
         traces.push(done?);
     }
     let elapsed = start.elapsed();
+    let generator_cpu = process_cpu().saturating_sub(cpu_at_start);
     let sell_out = watcher.await?;
     let (rpcs, timeline) = ctx.recorder.finish(elapsed);
     let checks = checks::run(clients, &concert_id, &schedules, &traces).await?;
-    Ok(RushReport::new(args, seats, elapsed, sell_out, &traces, &rpcs, &timeline, checks))
+    Ok(RushReport::new(args, seats, elapsed, generator_cpu, sell_out, &traces, &rpcs, &timeline, checks))
+}
+
+/// CPU time this process has used, all threads.
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
 }
 
 /// Shows progress, samples the line once a second, and declares the sell-out once every

@@ -87,13 +87,23 @@ pub struct Ctx {
     pub gauges: Gauges,
     pub concert_id: String,
     pub think: Duration,
-    /// Polling interval; `None`: WatchQueue (falling back to polling every second, as the
-    /// booking page does, when the stream is refused).
-    pub poll: Option<Duration>,
+    /// How people wait in line.
+    pub waiting: Waiting,
     pub deadline: Instant,
     /// Set once every seat of the run is sold: people still in line leave.
     pub sold_out: AtomicBool,
     pub seed: u64,
+}
+
+/// How a person waits in line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// A WatchQueue stream; polling at the server's pace when it is refused or breaks.
+    Watch,
+    /// GetQueueStatus every `poll_after_seconds` the last answer asked for (±10 % jitter).
+    PollAtServerPace,
+    /// GetQueueStatus on a fixed schedule, whatever the server asks.
+    PollEvery(Duration),
 }
 
 /// One simulated person.
@@ -173,10 +183,10 @@ impl Person {
         ctx.gauges.waiting.fetch_add(1, Ordering::Relaxed);
         let patience =
             (self.abandon == Some(Abandon::InLine)).then(|| Duration::from_millis(rng.random_range(0..10_000)));
-        let waited = self.wait(ctx, c, &session, status.state, patience).await;
+        let waited = self.wait(ctx, c, &session, &status, patience).await;
         ctx.gauges.waiting.fetch_sub(1, Ordering::Relaxed);
         match waited {
-            Wait::Admitted => {}
+            Wait::Admitted(pass) => session.pass = pass,
             Wait::Gone(end) => {
                 if end != End::TokenExpired {
                     trace.left = self.leave(ctx, c, &session).await;
@@ -254,47 +264,71 @@ impl Person {
 
 /// How waiting in line ended.
 enum Wait {
-    Admitted,
+    /// Admitted, with the admission pass (empty when the queue hands out none).
+    Admitted(String),
     Gone(End),
 }
 
+/// The next poll's delay the server asked for, with ±10 % jitter so that people who joined
+/// together do not poll together.
+fn server_pace(poll_after_seconds: u32, rng: &mut StdRng) -> Duration {
+    Duration::from_secs(u64::from(poll_after_seconds.max(1))).mul_f64(rng.random_range(0.9..1.1))
+}
+
 impl Person {
-    async fn wait(&self, ctx: &Ctx, c: &Clients, session: &Session, state: i32, patience: Option<Duration>) -> Wait {
-        if state == TokenState::Active as i32 {
-            return Wait::Admitted;
+    async fn wait(
+        &self,
+        ctx: &Ctx,
+        c: &Clients,
+        session: &Session,
+        joined: &concert_proto::concert::queue::v1::QueueStatus,
+        patience: Option<Duration>,
+    ) -> Wait {
+        if joined.state == TokenState::Active as i32 {
+            return Wait::Admitted(joined.admission_pass.clone());
         }
+        let mut rng = StdRng::seed_from_u64(ctx.seed ^ (self.index as u64).wrapping_add(0x5151));
         let give_up = patience.map_or(ctx.deadline, |p| (Instant::now() + p).min(ctx.deadline));
-        let poll = match ctx.poll {
-            Some(every) => every,
-            None => match self.watch(ctx, c, session, give_up).await {
+        let fixed = match ctx.waiting {
+            Waiting::PollEvery(every) => Some(every),
+            Waiting::PollAtServerPace => None,
+            Waiting::Watch => match self.watch(ctx, c, session, give_up).await {
                 Some(done) => return done,
-                None => Duration::from_secs(1),
+                None => None,
             },
         };
-        // Polling on a fixed schedule: each poll's latency counts from when it was due.
-        let mut due = Instant::now() + poll.mul_f64((self.index % 97) as f64 / 97.0);
+        // Each poll's latency counts from when it was due. A fixed schedule starts spread
+        // over one interval; the server's pace starts from the join's answer.
+        let mut due = match fixed {
+            Some(every) => Instant::now() + every.mul_f64((self.index % 97) as f64 / 97.0),
+            None => Instant::now() + server_pace(joined.poll_after_seconds, &mut rng),
+        };
         loop {
             if let Some(done) = self.gone(ctx, give_up) {
                 return done;
             }
-            tokio::time::sleep_until(due.into()).await;
+            tokio::time::sleep_until(due.min(give_up).into()).await;
+            if Instant::now() < due {
+                continue; // woke to give up
+            }
             let Ok(request) = session.request(GetQueueStatusRequest { token: session.token.clone() }) else {
                 return Wait::Gone(End::Failed);
             };
+            let mut pace = None;
             match rec(ctx, Rpc::GetQueueStatus, due, c.queue().get_queue_status(request).await) {
-                Ok(r) => match r.into_inner().status.map(|s| s.state) {
-                    Some(s) if s == TokenState::Active as i32 => return Wait::Admitted,
-                    Some(s) if s == TokenState::Waiting as i32 => {}
+                Ok(r) => match r.into_inner().status {
+                    Some(s) if s.state == TokenState::Active as i32 => return Wait::Admitted(s.admission_pass),
+                    Some(s) if s.state == TokenState::Waiting as i32 => pace = Some(s.poll_after_seconds),
                     _ => return Wait::Gone(End::TokenExpired),
                 },
                 Err(s) if transient(s.code()) => {}
                 Err(_) => return Wait::Gone(End::Failed),
             }
-            due += poll;
-            let now = Instant::now();
-            if due < now {
-                due = now;
-            }
+            due = match fixed {
+                Some(every) => (due + every).max(Instant::now()),
+                // A refused poll tries again after a second, as the page does.
+                None => Instant::now() + server_pace(pace.unwrap_or(1), &mut rng),
+            };
         }
     }
 
@@ -348,9 +382,9 @@ impl Person {
                 ctx.recorder.call(Rpc::WatchQueue, t, Code::Ok);
                 first = false;
             }
-            match status.map(|s| s.state) {
-                Some(s) if s == TokenState::Active as i32 => return Some(Wait::Admitted),
-                Some(s) if s == TokenState::Waiting as i32 => {}
+            match status {
+                Some(s) if s.state == TokenState::Active as i32 => return Some(Wait::Admitted(s.admission_pass)),
+                Some(s) if s.state == TokenState::Waiting as i32 => {}
                 _ => return Some(Wait::Gone(End::TokenExpired)),
             }
         }

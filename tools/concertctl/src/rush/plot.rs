@@ -75,6 +75,7 @@ where
     let admitted = points(&|s| Some(s.admitted as f64));
     let paid = points(&|s| Some(s.paid as f64));
     let p99 = points(&|s| (s.calls > 0).then_some(s.p99_ms));
+    let admitted_p99 = points(&|s| (s.admitted_p99_ms > 0.0).then_some(s.admitted_p99_ms));
     let errors = points(&|s| Some(s.errors as f64));
 
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -86,7 +87,7 @@ where
     );
     let (top, rest) = root.split_vertically(40);
     top.titled(&title, ("sans-serif", 22)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let areas = rest.split_evenly((3, 1));
+    let areas = rest.split_evenly((4, 1));
     let x_max = (t.len().max(2) - 1) as f64;
     chart(
         &areas[0],
@@ -94,13 +95,20 @@ where
         x_max,
         &[("in line", BLUE, line), ("admitted", GREEN, active)],
     )?;
+    // Admissions and payments on an axis of their own: a flood's error count would flatten them.
     chart(
         &areas[1],
-        "per second",
+        "admissions and payments per second",
         x_max,
-        &[("admissions", GREEN, admitted), ("payments", MAGENTA, paid), ("errors", RED, errors)],
+        &[("admissions", GREEN, admitted), ("payments", MAGENTA, paid)],
     )?;
-    chart(&areas[2], "p99 latency of every call, ms", x_max, &[("p99", BLACK, p99)])?;
+    chart(&areas[2], "refused or failed calls per second", x_max, &[("errors", RED, errors)])?;
+    chart(
+        &areas[3],
+        "p99 latency, ms",
+        x_max,
+        &[("every call", BLACK, p99), ("admitted people's calls", MAGENTA, admitted_p99)],
+    )?;
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
@@ -155,9 +163,15 @@ mod tests {
             seed: 1,
             elapsed_s: 3.0,
             sold_out_after_s: Some(2.5),
+            sold_50_s: Some(1),
+            sold_95_s: Some(2),
+            sold_100_s: Some(3),
             seats_sold: 100,
             outcomes: std::collections::BTreeMap::new(),
             rpcs: Vec::new(),
+            admitted: std::collections::BTreeMap::new(),
+            generator_cpu_share: 0.2,
+            generator_cpu_us_per_person: 300.0,
             timeline: (0..4)
                 .map(|t| SecondRow {
                     t,
@@ -168,6 +182,7 @@ mod tests {
                     calls: 900,
                     errors: t,
                     p99_ms: 12.5 * t as f64,
+                    admitted_p99_ms: 5.0 * t as f64,
                 })
                 .collect(),
             checks: Vec::new(),

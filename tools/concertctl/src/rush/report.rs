@@ -23,10 +23,23 @@ pub struct RushReport {
     pub elapsed_s: f64,
     /// Seconds from the first arrival until the last seat was paid; `None`: not sold out.
     pub sold_out_after_s: Option<f64>,
+    /// Seconds from the first arrival until half, 95 % and all of the seats were paid
+    /// (whole seconds of the timeline; `None`: not reached).
+    pub sold_50_s: Option<u64>,
+    pub sold_95_s: Option<u64>,
+    pub sold_100_s: Option<u64>,
     pub seats_sold: usize,
     /// How each person's journey ended.
     pub outcomes: BTreeMap<String, u64>,
     pub rpcs: Vec<RpcRow>,
+    /// The admitted path's calls (dates, seat map, hold, charge, pay) by RPC, apart from the
+    /// line's (joins, polls, streams): what an admitted buyer felt. Same rows as `rpcs`.
+    pub admitted: BTreeMap<&'static str, RpcRow>,
+    /// This generator's CPU time over the run as a share of the machine (all cores): 0.5 on
+    /// two cores is one core busy with generating load.
+    pub generator_cpu_share: f64,
+    /// The generator's CPU time per person, microseconds.
+    pub generator_cpu_us_per_person: f64,
     pub timeline: Vec<SecondRow>,
     pub checks: Vec<Check>,
     /// Every broken invariant (empty: the run passed).
@@ -60,6 +73,8 @@ pub struct SecondRow {
     pub errors: u64,
     /// p99 of every call ending in this second, milliseconds.
     pub p99_ms: f64,
+    /// p99 of the admitted path's calls ending in this second, milliseconds (0: none).
+    pub admitted_p99_ms: f64,
 }
 
 fn ms(us: u64) -> f64 {
@@ -72,6 +87,7 @@ impl RushReport {
         args: &RushArgs,
         seats: u64,
         elapsed: Duration,
+        generator_cpu: Duration,
         sold_out: Option<Duration>,
         traces: &[Trace],
         rpcs: &BTreeMap<Rpc, RpcStats>,
@@ -83,7 +99,7 @@ impl RushReport {
             *outcomes.entry(format!("{:?}", t.end)).or_default() += 1;
         }
         let secs = elapsed.as_secs_f64().max(1e-9);
-        let rpcs = Rpc::ALL
+        let rpcs: Vec<RpcRow> = Rpc::ALL
             .iter()
             .filter_map(|rpc| rpcs.get(rpc).map(|s| (rpc, s)))
             .map(|(rpc, s)| RpcRow {
@@ -97,6 +113,23 @@ impl RushReport {
                 codes: s.codes.iter().map(|(c, n)| (format!("{:?}", tonic::Code::from_i32(*c)), *n)).collect(),
             })
             .collect();
+        let admitted = Rpc::ALL
+            .iter()
+            .filter(|rpc| rpc.is_admitted_path())
+            .filter_map(|rpc| rpcs.iter().find(|r| r.rpc == rpc.name()).map(|r| (rpc.name(), r.clone())))
+            .collect();
+        let mut sold = 0;
+        let (mut sold_50_s, mut sold_95_s, mut sold_100_s) = (None, None, None);
+        for (t, s) in timeline.iter().enumerate() {
+            sold += s.paid;
+            let reached = |share: f64| sold as f64 >= share * seats as f64 && seats > 0;
+            for (mark, share) in [(&mut sold_50_s, 0.5), (&mut sold_95_s, 0.95), (&mut sold_100_s, 1.0)] {
+                if mark.is_none() && reached(share) {
+                    *mark = Some(t as u64 + 1);
+                }
+            }
+        }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
         let timeline = timeline
             .iter()
             .enumerate()
@@ -109,6 +142,11 @@ impl RushReport {
                 calls: s.latency_us.len(),
                 errors: s.errors,
                 p99_ms: if s.latency_us.is_empty() { 0.0 } else { ms(s.latency_us.value_at_quantile(0.99)) },
+                admitted_p99_ms: if s.admitted_latency_us.is_empty() {
+                    0.0
+                } else {
+                    ms(s.admitted_latency_us.value_at_quantile(0.99))
+                },
             })
             .collect();
         let violations = checks
@@ -125,6 +163,12 @@ impl RushReport {
             seed: args.seed,
             elapsed_s: elapsed.as_secs_f64(),
             sold_out_after_s: sold_out.map(|d| d.as_secs_f64()),
+            sold_50_s,
+            sold_95_s,
+            sold_100_s,
+            admitted,
+            generator_cpu_share: generator_cpu.as_secs_f64() / (secs * cores),
+            generator_cpu_us_per_person: generator_cpu.as_secs_f64() * 1e6 / args.users.max(1) as f64,
             seats_sold: traces.iter().filter(|t| t.end == End::Paid).count(),
             outcomes,
             rpcs,
@@ -161,8 +205,25 @@ impl fmt::Display for RushReport {
                 self.seats_sold, self.seats, self.elapsed_s
             )?,
         }
+        let at = |s: Option<u64>| s.map_or("-".to_owned(), |s| format!("{s} s"));
+        writeln!(
+            f,
+            "seats sold: 50 % after {}, 95 % after {}, 100 % after {}",
+            at(self.sold_50_s),
+            at(self.sold_95_s),
+            at(self.sold_100_s)
+        )?;
+        writeln!(
+            f,
+            "generator: {:.0} % of the machine's CPU, {:.0} µs per person",
+            self.generator_cpu_share * 100.0,
+            self.generator_cpu_us_per_person
+        )?;
         let outcomes: Vec<String> = self.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
         writeln!(f, "people: {}", outcomes.join(", "))?;
+        let admitted: Vec<String> =
+            self.admitted.iter().map(|(rpc, r)| format!("{rpc} p99 {:.1} ms", r.p99_ms)).collect();
+        writeln!(f, "admitted people's calls: {}", admitted.join(", "))?;
         writeln!(
             f,
             "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  codes",
@@ -183,18 +244,22 @@ impl fmt::Display for RushReport {
                 codes.join(", ")
             )?;
         }
-        writeln!(f, "over time (every 5th second): t  in line  active  admitted/s  paid/s  calls/s  p99 ms")?;
+        writeln!(
+            f,
+            "over time (every 5th second): t  in line  active  admitted/s  paid/s  calls/s  p99 ms  admitted p99 ms"
+        )?;
         for s in self.timeline.iter().step_by(5) {
             writeln!(
                 f,
-                "  {:>4} {:>8} {:>7} {:>11} {:>7} {:>8} {:>7.1}",
+                "  {:>4} {:>8} {:>7} {:>11} {:>7} {:>8} {:>7.1} {:>16.1}",
                 s.t,
                 s.waiting.map_or("-".into(), |w| w.to_string()),
                 s.active.map_or("-".into(), |a| a.to_string()),
                 s.admitted,
                 s.paid,
                 s.calls,
-                s.p99_ms
+                s.p99_ms,
+                s.admitted_p99_ms
             )?;
         }
         for c in &self.checks {

@@ -39,6 +39,13 @@ impl Rpc {
         Rpc::PayReservation,
     ];
 
+    /// A call of the admitted path (an admitted person shopping), not of the line (joins,
+    /// polls, streams, leaving).
+    #[must_use]
+    pub fn is_admitted_path(self) -> bool {
+        !matches!(self, Rpc::IssueToken | Rpc::WatchQueue | Rpc::GetQueueStatus | Rpc::LeaveQueue)
+    }
+
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
@@ -81,6 +88,8 @@ pub struct RpcStats {
 pub struct Second {
     /// Every RPC's latency in this second (by completion time).
     pub latency_us: Histogram<u64>,
+    /// The admitted path's calls only (see [`Rpc::is_admitted_path`]).
+    pub admitted_latency_us: Histogram<u64>,
     pub admitted: u64,
     pub paid: u64,
     pub errors: u64,
@@ -117,6 +126,7 @@ impl Recorder {
         while inner.timeline.len() <= i {
             inner.timeline.push(Second {
                 latency_us: histogram_per_second(),
+                admitted_latency_us: histogram_per_second(),
                 admitted: 0,
                 paid: 0,
                 errors: 0,
@@ -140,6 +150,9 @@ impl Recorder {
             *stats.codes.entry(code as i32).or_default() += 1;
             let second = Self::second(inner, now, start);
             let _ = second.latency_us.record(us);
+            if rpc.is_admitted_path() {
+                let _ = second.admitted_latency_us.record(us);
+            }
             if code != Code::Ok {
                 second.errors += 1;
             }
