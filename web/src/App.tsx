@@ -20,6 +20,7 @@ import {
   pollDelayMs,
   reasonOf,
   reservationWord,
+  SOLD_OUT_TEXT,
   secondsLeft,
   seatView,
 } from "./logic";
@@ -130,6 +131,13 @@ export function App() {
     return () => abort.abort();
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [step, line?.token, access]);
+
+  const leaveLine = () =>
+    run(async () => {
+      if (line && access) await queue.leaveQueue({ token: line.token }, as(access));
+      setLine(undefined);
+      setStep("concerts");
+    });
 
   const showDates = (queueToken: string) =>
     run(async () => {
@@ -267,6 +275,14 @@ export function App() {
                 ? "It is your turn!"
                 : lineText(line.position, line.waitingCount, line.estimatedWaitSeconds, line.preQueue)}
             </p>
+            {line.soldOut && (
+              <p role="status" class="sold-out">
+                {SOLD_OUT_TEXT}{" "}
+                <button type="button" onClick={leaveLine} disabled={busy}>
+                  Leave the waiting room
+                </button>
+              </p>
+            )}
             {line.preQueue && line.saleOpensAt && <p>The sale opens {when(line.saleOpensAt)}.</p>}
             <p class="hint">Keep this page open: it moves on by itself when your turn comes.</p>
           </section>

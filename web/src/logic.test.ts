@@ -5,6 +5,7 @@ import { SeatSchema, SeatStatus } from "./gen/concert/catalog/v1/catalog_pb";
 import { ReservationStatus } from "./gen/concert/reservation/v1/reservation_pb";
 import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
 import {
+  SOLD_OUT_TEXT,
   credentialOf,
   describeError,
   formatCountdown,
@@ -138,5 +139,12 @@ describe("the waiting room's pace", () => {
   it("sends the admission pass when there is one", () => {
     expect(credentialOf({ token: "t", admissionPass: "a.b.c" })).toBe("a.b.c");
     expect(credentialOf({ token: "t", admissionPass: "" })).toBe("t");
+  });
+});
+
+describe("a sold-out line", () => {
+  it("says so in words and offers to leave", () => {
+    expect(SOLD_OUT_TEXT).toMatch(/Every seat is sold/);
+    expect(SOLD_OUT_TEXT).toMatch(/leave/);
   });
 });

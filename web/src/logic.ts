@@ -81,6 +81,10 @@ export function moveFocus(seatNumber: number, key: string, seats = 50, perRow = 
 }
 
 /** The place in line in words. */
+/** Shown in the waiting room once the queue says every seat is sold (`soldOut`). */
+export const SOLD_OUT_TEXT =
+  "Every seat is sold. If a ticket comes back you will still get your turn here, but it is unlikely: you may leave.";
+
 export function lineText(position: bigint, waiting: bigint, etaSeconds: bigint | undefined, preQueue: boolean): string {
   if (preQueue) return "You are in the pre-queue: places are drawn at random when the sale opens.";
   const eta =

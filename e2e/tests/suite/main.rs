@@ -2,6 +2,7 @@
 //!
 //! One binary for them all: each integration-test binary links every service, so one
 //! binary builds and links once.
+mod flood;
 mod holds;
 mod identity;
 mod journey;

@@ -24,7 +24,13 @@ use crate::{
     config::Settings,
     grpc::QueueApi,
     service::{
-        admission::Admission, line::Line, rate_limit::JoinLimiter, rooms::Rooms, seen::Seen, tokens::Tokens,
+        admission::Admission,
+        line::Line,
+        rate_limit::JoinLimiter,
+        rooms::Rooms,
+        seen::Seen,
+        sold_out::{SOLD_OUT_INTERVAL, SoldOut},
+        tokens::Tokens,
         watchers::Watchers,
     },
     store::QueueRepo,
@@ -54,12 +60,14 @@ pub async fn run(
     let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = QueueRepo::new(pool, settings.clock.clone());
     let catalog = Catalog::new(platform::grpc_client::lazy_channel(&settings.catalog_url)?);
-    let rooms = Rooms::new(repo.clone(), catalog, settings.clock.clone());
+    let rooms = Rooms::new(repo.clone(), catalog.clone(), settings.clock.clone());
     let admission = Admission::new(repo.clone(), settings.policy, settings.clock.clone());
     tasks.spawn(admission.clone().run(settings.admission_interval));
 
     let (line, refresher) = Line::new(repo.clone(), settings.clock.clone(), settings.line_refresh);
     tasks.spawn(refresher);
+    let sold_out = SoldOut::default();
+    tasks.spawn(sold_out.clone().watch_forever(line.clone(), catalog, SOLD_OUT_INTERVAL));
     let joins = JoinLimiter::new(settings.join_rates);
     tasks.spawn(joins.clone().forget_idle_users_forever());
     let seen = Seen::default();
@@ -81,6 +89,7 @@ pub async fn run(
             settings.clock.clone(),
             settings.policy.idle_timeout.to_std().unwrap_or_default(),
             settings.pacing,
+            sold_out,
         ),
         repo,
         rooms,

@@ -4,10 +4,10 @@ mod convert;
 use chrono::SubsecRound;
 use concert_proto::concert::catalog::v1::{
     AddScheduleRequest, AddScheduleResponse, CreateConcertRequest, CreateConcertResponse, GetConcertRequest,
-    GetConcertResponse, GetScheduleSeatsRequest, GetScheduleSeatsResponse, ListAvailableDatesRequest,
-    ListAvailableDatesResponse, ListConcertsRequest, ListConcertsResponse, ListSeatsRequest, ListSeatsResponse,
-    catalog_admin_service_server::CatalogAdminService, catalog_internal_service_server::CatalogInternalService,
-    catalog_service_server::CatalogService,
+    GetConcertResponse, GetConcertSalesRequest, GetConcertSalesResponse, GetScheduleSeatsRequest,
+    GetScheduleSeatsResponse, ListAvailableDatesRequest, ListAvailableDatesResponse, ListConcertsRequest,
+    ListConcertsResponse, ListSeatsRequest, ListSeatsResponse, catalog_admin_service_server::CatalogAdminService,
+    catalog_internal_service_server::CatalogInternalService, catalog_service_server::CatalogService,
 };
 use platform::{auth::TokenValidator, clock::SharedClock, validate};
 use tonic::{Request, Response, Status};
@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     clients::reservation::OccupancyClient,
     domain::{SEATS_PER_SCHEDULE, SeatStatus},
-    service::layouts::Layouts,
+    service::{layouts::Layouts, sales},
     store::CatalogRepo,
 };
 use convert::{concert, grade_ranges, schedule, seat, validated_title_venue};
@@ -157,6 +157,16 @@ impl CatalogInternalService for CatalogApi {
             schedule: Some(schedule(found, found.total_seats)),
             seats: seats.iter().map(|s| seat(s, SeatStatus::Unknown)).collect(),
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(concert_id = %request.get_ref().concert_id))]
+    async fn get_concert_sales(
+        &self,
+        request: Request<GetConcertSalesRequest>,
+    ) -> Result<Response<GetConcertSalesResponse>, Status> {
+        let concert_id = validate::uuid("concert_id", &request.get_ref().concert_id)?;
+        let sales = sales::concert_sales(&self.repo, &self.occupancy, concert_id, self.clock.now()).await?;
+        Ok(Response::new(GetConcertSalesResponse { seats: sales.seats, sold: sales.sold, held: sales.held }))
     }
 
     #[tracing::instrument(skip_all, fields(concert_id = %request.get_ref().concert_id))]

@@ -1,7 +1,8 @@
-//! The catalog's internal API: whether a concert exists and when its sale opens.
+//! The catalog's internal API: whether a concert exists, when its sale opens, and whether
+//! everything is sold.
 use chrono::{DateTime, Utc};
 use concert_proto::concert::catalog::v1::{
-    GetConcertRequest, catalog_internal_service_client::CatalogInternalServiceClient,
+    GetConcertRequest, GetConcertSalesRequest, catalog_internal_service_client::CatalogInternalServiceClient,
 };
 use platform::{
     grpc_client::PeerChannel,
@@ -46,5 +47,21 @@ impl Catalog {
             .map(|t| platform::convert::datetime("sale_opens_at", Some(t)))
             .transpose()
             .map_err(|e| QueueError::from(anyhow::anyhow!("catalog sent a bad sale_opens_at: {e}")))
+    }
+
+    /// Whether every seat of `concert_id`'s dates that have not started is sold (paid for;
+    /// held seats may come back, so they do not count). A concert without such dates is not
+    /// sold out.
+    ///
+    /// # Errors
+    /// [`QueueError::Peer`] when the catalog cannot be asked.
+    pub async fn sold_out(&self, concert_id: Uuid) -> Result<bool, QueueError> {
+        let request = GetConcertSalesRequest { concert_id: concert_id.to_string() };
+        let sales = self
+            .0
+            .unary(Deadline::NONE, Idempotency::Idempotent, &request, async |mut c, r| c.get_concert_sales(r).await)
+            .await
+            .map_err(|s| QueueError::Peer(from_peer("catalog", &s)))?;
+        Ok(sales.seats > 0 && sales.sold >= sales.seats)
     }
 }

@@ -86,6 +86,9 @@ pub struct QueueStatus {
     pub sale_opens_at: Option<DateTime<Utc>>,
     /// Seconds before the client should ask again (see [`super::Pacing`]); 0 until paced.
     pub poll_after_secs: u32,
+    /// While WAITING: every seat of the concert is sold, so waiting is for nothing (unless
+    /// a seat comes back).
+    pub sold_out: bool,
 }
 
 impl QueueStatus {
@@ -104,6 +107,7 @@ impl QueueStatus {
             pre_queue: false,
             sale_opens_at: None,
             poll_after_secs: 0,
+            sold_out: false,
         }
     }
 

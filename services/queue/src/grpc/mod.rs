@@ -222,6 +222,7 @@ fn to_proto(s: &QueueStatus) -> pb::QueueStatus {
         sale_opens_at: s.sale_opens_at.map(timestamp),
         admission_pass: String::new(),
         poll_after_seconds: s.poll_after_secs,
+        sold_out: s.sold_out,
     }
 }
 

@@ -5,5 +5,6 @@ pub mod line;
 pub mod rate_limit;
 pub mod rooms;
 pub mod seen;
+pub mod sold_out;
 pub mod tokens;
 pub mod watchers;

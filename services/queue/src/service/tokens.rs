@@ -14,7 +14,8 @@ use crate::{
     domain::{Pacing, QueueStatus, Token, TokenState, pre_queue_key},
     error::QueueError,
     service::{
-        admission::Admission, line::Line, rate_limit::JoinLimiter, rooms::Rooms, seen::Seen, watchers::WatchGuard,
+        admission::Admission, line::Line, rate_limit::JoinLimiter, rooms::Rooms, seen::Seen, sold_out::SoldOut,
+        watchers::WatchGuard,
     },
     store::{Join, QueueRepo},
 };
@@ -45,6 +46,8 @@ pub struct Tokens {
     waiting: moka::sync::Cache<Uuid, Token>,
     /// How often clients are told to ask again, and WatchQueue streams speak.
     pacing: Pacing,
+    /// Rooms whose seats are all sold.
+    sold_out: SoldOut,
     clock: SharedClock,
 }
 
@@ -62,6 +65,7 @@ impl Tokens {
         clock: SharedClock,
         idle_timeout: Duration,
         pacing: Pacing,
+        sold_out: SoldOut,
     ) -> Self {
         // A WAITING token nobody has polled for the idle timeout is expired by the next
         // admission round, so its row is not worth remembering longer: rows of people who
@@ -69,7 +73,7 @@ impl Tokens {
         // them and turn away the rows of the people polling now.
         let waiting =
             moka::sync::Cache::builder().max_capacity(WAITING_CACHE_CAPACITY).time_to_idle(idle_timeout).build();
-        Self { repo, joining, rooms, admission, line, joins, seen, waiting, pacing, clock }
+        Self { repo, joining, rooms, admission, line, joins, seen, waiting, pacing, sold_out, clock }
     }
 
     /// The same use cases reading and writing through `repo` (another pool).
@@ -78,9 +82,10 @@ impl Tokens {
         Self { repo, ..self.clone() }
     }
 
-    /// `status` with the server's poll interval.
+    /// `status` with the server's poll interval, and whether its room is sold out.
     fn paced(&self, mut status: QueueStatus) -> QueueStatus {
         status.poll_after_secs = self.pacing.poll_after_secs(&status, self.clock.now());
+        status.sold_out = status.state == TokenState::Waiting && self.sold_out.is_sold_out(status.token.concert_id);
         status
     }
 
@@ -184,7 +189,7 @@ impl Tokens {
             }
         };
         let mut line = self.line.subscribe();
-        let mut sent: Option<((TokenState, u64, bool), tokio::time::Instant)> = None;
+        let mut sent: Option<((TokenState, u64, bool, bool), tokio::time::Instant)> = None;
         loop {
             let snapshot = line.borrow_and_update().clone();
             if !(token.state == TokenState::Waiting && snapshot.room(token.concert_id).contains(token.place)) {
@@ -197,7 +202,7 @@ impl Tokens {
                 }
             }
             let status = self.paced(QueueStatus::in_line(token.clone(), &snapshot, sale_opens_at, self.clock.now()));
-            let key = (status.state, status.position, status.pre_queue);
+            let key = (status.state, status.position, status.pre_queue, status.sold_out);
             let done = status.state != TokenState::Waiting;
             let wait = Duration::from_secs(u64::from(status.poll_after_secs.max(1)));
             let due = match sent {

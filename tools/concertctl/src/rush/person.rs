@@ -36,7 +36,8 @@ pub enum Abandon {
 pub enum End {
     Paid,
     Abandoned,
-    /// Admitted, but every seat was sold (or held) whenever they looked.
+    /// Every seat was sold: the waiting room said so (`sold_out`), or once admitted every
+    /// seat was sold (or held) whenever they looked.
     SoldOut,
     /// The run's time was up first.
     OutOfTime,
@@ -318,6 +319,8 @@ impl Person {
             match rec(ctx, Rpc::GetQueueStatus, due, c.queue().get_queue_status(request).await) {
                 Ok(r) => match r.into_inner().status {
                     Some(s) if s.state == TokenState::Active as i32 => return Wait::Admitted(s.admission_pass),
+                    // The waiting room says every seat is sold: nothing to wait for.
+                    Some(s) if s.sold_out => return Wait::Gone(End::SoldOut),
                     Some(s) if s.state == TokenState::Waiting as i32 => pace = Some(s.poll_after_seconds),
                     _ => return Wait::Gone(End::TokenExpired),
                 },
@@ -384,6 +387,7 @@ impl Person {
             }
             match status {
                 Some(s) if s.state == TokenState::Active as i32 => return Some(Wait::Admitted(s.admission_pass)),
+                Some(s) if s.sold_out => return Some(Wait::Gone(End::SoldOut)),
                 Some(s) if s.state == TokenState::Waiting as i32 => {}
                 _ => return Some(Wait::Gone(End::TokenExpired)),
             }

@@ -1,0 +1,89 @@
+//! Issue #26: the waiting room under a flood. A join refused for load is refused before its
+//! access token is looked at; a sold-out sale tells the line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::time::Duration;
+
+use concert_proto::concert::queue::v1::{
+    GetQueueStatusRequest, IssueTokenRequest, QueueStatus, SetAdmissionPolicyRequest, TokenState,
+    queue_admin_service_client::QueueAdminServiceClient,
+};
+use e2e::{Suite, SuiteOptions, as_user, authed, register_token};
+use platform::status::reason;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tonic::{Code, Request};
+
+/// Issue #26: a join refused for load is refused before its access token is looked at. Joins
+/// with a forged access token past the total rate are answered RATE_LIMITED, not
+/// UNAUTHENTICATED: the refusal never reached the token check.
+#[sqlx::test(migrations = false)]
+async fn a_join_refused_for_load_never_reaches_the_token_check(_p: PgPoolOptions, db: PgConnectOptions) {
+    let options = SuiteOptions { join_rate_total: std::num::NonZeroU32::new(3), ..SuiteOptions::default() };
+    let suite = Suite::start(db, options).await;
+    let (concert_id, _schedule) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let (mut unauthenticated, mut limited) = (0, 0);
+    for _ in 0..30 {
+        let mut join = Request::new(IssueTokenRequest { user_id: String::new(), concert_id: concert_id.clone() });
+        join.metadata_mut().insert("authorization", "Bearer not.a.token".parse().unwrap());
+        let err = suite.queue().issue_token(join).await.expect_err("a forged access token never joins");
+        match (err.code(), reason(&err).as_deref()) {
+            (Code::Unauthenticated, _) => unauthenticated += 1,
+            (Code::ResourceExhausted, Some("RATE_LIMITED")) => {
+                assert!(platform::status::retry_after(&err).is_some(), "RetryInfo says when to come back");
+                limited += 1;
+            }
+            other => panic!("unexpected refusal {other:?}: {err:?}"),
+        }
+    }
+    assert!(unauthenticated <= 6, "only the rate's worth reached the token check: {unauthenticated}");
+    assert_eq!(unauthenticated + limited, 30);
+    assert!(limited >= 24, "the rest was refused before it: {limited}");
+}
+
+async fn status(suite: &Suite, token: &str) -> QueueStatus {
+    let request = authed(token, GetQueueStatusRequest { token: token.into() });
+    suite.queue().get_queue_status(request).await.unwrap().into_inner().status.unwrap()
+}
+
+/// Issue #26: when every seat is sold (not merely held), people still in line are told so.
+#[sqlx::test(migrations = false)]
+async fn a_sold_out_sale_tells_the_people_in_line(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    // 49 of the 50 seats are bought, one by one.
+    for seat in 1..=49 {
+        let user = format!("buyer-{seat}");
+        let token = suite.active_token(&user, &concert_id).await;
+        let held = suite.hold(&token, &schedule_id, seat).await;
+        suite.charge(&user, 150_000).await;
+        suite.pay(&token, &held, "k").await.unwrap();
+    }
+    // The last seat is held, and two admitted people fill a room now limited to one.
+    let holder = suite.active_token("holder", &concert_id).await;
+    let last = suite.hold(&holder, &schedule_id, 50).await;
+    let _blocker = suite.active_token("blocker", &concert_id).await;
+    let policy =
+        SetAdmissionPolicyRequest { concert_id: concert_id.clone(), max_active: Some(1), ..Default::default() };
+    QueueAdminServiceClient::new(suite.queue_server().internal_channel()).set_admission_policy(policy).await.unwrap();
+    let join = IssueTokenRequest { user_id: String::new(), concert_id: concert_id.clone() };
+    let late = suite.queue().issue_token(as_user("late", join)).await.unwrap().into_inner().status.unwrap();
+    register_token(&late.token, "late");
+
+    // A held seat may come back: not sold out, however long the late person waits.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let waiting = status(&suite, &late.token).await;
+    assert_eq!((waiting.state, waiting.sold_out), (TokenState::Waiting as i32, false), "{waiting:?}");
+
+    // The hold is paid: now every seat is sold, and the line hears it within a few seconds.
+    suite.charge("holder", 150_000).await;
+    suite.pay(&holder, &last, "k").await.unwrap();
+    let mut told = status(&suite, &late.token).await;
+    for _ in 0..60 {
+        if told.sold_out {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        told = status(&suite, &late.token).await;
+    }
+    assert_eq!((told.state, told.sold_out), (TokenState::Waiting as i32, true), "{told:?}");
+    suite.assert_books_settle(Duration::from_secs(10)).await;
+}
