@@ -14,4 +14,5 @@ export HOLD_TTL_SECS="${HOLD_TTL_SECS:-30}"
 # shellcheck source=lib/bench-suite.sh
 . scripts/lib/bench-suite.sh
 start_bench_suite concert_rush
-"$bin/concertctl" bench rush --targets reservation=http://127.0.0.1:51153,http://127.0.0.1:51173 "$@"
+"$bin/concertctl" bench rush --targets reservation=http://127.0.0.1:51153,http://127.0.0.1:51173 \
+  --queue-pid "$queue_pid" "$@"

@@ -101,6 +101,10 @@ pub struct RushArgs {
     /// Do not show live progress.
     #[arg(long)]
     pub quiet: bool,
+    /// The queue replica's process id on this machine: its resident memory is sampled once a
+    /// second and reported per waiting person (`scripts/bench-rush.sh` passes it).
+    #[arg(long)]
+    pub queue_pid: Option<u32>,
 }
 
 /// Runs the rush, prints and writes its report; fails on any broken invariant.
@@ -264,7 +268,7 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
     for person in people {
         tasks.spawn(person.live(ctx.clone()));
     }
-    let watcher = tokio::spawn(watch(clients.clone(), ctx.clone(), seats, args.users, args.quiet));
+    let watcher = tokio::spawn(watch(clients.clone(), ctx.clone(), seats, args.users, args.quiet, args.queue_pid));
     let mut traces = Vec::with_capacity(args.users as usize);
     while let Some(done) = tasks.join_next().await {
         traces.push(done?);
@@ -277,6 +281,14 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
     Ok(RushReport::new(args, seats, elapsed, generator_cpu, sell_out, &traces, &rpcs, &timeline, checks))
 }
 
+/// The resident memory of process `pid`, KiB (`VmRSS` of `/proc/<pid>/status`); `None` when
+/// it cannot be read.
+fn resident_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// CPU time this process has used, all threads.
 fn process_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
@@ -285,7 +297,14 @@ fn process_cpu() -> Duration {
 
 /// Shows progress, samples the line once a second, and declares the sell-out once every
 /// seat is paid for. Returns when every person is done, with the time the seats sold out.
-async fn watch(clients: Clients, ctx: Arc<Ctx>, seats: u64, users: u64, quiet: bool) -> Option<Duration> {
+async fn watch(
+    clients: Clients,
+    ctx: Arc<Ctx>,
+    seats: u64,
+    users: u64,
+    quiet: bool,
+    queue_pid: Option<u32>,
+) -> Option<Duration> {
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(seats) };
     bar.set_style(
         ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} seats sold  {msg}")
@@ -311,6 +330,9 @@ async fn watch(clients: Clients, ctx: Arc<Ctx>, seats: u64, users: u64, quiet: b
             if let Ok(s) = stats {
                 let s = s.into_inner();
                 ctx.recorder.line(s.waiting_count + s.pre_queue_count, s.active_count);
+            }
+            if let Some(kb) = queue_pid.and_then(resident_kb) {
+                ctx.recorder.queue_memory(kb);
             }
         }
         let msg = format!(

@@ -172,6 +172,10 @@ mod tests {
             admitted: std::collections::BTreeMap::new(),
             generator_cpu_share: 0.2,
             generator_cpu_us_per_person: 300.0,
+            waiting_by: "WatchQueue",
+            queue_rss_first_mb: Some(40.0),
+            queue_rss_peak_mb: Some(60.0),
+            queue_kb_per_waiting: Some(51.2),
             timeline: (0..4)
                 .map(|t| SecondRow {
                     t,
@@ -183,6 +187,7 @@ mod tests {
                     errors: t,
                     p99_ms: 12.5 * t as f64,
                     admitted_p99_ms: 5.0 * t as f64,
+                    queue_rss_mb: Some(40.0 + t as f64),
                 })
                 .collect(),
             checks: Vec::new(),

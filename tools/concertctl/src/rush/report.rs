@@ -40,6 +40,15 @@ pub struct RushReport {
     pub generator_cpu_share: f64,
     /// The generator's CPU time per person, microseconds.
     pub generator_cpu_us_per_person: f64,
+    /// How people waited: "WatchQueue" streams, or polls ("GetQueueStatus").
+    pub waiting_by: &'static str,
+    /// The queue replica's resident memory (with `--queue-pid`), MiB: at the first sample and
+    /// at its peak.
+    pub queue_rss_first_mb: Option<f64>,
+    pub queue_rss_peak_mb: Option<f64>,
+    /// (peak − first sample) / the most people in line at once, KiB: what one waiting person
+    /// costs the replica, streams and polls told apart by `waiting_by`.
+    pub queue_kb_per_waiting: Option<f64>,
     pub timeline: Vec<SecondRow>,
     pub checks: Vec<Check>,
     /// Every broken invariant (empty: the run passed).
@@ -75,6 +84,8 @@ pub struct SecondRow {
     pub p99_ms: f64,
     /// p99 of the admitted path's calls ending in this second, milliseconds (0: none).
     pub admitted_p99_ms: f64,
+    /// The queue replica's resident memory, MiB (with `--queue-pid`).
+    pub queue_rss_mb: Option<f64>,
 }
 
 fn ms(us: u64) -> f64 {
@@ -129,6 +140,15 @@ impl RushReport {
                 }
             }
         }
+        let rss: Vec<u64> = timeline.iter().filter_map(|s| s.queue_rss_kb).collect();
+        let peak_waiting = timeline.iter().filter_map(|s| s.waiting).max().unwrap_or(0);
+        let (rss_first, rss_peak) = (rss.first().copied(), rss.iter().copied().max());
+        let queue_kb_per_waiting = match (rss_first, rss_peak) {
+            (Some(first), Some(peak)) if peak_waiting > 0 => {
+                Some(peak.saturating_sub(first) as f64 / peak_waiting as f64)
+            }
+            _ => None,
+        };
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
         let timeline = timeline
             .iter()
@@ -147,6 +167,7 @@ impl RushReport {
                 } else {
                     ms(s.admitted_latency_us.value_at_quantile(0.99))
                 },
+                queue_rss_mb: s.queue_rss_kb.map(|kb| kb as f64 / 1024.0),
             })
             .collect();
         let violations = checks
@@ -169,6 +190,10 @@ impl RushReport {
             admitted,
             generator_cpu_share: generator_cpu.as_secs_f64() / (secs * cores),
             generator_cpu_us_per_person: generator_cpu.as_secs_f64() * 1e6 / args.users.max(1) as f64,
+            waiting_by: if args.poll || args.poll_ms > 0 { "GetQueueStatus" } else { "WatchQueue" },
+            queue_rss_first_mb: rss_first.map(|kb| kb as f64 / 1024.0),
+            queue_rss_peak_mb: rss_peak.map(|kb| kb as f64 / 1024.0),
+            queue_kb_per_waiting,
             seats_sold: traces.iter().filter(|t| t.end == End::Paid).count(),
             outcomes,
             rpcs,
@@ -219,6 +244,14 @@ impl fmt::Display for RushReport {
             self.generator_cpu_share * 100.0,
             self.generator_cpu_us_per_person
         )?;
+        if let (Some(first), Some(peak)) = (self.queue_rss_first_mb, self.queue_rss_peak_mb) {
+            writeln!(
+                f,
+                "queue memory: {first:.0} MiB at the start, peak {peak:.0} MiB; {} per waiting person ({})",
+                self.queue_kb_per_waiting.map_or("-".into(), |kb| format!("{kb:.1} KiB")),
+                self.waiting_by
+            )?;
+        }
         let outcomes: Vec<String> = self.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
         writeln!(f, "people: {}", outcomes.join(", "))?;
         let admitted: Vec<String> =

@@ -96,6 +96,8 @@ pub struct Second {
     /// The line as the queue reported it (GetQueueStats, sampled once a second).
     pub waiting: Option<u64>,
     pub active: Option<u64>,
+    /// The queue replica's resident memory, KiB (with `--queue-pid`).
+    pub queue_rss_kb: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -132,6 +134,7 @@ impl Recorder {
                 errors: 0,
                 waiting: None,
                 active: None,
+                queue_rss_kb: None,
             });
         }
         &mut inner.timeline[i]
@@ -177,6 +180,12 @@ impl Recorder {
             s.waiting = Some(waiting);
             s.active = Some(active);
         });
+    }
+
+    /// The queue replica's resident memory now, KiB.
+    pub fn queue_memory(&self, kb: u64) {
+        let start = self.start;
+        self.with(|inner| Self::second(inner, Instant::now(), start).queue_rss_kb = Some(kb));
     }
 
     /// Takes what was recorded.
