@@ -26,12 +26,14 @@ export DATABASE_URL="${PG_ADMIN_URL%/*}/$db"
 
 cargo build --locked --bins -q
 bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
-# This suite's ports: the usual ones + 1000 (public 51051-51054, internal 51061-51064).
-offset=1000
-export QUEUE_URL=http://127.0.0.1:51051 CATALOG_URL=http://127.0.0.1:51052 \
-  RESERVATION_URL=http://127.0.0.1:51053 WALLET_URL=http://127.0.0.1:51054 \
-  QUEUE_INTERNAL_URL=http://127.0.0.1:51061 CATALOG_INTERNAL_URL=http://127.0.0.1:51062 \
-  RESERVATION_INTERNAL_URL=http://127.0.0.1:51063 WALLET_INTERNAL_URL=http://127.0.0.1:51064 \
+# This suite's ports: the usual ones − 30000 (public 20051-20054, internal 20061-20064,
+# metrics 20071-20074), below Linux's ephemeral range (32768-60999), so no client socket left
+# by the tests before can be holding one.
+offset=-30000
+export QUEUE_URL=http://127.0.0.1:20051 CATALOG_URL=http://127.0.0.1:20052 \
+  RESERVATION_URL=http://127.0.0.1:20053 WALLET_URL=http://127.0.0.1:20054 \
+  QUEUE_INTERNAL_URL=http://127.0.0.1:20061 CATALOG_INTERNAL_URL=http://127.0.0.1:20062 \
+  RESERVATION_INTERNAL_URL=http://127.0.0.1:20063 WALLET_INTERNAL_URL=http://127.0.0.1:20064 \
   AUTH_JWKS_FILE="$ROOT/deploy/dev-auth/jwks.json" AUTH_ISSUER=https://dev-auth.concert.invalid/ \
   AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem" \
   ADMISSION_PASS_SIGNING_KEY_FILE="$ROOT/deploy/dev-auth/admission-pass-key.pem" \
@@ -47,13 +49,22 @@ cleanup() {
 trap cleanup EXIT
 i=1
 for name in queue catalog reservation wallet; do
-  LISTEN_ADDR=127.0.0.1:$((51050 + i)) INTERNAL_LISTEN_ADDR=127.0.0.1:$((51060 + i)) \
-    METRICS_ADDR=127.0.0.1:$((51070 + i)) "$bin/$name-service" >"$logs/$name.log" 2>&1 &
+  LISTEN_ADDR=127.0.0.1:$((20050 + i)) INTERNAL_LISTEN_ADDR=127.0.0.1:$((20060 + i)) \
+    METRICS_ADDR=127.0.0.1:$((20070 + i)) "$bin/$name-service" >"$logs/$name.log" 2>&1 &
   pids+=($!)
   i=$((i + 1))
 done
 ctl="$bin/concertctl"
-$ctl wait --timeout-secs 120 >/dev/null || { tail -n 20 "$logs"/*.log >&2; exit 1; }
+# Up to 120 s for every service to be healthy, but not a second longer than it takes one of
+# them to exit (a port taken, a bad setting): then its log says why.
+healthy=
+for _ in $(seq 1 120); do
+  if $ctl wait --timeout-secs 1 >/dev/null 2>&1; then healthy=1; break; fi
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { echo "web: a service exited before it was healthy:" >&2; break 2; }
+  done
+done
+[ -n "$healthy" ] || { tail -n 20 "$logs"/*.log >&2; exit 1; }
 $ctl seed >/dev/null
 
 (cd web && npm run build --silent >/dev/null)
@@ -77,5 +88,5 @@ PAGE_URL=http://127.0.0.1:8090/ HOLD_TTL_SECS=15 node web/e2e/run.mjs || {
 # After the browser journeys (joins, holds, payments): every metric the Grafana dashboard and
 # the alert rules name must be exported by these services.
 python3 scripts/check-metrics.py deploy/grafana/dashboards/concert.json deploy/prometheus/alerts.yml \
-  http://127.0.0.1:51071/metrics http://127.0.0.1:51072/metrics \
-  http://127.0.0.1:51073/metrics http://127.0.0.1:51074/metrics
+  http://127.0.0.1:20071/metrics http://127.0.0.1:20072/metrics \
+  http://127.0.0.1:20073/metrics http://127.0.0.1:20074/metrics

@@ -271,6 +271,24 @@ impl TokenValidator {
         Ok(principal)
     }
 
+    /// The admission a pass in `x-queue-token` shows, verified here without asking the queue
+    /// (so not whether the token was revoked since); `None` for a bare token id. For refusing
+    /// a call before the queue is asked, never for allowing a write.
+    ///
+    /// # Errors
+    /// As [`TokenValidator::authenticate`] for a missing, malformed, forged or ended
+    /// credential, or one of another user.
+    pub fn admission_shown<T>(&self, request: &Request<T>) -> Result<Option<Principal>, Status> {
+        match credential(request.metadata())? {
+            Credential::Token(_) => Ok(None),
+            Credential::Pass(compact) => {
+                let pass = self.pass_verifier()?.verify(&compact, self.clock.now()).map_err(pass_refused)?;
+                require_owner(request, &pass.user_id)?;
+                Ok(Some(Principal::from(pass)))
+            }
+        }
+    }
+
     /// The token `x-queue-token` names, whether or not it is still usable: a bare id, or the
     /// token of a pass the waiting room signed (ended or not). For asking how a payment with
     /// a spent token ended.

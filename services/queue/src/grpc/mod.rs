@@ -6,6 +6,7 @@ use concert_proto::concert::queue::v1::{
     SetAdmissionPolicyResponse, WatchQueueRequest, WatchQueueResponse, queue_admin_service_server::QueueAdminService,
     queue_service_server::QueueService,
 };
+use futures::StreamExt;
 use platform::{
     admission::{Pass, PassSigner},
     auth::require_owner,
@@ -14,9 +15,6 @@ use platform::{
     identity,
     validate::{self, FieldViolation},
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::task::AbortOnDropHandle;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -91,11 +89,11 @@ impl QueueService for QueueApi {
         let token = self.tokens.get(token).await?;
         require_owner(&request, &token.user_id)?;
         let guard = self.watchers.register(token.token)?;
-        let (tx, rx) = mpsc::channel(4);
-        let tokens = self.tokens.clone();
-        let feeder = AbortOnDropHandle::new(tokio::spawn(async move { tokens.watch(token, tx, guard).await }));
         let passes = self.passes.clone();
-        Ok(Response::new(Box::pin(Watch { updates: ReceiverStream::new(rx), passes, _feeder: feeder })))
+        let feed = self.tokens.watch(token, guard).map(move |update| {
+            update.map(|s| WatchQueueResponse { status: Some(for_owner(&s, passes.as_ref())) }).map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(feed)))
     }
 
     #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
@@ -155,31 +153,6 @@ impl QueueAdminService for QueueApi {
         Ok(Response::new(SetAdmissionPolicyResponse {
             policy: Some(policy_to_proto(&self.policy.with_overrides(&room.overrides))),
         }))
-    }
-}
-
-/// One `WatchQueue` stream and the task that feeds it. The stream owns the task: when tonic
-/// drops the stream (the client went away, the server stopped), the task is aborted.
-struct Watch {
-    updates: ReceiverStream<Result<QueueStatus, QueueError>>,
-    passes: Option<PassSigner>,
-    _feeder: AbortOnDropHandle<()>,
-}
-
-impl tokio_stream::Stream for Watch {
-    type Item = Result<WatchQueueResponse, Status>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        std::pin::Pin::new(&mut this.updates).poll_next(cx).map(|update| {
-            update.map(|u| {
-                u.map(|s| WatchQueueResponse { status: Some(for_owner(&s, this.passes.as_ref())) })
-                    .map_err(Status::from)
-            })
-        })
     }
 }
 

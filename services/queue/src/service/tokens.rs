@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use platform::clock::SharedClock;
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::{
@@ -164,83 +163,35 @@ impl Tokens {
         Ok(expired)
     }
 
-    /// Feeds one `WatchQueue` stream from the replica's shared snapshot of the line, until
-    /// the token is no longer WAITING, the client goes (`updates` closed), or a newer stream
-    /// of the same token replaces this one (then [`QueueError::WatchReplaced`]).
+    /// One `WatchQueue` stream fed from the replica's shared snapshot of the line, until the
+    /// token is no longer WAITING, the client goes (tonic drops the stream), or a newer
+    /// stream of the same token replaces this one (then [`QueueError::WatchReplaced`]).
     ///
     /// The stream is paced like polls: beyond the first thousand places it looks at the
-    /// snapshot once per `poll_after_secs` and sends when the position or state changed (or,
+    /// snapshot once per `poll_after_secs` and yields when the position or state changed (or,
     /// after [`WATCH_HEARTBEAT`], the same status again), so a stream far back in a long line
     /// costs a wake-up every 30 s, not one per line refresh; near the front it follows every
-    /// refresh, so an admission reaches it at once. The token is read from the database
-    /// only when the snapshot no longer shows it waiting (admitted, expired, or joined after
-    /// the snapshot), so a waiting stream costs no queries.
-    pub async fn watch(
-        &self,
-        mut token: Token,
-        updates: mpsc::Sender<Result<QueueStatus, QueueError>>,
-        mut guard: WatchGuard,
-    ) {
-        let sale_opens_at = match self.rooms.get(token.concert_id).await {
-            Ok(room) => room.sale_opens_at,
-            Err(e) => {
-                let _ = updates.send(Err(e)).await;
-                return;
-            }
+    /// refresh, so an admission reaches it at once. The token is read from the database only
+    /// when the snapshot no longer shows it waiting (admitted, expired, or joined after the
+    /// snapshot), so a waiting stream costs no queries. It is a state machine polled by the
+    /// response itself, with no task or channel of its own: an open stream costs its state
+    /// and the HTTP/2 stream, nothing more.
+    pub fn watch(&self, token: Token, guard: WatchGuard) -> WatchFeed {
+        let feed = Feed {
+            tokens: self.clone(),
+            line: self.line.subscribe(),
+            token,
+            guard,
+            sale_opens_at: None,
+            sent: None,
+            pace: Duration::ZERO,
+            started: false,
+            finished: false,
         };
-        let mut line = self.line.subscribe();
-        let mut sent: Option<((TokenState, u64, bool, bool), tokio::time::Instant)> = None;
-        loop {
-            let snapshot = line.borrow_and_update().clone();
-            if !(token.state == TokenState::Waiting && snapshot.room(token.concert_id).contains(token.place)) {
-                match self.repo.get(token.token).await {
-                    Ok(fresh) => token = fresh,
-                    Err(e) => {
-                        let _ = updates.send(Err(e)).await;
-                        return;
-                    }
-                }
-            }
-            let status = self.paced(QueueStatus::in_line(token.clone(), &snapshot, sale_opens_at, self.clock.now()));
-            let key = (status.state, status.position, status.pre_queue, status.sold_out);
-            let done = status.state != TokenState::Waiting;
-            let wait = Duration::from_secs(u64::from(status.poll_after_secs.max(1)));
-            let due = match sent {
-                None => true,
-                Some((last, at)) => last != key || at.elapsed() >= WATCH_HEARTBEAT,
-            };
-            if due {
-                tokio::select! {
-                    sent_ok = updates.send(Ok(status)) => if sent_ok.is_err() {
-                        return; // the client went away
-                    },
-                    // A client that stopped reading must not keep its slot after a newer
-                    // stream replaced this one.
-                    _ = &mut guard.replaced => return,
-                }
-                sent = Some((key, tokio::time::Instant::now()));
-            }
-            if done {
-                return;
-            }
-            // An open stream keeps its place: it counts as polling.
-            self.seen.mark(token.token);
-            // Near the front (a one-second pace) a stream hears every refresh of the line, so
-            // an admission reaches it at once; further back it looks once per its pace.
-            let near_front = status_pace_is_fastest(wait);
-            tokio::select! {
-                () = tokio::time::sleep(wait), if !near_front => {}
-                changed = line.changed(), if near_front => if changed.is_err() {
-                    return;
-                },
-                () = tokio::time::sleep(WATCH_HEARTBEAT), if near_front => {}
-                () = updates.closed() => return,
-                _ = &mut guard.replaced => {
-                    let _ = updates.try_send(Err(QueueError::WatchReplaced));
-                    return;
-                }
-            }
-        }
+        Box::pin(futures::stream::unfold(feed, |mut feed| async move {
+            let item = feed.next().await?;
+            Some((item, feed))
+        }))
     }
 
     /// Keeps WAITING tokens for cheap polls; forgets the others.
@@ -254,7 +205,98 @@ impl Tokens {
     }
 }
 
-/// Whether a stream's pace is the fastest (one second): the front of the line.
-fn status_pace_is_fastest(wait: Duration) -> bool {
-    wait <= Duration::from_secs(1)
+/// The statuses of one `WatchQueue` stream (see [`Tokens::watch`]).
+pub type WatchFeed = std::pin::Pin<Box<dyn futures::Stream<Item = Result<QueueStatus, QueueError>> + Send>>;
+
+/// What a stream last sent: (state, position, pre-queue, sold out) and when.
+type Sent = ((TokenState, u64, bool, bool), tokio::time::Instant);
+
+/// The state of one `WatchQueue` stream between two of its messages.
+struct Feed {
+    tokens: Tokens,
+    line: tokio::sync::watch::Receiver<std::sync::Arc<crate::domain::LineSnapshot>>,
+    token: Token,
+    guard: WatchGuard,
+    /// The room's opening, once read.
+    sale_opens_at: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    sent: Option<Sent>,
+    /// The pace of the last status: how long to wait before looking again.
+    pace: Duration,
+    started: bool,
+    finished: bool,
+}
+
+impl Feed {
+    /// The stream's next message; `None` once it has ended.
+    async fn next(&mut self) -> Option<Result<QueueStatus, QueueError>> {
+        if self.finished {
+            return None;
+        }
+        let sale_opens_at = match self.sale_opens_at {
+            Some(opens) => opens,
+            None => match self.tokens.rooms.get(self.token.concert_id).await {
+                Ok(room) => *self.sale_opens_at.insert(room.sale_opens_at),
+                Err(e) => return self.end(Err(e)),
+            },
+        };
+        loop {
+            if self.started {
+                if let Err(replaced) = self.wait().await {
+                    return self.end(Err(replaced));
+                }
+                if self.finished {
+                    return None;
+                }
+            }
+            self.started = true;
+            let snapshot = self.line.borrow_and_update().clone();
+            let token = &self.token;
+            if !(token.state == TokenState::Waiting && snapshot.room(token.concert_id).contains(token.place)) {
+                match self.tokens.repo.get(token.token).await {
+                    Ok(fresh) => self.token = fresh,
+                    Err(e) => return self.end(Err(e)),
+                }
+            }
+            let now = self.tokens.clock.now();
+            let status = self.tokens.paced(QueueStatus::in_line(self.token.clone(), &snapshot, sale_opens_at, now));
+            let key = (status.state, status.position, status.pre_queue, status.sold_out);
+            self.pace = Duration::from_secs(u64::from(status.poll_after_secs.max(1)));
+            if status.state != TokenState::Waiting {
+                return self.end(Ok(status));
+            }
+            // An open stream keeps its place: it counts as polling.
+            self.tokens.seen.mark(self.token.token);
+            let due = self.sent.is_none_or(|(last, at)| last != key || at.elapsed() >= WATCH_HEARTBEAT);
+            if due {
+                self.sent = Some((key, tokio::time::Instant::now()));
+                return Some(Ok(status));
+            }
+        }
+    }
+
+    /// Waits until it is time to look again. Near the front (a one-second pace) a stream
+    /// hears every refresh of the line, so an admission reaches it at once; further back it
+    /// looks once per its pace.
+    ///
+    /// # Errors
+    /// [`QueueError::WatchReplaced`] when a newer stream of the token replaced this one.
+    async fn wait(&mut self) -> Result<(), QueueError> {
+        let near_front = self.pace <= Duration::from_secs(1);
+        tokio::select! {
+            () = tokio::time::sleep(self.pace), if !near_front => Ok(()),
+            changed = self.line.changed(), if near_front => {
+                // The replica is stopping: nothing more will change, the stream ends.
+                self.finished = changed.is_err();
+                Ok(())
+            },
+            () = tokio::time::sleep(WATCH_HEARTBEAT), if near_front => Ok(()),
+            _ = &mut self.guard.replaced => Err(QueueError::WatchReplaced),
+        }
+    }
+
+    /// Yields `last` and ends the stream after it.
+    fn end(&mut self, last: Result<QueueStatus, QueueError>) -> Option<Result<QueueStatus, QueueError>> {
+        self.finished = true;
+        Some(last)
+    }
 }

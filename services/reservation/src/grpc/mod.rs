@@ -50,10 +50,15 @@ fn paid(p: &Paid, now: chrono::DateTime<chrono::Utc>) -> PayReservationResponse 
 impl ReservationService for ReservationApi {
     #[tracing::instrument(skip_all, fields(schedule_id = %request.get_ref().schedule_id, seat = request.get_ref().seat_number))]
     async fn hold_seat(&self, request: Request<HoldSeatRequest>) -> Result<Response<HoldSeatResponse>, Status> {
+        let shown = self.auth.admission_shown(&request)?;
+        let schedule_id = validate::uuid("schedule_id", &request.get_ref().schedule_id)?;
+        let seat = seat_number(request.get_ref().seat_number)?;
+        if let Some(admission) = &shown {
+            // A crowd on one seat is refused from what this replica knows before the queue
+            // is asked whether the admission still stands: a refusal writes nothing.
+            self.holds.refuse_early(admission, schedule_id, seat).await?;
+        }
         let principal = self.auth.authenticate_fresh(&request).await?;
-        let r = request.into_inner();
-        let schedule_id = validate::uuid("schedule_id", &r.schedule_id)?;
-        let seat = seat_number(r.seat_number)?;
         let held = self.holds.hold(&principal, schedule_id, seat).await?;
         Ok(Response::new(HoldSeatResponse { reservation: Some(reservation(&held, self.clock.now())) }))
     }

@@ -47,15 +47,7 @@ impl Holds {
         schedule_id: Uuid,
         seat: u32,
     ) -> Result<Reservation, ReservationError> {
-        // The layout is cached (immutable), so the concert check costs no round trip.
-        let info = self.catalog.seat(schedule_id, seat).await?;
-        if info.concert_id != holder.concert_id {
-            return Err(ReservationError::WrongConcert);
-        }
-        let now = self.clock.now();
-        if self.taken.is_taken(schedule_id, seat, now) {
-            return Err(ReservationError::SeatUnavailable);
-        }
+        let (info, now) = self.refuse_early(holder, schedule_id, seat).await?;
         if info.starts_at <= now {
             return Err(ReservationError::ScheduleStarted);
         }
@@ -77,6 +69,31 @@ impl Holds {
                 Err(ReservationError::SeatUnavailable)
             }
         }
+    }
+
+    /// Refuses a hold from what this replica knows without a query: a seat of another
+    /// concert than the admission's, or a seat seen taken lately. Returns the seat's price
+    /// and date and the time it judged by.
+    ///
+    /// # Errors
+    /// [`ReservationError::ScheduleNotFound`], [`ReservationError::WrongConcert`],
+    /// [`ReservationError::SeatUnavailable`].
+    pub async fn refuse_early(
+        &self,
+        holder: &Principal,
+        schedule_id: Uuid,
+        seat: u32,
+    ) -> Result<(crate::clients::SeatInfo, chrono::DateTime<chrono::Utc>), ReservationError> {
+        // The layout is cached (immutable), so the concert check costs no round trip.
+        let info = self.catalog.seat(schedule_id, seat).await?;
+        if info.concert_id != holder.concert_id {
+            return Err(ReservationError::WrongConcert);
+        }
+        let now = self.clock.now();
+        if self.taken.is_taken(schedule_id, seat, now) {
+            return Err(ReservationError::SeatUnavailable);
+        }
+        Ok((info, now))
     }
 
     /// Cancels `holder`'s unpaid hold `reservation_id`; its seat is free at once.
