@@ -21,7 +21,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = compiler.file_descriptor_set();
     fs::write(out_dir.join("concert_descriptor.bin"), fds.encode_to_vec())?;
 
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    // The codec with small buffers (src/lib.rs says why).
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .codec_path("crate::SmallBufferCodec")
+        .compile_fds(fds)?;
 
     println!("cargo:rerun-if-changed={}", proto_root.display());
     Ok(())
