@@ -5,7 +5,8 @@
 # run-suite.sh may keep running. Arguments go to `concertctl bench rush`, e.g.
 #   scripts/bench-rush.sh --users 100000 --seats 5000 --arrival-rate 20000 \
 #     --json target/rush.json --plot docs/rush-100k.svg
-# Service settings may be overridden from the environment (e.g. QUEUE_MAX_WATCH_STREAMS).
+# Service settings may be overridden from the environment (e.g. QUEUE_MAX_WATCH_STREAMS);
+# QUEUE_REPLICAS=2 runs two queue replicas and spreads the people over both.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -14,5 +15,7 @@ export HOLD_TTL_SECS="${HOLD_TTL_SECS:-30}"
 # shellcheck source=lib/bench-suite.sh
 . scripts/lib/bench-suite.sh
 start_bench_suite concert_rush
+queues=http://127.0.0.1:51151
+[ "${QUEUE_REPLICAS:-1}" != 2 ] || queues=$queues,http://127.0.0.1:51191
 "$bin/concertctl" bench rush --targets reservation=http://127.0.0.1:51153,http://127.0.0.1:51173 \
-  --queue-pid "$queue_pid" "$@"
+  --targets "queue=$queues" --queue-pid "$queue_pid" "$@"

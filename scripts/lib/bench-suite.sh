@@ -2,7 +2,7 @@
 # bench-ceilings.sh): its own database (recreated), queue, catalog, wallet and two
 # reservation replicas on ports 5115x/5116x and 5117x/5118x, so a demo suite from
 # run-suite.sh may keep running. Stopped when the sourcing script exits.
-# Sets DATABASE_URL, bin (where the binaries are) and queue_pid. BENCH_BIN_DIR runs the
+# Sets DATABASE_URL, bin (where the binaries are) and queue_pid (the first queue replica). BENCH_BIN_DIR runs the
 # binaries of a saved build instead of building this tree's.
 # shellcheck source=postgres.sh
 . "$ROOT/scripts/lib/postgres.sh"
@@ -43,6 +43,11 @@ start_bench_suite() { # database name
     QUEUE_MAX_ACTIVE="${QUEUE_MAX_ACTIVE:-100000}" RUST_LOG="${RUST_LOG:-warn}"
   bench_start wallet wallet 51154 51164
   bench_start queue queue 51151 51161
+  # QUEUE_REPLICAS=2: a second queue replica on 51191/51201 (the line lives in PostgreSQL, so
+  # replicas share it); scripts pass it to the load with --targets.
+  if [ "${QUEUE_REPLICAS:-1}" = 2 ]; then
+    bench_start queue queue-1 51191 51201
+  fi
   bench_start catalog catalog 51152 51162
   bench_start reservation reservation-0 51153 51163
   "$bin/concertctl" wait --only wallet --timeout-secs 60 >/dev/null
