@@ -324,6 +324,17 @@ async fn public_ports_never_answer_internal_rpcs(_p: PgPoolOptions, db: PgConnec
         .issue_token(as_user("alice", IssueTokenRequest::default()))
         .await;
     unimplemented(r.map(drop), "IssueToken on the internal port");
+    // Without any access token, an internal RPC on a public port is still "not here"
+    // (issue #27 item 10: it answered UNAUTHENTICATED), and so is a made-up service.
+    let validate = ValidateTokenRequest { token: uuid::Uuid::new_v4().to_string() };
+    let r = QueueInternalServiceClient::new(suite.queue_server().channel()).validate_token(validate).await;
+    unimplemented(r.map(drop), "ValidateToken without an access token");
+    let debit = DebitRequest { user_id: "alice".into(), amount: 1, idempotency_key: "k".into() };
+    let r = WalletInternalServiceClient::new(suite.wallet.as_ref().unwrap().channel()).debit(debit).await;
+    unimplemented(r.map(drop), "Debit without an access token");
+    // A public RPC without a token is still refused for the token.
+    let r = QueueServiceClient::new(suite.queue_server().channel()).issue_token(IssueTokenRequest::default()).await;
+    assert_eq!(r.unwrap_err().code(), Code::Unauthenticated);
 }
 
 /// A grpc-web client over HTTP/1.1 of `server`'s public port, as a browser's (tonic-web's

@@ -173,7 +173,7 @@ async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> any
     };
     let (browsers, identity) = match access {
         Access::Public { auth: Authentication::Jwt(verifier), anonymous, .. } => {
-            (true, Some(RequireIdentityLayer::new(verifier, &EXEMPT_PREFIXES, &anonymous)))
+            (true, Some(RequireIdentityLayer::new(verifier, &EXEMPT_PREFIXES, &anonymous).routing_only(&names)))
         }
         Access::Public { auth: Authentication::Disabled, .. } => (true, None),
         Access::Internal => (false, None),

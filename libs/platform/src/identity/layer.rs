@@ -13,11 +13,16 @@ use super::{JwtVerifier, Refusal};
 
 /// Requires a valid access token on every call except the anonymous ones, and hands the
 /// verified [`super::Identity`] to the handlers in the request's extensions. A token sent to
-/// an anonymous method is still verified: a bad one is refused rather than ignored.
+/// an anonymous method is still verified: a bad one is refused rather than ignored. A call of
+/// a service this port does not route is passed through unverified, so the router answers it
+/// UNIMPLEMENTED whoever asks (an internal RPC on a public port says "not here", not "who are
+/// you").
 #[derive(Debug, Clone)]
 pub struct RequireIdentityLayer {
     verifier: JwtVerifier,
     anonymous: Anonymous,
+    /// The gRPC services this port routes (`package.Service`); `None`: every path is checked.
+    routed: Option<Arc<[&'static str]>>,
 }
 
 /// What anyone may call without an access token.
@@ -38,7 +43,16 @@ impl RequireIdentityLayer {
         Self {
             verifier,
             anonymous: Anonymous { services: anonymous_services.into(), methods: anonymous_methods.into() },
+            routed: None,
         }
+    }
+
+    /// Checks tokens only on calls of these services (`package.Service`, as the port routes
+    /// them); any other path goes on to the router unverified, to be answered UNIMPLEMENTED.
+    #[must_use]
+    pub fn routing_only(mut self, services: &[&'static str]) -> Self {
+        self.routed = Some(services.into());
+        self
     }
 }
 
@@ -46,7 +60,12 @@ impl<S> Layer<S> for RequireIdentityLayer {
     type Service = RequireIdentity<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequireIdentity { inner, verifier: self.verifier.clone(), anonymous: self.anonymous.clone() }
+        RequireIdentity {
+            inner,
+            verifier: self.verifier.clone(),
+            anonymous: self.anonymous.clone(),
+            routed: self.routed.clone(),
+        }
     }
 }
 
@@ -56,11 +75,19 @@ pub struct RequireIdentity<S> {
     inner: S,
     verifier: JwtVerifier,
     anonymous: Anonymous,
+    routed: Option<Arc<[&'static str]>>,
 }
 
 impl<S> RequireIdentity<S> {
     fn is_anonymous(&self, path: &str) -> bool {
         self.anonymous.services.iter().any(|p| path.starts_with(p)) || self.anonymous.methods.contains(&path)
+    }
+
+    /// Whether `path` (`/package.Service/Method`) names a service this port routes.
+    fn is_routed(&self, path: &str) -> bool {
+        let Some(routed) = &self.routed else { return true };
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        routed.contains(&service)
     }
 }
 
@@ -82,6 +109,9 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let anonymous = self.is_anonymous(request.uri().path());
+        if !anonymous && !self.is_routed(request.uri().path()) {
+            return Box::pin(inner.call(request));
+        }
         let verifier = self.verifier.clone();
         Box::pin(async move {
             let token = match bearer(request.headers()) {

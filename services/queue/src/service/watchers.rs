@@ -14,8 +14,10 @@ use std::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
 
-/// token → (generation of its live stream, the signal that ends that stream).
-type Live = Arc<Mutex<HashMap<Uuid, (u64, oneshot::Sender<()>)>>>;
+/// token → its live stream: (generation, the signal that ends it, its slot). The slot lives
+/// here, not with the stream, so a stream replaced by a newer one gives its slot up at once,
+/// even while its client has stopped reading and nothing polls it any more.
+type Live = Arc<Mutex<HashMap<Uuid, (u64, oneshot::Sender<()>, OwnedSemaphorePermit)>>>;
 
 /// How long a refused watcher is told to wait before trying again (or polling).
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -34,7 +36,6 @@ pub struct WatchGuard {
     token: Uuid,
     generation: u64,
     live: Live,
-    _permit: OwnedSemaphorePermit,
     /// Resolves when a newer stream of the same token replaces this one.
     pub replaced: oneshot::Receiver<()>,
 }
@@ -65,11 +66,12 @@ impl Watchers {
         })?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let (stop, replaced) = oneshot::channel();
-        let older = self.lock().insert(token, (generation, stop));
-        if let Some((_, stop_older)) = older {
+        let older = self.lock().insert(token, (generation, stop, permit));
+        // The older stream's slot is dropped with its entry, here and now.
+        if let Some((_, stop_older, _slot)) = older {
             let _ = stop_older.send(());
         }
-        Ok(WatchGuard { token, generation, live: Arc::clone(&self.live), _permit: permit, replaced })
+        Ok(WatchGuard { token, generation, live: Arc::clone(&self.live), replaced })
     }
 
     /// Streams open now.
@@ -78,7 +80,7 @@ impl Watchers {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (u64, oneshot::Sender<()>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (u64, oneshot::Sender<()>, OwnedSemaphorePermit)>> {
         self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
@@ -87,7 +89,7 @@ impl Drop for WatchGuard {
     fn drop(&mut self) {
         let mut live = self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Only this stream's own entry: a newer stream of the token may have replaced it.
-        if live.get(&self.token).is_some_and(|(generation, _)| *generation == self.generation) {
+        if live.get(&self.token).is_some_and(|(generation, _, _)| *generation == self.generation) {
             live.remove(&self.token);
         }
     }
@@ -105,14 +107,16 @@ mod tests {
         let mut first = watchers.register(token).unwrap();
         let second = watchers.register(token).unwrap();
         assert!(first.replaced.try_recv().is_ok(), "the older stream is told to end");
-        // Two permits are held (the replaced stream has not ended yet): the cap refuses a third.
+        // The replaced stream gave its slot up at once, though it has not ended (its client
+        // may have stopped reading): another token's stream fits, and then the cap holds.
+        let third = watchers.register(Uuid::new_v4()).unwrap();
         let err = watchers.register(Uuid::new_v4()).unwrap_err();
         assert_eq!(platform::status::reason(&err).as_deref(), Some("TOO_MANY_STREAMS"));
         drop(first);
-        assert_eq!(watchers.open(), 1, "dropping the replaced stream keeps the newer one");
-        let third = watchers.register(Uuid::new_v4()).unwrap();
+        assert_eq!(watchers.open(), 2, "dropping the replaced stream keeps the newer one");
         drop(second);
         drop(third);
         assert_eq!(watchers.open(), 0);
+        assert!(watchers.register(Uuid::new_v4()).is_ok(), "slots come back");
     }
 }
