@@ -17,7 +17,10 @@ use uuid::Uuid;
 /// token → its live stream: (generation, the signal that ends it, its slot). The slot lives
 /// here, not with the stream, so a stream replaced by a newer one gives its slot up at once,
 /// even while its client has stopped reading and nothing polls it any more.
-type Live = Arc<Mutex<HashMap<Uuid, (u64, oneshot::Sender<()>, OwnedSemaphorePermit)>>>;
+type Live = Arc<Mutex<Streams>>;
+
+/// The live streams by token: (generation, the signal that ends it, its slot).
+type Streams = HashMap<Uuid, (u64, oneshot::Sender<()>, OwnedSemaphorePermit)>;
 
 /// How long a refused watcher is told to wait before trying again (or polling).
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -80,7 +83,7 @@ impl Watchers {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (u64, oneshot::Sender<()>, OwnedSemaphorePermit)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Streams> {
         self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
