@@ -268,12 +268,10 @@ impl PassSigningConfig {
     /// # Errors
     /// When the file cannot be read or holds no Ed25519 private key.
     pub fn signer(&self) -> anyhow::Result<Option<crate::admission::PassSigner>> {
-        let Some(path) = &self.admission_pass_signing_key_file else { return Ok(None) };
-        let pem = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("ADMISSION_PASS_SIGNING_KEY_FILE {}: {e}", path.display()))?;
-        let signer = crate::admission::PassSigner::from_pem(&pem)
-            .map_err(|e| anyhow::anyhow!("ADMISSION_PASS_SIGNING_KEY_FILE {}: {e}", path.display()))?;
-        Ok(Some(signer))
+        self.admission_pass_signing_key_file
+            .as_deref()
+            .map(|path| key_file("ADMISSION_PASS_SIGNING_KEY_FILE", path, crate::admission::PassSigner::from_pem))
+            .transpose()
     }
 }
 
@@ -293,13 +291,23 @@ impl PassVerifyingConfig {
     /// # Errors
     /// When the file cannot be read or holds no Ed25519 public key.
     pub fn verifier(&self) -> anyhow::Result<Option<crate::admission::PassVerifier>> {
-        let Some(path) = &self.admission_pass_public_key_file else { return Ok(None) };
-        let pem = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("ADMISSION_PASS_PUBLIC_KEY_FILE {}: {e}", path.display()))?;
-        let verifier = crate::admission::PassVerifier::from_public_pem(&pem)
-            .map_err(|e| anyhow::anyhow!("ADMISSION_PASS_PUBLIC_KEY_FILE {}: {e}", path.display()))?;
-        Ok(Some(verifier))
+        self.admission_pass_public_key_file
+            .as_deref()
+            .map(|path| {
+                key_file("ADMISSION_PASS_PUBLIC_KEY_FILE", path, crate::admission::PassVerifier::from_public_pem)
+            })
+            .transpose()
     }
+}
+
+/// The key in the PEM file `path` names, read with `parse`; errors name `variable` and the file.
+fn key_file<T, E: std::fmt::Display>(
+    variable: &str,
+    path: &std::path::Path,
+    parse: impl FnOnce(&[u8]) -> Result<T, E>,
+) -> anyhow::Result<T> {
+    let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("{variable} {}: {e}", path.display()))?;
+    parse(&pem).map_err(|e| anyhow::anyhow!("{variable} {}: {e}", path.display()))
 }
 
 /// Deadlines and retries of calls to peer services.
@@ -399,6 +407,31 @@ mod tests {
         };
         assert_eq!(jwt.jwks, JwksSource::Url("https://idp/jwks".into()));
         assert_eq!((jwt.issuer.as_str(), jwt.audience.as_str()), ("iss", "aud"));
+    }
+
+    #[test]
+    fn admission_pass_keys_load_from_files_and_errors_name_the_variable() {
+        let dev = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/dev-auth/");
+        let signing =
+            |file: &str| PassSigningConfig { admission_pass_signing_key_file: Some(format!("{dev}{file}").into()) };
+        let verifying =
+            |file: &str| PassVerifyingConfig { admission_pass_public_key_file: Some(format!("{dev}{file}").into()) };
+        // The dev pair is a pair: what the dev queue signs, dev catalog and reservation accept.
+        let signer = signing("admission-pass-key.pem").signer().unwrap().unwrap();
+        let verifier = verifying("admission-pass-public.pem").verifier().unwrap().unwrap();
+        let now = chrono::Utc::now();
+        let pass = crate::admission::Pass {
+            token: uuid::Uuid::new_v4(),
+            user_id: "u".into(),
+            concert_id: uuid::Uuid::new_v4(),
+            expires_at: now + chrono::Duration::minutes(1),
+        };
+        assert!(verifier.verify(&signer.sign(&pass).unwrap(), now).is_ok());
+        let missing = signing("nope.pem").signer().unwrap_err().to_string();
+        assert!(missing.contains("ADMISSION_PASS_SIGNING_KEY_FILE") && missing.contains("nope.pem"), "{missing}");
+        let wrong = verifying("admission-pass-key.pem").verifier().unwrap_err().to_string();
+        assert!(wrong.contains("ADMISSION_PASS_PUBLIC_KEY_FILE"), "{wrong}");
+        assert!(PassSigningConfig { admission_pass_signing_key_file: None }.signer().unwrap().is_none());
     }
 
     #[test]
