@@ -100,7 +100,8 @@ token for "me", valid one hour, signed with the DEV-ONLY key (concertctl token -
   buf curl --protocol grpc --http2-prior-knowledge http://127.0.0.1:50052/concert.catalog.v1.CatalogService/ListConcerts
   buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer \$TOKEN" \\
       -d '{"concert_id":"$CONCERT"}' http://127.0.0.1:50051/concert.queue.v1.QueueService/IssueToken
-  # once GetQueueStatus says ACTIVE, protected calls carry the queue token too:
-  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -H 'x-queue-token: <queue token>' \\
+  # once GetQueueStatus says ACTIVE, protected calls carry its admission_pass (or the bare
+  # queue token, which costs a check with the queue):
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -H 'x-queue-token: <admission_pass>' \\
       -d '{"concert_id":"$CONCERT"}' 127.0.0.1:50052 concert.catalog.v1.CatalogService/ListAvailableDates
 TXT
