@@ -13,7 +13,7 @@
 //! What a pass cannot say is that its token was revoked before `exp` (it paid, or its owner
 //! left the line). Reads accept a verified pass until `exp`; calls that write still ask the
 //! queue (its internal port, which runs apart from the line's traffic) on every call, so a
-//! paid or left token books nothing (see [`crate::auth::TokenValidator::authenticate_fresh`]).
+//! paid or left token books nothing (the token validator's `authenticate_fresh` in `auth`).
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
