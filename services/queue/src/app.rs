@@ -98,23 +98,10 @@ pub async fn run(
         watchers: Watchers::new(settings.max_watch_streams),
         // GetQueueStats counts live for one line refresh.
         stats: moka::future::Cache::builder().max_capacity(100_000).time_to_live(settings.line_refresh).build(),
-        passes: settings.passes,
+        passes: settings.passes.clone(),
     };
     let shutdown = (Box::pin(shutdown) as platform::app::Shutdown).shared();
-    let internal = listeners.internal.into_std()?;
-    let (internal_api, db, clock, limits) = (api.clone(), settings.db.clone(), settings.clock, settings.limits);
-    let internal_connections = settings.internal_connections;
-    let lane_shutdown = shutdown.clone();
-    let lane = platform::app::run_apart("queue-internal", move || async move {
-        let pool = platform::db::connect(&db, SCHEMA, internal_connections).await?;
-        let api = internal_api.on(QueueRepo::new(pool, clock));
-        let port = Port::internal(
-            tokio::net::TcpListener::from_std(internal)?,
-            Routes::new(QueueAdminServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api)),
-            vec![QueueAdminServiceServer::<QueueApi>::NAME, QueueInternalServiceServer::<QueueApi>::NAME],
-        );
-        platform::server::serve(vec![port], limits, lane_shutdown).await
-    });
+    let lane = serve_internal_lane(listeners.internal, api.clone(), &settings, shutdown.clone())?;
     let mut public_port = Port::public(
         listeners.public,
         Routes::new(QueueServiceServer::new(api.clone())),
@@ -130,4 +117,28 @@ pub async fn run(
     let public = platform::app::serve(vec![public_port], settings.limits, shutdown, tasks);
     futures::try_join!(public, lane)?;
     Ok(())
+}
+
+/// The internal port (token checks and expiry for peers, admission policies) in a lane of its
+/// own: its own thread and runtime, its listener and its own pool (`QUEUE_INTERNAL_CONNECTIONS`),
+/// created inside the lane so the lane's reactor drives them. Resolves when it has stopped.
+fn serve_internal_lane(
+    listener: tokio::net::TcpListener,
+    api: QueueApi,
+    settings: &Settings,
+    shutdown: futures::future::Shared<platform::app::Shutdown>,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
+    let internal = listener.into_std()?;
+    let (db, clock, limits) = (settings.db.clone(), settings.clock.clone(), settings.limits);
+    let connections = settings.internal_connections;
+    Ok(platform::app::run_apart("queue-internal", move || async move {
+        let pool = platform::db::connect(&db, SCHEMA, connections).await?;
+        let api = api.on(QueueRepo::new(pool, clock));
+        let port = Port::internal(
+            tokio::net::TcpListener::from_std(internal)?,
+            Routes::new(QueueAdminServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api)),
+            vec![QueueAdminServiceServer::<QueueApi>::NAME, QueueInternalServiceServer::<QueueApi>::NAME],
+        );
+        platform::server::serve(vec![port], limits, shutdown).await
+    }))
 }

@@ -92,6 +92,56 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1_000.0
 }
 
+/// p99 of a histogram, milliseconds; 0 for an empty one.
+fn p99_ms(h: &hdrhistogram::Histogram<u64>) -> f64 {
+    if h.is_empty() { 0.0 } else { ms(h.value_at_quantile(0.99)) }
+}
+
+impl SecondRow {
+    fn new(t: u64, s: &Second) -> Self {
+        Self {
+            t,
+            waiting: s.waiting,
+            active: s.active,
+            admitted: s.admitted,
+            paid: s.paid,
+            calls: s.latency_us.len(),
+            errors: s.errors,
+            p99_ms: p99_ms(&s.latency_us),
+            admitted_p99_ms: p99_ms(&s.admitted_latency_us),
+            queue_rss_mb: s.queue_rss_kb.map(|kb| kb as f64 / 1024.0),
+        }
+    }
+}
+
+/// The whole seconds after which each share of `seats` had been paid for (`None`: never).
+fn sold_marks<const N: usize>(timeline: &[Second], seats: u64, shares: [f64; N]) -> [Option<u64>; N] {
+    let mut marks = [None; N];
+    let mut sold = 0;
+    for (t, s) in timeline.iter().enumerate() {
+        sold += s.paid;
+        for (mark, share) in marks.iter_mut().zip(shares) {
+            if mark.is_none() && seats > 0 && sold as f64 >= share * seats as f64 {
+                *mark = Some(t as u64 + 1);
+            }
+        }
+    }
+    marks
+}
+
+/// The queue replica's resident memory at the first sample and at its peak, KiB, and
+/// (peak − first) per person in line at the line's longest.
+fn queue_memory(timeline: &[Second]) -> (Option<u64>, Option<u64>, Option<f64>) {
+    let rss: Vec<u64> = timeline.iter().filter_map(|s| s.queue_rss_kb).collect();
+    let peak_waiting = timeline.iter().filter_map(|s| s.waiting).max().unwrap_or(0);
+    let (first, peak) = (rss.first().copied(), rss.iter().copied().max());
+    let per_waiting = match (first, peak) {
+        (Some(first), Some(peak)) if peak_waiting > 0 => Some(peak.saturating_sub(first) as f64 / peak_waiting as f64),
+        _ => None,
+    };
+    (first, peak, per_waiting)
+}
+
 impl RushReport {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
@@ -129,47 +179,10 @@ impl RushReport {
             .filter(|rpc| rpc.is_admitted_path())
             .filter_map(|rpc| rpcs.iter().find(|r| r.rpc == rpc.name()).map(|r| (rpc.name(), r.clone())))
             .collect();
-        let mut sold = 0;
-        let (mut sold_50_s, mut sold_95_s, mut sold_100_s) = (None, None, None);
-        for (t, s) in timeline.iter().enumerate() {
-            sold += s.paid;
-            let reached = |share: f64| sold as f64 >= share * seats as f64 && seats > 0;
-            for (mark, share) in [(&mut sold_50_s, 0.5), (&mut sold_95_s, 0.95), (&mut sold_100_s, 1.0)] {
-                if mark.is_none() && reached(share) {
-                    *mark = Some(t as u64 + 1);
-                }
-            }
-        }
-        let rss: Vec<u64> = timeline.iter().filter_map(|s| s.queue_rss_kb).collect();
-        let peak_waiting = timeline.iter().filter_map(|s| s.waiting).max().unwrap_or(0);
-        let (rss_first, rss_peak) = (rss.first().copied(), rss.iter().copied().max());
-        let queue_kb_per_waiting = match (rss_first, rss_peak) {
-            (Some(first), Some(peak)) if peak_waiting > 0 => {
-                Some(peak.saturating_sub(first) as f64 / peak_waiting as f64)
-            }
-            _ => None,
-        };
+        let [sold_50_s, sold_95_s, sold_100_s] = sold_marks(timeline, seats, [0.5, 0.95, 1.0]);
+        let (rss_first, rss_peak, queue_kb_per_waiting) = queue_memory(timeline);
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
-        let timeline = timeline
-            .iter()
-            .enumerate()
-            .map(|(t, s)| SecondRow {
-                t: t as u64,
-                waiting: s.waiting,
-                active: s.active,
-                admitted: s.admitted,
-                paid: s.paid,
-                calls: s.latency_us.len(),
-                errors: s.errors,
-                p99_ms: if s.latency_us.is_empty() { 0.0 } else { ms(s.latency_us.value_at_quantile(0.99)) },
-                admitted_p99_ms: if s.admitted_latency_us.is_empty() {
-                    0.0
-                } else {
-                    ms(s.admitted_latency_us.value_at_quantile(0.99))
-                },
-                queue_rss_mb: s.queue_rss_kb.map(|kb| kb as f64 / 1024.0),
-            })
-            .collect();
+        let timeline = timeline.iter().enumerate().map(|(t, s)| SecondRow::new(t as u64, s)).collect();
         let violations = checks
             .iter()
             .filter(|c| !c.ok)
@@ -207,6 +220,31 @@ impl RushReport {
     #[must_use]
     pub fn worst_p99_ms(&self) -> f64 {
         self.rpcs.iter().map(|r| r.p99_ms).fold(0.0, f64::max)
+    }
+}
+
+impl RushReport {
+    /// Every 5th second of the timeline, one line each.
+    fn fmt_timeline(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "over time (every 5th second): t  in line  active  admitted/s  paid/s  calls/s  p99 ms  admitted p99 ms"
+        )?;
+        for s in self.timeline.iter().step_by(5) {
+            writeln!(
+                f,
+                "  {:>4} {:>8} {:>7} {:>11} {:>7} {:>8} {:>7.1} {:>16.1}",
+                s.t,
+                s.waiting.map_or("-".into(), |w| w.to_string()),
+                s.active.map_or("-".into(), |a| a.to_string()),
+                s.admitted,
+                s.paid,
+                s.calls,
+                s.p99_ms,
+                s.admitted_p99_ms
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -277,24 +315,7 @@ impl fmt::Display for RushReport {
                 codes.join(", ")
             )?;
         }
-        writeln!(
-            f,
-            "over time (every 5th second): t  in line  active  admitted/s  paid/s  calls/s  p99 ms  admitted p99 ms"
-        )?;
-        for s in self.timeline.iter().step_by(5) {
-            writeln!(
-                f,
-                "  {:>4} {:>8} {:>7} {:>11} {:>7} {:>8} {:>7.1} {:>16.1}",
-                s.t,
-                s.waiting.map_or("-".into(), |w| w.to_string()),
-                s.active.map_or("-".into(), |a| a.to_string()),
-                s.admitted,
-                s.paid,
-                s.calls,
-                s.p99_ms,
-                s.admitted_p99_ms
-            )?;
-        }
+        self.fmt_timeline(f)?;
         for c in &self.checks {
             writeln!(f, "{} {}: {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail)?;
             for e in &c.examples {
