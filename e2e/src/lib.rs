@@ -376,17 +376,16 @@ impl Suite {
         active_token(self.queue(), user, concert_id).await
     }
 
+    /// Where `token` stands, as its owner's GetQueueStatus says.
+    pub async fn queue_status(&self, token: &str) -> concert_proto::concert::queue::v1::QueueStatus {
+        let request = authed(token, GetQueueStatusRequest { token: token.into() });
+        self.queue().get_queue_status(request).await.unwrap().into_inner().status.unwrap()
+    }
+
     /// The admission pass of ACTIVE `token`, as its owner's GetQueueStatus hands it out;
     /// registered as the owner's, so [`authed`] sends it with their access token.
     pub async fn admission_pass(&self, token: &str) -> String {
-        let status = self
-            .queue()
-            .get_queue_status(authed(token, GetQueueStatusRequest { token: token.into() }))
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let status = self.queue_status(token).await;
         assert_eq!(status.state, TokenState::Active as i32, "a pass comes with admission");
         assert!(!status.admission_pass.is_empty(), "an ACTIVE token's owner gets its pass");
         register_token(&status.admission_pass, &token_owner(token));
@@ -497,16 +496,7 @@ impl Suite {
     /// Waits (up to 5 s) until the queue shows `token` EXPIRED: a payment expires its token
     /// right after answering (batched), so a user re-joining at once may still get it back.
     pub async fn token_expired_eventually(&self, token: &str) -> bool {
-        let state = || async {
-            self.queue()
-                .get_queue_status(authed(token, GetQueueStatusRequest { token: token.into() }))
-                .await
-                .unwrap()
-                .into_inner()
-                .status
-                .unwrap()
-                .state
-        };
+        let state = || async { self.queue_status(token).await.state };
         eventually(TokenState::Expired as i32, state).await == TokenState::Expired as i32
     }
 

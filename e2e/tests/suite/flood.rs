@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use concert_proto::concert::queue::v1::{
-    GetQueueStatusRequest, IssueTokenRequest, QueueStatus, SetAdmissionPolicyRequest, TokenState,
-    queue_admin_service_client::QueueAdminServiceClient,
+    IssueTokenRequest, SetAdmissionPolicyRequest, TokenState, queue_admin_service_client::QueueAdminServiceClient,
 };
-use e2e::{Suite, SuiteOptions, as_user, authed, register_token};
+use e2e::{Suite, SuiteOptions, as_user, register_token};
 use platform::status::reason;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tonic::{Code, Request};
@@ -39,11 +38,6 @@ async fn a_join_refused_for_load_never_reaches_the_token_check(_p: PgPoolOptions
     assert!(limited >= 24, "the rest was refused before it: {limited}");
 }
 
-async fn status(suite: &Suite, token: &str) -> QueueStatus {
-    let request = authed(token, GetQueueStatusRequest { token: token.into() });
-    suite.queue().get_queue_status(request).await.unwrap().into_inner().status.unwrap()
-}
-
 /// Issue #26: when every seat is sold (not merely held), people still in line are told so.
 #[sqlx::test(migrations = false)]
 async fn a_sold_out_sale_tells_the_people_in_line(_p: PgPoolOptions, db: PgConnectOptions) {
@@ -70,19 +64,19 @@ async fn a_sold_out_sale_tells_the_people_in_line(_p: PgPoolOptions, db: PgConne
 
     // A held seat may come back: not sold out, however long the late person waits.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let waiting = status(&suite, &late.token).await;
+    let waiting = suite.queue_status(&late.token).await;
     assert_eq!((waiting.state, waiting.sold_out), (TokenState::Waiting as i32, false), "{waiting:?}");
 
     // The hold is paid: now every seat is sold, and the line hears it within a few seconds.
     suite.charge("holder", 150_000).await;
     suite.pay(&holder, &last, "k").await.unwrap();
-    let mut told = status(&suite, &late.token).await;
+    let mut told = suite.queue_status(&late.token).await;
     for _ in 0..60 {
         if told.sold_out {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        told = status(&suite, &late.token).await;
+        told = suite.queue_status(&late.token).await;
     }
     assert_eq!((told.state, told.sold_out), (TokenState::Waiting as i32, true), "{told:?}");
     suite.assert_books_settle(Duration::from_secs(10)).await;

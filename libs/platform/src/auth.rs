@@ -248,8 +248,7 @@ impl TokenValidator {
         let token = match credential(request.metadata())? {
             Credential::Token(token) => token,
             Credential::Pass(compact) => {
-                let pass = self.pass_verifier()?.verify(&compact, now).map_err(pass_refused)?;
-                require_owner(request, &pass.user_id)?;
+                let pass = self.verified_pass(request, &compact, now)?;
                 if !fresh {
                     return Ok(Principal::from(pass));
                 }
@@ -282,9 +281,7 @@ impl TokenValidator {
         match credential(request.metadata())? {
             Credential::Token(_) => Ok(None),
             Credential::Pass(compact) => {
-                let pass = self.pass_verifier()?.verify(&compact, self.clock.now()).map_err(pass_refused)?;
-                require_owner(request, &pass.user_id)?;
-                Ok(Some(Principal::from(pass)))
+                Ok(Some(Principal::from(self.verified_pass(request, &compact, self.clock.now())?)))
             }
         }
     }
@@ -300,6 +297,13 @@ impl TokenValidator {
             Credential::Token(token) => Ok(token),
             Credential::Pass(compact) => Ok(self.pass_verifier()?.decode(&compact).map_err(pass_refused)?.token),
         }
+    }
+
+    /// The pass `compact`, signed by the waiting room, unended at `now`, and the caller's own.
+    fn verified_pass<T>(&self, request: &Request<T>, compact: &str, now: DateTime<Utc>) -> Result<Pass, Status> {
+        let pass = self.pass_verifier()?.verify(compact, now).map_err(pass_refused)?;
+        require_owner(request, &pass.user_id)?;
+        Ok(pass)
     }
 
     fn pass_verifier(&self) -> Result<&PassVerifier, Status> {
