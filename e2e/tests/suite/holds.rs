@@ -549,3 +549,60 @@ async fn lists_come_in_pages_with_nothing_skipped_or_repeated(_p: PgPoolOptions,
         first.concerts.iter().chain(&second.concerts).map(|c| c.concert_id.clone()).collect();
     assert_eq!(all.len(), 4);
 }
+
+/// Issue #27, item 1: page tokens are tamper-evident. A forged token (the old unsigned
+/// format with a time PostgreSQL cannot hold answered INTERNAL and logged an ERROR; one in
+/// range was served), an altered one, and another list's are refused with INVALID_ARGUMENT
+/// naming `page_token`, anonymously too; a token one replica issued serves at another.
+#[sqlx::test(migrations = false)]
+async fn forged_or_altered_page_tokens_are_refused_naming_the_field(_p: PgPoolOptions, db: PgConnectOptions) {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use concert_proto::concert::{catalog::v1::ListConcertsRequest, reservation::v1::ListPaymentsRequest};
+    let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..Default::default() }).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    suite.seed_schedule(chrono::Duration::days(2)).await;
+    for seat in 1..=2 {
+        let token = suite.active_token("pager", &concert_id).await;
+        suite.hold(&token, &schedule_id, seat).await;
+    }
+    let old_far = URL_SAFE_NO_PAD.encode(format!("-9223372036854775:{}", uuid::Uuid::nil()));
+    let old_in_range = URL_SAFE_NO_PAD.encode(format!("1800000000000000:{}", uuid::Uuid::nil()));
+
+    let mut catalog = suite.catalog();
+    let issued = catalog
+        .list_concerts(ListConcertsRequest { page_size: 1, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .next_page_token;
+    assert!(!issued.is_empty());
+    let mut altered = URL_SAFE_NO_PAD.decode(&issued).unwrap();
+    altered[0] ^= 0x40;
+    let altered = URL_SAFE_NO_PAD.encode(altered);
+    for bad in [&old_far, &old_in_range, &altered] {
+        // Anonymous: ListConcerts needs no access token.
+        let err =
+            catalog.list_concerts(ListConcertsRequest { page_size: 1, page_token: bad.clone() }).await.unwrap_err();
+        assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("page_token")), "{bad}");
+    }
+
+    let list = |page_token: String| ListReservationsRequest { user_id: "pager".into(), page_size: 1, page_token };
+    let first = suite.reservation(0).list_reservations(as_user("pager", list(String::new()))).await.unwrap();
+    let next = first.into_inner().next_page_token;
+    let second = suite.reservation(1).list_reservations(as_user("pager", list(next.clone()))).await.unwrap();
+    assert_eq!(second.into_inner().reservations.len(), 1, "a token from one replica serves at another");
+    for bad in [old_far.clone(), old_in_range.clone(), issued.clone()] {
+        let err = suite.reservation(1).list_reservations(as_user("pager", list(bad))).await.unwrap_err();
+        assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("page_token")));
+    }
+    let err = suite
+        .reservation(0)
+        .list_payments(as_user("pager", ListPaymentsRequest { page_token: next, ..Default::default() }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), violated_field(&err).as_deref()),
+        (Code::InvalidArgument, Some("page_token")),
+        "ListReservations' token is refused by ListPayments"
+    );
+}

@@ -35,6 +35,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Every background task of this replica lives in `tasks` and ends with `run`.
     let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    let pages = platform::paging::PageKey::load(&pool).await?;
     let repo = CatalogRepo::new(pool);
     let api = CatalogApi::new(
         repo.clone(),
@@ -48,6 +49,7 @@ pub async fn run(
         ),
         OccupancyClient::new(lazy_channel(&settings.reservation_url)?, settings.seat_status_ttl),
         settings.clock,
+        &pages,
     );
     let auth = settings.auth.build().await?;
     let ports = vec![

@@ -47,6 +47,7 @@ pub async fn run(
     let auth = settings.auth.build().await?;
     // Every background task of this replica lives in `tasks` and ends with `run`.
     let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
+    let pages = platform::paging::PageKey::load(&pool).await?;
     let repo = ReservationRepo::new(pool);
 
     let queue_channel = lazy_channel(&settings.queue_url)?;
@@ -102,6 +103,8 @@ pub async fn run(
         repo,
         clock: settings.clock,
         payment_max_attempts: settings.payment_max_attempts,
+        reservation_pages: pages.tokens("ListReservations"),
+        payment_pages: pages.tokens("ListPayments"),
     };
     let ports = vec![
         Port::public(

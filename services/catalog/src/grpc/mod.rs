@@ -9,7 +9,12 @@ use concert_proto::concert::catalog::v1::{
     ListConcertsResponse, ListSeatsRequest, ListSeatsResponse, catalog_admin_service_server::CatalogAdminService,
     catalog_internal_service_server::CatalogInternalService, catalog_service_server::CatalogService,
 };
-use platform::{auth::TokenValidator, clock::SharedClock, validate};
+use platform::{
+    auth::TokenValidator,
+    clock::SharedClock,
+    paging::{PageKey, PageTokens},
+    validate,
+};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -28,6 +33,8 @@ pub struct CatalogApi {
     auth: TokenValidator,
     occupancy: OccupancyClient,
     clock: SharedClock,
+    /// Page tokens of ListConcerts.
+    concert_pages: PageTokens,
 }
 
 impl CatalogApi {
@@ -38,8 +45,9 @@ impl CatalogApi {
         auth: TokenValidator,
         occupancy: OccupancyClient,
         clock: SharedClock,
+        pages: &PageKey,
     ) -> Self {
-        Self { repo, layouts, auth, occupancy, clock }
+        Self { repo, layouts, auth, occupancy, clock, concert_pages: pages.tokens("ListConcerts") }
     }
 }
 
@@ -51,7 +59,7 @@ impl CatalogService for CatalogApi {
         request: Request<ListConcertsRequest>,
     ) -> Result<Response<ListConcertsResponse>, Status> {
         let r = request.into_inner();
-        let page = platform::paging::page_request(r.page_size, &r.page_token)?;
+        let page = self.concert_pages.request(r.page_size, &r.page_token)?;
         let rows = self.repo.concerts(&page).await?;
         let (rows, next_page_token) = page.page(rows, |(at, c)| platform::paging::Cursor { at: *at, id: c.concert_id });
         Ok(Response::new(ListConcertsResponse {

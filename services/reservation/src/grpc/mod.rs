@@ -35,6 +35,10 @@ pub struct ReservationApi {
     pub(crate) clock: SharedClock,
     /// The recovery worker's limit of tries (reported by ExportPayments).
     pub(crate) payment_max_attempts: i32,
+    /// Page tokens of ListReservations.
+    pub(crate) reservation_pages: platform::paging::PageTokens,
+    /// Page tokens of ListPayments.
+    pub(crate) payment_pages: platform::paging::PageTokens,
 }
 
 /// The answer to a payment that bought its seat.
@@ -83,7 +87,7 @@ impl ReservationService for ReservationApi {
     ) -> Result<Response<ListReservationsResponse>, Status> {
         let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let r = request.into_inner();
-        let page = platform::paging::page_request(r.page_size, &r.page_token)?;
+        let page = self.reservation_pages.request(r.page_size, &r.page_token)?;
         let now = self.clock.now();
         let list = self.repo.list_for_user(&user_id, &page).await?;
         let (list, next_page_token) =
@@ -143,7 +147,7 @@ impl ReservationService for ReservationApi {
     ) -> Result<Response<ListPaymentsResponse>, Status> {
         let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let r = request.into_inner();
-        let page = platform::paging::page_request(r.page_size, &r.page_token)?;
+        let page = self.payment_pages.request(r.page_size, &r.page_token)?;
         let payments = self.repo.payments_of(&user_id, &page).await?;
         let (payments, next_page_token) =
             page.page(payments, |p| platform::paging::Cursor { at: p.created_at, id: p.payment_id });
