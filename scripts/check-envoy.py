@@ -9,6 +9,8 @@
    cluster; no other service does; the last route answers every other path 404; each routed
    cluster points at that service's public port, never at an internal one. Services are read
    from the descriptor set that protoc (grpcio-tools) builds from proto/.
+3. The CORS policy allows and exposes exactly the headers of deploy/grpc-web-cors.txt, the
+   list the services' public ports use, so a browser may call either alike.
 
 Usage: check-envoy.py [envoy.yaml] [proto dir]. Exits 1 with the reasons on any failure.
 """
@@ -27,6 +29,40 @@ PROTO = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "proto"
 # Each service's public port (the services' DEFAULT_PUBLIC_ADDR); internal ports are 5006x.
 PUBLIC_PORTS = {"queue": 50051, "catalog": 50052, "reservation": 50053, "wallet": 50054}
 INTERNAL_SUFFIXES = ("InternalService", "AdminService")
+CORS = ROOT / "deploy/grpc-web-cors.txt"
+
+
+def shared_cors() -> dict[str, set[str]]:
+    """`allow` and `expose` -> header names, from deploy/grpc-web-cors.txt."""
+    lists = {}
+    for line in CORS.read_text().splitlines():
+        kind, sep, names = line.partition(":")
+        if sep and kind in ("allow", "expose"):
+            lists[kind] = {n.strip().lower() for n in names.split(",") if n.strip()}
+    return lists
+
+
+def cors_problems(hcms) -> list[str]:
+    from envoy.extensions.filters.http.cors.v3 import cors_pb2
+
+    want = shared_cors()
+    problems, policies = [], 0
+    for hcm in hcms:
+        for vh in hcm.route_config.virtual_hosts:
+            config = vh.typed_per_filter_config.get("envoy.filters.http.cors")
+            policy = cors_pb2.CorsPolicy()
+            if config is None or not config.Unpack(policy):
+                problems.append(f"virtual host {vh.name} has no CORS policy")
+                continue
+            policies += 1
+            for kind, have in (("allow", policy.allow_headers), ("expose", policy.expose_headers)):
+                names = {n.strip().lower() for n in have.split(",") if n.strip()}
+                if names != want.get(kind, set()):
+                    problems.append(
+                        f"CORS {kind}_headers of {vh.name} differ from {CORS.relative_to(ROOT)}: "
+                        f"missing {sorted(want.get(kind, set()) - names)}, extra {sorted(names - want.get(kind, set()))}"
+                    )
+    return problems
 
 
 def load_bootstrap(path: Path):
@@ -109,13 +145,16 @@ def main() -> int:
     if last is None or last.match.prefix != "/" or last.direct_response.status != 404:
         problems.append("the last route must answer every other path with 404")
 
+    problems += cors_problems(hcms)
+
     for p in problems:
         print(f"envoy: {p}", file=sys.stderr)
     if problems:
         return 1
     print(
         f"envoy: {ENVOY.relative_to(ROOT)} is a valid v3 Bootstrap; routes expose exactly the "
-        f"{len(public)} public services of proto/ ({', '.join(sorted(public))}); everything else 404"
+        f"{len(public)} public services of proto/ ({', '.join(sorted(public))}); everything else 404; "
+        f"CORS headers as {CORS.relative_to(ROOT)}"
     )
     return 0
 

@@ -15,7 +15,7 @@ use crate::{
     metrics::RpcMetricsLayer,
 };
 use futures::FutureExt;
-use http::{HeaderName, header};
+use http::HeaderName;
 use tokio::net::TcpListener;
 use tonic::{
     body::Body,
@@ -309,24 +309,28 @@ fn overloaded_to_status(result: Result<http::Response<Body>, BoxError>) -> Resul
     }
 }
 
+/// The grpc-web CORS header lists, shared with Envoy (`deploy/grpc-web-cors.txt`).
+const GRPC_WEB_CORS: &str = include_str!("../../../deploy/grpc-web-cors.txt");
+
+/// The headers on the `kind:` line (`allow` or `expose`) of [`GRPC_WEB_CORS`]. Every name
+/// parses (tested), so none is dropped.
+fn cors_headers(kind: &str) -> Vec<HeaderName> {
+    GRPC_WEB_CORS
+        .lines()
+        .filter_map(|line| line.strip_prefix(kind)?.strip_prefix(':'))
+        .flat_map(|list| list.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
+}
+
 /// CORS for grpc-web browser clients: any origin (tokens, not cookies, authorise calls),
-/// the gRPC request headers, and the gRPC trailers a browser must be allowed to read.
+/// the request headers a call sends, and the gRPC trailers a browser must be allowed to read.
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
         .allow_methods([http::Method::POST, http::Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            HeaderName::from_static("x-grpc-web"),
-            HeaderName::from_static("x-user-agent"),
-            HeaderName::from_static("grpc-timeout"),
-        ])
-        .expose_headers([
-            HeaderName::from_static("grpc-status"),
-            HeaderName::from_static("grpc-message"),
-            HeaderName::from_static("grpc-status-details-bin"),
-        ])
+        .allow_headers(cors_headers("allow"))
+        .expose_headers(cors_headers("expose"))
         .max_age(Duration::from_secs(24 * 60 * 60))
 }
 
@@ -355,5 +359,51 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use tonic::body::Body;
+    use tower::{Layer, ServiceExt};
+
+    #[test]
+    fn every_shared_cors_header_parses() {
+        for kind in ["allow", "expose"] {
+            let line = super::GRPC_WEB_CORS.lines().find(|l| l.starts_with(&format!("{kind}:"))).unwrap();
+            assert_eq!(super::cors_headers(kind).len(), line.split(',').count(), "{line}");
+        }
+    }
+
+    /// Issue #27, item 2: a browser calling a public port directly may send the queue token
+    /// and trace context (the preflight refused them), and may read gRPC's trailers.
+    #[tokio::test]
+    async fn a_browser_may_send_the_queue_token_and_trace_context() {
+        let inner = tower::service_fn(|_: http::Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+        });
+        let preflight = http::Request::builder()
+            .method("OPTIONS")
+            .uri("/concert.reservation.v1.ReservationService/HoldSeat")
+            .header("origin", "http://localhost:8080")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type,x-grpc-web,x-queue-token,traceparent")
+            .body(Body::empty())
+            .unwrap();
+        let response = super::cors().layer(inner.clone()).oneshot(preflight).await.unwrap();
+        let allowed = response.headers()["access-control-allow-headers"].to_str().unwrap().to_owned();
+        for name in ["authorization", "content-type", "x-grpc-web", "x-queue-token", "traceparent"] {
+            assert!(allowed.split(',').any(|a| a.trim() == name), "{name} not in {allowed}");
+        }
+        let call = http::Request::builder()
+            .method("POST")
+            .uri("/concert.reservation.v1.ReservationService/HoldSeat")
+            .header("origin", "http://localhost:8080")
+            .body(Body::empty())
+            .unwrap();
+        let response = super::cors().layer(inner).oneshot(call).await.unwrap();
+        let exposed = response.headers()["access-control-expose-headers"].to_str().unwrap();
+        assert!(exposed.contains("grpc-status-details-bin"), "{exposed}");
     }
 }
