@@ -391,7 +391,7 @@ mod tests {
             .header("access-control-request-headers", "authorization,content-type,x-grpc-web,x-queue-token,traceparent")
             .body(Body::empty())
             .unwrap();
-        let response = super::cors().layer(inner.clone()).oneshot(preflight).await.unwrap();
+        let response = super::cors().layer(inner).oneshot(preflight).await.unwrap();
         let allowed = response.headers()["access-control-allow-headers"].to_str().unwrap().to_owned();
         for name in ["authorization", "content-type", "x-grpc-web", "x-queue-token", "traceparent"] {
             assert!(allowed.split(',').any(|a| a.trim() == name), "{name} not in {allowed}");
