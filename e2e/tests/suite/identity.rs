@@ -486,3 +486,55 @@ async fn a_rotated_signing_key_is_accepted_without_restart_from_a_jwks_url(_p: P
     assert_eq!(refused, Code::Unauthenticated, "a retired key is refused after the set's max age");
     assert_eq!(wallet.get_balance(balance(&new)).await.unwrap().into_inner().user_id, "alice");
 }
+
+/// One anonymous reflection question to `server`'s public (or internal) port: the answer.
+async fn reflect(
+    channel: platform::grpc_client::PeerChannel,
+    request: tonic_reflection::pb::v1::server_reflection_request::MessageRequest,
+) -> Result<tonic_reflection::pb::v1::server_reflection_response::MessageResponse, Status> {
+    use tonic_reflection::pb::v1::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient};
+    let question = ServerReflectionRequest { host: String::new(), message_request: Some(request) };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([question]))
+        .await
+        .unwrap()
+        .into_inner();
+    Ok(answers.message().await?.unwrap().message_response.unwrap())
+}
+
+/// Issue #27, item 4: reflection on a public port lists and describes only that port's
+/// services: the internal ones' descriptors (served anonymously before) are NOT_FOUND there,
+/// and still served on the internal port.
+#[sqlx::test(migrations = false)]
+async fn a_public_ports_reflection_describes_only_what_it_routes(_p: PgPoolOptions, db: PgConnectOptions) {
+    use tonic_reflection::pb::v1::{
+        server_reflection_request::MessageRequest::{FileContainingSymbol, ListServices},
+        server_reflection_response::MessageResponse,
+    };
+    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let wallet = suite.wallet.as_ref().unwrap();
+    let MessageResponse::ListServicesResponse(listed) =
+        reflect(wallet.channel(), ListServices(String::new())).await.unwrap()
+    else {
+        panic!("not a service list")
+    };
+    let mut names: Vec<_> = listed.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(names, ["concert.wallet.v1.WalletService", "grpc.health.v1.Health"]);
+
+    for symbol in ["concert.wallet.v1.WalletInternalService", "concert.wallet.v1.DebitRequest"] {
+        let answer = reflect(wallet.channel(), FileContainingSymbol(symbol.into())).await;
+        let code = match answer {
+            Err(status) => status.code() as i32,
+            Ok(MessageResponse::ErrorResponse(error)) => error.error_code,
+            Ok(described) => panic!("{symbol} was described: {described:?}"),
+        };
+        assert_eq!(code, Code::NotFound as i32, "{symbol}");
+    }
+    let answer = reflect(wallet.channel(), FileContainingSymbol("concert.wallet.v1.WalletService".into())).await;
+    assert!(matches!(answer, Ok(MessageResponse::FileDescriptorResponse(_))), "{answer:?}");
+    let answer =
+        reflect(wallet.internal_channel(), FileContainingSymbol("concert.wallet.v1.WalletInternalService".into()))
+            .await;
+    assert!(matches!(answer, Ok(MessageResponse::FileDescriptorResponse(_))), "{answer:?}");
+}

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod money;
 pub mod outbound;
 pub mod paging;
+pub mod reflection;
 pub mod server;
 pub mod status;
 pub mod telemetry;

@@ -146,14 +146,15 @@ async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> any
         reporter.set_service_status(*name, ServingStatus::Serving).await;
     }
 
-    // Reflection advertises only what this port serves (plus health), not every service in
-    // the shared descriptor set.
+    // Reflection lists and describes only what this port routes (plus health): an anonymous
+    // caller of a public port learns nothing of the internal services (crate::reflection).
+    let described = crate::reflection::pruned(concert_proto::FILE_DESCRIPTOR_SET, &names)?;
     let mut reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(concert_proto::FILE_DESCRIPTOR_SET)
+        .register_file_descriptor_set(described.clone())
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .with_service_name("grpc.health.v1.Health");
     let mut reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(concert_proto::FILE_DESCRIPTOR_SET)
+        .register_file_descriptor_set(described)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .with_service_name("grpc.health.v1.Health");
     for name in &names {
