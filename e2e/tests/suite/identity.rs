@@ -538,3 +538,44 @@ async fn a_public_ports_reflection_describes_only_what_it_routes(_p: PgPoolOptio
             .await;
     assert!(matches!(answer, Ok(MessageResponse::FileDescriptorResponse(_))), "{answer:?}");
 }
+
+/// Issue #27, item 5: anonymous streams are capped. Health `Watch` streams needed no token and
+/// were never shed, so one connection could hold any number open; now the fifth on one
+/// connection is refused (RESOURCE_EXHAUSTED TOO_MANY_STREAMS) while probes' unary `Check`
+/// still answers, and a closed stream frees its slot.
+#[sqlx::test(migrations = false)]
+async fn anonymous_streams_are_capped_per_connection(_p: PgPoolOptions, db: PgConnectOptions) {
+    use tonic_health::pb::HealthCheckRequest;
+    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let wallet = suite.wallet.as_ref().unwrap();
+    let mut health = tonic_health_client(wallet); // one connection
+    let mut open = Vec::new();
+    for _ in 0..platform::anonymous::PER_CONNECTION {
+        open.push(health.watch(HealthCheckRequest::default()).await.unwrap().into_inner());
+    }
+    for stream in &mut open {
+        assert!(stream.message().await.unwrap().is_some(), "each watch reports the status");
+    }
+    let refused = health.watch(HealthCheckRequest::default()).await.unwrap_err();
+    assert_eq!(
+        (refused.code(), reason(&refused).as_deref()),
+        (Code::ResourceExhausted, Some("TOO_MANY_STREAMS")),
+        "{refused:?}"
+    );
+    health.check(HealthCheckRequest::default()).await.expect("probes still answer");
+    // Another connection has slots of its own.
+    let mut other = tonic_health_client(wallet);
+    other.watch(HealthCheckRequest::default()).await.unwrap();
+
+    drop(open.pop());
+    let mut reopened = None;
+    for _ in 0..50 {
+        // The server learns of the reset stream a moment later.
+        if let Ok(stream) = health.watch(HealthCheckRequest::default()).await {
+            reopened = Some(stream);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(reopened.is_some(), "a closed stream frees its slot");
+}

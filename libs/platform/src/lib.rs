@@ -5,6 +5,7 @@
 //! holds only its domain, its repository and its gRPC handlers.
 
 pub mod admission;
+pub mod anonymous;
 pub mod app;
 pub mod auth;
 pub mod batch;

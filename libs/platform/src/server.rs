@@ -25,7 +25,7 @@ use tonic::{
 use tonic_health::ServingStatus;
 use tonic_tracing_opentelemetry::middleware::server::OtelGrpcLayer;
 use tower::{
-    BoxError, ServiceExt,
+    BoxError,
     limit::GlobalConcurrencyLimitLayer,
     load_shed::{LoadShedLayer, error::Overloaded},
     steer::Steer,
@@ -253,14 +253,21 @@ fn traced(path: &str) -> bool {
 }
 
 /// `routes` behind the load shedder (a concurrency limit of `max_in_flight` that refuses at
-/// once), except the paths in [`EXEMPT_PREFIXES`], which go straight to `routes`.
+/// once), except the paths in [`EXEMPT_PREFIXES`], which go to `routes` past the cap on
+/// anonymous streams only.
 fn shed_except_probes<S>(routes: S, max_in_flight: usize) -> Steer<HttpService, Picker, http::Request<Body>>
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + Sync + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
-    let exempt = HttpService::new(routes.clone().map_err(Into::into));
+    // Exempt from shedding, but their streams are capped (crate::anonymous).
+    let streams = crate::anonymous::AnonymousStreams::default();
+    let exempt_routes = routes.clone();
+    let exempt = HttpService::new(tower::service_fn(move |request| {
+        let (routes, streams) = (exempt_routes.clone(), streams.clone());
+        async move { streams.call(routes, request).await.map_err(Into::into) }
+    }));
     let shed = HttpService::new(
         tower::ServiceBuilder::new()
             .layer(MapResultLayer::new(overloaded_to_status))
