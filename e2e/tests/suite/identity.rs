@@ -421,18 +421,22 @@ struct Jwks {
     url: String,
     keys: Arc<RwLock<String>>,
     fetches: Arc<AtomicUsize>,
+    /// Milliseconds each answer waits (a slow identity provider).
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
     _server: tokio::task::JoinHandle<()>,
 }
 
 async fn serve_jwks(initial: String) -> Jwks {
     let keys = Arc::new(RwLock::new(initial));
     let fetches = Arc::new(AtomicUsize::new(0));
+    let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let app = axum::Router::new().route(
         "/.well-known/jwks.json",
         axum::routing::get({
-            let (keys, fetches) = (keys.clone(), fetches.clone());
+            let (keys, fetches, delay_ms) = (keys.clone(), fetches.clone(), delay_ms.clone());
             move || async move {
                 fetches.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(delay_ms.load(Ordering::SeqCst))).await;
                 keys.read().unwrap().clone()
             }
         }),
@@ -440,7 +444,7 @@ async fn serve_jwks(initial: String) -> Jwks {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Jwks { url, keys, fetches, _server: server }
+    Jwks { url, keys, fetches, delay_ms, _server: server }
 }
 
 #[sqlx::test(migrations = false)]
@@ -578,4 +582,46 @@ async fn anonymous_streams_are_capped_per_connection(_p: PgPoolOptions, db: PgCo
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(reopened.is_some(), "a closed stream frees its slot");
+}
+
+/// Issue #27, item 6: calls naming unknown key ids while the identity provider is slow waited
+/// for its JWKS (up to the 5 s HTTP timeout) holding in-flight slots, so a flood of made-up
+/// kids filled the replica. Now they wait briefly in front of the shedder and are refused
+/// UNAVAILABLE while the fetch goes on; a good call is served meanwhile.
+#[sqlx::test(migrations = false)]
+async fn a_slow_identity_provider_holds_no_in_flight_slot(_p: PgPoolOptions, db: PgConnectOptions) {
+    let jwks = serve_jwks(jwks_json(&[&es256()]).unwrap()).await;
+    let mut settings = JwtSettings::new(JwksSource::Url(jwks.url.clone()), ISSUER, AUDIENCE);
+    settings.min_refresh_interval = Duration::ZERO;
+    let wallet_settings = wallet_service::config::Settings {
+        db: db.into(),
+        max_connections: 4,
+        limits: platform::server::Limits { max_in_flight: 4, ..Default::default() },
+        auth: AuthSettings::Jwt(settings),
+    };
+    let server = RunningServer::start(|l, s| wallet_service::app::run(wallet_settings, l, s)).await;
+    let wallet = WalletServiceClient::new(server.channel());
+    let balance = |jwt: &str| with_authorization(Some(&format!("Bearer {jwt}")), GetBalanceRequest::default());
+    jwks.delay_ms.store(3_000, Ordering::SeqCst);
+
+    let made_up: Vec<_> = (0..16)
+        .map(|i| {
+            let (mut wallet, jwt) =
+                (wallet.clone(), es256().sign_as(&format!("made-up-{i}"), &claims("mallory")).unwrap());
+            tokio::spawn(async move { wallet.get_balance(balance(&jwt)).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let good = es256().sign(&claims("alice")).unwrap();
+    let served = wallet.clone().get_balance(balance(&good)).await;
+    assert_eq!(served.unwrap().into_inner().user_id, "alice", "four slots, sixteen waiting, and still served");
+    for call in made_up {
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!(
+            (err.code(), reason(&err).as_deref()),
+            (Code::Unavailable, Some("ACCESS_TOKEN_KEYS_UNAVAILABLE")),
+            "{err:?}"
+        );
+    }
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2, "start-up, then one fetch for all sixteen");
 }

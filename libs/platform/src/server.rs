@@ -11,7 +11,10 @@ use std::{future::Future, num::NonZeroU32, time::Duration};
 
 use crate::{
     gate::RateGateLayer,
-    identity::{Authentication, layer::RequireIdentityLayer},
+    identity::{
+        Authentication,
+        layer::{AwaitKeysLayer, RequireIdentityLayer},
+    },
     metrics::RpcMetricsLayer,
 };
 use futures::FutureExt;
@@ -172,12 +175,14 @@ async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> any
         Access::Public { rate_limits, .. } if !rate_limits.is_empty() => Some(RateGateLayer::new(rate_limits)),
         _ => None,
     };
-    let (browsers, identity) = match access {
-        Access::Public { auth: Authentication::Jwt(verifier), anonymous, .. } => {
-            (true, Some(RequireIdentityLayer::new(verifier, &EXEMPT_PREFIXES, &anonymous).routing_only(&names)))
-        }
-        Access::Public { auth: Authentication::Disabled, .. } => (true, None),
-        Access::Internal => (false, None),
+    let (browsers, identity, await_keys) = match access {
+        Access::Public { auth: Authentication::Jwt(verifier), anonymous, .. } => (
+            true,
+            Some(RequireIdentityLayer::new(verifier.clone(), &EXEMPT_PREFIXES, &anonymous).routing_only(&names)),
+            Some(AwaitKeysLayer::new(verifier)),
+        ),
+        Access::Public { auth: Authentication::Disabled, .. } => (true, None, None),
+        Access::Internal => (false, None, None),
     };
     tracing::info!(
         %addr,
@@ -210,6 +215,9 @@ async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> any
         .layer(option_layer(browsers.then(tonic_web::GrpcWebLayer::new)))
         // Duration and status of every call, shed and refused ones included.
         .layer(RpcMetricsLayer::new(&EXEMPT_PREFIXES))
+        // A call whose access token names a key not yet known waits for the key set here,
+        // briefly and before taking an in-flight slot (identity::layer::AwaitKeysLayer).
+        .layer(option_layer(await_keys))
         // Load shedding: past `max_in_flight` calls on this port, refuse at once rather
         // than queue without bound. Inside grpc-web, so browsers get a readable status too,
         // and outside token verification, so a flood of bad tokens is shed as well.

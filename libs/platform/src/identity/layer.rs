@@ -132,6 +132,66 @@ where
     }
 }
 
+/// Waits for the identity provider's keys when a call's access token names a key not yet
+/// known ([`JwtVerifier::await_key`], at most `unknown_kid_wait`), and does so in front of
+/// the load shedder: the wait holds no in-flight slot, so a flood of made-up key ids cannot
+/// fill a replica while the provider is slow. [`RequireIdentityLayer`], behind the shedder,
+/// then verifies without waiting.
+#[derive(Debug, Clone)]
+pub struct AwaitKeysLayer {
+    verifier: JwtVerifier,
+}
+
+impl AwaitKeysLayer {
+    #[must_use]
+    pub fn new(verifier: JwtVerifier) -> Self {
+        Self { verifier }
+    }
+}
+
+impl<S> Layer<S> for AwaitKeysLayer {
+    type Service = AwaitKeys<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AwaitKeys { inner, verifier: self.verifier.clone() }
+    }
+}
+
+/// See [`AwaitKeysLayer`].
+#[derive(Debug, Clone)]
+pub struct AwaitKeys<S> {
+    inner: S,
+    verifier: JwtVerifier,
+}
+
+impl<S> Service<Request<Body>> for AwaitKeys<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
+
+    /// Always ready: the inner service (the shedder) is asked only after the wait, since
+    /// being ready there means holding an in-flight slot.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        use tower::ServiceExt as _;
+        let inner = self.inner.clone();
+        let verifier = self.verifier.clone();
+        Box::pin(async move {
+            if let Ok(token) = bearer(request.headers()) {
+                verifier.await_key(token).await;
+            }
+            inner.oneshot(request).await
+        })
+    }
+}
+
 /// The token of an `authorization: Bearer <token>` header.
 fn bearer(headers: &http::HeaderMap) -> Result<&str, Refusal> {
     let value = headers.get(http::header::AUTHORIZATION).ok_or(Refusal::Missing)?;

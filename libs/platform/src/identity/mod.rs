@@ -67,7 +67,8 @@ impl AuthSettings {
     }
 }
 
-/// Why an access token was not accepted. Each maps to UNAUTHENTICATED with its own reason.
+/// Why an access token was not accepted. Each maps to UNAUTHENTICATED with its own reason,
+/// except [`Refusal::KeysUnavailable`] (UNAVAILABLE: retry).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// No `authorization` header.
@@ -85,6 +86,10 @@ pub enum Refusal {
     /// Anything else: bad signature, algorithm, key, issuer, audience or claims.
     #[error("{0}")]
     Invalid(String),
+    /// The token names a key not yet known, and the key set is still being fetched from the
+    /// identity provider (longer than `JwtSettings::unknown_kid_wait`).
+    #[error("the access token's key is being fetched from the identity provider; retry shortly")]
+    KeysUnavailable,
 }
 
 impl Refusal {
@@ -92,6 +97,7 @@ impl Refusal {
     #[must_use]
     pub fn reason(&self) -> &'static str {
         match self {
+            Self::KeysUnavailable => "ACCESS_TOKEN_KEYS_UNAVAILABLE",
             Self::Missing => "ACCESS_TOKEN_MISSING",
             Self::Malformed | Self::Invalid(_) => "ACCESS_TOKEN_INVALID",
             Self::Expired => "ACCESS_TOKEN_EXPIRED",
@@ -102,7 +108,12 @@ impl Refusal {
 
 impl From<Refusal> for Status {
     fn from(refusal: Refusal) -> Self {
-        with_reason(Code::Unauthenticated, refusal.reason(), refusal.to_string())
+        let code = match refusal {
+            // The token may well be good: the caller retries, it does not sign in again.
+            Refusal::KeysUnavailable => Code::Unavailable,
+            _ => Code::Unauthenticated,
+        };
+        with_reason(code, refusal.reason(), refusal.to_string())
     }
 }
 

@@ -41,6 +41,11 @@ pub struct JwtSettings {
     /// Shortest time between two JWKS fetches caused by tokens naming unknown keys (default
     /// 10 s): a flood of made-up `kid`s costs the identity provider one fetch per interval.
     pub min_refresh_interval: Duration,
+    /// Longest a call naming an unknown `kid` waits for the key set to be fetched again
+    /// (default 500 ms), outside the in-flight limit (`layer::AwaitKeysLayer`); past it
+    /// the call is refused UNAVAILABLE while the fetch goes on, so a slow identity provider
+    /// holds up no call for its full timeout and no in-flight slot at all.
+    pub unknown_kid_wait: Duration,
     /// Age after which a fetched key set is fetched again (default 300 s), so keys the
     /// provider retired stop being accepted.
     pub max_age: Duration,
@@ -60,6 +65,7 @@ impl JwtSettings {
             audience: audience.into(),
             leeway: Duration::from_secs(30),
             min_refresh_interval: Duration::from_secs(10),
+            unknown_kid_wait: Duration::from_millis(500),
             max_age: Duration::from_secs(300),
             verified_ttl: Duration::from_secs(60),
         }
@@ -91,6 +97,10 @@ struct Inner {
     keys: RwLock<Keys>,
     /// Held while fetching, so concurrent requests do not fetch the same set twice.
     fetching: tokio::sync::Mutex<()>,
+    /// Whether a fetch for an unknown `kid` runs in the background (one at a time).
+    unknown_kid_fetch: std::sync::atomic::AtomicBool,
+    /// Counts finished fetches for unknown `kid`s, so callers can wait for the next one.
+    fetched: tokio::sync::watch::Sender<u64>,
     verified: moka::sync::Cache<TokenDigest, Claims>,
 }
 
@@ -118,11 +128,15 @@ impl JwtVerifier {
             settings,
             http,
             fetching: tokio::sync::Mutex::new(()),
+            unknown_kid_fetch: std::sync::atomic::AtomicBool::new(false),
+            fetched: tokio::sync::watch::Sender::new(0),
             verified,
         })))
     }
 
-    /// Verifies `token` (the compact JWT, without `Bearer `) and returns who it names.
+    /// Verifies `token` (the compact JWT, without `Bearer `) and returns who it names. It
+    /// never waits for the identity provider: a key it does not know is fetched by
+    /// [`Self::await_key`], which callers run first (outside any in-flight limit).
     ///
     /// # Errors
     /// A [`Refusal`] saying why the token is not accepted.
@@ -143,13 +157,13 @@ impl JwtVerifier {
         }
         let kid = header.kid.ok_or_else(|| Refusal::Invalid("the access token has no `kid` header".into()))?;
         self.refresh_if_old().await;
+        // Never waits here (inside the in-flight limit): `await_key` waited, outside it.
         let key = match self.key(&kid) {
             Some(key) => key,
-            None => {
-                self.refresh(true).await;
-                self.key(&kid)
-                    .ok_or_else(|| Refusal::Invalid(format!("the access token's key `{kid}` is not known")))?
+            None if self.0.unknown_kid_fetch.load(std::sync::atomic::Ordering::Acquire) => {
+                return Err(Refusal::KeysUnavailable);
             }
+            None => return Err(Refusal::Invalid(format!("the access token's key `{kid}` is not known"))),
         };
         if !key.algorithms.contains(&header.alg) {
             return Err(Refusal::Invalid(format!("key `{kid}` does not verify {:?} signatures", header.alg)));
@@ -164,6 +178,51 @@ impl JwtVerifier {
         let identity = self.still_valid(&claims, now)?;
         self.0.verified.insert(cache_key, claims);
         Ok(identity)
+    }
+
+    /// Waits, at most `unknown_kid_wait`, for the key set to be fetched again when `token`
+    /// names a key not in it (and the last fetch for an unknown key is older than
+    /// `min_refresh_interval`). Returns at once for a token verified before, a known key, a
+    /// token that is no JWT (`verify` refuses it), or a key set read from a file.
+    pub async fn await_key(&self, token: &str) {
+        if !matches!(self.0.settings.jwks, JwksSource::Url(_)) || self.0.verified.contains_key(&digest(token)) {
+            return;
+        }
+        let Some(kid) = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) else { return };
+        if self.key(&kid).is_some() {
+            return;
+        }
+        let mut fetched = self.0.fetched.subscribe();
+        let before = *fetched.borrow_and_update();
+        if self.fetch_for_unknown_kid() {
+            let _ = tokio::time::timeout(self.0.settings.unknown_kid_wait, fetched.wait_for(|n| *n > before)).await;
+        }
+    }
+
+    /// Starts a fetch of the key set in the background unless one runs or the last ended
+    /// less than `min_refresh_interval` ago; whether a fetch now runs. The fetch is a task
+    /// of its own, so callers that stop waiting do not cancel it.
+    fn fetch_for_unknown_kid(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if !matches!(self.0.settings.jwks, JwksSource::Url(_)) {
+            return false;
+        }
+        if self.0.unknown_kid_fetch.load(Ordering::Acquire) {
+            return true;
+        }
+        if self.fetched_at().elapsed() < self.0.settings.min_refresh_interval {
+            return false;
+        }
+        if self.0.unknown_kid_fetch.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.refresh(true).await;
+            this.0.unknown_kid_fetch.store(false, Ordering::Release);
+            this.0.fetched.send_modify(|n| *n += 1);
+        });
+        true
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
@@ -203,7 +262,7 @@ impl JwtVerifier {
         let JwksSource::Url(url) = &self.0.settings.jwks else { return };
         let wait = if unknown_kid { self.0.settings.min_refresh_interval } else { self.0.settings.max_age };
         let _fetching = if unknown_kid {
-            // This token needs the new set: wait for a fetch under way.
+            // Only the background fetch for unknown kids waits here, for a routine one.
             self.0.fetching.lock().await
         } else {
             // A routine refresh never holds up other calls: while one fetches, the current
