@@ -81,3 +81,30 @@ async fn a_sold_out_sale_tells_the_people_in_line(_p: PgPoolOptions, db: PgConne
     assert_eq!((told.state, told.sold_out), (TokenState::Waiting as i32, true), "{told:?}");
     suite.assert_books_settle(Duration::from_secs(10)).await;
 }
+
+/// Issue #27, item 7: GetQueueStats (no token needed) for a made-up concert cost two queue
+/// reads and a catalog call every time. The catalog's "no such concert" is remembered: asked
+/// again, the queue answers NOT_FOUND without asking the catalog, even while it is down.
+#[sqlx::test(migrations = false)]
+async fn made_up_concerts_are_remembered_as_unknown(_p: PgPoolOptions, db: PgConnectOptions) {
+    use concert_proto::concert::queue::v1::GetQueueStatsRequest;
+    let mut suite = Suite::start(db, SuiteOptions::default()).await;
+    let (concert_id, _) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let stats = |id: &str| GetQueueStatsRequest { concert_id: id.to_owned() };
+    suite.queue().get_queue_stats(stats(&concert_id)).await.expect("a real concert's room");
+    let made_up = uuid::Uuid::new_v4().to_string();
+    let not_found = |err: tonic::Status| (err.code(), reason(&err));
+    let first = suite.queue().get_queue_stats(stats(&made_up)).await.unwrap_err();
+    assert_eq!(not_found(first), (Code::NotFound, Some("CONCERT_NOT_FOUND".into())));
+
+    suite.catalog.halt().await.unwrap();
+    for _ in 0..3 {
+        let again = suite.queue().get_queue_stats(stats(&made_up)).await.unwrap_err();
+        assert_eq!(not_found(again), (Code::NotFound, Some("CONCERT_NOT_FOUND".into())), "not UNAVAILABLE: cached");
+        let join = IssueTokenRequest { user_id: String::new(), concert_id: made_up.clone() };
+        let join = suite.queue().issue_token(as_user("mallory", join)).await.unwrap_err();
+        assert_eq!(not_found(join), (Code::NotFound, Some("CONCERT_NOT_FOUND".into())));
+    }
+    // A known concert's room needs no catalog call either.
+    suite.queue().get_queue_stats(stats(&concert_id)).await.expect("a real concert's room");
+}

@@ -162,6 +162,15 @@ impl RunningServer {
     /// # Errors
     /// Whatever the server's `run` failed with.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.halt().await
+    }
+
+    /// Stops the server gracefully in place (a stopped server stays stopped; its ports are
+    /// free afterwards).
+    ///
+    /// # Errors
+    /// Whatever the server's `run` failed with.
+    pub async fn halt(&mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
