@@ -156,46 +156,48 @@ impl ReservationRepo {
     }
 
     /// Marks the expired, unpaid holds of one user and concert EXPIRED (freeing their hold
-    /// slots); true when any was released.
+    /// slots); true when any was released. See [`Self::expire_stale`] for the race with a
+    /// payment that starts at the expiry instant.
+    ///
+    /// # Errors
+    /// Database failures only.
     pub async fn release_stale_holds_of(
         &self,
         user_id: &str,
         concert_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<bool, ReservationError> {
-        let released = sqlx::query(
-            "UPDATE reservations r SET status = 'EXPIRED', released_at = $3
+        let candidates = sqlx::query_scalar(
+            "SELECT reservation_id FROM reservations
              WHERE user_id = $1 AND concert_id = $2 AND status = 'HELD' AND expires_at <= $3
-               AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)",
+             FOR UPDATE SKIP LOCKED",
         )
         .bind(user_id)
         .bind(concert_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(released > 0)
+        .bind(now);
+        Ok(self.expire_stale(candidates, now).await? > 0)
     }
 
-    /// Marks an expired, unpaid hold on one seat EXPIRED; true when one was released.
+    /// Marks an expired, unpaid hold on one seat EXPIRED; true when one was released. See
+    /// [`Self::expire_stale`].
+    ///
+    /// # Errors
+    /// Database failures only.
     pub async fn release_stale_hold(
         &self,
         schedule_id: Uuid,
         seat: u32,
         now: DateTime<Utc>,
     ) -> Result<bool, ReservationError> {
-        let released = sqlx::query(
-            "UPDATE reservations r SET status = 'EXPIRED', released_at = $3
+        let candidates = sqlx::query_scalar(
+            "SELECT reservation_id FROM reservations
              WHERE schedule_id = $1 AND seat_number = $2 AND status = 'HELD' AND expires_at <= $3
-               AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)",
+             FOR UPDATE SKIP LOCKED",
         )
         .bind(schedule_id)
         .bind(i32::try_from(seat).unwrap_or(0))
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(released > 0)
+        .bind(now);
+        Ok(self.expire_stale(candidates, now).await? > 0)
     }
 
     /// Marks up to `limit` expired, unpaid holds EXPIRED (the sweeper). Safe with several
@@ -205,21 +207,51 @@ impl ReservationRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all)]
     pub async fn expire_holds(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, ReservationError> {
-        let n = sqlx::query(
-            "UPDATE reservations SET status = 'EXPIRED', released_at = $1
-             WHERE reservation_id IN (
-                 SELECT reservation_id FROM reservations r
-                 WHERE status = 'HELD' AND expires_at <= $1
-                   AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)
-                 ORDER BY expires_at LIMIT $2
-                 FOR UPDATE SKIP LOCKED)",
+        let candidates = sqlx::query_scalar(
+            "SELECT reservation_id FROM reservations
+             WHERE status = 'HELD' AND expires_at <= $1
+             ORDER BY expires_at LIMIT $2
+             FOR UPDATE SKIP LOCKED",
         )
         .bind(now)
-        .bind(limit)
-        .execute(&self.pool)
+        .bind(limit);
+        self.expire_stale(candidates, now).await
+    }
+
+    /// Expires the holds `candidates` locks (HELD and past `expires_at`, `FOR UPDATE SKIP
+    /// LOCKED`) that have no payment; how many.
+    ///
+    /// A payment starts by locking its hold, checking it is still payable and inserting the
+    /// payment, in one transaction ([`Self::start_payment`]). At the expiry instant the two
+    /// can meet, and whoever locks the row first decides: a hold being paid is skipped
+    /// (locked), and the "no payment" check runs in a statement of its own after the lock is
+    /// held, so it sees a payment that committed while the candidates were read. (Checked
+    /// in the locking statement it used that statement's snapshot, taken before the payment
+    /// committed, and expired a hold whose payment had just begun: a spurious failure and a
+    /// refund for the payer.)
+    async fn expire_stale(
+        &self,
+        candidates: sqlx::query::QueryScalar<'_, sqlx::Postgres, Uuid, sqlx::postgres::PgArguments>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ReservationError> {
+        let mut tx = self.pool.begin().await?;
+        let locked: Vec<Uuid> = candidates.fetch_all(&mut *tx).await?;
+        if locked.is_empty() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let expired = sqlx::query(
+            "UPDATE reservations r SET status = 'EXPIRED', released_at = $2
+             WHERE r.reservation_id = ANY($1) AND r.status = 'HELD'
+               AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)",
+        )
+        .bind(&locked)
+        .bind(now)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(n)
+        tx.commit().await?;
+        Ok(expired)
     }
 
     /// One reservation.

@@ -3,5 +3,6 @@ mod debit_batch;
 mod gauges;
 mod hold_batch;
 mod payment_start_batch;
+mod stale_holds;
 mod support;
 mod wallet_debits;
