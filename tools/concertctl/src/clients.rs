@@ -58,7 +58,10 @@ pub const DEV_AUDIENCE: &str = "concert-api";
 /// services trust. The default is the DEV-ONLY key committed under `deploy/dev-auth/`.
 #[derive(Debug, Clone, Args)]
 pub struct Signing {
-    /// PKCS#8 PEM private key (ES256) that signs access tokens.
+    /// PKCS#8 PEM private key (ES256) that signs access tokens. A relative path is looked up
+    /// in the working directory, then in the repository this concertctl was built in (found
+    /// from the binary, e.g. `target/release/`, and from the build), so the dev default
+    /// works from any directory.
     #[arg(long, env = "AUTH_DEV_SIGNING_KEY", default_value = "deploy/dev-auth/dev-signing-key.pem")]
     pub signing_key: PathBuf,
     /// The key's `kid` in the services' JWKS.
@@ -78,11 +81,40 @@ impl Signing {
     /// # Errors
     /// When the key file cannot be read or is not an ES256 private key.
     pub fn minter(&self) -> anyhow::Result<Minter> {
-        let pem = std::fs::read(&self.signing_key)
-            .map_err(|e| anyhow::anyhow!("cannot read the signing key {}: {e}", self.signing_key.display()))?;
+        let bases = key_bases();
+        let path = locate(&self.signing_key, &bases).ok_or_else(|| {
+            let tried: Vec<String> = bases.iter().map(|b| b.join(&self.signing_key).display().to_string()).collect();
+            anyhow::anyhow!(
+                "cannot find the signing key {} (tried {}); set AUTH_DEV_SIGNING_KEY or --signing-key to its path",
+                self.signing_key.display(),
+                tried.join(", ")
+            )
+        })?;
+        let pem =
+            std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read the signing key {}: {e}", path.display()))?;
         let signer = Signer::from_pem(&pem, &self.signing_kid, jsonwebtoken::Algorithm::ES256)?;
         Ok(Minter { signer, issuer: self.issuer.clone(), audience: self.audience.clone() })
     }
+}
+
+/// Where a relative signing key path is looked up, in order: the working directory, the
+/// directories above the running binary (a repository's `target/<profile>/concertctl`), and
+/// the repository concertctl was built from.
+fn key_bases() -> Vec<PathBuf> {
+    let mut bases: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
+    if let Ok(exe) = std::env::current_exe() {
+        bases.extend(exe.ancestors().skip(1).take(4).map(std::path::Path::to_path_buf));
+    }
+    bases.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")));
+    bases
+}
+
+/// `path` itself when absolute, else the first of `bases` joined with it that exists.
+fn locate(path: &std::path::Path, bases: &[PathBuf]) -> Option<PathBuf> {
+    if path.is_absolute() {
+        return Some(path.to_path_buf());
+    }
+    bases.iter().map(|base| base.join(path)).find(|candidate| candidate.is_file())
 }
 
 /// Signs access tokens for users.
@@ -335,5 +367,22 @@ impl Clients {
             }
             page_token = page.next_page_token;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// Issue #27, item 11: the dev key is found from outside the repository root.
+    #[test]
+    fn the_dev_key_is_found_from_any_directory() {
+        let default = Path::new("deploy/dev-auth/dev-signing-key.pem");
+        let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        let elsewhere = std::env::temp_dir();
+        assert_eq!(super::locate(default, &[elsewhere.clone()]), None, "not in the temporary directory");
+        let found = super::locate(default, &[elsewhere, repo]).expect("found in the repository");
+        assert!(found.is_file());
+        assert!(super::key_bases().iter().any(|b| b.join(default).is_file()));
     }
 }
