@@ -380,7 +380,7 @@ mod tests {
         let default = Path::new("deploy/dev-auth/dev-signing-key.pem");
         let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
         let elsewhere = std::env::temp_dir();
-        assert_eq!(super::locate(default, &[elsewhere.clone()]), None, "not in the temporary directory");
+        assert_eq!(super::locate(default, std::slice::from_ref(&elsewhere)), None, "not in the temporary directory");
         let found = super::locate(default, &[elsewhere, repo]).expect("found in the repository");
         assert!(found.is_file());
         assert!(super::key_bases().iter().any(|b| b.join(default).is_file()));
