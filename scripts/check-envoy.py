@@ -11,6 +11,12 @@
    from the descriptor set that protoc (grpcio-tools) builds from proto/.
 3. The CORS policy allows and exposes exactly the headers of deploy/grpc-web-cors.txt, the
    list the services' public ports use, so a browser may call either alike.
+4. The limits of an internet-facing edge are there: the overload manager watches the heap
+   (below the pod's memory limit in envoy-k8s.yaml, and refuses requests near it) and caps
+   active downstream connections; HTTP/2 streams per connection are capped; request headers
+   have a deadline; streams have an idle timeout, WatchQueue's route a longer one; the
+   anonymous RPCs (ListConcerts, GetQueueStats) are rate limited; every JWT provider requires
+   `exp`; access logs are JSON and name no header that carries a token.
 
 Usage: check-envoy.py [envoy.yaml] [proto dir]. Exits 1 with the reasons on any failure.
 """
@@ -95,6 +101,91 @@ def services_in(proto_dir: Path) -> dict[str, bool]:
     }
 
 
+ANONYMOUS = ("/concert.catalog.v1.CatalogService/ListConcerts", "/concert.queue.v1.QueueService/GetQueueStats")
+WATCH = "/concert.queue.v1.QueueService/WatchQueue"
+TOKEN_HEADERS = ("AUTHORIZATION", "X-QUEUE-TOKEN", "COOKIE")
+
+
+def k8s_memory_limit_bytes() -> int | None:
+    """The Envoy container's memory limit in deploy/envoy/envoy-k8s.yaml."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for doc in yaml.safe_load_all((ENVOY.parent / "envoy-k8s.yaml").read_text()):
+        if doc and doc.get("kind") == "Deployment":
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                limit = str(c.get("resources", {}).get("limits", {}).get("memory", ""))
+                for unit, factor in units.items():
+                    if limit.endswith(unit):
+                        return int(limit[: -len(unit)]) * factor
+    return None
+
+
+def edge_problems(bootstrap, hcms, routes) -> list[str]:
+    from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
+    from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
+    from envoy.extensions.resource_monitors.fixed_heap.v3 import fixed_heap_pb2
+    from envoy.extensions.access_loggers.stream.v3 import stream_pb2
+    from google.protobuf import json_format as jf
+
+    problems = []
+    om = bootstrap.overload_manager
+    monitors = {m.name: m for m in om.resource_monitors}
+    heap = monitors.get("envoy.resource_monitors.fixed_heap")
+    if heap is None:
+        problems.append("overload manager: no fixed_heap monitor")
+    else:
+        config = fixed_heap_pb2.FixedHeapConfig()
+        heap.typed_config.Unpack(config)
+        limit = k8s_memory_limit_bytes()
+        if limit is None or not 0 < config.max_heap_size_bytes < limit:
+            problems.append(f"overload manager: max heap {config.max_heap_size_bytes} not below the pod limit {limit}")
+    if "envoy.resource_monitors.global_downstream_max_connections" not in monitors:
+        problems.append("overload manager: no cap on active downstream connections")
+    refusing = [
+        a for a in om.actions
+        if a.name == "envoy.overload_actions.stop_accepting_requests"
+        and any(t.name == "envoy.resource_monitors.fixed_heap" for t in a.triggers)
+    ]
+    if not refusing:
+        problems.append("overload manager: nothing stops accepting requests when the heap is full")
+    for hcm in hcms:
+        if not 0 < hcm.http2_protocol_options.max_concurrent_streams.value <= 1000:
+            problems.append("HTTP/2 max_concurrent_streams per downstream connection is not set (1..1000)")
+        if hcm.request_headers_timeout.ToTimedelta().total_seconds() <= 0:
+            problems.append("request_headers_timeout is not set")
+        idle = hcm.stream_idle_timeout.ToTimedelta().total_seconds()
+        if not 0 < idle <= 300:
+            problems.append(f"stream_idle_timeout {idle}s: set it, at most 300 s")
+        for log in hcm.access_log:
+            config = stream_pb2.StdoutAccessLog()
+            if not log.typed_config.Unpack(config) or not config.log_format.HasField("json_format"):
+                problems.append(f"access log {log.name} is not JSON to stdout")
+                continue
+            text = jf.MessageToJson(config.log_format.json_format).upper()
+            for header in TOKEN_HEADERS:
+                if f"({header})" in text or f"({header}:" in text:
+                    problems.append(f"access log {log.name} writes the {header.lower()} header (a token)")
+        for f in hcm.http_filters:
+            jwt = jwt_pb2.JwtAuthentication()
+            if f.typed_config.Unpack(jwt):
+                for name, provider in jwt.providers.items():
+                    if not provider.require_expiration:
+                        problems.append(f"jwt_authn provider {name} does not require exp")
+    by_path = {r.match.path: r for r in routes if r.match.path}
+    watch = by_path.get(WATCH)
+    stream_idle = max((h.stream_idle_timeout.ToTimedelta().total_seconds() for h in hcms), default=0)
+    if watch is None or watch.route.idle_timeout.ToTimedelta().total_seconds() <= stream_idle:
+        problems.append("WatchQueue needs a route of its own with an idle timeout above the stream idle timeout")
+    for path in ANONYMOUS:
+        route = by_path.get(path)
+        config = route and route.typed_per_filter_config.get("envoy.filters.http.local_ratelimit")
+        limit = local_rate_limit_pb2.LocalRateLimit()
+        if not config or not config.Unpack(limit) or not limit.HasField("token_bucket"):
+            problems.append(f"the anonymous RPC {path} has no local rate limit")
+        elif limit.filter_enforced.default_value.numerator != 100:
+            problems.append(f"the rate limit of {path} is not enforced for every request")
+    return problems
+
+
 def main() -> int:
     problems: list[str] = []
     bootstrap = load_bootstrap(ENVOY)
@@ -146,6 +237,7 @@ def main() -> int:
         problems.append("the last route must answer every other path with 404")
 
     problems += cors_problems(hcms)
+    problems += edge_problems(bootstrap, hcms, routes)
 
     for p in problems:
         print(f"envoy: {p}", file=sys.stderr)
@@ -154,7 +246,8 @@ def main() -> int:
     print(
         f"envoy: {ENVOY.relative_to(ROOT)} is a valid v3 Bootstrap; routes expose exactly the "
         f"{len(public)} public services of proto/ ({', '.join(sorted(public))}); everything else 404; "
-        f"CORS headers as {CORS.relative_to(ROOT)}"
+        f"CORS headers as {CORS.relative_to(ROOT)}; overload manager, stream and header limits, "
+        f"anonymous rate limits, exp required and token-free JSON logs in place"
     )
     return 0
 
