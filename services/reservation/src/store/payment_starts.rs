@@ -16,7 +16,7 @@ use super::{
     reservation_from_row, set_reservation_status, violated_constraint,
 };
 use crate::{
-    domain::{Payment, Reservation, ReservationStatus},
+    domain::{Payer, Payment, Reservation, ReservationStatus, StartStep, payment_start::start_step},
     error::ReservationError,
 };
 
@@ -130,14 +130,15 @@ impl ReservationRepo {
                 outcomes.push(Some(Err(ReservationError::NotFound)));
                 continue;
             };
-            let decided = match r.check_caller(&q.payer.user_id, q.payer.concert_id) {
-                Err(e) => Some(Err(e)),
-                // Existing payments, repeats inside this batch: the single path sorts them out.
-                Ok(()) if r.payment_started || !claimed.insert(r.reservation_id) => None,
-                Ok(()) if *token_paid => Some(Err(ReservationError::TokenUsed)),
-                // An expired hold is released by the single path, which reports it.
-                Ok(()) if r.check_payable(q.now).is_err() => None,
-                Ok(()) => {
+            let payer = Payer { user_id: &q.payer.user_id, concert_id: q.payer.concert_id, token_paid: *token_paid };
+            let decided = match start_step(r, payer, q.now) {
+                StartStep::Refuse(e) => Some(Err(e)),
+                // Existing payments and expired holds to release: the single path answers
+                // them (and writes the release).
+                StartStep::Existing | StartStep::ReleaseAndRefuse(_) => None,
+                // A second request for one reservation in this batch: the single path too.
+                StartStep::Start if !claimed.insert(r.reservation_id) => None,
+                StartStep::Start => {
                     insert.push(index);
                     None
                 }
@@ -211,30 +212,32 @@ impl ReservationRepo {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(ReservationError::NotFound)?;
-        let r = reservation_from_row(&row)?;
-        let used: bool = row.try_get("token_paid")?;
-        r.check_caller(&payer.user_id, payer.concert_id)?;
+        let mut r = reservation_from_row(&row)?;
+        let payer_now =
+            Payer { user_id: &payer.user_id, concert_id: payer.concert_id, token_paid: row.try_get("token_paid")? };
         // `payment_started` comes from the statement's snapshot; the common case (no payment
         // yet) skips a round trip, and a payment committed meanwhile is caught by the unique
-        // index on insert (then `recheck`).
-        let existing =
-            if r.payment_started || recheck { payment_of_reservation(&mut tx, reservation_id).await? } else { None };
-        if let Some(existing) = existing {
-            // Whatever the key: the caller owns this reservation (checked above), and it has
-            // one payment. A retry from a fresh page (a new key) resumes that payment and
-            // learns its real outcome instead of waiting for its lease.
-            return Ok(StartAttempt::Done(Box::new(PaymentStart::Existing(existing))));
+        // index on insert (then `recheck`, which reads the payment whatever the snapshot said).
+        if recheck && r.check_caller(payer_now.user_id, payer_now.concert_id).is_ok() {
+            r.payment_started = payment_of_reservation(&mut tx, reservation_id).await?.is_some();
         }
-        if used {
-            return Err(ReservationError::TokenUsed);
-        }
-        if let Err(e) = r.check_payable(now) {
-            if r.status == ReservationStatus::Held {
+        match start_step(&r, payer_now, now) {
+            StartStep::Start => {}
+            StartStep::Existing => {
+                if let Some(existing) = payment_of_reservation(&mut tx, reservation_id).await? {
+                    // A retry from a fresh page (a new key) resumes that payment and learns
+                    // its real outcome instead of waiting for its lease.
+                    return Ok(StartAttempt::Done(Box::new(PaymentStart::Existing(existing))));
+                }
+                return Ok(StartAttempt::Raced);
+            }
+            StartStep::ReleaseAndRefuse(e) => {
                 // Expired on read: release the seat now rather than wait for the sweeper.
                 set_reservation_status(&mut tx, reservation_id, ReservationStatus::Expired, now).await?;
                 tx.commit().await?;
+                return Err(e);
             }
-            return Err(e);
+            StartStep::Refuse(e) => return Err(e),
         }
         let inserted = sqlx::query(&format!(
             "INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,

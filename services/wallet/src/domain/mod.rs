@@ -3,4 +3,4 @@ mod account;
 mod ledger;
 
 pub use account::{Account, MAX_BALANCE};
-pub use ledger::{EntryKind, LedgerEntry, Mutation};
+pub use ledger::{Decision, EntryKind, LedgerEntry, Mutation, Refundable};

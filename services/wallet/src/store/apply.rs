@@ -4,7 +4,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::{Applied, ENTRY_COLUMNS, WalletRepo, entry_from_row};
 use crate::{
-    domain::{Account, LedgerEntry, Mutation},
+    domain::{Decision, LedgerEntry, Mutation, Refundable},
     error::WalletError,
 };
 
@@ -46,36 +46,31 @@ impl WalletRepo {
         // miss an entry committed while it waited for the lock (and refuse a retried debit
         // for lack of the money that very debit had taken).
         let (existing, voided) = find_key(&mut tx, m).await?;
-        if let Some(existing) = existing {
-            tx.rollback().await?;
-            return if m.is_replay_of(&existing) {
-                Ok(Applied { entry: existing, replayed: true })
-            } else {
-                Err(WalletError::IdempotencyKeyReused)
-            };
-        }
-        if voided {
-            tx.rollback().await?;
-            return Err(WalletError::DebitVoided);
-        }
-
-        if let Some(debit_key) = &m.debit_key
-            && let Err(e) = check_refundable(&mut tx, &m.user_id, debit_key, m.amount).await
-        {
-            if matches!(e, WalletError::DebitNotFound) {
-                // Nothing to give back: void the key, so a debit still on its way under it
-                // is refused when it arrives (under this same account lock).
+        let refundable = match (&m.debit_key, existing.is_none()) {
+            (Some(debit_key), true) => Some(refundable(&mut tx, &m.user_id, debit_key).await?),
+            _ => None,
+        };
+        let account = match m.decide(existing.as_ref(), voided, Won::new(balance), refundable) {
+            Decision::Write(account) => account,
+            Decision::Replay(entry) => {
+                tx.rollback().await?;
+                return Ok(Applied { entry, replayed: true });
+            }
+            Decision::VoidAndRefuse => {
+                // Under this same account lock, so a debit arriving later sees the void.
                 sqlx::query("INSERT INTO voided_debits (user_id, debit_key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                     .bind(&m.user_id)
-                    .bind(debit_key)
+                    .bind(m.debit_key.as_deref().unwrap_or_default())
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                return Err(WalletError::DebitNotFound);
             }
-            return Err(e);
-        }
-
-        let account = m.apply(Account { balance: Won::new(balance) })?;
+            Decision::Refuse(e) => {
+                tx.rollback().await?;
+                return Err(e);
+            }
+        };
         // The new balance and its ledger entry in one statement (one round trip).
         let row = sqlx::query(&format!(
             "WITH account AS (UPDATE accounts SET balance = $4, updated_at = now() WHERE user_id = $1)
@@ -125,34 +120,21 @@ async fn find_key(
     Ok((entry, voided))
 }
 
-/// A refund must give back part or all of an existing debit, never more than was taken.
-async fn check_refundable(
+/// What a refund of `debit_key` may give back: the debit's amount (if it exists) and what
+/// earlier refunds of it gave back.
+async fn refundable(
     tx: &mut Transaction<'_, Postgres>,
     user_id: &str,
     debit_key: &str,
-    amount: Won,
-) -> Result<(), WalletError> {
-    let debited: Option<i64> = sqlx::query_scalar(
-        "SELECT amount FROM ledger_entries WHERE user_id = $1 AND idempotency_key = $2 AND kind = 'DEBIT'",
-    )
-    .bind(user_id)
-    .bind(debit_key)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let debited = Won::new(debited.ok_or(WalletError::DebitNotFound)?);
-    let refunded: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(amount), 0)::BIGINT FROM ledger_entries
-         WHERE user_id = $1 AND kind = 'REFUND' AND debit_key = $2",
+) -> Result<Refundable, WalletError> {
+    let (debited, refunded): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT (SELECT amount FROM ledger_entries WHERE user_id = $1 AND idempotency_key = $2 AND kind = 'DEBIT'),
+                (SELECT COALESCE(SUM(amount), 0)::BIGINT FROM ledger_entries
+                 WHERE user_id = $1 AND kind = 'REFUND' AND debit_key = $2)",
     )
     .bind(user_id)
     .bind(debit_key)
     .fetch_one(&mut **tx)
     .await?;
-    let refundable = debited
-        .checked_sub(Won::new(refunded))
-        .ok_or_else(|| WalletError::from(anyhow::anyhow!("refund sum overflow")))?;
-    if amount > refundable {
-        return Err(WalletError::RefundExceedsDebit { requested: amount, refundable });
-    }
-    Ok(())
+    Ok(Refundable { debited: debited.map(Won::new), refunded: Won::new(refunded) })
 }

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::{Applied, ENTRY_COLUMNS, WalletRepo, entry_from_row};
 use crate::{
-    domain::{Account, EntryKind, LedgerEntry, Mutation},
+    domain::{Decision, EntryKind, LedgerEntry, Mutation},
     error::WalletError,
 };
 
@@ -81,19 +81,13 @@ impl WalletRepo {
         let mut planned: HashMap<(&str, EntryKind, &str), usize> = HashMap::new();
         for m in ms {
             let key = (m.user_id.as_str(), m.kind, m.idempotency_key.as_str());
-            if let Some(existing) = used.get(&(m.user_id.clone(), m.kind, m.idempotency_key.clone())) {
-                plans.push(Plan::Done(if m.is_replay_of(existing) {
-                    Ok(Applied { entry: existing.clone(), replayed: true })
-                } else {
-                    Err(WalletError::IdempotencyKeyReused)
-                }));
-                continue;
-            }
-            if m.kind == EntryKind::Debit && voided.contains(&(m.user_id.clone(), m.idempotency_key.clone())) {
-                plans.push(Plan::Done(Err(WalletError::DebitVoided)));
-                continue;
-            }
-            if let Some(&index) = planned.get(&key) {
+            let stored = used.get(&(m.user_id.clone(), m.kind, m.idempotency_key.clone()));
+            let is_voided = voided.contains(&(m.user_id.clone(), m.idempotency_key.clone()));
+            // A repeat of a request planned earlier in this batch: the stored entry it will be.
+            if stored.is_none()
+                && !(is_voided && m.kind == EntryKind::Debit)
+                && let Some(&index) = planned.get(&key)
+            {
                 plans.push(if *new[index].0 == *m {
                     Plan::New { index, replayed: true }
                 } else {
@@ -102,14 +96,17 @@ impl WalletRepo {
                 continue;
             }
             let current = balance.get(&m.user_id).copied().unwrap_or(Won::ZERO);
-            match m.apply(Account { balance: current }) {
-                Ok(account) => {
+            match m.decide(stored, is_voided, current, None) {
+                Decision::Write(account) => {
                     balance.insert(m.user_id.clone(), account.balance);
                     planned.insert(key, new.len());
                     plans.push(Plan::New { index: new.len(), replayed: false });
                     new.push((m, account.balance));
                 }
-                Err(e) => plans.push(Plan::Done(Err(e))),
+                Decision::Replay(entry) => plans.push(Plan::Done(Ok(Applied { entry, replayed: true }))),
+                Decision::Refuse(e) => plans.push(Plan::Done(Err(e))),
+                // Refunds are refused above, before the transaction.
+                Decision::VoidAndRefuse => plans.push(Plan::Done(Err(WalletError::DebitNotFound))),
             }
         }
 
