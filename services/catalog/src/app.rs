@@ -12,7 +12,10 @@ use sqlx::migrate::Migrator;
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{
-    clients::reservation::OccupancyClient, config::Settings, grpc::CatalogApi, service::layouts::Layouts,
+    clients::reservation::OccupancyClient,
+    config::Settings,
+    grpc::CatalogApi,
+    service::{concerts::Concerts, layouts::Layouts},
     store::CatalogRepo,
 };
 
@@ -37,20 +40,20 @@ pub async fn run(
     let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let pages = platform::paging::PageKey::load(&pool).await?;
     let repo = CatalogRepo::new(pool);
-    let api = CatalogApi::new(
+    let concerts = Concerts::new(
         repo.clone(),
         Layouts::new(repo, settings.layout_cache_ttl),
-        TokenValidator::new(
-            lazy_channel(&settings.queue_url)?,
-            settings.token_cache_ttl,
-            settings.passes.clone(),
-            settings.clock.clone(),
-            &mut tasks,
-        ),
         OccupancyClient::new(lazy_channel(&settings.reservation_url)?, settings.seat_status_ttl),
-        settings.clock,
-        &pages,
+        settings.clock.clone(),
     );
+    let auth_checks = TokenValidator::new(
+        lazy_channel(&settings.queue_url)?,
+        settings.token_cache_ttl,
+        settings.passes.clone(),
+        settings.clock,
+        &mut tasks,
+    );
+    let api = CatalogApi::new(concerts, auth_checks, &pages);
     let auth = settings.auth.build().await?;
     let ports = vec![
         Port::public(

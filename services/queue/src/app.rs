@@ -30,6 +30,7 @@ use crate::{
         rooms::Rooms,
         seen::Seen,
         sold_out::{SOLD_OUT_INTERVAL, SoldOut},
+        stats::Stats,
         tokens::Tokens,
         watchers::Watchers,
     },
@@ -91,13 +92,10 @@ pub async fn run(
             settings.pacing,
             sold_out,
         ),
-        repo,
+        stats: Stats::new(repo, rooms.clone(), settings.policy, settings.clock.clone(), settings.line_refresh),
         rooms,
-        policy: settings.policy,
         clock: settings.clock.clone(),
         watchers: Watchers::new(settings.max_watch_streams),
-        // GetQueueStats counts live for one line refresh.
-        stats: moka::future::Cache::builder().max_capacity(100_000).time_to_live(settings.line_refresh).build(),
         passes: settings.passes.clone(),
     };
     let shutdown = (Box::pin(shutdown) as platform::app::Shutdown).shared();
@@ -133,7 +131,7 @@ fn serve_internal_lane(
     let connections = settings.internal_connections;
     Ok(platform::app::run_apart("queue-internal", move || async move {
         let pool = platform::db::connect(&db, SCHEMA, connections).await?;
-        let api = api.on(QueueRepo::new(pool, clock));
+        let api = api.with_tokens(api.tokens.on(QueueRepo::new(pool, clock)));
         let port = Port::internal(
             tokio::net::TcpListener::from_std(internal)?,
             Routes::new(QueueAdminServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api)),

@@ -100,7 +100,6 @@ pub async fn run(
             clock: settings.clock.clone(),
             lease: settings.payment_lease,
         },
-        repo,
         clock: settings.clock,
         payment_max_attempts: settings.payment_max_attempts,
         reservation_pages: pages.tokens("ListReservations"),

@@ -45,6 +45,10 @@ pub enum ReservationError {
     /// A peer refused or failed; its status is already the right answer for the caller.
     #[error("{0}")]
     Peer(Status),
+    /// The caller's queue token was refused by the token check (platform::auth), whose
+    /// status is passed on as it is.
+    #[error("{}", .0.message())]
+    TokenRefused(Status),
     /// The database is unreachable, or something unexpected: the platform's answer.
     #[error(transparent)]
     System(#[from] SystemError),
@@ -100,7 +104,7 @@ impl From<ReservationError> for Status {
             E::IdempotencyKeyReused => invalid_argument("idempotency_key", &message),
             E::TokenUsed => with_reason(Code::Unauthenticated, "TOKEN_USED", message),
             E::AdmissionInUse => with_reason(Code::FailedPrecondition, "ADMISSION_IN_USE", message),
-            E::Peer(status) => status,
+            E::Peer(status) | E::TokenRefused(status) => status,
             E::System(system) => system.into(),
         }
     }

@@ -13,6 +13,7 @@
 //! - [`grpc`]: `ReservationService` and `ReservationInternalService` handlers.
 //! - [`app`]: builds everything and owns every background task.
 //! - [`error`]: the one mapping of reservation errors to gRPC statuses.
+//! - [`faults`]: failpoints for fault-injection tests (compiled in with `failpoints`).
 
 pub mod app;
 pub mod batch;
@@ -20,6 +21,7 @@ pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod faults;
 pub mod grpc;
 pub mod service;
 pub mod store;

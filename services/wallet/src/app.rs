@@ -9,7 +9,7 @@ use platform::server::{Listeners, Port};
 use sqlx::migrate::Migrator;
 use tonic::{server::NamedService, service::Routes};
 
-use crate::{batch::ledger::LedgerBatcher, config::Settings, grpc::WalletApi, store::WalletRepo};
+use crate::{batch::ledger::LedgerBatcher, config::Settings, grpc::WalletApi, service::Wallet, store::WalletRepo};
 
 /// The binary's name and default ports: public 127.0.0.1:50054 (`LISTEN_ADDR`), internal
 /// 127.0.0.1:50064 (`INTERNAL_LISTEN_ADDR`).
@@ -31,7 +31,7 @@ pub async fn run(
     // Every background task of this replica lives in `tasks` and ends with `run`.
     let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = WalletRepo::new(pool);
-    let api = WalletApi::new(repo.clone(), LedgerBatcher::start(repo, &mut tasks));
+    let api = WalletApi::new(Wallet::new(repo.clone(), LedgerBatcher::start(repo, &mut tasks)));
     let auth = settings.auth.build().await?;
     let ports = vec![
         Port::public(

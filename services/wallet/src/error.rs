@@ -26,6 +26,9 @@ pub enum WalletError {
     DebitVoided,
     #[error("refund of {requested} exceeds the {refundable} still refundable for that debit")]
     RefundExceedsDebit { requested: Won, refundable: Won },
+    /// A failpoint fired (`faults`, builds with the `failpoints` feature only): UNAVAILABLE.
+    #[error("injected fault: {0}")]
+    Injected(&'static str),
     /// The database is unreachable, or something unexpected: the platform's answer.
     #[error(transparent)]
     System(#[from] SystemError),
@@ -55,6 +58,7 @@ impl From<WalletError> for Status {
             WalletError::DebitNotFound => with_reason(Code::NotFound, "DEBIT_NOT_FOUND", e.to_string()),
             WalletError::DebitVoided => with_reason(Code::FailedPrecondition, "DEBIT_VOIDED", e.to_string()),
             WalletError::RefundExceedsDebit { .. } => invalid_argument("amount", &e.to_string()),
+            WalletError::Injected(_) => Status::unavailable(e.to_string()),
             WalletError::System(system) => system.into(),
         }
     }
@@ -96,6 +100,7 @@ mod tests {
                 None,
                 Some("amount"),
             ),
+            (WalletError::Injected("test"), Code::Unavailable, None, None),
             (WalletError::from(anyhow::anyhow!("boom")), Code::Internal, None, None),
         ];
         for (error, code, want_reason, field) in cases {

@@ -9,14 +9,14 @@
 //!   cannot know the money moved).
 use std::time::Duration;
 
-use tonic::Status;
+use crate::error::WalletError;
 
 /// Fails a debit before it starts when `wallet::debit-unavailable` is armed.
 ///
 /// # Errors
-/// UNAVAILABLE when the failpoint fires.
-pub fn before_debit() -> Result<(), Status> {
-    fail::fail_point!("wallet::debit-unavailable", |_| Err(Status::unavailable("injected fault: wallet unavailable")));
+/// [`WalletError::Injected`] (UNAVAILABLE) when the failpoint fires.
+pub fn before_debit() -> Result<(), WalletError> {
+    fail::fail_point!("wallet::debit-unavailable", |_| Err(WalletError::Injected("wallet unavailable")));
     Ok(())
 }
 

@@ -1,10 +1,11 @@
 //! The wallet service: balances and an append-only ledger, in won.
 //!
-//! Dependencies point one way: `grpc → batch → store → domain` (checked by
+//! Dependencies point one way: `grpc → service → batch → store → domain` (checked by
 //! `scripts/check-layers.py`); `app` builds them all.
 //!
 //! - [`domain`]: the balance rules (never negative, bounded, checked arithmetic).
 //! - [`store`]: PostgreSQL only: idempotent writes by key, the audit and the reconciliation export.
+//! - [`service`]: the use cases the handlers call (charge, debit, refund, balance, books).
 //! - [`batch`]: concurrent charges and debits applied together, one commit per batch.
 //! - [`grpc`]: the `WalletService` and `WalletInternalService` handlers.
 //! - [`app`]: builds everything and owns every background task.
@@ -18,4 +19,5 @@ pub mod domain;
 pub mod error;
 pub mod faults;
 pub mod grpc;
+pub mod service;
 pub mod store;

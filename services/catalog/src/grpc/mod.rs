@@ -11,43 +11,27 @@ use concert_proto::concert::catalog::v1::{
 };
 use platform::{
     auth::TokenValidator,
-    clock::SharedClock,
     paging::{PageKey, PageTokens},
     validate,
 };
 use tonic::{Request, Response, Status};
 
-use crate::{
-    clients::reservation::OccupancyClient,
-    domain::{SEATS_PER_SCHEDULE, SeatStatus},
-    service::{layouts::Layouts, sales},
-    store::CatalogRepo,
-};
+use crate::{domain::SeatStatus, service::concerts::Concerts};
 use convert::{concert, grade_ranges, schedule, seat, validated_title_venue};
 
 /// Implements the public, admin and internal catalog APIs.
 #[derive(Debug, Clone)]
 pub struct CatalogApi {
-    repo: CatalogRepo,
-    layouts: Layouts,
+    concerts: Concerts,
     auth: TokenValidator,
-    occupancy: OccupancyClient,
-    clock: SharedClock,
     /// Page tokens of ListConcerts.
     concert_pages: PageTokens,
 }
 
 impl CatalogApi {
     #[must_use]
-    pub fn new(
-        repo: CatalogRepo,
-        layouts: Layouts,
-        auth: TokenValidator,
-        occupancy: OccupancyClient,
-        clock: SharedClock,
-        pages: &PageKey,
-    ) -> Self {
-        Self { repo, layouts, auth, occupancy, clock, concert_pages: pages.tokens("ListConcerts") }
+    pub fn new(concerts: Concerts, auth: TokenValidator, pages: &PageKey) -> Self {
+        Self { concerts, auth, concert_pages: pages.tokens("ListConcerts") }
     }
 }
 
@@ -60,7 +44,7 @@ impl CatalogService for CatalogApi {
     ) -> Result<Response<ListConcertsResponse>, Status> {
         let r = request.into_inner();
         let page = self.concert_pages.request(r.page_size, &r.page_token)?;
-        let rows = self.repo.concerts(&page).await?;
+        let rows = self.concerts.page(&page).await?;
         let (rows, next_page_token) = page.page(rows, |(at, c)| platform::paging::Cursor { at: *at, id: c.concert_id });
         Ok(Response::new(ListConcertsResponse {
             concerts: rows.iter().map(|(_, c)| concert(c)).collect(),
@@ -76,17 +60,8 @@ impl CatalogService for CatalogApi {
         let principal = self.auth.authenticate(&request).await?;
         let concert_id = validate::uuid("concert_id", &request.get_ref().concert_id)?;
         principal.require_concert(concert_id)?;
-        let schedules = self.repo.upcoming_schedules(concert_id, self.clock.now()).await?;
-        let ids: Vec<_> = schedules.iter().map(|s| s.schedule_id).collect();
-        let occupancy = self.occupancy.occupancy(&ids).await?;
-        let schedules = schedules
-            .iter()
-            .map(|s| {
-                let taken = occupancy.keys().filter(|(id, _)| *id == s.schedule_id).count();
-                let taken = u32::try_from(taken).unwrap_or(SEATS_PER_SCHEDULE);
-                schedule(s, s.total_seats.saturating_sub(taken))
-            })
-            .collect();
+        let dates = self.concerts.available_dates(concert_id).await?;
+        let schedules = dates.iter().map(|(s, left)| schedule(s, *left)).collect();
         Ok(Response::new(ListAvailableDatesResponse { schedules }))
     }
 
@@ -96,17 +71,9 @@ impl CatalogService for CatalogApi {
         let schedule_id = validate::uuid("schedule_id", &request.get_ref().schedule_id)?;
         // The layout is cached (immutable), so checking the concert first costs no query and
         // a token of another concert learns nothing about this date's seats.
-        let layout = self.layouts.get(schedule_id).await?;
+        let layout = self.concerts.layout(schedule_id).await?;
         principal.require_concert(layout.0.concert_id)?;
-        let occupancy = self.occupancy.schedule(schedule_id).await?;
-        let seats = layout
-            .1
-            .iter()
-            .map(|s| {
-                let status = occupancy.get(&(schedule_id, s.seat_number)).copied().unwrap_or(SeatStatus::Available);
-                seat(s, status)
-            })
-            .collect();
+        let seats = self.concerts.seat_map(&layout).await?.iter().map(|(s, status)| seat(s, *status)).collect();
         Ok(Response::new(ListSeatsResponse { seats }))
     }
 }
@@ -127,7 +94,7 @@ impl CatalogAdminService for CatalogApi {
             .as_ref()
             .map(|t| platform::convert::datetime("sale_opens_at", Some(t)).map(|t| t.trunc_subsecs(6)))
             .transpose()?;
-        let created = self.repo.create_concert(&title, &venue, sale_opens_at).await?;
+        let created = self.concerts.create(&title, &venue, sale_opens_at).await?;
         Ok(Response::new(CreateConcertResponse { concert: Some(concert(&created)) }))
     }
 
@@ -139,11 +106,8 @@ impl CatalogAdminService for CatalogApi {
         let r = request.into_inner();
         let concert_id = validate::uuid("concert_id", &r.concert_id)?;
         let starts_at = platform::convert::datetime("starts_at", r.starts_at.as_ref())?;
-        if starts_at <= self.clock.now() {
-            return Err(validate::FieldViolation::new("starts_at", "must be in the future").into());
-        }
         let layout = grade_ranges(&r.grades)?;
-        let (created, seats) = self.repo.add_schedule(concert_id, starts_at, &layout).await?;
+        let (created, seats) = self.concerts.add_date(concert_id, starts_at, &layout).await?;
         Ok(Response::new(AddScheduleResponse {
             schedule: Some(schedule(&created, created.total_seats)),
             seats: seats.iter().map(|s| seat(s, SeatStatus::Available)).collect(),
@@ -159,7 +123,7 @@ impl CatalogInternalService for CatalogApi {
         request: Request<GetScheduleSeatsRequest>,
     ) -> Result<Response<GetScheduleSeatsResponse>, Status> {
         let schedule_id = validate::uuid("schedule_id", &request.get_ref().schedule_id)?;
-        let layout = self.layouts.get(schedule_id).await?;
+        let layout = self.concerts.layout(schedule_id).await?;
         let (found, seats) = &*layout;
         Ok(Response::new(GetScheduleSeatsResponse {
             schedule: Some(schedule(found, found.total_seats)),
@@ -173,14 +137,14 @@ impl CatalogInternalService for CatalogApi {
         request: Request<GetConcertSalesRequest>,
     ) -> Result<Response<GetConcertSalesResponse>, Status> {
         let concert_id = validate::uuid("concert_id", &request.get_ref().concert_id)?;
-        let sales = sales::concert_sales(&self.repo, &self.occupancy, concert_id, self.clock.now()).await?;
+        let sales = self.concerts.sales(concert_id).await?;
         Ok(Response::new(GetConcertSalesResponse { seats: sales.seats, sold: sales.sold, held: sales.held }))
     }
 
     #[tracing::instrument(skip_all, fields(concert_id = %request.get_ref().concert_id))]
     async fn get_concert(&self, request: Request<GetConcertRequest>) -> Result<Response<GetConcertResponse>, Status> {
         let concert_id = validate::uuid("concert_id", &request.get_ref().concert_id)?;
-        let found = self.repo.concert(concert_id).await?;
+        let found = self.concerts.concert(concert_id).await?;
         Ok(Response::new(GetConcertResponse { concert: Some(concert(&found)) }))
     }
 }

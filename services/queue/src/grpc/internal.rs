@@ -33,7 +33,7 @@ impl QueueInternalService for QueueApi {
         request: Request<ValidateTokenRequest>,
     ) -> Result<Response<ValidateTokenResponse>, Status> {
         let token = validate::uuid("token", &request.into_inner().token)?;
-        let token = self.repo.get(token).await?;
+        let token = self.tokens.get(token).await?;
         Ok(Response::new(ValidateTokenResponse { status: Some(validation(token, self.clock.now())) }))
     }
 
@@ -45,7 +45,7 @@ impl QueueInternalService for QueueApi {
         let tokens = validate::uuids("tokens", &request.get_ref().tokens, MAX_VALIDATE_BATCH)?;
         let now = self.clock.now();
         let found: HashMap<Uuid, pb::QueueStatus> =
-            self.repo.get_many(&tokens).await?.into_iter().map(|t| (t.token, validation(t, now))).collect();
+            self.tokens.get_many(&tokens).await?.into_iter().map(|t| (t.token, validation(t, now))).collect();
         let results = tokens.iter().map(|id| pb::TokenValidation { status: found.get(id).cloned() }).collect();
         Ok(Response::new(ValidateTokensResponse { results }))
     }
@@ -78,7 +78,7 @@ impl QueueInternalService for QueueApi {
         request: Request<ExportTokensRequest>,
     ) -> Result<Response<Self::ExportTokensStream>, Status> {
         let concert_id = validate::uuid("concert_id", &request.get_ref().concert_id)?;
-        let history = self.repo.export(concert_id).await?;
+        let history = self.tokens.export(concert_id).await?;
         let messages: Vec<_> = history
             .chunks(EXPORT_CHUNK)
             .map(|c| Ok(ExportTokensResponse { tokens: c.iter().map(record).collect() }))

@@ -16,15 +16,12 @@ use platform::{
     validate::{self, FieldViolation},
 };
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 mod internal;
 
 use crate::{
     domain::{AdmissionPolicy, PolicyOverrides, QueueStatus, TokenState},
-    error::QueueError,
-    service::{rooms::Rooms, tokens::Tokens, watchers::Watchers},
-    store::{QueueCounts, QueueRepo},
+    service::{rooms::Rooms, stats::Stats, tokens::Tokens, watchers::Watchers},
 };
 
 /// The stream `WatchQueue` returns.
@@ -37,25 +34,21 @@ pub type WatchStream =
 #[derive(Debug, Clone)]
 pub struct QueueApi {
     pub(crate) tokens: Tokens,
-    pub(crate) repo: QueueRepo,
     pub(crate) rooms: Rooms,
-    /// The service-wide admission policy (rooms may override parts of it).
-    pub(crate) policy: AdmissionPolicy,
+    /// GetQueueStats' figures (counted once per room, line refresh and replica).
+    pub(crate) stats: Stats,
     pub(crate) clock: SharedClock,
     /// Live WatchQueue streams (one per token, a cap per replica).
     pub(crate) watchers: Watchers,
-    /// GetQueueStats counts per concert, reused for one line refresh: however many callers,
-    /// one count per concert and refresh on this replica.
-    pub(crate) stats: moka::future::Cache<Uuid, QueueCounts>,
     /// Signs the admission passes of ACTIVE tokens (`None`: no passes).
     pub(crate) passes: Option<PassSigner>,
 }
 
 impl QueueApi {
-    /// The same API reading and writing through `repo` (the internal lane's own pool).
+    /// The same API reading and writing through `tokens` (the internal lane's own pool).
     #[must_use]
-    pub fn on(&self, repo: QueueRepo) -> Self {
-        Self { tokens: self.tokens.on(repo.clone()), repo, ..self.clone() }
+    pub fn with_tokens(&self, tokens: Tokens) -> Self {
+        Self { tokens, ..self.clone() }
     }
 }
 
@@ -113,23 +106,17 @@ impl QueueService for QueueApi {
         request: Request<GetQueueStatsRequest>,
     ) -> Result<Response<GetQueueStatsResponse>, Status> {
         let concert_id = validate::uuid("concert_id", &request.get_ref().concert_id)?;
-        let room = self.rooms.fresh(concert_id).await?;
-        let now = self.clock.now();
-        let repo = self.repo.clone();
-        let counts = self
-            .stats
-            .try_get_with(concert_id, async move { repo.counts(concert_id, now).await })
-            .await
-            .map_err(|e| Status::from(QueueError::shared(&e, "counting the line")))?;
+        let stats = self.stats.of(concert_id).await?;
+        let (room, counts) = (&stats.room, &stats.counts);
         Ok(Response::new(GetQueueStatsResponse {
             concert_id: concert_id.to_string(),
             waiting_count: counts.waiting,
             active_count: counts.active,
             admitted_last_minute: counts.admitted_last_minute,
             serving_seq: counts.serving_seq,
-            policy: Some(policy_to_proto(&self.policy.with_overrides(&room.overrides))),
+            policy: Some(policy_to_proto(&stats.policy)),
             sale_opens_at: room.sale_opens_at.map(timestamp),
-            pre_queue_count: if room.is_open(now) { 0 } else { counts.waiting },
+            pre_queue_count: if room.is_open(stats.at) { 0 } else { counts.waiting },
         }))
     }
 }
@@ -150,9 +137,7 @@ impl QueueAdminService for QueueApi {
         };
         overrides.validate().map_err(|(field, rule)| FieldViolation::new(field, rule))?;
         let room = self.rooms.set_policy(concert_id, &overrides).await?;
-        Ok(Response::new(SetAdmissionPolicyResponse {
-            policy: Some(policy_to_proto(&self.policy.with_overrides(&room.overrides))),
-        }))
+        Ok(Response::new(SetAdmissionPolicyResponse { policy: Some(policy_to_proto(&self.stats.policy_of(&room))) }))
     }
 }
 

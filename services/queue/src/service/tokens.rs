@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::{
     batch::joins::JoinBatcher,
-    domain::{Pacing, QueueStatus, Token, TokenState, pre_queue_key},
+    domain::{Pacing, QueueStatus, Token, TokenHistory, TokenState, pre_queue_key},
     error::QueueError,
     service::{
         admission::Admission, line::Line, rate_limit::JoinLimiter, rooms::Rooms, seen::Seen, sold_out::SoldOut,
@@ -137,6 +137,22 @@ impl Tokens {
     /// [`QueueError::TokenNotFound`]; database failures.
     pub async fn get(&self, id: Uuid) -> Result<Token, QueueError> {
         self.repo.get(id).await
+    }
+
+    /// The tokens among `ids` that exist, as stored now (the checks of protected calls).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Token>, QueueError> {
+        self.repo.get_many(ids).await
+    }
+
+    /// Every token `concert_id` ever issued, with its history (the audit export).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn export(&self, concert_id: Uuid) -> Result<Vec<TokenHistory>, QueueError> {
+        self.repo.export(concert_id).await
     }
 
     /// Expires token `id` (it leaves the line, or its admission ends) and lets the next in

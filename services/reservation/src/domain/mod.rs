@@ -5,6 +5,6 @@ pub mod payment_start;
 mod reservation;
 
 pub use hold::{Blocker, HoldDiagnosis, HoldStep};
-pub use payment::{DebitRefusal, Payment, PaymentStatus, SagaStep};
+pub use payment::{DebitRefusal, Payment, PaymentBook, PaymentStatus, SagaStep};
 pub use payment_start::{Payer, StartStep};
-pub use reservation::{Reservation, ReservationStatus, SEATS_PER_SCHEDULE};
+pub use reservation::{OccupiedSeat, Reservation, ReservationStatus, SEATS_PER_SCHEDULE};

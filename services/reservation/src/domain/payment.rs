@@ -2,6 +2,8 @@ use chrono::{DateTime, Utc};
 use platform::money::Won;
 use uuid::Uuid;
 
+use super::ReservationStatus;
+
 /// States of the payment saga. Each is written before the side effect that follows it.
 ///
 /// ```text
@@ -139,6 +141,16 @@ impl Payment {
     pub fn refund_key(&self) -> String {
         format!("payment:{}:refund", self.payment_id)
     }
+}
+
+/// One payment saga with its reservation, for the cross-service reconciliation.
+#[derive(Debug, Clone)]
+pub struct PaymentBook {
+    pub payment: Payment,
+    pub reservation_status: ReservationStatus,
+    pub schedule_id: Uuid,
+    pub seat_number: u32,
+    pub attempts: u32,
 }
 
 #[cfg(test)]

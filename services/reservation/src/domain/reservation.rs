@@ -32,6 +32,14 @@ impl ReservationStatus {
     }
 }
 
+/// One occupied seat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OccupiedSeat {
+    pub schedule_id: Uuid,
+    pub seat_number: u32,
+    pub status: ReservationStatus,
+}
+
 /// A hold or sale of one seat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {

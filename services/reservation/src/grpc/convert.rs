@@ -3,9 +3,8 @@ use chrono::{DateTime, Utc};
 use concert_proto::concert::reservation::v1::{self as pb};
 use platform::{convert::timestamp, validate::FieldViolation};
 
-use crate::{
-    domain::{Payment, PaymentStatus, Reservation, ReservationStatus, SEATS_PER_SCHEDULE},
-    store::{OccupiedSeat, PaymentBook},
+use crate::domain::{
+    OccupiedSeat, Payment, PaymentBook, PaymentStatus, Reservation, ReservationStatus, SEATS_PER_SCHEDULE,
 };
 
 pub(super) fn seat_number(n: u32) -> Result<u32, FieldViolation> {

@@ -11,12 +11,9 @@ use concert_proto::concert::reservation::v1::{
 use platform::{auth::TokenValidator, clock::SharedClock, identity, outbound::Deadline, validate};
 use tonic::{Code, Request, Response, Status};
 
-use crate::{
-    service::{
-        hold::Holds,
-        pay::{Paid, Payments},
-    },
-    store::ReservationRepo,
+use crate::service::{
+    hold::Holds,
+    pay::{Paid, Payer, Payments},
 };
 use convert::{occupied, payment, payment_record, reservation, seat_number};
 
@@ -28,7 +25,6 @@ const MAX_OCCUPANCY_SCHEDULES: usize = 1_000;
 /// background tasks of the batchers and clients it holds.
 #[derive(Debug, Clone)]
 pub struct ReservationApi {
-    pub(crate) repo: ReservationRepo,
     pub(crate) auth: TokenValidator,
     pub(crate) holds: Holds,
     pub(crate) payments: Payments,
@@ -75,8 +71,7 @@ impl ReservationService for ReservationApi {
         let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let r = request.into_inner();
         let id = validate::uuid("reservation_id", &r.reservation_id)?;
-        let found = self.repo.get(id).await?;
-        found.check_owner(&user_id)?;
+        let found = self.holds.reservation_of(&user_id, id).await?;
         Ok(Response::new(GetReservationResponse { reservation: Some(reservation(&found, self.clock.now())) }))
     }
 
@@ -89,7 +84,7 @@ impl ReservationService for ReservationApi {
         let r = request.into_inner();
         let page = self.reservation_pages.request(r.page_size, &r.page_token)?;
         let now = self.clock.now();
-        let list = self.repo.list_for_user(&user_id, &page).await?;
+        let list = self.holds.list(&user_id, &page).await?;
         let (list, next_page_token) =
             page.page(list, |r| platform::paging::Cursor { at: r.held_at, id: r.reservation_id });
         Ok(Response::new(ListReservationsResponse {
@@ -120,23 +115,27 @@ impl ReservationService for ReservationApi {
             "" => format!("reservation:{reservation_id}"),
             k => validate::key("idempotency_key", k)?,
         };
-        let principal = match self.auth.authenticate_fresh(&request).await {
-            Ok(p) => p,
-            Err(status) if status.code() == Code::Unauthenticated => {
-                let token = self.auth.token_named(request.metadata())?;
-                let caller = identity::identity(&request).map(|i| i.subject.clone());
-                return match self.payments.outcome_for_spent_token(token, caller, reservation_id, deadline).await? {
-                    Some(done) => Ok(Response::new(paid(&done, self.clock.now()))),
-                    None => Err(status),
-                };
-            }
-            Err(status) => return Err(status),
+        // A token the check refuses may still have paid for this very reservation: the use
+        // case then answers that payment (a retry after the token was spent).
+        let payer = match self.auth.authenticate_fresh(&request).await {
+            Ok(principal) => Payer::Admitted(principal),
+            Err(refusal) if refusal.code() == Code::Unauthenticated => Payer::Refused {
+                token: self.auth.token_named(request.metadata())?,
+                caller: identity::identity(&request).map(|i| i.subject.clone()),
+                refusal,
+            },
+            Err(refusal) => return Err(refusal),
         };
-        let token = principal.token;
-        let done = self.payments.pay(principal, reservation_id, key, deadline).await?;
-        // This replica stops trusting the token at once; other replicas learn it from the
-        // queue after their cache TTL, and refuse it meanwhile from `payments`.
-        self.auth.forget(token).await;
+        let spent = match &payer {
+            Payer::Admitted(principal) => Some(principal.token),
+            Payer::Refused { .. } => None,
+        };
+        let done = self.payments.pay_as(payer, reservation_id, key, deadline).await?;
+        if let Some(token) = spent {
+            // This replica stops trusting the token at once; other replicas learn it from
+            // the queue after their cache TTL, and refuse it meanwhile from `payments`.
+            self.auth.forget(token).await;
+        }
         Ok(Response::new(paid(&done, self.clock.now())))
     }
 
@@ -148,7 +147,7 @@ impl ReservationService for ReservationApi {
         let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let r = request.into_inner();
         let page = self.payment_pages.request(r.page_size, &r.page_token)?;
-        let payments = self.repo.payments_of(&user_id, &page).await?;
+        let payments = self.payments.list(&user_id, &page).await?;
         let (payments, next_page_token) =
             page.page(payments, |p| platform::paging::Cursor { at: p.created_at, id: p.payment_id });
         Ok(Response::new(ListPaymentsResponse { payments: payments.iter().map(payment).collect(), next_page_token }))
@@ -164,7 +163,7 @@ impl ReservationInternalService for ReservationApi {
         &self,
         _request: Request<ExportPaymentsRequest>,
     ) -> Result<Response<Self::ExportPaymentsStream>, Status> {
-        let books = self.repo.payment_books().await?;
+        let books = self.payments.books().await?;
         let records: Vec<_> = books.iter().map(|b| payment_record(b, self.payment_max_attempts)).collect();
         let messages: Vec<_> =
             records.chunks(1_000).map(|c| Ok(ExportPaymentsResponse { payments: c.to_vec() })).collect();
@@ -177,7 +176,7 @@ impl ReservationInternalService for ReservationApi {
         request: Request<GetOccupancyRequest>,
     ) -> Result<Response<GetOccupancyResponse>, Status> {
         let ids = validate::uuids("schedule_ids", &request.get_ref().schedule_ids, MAX_OCCUPANCY_SCHEDULES)?;
-        let seats = self.repo.occupancy(&ids, self.clock.now()).await?;
+        let seats = self.holds.occupancy(&ids).await?;
         Ok(Response::new(GetOccupancyResponse { seats: seats.iter().map(occupied).collect() }))
     }
 }

@@ -3,14 +3,14 @@
 //! the date has not started → insert (batched), and when the insert did nothing, find out
 //! why and act on it (release what expired, refuse, or report the seat taken).
 use chrono::Duration;
-use platform::{auth::Principal, clock::SharedClock};
+use platform::{auth::Principal, clock::SharedClock, paging::PageRequest};
 use uuid::Uuid;
 
 use crate::{
     batch::holds::HoldBatcher,
     clients::Catalog,
     domain::{
-        Reservation,
+        OccupiedSeat, Reservation,
         hold::{HoldStep, after_refused_insert},
     },
     error::ReservationError,
@@ -94,6 +94,32 @@ impl Holds {
             return Err(ReservationError::SeatUnavailable);
         }
         Ok((info, now))
+    }
+
+    /// `user_id`'s reservation `reservation_id`.
+    ///
+    /// # Errors
+    /// [`ReservationError::NotFound`]; [`ReservationError::NotOwner`] for another user's.
+    pub async fn reservation_of(&self, user_id: &str, reservation_id: Uuid) -> Result<Reservation, ReservationError> {
+        let found = self.repo.get(reservation_id).await?;
+        found.check_owner(user_id)?;
+        Ok(found)
+    }
+
+    /// One page of `user_id`'s reservations, newest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list(&self, user_id: &str, page: &PageRequest) -> Result<Vec<Reservation>, ReservationError> {
+        self.repo.list_for_user(user_id, page).await
+    }
+
+    /// The held and sold seats of `schedules` now (what the seat maps show).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn occupancy(&self, schedules: &[Uuid]) -> Result<Vec<OccupiedSeat>, ReservationError> {
+        self.repo.occupancy(schedules, self.clock.now()).await
     }
 
     /// Cancels `holder`'s unpaid hold `reservation_id`; its seat is free at once.

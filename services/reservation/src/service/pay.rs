@@ -8,12 +8,12 @@
 //!
 //! Validating the request and authenticating its token are the handler's.
 use chrono::Duration;
-use platform::{auth::Principal, clock::SharedClock, outbound::Deadline};
+use platform::{auth::Principal, clock::SharedClock, outbound::Deadline, paging::PageRequest};
 use uuid::Uuid;
 
 use crate::{
     batch::payment_starts::PaymentStartBatcher,
-    domain::{DebitRefusal, Payment, PaymentStatus, Reservation, ReservationStatus, SagaStep},
+    domain::{DebitRefusal, Payment, PaymentBook, PaymentStatus, Reservation, ReservationStatus, SagaStep},
     error::ReservationError,
     service::saga::Saga,
     store::{PaymentRequest, PaymentStart, ReservationRepo},
@@ -26,6 +26,22 @@ pub struct Paid {
     pub payment: Payment,
     /// The reservation, CONFIRMED.
     pub reservation: Reservation,
+}
+
+/// Who asks to pay, as the handler's token check found them.
+#[derive(Debug)]
+pub enum Payer {
+    /// An admission that may still buy.
+    Admitted(Principal),
+    /// A queue token the check refused as spent or unknown: a payment it already made may
+    /// still be answered (a retry after the token was spent learns its outcome); else the
+    /// refusal stands.
+    Refused {
+        token: Uuid,
+        /// The access token's user, when one was verified.
+        caller: Option<String>,
+        refusal: tonic::Status,
+    },
 }
 
 /// Runs payments.
@@ -72,6 +88,27 @@ impl Payments {
         self.outcome(finished, paid_for).await
     }
 
+    /// Pays for `payer` ([`Self::pay`]), or for a refused token answers the payment it
+    /// already made for `reservation_id` ([`Self::outcome_for_spent_token`]) or its refusal.
+    ///
+    /// # Errors
+    /// As [`Self::pay`]; the token's refusal when it made no payment for this reservation.
+    pub async fn pay_as(
+        &self,
+        payer: Payer,
+        reservation_id: Uuid,
+        key: String,
+        deadline: Deadline,
+    ) -> Result<Paid, ReservationError> {
+        match payer {
+            Payer::Admitted(principal) => self.pay(principal, reservation_id, key, deadline).await,
+            Payer::Refused { token, caller, refusal } => self
+                .outcome_for_spent_token(token, caller, reservation_id, deadline)
+                .await?
+                .ok_or(ReservationError::TokenRefused(refusal)),
+        }
+    }
+
     /// The outcome of the payment `token` made for `reservation_id`, resumed first if
     /// unfinished: what a caller whose token that payment already spent is told, whatever
     /// key it sends. `None` when there is no such payment or `caller` is not its payer.
@@ -94,6 +131,22 @@ impl Payments {
         }
         let p = if p.status.next_step() == SagaStep::Done { p } else { self.saga.drive(p, deadline).await? };
         Ok(Some(self.outcome(p, None).await?))
+    }
+
+    /// One page of `user_id`'s payments, newest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list(&self, user_id: &str, page: &PageRequest) -> Result<Vec<Payment>, ReservationError> {
+        self.repo.payments_of(user_id, page).await
+    }
+
+    /// Every payment with its reservation (the reconciliation export).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn books(&self) -> Result<Vec<PaymentBook>, ReservationError> {
+        self.repo.payment_books().await
     }
 
     /// What a payment whose saga has run as far as it can now means for the caller.

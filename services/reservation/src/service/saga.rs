@@ -63,7 +63,7 @@ impl Saga {
             payment = match payment.status.next_step() {
                 SagaStep::Debit => match self.wallet.debit(&payment, deadline).await? {
                     DebitOutcome::Debited { balance_after } => {
-                        crash_point_after_debit().await;
+                        crate::faults::crash_point_after_debit().await;
                         let debit = RecordedDebit {
                             payment_id: payment.payment_id,
                             reservation_id: payment.reservation_id,
@@ -111,20 +111,5 @@ impl Saga {
             };
             tracing::debug!(status = payment.status.as_str(), "saga advanced");
         }
-    }
-}
-
-/// Failpoint `reservation::after-debit` (builds with the `failpoints` feature; set with the
-/// `FAILPOINTS` environment variable or `fail::cfg`): with action `return`, the saga stops
-/// for good right after the wallet took the money and before anything is recorded, so a
-/// test can kill the process there, as a crash would. Without the feature this is a no-op.
-async fn crash_point_after_debit() {
-    fn armed() -> bool {
-        fail::fail_point!("reservation::after-debit", |_| true);
-        false
-    }
-    if armed() {
-        tracing::error!("failpoint reservation::after-debit: saga frozen after the debit");
-        std::future::pending::<()>().await;
     }
 }

@@ -1,22 +1,8 @@
 //! What the cross-service reconciliation reads from this schema.
 use sqlx::Row;
-use uuid::Uuid;
 
 use super::{PAYMENT_COLUMNS, ReservationRepo, payment_from_row};
-use crate::{
-    domain::{Payment, ReservationStatus},
-    error::ReservationError,
-};
-
-/// One payment saga with its reservation, for the cross-service reconciliation.
-#[derive(Debug, Clone)]
-pub struct PaymentBook {
-    pub payment: Payment,
-    pub reservation_status: ReservationStatus,
-    pub schedule_id: Uuid,
-    pub seat_number: u32,
-    pub attempts: u32,
-}
+use crate::{domain::PaymentBook, error::ReservationError};
 
 impl ReservationRepo {
     /// Every payment with its reservation, read in one REPEATABLE READ snapshot.

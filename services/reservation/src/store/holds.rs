@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{RESERVATION_COLUMNS, ReservationRepo, lock_reservation, reservation_from_row, set_reservation_status};
 use crate::{
-    domain::{Blocker, HoldDiagnosis, Reservation, ReservationStatus},
+    domain::{Blocker, HoldDiagnosis, OccupiedSeat, Reservation, ReservationStatus},
     error::ReservationError,
 };
 
@@ -89,14 +89,6 @@ pub enum HoldAttempt {
     Held(Reservation),
     /// Someone else holds or bought the seat; it stays blocked at least until then.
     Taken { blocked_until: DateTime<Utc> },
-}
-
-/// One occupied seat.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OccupiedSeat {
-    pub schedule_id: Uuid,
-    pub seat_number: u32,
-    pub status: ReservationStatus,
 }
 
 impl ReservationRepo {

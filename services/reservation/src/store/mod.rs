@@ -43,10 +43,9 @@ use crate::{
     error::ReservationError,
 };
 
-pub use books::PaymentBook;
 pub use debits::RecordedDebit;
 pub use gauges::Gauges;
-pub use holds::{HoldAttempt, NewHold, OccupiedSeat};
+pub use holds::{HoldAttempt, NewHold};
 pub use payment_starts::{PaymentRequest, PaymentStart};
 
 const RESERVATION_COLUMNS: &str =

@@ -69,6 +69,7 @@ pub(super) fn debit_failure(error: WalletError) -> DebitResult {
         WalletError::BalanceLimit { .. }
         | WalletError::DebitNotFound
         | WalletError::RefundExceedsDebit { .. }
+        | WalletError::Injected(_)
         | WalletError::System(_) => DebitRefusal::Unspecified,
     };
     let status = Status::from(error);

@@ -1,4 +1,5 @@
-//! gRPC handlers of the wallet: convert at the edge, call the repository, convert back.
+//! gRPC handlers of the wallet: validate and convert at the edge, call the use case
+//! (`service::Wallet`), convert back.
 mod convert;
 
 use concert_proto::concert::wallet::v1::{
@@ -11,7 +12,7 @@ use concert_proto::concert::wallet::v1::{
 use platform::{identity, validate};
 use tonic::{Request, Response, Status};
 
-use crate::{batch::ledger::LedgerBatcher, domain::EntryKind, error::WalletError, store::WalletRepo};
+use crate::{domain::EntryKind, error::WalletError, service::Wallet};
 use convert::{debit_failure, debit_response, debited, mutation, transaction};
 
 /// Default and largest page of `ListTransactions`.
@@ -25,15 +26,13 @@ const MAX_DEBITS: usize = 1_000;
 /// Implements both the public and the internal wallet API.
 #[derive(Debug, Clone)]
 pub struct WalletApi {
-    repo: WalletRepo,
-    ledger: LedgerBatcher,
+    wallet: Wallet,
 }
 
 impl WalletApi {
-    /// The handlers, writing through `ledger` (whose workers `app::run` owns).
     #[must_use]
-    pub fn new(repo: WalletRepo, ledger: LedgerBatcher) -> Self {
-        Self { repo, ledger }
+    pub fn new(wallet: Wallet) -> Self {
+        Self { wallet }
     }
 }
 
@@ -44,7 +43,7 @@ impl WalletService for WalletApi {
         let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
         let r = request.into_inner();
         let m = mutation(EntryKind::Charge, &user_id, r.amount, &r.idempotency_key, None)?;
-        let applied = self.ledger.apply(m).await?;
+        let applied = self.wallet.apply(m).await?;
         let balance = applied.entry.balance_after.get();
         Ok(Response::new(ChargeResponse { transaction: Some(transaction(&applied.entry)), balance }))
     }
@@ -52,7 +51,7 @@ impl WalletService for WalletApi {
     #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
     async fn get_balance(&self, request: Request<GetBalanceRequest>) -> Result<Response<GetBalanceResponse>, Status> {
         let user_id = identity::user(&request, "user_id", &request.get_ref().user_id)?;
-        let balance = self.repo.balance(&user_id).await?;
+        let balance = self.wallet.balance(&user_id).await?;
         Ok(Response::new(GetBalanceResponse { user_id, balance: balance.get() }))
     }
 
@@ -70,7 +69,7 @@ impl WalletService for WalletApi {
             }
             n => n,
         };
-        let entries = self.repo.entries(&user_id, limit).await?;
+        let entries = self.wallet.history(&user_id, limit).await?;
         Ok(Response::new(ListTransactionsResponse { transactions: entries.iter().map(transaction).collect() }))
     }
 }
@@ -84,7 +83,7 @@ impl WalletInternalService for WalletApi {
         &self,
         _request: Request<ExportBooksRequest>,
     ) -> Result<Response<Self::ExportBooksStream>, Status> {
-        let books = self.repo.books().await?;
+        let books = self.wallet.books().await?;
         let accounts: Vec<AccountBook> = books
             .accounts
             .into_iter()
@@ -125,9 +124,7 @@ impl WalletInternalService for WalletApi {
     async fn debit(&self, request: Request<DebitRequest>) -> Result<Response<DebitResponse>, Status> {
         let r = request.into_inner();
         let m = mutation(EntryKind::Debit, &r.user_id, r.amount, &r.idempotency_key, None)?;
-        crate::faults::before_debit()?;
-        let applied = self.ledger.apply(m).await?;
-        crate::faults::after_debit().await;
+        let applied = self.wallet.debit(m).await?;
         Ok(Response::new(debit_response(&applied.entry)))
     }
 
@@ -137,7 +134,6 @@ impl WalletInternalService for WalletApi {
         if debits.is_empty() || debits.len() > MAX_DEBITS {
             return Err(validate::FieldViolation::new("debits", format!("must hold 1 to {MAX_DEBITS} debits")).into());
         }
-        crate::faults::before_debit()?;
         // Invalid debits are answered at once; the others are applied together, in order.
         let mut results: Vec<Option<DebitResult>> = Vec::with_capacity(debits.len());
         let (mut at, mut ms) = (Vec::new(), Vec::new());
@@ -151,7 +147,7 @@ impl WalletInternalService for WalletApi {
                 Err(violation) => results.push(Some(debit_failure(violation.into()))),
             }
         }
-        for (i, applied) in at.into_iter().zip(self.ledger.apply_all(&ms).await) {
+        for (i, applied) in at.into_iter().zip(self.wallet.debit_all(&ms).await?) {
             results[i] = Some(match applied {
                 Ok(a) => debited(&a.entry),
                 // The database failed under this debit: the whole call is worth retrying
@@ -160,7 +156,6 @@ impl WalletInternalService for WalletApi {
                 Err(e) => debit_failure(e),
             });
         }
-        crate::faults::after_debit().await;
         Ok(Response::new(DebitManyResponse { results: results.into_iter().flatten().collect() }))
     }
 
@@ -169,14 +164,14 @@ impl WalletInternalService for WalletApi {
         let r = request.into_inner();
         let debit_key = validate::key("debit_idempotency_key", &r.debit_idempotency_key)?;
         let m = mutation(EntryKind::Refund, &r.user_id, r.amount, &r.idempotency_key, Some(debit_key))?;
-        let applied = self.ledger.apply(m).await?;
+        let applied = self.wallet.apply(m).await?;
         let balance = applied.entry.balance_after.get();
         Ok(Response::new(RefundResponse { transaction: Some(transaction(&applied.entry)), balance }))
     }
 
     #[tracing::instrument(skip_all)]
     async fn audit(&self, _request: Request<AuditRequest>) -> Result<Response<AuditResponse>, Status> {
-        let report = self.repo.audit().await?;
+        let report = self.wallet.audit().await?;
         if !report.mismatches.is_empty() {
             tracing::error!(
                 mismatches = report.mismatches.len(),

@@ -1,0 +1,132 @@
+//! The catalog's use cases: concerts and their dates, what is left on sale, and a date's seat
+//! map with live status from reservation.
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use platform::{clock::SharedClock, money::Won, paging::PageRequest, validate::FieldViolation};
+use uuid::Uuid;
+
+use super::{
+    layouts::{Layouts, ScheduleSeats},
+    sales::{self, Sales},
+};
+use crate::{
+    clients::reservation::OccupancyClient,
+    domain::{Concert, SEATS_PER_SCHEDULE, Schedule, Seat, SeatStatus},
+    error::CatalogError,
+    store::CatalogRepo,
+};
+
+/// Concerts, dates and seats, with live seat status.
+#[derive(Debug, Clone)]
+pub struct Concerts {
+    repo: CatalogRepo,
+    layouts: Layouts,
+    occupancy: OccupancyClient,
+    clock: SharedClock,
+}
+
+impl Concerts {
+    #[must_use]
+    pub fn new(repo: CatalogRepo, layouts: Layouts, occupancy: OccupancyClient, clock: SharedClock) -> Self {
+        Self { repo, layouts, occupancy, clock }
+    }
+
+    /// One page of concerts, newest first, each with its paging key.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn page(&self, page: &PageRequest) -> Result<Vec<(DateTime<Utc>, Concert)>, CatalogError> {
+        self.repo.concerts(page).await
+    }
+
+    /// One concert.
+    ///
+    /// # Errors
+    /// [`CatalogError::ConcertNotFound`]; database failures.
+    pub async fn concert(&self, concert_id: Uuid) -> Result<Concert, CatalogError> {
+        self.repo.concert(concert_id).await
+    }
+
+    /// The dates of `concert_id` that have not started, each with its seats left (neither
+    /// held nor sold).
+    ///
+    /// # Errors
+    /// Database failures; an unreachable reservation service.
+    pub async fn available_dates(&self, concert_id: Uuid) -> Result<Vec<(Schedule, u32)>, CatalogError> {
+        let schedules = self.repo.upcoming_schedules(concert_id, self.clock.now()).await?;
+        let ids: Vec<_> = schedules.iter().map(|s| s.schedule_id).collect();
+        let occupancy = self.occupancy.occupancy(&ids).await?;
+        Ok(schedules
+            .into_iter()
+            .map(|s| {
+                let taken = occupancy.keys().filter(|(id, _)| *id == s.schedule_id).count();
+                let left = s.total_seats.saturating_sub(u32::try_from(taken).unwrap_or(SEATS_PER_SCHEDULE));
+                (s, left)
+            })
+            .collect())
+    }
+
+    /// A date and its seats, as laid out (cached: layouts never change).
+    ///
+    /// # Errors
+    /// [`CatalogError::ScheduleNotFound`]; database failures.
+    pub async fn layout(&self, schedule_id: Uuid) -> Result<ScheduleSeats, CatalogError> {
+        self.layouts.get(schedule_id).await
+    }
+
+    /// The seats of `layout` with their live status.
+    ///
+    /// # Errors
+    /// An unreachable reservation service.
+    pub async fn seat_map(&self, layout: &ScheduleSeats) -> Result<Vec<(Seat, SeatStatus)>, CatalogError> {
+        let schedule_id = layout.0.schedule_id;
+        let occupancy: Arc<_> = self.occupancy.schedule(schedule_id).await?;
+        Ok(layout
+            .1
+            .iter()
+            .map(|s| {
+                let status = occupancy.get(&(schedule_id, s.seat_number)).copied().unwrap_or(SeatStatus::Available);
+                (s.clone(), status)
+            })
+            .collect())
+    }
+
+    /// What is left of the sale of `concert_id` now.
+    ///
+    /// # Errors
+    /// As [`sales::concert_sales`].
+    pub async fn sales(&self, concert_id: Uuid) -> Result<Sales, CatalogError> {
+        sales::concert_sales(&self.repo, &self.occupancy, concert_id, self.clock.now()).await
+    }
+
+    /// Creates a concert whose sale opens at `sale_opens_at` (`None`: open at once).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn create(
+        &self,
+        title: &str,
+        venue: &str,
+        sale_opens_at: Option<DateTime<Utc>>,
+    ) -> Result<Concert, CatalogError> {
+        self.repo.create_concert(title, venue, sale_opens_at).await
+    }
+
+    /// Adds a date starting at `starts_at` with seats priced by `layout` (first seat, grade,
+    /// price in won per range).
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT `starts_at` when it is not in the future; [`CatalogError::ConcertNotFound`].
+    pub async fn add_date(
+        &self,
+        concert_id: Uuid,
+        starts_at: DateTime<Utc>,
+        layout: &[(u32, String, Won)],
+    ) -> Result<(Schedule, Vec<Seat>), CatalogError> {
+        if starts_at <= self.clock.now() {
+            return Err(FieldViolation::new("starts_at", "must be in the future").into());
+        }
+        self.repo.add_schedule(concert_id, starts_at, layout).await
+    }
+}

@@ -1,0 +1,67 @@
+//! What `GetQueueStats` shows of a room: its line's counts and its effective policy. Anyone
+//! may ask (no token), so each replica counts a room at most once per line refresh, however
+//! many callers.
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use platform::clock::SharedClock;
+use uuid::Uuid;
+
+use super::rooms::Rooms;
+use crate::{
+    domain::{AdmissionPolicy, Room},
+    error::QueueError,
+    store::{QueueCounts, QueueRepo},
+};
+
+/// A room's figures as of `at`.
+#[derive(Debug, Clone)]
+pub struct RoomStats {
+    pub room: Room,
+    pub counts: QueueCounts,
+    /// The service-wide policy with the room's overrides.
+    pub policy: AdmissionPolicy,
+    pub at: DateTime<Utc>,
+}
+
+/// Counts of rooms, reused for one line refresh.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    repo: QueueRepo,
+    rooms: Rooms,
+    policy: AdmissionPolicy,
+    clock: SharedClock,
+    counts: moka::future::Cache<Uuid, QueueCounts>,
+}
+
+impl Stats {
+    /// Counts live for `refresh` (the line refresh); `policy` is the service-wide one.
+    #[must_use]
+    pub fn new(repo: QueueRepo, rooms: Rooms, policy: AdmissionPolicy, clock: SharedClock, refresh: Duration) -> Self {
+        let counts = moka::future::Cache::builder().max_capacity(100_000).time_to_live(refresh).build();
+        Self { repo, rooms, policy, clock, counts }
+    }
+
+    /// The figures of `concert_id`'s room.
+    ///
+    /// # Errors
+    /// [`QueueError::ConcertNotFound`]; database failures; an unreachable catalog.
+    pub async fn of(&self, concert_id: Uuid) -> Result<RoomStats, QueueError> {
+        let room = self.rooms.fresh(concert_id).await?;
+        let at = self.clock.now();
+        let repo = self.repo.clone();
+        let counts = self
+            .counts
+            .try_get_with(concert_id, async move { repo.counts(concert_id, at).await })
+            .await
+            .map_err(|e| QueueError::shared(&e, "counting the line"))?;
+        let policy = self.policy_of(&room);
+        Ok(RoomStats { room, counts, policy, at })
+    }
+
+    /// The policy `room` runs under: the service-wide one with the room's overrides.
+    #[must_use]
+    pub fn policy_of(&self, room: &Room) -> AdmissionPolicy {
+        self.policy.with_overrides(&room.overrides)
+    }
+}
