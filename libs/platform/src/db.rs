@@ -120,14 +120,10 @@ pub const BEGIN_BATCH: &str = "BEGIN; SET LOCAL plan_cache_mode = force_custom_p
 /// keep a generic plan for it until the table's statistics change. A batch statement
 /// (`UNNEST` of arrays joined to a table) planned while the table was small gets a hash
 /// join over a sequential scan, which stays cheap to the planner and grows with the table
-/// for real: measured here, the wallet's key lookup took 4.1 ms per batch instead of
-/// well under 0.1 ms once the ledger held 16,000 entries, because autovacuum (whose
-/// `ANALYZE` would invalidate the plan) is off on this machine, and on opening day tables grow
-/// from nothing faster than it runs. Planning a batch costs a fraction of a millisecond,
-/// shared by every item of the batch; single-row statements keep their cached plans.
-/// (Caching index plans instead, by turning sequential scans and hash joins off for the
-/// transaction, measured no faster in the pay benchmark: PostgreSQL kept planning custom
-/// plans for many runs anyway, and one statement ran slower.)
+/// for real: on opening day tables grow from nothing faster than autovacuum's `ANALYZE`
+/// (which would invalidate the plan) follows. Planning a batch costs a fraction of a
+/// millisecond, shared by every item of the batch; single-row statements keep their cached
+/// plans. (The figures, and the alternative tried, are in docs/BENCHMARKS.md.)
 ///
 /// Lone batch statements outside a transaction are sent unprepared instead
 /// ([`lone_batch_prepared`]): planned for their arrays every run, in one round trip fewer

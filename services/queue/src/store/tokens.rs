@@ -181,11 +181,10 @@ impl QueueRepo {
     /// Rows seen after `stale_before` are left alone: a client polling every second is
     /// written once per several flushes, not once per flush.
     ///
-    /// Found only by primary key. The statement names no state: with `state = 'WAITING'`
-    /// it matched the predicate of the WAITING-by-last-seen index, and without statistics
-    /// (a rush grows the table faster than autoanalyze follows) the planner scanned that
-    /// whole index, a million entries, for a few thousand tokens (283 of a flush's 485 ms at
-    /// a million waiting; EXPLAIN ANALYZE in docs/BENCHMARKS.md). Only tokens marked in
+    /// Found only by primary key. The statement names no state: `state = 'WAITING'` would
+    /// match the predicate of the WAITING-by-last-seen index, and without statistics (a rush
+    /// grows the table faster than autoanalyze follows) the planner may then scan that whole
+    /// index for a few thousand tokens (EXPLAIN ANALYZE in docs/BENCHMARKS.md). Only tokens marked in
     /// the last flush interval are here, all WAITING when marked; one admitted since keeps
     /// a harmless `last_seen_at` (idle expiry reads it of WAITING tokens only).
     ///

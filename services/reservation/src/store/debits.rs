@@ -40,8 +40,8 @@ impl ReservationRepo {
     ///
     /// It is planned for its batch every time ([`db::lone_batch_prepared`], as in
     /// [`db::begin_batch`], in one round trip fewer for a lone statement); it is written
-    /// without joins, as planning it is paid per batch (0.16 ms here, against 0.43 ms for
-    /// the CTE-and-join form it replaced).
+    /// without joins, as planning it is paid per batch and a join-free statement plans in a
+    /// fraction of the time (docs/BENCHMARKS.md).
     ///
     /// # Errors
     /// Database failures only.
@@ -50,10 +50,9 @@ impl ReservationRepo {
         // Rows are found by primary key and their status checked on the row. The status
         // tests are written `IS NOT DISTINCT FROM` (the same test on these NOT NULL columns)
         // so the planner cannot answer them from the partial indexes on status
-        // (`reservations_held_by_expiry`, `payments_unfinished`): it used to AND those with
-        // the key lookup, but a status change leaves a dead entry in them until VACUUM, and a
-        // bitmap scan never prunes it, so after 8,000 payments each batch scanned 8,000 and
-        // 12,000 dead entries: 1.0-1.3 ms per batch instead of 0.3-0.5 ms (EXPLAIN ANALYZE).
+        // (`reservations_held_by_expiry`, `payments_unfinished`) ANDed with the key lookup: a
+        // status change leaves a dead entry in those until VACUUM, and a bitmap scan never
+        // prunes it, so each batch would scan every payment made so far (docs/BENCHMARKS.md).
         static SQL: LazyLock<String> = LazyLock::new(|| {
             let moved_columns =
                 PAYMENT_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ");
