@@ -29,8 +29,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use concert_proto::concert::queue::v1::{
-    QueueStatus, TokenState, ValidateTokenRequest, ValidateTokensRequest,
-    queue_internal_service_client::QueueInternalServiceClient,
+    QueueStatus, TokenState, ValidateTokensRequest, queue_internal_service_client::QueueInternalServiceClient,
 };
 use moka::future::Cache;
 use tonic::{Code, Request, Status, metadata::MetadataMap};
@@ -169,27 +168,8 @@ impl BatchHandler for QueueLookup {
         let answer = self
             .0
             .unary(Deadline::NONE, Idempotency::Idempotent, &request, async |mut c, r| c.validate_tokens(r).await);
-        match answer.await {
-            Ok(response) => Ok(response.results.into_iter().map(|r| r.status).collect()),
-            // A queue replica older than ValidateTokens (during a rolling deploy): one call
-            // per token, as before.
-            Err(s) if s.code() == Code::Unimplemented => {
-                let mut statuses = Vec::with_capacity(tokens.len());
-                for token in tokens {
-                    let request = ValidateTokenRequest { token: token.to_string() };
-                    let answer = self.0.unary(Deadline::NONE, Idempotency::Idempotent, &request, async |mut c, r| {
-                        c.validate_token(r).await
-                    });
-                    statuses.push(match answer.await {
-                        Ok(r) => r.status,
-                        Err(s) if s.code() == Code::NotFound => None,
-                        Err(s) => return Err(s),
-                    });
-                }
-                Ok(statuses)
-            }
-            Err(s) => Err(s),
-        }
+        // One image ships every service, so every queue replica has ValidateTokens.
+        Ok(answer.await?.results.into_iter().map(|r| r.status).collect())
     }
 }
 

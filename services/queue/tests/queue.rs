@@ -1,5 +1,7 @@
 //! Queue RPCs against real servers (one or two replicas) on a fresh database per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// The deprecated single ValidateToken is still served, so still tested here.
+#![allow(deprecated)]
 use std::time::Duration;
 
 use concert_proto::concert::{

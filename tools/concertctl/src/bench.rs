@@ -123,7 +123,7 @@ enum Scenario {
         seconds: u64,
     },
     /// One hop at a time, to see where the time of the protected calls goes:
-    /// ListConcerts (catalog + its DB), ValidateToken (queue + its DB),
+    /// ListConcerts (catalog + its DB), ValidateTokens of one token (queue + its DB),
     /// GetOccupancy (reservation + its DB).
     Hops {
         #[arg(long, default_value_t = 5)]
@@ -308,7 +308,7 @@ async fn hops(
     tokens: &Arc<Vec<Session>>,
 ) -> anyhow::Result<()> {
     use concert_proto::concert::{
-        catalog::v1::ListConcertsRequest, queue::v1::ValidateTokenRequest, reservation::v1::GetOccupancyRequest,
+        catalog::v1::ListConcertsRequest, queue::v1::ValidateTokensRequest, reservation::v1::GetOccupancyRequest,
     };
     let schedule = concertctl::seed::schedules(clients, concert_id, 1).await?.remove(0);
     let secs = Duration::from_secs(seconds);
@@ -322,15 +322,15 @@ async fn hops(
     .await;
     let deadline = Instant::now() + secs;
     let t = tokens.clone();
-    drive(d, concurrency, "ValidateToken (queue only)", move |c, w| {
-        let token = t[w % t.len()].token.clone();
+    drive(d, concurrency, "ValidateTokens of one (queue only)", move |c, w| {
+        let tokens = vec![t[w % t.len()].token.clone()];
         async move {
             if Instant::now() >= deadline {
                 return None;
             }
             Some(
                 c.queue_internal()
-                    .validate_token(ValidateTokenRequest { token })
+                    .validate_tokens(ValidateTokensRequest { tokens })
                     .await
                     .map(|_| ())
                     .map_err(|e| e.code()),

@@ -68,7 +68,7 @@ fn reservation(id: Uuid, h: &NewHold) -> Reservation {
         reservation_id: id,
         user_id: h.user_id.clone(),
         token: h.token,
-        concert_id: Some(h.concert_id),
+        concert_id: h.concert_id,
         schedule_id: h.schedule_id,
         seat_number: h.seat_number,
         price: h.price,

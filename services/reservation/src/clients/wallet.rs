@@ -136,8 +136,6 @@ impl BatchHandler for WalletDebits {
             self.0.unary(deadline, Idempotency::Idempotent, &request, async |mut c, r| c.debit_many(r).await).await;
         let results = match answer {
             Ok(response) => response.results,
-            // A wallet replica older than DebitMany (during a rolling deploy).
-            Err(s) if s.code() == Code::Unimplemented => return Ok(self.one_by_one(items).await),
             // The call failed as a whole, already retried: every debit in it shares the answer
             // (each alone would fail the same way, and slowly).
             Err(s) => return Ok(items.iter().map(|_| Err(s.clone())).collect()),
@@ -150,20 +148,8 @@ impl BatchHandler for WalletDebits {
     }
 }
 
-impl WalletDebits {
-    async fn one_by_one(&self, items: &[(DebitRequest, Deadline)]) -> Vec<Result<DebitOutcome, Status>> {
-        let calls = items.iter().map(|(request, deadline)| async move {
-            self.0
-                .unary(*deadline, Idempotency::Idempotent, request, async |mut c, r| c.debit(r).await)
-                .await
-                .map(|r| r.balance)
-        });
-        futures::future::join_all(calls).await.into_iter().map(debit_outcome).collect()
-    }
-}
-
-/// How the saga reads one DebitMany result: the balance after, the typed refusal, or — from
-/// a wallet that does not send the refusal yet — the status Debit would have answered.
+/// How the saga reads one DebitMany result: the balance after, the typed refusal of a rule,
+/// or, for a failure that is no rule's refusal (`refusal` UNSPECIFIED), its status.
 fn debit_result_outcome(result: DebitResult) -> Result<DebitOutcome, Status> {
     let failure = match result.outcome {
         Some(debit_result::Outcome::Debited(d)) => {

@@ -64,7 +64,7 @@ mod tests {
             reservation_id: Uuid::new_v4(),
             user_id: "ann".into(),
             token: Uuid::new_v4(),
-            concert_id: Some(Uuid::from_u128(1)),
+            concert_id: Uuid::from_u128(1),
             schedule_id: Uuid::new_v4(),
             seat_number: 1,
             price: Won::new(70_000),

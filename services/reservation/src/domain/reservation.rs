@@ -46,8 +46,8 @@ pub struct Reservation {
     pub reservation_id: Uuid,
     pub user_id: String,
     pub token: Uuid,
-    /// The concert of the schedule (`None` for holds placed before it was recorded).
-    pub concert_id: Option<Uuid>,
+    /// The concert of the schedule (from the catalog at hold time).
+    pub concert_id: Uuid,
     pub schedule_id: Uuid,
     pub seat_number: u32,
     pub price: Won,
@@ -86,10 +86,7 @@ impl Reservation {
     /// [`ReservationError::NotOwner`]; [`ReservationError::WrongConcert`].
     pub fn check_caller(&self, user_id: &str, concert_id: Uuid) -> Result<(), ReservationError> {
         self.check_owner(user_id)?;
-        match self.concert_id {
-            Some(c) if c != concert_id => Err(ReservationError::WrongConcert),
-            _ => Ok(()),
-        }
+        if self.concert_id == concert_id { Ok(()) } else { Err(ReservationError::WrongConcert) }
     }
 
     /// Checks that a payment may start now.
@@ -130,7 +127,7 @@ mod tests {
             reservation_id: Uuid::new_v4(),
             user_id: "u".into(),
             token: Uuid::new_v4(),
-            concert_id: None,
+            concert_id: Uuid::from_u128(1),
             schedule_id: Uuid::new_v4(),
             seat_number: 1,
             price: Won::new(1),
@@ -167,11 +164,11 @@ mod tests {
         assert!(r.check_owner("u").is_ok());
         assert!(matches!(r.check_owner("v"), Err(ReservationError::NotOwner)));
         let concert = Uuid::new_v4();
-        let scoped = Reservation { concert_id: Some(concert), ..r.clone() };
+        let scoped = Reservation { concert_id: concert, ..r.clone() };
         assert!(scoped.check_caller("u", concert).is_ok());
         assert!(matches!(scoped.check_caller("u", Uuid::new_v4()), Err(ReservationError::WrongConcert)));
         assert!(matches!(scoped.check_caller("v", concert), Err(ReservationError::NotOwner)));
-        assert!(r.check_caller("u", Uuid::new_v4()).is_ok(), "a hold from before concerts were recorded");
+        assert!(matches!(r.check_caller("u", Uuid::new_v4()), Err(ReservationError::WrongConcert)), "no exception");
         let confirmed = Reservation { status: ReservationStatus::Confirmed, ..r };
         assert!(matches!(confirmed.check_payable(now), Err(ReservationError::NotHeld)));
     }

@@ -41,14 +41,10 @@ struct StandIn {
     batches: Mutex<Vec<usize>>,
     /// Debit (single) calls received.
     singles: AtomicUsize,
-    /// Without DebitMany, as a replica older than it.
-    old: bool,
     /// Answers every DebitMany with UNAVAILABLE while set.
     down: AtomicBool,
     /// Answers DebitMany only after this pause.
     delay: Option<Duration>,
-    /// Leaves DebitMany's typed refusal out, as a replica older than it.
-    untyped: bool,
 }
 
 fn answer(d: &DebitRequest) -> Result<DebitResponse, Status> {
@@ -69,9 +65,6 @@ impl WalletInternalService for Api {
     }
 
     async fn debit_many(&self, request: Request<DebitManyRequest>) -> Result<Response<DebitManyResponse>, Status> {
-        if self.0.old {
-            return Err(Status::unimplemented("DebitMany"));
-        }
         self.0.batches.lock().unwrap().push(request.get_ref().debits.len());
         if let Some(pause) = self.0.delay {
             tokio::time::sleep(pause).await;
@@ -90,12 +83,7 @@ impl WalletInternalService for Api {
                         code: s.code() as i32,
                         reason: platform::status::reason(&s).unwrap_or_default(),
                         message: s.message().into(),
-                        refusal: if self.0.untyped {
-                            WireRefusal::Unspecified
-                        } else {
-                            WireRefusal::InsufficientBalance
-                        }
-                        .into(),
+                        refusal: WireRefusal::InsufficientBalance.into(),
                     }),
                 }),
             })
@@ -174,14 +162,7 @@ fn code(r: &Result<DebitOutcome, ReservationError>) -> Option<Code> {
 
 #[tokio::test]
 async fn concurrent_debits_share_debit_many_calls_and_each_gets_its_own_answer() {
-    // A wallet that types its refusals, and one older than that: the same answers.
-    for untyped in [false, true] {
-        concurrent_debits_answered(untyped).await;
-    }
-}
-
-async fn concurrent_debits_answered(untyped: bool) {
-    let stand_in = Arc::new(StandIn { untyped, ..StandIn::default() });
+    let stand_in = Arc::new(StandIn::default());
     let server = serve(stand_in.clone()).await;
     let mut tasks = platform::app::Tasks::new();
     let wallet = Wallet::new(server.internal_channel(), policy(), &mut tasks);
@@ -202,26 +183,6 @@ async fn concurrent_debits_answered(untyped: bool) {
     assert!(batches.len() < 200, "200 debits in {} calls: they were batched", batches.len());
     assert!(batches.iter().all(|n| *n <= 64), "at most 64 debits per call: {batches:?}");
     assert_eq!(stand_in.singles.load(Ordering::SeqCst), 0);
-}
-
-#[tokio::test]
-async fn a_wallet_without_debit_many_is_debited_one_call_per_debit() {
-    let stand_in = Arc::new(StandIn { old: true, ..StandIn::default() });
-    let server = serve(stand_in.clone()).await;
-    let mut tasks = platform::app::Tasks::new();
-    let wallet = Wallet::new(server.internal_channel(), policy(), &mut tasks);
-    let payments: Vec<Payment> = (1..=30).map(|n| payment(if n == 7 { "poor" } else { "rich" }, n)).collect();
-
-    let outcomes = debit_all(&wallet, &payments, Deadline::NONE).await;
-    for (p, outcome) in payments.iter().zip(&outcomes) {
-        let want = if p.user_id == "poor" {
-            DebitOutcome::Refused { refusal: DebitRefusal::InsufficientBalance }
-        } else {
-            DebitOutcome::Debited { balance_after: p.amount }
-        };
-        assert_eq!(outcome.as_ref().ok(), Some(&want));
-    }
-    assert_eq!(stand_in.singles.load(Ordering::SeqCst), 30);
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! Wallet RPCs against a real server and a fresh PostgreSQL database per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// The deprecated single Debit is still served (one rule with DebitMany), so still tested here.
+#![allow(deprecated)]
 use concert_proto::concert::wallet::v1::{
     AuditRequest, ChargeRequest, DebitFailure, DebitManyRequest, DebitRefusal, DebitRequest, DebitResult,
     GetBalanceRequest, ListTransactionsRequest, RefundRequest, TransactionKind, debit_result::Outcome,
