@@ -109,6 +109,15 @@ impl<H: BatchHandler> Batcher<H> {
             .map_err(|_| BatchError::Stopped("batcher stopped"))?;
         answer.await.map_err(|_| BatchError::Stopped("batch dropped"))?
     }
+
+    /// Hands one item to the workers without waiting for its output (work whose caller has
+    /// already answered, such as a saga's last step); false when the queue is full or the
+    /// workers are gone, and the item was not taken.
+    #[must_use]
+    pub fn offer(&self, item: H::Item) -> bool {
+        let (reply, _) = oneshot::channel();
+        self.tx.try_send((item, reply, tracing::Span::current())).is_ok()
+    }
 }
 
 async fn worker<H: BatchHandler>(handler: Arc<H>, rx: Arc<Mutex<mpsc::Receiver<Job<H>>>>, max_batch: usize) {
@@ -234,6 +243,21 @@ mod tests {
         assert!(answers.iter().all(|(n, r)| r.as_ref().is_ok_and(|d| *d == n * 2)));
         let used = batches.load(Ordering::Relaxed);
         assert!(used < 199, "199 items in {used} batches: they were batched");
+    }
+
+    #[tokio::test]
+    async fn offered_items_are_worked_without_a_waiting_caller_until_the_queue_is_full() {
+        let batches = Arc::new(AtomicUsize::new(0));
+        let mut tasks = crate::app::Tasks::new();
+        let b = Batcher::start(Doubler { batches: batches.clone() }, 1, 2, &mut tasks);
+        // The queue holds max_batch × workers × 4 = 8 items; the worker has not run yet (this
+        // test's runtime is single-threaded and has not yielded), so the ninth is refused.
+        let taken: Vec<bool> = (0..9).map(|n| b.offer(n)).collect();
+        assert_eq!(taken, [true, true, true, true, true, true, true, true, false]);
+        while batches.load(Ordering::Relaxed) < 4 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(batches.load(Ordering::Relaxed), 4, "eight items in batches of two, nobody awaiting them");
     }
 
     #[tokio::test]

@@ -74,7 +74,7 @@ pub async fn run(
             max_attempts: settings.payment_max_attempts,
         },
     ));
-    let completions = CompletionBatcher::start(repo.clone(), queue, &mut tasks);
+    let completions = CompletionBatcher::start(repo.clone(), queue, settings.clock.clone(), &mut tasks);
 
     let api = ReservationApi {
         auth: TokenValidator::new(
