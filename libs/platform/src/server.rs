@@ -141,17 +141,11 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> anyhow::Result<()> {
-    let Port { listener, routes, names, access } = port;
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    reporter.set_service_status("", ServingStatus::Serving).await;
-    for name in &names {
-        reporter.set_service_status(*name, ServingStatus::Serving).await;
-    }
-
-    // Reflection lists and describes only what this port routes (plus health): an anonymous
-    // caller of a public port learns nothing of the internal services (crate::reflection).
-    let described = crate::reflection::pruned(concert_proto::FILE_DESCRIPTOR_SET, &names)?;
+/// Adds server reflection (v1 and v1alpha) to `builder`, listing and describing only what
+/// the port routes (`names`, plus health): an anonymous caller of a public port learns
+/// nothing of the internal services (crate::reflection).
+fn add_reflection(builder: &mut RoutesBuilder, names: &[&'static str]) -> anyhow::Result<()> {
+    let described = crate::reflection::pruned(concert_proto::FILE_DESCRIPTOR_SET, names)?;
     let mut reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_file_descriptor_set(described.clone())
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -160,15 +154,25 @@ async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> any
         .register_file_descriptor_set(described)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .with_service_name("grpc.health.v1.Health");
-    for name in &names {
+    for name in names {
         reflection_v1 = reflection_v1.with_service_name(*name);
         reflection_v1alpha = reflection_v1alpha.with_service_name(*name);
     }
-    let reflection_v1 = reflection_v1.build_v1()?;
-    let reflection_v1alpha = reflection_v1alpha.build_v1alpha()?;
+    builder.add_service(reflection_v1.build_v1()?).add_service(reflection_v1alpha.build_v1alpha()?);
+    Ok(())
+}
+
+async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> anyhow::Result<()> {
+    let Port { listener, routes, names, access } = port;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter.set_service_status("", ServingStatus::Serving).await;
+    for name in &names {
+        reporter.set_service_status(*name, ServingStatus::Serving).await;
+    }
 
     let mut builder = RoutesBuilder::from(routes);
-    builder.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
+    add_reflection(&mut builder, &names)?;
+    builder.add_service(health_service);
 
     let addr = listener.local_addr()?;
     let gate = match &access {

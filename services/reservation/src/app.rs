@@ -56,24 +56,7 @@ pub async fn run(
     let debits = DebitBatcher::start(repo.clone(), &mut tasks);
     let saga = Saga::new(repo.clone(), wallet, queue.clone(), debits, settings.clock.clone());
 
-    tasks.spawn(sweeper::sweep_expired_holds(repo.clone(), settings.clock.clone(), settings.sweep_interval));
-    tasks.spawn(gauges::export_gauges(
-        repo.clone(),
-        settings.clock.clone(),
-        settings.payment_max_attempts,
-        gauges::GAUGE_INTERVAL,
-    ));
-    // The recovery worker drives sagas inline (no completion batcher): it finishes what it resumes.
-    tasks.spawn(recovery::recover_payments(
-        repo.clone(),
-        saga.clone(),
-        settings.clock.clone(),
-        recovery::RecoveryPolicy {
-            interval: settings.recovery_interval,
-            lease: settings.payment_lease,
-            max_attempts: settings.payment_max_attempts,
-        },
-    ));
+    spawn_background_work(&mut tasks, &repo, &saga, &settings);
     let completions = CompletionBatcher::start(repo.clone(), queue, settings.clock.clone(), &mut tasks);
 
     let api = ReservationApi {
@@ -120,4 +103,26 @@ pub async fn run(
         ),
     ];
     platform::app::serve(ports, settings.limits, shutdown, tasks).await
+}
+
+/// The replica's background work: the hold sweeper, the gauges, and the recovery worker
+/// (which drives sagas inline, with no completion batcher: it finishes what it resumes).
+fn spawn_background_work(tasks: &mut platform::app::Tasks, repo: &ReservationRepo, saga: &Saga, settings: &Settings) {
+    tasks.spawn(sweeper::sweep_expired_holds(repo.clone(), settings.clock.clone(), settings.sweep_interval));
+    tasks.spawn(gauges::export_gauges(
+        repo.clone(),
+        settings.clock.clone(),
+        settings.payment_max_attempts,
+        gauges::GAUGE_INTERVAL,
+    ));
+    tasks.spawn(recovery::recover_payments(
+        repo.clone(),
+        saga.clone(),
+        settings.clock.clone(),
+        recovery::RecoveryPolicy {
+            interval: settings.recovery_interval,
+            lease: settings.payment_lease,
+            max_attempts: settings.payment_max_attempts,
+        },
+    ));
 }

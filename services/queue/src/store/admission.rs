@@ -1,7 +1,7 @@
 //! One admission round: expire what timed out, then admit the heads of the lines that have
 //! room, for every room at once, under one advisory lock.
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{JOIN_FENCE, QueueRepo, ROOM_COLUMNS, room_from_row, to_i64};
@@ -53,27 +53,31 @@ impl QueueRepo {
         if !locked {
             return Ok(RoundOutcome::default());
         }
-        let expired = sqlx::query(
-            "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'ACTIVE' AND expires_at <= $1",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        // Abandoned places: WAITING tokens nobody polled for the idle timeout.
-        let abandoned = sqlx::query(
-            "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'WAITING' AND last_seen_at < $2",
-        )
-        .bind(now)
-        .bind(defaults.idle_cutoff(now))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let expired = expired + abandoned;
-        // Rooms with someone waiting and the sale open: each one's policy, rate window and
-        // active count (an index probe per room; the active sets are small). Someone waiting
-        // is a scalar probe with LIMIT 1, which stays a probe: as `EXISTS`, a cached plan
-        // made while the table was small hashed every WAITING token each round.
+        let expired = expire_timed_out(&mut tx, defaults, now).await?;
+        let quota = self.quota(&mut tx, defaults, now).await?;
+        if quota.concerts.is_empty() {
+            tx.commit().await?;
+            return Ok(RoundOutcome { ran: true, expired, admitted: 0 });
+        }
+        // Only now, with someone to admit, wait for joins in flight to commit (see
+        // JOIN_FENCE): a round with no free slot (the usual case in a flood) never holds up
+        // joins.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(JOIN_FENCE).execute(&mut *tx).await?;
+        let admitted = admit(&mut tx, &quota, now).await?;
+        tx.commit().await?;
+        Ok(RoundOutcome { ran: true, expired, admitted })
+    }
+
+    /// What the round will admit in each room whose sale is open and where someone waits:
+    /// each one's policy, rate window and active count (an index probe per room; the active
+    /// sets are small). Someone waiting is a scalar probe with LIMIT 1, which stays a probe:
+    /// as `EXISTS`, a cached plan made while the table was small hashed every WAITING token.
+    async fn quota(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        defaults: &AdmissionPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Quota, QueueError> {
         let rooms = sqlx::query(&format!(
             "SELECT {ROOM_COLUMNS}, window_start, window_admitted,
                     (SELECT count(*) FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'ACTIVE') AS active
@@ -83,7 +87,7 @@ impl QueueRepo {
         ))
         // The sale's opening is judged by the database's clock, like joins (see insert_joins).
         .bind(self.clock.instead_of_database_time())
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
         let mut quota = Quota::default();
         for row in &rooms {
@@ -99,56 +103,77 @@ impl QueueRepo {
                 quota.push(room.concert_id, n, &policy, window);
             }
         }
-        if quota.concerts.is_empty() {
-            tx.commit().await?;
-            return Ok(RoundOutcome { ran: true, expired, admitted: 0 });
-        }
-        // Only now, with someone to admit, wait for joins in flight to commit (see
-        // JOIN_FENCE): a round with no free slot (the usual case in a flood) never holds up
-        // joins.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(JOIN_FENCE).execute(&mut *tx).await?;
-        // `t.state = 'WAITING'` is checked again on the row being updated, so a token that
-        // left meanwhile is not brought back. The round's number is drawn once per statement
-        // (an uncorrelated subquery is an InitPlan), so one round admits under one number.
-        let admitted: Vec<Uuid> = sqlx::query_scalar(
-            "WITH quota AS (SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS q (concert_id, n, ttl)),
-                  picked AS (
-                      SELECT w.token, q.ttl FROM quota q
-                      CROSS JOIN LATERAL (SELECT token FROM tokens
-                                          WHERE concert_id = q.concert_id AND state = 'WAITING'
-                                          ORDER BY place LIMIT q.n) AS w)
-             UPDATE tokens t SET state = 'ACTIVE', activated_at = $1, expires_at = $1 + picked.ttl * interval '1 second',
-                              admission_round = (SELECT nextval('admission_rounds'))
-             FROM picked WHERE t.token = picked.token AND t.state = 'WAITING'
-             RETURNING t.concert_id",
-        )
-        .bind(now)
-        .bind(&quota.concerts)
-        .bind(&quota.counts)
-        .bind(&quota.ttls)
-        .fetch_all(&mut *tx)
-        .await?;
-        // Rate windows of the rate-limited rooms, with what this round admitted in each.
-        let mut windows = Windows::default();
-        for (concert, window) in &quota.windows {
-            let n = admitted.iter().filter(|c| *c == concert).count() as u64;
-            windows.push(*concert, window.start, window.admitted.saturating_add(n));
-        }
-        if !windows.concerts.is_empty() {
-            sqlx::query(
-                "UPDATE rooms r SET window_start = w.start, window_admitted = w.admitted
-                 FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[]) AS w (concert_id, start, admitted)
-                 WHERE r.concert_id = w.concert_id",
-            )
-            .bind(&windows.concerts)
-            .bind(&windows.starts)
-            .bind(&windows.admitted)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(RoundOutcome { ran: true, expired, admitted: admitted.len() as u64 })
+        Ok(quota)
     }
+}
+
+/// Expires ACTIVE tokens past their TTL and WAITING tokens nobody polled for the idle
+/// timeout (abandoned places); how many.
+async fn expire_timed_out(
+    tx: &mut Transaction<'_, Postgres>,
+    defaults: &AdmissionPolicy,
+    now: DateTime<Utc>,
+) -> Result<u64, QueueError> {
+    let expired =
+        sqlx::query("UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'ACTIVE' AND expires_at <= $1")
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    let abandoned = sqlx::query(
+        "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'WAITING' AND last_seen_at < $2",
+    )
+    .bind(now)
+    .bind(defaults.idle_cutoff(now))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(expired + abandoned)
+}
+
+/// Admits the head of each room's line into its quota and records the rooms' rate
+/// windows; how many were admitted. `t.state = 'WAITING'` is checked again on the row being
+/// updated, so a token that left meanwhile is not brought back. The round's number is drawn
+/// once per statement (an uncorrelated subquery is an InitPlan), so one round admits under
+/// one number.
+async fn admit(tx: &mut Transaction<'_, Postgres>, quota: &Quota, now: DateTime<Utc>) -> Result<u64, QueueError> {
+    let admitted: Vec<Uuid> = sqlx::query_scalar(
+        "WITH quota AS (SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS q (concert_id, n, ttl)),
+              picked AS (
+                  SELECT w.token, q.ttl FROM quota q
+                  CROSS JOIN LATERAL (SELECT token FROM tokens
+                                      WHERE concert_id = q.concert_id AND state = 'WAITING'
+                                      ORDER BY place LIMIT q.n) AS w)
+         UPDATE tokens t SET state = 'ACTIVE', activated_at = $1, expires_at = $1 + picked.ttl * interval '1 second',
+                          admission_round = (SELECT nextval('admission_rounds'))
+         FROM picked WHERE t.token = picked.token AND t.state = 'WAITING'
+         RETURNING t.concert_id",
+    )
+    .bind(now)
+    .bind(&quota.concerts)
+    .bind(&quota.counts)
+    .bind(&quota.ttls)
+    .fetch_all(&mut **tx)
+    .await?;
+    // Rate windows of the rate-limited rooms, with what this round admitted in each.
+    let mut windows = Windows::default();
+    for (concert, window) in &quota.windows {
+        let n = admitted.iter().filter(|c| *c == concert).count() as u64;
+        windows.push(*concert, window.start, window.admitted.saturating_add(n));
+    }
+    if !windows.concerts.is_empty() {
+        sqlx::query(
+            "UPDATE rooms r SET window_start = w.start, window_admitted = w.admitted
+             FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[]) AS w (concert_id, start, admitted)
+             WHERE r.concert_id = w.concert_id",
+        )
+        .bind(&windows.concerts)
+        .bind(&windows.starts)
+        .bind(&windows.admitted)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(admitted.len() as u64)
 }
 
 /// What a round will admit, per room, as parallel arrays for `unnest`.

@@ -120,70 +120,18 @@ impl ReservationRepo {
             let index = usize::try_from(n - 1).map_err(|_| anyhow::anyhow!("ordinality {n} out of range"))?;
             locked.insert(index, (reservation_from_row(row)?, row.try_get("token_paid")?));
         }
-
-        // Decide each request; `insert` holds the indices of the payments to write.
-        let mut outcomes: Vec<Option<Result<PaymentStart, ReservationError>>> = Vec::with_capacity(requests.len());
-        let mut insert: Vec<usize> = Vec::new();
-        let mut claimed: HashSet<Uuid> = HashSet::new();
-        for (index, q) in requests.iter().enumerate() {
-            let Some((r, token_paid)) = locked.get(&index) else {
-                outcomes.push(Some(Err(ReservationError::NotFound)));
-                continue;
-            };
-            let payer = Payer { user_id: &q.payer.user_id, concert_id: q.payer.concert_id, token_paid: *token_paid };
-            let decided = match start_step(r, payer, q.now) {
-                StartStep::Refuse(e) => Some(Err(e)),
-                // Existing payments and expired holds to release: the single path answers
-                // them (and writes the release).
-                StartStep::Existing | StartStep::ReleaseAndRefuse(_) => None,
-                // A second request for one reservation in this batch: the single path too.
-                StartStep::Start if !claimed.insert(r.reservation_id) => None,
-                StartStep::Start => {
-                    insert.push(index);
-                    None
-                }
-            };
-            outcomes.push(decided);
-        }
+        let (mut outcomes, insert) = decide_batch(requests, &locked);
         if insert.is_empty() {
             tx.rollback().await?;
             return Ok(outcomes);
         }
-
-        let payment_ids: Vec<Uuid> = insert.iter().map(|_| Uuid::now_v7()).collect();
-        let rows = sqlx::query(&format!(
-            "INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
-                                   created_at, updated_at, next_attempt_at)
-             SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, 'STARTED', at, at, retry_at
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::bigint[],
-                         $7::timestamptz[], $8::timestamptz[])
-                  AS i (payment_id, reservation_id, user_id, token, idempotency_key, amount, at, retry_at)
-             ON CONFLICT DO NOTHING
-             RETURNING {PAYMENT_COLUMNS}"
-        ))
-        .bind(&payment_ids)
-        .bind(insert.iter().map(|&i| requests[i].reservation_id).collect::<Vec<_>>())
-        .bind(insert.iter().map(|&i| requests[i].payer.user_id.as_str()).collect::<Vec<_>>())
-        .bind(insert.iter().map(|&i| requests[i].payer.token).collect::<Vec<_>>())
-        .bind(insert.iter().map(|&i| requests[i].key.as_str()).collect::<Vec<_>>())
-        .bind(insert.iter().map(|&i| locked[&i].0.price).collect::<Vec<_>>())
-        .bind(insert.iter().map(|&i| requests[i].now).collect::<Vec<_>>())
-        .bind(insert.iter().map(|&i| requests[i].now + requests[i].lease).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut inserted: HashMap<Uuid, Payment> = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let payment = payment_from_row(row)?;
-            inserted.insert(payment.payment_id, payment);
-        }
+        let started = insert_started(&mut tx, requests, &insert, &locked).await?;
         tx.commit().await?;
         // A request whose row conflicted (a payment committed meanwhile, or its key already
         // paid another reservation) keeps `None`: the single path reports it.
-        for (&index, payment_id) in insert.iter().zip(&payment_ids) {
-            if let Some(payment) = inserted.remove(payment_id) {
-                let reservation = locked[&index].0.clone();
-                outcomes[index] = Some(Ok(PaymentStart::New(payment, reservation)));
-            }
+        for (index, payment) in started {
+            let reservation = locked[&index].0.clone();
+            outcomes[index] = Some(Ok(PaymentStart::New(payment, reservation)));
         }
         Ok(outcomes)
     }
@@ -239,38 +187,124 @@ impl ReservationRepo {
             }
             StartStep::Refuse(e) => return Err(e),
         }
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
-                                   created_at, updated_at, next_attempt_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'STARTED', $7, $7, $8)
-             RETURNING {PAYMENT_COLUMNS}"
-        ))
-        .bind(Uuid::now_v7())
-        .bind(reservation_id)
-        .bind(&payer.user_id)
-        .bind(payer.token)
-        .bind(key)
-        .bind(r.price)
-        .bind(now)
-        .bind(now + lease)
-        .fetch_one(&mut *tx)
-        .await;
-        let row = match inserted {
-            Ok(row) => row,
-            Err(e) if violated_constraint(&e).as_deref() == Some("payments_reservation_id_key") => {
-                return Ok(StartAttempt::Raced);
-            }
-            // This admission already pays (or paid) for another seat.
-            Err(e) if violated_constraint(&e).as_deref() == Some("payments_one_purchase_per_token") => {
-                return Err(ReservationError::AdmissionInUse);
-            }
-            Err(e) if db::sqlstate(&e).as_deref() == Some(db::UNIQUE_VIOLATION) => {
-                return Err(ReservationError::IdempotencyKeyReused);
-            }
-            Err(e) => return Err(e.into()),
+        let Some(payment) = insert_one_started(&mut tx, &r, payer, key, now, lease).await? else {
+            return Ok(StartAttempt::Raced);
         };
-        let payment = payment_from_row(&row)?;
         tx.commit().await?;
         Ok(StartAttempt::Done(Box::new(PaymentStart::New(payment, r))))
     }
+}
+
+/// Writes the STARTED payment of `r` for `payer`; `None` when a concurrent call inserted
+/// this reservation's payment first.
+///
+/// # Errors
+/// [`ReservationError::AdmissionInUse`] when the admission pays for another seat;
+/// [`ReservationError::IdempotencyKeyReused`] when the key paid another reservation.
+async fn insert_one_started(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    r: &Reservation,
+    payer: &Principal,
+    key: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Option<Payment>, ReservationError> {
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
+                               created_at, updated_at, next_attempt_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'STARTED', $7, $7, $8)
+         RETURNING {PAYMENT_COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(r.reservation_id)
+    .bind(&payer.user_id)
+    .bind(payer.token)
+    .bind(key)
+    .bind(r.price)
+    .bind(now)
+    .bind(now + lease)
+    .fetch_one(&mut **tx)
+    .await;
+    match inserted {
+        Ok(row) => Ok(Some(payment_from_row(&row)?)),
+        Err(e) if violated_constraint(&e).as_deref() == Some("payments_reservation_id_key") => Ok(None),
+        // This admission already pays (or paid) for another seat.
+        Err(e) if violated_constraint(&e).as_deref() == Some("payments_one_purchase_per_token") => {
+            Err(ReservationError::AdmissionInUse)
+        }
+        Err(e) if db::sqlstate(&e).as_deref() == Some(db::UNIQUE_VIOLATION) => {
+            Err(ReservationError::IdempotencyKeyReused)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Decides each request of a batch by the one rule ([`start_step`]) over what was locked
+/// (`locked`: request index → its reservation and whether its token paid): the answers
+/// decided here (`None`: left to the single path), and the indices of the payments to write.
+fn decide_batch(
+    requests: &[PaymentRequest],
+    locked: &HashMap<usize, (Reservation, bool)>,
+) -> (Vec<Option<Result<PaymentStart, ReservationError>>>, Vec<usize>) {
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let mut insert = Vec::new();
+    let mut claimed: HashSet<Uuid> = HashSet::new();
+    for (index, q) in requests.iter().enumerate() {
+        let Some((r, token_paid)) = locked.get(&index) else {
+            outcomes.push(Some(Err(ReservationError::NotFound)));
+            continue;
+        };
+        let payer = Payer { user_id: &q.payer.user_id, concert_id: q.payer.concert_id, token_paid: *token_paid };
+        let decided = match start_step(r, payer, q.now) {
+            StartStep::Refuse(e) => Some(Err(e)),
+            // Existing payments and expired holds to release: the single path answers them
+            // (and writes the release).
+            StartStep::Existing | StartStep::ReleaseAndRefuse(_) => None,
+            // A second request for one reservation in this batch: the single path too.
+            StartStep::Start if !claimed.insert(r.reservation_id) => None,
+            StartStep::Start => {
+                insert.push(index);
+                None
+            }
+        };
+        outcomes.push(decided);
+    }
+    (outcomes, insert)
+}
+
+/// Writes a STARTED payment for each request of `insert` in one statement; the payments
+/// written, by request index (a conflicting row writes nothing).
+async fn insert_started(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    requests: &[PaymentRequest],
+    insert: &[usize],
+    locked: &HashMap<usize, (Reservation, bool)>,
+) -> Result<Vec<(usize, Payment)>, ReservationError> {
+    let payment_ids: Vec<Uuid> = insert.iter().map(|_| Uuid::now_v7()).collect();
+    let rows = sqlx::query(&format!(
+        "INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
+                               created_at, updated_at, next_attempt_at)
+         SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, 'STARTED', at, at, retry_at
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::bigint[],
+                     $7::timestamptz[], $8::timestamptz[])
+              AS i (payment_id, reservation_id, user_id, token, idempotency_key, amount, at, retry_at)
+         ON CONFLICT DO NOTHING
+         RETURNING {PAYMENT_COLUMNS}"
+    ))
+    .bind(&payment_ids)
+    .bind(insert.iter().map(|&i| requests[i].reservation_id).collect::<Vec<_>>())
+    .bind(insert.iter().map(|&i| requests[i].payer.user_id.as_str()).collect::<Vec<_>>())
+    .bind(insert.iter().map(|&i| requests[i].payer.token).collect::<Vec<_>>())
+    .bind(insert.iter().map(|&i| requests[i].key.as_str()).collect::<Vec<_>>())
+    .bind(insert.iter().map(|&i| locked[&i].0.price).collect::<Vec<_>>())
+    .bind(insert.iter().map(|&i| requests[i].now).collect::<Vec<_>>())
+    .bind(insert.iter().map(|&i| requests[i].now + requests[i].lease).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut inserted: HashMap<Uuid, Payment> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let payment = payment_from_row(row)?;
+        inserted.insert(payment.payment_id, payment);
+    }
+    Ok(insert.iter().zip(&payment_ids).filter_map(|(&index, id)| Some((index, inserted.remove(id)?))).collect())
 }

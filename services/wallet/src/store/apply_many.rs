@@ -3,13 +3,33 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use platform::money::Won;
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 
 use super::{Applied, ENTRY_COLUMNS, WalletRepo, entry_from_row};
 use crate::{
     domain::{Decision, EntryKind, LedgerEntry, Mutation},
     error::WalletError,
 };
+
+/// `(user_id, kind, idempotency_key)`: what identifies a ledger entry.
+type EntryKey = (String, EntryKind, String);
+
+/// What the batch's mutations find under their keys, read after their accounts are locked.
+struct Stored {
+    used: HashMap<EntryKey, LedgerEntry>,
+    /// `(user_id, debit_key)` voided by a refund that found nothing.
+    voided: HashSet<(String, String)>,
+}
+
+/// What one mutation of the batch comes to.
+enum Plan {
+    Done(Result<Applied, WalletError>),
+    /// Writes the i-th new entry (`replayed`: a repeat of an earlier item of this batch).
+    New {
+        index: usize,
+        replayed: bool,
+    },
+}
 
 impl WalletRepo {
     /// Applies charges and debits of any users together: one transaction, one commit, and
@@ -30,124 +50,17 @@ impl WalletRepo {
             return Err(WalletError::from(anyhow::anyhow!("refunds are applied one at a time")));
         }
         let mut tx = platform::db::begin_batch(&self.pool).await?;
-        let users: Vec<&str> = ms.iter().map(|m| m.user_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
-        let balances: Vec<(String, i64)> = sqlx::query_as(
-            "INSERT INTO accounts (user_id) SELECT u FROM UNNEST($1::text[]) AS u ORDER BY u
-             ON CONFLICT (user_id) DO UPDATE SET updated_at = now()
-             RETURNING user_id, balance",
-        )
-        .bind(&users)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut balance: HashMap<String, Won> = balances.into_iter().map(|(u, b)| (u, Won::new(b))).collect();
-
-        // Read after the rows are locked (a statement of its own, so a snapshot taken after
-        // every earlier commit of these wallets): the used keys, and the voided debit keys.
-        let rows = sqlx::query(&format!(
-            "SELECT {ENTRY_COLUMNS}, false AS voided FROM ledger_entries
-             WHERE (user_id, kind, idempotency_key) IN (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))
-             UNION ALL
-             SELECT NULL, v.user_id, 'DEBIT', NULL, NULL, v.debit_key, NULL, NULL, true FROM voided_debits v
-             WHERE (v.user_id, v.debit_key) IN
-                   (SELECT u, k FROM UNNEST($1::text[], $2::text[], $3::text[]) AS x (u, kind, k) WHERE kind = 'DEBIT')"
-        ))
-        .bind(ms.iter().map(|m| m.user_id.as_str()).collect::<Vec<_>>())
-        .bind(ms.iter().map(|m| m.kind).collect::<Vec<_>>())
-        .bind(ms.iter().map(|m| m.idempotency_key.as_str()).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut used: HashMap<(String, EntryKind, String), LedgerEntry> = HashMap::with_capacity(rows.len());
-        let mut voided: HashSet<(String, String)> = HashSet::new();
-        for row in &rows {
-            if row.try_get::<bool, _>("voided")? {
-                voided.insert((row.try_get("user_id")?, row.try_get("idempotency_key")?));
-                continue;
-            }
-            let entry = entry_from_row(row)?;
-            used.insert((entry.user_id.clone(), entry.kind, entry.idempotency_key.clone()), entry);
-        }
-
-        // Decide every mutation in order against the running balances.
-        enum Plan {
-            Done(Result<Applied, WalletError>),
-            /// Writes the i-th new entry (`replayed`: a repeat of an earlier item of this batch).
-            New {
-                index: usize,
-                replayed: bool,
-            },
-        }
-        let mut plans = Vec::with_capacity(ms.len());
-        let mut new: Vec<(&Mutation, Won)> = Vec::new();
-        let mut planned: HashMap<(&str, EntryKind, &str), usize> = HashMap::new();
-        for m in ms {
-            let key = (m.user_id.as_str(), m.kind, m.idempotency_key.as_str());
-            let stored = used.get(&(m.user_id.clone(), m.kind, m.idempotency_key.clone()));
-            let is_voided = voided.contains(&(m.user_id.clone(), m.idempotency_key.clone()));
-            // A repeat of a request planned earlier in this batch: the stored entry it will be.
-            if stored.is_none()
-                && !(is_voided && m.kind == EntryKind::Debit)
-                && let Some(&index) = planned.get(&key)
-            {
-                plans.push(if *new[index].0 == *m {
-                    Plan::New { index, replayed: true }
-                } else {
-                    Plan::Done(Err(WalletError::IdempotencyKeyReused))
-                });
-                continue;
-            }
-            let current = balance.get(&m.user_id).copied().unwrap_or(Won::ZERO);
-            match m.decide(stored, is_voided, current, None) {
-                Decision::Write(account) => {
-                    balance.insert(m.user_id.clone(), account.balance);
-                    planned.insert(key, new.len());
-                    plans.push(Plan::New { index: new.len(), replayed: false });
-                    new.push((m, account.balance));
-                }
-                Decision::Replay(entry) => plans.push(Plan::Done(Ok(Applied { entry, replayed: true }))),
-                Decision::Refuse(e) => plans.push(Plan::Done(Err(e))),
-                // Refunds are refused above, before the transaction.
-                Decision::VoidAndRefuse => plans.push(Plan::Done(Err(WalletError::DebitNotFound))),
-            }
-        }
-
-        let mut written: HashMap<(String, EntryKind, String), LedgerEntry> = HashMap::with_capacity(new.len());
-        if new.is_empty() {
+        let mut balance = lock_accounts(&mut tx, ms).await?;
+        let stored = read_keys(&mut tx, ms).await?;
+        let (plans, new) = plan(ms, &stored, &mut balance);
+        let written = if new.is_empty() {
             tx.rollback().await?;
+            HashMap::new()
         } else {
-            let changed: Vec<(&str, i64)> = {
-                let users: BTreeSet<&str> = new.iter().map(|(m, _)| m.user_id.as_str()).collect();
-                users.into_iter().map(|u| (u, balance.get(u).map_or(0, |b| b.get()))).collect()
-            };
-            let (changed_users, changed_balances): (Vec<&str>, Vec<i64>) = changed.into_iter().unzip();
-            let rows = sqlx::query(&format!(
-                "WITH balances AS (
-                     UPDATE accounts a SET balance = b.balance, updated_at = now()
-                     FROM UNNEST($7::text[], $8::bigint[]) AS b (user_id, balance)
-                     WHERE a.user_id = b.user_id
-                 )
-                 INSERT INTO ledger_entries (user_id, kind, amount, balance_after, idempotency_key, debit_key)
-                 SELECT user_id, kind, amount, balance_after, idempotency_key, debit_key
-                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])
-                      WITH ORDINALITY AS n (user_id, kind, amount, balance_after, idempotency_key, debit_key, ord)
-                 ORDER BY ord
-                 RETURNING {ENTRY_COLUMNS}"
-            ))
-            .bind(new.iter().map(|(m, _)| m.user_id.as_str()).collect::<Vec<_>>())
-            .bind(new.iter().map(|(m, _)| m.kind).collect::<Vec<_>>())
-            .bind(new.iter().map(|(m, _)| m.amount).collect::<Vec<_>>())
-            .bind(new.iter().map(|(_, after)| *after).collect::<Vec<_>>())
-            .bind(new.iter().map(|(m, _)| m.idempotency_key.as_str()).collect::<Vec<_>>())
-            .bind(new.iter().map(|(m, _)| m.debit_key.as_deref()).collect::<Vec<_>>())
-            .bind(&changed_users)
-            .bind(&changed_balances)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in &rows {
-                let entry = entry_from_row(row)?;
-                written.insert((entry.user_id.clone(), entry.kind, entry.idempotency_key.clone()), entry);
-            }
+            let written = write(&mut tx, &new, &balance).await?;
             tx.commit().await?;
-        }
+            written
+        };
         plans
             .into_iter()
             .map(|plan| match plan {
@@ -163,4 +76,134 @@ impl WalletRepo {
             })
             .collect()
     }
+}
+
+/// Creates the batch's accounts on first use and locks them in `user_id` order; their
+/// balances.
+async fn lock_accounts(
+    tx: &mut Transaction<'_, Postgres>,
+    ms: &[Mutation],
+) -> Result<HashMap<String, Won>, WalletError> {
+    let users: Vec<&str> = ms.iter().map(|m| m.user_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+    let balances: Vec<(String, i64)> = sqlx::query_as(
+        "INSERT INTO accounts (user_id) SELECT u FROM UNNEST($1::text[]) AS u ORDER BY u
+         ON CONFLICT (user_id) DO UPDATE SET updated_at = now()
+         RETURNING user_id, balance",
+    )
+    .bind(&users)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(balances.into_iter().map(|(u, b)| (u, Won::new(b))).collect())
+}
+
+/// The entries stored under the batch's keys and its voided debit keys, read after the
+/// accounts are locked (a statement of its own, so a snapshot taken after every earlier
+/// commit of these wallets).
+async fn read_keys(tx: &mut Transaction<'_, Postgres>, ms: &[Mutation]) -> Result<Stored, WalletError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {ENTRY_COLUMNS}, false AS voided FROM ledger_entries
+         WHERE (user_id, kind, idempotency_key) IN (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))
+         UNION ALL
+         SELECT NULL, v.user_id, 'DEBIT', NULL, NULL, v.debit_key, NULL, NULL, true FROM voided_debits v
+         WHERE (v.user_id, v.debit_key) IN
+               (SELECT u, k FROM UNNEST($1::text[], $2::text[], $3::text[]) AS x (u, kind, k) WHERE kind = 'DEBIT')"
+    ))
+    .bind(ms.iter().map(|m| m.user_id.as_str()).collect::<Vec<_>>())
+    .bind(ms.iter().map(|m| m.kind).collect::<Vec<_>>())
+    .bind(ms.iter().map(|m| m.idempotency_key.as_str()).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut stored = Stored { used: HashMap::with_capacity(rows.len()), voided: HashSet::new() };
+    for row in &rows {
+        if row.try_get::<bool, _>("voided")? {
+            stored.voided.insert((row.try_get("user_id")?, row.try_get("idempotency_key")?));
+            continue;
+        }
+        let entry = entry_from_row(row)?;
+        stored.used.insert((entry.user_id.clone(), entry.kind, entry.idempotency_key.clone()), entry);
+    }
+    Ok(stored)
+}
+
+/// Decides every mutation in order against the running balances (the domain's rule,
+/// `Mutation::decide`); the plan of each, and the new entries with their balance after.
+fn plan<'m>(
+    ms: &'m [Mutation],
+    stored: &Stored,
+    balance: &mut HashMap<String, Won>,
+) -> (Vec<Plan>, Vec<(&'m Mutation, Won)>) {
+    let mut plans = Vec::with_capacity(ms.len());
+    let mut new: Vec<(&Mutation, Won)> = Vec::new();
+    let mut planned: HashMap<(&str, EntryKind, &str), usize> = HashMap::new();
+    for m in ms {
+        let key = (m.user_id.as_str(), m.kind, m.idempotency_key.as_str());
+        let found = stored.used.get(&(m.user_id.clone(), m.kind, m.idempotency_key.clone()));
+        let is_voided = stored.voided.contains(&(m.user_id.clone(), m.idempotency_key.clone()));
+        // A repeat of a request planned earlier in this batch: the stored entry it will be.
+        if found.is_none()
+            && !(is_voided && m.kind == EntryKind::Debit)
+            && let Some(&index) = planned.get(&key)
+        {
+            plans.push(if *new[index].0 == *m {
+                Plan::New { index, replayed: true }
+            } else {
+                Plan::Done(Err(WalletError::IdempotencyKeyReused))
+            });
+            continue;
+        }
+        let current = balance.get(&m.user_id).copied().unwrap_or(Won::ZERO);
+        match m.decide(found, is_voided, current, None) {
+            Decision::Write(account) => {
+                balance.insert(m.user_id.clone(), account.balance);
+                planned.insert(key, new.len());
+                plans.push(Plan::New { index: new.len(), replayed: false });
+                new.push((m, account.balance));
+            }
+            Decision::Replay(entry) => plans.push(Plan::Done(Ok(Applied { entry, replayed: true }))),
+            Decision::Refuse(e) => plans.push(Plan::Done(Err(e))),
+            // Refunds are refused before the transaction.
+            Decision::VoidAndRefuse => plans.push(Plan::Done(Err(WalletError::DebitNotFound))),
+        }
+    }
+    (plans, new)
+}
+
+/// Writes the new balances and appends the new entries in one statement; the entries by key.
+async fn write(
+    tx: &mut Transaction<'_, Postgres>,
+    new: &[(&Mutation, Won)],
+    balance: &HashMap<String, Won>,
+) -> Result<HashMap<EntryKey, LedgerEntry>, WalletError> {
+    let users: BTreeSet<&str> = new.iter().map(|(m, _)| m.user_id.as_str()).collect();
+    let (changed_users, changed_balances): (Vec<&str>, Vec<i64>) =
+        users.into_iter().map(|u| (u, balance.get(u).map_or(0, |b| b.get()))).unzip();
+    let rows = sqlx::query(&format!(
+        "WITH balances AS (
+             UPDATE accounts a SET balance = b.balance, updated_at = now()
+             FROM UNNEST($7::text[], $8::bigint[]) AS b (user_id, balance)
+             WHERE a.user_id = b.user_id
+         )
+         INSERT INTO ledger_entries (user_id, kind, amount, balance_after, idempotency_key, debit_key)
+         SELECT user_id, kind, amount, balance_after, idempotency_key, debit_key
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])
+              WITH ORDINALITY AS n (user_id, kind, amount, balance_after, idempotency_key, debit_key, ord)
+         ORDER BY ord
+         RETURNING {ENTRY_COLUMNS}"
+    ))
+    .bind(new.iter().map(|(m, _)| m.user_id.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|(m, _)| m.kind).collect::<Vec<_>>())
+    .bind(new.iter().map(|(m, _)| m.amount).collect::<Vec<_>>())
+    .bind(new.iter().map(|(_, after)| *after).collect::<Vec<_>>())
+    .bind(new.iter().map(|(m, _)| m.idempotency_key.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|(m, _)| m.debit_key.as_deref()).collect::<Vec<_>>())
+    .bind(&changed_users)
+    .bind(&changed_balances)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut written = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let entry = entry_from_row(row)?;
+        written.insert((entry.user_id.clone(), entry.kind, entry.idempotency_key.clone()), entry);
+    }
+    Ok(written)
 }
