@@ -24,35 +24,7 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
     // Seat counts are protected, so each candidate's waiting room is joined to look.
     let mut candidates: Vec<_> = concerts.iter().filter(|c| c.sale_opens_at.is_none()).collect();
     candidates.sort_by_key(|c| c.title.starts_with("bench "));
-    let signed_in = clients.sign_in(&user)?;
-    let mut chosen = None;
-    for concert in candidates {
-        let joined = clients
-            .queue()
-            .issue_token(
-                signed_in
-                    .request(IssueTokenRequest { user_id: String::new(), concert_id: concert.concert_id.clone() })?,
-            )
-            .await?
-            .into_inner()
-            .status
-            .ok_or_else(|| anyhow::anyhow!("no status"))?;
-        let session = clients.active_token(&user, &concert.concert_id, Duration::from_secs(60)).await?;
-        let dates = clients
-            .catalog()
-            .list_available_dates(
-                session.request(ListAvailableDatesRequest { concert_id: concert.concert_id.clone() })?,
-            )
-            .await?
-            .into_inner()
-            .schedules;
-        if dates.iter().any(|d| d.available_seats > 0) {
-            chosen = Some((concert, joined, session, dates));
-            break;
-        }
-        clients.queue().leave_queue(session.request(LeaveQueueRequest { token: session.token.clone() })?).await?;
-    }
-    let (concert, joined, session, dates) = chosen.ok_or_else(|| anyhow::anyhow!("every concert is sold out"))?;
+    let (concert, joined, session, dates) = choose_concert(clients, &user, candidates).await?;
     step(
         1,
         format!(
@@ -83,45 +55,7 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
     step(4, format!("available dates: {}{more}", summary.join(", ")));
     let date = dates.iter().find(|d| d.available_seats > 0).ok_or_else(|| anyhow::anyhow!("sold out"))?;
 
-    let seats = clients
-        .catalog()
-        .list_seats(session.request(ListSeatsRequest { schedule_id: date.schedule_id.clone() })?)
-        .await?
-        .into_inner()
-        .seats;
-    let free: Vec<_> = seats.iter().filter(|s| s.status == SeatStatus::Available as i32).collect();
-    let seat = free.first().ok_or_else(|| anyhow::anyhow!("no free seat"))?;
-    step(
-        5,
-        format!(
-            "{} seats, {} available; choosing seat {} ({}, {} won)",
-            seats.len(),
-            free.len(),
-            seat.seat_number,
-            seat.grade,
-            seat.price
-        ),
-    );
-
-    let held = clients
-        .reservation()
-        .hold_seat(
-            session
-                .request(HoldSeatRequest { schedule_id: date.schedule_id.clone(), seat_number: seat.seat_number })?,
-        )
-        .await?
-        .into_inner()
-        .reservation
-        .ok_or_else(|| anyhow::anyhow!("no reservation"))?;
-    step(
-        6,
-        format!(
-            "seat {} HELD: reservation {} until {}",
-            held.seat_number,
-            held.reservation_id,
-            ts(held.expires_at.as_ref())
-        ),
-    );
+    let held = hold_a_seat(clients, &session, &date.schedule_id, step).await?;
 
     let charged = clients
         .wallet()
@@ -151,23 +85,137 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
         ),
     );
 
+    let (shown, refused) = after_the_sale(clients, &user, &concert.concert_id, &session, &held).await?;
+    step(
+        9,
+        format!(
+            "another user now sees seat {} as {shown}; HoldSeat with the paid token is {refused}",
+            held.seat_number
+        ),
+    );
+    Ok(())
+}
+
+type Session = concertctl::clients::Session;
+
+/// The first candidate concert with a free seat: joins each one's waiting room to look (seat
+/// counts are protected), leaving the ones that are sold out. The concert, the join's status,
+/// the admitted session and its dates.
+async fn choose_concert<'c>(
+    clients: &Clients,
+    user: &str,
+    candidates: Vec<&'c concert_proto::concert::catalog::v1::Concert>,
+) -> anyhow::Result<(
+    &'c concert_proto::concert::catalog::v1::Concert,
+    concert_proto::concert::queue::v1::QueueStatus,
+    Session,
+    Vec<concert_proto::concert::catalog::v1::Schedule>,
+)> {
+    let signed_in = clients.sign_in(user)?;
+    let mut chosen = None;
+    for concert in candidates {
+        let joined = clients
+            .queue()
+            .issue_token(
+                signed_in
+                    .request(IssueTokenRequest { user_id: String::new(), concert_id: concert.concert_id.clone() })?,
+            )
+            .await?
+            .into_inner()
+            .status
+            .ok_or_else(|| anyhow::anyhow!("no status"))?;
+        let session = clients.active_token(user, &concert.concert_id, Duration::from_secs(60)).await?;
+        let dates = clients
+            .catalog()
+            .list_available_dates(
+                session.request(ListAvailableDatesRequest { concert_id: concert.concert_id.clone() })?,
+            )
+            .await?
+            .into_inner()
+            .schedules;
+        if dates.iter().any(|d| d.available_seats > 0) {
+            chosen = Some((concert, joined, session, dates));
+            break;
+        }
+        clients.queue().leave_queue(session.request(LeaveQueueRequest { token: session.token.clone() })?).await?;
+    }
+    chosen.ok_or_else(|| anyhow::anyhow!("every concert is sold out"))
+}
+
+/// Steps 5 and 6: the date's seat map, and a hold on its first free seat.
+async fn hold_a_seat(
+    clients: &Clients,
+    session: &Session,
+    schedule_id: &str,
+    step: impl Fn(u32, String),
+) -> anyhow::Result<concert_proto::concert::reservation::v1::Reservation> {
+    let seats = clients
+        .catalog()
+        .list_seats(session.request(ListSeatsRequest { schedule_id: schedule_id.to_owned() })?)
+        .await?
+        .into_inner()
+        .seats;
+    let free: Vec<_> = seats.iter().filter(|s| s.status == SeatStatus::Available as i32).collect();
+    let seat = free.first().ok_or_else(|| anyhow::anyhow!("no free seat"))?;
+    step(
+        5,
+        format!(
+            "{} seats, {} available; choosing seat {} ({}, {} won)",
+            seats.len(),
+            free.len(),
+            seat.seat_number,
+            seat.grade,
+            seat.price
+        ),
+    );
+
+    let held = clients
+        .reservation()
+        .hold_seat(
+            session.request(HoldSeatRequest { schedule_id: schedule_id.to_owned(), seat_number: seat.seat_number })?,
+        )
+        .await?
+        .into_inner()
+        .reservation
+        .ok_or_else(|| anyhow::anyhow!("no reservation"))?;
+    step(
+        6,
+        format!(
+            "seat {} HELD: reservation {} until {}",
+            held.seat_number,
+            held.reservation_id,
+            ts(held.expires_at.as_ref())
+        ),
+    );
+
+    Ok(held)
+}
+
+/// After the sale: how another user sees the seat, and what HoldSeat answers the paid token.
+async fn after_the_sale(
+    clients: &Clients,
+    user: &str,
+    concert_id: &str,
+    session: &Session,
+    held: &concert_proto::concert::reservation::v1::Reservation,
+) -> anyhow::Result<(&'static str, String)> {
     let refused = clients
         .reservation()
         .hold_seat(
             session
-                .request(HoldSeatRequest { schedule_id: date.schedule_id.clone(), seat_number: seat.seat_number })?,
+                .request(HoldSeatRequest { schedule_id: held.schedule_id.clone(), seat_number: held.seat_number })?,
         )
         .await
         .err()
         .map_or_else(|| "still accepted (unexpected)".to_owned(), |e| format!("refused with {:?}", e.code()));
-    let viewer = clients.active_token(&format!("{user}-viewer"), &concert.concert_id, Duration::from_secs(60)).await?;
+    let viewer = clients.active_token(&format!("{user}-viewer"), concert_id, Duration::from_secs(60)).await?;
     // Seat maps may lag by SEAT_STATUS_CACHE_MS (100 ms by default): look as a browser's
     // next poll would, for at most a second.
     let mut shown = "?";
     for _ in 0..20 {
         let now = clients
             .catalog()
-            .list_seats(viewer.request(ListSeatsRequest { schedule_id: date.schedule_id.clone() })?)
+            .list_seats(viewer.request(ListSeatsRequest { schedule_id: held.schedule_id.clone() })?)
             .await?
             .into_inner()
             .seats;
@@ -181,12 +229,5 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    step(
-        9,
-        format!(
-            "another user now sees seat {} as {shown}; HoldSeat with the paid token is {refused}",
-            held.seat_number
-        ),
-    );
-    Ok(())
+    Ok((shown, refused))
 }

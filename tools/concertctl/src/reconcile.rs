@@ -184,53 +184,15 @@ pub fn reconcile(books: &WalletBooks, payments: &[PaymentRecord]) -> Report {
         if p.needs_attention {
             report.needs_attention.push(format!("payment {id} ({state:?}, {} attempts)", p.attempts));
         }
-        match state {
-            SagaState::Confirmed | SagaState::Completed => {
-                report.paid += 1;
-                paid_reservations.insert(p.reservation_id.as_str());
-                *paid_by_user.entry(p.user_id.as_str()).or_default() += p.amount;
-                match debit {
-                    None => v.push(format!("payment {id} is {state:?} but the wallet has no debit for it")),
-                    Some(d) if d.amount != p.amount => {
-                        v.push(format!("payment {id} costs {} won but its debit took {} won", p.amount, d.amount));
-                    }
-                    Some(d) if d.refunded != 0 => {
-                        v.push(format!("payment {id} is {state:?} but {} won of its debit were refunded", d.refunded));
-                    }
-                    Some(_) => {}
-                }
-                if reservation != ReservationStatus::Confirmed {
-                    v.push(format!("payment {id} is {state:?} but its reservation is {reservation:?}"));
-                }
-            }
-            SagaState::Compensated => match debit {
-                None => v.push(format!("payment {id} is COMPENSATED but the wallet has no debit for it")),
-                Some(d) if d.refunded != d.amount => v.push(format!(
-                    "payment {id} is COMPENSATED but {} of its {} won were refunded",
-                    d.refunded, d.amount
-                )),
-                Some(_) => {}
-            },
-            SagaState::Failed => {
-                if let Some(d) = debit.filter(|d| d.refunded != d.amount) {
-                    v.push(format!(
-                        "payment {id} is FAILED but its debit of {} won was taken ({} refunded)",
-                        d.amount, d.refunded
-                    ));
-                }
-                if debit.is_none() && !voided.contains(&key) {
-                    v.push(format!(
-                        "payment {id} is FAILED but its debit key is not voided: a late debit could take money"
-                    ));
-                }
-            }
-            SagaState::Started | SagaState::Compensating => {
-                if !p.needs_attention {
-                    report.unsettled.push(format!("payment {id} ({state:?})"));
-                }
-            }
-            SagaState::Unspecified => v.push(format!("payment {id} has an unknown state {}", p.state)),
+        if matches!(state, SagaState::Confirmed | SagaState::Completed) {
+            report.paid += 1;
+            paid_reservations.insert(p.reservation_id.as_str());
+            *paid_by_user.entry(p.user_id.as_str()).or_default() += p.amount;
         }
+        if matches!(state, SagaState::Started | SagaState::Compensating) && !p.needs_attention {
+            report.unsettled.push(format!("payment {id} ({state:?})"));
+        }
+        v.extend(payment_violations(p, state, reservation, debit.copied(), voided.contains(&key)));
         if reservation == ReservationStatus::Confirmed {
             sold.entry((p.schedule_id.as_str(), p.seat_number)).or_default().push(p.reservation_id.as_str());
         }
@@ -258,7 +220,76 @@ pub fn reconcile(books: &WalletBooks, payments: &[PaymentRecord]) -> Report {
         }
     }
 
-    // Per user: the wallet's own books, and the saga's net take against what was bought.
+    v.extend(wallet_violations(books, payments, &paid_by_user, &mut report));
+    v.sort();
+    report.violations = v;
+    report
+}
+
+/// What is wrong with one payment saga, given its state, its reservation's status, its debit
+/// at the wallet (if any) and whether its debit key was voided.
+fn payment_violations(
+    p: &PaymentRecord,
+    state: SagaState,
+    reservation: ReservationStatus,
+    debit: Option<&DebitRecord>,
+    voided: bool,
+) -> Vec<String> {
+    let id = &p.payment_id;
+    let mut v = Vec::new();
+    match state {
+        SagaState::Confirmed | SagaState::Completed => {
+            match debit {
+                None => v.push(format!("payment {id} is {state:?} but the wallet has no debit for it")),
+                Some(d) if d.amount != p.amount => {
+                    v.push(format!("payment {id} costs {} won but its debit took {} won", p.amount, d.amount));
+                }
+                Some(d) if d.refunded != 0 => {
+                    v.push(format!("payment {id} is {state:?} but {} won of its debit were refunded", d.refunded));
+                }
+                Some(_) => {}
+            }
+            if reservation != ReservationStatus::Confirmed {
+                v.push(format!("payment {id} is {state:?} but its reservation is {reservation:?}"));
+            }
+        }
+        SagaState::Compensated => match debit {
+            None => v.push(format!("payment {id} is COMPENSATED but the wallet has no debit for it")),
+            Some(d) if d.refunded != d.amount => {
+                v.push(format!("payment {id} is COMPENSATED but {} of its {} won were refunded", d.refunded, d.amount));
+            }
+            Some(_) => {}
+        },
+        SagaState::Failed => {
+            if let Some(d) = debit.filter(|d| d.refunded != d.amount) {
+                v.push(format!(
+                    "payment {id} is FAILED but its debit of {} won was taken ({} refunded)",
+                    d.amount, d.refunded
+                ));
+            }
+            if debit.is_none() && !voided {
+                v.push(format!(
+                    "payment {id} is FAILED but its debit key is not voided: a late debit could take money"
+                ));
+            }
+        }
+        // Under way: not judged (listed as unsettled or needing a person).
+        SagaState::Started | SagaState::Compensating => {}
+        SagaState::Unspecified => v.push(format!("payment {id} has an unknown state {}", p.state)),
+    }
+    v
+}
+
+/// Per wallet, its own books (balance = charges − debits + refunds); per user, the saga's net
+/// take against what the seats bought cost (users with a payment under way are not judged).
+/// Adds the wallets' totals to `report`.
+fn wallet_violations(
+    books: &WalletBooks,
+    payments: &[PaymentRecord],
+    paid_by_user: &HashMap<&str, i64>,
+    report: &mut Report,
+) -> Vec<String> {
+    let mut v = Vec::new();
     let mut net_taken: HashMap<&str, i64> = HashMap::new();
     for d in &books.debits {
         *net_taken.entry(d.user_id.as_str()).or_default() += d.amount - d.refunded;
@@ -294,9 +325,7 @@ pub fn reconcile(books: &WalletBooks, payments: &[PaymentRecord]) -> Report {
             ));
         }
     }
-    v.sort();
-    report.violations = v;
-    report
+    v
 }
 
 #[cfg(test)]
