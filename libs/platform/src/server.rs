@@ -162,6 +162,32 @@ fn add_reflection(builder: &mut RoutesBuilder, names: &[&'static str]) -> anyhow
     Ok(())
 }
 
+/// The layers a port's access needs: whether browsers call it (grpc-web, CORS), the
+/// per-method rate gate, the access-token check and the wait for unknown signing keys.
+struct AccessLayers {
+    browsers: bool,
+    gate: Option<RateGateLayer>,
+    identity: Option<RequireIdentityLayer>,
+    await_keys: Option<AwaitKeysLayer>,
+}
+
+fn access_layers(access: Access, names: &[&'static str]) -> AccessLayers {
+    let gate = match &access {
+        Access::Public { rate_limits, .. } if !rate_limits.is_empty() => Some(RateGateLayer::new(rate_limits)),
+        _ => None,
+    };
+    let (browsers, identity, await_keys) = match access {
+        Access::Public { auth: Authentication::Jwt(verifier), anonymous, .. } => (
+            true,
+            Some(RequireIdentityLayer::new(verifier.clone(), &EXEMPT_PREFIXES, &anonymous).routing_only(names)),
+            Some(AwaitKeysLayer::new(verifier)),
+        ),
+        Access::Public { auth: Authentication::Disabled, .. } => (true, None, None),
+        Access::Internal => (false, None, None),
+    };
+    AccessLayers { browsers, gate, identity, await_keys }
+}
+
 async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> anyhow::Result<()> {
     let Port { listener, routes, names, access } = port;
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -175,19 +201,7 @@ async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> any
     builder.add_service(health_service);
 
     let addr = listener.local_addr()?;
-    let gate = match &access {
-        Access::Public { rate_limits, .. } if !rate_limits.is_empty() => Some(RateGateLayer::new(rate_limits)),
-        _ => None,
-    };
-    let (browsers, identity, await_keys) = match access {
-        Access::Public { auth: Authentication::Jwt(verifier), anonymous, .. } => (
-            true,
-            Some(RequireIdentityLayer::new(verifier.clone(), &EXEMPT_PREFIXES, &anonymous).routing_only(&names)),
-            Some(AwaitKeysLayer::new(verifier)),
-        ),
-        Access::Public { auth: Authentication::Disabled, .. } => (true, None, None),
-        Access::Internal => (false, None, None),
-    };
+    let AccessLayers { browsers, gate, identity, await_keys } = access_layers(access, &names);
     tracing::info!(
         %addr,
         port = if browsers { "public" } else { "internal" },

@@ -57,33 +57,7 @@ pub async fn run(clients: &Clients) -> anyhow::Result<()> {
 
     let held = hold_a_seat(clients, &session, &date.schedule_id, step).await?;
 
-    let charged = clients
-        .wallet()
-        .charge(session.request(ChargeRequest {
-            user_id: String::new(),
-            amount: 200_000,
-            idempotency_key: format!("{user}-topup"),
-        })?)
-        .await?
-        .into_inner();
-    step(7, format!("charged 200000 won: balance {} won", charged.balance));
-
-    let paid = clients
-        .reservation()
-        .pay_reservation(session.request(PayReservationRequest {
-            reservation_id: held.reservation_id.clone(),
-            idempotency_key: String::new(),
-        })?)
-        .await?
-        .into_inner();
-    let payment = paid.payment.ok_or_else(|| anyhow::anyhow!("no payment"))?;
-    step(
-        8,
-        format!(
-            "paid {} won (payment {}): reservation CONFIRMED, balance now {} won",
-            payment.amount, payment.payment_id, paid.balance_after
-        ),
-    );
+    charge_and_pay(clients, &user, &session, &held, step).await?;
 
     let (shown, refused) = after_the_sale(clients, &user, &concert.concert_id, &session, &held).await?;
     step(
@@ -230,4 +204,43 @@ async fn after_the_sale(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok((shown, refused))
+}
+
+/// Steps 7 and 8: a top-up, and the payment for `held`.
+async fn charge_and_pay(
+    clients: &Clients,
+    user: &str,
+    session: &Session,
+    held: &concert_proto::concert::reservation::v1::Reservation,
+    step: impl Fn(u32, String),
+) -> anyhow::Result<()> {
+    let charged = clients
+        .wallet()
+        .charge(session.request(ChargeRequest {
+            user_id: String::new(),
+            amount: 200_000,
+            idempotency_key: format!("{user}-topup"),
+        })?)
+        .await?
+        .into_inner();
+    step(7, format!("charged 200000 won: balance {} won", charged.balance));
+
+    let paid = clients
+        .reservation()
+        .pay_reservation(session.request(PayReservationRequest {
+            reservation_id: held.reservation_id.clone(),
+            idempotency_key: String::new(),
+        })?)
+        .await?
+        .into_inner();
+    let payment = paid.payment.ok_or_else(|| anyhow::anyhow!("no payment"))?;
+    step(
+        8,
+        format!(
+            "paid {} won (payment {}): reservation CONFIRMED, balance now {} won",
+            payment.amount, payment.payment_id, paid.balance_after
+        ),
+    );
+
+    Ok(())
 }
