@@ -1,10 +1,10 @@
 //! One charge, debit or refund, applied exactly once per `(user, kind, key)`.
 use platform::money::Won;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 
-use super::{Applied, ENTRY_COLUMNS, WalletRepo, entry_from_row};
+use super::{Applied, WalletRepo};
 use crate::{
-    domain::{Decision, LedgerEntry, Mutation, Refundable},
+    domain::{Decision, EntryKind, LedgerEntry, Mutation, Refundable},
     error::WalletError,
 };
 
@@ -33,12 +33,12 @@ impl WalletRepo {
         let mut tx = self.pool.begin().await?;
         // Creates the account on first use and locks its row until commit: every mutation
         // of this wallet waits here, so what is read below holds until commit.
-        let balance: i64 = sqlx::query_scalar(
+        let balance = sqlx::query_scalar!(
             "INSERT INTO accounts (user_id) VALUES ($1)
              ON CONFLICT (user_id) DO UPDATE SET updated_at = now()
              RETURNING balance",
+            m.user_id
         )
-        .bind(&m.user_id)
         .fetch_one(&mut *tx)
         .await?;
         // The key is looked up in a statement of its own, AFTER the lock: a statement sees
@@ -58,11 +58,13 @@ impl WalletRepo {
             }
             Decision::VoidAndRefuse => {
                 // Under this same account lock, so a debit arriving later sees the void.
-                sqlx::query("INSERT INTO voided_debits (user_id, debit_key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(&m.user_id)
-                    .bind(m.debit_key.as_deref().unwrap_or_default())
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query!(
+                    "INSERT INTO voided_debits (user_id, debit_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    m.user_id,
+                    m.debit_key.as_deref().unwrap_or_default()
+                )
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 return Err(WalletError::DebitNotFound);
             }
@@ -72,20 +74,22 @@ impl WalletRepo {
             }
         };
         // The new balance and its ledger entry in one statement (one round trip).
-        let row = sqlx::query(&format!(
-            "WITH account AS (UPDATE accounts SET balance = $4, updated_at = now() WHERE user_id = $1)
-             INSERT INTO ledger_entries (user_id, kind, amount, balance_after, idempotency_key, debit_key)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENTRY_COLUMNS}"
-        ))
-        .bind(&m.user_id)
-        .bind(m.kind)
-        .bind(m.amount)
-        .bind(account.balance)
-        .bind(&m.idempotency_key)
-        .bind(&m.debit_key)
+        let entry = sqlx::query_as!(
+            LedgerEntry,
+            r#"WITH account AS (UPDATE accounts SET balance = $4, updated_at = now() WHERE user_id = $1)
+               INSERT INTO ledger_entries (user_id, kind, amount, balance_after, idempotency_key, debit_key)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               RETURNING entry_id, user_id, kind AS "kind: EntryKind", amount AS "amount: Won",
+                         balance_after AS "balance_after: Won", idempotency_key, debit_key, created_at"#,
+            m.user_id,
+            m.kind.as_str(),
+            m.amount.get(),
+            account.balance.get(),
+            m.idempotency_key,
+            m.debit_key
+        )
         .fetch_one(&mut *tx)
         .await?;
-        let entry = entry_from_row(&row)?;
         tx.commit().await?;
         Ok(Applied { entry, replayed: false })
     }
@@ -102,21 +106,35 @@ async fn find_key(
     tx: &mut Transaction<'_, Postgres>,
     m: &Mutation,
 ) -> Result<(Option<LedgerEntry>, bool), WalletError> {
-    let row = sqlx::query(&format!(
-        "SELECT {ENTRY_COLUMNS},
-                $2 = 'DEBIT' AND EXISTS (SELECT 1 FROM voided_debits v WHERE v.user_id = $1 AND v.debit_key = $3)
-                    AS voided
-         FROM (SELECT 1) AS one
-         LEFT JOIN ledger_entries e ON e.user_id = $1 AND e.kind = $2 AND e.idempotency_key = $3"
-    ))
-    .bind(&m.user_id)
-    .bind(m.kind)
-    .bind(&m.idempotency_key)
+    let row = sqlx::query!(
+        r#"SELECT e.entry_id AS "entry_id?", e.user_id AS "user_id?", e.kind AS "kind?: EntryKind",
+                  e.amount AS "amount?: Won", e.balance_after AS "balance_after?: Won",
+                  e.idempotency_key AS "idempotency_key?", e.debit_key, e.created_at AS "created_at?",
+                  ($2 = 'DEBIT' AND EXISTS (SELECT 1 FROM voided_debits v WHERE v.user_id = $1 AND v.debit_key = $3))
+                      AS "voided!"
+           FROM (SELECT 1) AS one
+           LEFT JOIN ledger_entries e ON e.user_id = $1 AND e.kind = $2 AND e.idempotency_key = $3"#,
+        m.user_id,
+        m.kind.as_str(),
+        m.idempotency_key
+    )
     .fetch_one(&mut **tx)
     .await?;
-    let voided: bool = row.try_get("voided")?;
-    let found: Option<i64> = row.try_get("entry_id")?;
-    let entry = if found.is_some() { Some(entry_from_row(&row)?) } else { None };
+    // The LEFT JOIN's columns are all set or all NULL (no entry under the key).
+    let entry = match (row.entry_id, row.user_id, row.kind, row.amount, row.balance_after) {
+        (Some(entry_id), Some(user_id), Some(kind), Some(amount), Some(balance_after)) => Some(LedgerEntry {
+            entry_id,
+            user_id,
+            kind,
+            amount,
+            balance_after,
+            idempotency_key: row.idempotency_key.unwrap_or_default(),
+            debit_key: row.debit_key,
+            created_at: row.created_at.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    let voided = row.voided;
     Ok((entry, voided))
 }
 
@@ -127,14 +145,16 @@ async fn refundable(
     user_id: &str,
     debit_key: &str,
 ) -> Result<Refundable, WalletError> {
-    let (debited, refunded): (Option<i64>, i64) = sqlx::query_as(
-        "SELECT (SELECT amount FROM ledger_entries WHERE user_id = $1 AND idempotency_key = $2 AND kind = 'DEBIT'),
-                (SELECT COALESCE(SUM(amount), 0)::BIGINT FROM ledger_entries
-                 WHERE user_id = $1 AND kind = 'REFUND' AND debit_key = $2)",
+    let row = sqlx::query!(
+        r#"SELECT (SELECT amount FROM ledger_entries WHERE user_id = $1 AND idempotency_key = $2 AND kind = 'DEBIT')
+                      AS "debited?",
+                  (SELECT COALESCE(SUM(amount), 0)::BIGINT FROM ledger_entries
+                   WHERE user_id = $1 AND kind = 'REFUND' AND debit_key = $2) AS "refunded!""#,
+        user_id,
+        debit_key
     )
-    .bind(user_id)
-    .bind(debit_key)
     .fetch_one(&mut **tx)
     .await?;
+    let (debited, refunded) = (row.debited, row.refunded);
     Ok(Refundable { debited: debited.map(Won::new), refunded: Won::new(refunded) })
 }

@@ -3,9 +3,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use platform::money::Won;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 
-use super::{Applied, ENTRY_COLUMNS, WalletRepo, entry_from_row};
+use super::{Applied, WalletRepo};
 use crate::{
     domain::{Decision, EntryKind, LedgerEntry, Mutation},
     error::WalletError,
@@ -85,41 +85,60 @@ async fn lock_accounts(
     ms: &[Mutation],
 ) -> Result<HashMap<String, Won>, WalletError> {
     let users: Vec<&str> = ms.iter().map(|m| m.user_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
-    let balances: Vec<(String, i64)> = sqlx::query_as(
-        "INSERT INTO accounts (user_id) SELECT u FROM UNNEST($1::text[]) AS u ORDER BY u
-         ON CONFLICT (user_id) DO UPDATE SET updated_at = now()
-         RETURNING user_id, balance",
+    let balances = sqlx::query!(
+        r#"INSERT INTO accounts (user_id) SELECT u FROM UNNEST($1::text[]) AS u ORDER BY u
+           ON CONFLICT (user_id) DO UPDATE SET updated_at = now()
+           RETURNING user_id, balance"#,
+        &users as &[&str]
     )
-    .bind(&users)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(balances.into_iter().map(|(u, b)| (u, Won::new(b))).collect())
+    Ok(balances.into_iter().map(|r| (r.user_id, Won::new(r.balance))).collect())
 }
 
 /// The entries stored under the batch's keys and its voided debit keys, read after the
 /// accounts are locked (a statement of its own, so a snapshot taken after every earlier
 /// commit of these wallets).
 async fn read_keys(tx: &mut Transaction<'_, Postgres>, ms: &[Mutation]) -> Result<Stored, WalletError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {ENTRY_COLUMNS}, false AS voided FROM ledger_entries
-         WHERE (user_id, kind, idempotency_key) IN (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))
-         UNION ALL
-         SELECT NULL, v.user_id, 'DEBIT', NULL, NULL, v.debit_key, NULL, NULL, true FROM voided_debits v
-         WHERE (v.user_id, v.debit_key) IN
-               (SELECT u, k FROM UNNEST($1::text[], $2::text[], $3::text[]) AS x (u, kind, k) WHERE kind = 'DEBIT')"
-    ))
-    .bind(ms.iter().map(|m| m.user_id.as_str()).collect::<Vec<_>>())
-    .bind(ms.iter().map(|m| m.kind).collect::<Vec<_>>())
-    .bind(ms.iter().map(|m| m.idempotency_key.as_str()).collect::<Vec<_>>())
+    let users: Vec<&str> = ms.iter().map(|m| m.user_id.as_str()).collect();
+    let kinds: Vec<&str> = ms.iter().map(|m| m.kind.as_str()).collect();
+    let keys: Vec<&str> = ms.iter().map(|m| m.idempotency_key.as_str()).collect();
+    let rows = sqlx::query!(
+        r#"SELECT entry_id AS "entry_id?", user_id AS "user_id!", kind AS "kind!: EntryKind",
+                  amount AS "amount?: Won", balance_after AS "balance_after?: Won",
+                  idempotency_key AS "idempotency_key!", debit_key, created_at AS "created_at?",
+                  false AS "voided!"
+           FROM ledger_entries
+           WHERE (user_id, kind, idempotency_key) IN (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))
+           UNION ALL
+           SELECT NULL, v.user_id, 'DEBIT', NULL, NULL, v.debit_key, NULL, NULL, true FROM voided_debits v
+           WHERE (v.user_id, v.debit_key) IN
+                 (SELECT u, k FROM UNNEST($1::text[], $2::text[], $3::text[]) AS x (u, kind, k) WHERE kind = 'DEBIT')"#,
+        &users as &[&str],
+        &kinds as &[&str],
+        &keys as &[&str]
+    )
     .fetch_all(&mut **tx)
     .await?;
     let mut stored = Stored { used: HashMap::with_capacity(rows.len()), voided: HashSet::new() };
-    for row in &rows {
-        if row.try_get::<bool, _>("voided")? {
-            stored.voided.insert((row.try_get("user_id")?, row.try_get("idempotency_key")?));
+    for row in rows {
+        // A voided key's row carries the debit key in `idempotency_key` and nothing else.
+        let (Some(entry_id), Some(amount), Some(balance_after), Some(created_at), false) =
+            (row.entry_id, row.amount, row.balance_after, row.created_at, row.voided)
+        else {
+            stored.voided.insert((row.user_id, row.idempotency_key));
             continue;
-        }
-        let entry = entry_from_row(row)?;
+        };
+        let entry = LedgerEntry {
+            entry_id,
+            user_id: row.user_id,
+            kind: row.kind,
+            amount,
+            balance_after,
+            idempotency_key: row.idempotency_key,
+            debit_key: row.debit_key,
+            created_at,
+        };
         stored.used.insert((entry.user_id.clone(), entry.kind, entry.idempotency_key.clone()), entry);
     }
     Ok(stored)
@@ -177,33 +196,38 @@ async fn write(
     let users: BTreeSet<&str> = new.iter().map(|(m, _)| m.user_id.as_str()).collect();
     let (changed_users, changed_balances): (Vec<&str>, Vec<i64>) =
         users.into_iter().map(|u| (u, balance.get(u).map_or(0, |b| b.get()))).unzip();
-    let rows = sqlx::query(&format!(
-        "WITH balances AS (
-             UPDATE accounts a SET balance = b.balance, updated_at = now()
-             FROM UNNEST($7::text[], $8::bigint[]) AS b (user_id, balance)
-             WHERE a.user_id = b.user_id
-         )
-         INSERT INTO ledger_entries (user_id, kind, amount, balance_after, idempotency_key, debit_key)
-         SELECT user_id, kind, amount, balance_after, idempotency_key, debit_key
-         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])
-              WITH ORDINALITY AS n (user_id, kind, amount, balance_after, idempotency_key, debit_key, ord)
-         ORDER BY ord
-         RETURNING {ENTRY_COLUMNS}"
-    ))
-    .bind(new.iter().map(|(m, _)| m.user_id.as_str()).collect::<Vec<_>>())
-    .bind(new.iter().map(|(m, _)| m.kind).collect::<Vec<_>>())
-    .bind(new.iter().map(|(m, _)| m.amount).collect::<Vec<_>>())
-    .bind(new.iter().map(|(_, after)| *after).collect::<Vec<_>>())
-    .bind(new.iter().map(|(m, _)| m.idempotency_key.as_str()).collect::<Vec<_>>())
-    .bind(new.iter().map(|(m, _)| m.debit_key.as_deref()).collect::<Vec<_>>())
-    .bind(&changed_users)
-    .bind(&changed_balances)
+    let users: Vec<&str> = new.iter().map(|(m, _)| m.user_id.as_str()).collect();
+    let kinds: Vec<&str> = new.iter().map(|(m, _)| m.kind.as_str()).collect();
+    let amounts: Vec<i64> = new.iter().map(|(m, _)| m.amount.get()).collect();
+    let afters: Vec<i64> = new.iter().map(|(_, after)| after.get()).collect();
+    let keys: Vec<&str> = new.iter().map(|(m, _)| m.idempotency_key.as_str()).collect();
+    let debit_keys: Vec<Option<&str>> = new.iter().map(|(m, _)| m.debit_key.as_deref()).collect();
+    let entries = sqlx::query_as!(
+        LedgerEntry,
+        r#"WITH balances AS (
+               UPDATE accounts a SET balance = b.balance, updated_at = now()
+               FROM UNNEST($7::text[], $8::bigint[]) AS b (user_id, balance)
+               WHERE a.user_id = b.user_id
+           )
+           INSERT INTO ledger_entries (user_id, kind, amount, balance_after, idempotency_key, debit_key)
+           SELECT user_id, kind, amount, balance_after, idempotency_key, debit_key
+           FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])
+                WITH ORDINALITY AS n (user_id, kind, amount, balance_after, idempotency_key, debit_key, ord)
+           ORDER BY ord
+           RETURNING entry_id, user_id, kind AS "kind: EntryKind", amount AS "amount: Won",
+                     balance_after AS "balance_after: Won", idempotency_key, debit_key, created_at"#,
+        &users as &[&str],
+        &kinds as &[&str],
+        &amounts,
+        &afters,
+        &keys as &[&str],
+        &debit_keys as &[Option<&str>],
+        &changed_users as &[&str],
+        &changed_balances
+    )
     .fetch_all(&mut **tx)
     .await?;
-    let mut written = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let entry = entry_from_row(row)?;
-        written.insert((entry.user_id.clone(), entry.kind, entry.idempotency_key.clone()), entry);
-    }
+    let written: HashMap<EntryKey, LedgerEntry> =
+        entries.into_iter().map(|e| ((e.user_id.clone(), e.kind, e.idempotency_key.clone()), e)).collect();
     Ok(written)
 }

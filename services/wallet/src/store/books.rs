@@ -45,6 +45,9 @@ pub struct Books {
     pub voided: Vec<(String, String)>,
 }
 
+/// One consistent, read-only view of the books.
+const SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
 impl WalletRepo {
     /// Compares every balance with the sum of its ledger, in one REPEATABLE READ snapshot so
     /// concurrent payments cannot make a correct wallet look wrong.
@@ -53,34 +56,39 @@ impl WalletRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all)]
     pub async fn audit(&self) -> Result<AuditReport, WalletError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-        let mismatches: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT a.user_id, a.balance, COALESCE(l.sum, 0)::BIGINT
-             FROM accounts a
-             LEFT JOIN (SELECT user_id, SUM(CASE kind WHEN 'DEBIT' THEN -amount ELSE amount END) AS sum
-                        FROM ledger_entries GROUP BY user_id) l USING (user_id)
-             WHERE a.balance <> COALESCE(l.sum, 0)
-             ORDER BY a.user_id",
+        let mut tx = self.pool.begin_with(SNAPSHOT).await?;
+        let mismatches = sqlx::query!(
+            r#"SELECT a.user_id, a.balance, COALESCE(l.sum, 0)::BIGINT AS "ledger_sum!"
+               FROM accounts a
+               LEFT JOIN (SELECT user_id, SUM(CASE kind WHEN 'DEBIT' THEN -amount ELSE amount END) AS sum
+                          FROM ledger_entries GROUP BY user_id) l USING (user_id)
+               WHERE a.balance <> COALESCE(l.sum, 0)
+               ORDER BY a.user_id"#
         )
         .fetch_all(&mut *tx)
         .await?;
-        let (accounts, balance): (i64, i64) =
-            sqlx::query_as("SELECT count(*), COALESCE(SUM(balance), 0)::BIGINT FROM accounts")
-                .fetch_one(&mut *tx)
-                .await?;
-        let (charged, debited, refunded): (i64, i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(SUM(amount) FILTER (WHERE kind = 'CHARGE'), 0)::BIGINT,
-                    COALESCE(SUM(amount) FILTER (WHERE kind = 'DEBIT'), 0)::BIGINT,
-                    COALESCE(SUM(amount) FILTER (WHERE kind = 'REFUND'), 0)::BIGINT
-             FROM ledger_entries",
+        let totals = sqlx::query!(
+            r#"SELECT count(*) AS "accounts!", COALESCE(SUM(balance), 0)::BIGINT AS "balance!" FROM accounts"#
         )
         .fetch_one(&mut *tx)
         .await?;
+        let (accounts, balance) = (totals.accounts, totals.balance);
+        let sums = sqlx::query!(
+            r#"SELECT COALESCE(SUM(amount) FILTER (WHERE kind = 'CHARGE'), 0)::BIGINT AS "charged!",
+                      COALESCE(SUM(amount) FILTER (WHERE kind = 'DEBIT'), 0)::BIGINT AS "debited!",
+                      COALESCE(SUM(amount) FILTER (WHERE kind = 'REFUND'), 0)::BIGINT AS "refunded!"
+               FROM ledger_entries"#
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let (charged, debited, refunded) = (sums.charged, sums.debited, sums.refunded);
         tx.commit().await?;
         Ok(AuditReport {
             accounts: platform::db::unsigned(accounts, "accounts")?,
-            mismatches: mismatches.into_iter().map(|(u, b, l)| (u, Won::new(b), Won::new(l))).collect(),
+            mismatches: mismatches
+                .into_iter()
+                .map(|m| (m.user_id, Won::new(m.balance), Won::new(m.ledger_sum)))
+                .collect(),
             total_balance: Won::new(balance),
             total_charged: Won::new(charged),
             total_debited: Won::new(debited),
@@ -95,54 +103,52 @@ impl WalletRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all)]
     pub async fn books(&self) -> Result<Books, WalletError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-        let accounts: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT a.user_id, a.balance,
-                    COALESCE(SUM(e.amount) FILTER (WHERE e.kind = 'CHARGE'), 0)::BIGINT,
-                    COALESCE(SUM(e.amount) FILTER (WHERE e.kind = 'DEBIT'), 0)::BIGINT,
-                    COALESCE(SUM(e.amount) FILTER (WHERE e.kind = 'REFUND'), 0)::BIGINT
-             FROM accounts a LEFT JOIN ledger_entries e USING (user_id)
-             GROUP BY a.user_id, a.balance ORDER BY a.user_id",
+        let mut tx = self.pool.begin_with(SNAPSHOT).await?;
+        let accounts = sqlx::query!(
+            r#"SELECT a.user_id, a.balance,
+                      COALESCE(SUM(e.amount) FILTER (WHERE e.kind = 'CHARGE'), 0)::BIGINT AS "charged!",
+                      COALESCE(SUM(e.amount) FILTER (WHERE e.kind = 'DEBIT'), 0)::BIGINT AS "debited!",
+                      COALESCE(SUM(e.amount) FILTER (WHERE e.kind = 'REFUND'), 0)::BIGINT AS "refunded!"
+               FROM accounts a LEFT JOIN ledger_entries e USING (user_id)
+               GROUP BY a.user_id, a.balance ORDER BY a.user_id"#
         )
         .fetch_all(&mut *tx)
         .await?;
-        let debits: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT d.user_id, d.idempotency_key, d.amount, COALESCE(SUM(r.amount), 0)::BIGINT
-             FROM ledger_entries d
-             LEFT JOIN ledger_entries r
-                    ON r.kind = 'REFUND' AND r.user_id = d.user_id AND r.debit_key = d.idempotency_key
-             WHERE d.kind = 'DEBIT'
-             GROUP BY d.entry_id ORDER BY d.entry_id",
+        let debits = sqlx::query!(
+            r#"SELECT d.user_id, d.idempotency_key, d.amount, COALESCE(SUM(r.amount), 0)::BIGINT AS "refunded!"
+               FROM ledger_entries d
+               LEFT JOIN ledger_entries r
+                      ON r.kind = 'REFUND' AND r.user_id = d.user_id AND r.debit_key = d.idempotency_key
+               WHERE d.kind = 'DEBIT'
+               GROUP BY d.entry_id ORDER BY d.entry_id"#
         )
         .fetch_all(&mut *tx)
         .await?;
-        let voided: Vec<(String, String)> =
-            sqlx::query_as("SELECT user_id, debit_key FROM voided_debits ORDER BY user_id, debit_key")
-                .fetch_all(&mut *tx)
-                .await?;
+        let voided = sqlx::query!("SELECT user_id, debit_key FROM voided_debits ORDER BY user_id, debit_key")
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Books {
             accounts: accounts
                 .into_iter()
-                .map(|(user_id, balance, charged, debited, refunded)| AccountBook {
-                    user_id,
-                    balance: Won::new(balance),
-                    charged: Won::new(charged),
-                    debited: Won::new(debited),
-                    refunded: Won::new(refunded),
+                .map(|a| AccountBook {
+                    user_id: a.user_id,
+                    balance: Won::new(a.balance),
+                    charged: Won::new(a.charged),
+                    debited: Won::new(a.debited),
+                    refunded: Won::new(a.refunded),
                 })
                 .collect(),
             debits: debits
                 .into_iter()
-                .map(|(user_id, key, amount, refunded)| DebitBook {
-                    user_id,
-                    key,
-                    amount: Won::new(amount),
-                    refunded: Won::new(refunded),
+                .map(|d| DebitBook {
+                    user_id: d.user_id,
+                    key: d.idempotency_key,
+                    amount: Won::new(d.amount),
+                    refunded: Won::new(d.refunded),
                 })
                 .collect(),
-            voided,
+            voided: voided.into_iter().map(|v| (v.user_id, v.debit_key)).collect(),
         })
     }
 }
