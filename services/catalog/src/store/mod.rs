@@ -1,24 +1,13 @@
 //! PostgreSQL access for the catalog schema.
 use chrono::{DateTime, Utc};
 use platform::{db, money::Won};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
     domain::{Concert, SEATS_PER_SCHEDULE, Schedule, Seat},
     error::CatalogError,
 };
-
-const CONCERT_COLUMNS: &str = "concert_id, title, venue, sale_opens_at";
-
-fn concert_from_row(r: &sqlx::postgres::PgRow) -> Result<Concert, CatalogError> {
-    Ok(Concert {
-        concert_id: r.try_get("concert_id")?,
-        title: r.try_get("title")?,
-        venue: r.try_get("venue")?,
-        sale_opens_at: r.try_get("sale_opens_at")?,
-    })
-}
 
 /// Catalog storage.
 #[derive(Debug, Clone)]
@@ -45,13 +34,15 @@ impl CatalogRepo {
     ) -> Result<Concert, CatalogError> {
         let concert =
             Concert { concert_id: Uuid::now_v7(), title: title.to_owned(), venue: venue.to_owned(), sale_opens_at };
-        sqlx::query("INSERT INTO concerts (concert_id, title, venue, sale_opens_at) VALUES ($1, $2, $3, $4)")
-            .bind(concert.concert_id)
-            .bind(&concert.title)
-            .bind(&concert.venue)
-            .bind(concert.sale_opens_at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query!(
+            "INSERT INTO concerts (concert_id, title, venue, sale_opens_at) VALUES ($1, $2, $3, $4)",
+            concert.concert_id,
+            concert.title,
+            concert.venue,
+            concert.sale_opens_at
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(concert)
     }
 
@@ -61,12 +52,14 @@ impl CatalogRepo {
     /// [`CatalogError::ConcertNotFound`] for an unknown concert.
     #[tracing::instrument(skip_all, fields(%concert_id))]
     pub async fn concert(&self, concert_id: Uuid) -> Result<Concert, CatalogError> {
-        let row = sqlx::query(&format!("SELECT {CONCERT_COLUMNS} FROM concerts WHERE concert_id = $1"))
-            .bind(concert_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(CatalogError::ConcertNotFound)?;
-        concert_from_row(&row)
+        sqlx::query_as!(
+            Concert,
+            "SELECT concert_id, title, venue, sale_opens_at FROM concerts WHERE concert_id = $1",
+            concert_id
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(CatalogError::ConcertNotFound)
     }
 
     /// One page of concerts, newest first, each with its creation time (the page key).
@@ -79,17 +72,28 @@ impl CatalogRepo {
         page: &platform::paging::PageRequest,
     ) -> Result<Vec<(DateTime<Utc>, Concert)>, CatalogError> {
         let (at, id) = page.after_parts();
-        let rows = sqlx::query(&format!(
-            "SELECT {CONCERT_COLUMNS}, created_at FROM concerts
-             WHERE $1::timestamptz IS NULL OR (created_at, concert_id) < ($1, $2)
-             ORDER BY created_at DESC, concert_id DESC LIMIT $3"
-        ))
-        .bind(at)
-        .bind(id)
-        .bind(page.fetch_limit())
+        let rows = sqlx::query!(
+            "SELECT concert_id, title, venue, sale_opens_at, created_at FROM concerts
+             WHERE $1::timestamptz IS NULL OR (created_at, concert_id) < ($1, $2::uuid)
+             ORDER BY created_at DESC, concert_id DESC LIMIT $3",
+            at,
+            id,
+            page.fetch_limit()
+        )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Ok((r.try_get("created_at")?, concert_from_row(r)?))).collect()
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let concert = Concert {
+                    concert_id: r.concert_id,
+                    title: r.title,
+                    venue: r.venue,
+                    sale_opens_at: r.sale_opens_at,
+                };
+                (r.created_at, concert)
+            })
+            .collect())
     }
 
     /// Adds a schedule and its seats in one transaction.
@@ -105,13 +109,13 @@ impl CatalogRepo {
     ) -> Result<(Schedule, Vec<Seat>), CatalogError> {
         let schedule = Schedule { schedule_id: Uuid::now_v7(), concert_id, starts_at, total_seats: SEATS_PER_SCHEDULE };
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
+        let inserted = sqlx::query!(
             "INSERT INTO schedules (schedule_id, concert_id, starts_at, total_seats) VALUES ($1, $2, $3, $4)",
+            schedule.schedule_id,
+            concert_id,
+            starts_at,
+            i32::try_from(SEATS_PER_SCHEDULE).unwrap_or(50)
         )
-        .bind(schedule.schedule_id)
-        .bind(concert_id)
-        .bind(starts_at)
-        .bind(i32::try_from(SEATS_PER_SCHEDULE).unwrap_or(50))
         .execute(&mut *tx)
         .await;
         if let Err(e) = inserted {
@@ -123,15 +127,15 @@ impl CatalogRepo {
         }
         let numbers: Vec<i32> = layout.iter().map(|(n, _, _)| i32::try_from(*n).unwrap_or(0)).collect();
         let grades: Vec<&str> = layout.iter().map(|(_, g, _)| g.as_str()).collect();
-        let prices: Vec<Won> = layout.iter().map(|(_, _, p)| *p).collect();
-        sqlx::query(
+        let prices: Vec<i64> = layout.iter().map(|(_, _, p)| p.get()).collect();
+        sqlx::query!(
             "INSERT INTO seats (schedule_id, seat_number, grade, price)
              SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::bigint[])",
+            schedule.schedule_id,
+            &numbers,
+            &grades as &[&str],
+            &prices
         )
-        .bind(schedule.schedule_id)
-        .bind(&numbers)
-        .bind(&grades)
-        .bind(&prices)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -152,26 +156,29 @@ impl CatalogRepo {
         concert_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Vec<Schedule>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT c.concert_id, s.schedule_id, s.starts_at, s.total_seats
-             FROM concerts c LEFT JOIN schedules s ON s.concert_id = c.concert_id AND s.starts_at > $2
-             WHERE c.concert_id = $1 ORDER BY s.starts_at",
+        let rows = sqlx::query!(
+            r#"SELECT c.concert_id, s.schedule_id AS "schedule_id?", s.starts_at AS "starts_at?",
+                      s.total_seats AS "total_seats?"
+               FROM concerts c LEFT JOIN schedules s ON s.concert_id = c.concert_id AND s.starts_at > $2
+               WHERE c.concert_id = $1 ORDER BY s.starts_at"#,
+            concert_id,
+            now
         )
-        .bind(concert_id)
-        .bind(now)
         .fetch_all(&self.pool)
         .await?;
         if rows.is_empty() {
             return Err(CatalogError::ConcertNotFound);
         }
         let mut schedules = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let Some(schedule_id) = r.try_get::<Option<Uuid>, _>(1)? else { continue };
-            let total: i32 = r.try_get(3)?;
+        for r in rows {
+            // The concert's row alone (no date after `now`) has no schedule.
+            let (Some(schedule_id), Some(starts_at), Some(total)) = (r.schedule_id, r.starts_at, r.total_seats) else {
+                continue;
+            };
             schedules.push(Schedule {
                 schedule_id,
                 concert_id,
-                starts_at: r.try_get(2)?,
+                starts_at,
                 total_seats: platform::db::unsigned(total, "total_seats")?,
             });
         }
@@ -184,33 +191,28 @@ impl CatalogRepo {
     /// [`CatalogError::ScheduleNotFound`] for an unknown schedule.
     #[tracing::instrument(skip_all, fields(%schedule_id))]
     pub async fn schedule_seats(&self, schedule_id: Uuid) -> Result<(Schedule, Vec<Seat>), CatalogError> {
-        let rows = sqlx::query(
-            "SELECT st.seat_number, st.grade, st.price, sc.concert_id, sc.starts_at, sc.total_seats
-             FROM schedules sc JOIN seats st USING (schedule_id)
-             WHERE sc.schedule_id = $1 ORDER BY st.seat_number",
+        let rows = sqlx::query!(
+            r#"SELECT st.seat_number, st.grade, st.price AS "price: Won", sc.concert_id, sc.starts_at, sc.total_seats
+               FROM schedules sc JOIN seats st USING (schedule_id)
+               WHERE sc.schedule_id = $1 ORDER BY st.seat_number"#,
+            schedule_id
         )
-        .bind(schedule_id)
         .fetch_all(&self.pool)
         .await?;
         let first = rows.first().ok_or(CatalogError::ScheduleNotFound)?;
-        let total: i32 = first.try_get(5)?;
         let schedule = Schedule {
             schedule_id,
-            concert_id: first.try_get(3)?,
-            starts_at: first.try_get(4)?,
-            total_seats: platform::db::unsigned(total, "total_seats")?,
+            concert_id: first.concert_id,
+            starts_at: first.starts_at,
+            total_seats: platform::db::unsigned(first.total_seats, "total_seats")?,
         };
-        let seats = rows.iter().map(|r| seat(schedule_id, r)).collect::<Result<_, _>>()?;
+        let seats = rows
+            .into_iter()
+            .map(|r| {
+                let seat_number = platform::db::unsigned(r.seat_number, "seat_number")?;
+                Ok(Seat { schedule_id, seat_number, grade: r.grade, price: r.price })
+            })
+            .collect::<Result<_, CatalogError>>()?;
         Ok((schedule, seats))
     }
-}
-
-fn seat(schedule_id: Uuid, r: &sqlx::postgres::PgRow) -> Result<Seat, CatalogError> {
-    let n: i32 = r.try_get(0)?;
-    Ok(Seat {
-        schedule_id,
-        seat_number: platform::db::unsigned(n, "seat_number")?,
-        grade: r.try_get(1)?,
-        price: r.try_get(2)?,
-    })
 }
