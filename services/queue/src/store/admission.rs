@@ -1,10 +1,10 @@
 //! One admission round: expire what timed out, then admit the heads of the lines that have
 //! room, for every room at once, under one advisory lock.
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use super::{JOIN_FENCE, QueueRepo, ROOM_COLUMNS, room_from_row, to_i64};
+use super::{JOIN_FENCE, QueueRepo, room, to_i64};
 use crate::{
     domain::{AdmissionPolicy, RateWindow},
     error::QueueError,
@@ -48,8 +48,9 @@ impl QueueRepo {
         // a hash over every WAITING token instead; at a million waiting that made each round
         // (up to 20 a second) cost a scan of the line. So sequential scans are off here.
         let mut tx = self.pool.begin_with(super::BEGIN_WITHOUT_SEQSCAN).await?;
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(ADMISSION_LOCK).fetch_one(&mut *tx).await?;
+        let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#, ADMISSION_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
         if !locked {
             return Ok(RoundOutcome::default());
         }
@@ -62,7 +63,7 @@ impl QueueRepo {
         // Only now, with someone to admit, wait for joins in flight to commit (see
         // JOIN_FENCE): a round with no free slot (the usual case in a flood) never holds up
         // joins.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(JOIN_FENCE).execute(&mut *tx).await?;
+        sqlx::query!("SELECT pg_advisory_xact_lock($1)", JOIN_FENCE).execute(&mut *tx).await?;
         let admitted = admit(&mut tx, &quota, now).await?;
         tx.commit().await?;
         Ok(RoundOutcome { ran: true, expired, admitted })
@@ -78,27 +79,28 @@ impl QueueRepo {
         defaults: &AdmissionPolicy,
         now: DateTime<Utc>,
     ) -> Result<Quota, QueueError> {
-        let rooms = sqlx::query(&format!(
-            "SELECT {ROOM_COLUMNS}, window_start, window_admitted,
-                    (SELECT count(*) FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'ACTIVE') AS active
-             FROM rooms r
-             WHERE (r.sale_opens_at IS NULL OR r.sale_opens_at <= COALESCE($1::timestamptz, statement_timestamp()))
-               AND (SELECT true FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'WAITING' LIMIT 1)"
-        ))
-        // The sale's opening is judged by the database's clock, like joins (see insert_joins).
-        .bind(self.clock.instead_of_database_time())
+        let rooms = sqlx::query!(
+            r#"SELECT concert_id, sale_opens_at, max_active, admit_per_sec, active_ttl_secs, window_start,
+                      window_admitted,
+                      (SELECT count(*) FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'ACTIVE')
+                          AS "active!"
+               FROM rooms r
+               WHERE (r.sale_opens_at IS NULL OR r.sale_opens_at <= COALESCE($1::timestamptz, statement_timestamp()))
+                 AND (SELECT true FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'WAITING' LIMIT 1)"#,
+            // The sale's opening is judged by the database's clock, like joins (see insert_joins).
+            self.clock.instead_of_database_time()
+        )
         .fetch_all(&mut **tx)
         .await?;
         let mut quota = Quota::default();
-        for row in &rooms {
-            let room = room_from_row(row)?;
+        for row in rooms {
+            let room = room(row.concert_id, row.sale_opens_at, row.max_active, row.admit_per_sec, row.active_ttl_secs)?;
             let policy = defaults.with_overrides(&room.overrides);
             let window = RateWindow {
-                start: row.try_get("window_start")?,
-                admitted: platform::db::unsigned(row.try_get::<i64, _>("window_admitted")?, "window_admitted")?,
+                start: row.window_start,
+                admitted: platform::db::unsigned(row.window_admitted, "window_admitted")?,
             };
-            let (window, n) =
-                policy.admissions(platform::db::unsigned(row.try_get::<i64, _>("active")?, "active")?, window, now);
+            let (window, n) = policy.admissions(platform::db::unsigned(row.active, "active")?, window, now);
             if n > 0 {
                 quota.push(room.concert_id, n, &policy, window);
             }
@@ -114,17 +116,18 @@ async fn expire_timed_out(
     defaults: &AdmissionPolicy,
     now: DateTime<Utc>,
 ) -> Result<u64, QueueError> {
-    let expired =
-        sqlx::query("UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'ACTIVE' AND expires_at <= $1")
-            .bind(now)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-    let abandoned = sqlx::query(
-        "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'WAITING' AND last_seen_at < $2",
+    let expired = sqlx::query!(
+        "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'ACTIVE' AND expires_at <= $1",
+        now
     )
-    .bind(now)
-    .bind(defaults.idle_cutoff(now))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let abandoned = sqlx::query!(
+        "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'WAITING' AND last_seen_at < $2",
+        now,
+        defaults.idle_cutoff(now)
+    )
     .execute(&mut **tx)
     .await?
     .rows_affected();
@@ -137,22 +140,23 @@ async fn expire_timed_out(
 /// once per statement (an uncorrelated subquery is an InitPlan), so one round admits under
 /// one number.
 async fn admit(tx: &mut Transaction<'_, Postgres>, quota: &Quota, now: DateTime<Utc>) -> Result<u64, QueueError> {
-    let admitted: Vec<Uuid> = sqlx::query_scalar(
+    let admitted: Vec<Uuid> = sqlx::query_scalar!(
         "WITH quota AS (SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS q (concert_id, n, ttl)),
               picked AS (
                   SELECT w.token, q.ttl FROM quota q
                   CROSS JOIN LATERAL (SELECT token FROM tokens
                                       WHERE concert_id = q.concert_id AND state = 'WAITING'
                                       ORDER BY place LIMIT q.n) AS w)
-         UPDATE tokens t SET state = 'ACTIVE', activated_at = $1, expires_at = $1 + picked.ttl * interval '1 second',
+         UPDATE tokens t SET state = 'ACTIVE', activated_at = $1::timestamptz,
+                          expires_at = $1::timestamptz + picked.ttl * interval '1 second',
                           admission_round = (SELECT nextval('admission_rounds'))
          FROM picked WHERE t.token = picked.token AND t.state = 'WAITING'
          RETURNING t.concert_id",
+        now,
+        &quota.concerts,
+        &quota.counts,
+        &quota.ttls
     )
-    .bind(now)
-    .bind(&quota.concerts)
-    .bind(&quota.counts)
-    .bind(&quota.ttls)
     .fetch_all(&mut **tx)
     .await?;
     // Rate windows of the rate-limited rooms, with what this round admitted in each.
@@ -162,14 +166,14 @@ async fn admit(tx: &mut Transaction<'_, Postgres>, quota: &Quota, now: DateTime<
         windows.push(*concert, window.start, window.admitted.saturating_add(n));
     }
     if !windows.concerts.is_empty() {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE rooms r SET window_start = w.start, window_admitted = w.admitted
              FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[]) AS w (concert_id, start, admitted)
              WHERE r.concert_id = w.concert_id",
+            &windows.concerts,
+            &windows.starts,
+            &windows.admitted
         )
-        .bind(&windows.concerts)
-        .bind(&windows.starts)
-        .bind(&windows.admitted)
         .execute(&mut **tx)
         .await?;
     }

@@ -4,8 +4,11 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{JOIN_FENCE, QueueRepo, TOKEN_COLUMNS, token_from_row};
-use crate::{domain::Token, error::QueueError};
+use super::{JOIN_FENCE, QueueRepo, token_from_row};
+use crate::{
+    domain::{Token, TokenState},
+    error::QueueError,
+};
 
 /// One request to join a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +72,9 @@ impl QueueRepo {
         let nows: Vec<DateTime<Utc>> = joins.iter().map(|j| j.now).collect();
         // Pre-queue or line is decided here, by the database's clock ($7 only for test
         // clocks): every replica decides the same, whatever its own clock says.
-        let rows = sqlx::query(&format!(
-            "INSERT INTO tokens (token, user_id, concert_id, pre_queue_key, state, issued_at, last_seen_at)
+        let tokens = sqlx::query_as!(
+            Token,
+            r#"INSERT INTO tokens (token, user_id, concert_id, pre_queue_key, state, issued_at, last_seen_at)
              SELECT u.token, u.user_id, u.concert_id,
                     CASE WHEN r.sale_opens_at > COALESCE($7::timestamptz, statement_timestamp())
                          THEN u.pre_queue_key END,
@@ -81,18 +85,18 @@ impl QueueRepo {
                   LEFT JOIN rooms r ON r.concert_id = u.concert_id
              ORDER BY u.n
              ON CONFLICT (user_id, concert_id) WHERE state <> 'EXPIRED' DO NOTHING
-             RETURNING {TOKEN_COLUMNS}"
-        ))
-        .bind(&ids)
-        .bind(&users)
-        .bind(&concerts)
-        .bind(&keys)
-        .bind(&nows)
-        .bind(JOIN_FENCE)
-        .bind(self.clock.instead_of_database_time())
+             RETURNING token, user_id, concert_id, seq, place AS "place!", state AS "state: TokenState", issued_at, expires_at"#,
+            &ids,
+            &users as &[&str],
+            &concerts,
+            &keys,
+            &nows,
+            JOIN_FENCE,
+            self.clock.instead_of_database_time()
+        )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(token_from_row).collect()
+        Ok(tokens)
     }
 
     /// The live (WAITING or ACTIVE) tokens of the joins' users for their concerts.
@@ -100,11 +104,11 @@ impl QueueRepo {
         let users: Vec<&str> = joins.iter().map(|j| j.user_id.as_str()).collect();
         let concerts: Vec<Uuid> = joins.iter().map(|j| j.concert_id).collect();
         // Planned for its batch each time (see `get_many`).
-        let rows = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens
+        let rows = sqlx::query(
+            "SELECT token, user_id, concert_id, seq, place, state, issued_at, expires_at FROM tokens
              WHERE (user_id, concert_id) IN (SELECT * FROM UNNEST($1::text[], $2::uuid[]))
-               AND state <> 'EXPIRED'"
-        ))
+               AND state <> 'EXPIRED'",
+        )
         .bind(&users)
         .bind(&concerts)
         .persistent(platform::db::lone_batch_prepared())

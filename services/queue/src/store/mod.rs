@@ -34,9 +34,6 @@ pub(super) const BEGIN_WITHOUT_SEQSCAN: &str = "BEGIN; SET LOCAL enable_seqscan 
 /// Joins never wait for each other, only (for a few milliseconds) for a round.
 pub(super) const JOIN_FENCE: i64 = 0x0051_4A4F_494E; // "QJOIN"
 
-pub(super) const TOKEN_COLUMNS: &str = "token, user_id, concert_id, seq, place, state, issued_at, expires_at";
-pub(super) const ROOM_COLUMNS: &str = "concert_id, sale_opens_at, max_active, admit_per_sec, active_ttl_secs";
-
 /// Queue storage.
 #[derive(Debug, Clone)]
 pub struct QueueRepo {
@@ -57,21 +54,30 @@ pub(super) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-pub(super) fn room_from_row(row: &PgRow) -> Result<Room, QueueError> {
-    let opt = |name: &str| -> Result<Option<u64>, QueueError> {
-        Ok(row.try_get::<Option<i64>, _>(name)?.map(|n| platform::db::unsigned(n, name)).transpose()?)
+/// A room from its stored columns (the overrides are stored as BIGINT, never negative).
+pub(super) fn room(
+    concert_id: uuid::Uuid,
+    sale_opens_at: Option<chrono::DateTime<chrono::Utc>>,
+    max_active: Option<i64>,
+    admit_per_sec: Option<i64>,
+    active_ttl_secs: Option<i64>,
+) -> Result<Room, QueueError> {
+    let opt = |n: Option<i64>, name: &str| -> Result<Option<u64>, QueueError> {
+        Ok(n.map(|n| platform::db::unsigned(n, name)).transpose()?)
     };
     Ok(Room {
-        concert_id: row.try_get("concert_id")?,
-        sale_opens_at: row.try_get("sale_opens_at")?,
+        concert_id,
+        sale_opens_at,
         overrides: PolicyOverrides {
-            max_active: opt("max_active")?,
-            admit_per_sec: opt("admit_per_sec")?,
-            active_ttl_secs: opt("active_ttl_secs")?,
+            max_active: opt(max_active, "max_active")?,
+            admit_per_sec: opt(admit_per_sec, "admit_per_sec")?,
+            active_ttl_secs: opt(active_ttl_secs, "active_ttl_secs")?,
         },
     })
 }
 
+/// A token from a row of the statements that must stay unprepared (see `get_many`), which
+/// the query macros cannot send.
 pub(super) fn token_from_row(row: &PgRow) -> Result<Token, QueueError> {
     Ok(Token {
         token: row.try_get("token")?,

@@ -2,7 +2,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{QueueRepo, ROOM_COLUMNS, room_from_row, to_i64};
+use super::{QueueRepo, room, to_i64};
 use crate::{
     domain::{PolicyOverrides, Room},
     error::QueueError,
@@ -15,11 +15,13 @@ impl QueueRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all, fields(%concert_id))]
     pub async fn room(&self, concert_id: Uuid) -> Result<Option<Room>, QueueError> {
-        let row = sqlx::query(&format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE concert_id = $1"))
-            .bind(concert_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(room_from_row).transpose()
+        let row = sqlx::query!(
+            "SELECT concert_id, sale_opens_at, max_active, admit_per_sec, active_ttl_secs FROM rooms WHERE concert_id = $1",
+            concert_id
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| room(r.concert_id, r.sale_opens_at, r.max_active, r.admit_per_sec, r.active_ttl_secs)).transpose()
     }
 
     /// Creates a concert's waiting room (idempotent: a room created meanwhile by another
@@ -34,13 +36,13 @@ impl QueueRepo {
         sale_opens_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Room, QueueError> {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO rooms (concert_id, sale_opens_at, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (concert_id) DO NOTHING",
+            concert_id,
+            sale_opens_at,
+            now
         )
-        .bind(concert_id)
-        .bind(sale_opens_at)
-        .bind(now)
         .execute(&self.pool)
         .await?;
         self.room(concert_id)
@@ -54,16 +56,16 @@ impl QueueRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all, fields(%concert_id))]
     pub async fn set_policy(&self, concert_id: Uuid, o: &PolicyOverrides) -> Result<Option<Room>, QueueError> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query!(
             "UPDATE rooms SET max_active = $2, admit_per_sec = $3, active_ttl_secs = $4
-             WHERE concert_id = $1 RETURNING {ROOM_COLUMNS}"
-        ))
-        .bind(concert_id)
-        .bind(o.max_active.map(to_i64))
-        .bind(o.admit_per_sec.map(to_i64))
-        .bind(o.active_ttl_secs.map(to_i64))
+             WHERE concert_id = $1 RETURNING concert_id, sale_opens_at, max_active, admit_per_sec, active_ttl_secs",
+            concert_id,
+            o.max_active.map(to_i64),
+            o.admit_per_sec.map(to_i64),
+            o.active_ttl_secs.map(to_i64)
+        )
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(room_from_row).transpose()
+        row.map(|r| room(r.concert_id, r.sale_opens_at, r.max_active, r.admit_per_sec, r.active_ttl_secs)).transpose()
     }
 }

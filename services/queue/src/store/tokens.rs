@@ -3,9 +3,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{QueueRepo, TOKEN_COLUMNS, token_from_row};
+use super::{QueueRepo, token_from_row};
 use crate::{
-    domain::{LineDelta, RoomDelta, Token, TokenHistory},
+    domain::{LineDelta, RoomDelta, Token, TokenHistory, TokenState},
     error::QueueError,
 };
 
@@ -34,12 +34,10 @@ impl QueueRepo {
     /// [`QueueError::TokenNotFound`] for an unknown token.
     #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&token.to_string())))]
     pub async fn get(&self, token: Uuid) -> Result<Token, QueueError> {
-        let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = $1"))
-            .bind(token)
+        sqlx::query_as!(Token, r#"SELECT token, user_id, concert_id, seq, place AS "place!", state AS "state: TokenState", issued_at, expires_at FROM tokens WHERE token = $1"#, token)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or(QueueError::TokenNotFound)?;
-        token_from_row(&row)
+            .ok_or(QueueError::TokenNotFound)
     }
 
     /// The stored tokens among `tokens` (unknown ones are missing), without places in line:
@@ -52,7 +50,7 @@ impl QueueRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all, fields(tokens = tokens.len()))]
     pub async fn get_many(&self, tokens: &[Uuid]) -> Result<Vec<Token>, QueueError> {
-        let rows = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = ANY($1)"))
+        let rows = sqlx::query("SELECT token, user_id, concert_id, seq, place, state, issued_at, expires_at FROM tokens WHERE token = ANY($1)")
             .bind(tokens)
             .persistent(platform::db::lone_batch_prepared())
             .fetch_all(&self.pool)
@@ -67,21 +65,23 @@ impl QueueRepo {
     #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&token.to_string())))]
     pub async fn expire(&self, token: Uuid, now: DateTime<Utc>) -> Result<Token, QueueError> {
         // One round trip: the token as expired now, or as it was if already expired.
-        let row = sqlx::query(&format!(
-            "WITH expired AS (
-                 UPDATE tokens SET state = 'EXPIRED', expired_at = $2 WHERE token = $1 AND state <> 'EXPIRED'
-                 RETURNING {TOKEN_COLUMNS}
-             )
-             SELECT {TOKEN_COLUMNS} FROM expired
-             UNION ALL
-             SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = $1 AND NOT EXISTS (SELECT 1 FROM expired)"
-        ))
-        .bind(token)
-        .bind(now)
+        sqlx::query_as!(
+            Token,
+            r#"WITH expired AS (
+                   UPDATE tokens SET state = 'EXPIRED', expired_at = $2 WHERE token = $1 AND state <> 'EXPIRED'
+                   RETURNING token, user_id, concert_id, seq, place, state, issued_at, expires_at
+               )
+               SELECT token AS "token!", user_id AS "user_id!", concert_id AS "concert_id!", seq AS "seq!",
+                      place AS "place!", state AS "state!: TokenState", issued_at AS "issued_at!", expires_at
+               FROM expired
+               UNION ALL
+               SELECT token, user_id, concert_id, seq, place, state, issued_at, expires_at FROM tokens WHERE token = $1 AND NOT EXISTS (SELECT 1 FROM expired)"#,
+            token,
+            now
+        )
         .fetch_optional(&self.pool)
         .await?
-        .ok_or(QueueError::TokenNotFound)?;
-        token_from_row(&row)
+        .ok_or(QueueError::TokenNotFound)
     }
 
     /// Expires many tokens in one statement (idempotent); returns how many changed.
@@ -127,32 +127,36 @@ impl QueueRepo {
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL enable_seqscan = off")
             .await?;
-        let watermark =
-            LineWatermark(sqlx::query_scalar("SELECT pg_current_snapshot()::text").fetch_one(&mut *tx).await?);
+        let watermark = LineWatermark(
+            sqlx::query_scalar!(r#"SELECT pg_current_snapshot()::text AS "snapshot!""#).fetch_one(&mut *tx).await?,
+        );
         let mut delta = LineDelta::default();
         match since {
             None => {
-                let rooms: Vec<(Uuid, Vec<i64>)> = sqlx::query_as(
-                    "SELECT concert_id, array_agg(place) FROM tokens WHERE state = 'WAITING' GROUP BY concert_id",
+                let rooms = sqlx::query!(
+                    r#"SELECT concert_id, array_agg(place) AS "places!" FROM tokens WHERE state = 'WAITING'
+                       GROUP BY concert_id"#
                 )
                 .fetch_all(&mut *tx)
                 .await?;
-                for (concert, joined) in rooms {
-                    delta.rooms.insert(concert, RoomDelta { joined, left: Vec::new() });
+                for room in rooms {
+                    delta.rooms.insert(room.concert_id, RoomDelta { joined: room.places, left: Vec::new() });
                 }
-                delta.max_seq =
-                    sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM tokens").fetch_one(&mut *tx).await?;
+                delta.max_seq = sqlx::query_scalar!(r#"SELECT COALESCE(max(seq), 0) AS "max_seq!" FROM tokens"#)
+                    .fetch_one(&mut *tx)
+                    .await?;
             }
             Some(LineWatermark(since)) => {
-                let rows: Vec<(Uuid, i64, i64, bool)> = sqlx::query_as(
-                    "SELECT concert_id, place, seq, state = 'WAITING' FROM tokens
-                     WHERE changed_in >= pg_snapshot_xmin($1::pg_snapshot)
-                       AND NOT pg_visible_in_snapshot(changed_in, $1::pg_snapshot)",
+                let rows = sqlx::query!(
+                    r#"SELECT concert_id, place AS "place!", seq, state = 'WAITING' AS "waiting!" FROM tokens
+                       WHERE changed_in >= pg_snapshot_xmin($1::text::pg_snapshot)
+                         AND NOT pg_visible_in_snapshot(changed_in, $1::text::pg_snapshot)"#,
+                    since
                 )
-                .bind(since)
                 .fetch_all(&mut *tx)
                 .await?;
-                for (concert, place, seq, waiting) in rows {
+                for row in rows {
+                    let (concert, place, seq, waiting) = (row.concert_id, row.place, row.seq, row.waiting);
                     let room = delta.rooms.entry(concert).or_default();
                     if waiting {
                         room.joined.push(place)
@@ -163,14 +167,15 @@ impl QueueRepo {
                 }
             }
         }
-        let active: Vec<(Uuid, i64)> = sqlx::query_as(
-            "SELECT concert_id, count(*) FROM tokens WHERE state = 'ACTIVE' AND expires_at > $1 GROUP BY concert_id",
+        let active = sqlx::query!(
+            r#"SELECT concert_id, count(*) AS "active!" FROM tokens WHERE state = 'ACTIVE' AND expires_at > $1
+               GROUP BY concert_id"#,
+            now
         )
-        .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        for (concert, n) in active {
-            delta.active.insert(concert, platform::db::unsigned(n, "active")?);
+        for room in active {
+            delta.active.insert(room.concert_id, platform::db::unsigned(room.active, "active")?);
         }
         tx.commit().await?;
         Ok((delta, watermark))
@@ -217,17 +222,20 @@ impl QueueRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all, fields(%concert_id))]
     pub async fn counts(&self, concert_id: Uuid, now: DateTime<Utc>) -> Result<QueueCounts, QueueError> {
-        let (waiting, active, recent, serving): (i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM tokens WHERE concert_id = $1 AND state = 'WAITING'),
-                    (SELECT count(*) FROM tokens WHERE concert_id = $1 AND state = 'ACTIVE' AND expires_at > $2),
-                    (SELECT count(*) FROM tokens
-                     WHERE concert_id = $1 AND activated_at > $2 - interval '60 seconds'),
-                    (SELECT COALESCE(max(seq), 0) FROM tokens WHERE concert_id = $1 AND activated_at IS NOT NULL)",
+        let counts = sqlx::query!(
+            r#"SELECT (SELECT count(*) FROM tokens WHERE concert_id = $1 AND state = 'WAITING') AS "waiting!",
+                      (SELECT count(*) FROM tokens WHERE concert_id = $1 AND state = 'ACTIVE' AND expires_at > $2)
+                          AS "active!",
+                      (SELECT count(*) FROM tokens
+                       WHERE concert_id = $1 AND activated_at > $2 - interval '60 seconds') AS "recent!",
+                      (SELECT COALESCE(max(seq), 0) FROM tokens WHERE concert_id = $1 AND activated_at IS NOT NULL)
+                          AS "serving!""#,
+            concert_id,
+            now
         )
-        .bind(concert_id)
-        .bind(now)
         .fetch_one(&self.pool)
         .await?;
+        let (waiting, active, recent, serving) = (counts.waiting, counts.active, counts.recent, counts.serving);
         Ok(QueueCounts {
             waiting: platform::db::unsigned(waiting, "waiting")?,
             active: platform::db::unsigned(active, "active")?,
@@ -243,24 +251,31 @@ impl QueueRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all)]
     pub async fn export(&self, concert_id: Uuid) -> Result<Vec<TokenHistory>, QueueError> {
-        use sqlx::Row;
-        let rows = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS}, activated_at, expired_at, admission_round
-             FROM tokens WHERE concert_id = $1 ORDER BY place"
-        ))
-        .bind(concert_id)
+        let rows = sqlx::query!(
+            r#"SELECT token, user_id, concert_id, seq, place AS "place!", state AS "state: TokenState", issued_at, expires_at, activated_at, expired_at, admission_round
+               FROM tokens WHERE concert_id = $1 ORDER BY place"#,
+            concert_id
+        )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TokenHistory {
-                    token: token_from_row(row)?,
-                    activated_at: row.try_get("activated_at")?,
-                    expired_at: row.try_get("expired_at")?,
-                    admission_round: row.try_get("admission_round")?,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|r| TokenHistory {
+                token: Token {
+                    token: r.token,
+                    user_id: r.user_id,
+                    concert_id: r.concert_id,
+                    seq: r.seq,
+                    place: r.place,
+                    state: r.state,
+                    issued_at: r.issued_at,
+                    expires_at: r.expires_at,
+                },
+                activated_at: r.activated_at,
+                expired_at: r.expired_at,
+                admission_round: r.admission_round,
             })
-            .collect()
+            .collect())
     }
 }
 
