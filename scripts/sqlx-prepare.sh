@@ -13,7 +13,7 @@ cd "$ROOT"
 . scripts/lib/postgres.sh
 check=() done=written
 [ "${1:-}" = --check ] && check=(--check) done="is current"
-CRATES=(catalog queue wallet)
+CRATES=(catalog queue reservation wallet)
 
 if ! cargo sqlx --version 2>/dev/null | grep -q ' 0\.8\.'; then
   echo "sqlx: installing sqlx-cli 0.8 (matches the workspace's sqlx)"

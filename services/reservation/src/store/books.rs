@@ -1,8 +1,11 @@
 //! What the cross-service reconciliation reads from this schema.
-use sqlx::Row;
+use platform::money::Won;
 
-use super::{PAYMENT_COLUMNS, ReservationRepo, payment_from_row};
-use crate::{domain::PaymentBook, error::ReservationError};
+use super::{PaymentRow, ReservationRepo};
+use crate::{
+    domain::{PaymentBook, PaymentStatus, ReservationStatus},
+    error::ReservationError,
+};
 
 impl ReservationRepo {
     /// Every payment with its reservation, read in one REPEATABLE READ snapshot.
@@ -11,27 +14,39 @@ impl ReservationRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all)]
     pub async fn payment_books(&self) -> Result<Vec<PaymentBook>, ReservationError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-        let moved = PAYMENT_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ");
-        let rows = sqlx::query(&format!(
-            "SELECT {moved}, p.attempts, r.status AS reservation_status, r.schedule_id, r.seat_number
-             FROM payments p JOIN reservations r USING (reservation_id)
-             ORDER BY p.created_at"
-        ))
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+        let rows = sqlx::query!(
+            r#"SELECT p.payment_id, p.reservation_id, p.user_id, p.token, p.idempotency_key, p.amount AS "amount: Won",
+                      p.status AS "status: PaymentStatus", p.failure_reason, p.balance_after AS "balance_after: Won",
+                      p.paid_at, p.created_at, p.attempts, r.status AS "reservation_status: ReservationStatus",
+                      r.schedule_id, r.seat_number
+               FROM payments p JOIN reservations r USING (reservation_id)
+               ORDER BY p.created_at"#
+        )
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        rows.iter()
-            .map(|row| {
-                let seat: i32 = row.try_get("seat_number")?;
-                let attempts: i32 = row.try_get("attempts")?;
+        rows.into_iter()
+            .map(|r| {
+                let payment = PaymentRow {
+                    payment_id: r.payment_id,
+                    reservation_id: r.reservation_id,
+                    user_id: r.user_id,
+                    token: r.token,
+                    idempotency_key: r.idempotency_key,
+                    amount: r.amount,
+                    status: r.status,
+                    failure_reason: r.failure_reason,
+                    balance_after: r.balance_after,
+                    paid_at: r.paid_at,
+                    created_at: r.created_at,
+                };
                 Ok(PaymentBook {
-                    payment: payment_from_row(row)?,
-                    reservation_status: row.try_get("reservation_status")?,
-                    schedule_id: row.try_get("schedule_id")?,
-                    seat_number: platform::db::unsigned(seat, "seat_number")?,
-                    attempts: platform::db::unsigned(attempts, "attempts")?,
+                    payment: payment.into(),
+                    reservation_status: r.reservation_status,
+                    schedule_id: r.schedule_id,
+                    seat_number: platform::db::unsigned(r.seat_number, "seat_number")?,
+                    attempts: platform::db::unsigned(r.attempts, "attempts")?,
                 })
             })
             .collect()

@@ -1,7 +1,6 @@
 //! What the operator's gauges read: payments by saga state, the recovery backlog, payments
 //! needing a person and live holds, whole suite.
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
 use super::ReservationRepo;
 use crate::error::ReservationError;
@@ -28,28 +27,26 @@ impl ReservationRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all)]
     pub async fn gauges(&self, now: DateTime<Utc>, max_attempts: i32) -> Result<Gauges, ReservationError> {
-        let row = sqlx::query(
-            "SELECT by_state.states, by_state.counts,
+        let row = sqlx::query!(
+            r#"SELECT by_state.states AS "states!", by_state.counts AS "counts!",
                  (SELECT count(*) FROM payments
-                   WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND attempts >= $2) AS needing_person,
+                   WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND attempts >= $2) AS "needing_person!",
                  (SELECT count(*) FROM payments
                    WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND attempts < $2
-                     AND next_attempt_at <= $1) AS recovery_backlog,
-                 (SELECT count(*) FROM reservations WHERE status = 'HELD' AND expires_at > $1) AS live_holds
+                     AND next_attempt_at <= $1) AS "recovery_backlog!",
+                 (SELECT count(*) FROM reservations WHERE status = 'HELD' AND expires_at > $1) AS "live_holds!"
              FROM (SELECT COALESCE(array_agg(status), '{}') AS states, COALESCE(array_agg(n), '{}') AS counts
-                   FROM (SELECT status, count(*) AS n FROM payments GROUP BY status) g) by_state",
+                   FROM (SELECT status, count(*) AS n FROM payments GROUP BY status) g) by_state"#,
+            now,
+            max_attempts
         )
-        .bind(now)
-        .bind(max_attempts)
         .fetch_one(&self.pool)
         .await?;
-        let states: Vec<String> = row.try_get("states")?;
-        let counts: Vec<i64> = row.try_get("counts")?;
         Ok(Gauges {
-            payments: states.into_iter().zip(counts).collect(),
-            needing_person: row.try_get("needing_person")?,
-            recovery_backlog: row.try_get("recovery_backlog")?,
-            live_holds: row.try_get("live_holds")?,
+            payments: row.states.into_iter().zip(row.counts).collect(),
+            needing_person: row.needing_person,
+            recovery_backlog: row.recovery_backlog,
+            live_holds: row.live_holds,
         })
     }
 }

@@ -7,7 +7,7 @@ use platform::money::Won;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{RESERVATION_COLUMNS, ReservationRepo, lock_reservation, reservation_from_row, set_reservation_status};
+use super::{ReservationRepo, ReservationRow, lock_reservation, set_reservation_status};
 use crate::{
     domain::{Blocker, HoldDiagnosis, OccupiedSeat, Reservation, ReservationStatus},
     error::ReservationError,
@@ -252,12 +252,17 @@ impl ReservationRepo {
     /// [`ReservationError::NotFound`].
     #[tracing::instrument(skip_all, fields(%id))]
     pub async fn get(&self, id: Uuid) -> Result<Reservation, ReservationError> {
-        let row = sqlx::query(&format!("SELECT {RESERVATION_COLUMNS} FROM reservations r WHERE r.reservation_id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(ReservationError::NotFound)?;
-        reservation_from_row(&row)
+        sqlx::query_as!(
+            ReservationRow,
+            r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
+                      r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
+                      EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id) AS "payment_started!" FROM reservations r WHERE r.reservation_id = $1"#,
+            id
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(ReservationError::NotFound)?
+        .try_into()
     }
 
     /// One page of a user's reservations, newest first.
@@ -271,18 +276,21 @@ impl ReservationRepo {
         page: &platform::paging::PageRequest,
     ) -> Result<Vec<Reservation>, ReservationError> {
         let (at, id) = page.after_parts();
-        let rows = sqlx::query(&format!(
-            "SELECT {RESERVATION_COLUMNS} FROM reservations r
-             WHERE r.user_id = $1 AND ($2::timestamptz IS NULL OR (r.held_at, r.reservation_id) < ($2, $3))
-             ORDER BY r.held_at DESC, r.reservation_id DESC LIMIT $4"
-        ))
-        .bind(user_id)
-        .bind(at)
-        .bind(id)
-        .bind(page.fetch_limit())
+        let rows = sqlx::query_as!(
+            ReservationRow,
+            r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
+                      r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
+                      EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id) AS "payment_started!" FROM reservations r
+               WHERE r.user_id = $1 AND ($2::timestamptz IS NULL OR (r.held_at, r.reservation_id) < ($2, $3::uuid))
+               ORDER BY r.held_at DESC, r.reservation_id DESC LIMIT $4"#,
+            user_id,
+            at,
+            id,
+            page.fetch_limit()
+        )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(reservation_from_row).collect()
+        rows.into_iter().map(Reservation::try_from).collect()
     }
 
     /// Releases the owner's unpaid hold. Idempotent on an already CANCELLED reservation.
@@ -321,24 +329,20 @@ impl ReservationRepo {
         schedules: &[Uuid],
         now: DateTime<Utc>,
     ) -> Result<Vec<OccupiedSeat>, ReservationError> {
-        let rows = sqlx::query(
-            "SELECT schedule_id, seat_number, status FROM reservations r
-             WHERE schedule_id = ANY($1) AND status IN ('HELD', 'CONFIRMED')
-               AND (status = 'CONFIRMED' OR expires_at > $2
-                    OR EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id))",
+        let rows = sqlx::query!(
+            r#"SELECT schedule_id, seat_number, status AS "status: ReservationStatus" FROM reservations r
+               WHERE schedule_id = ANY($1) AND status IN ('HELD', 'CONFIRMED')
+                 AND (status = 'CONFIRMED' OR expires_at > $2
+                      OR EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id))"#,
+            schedules,
+            now
         )
-        .bind(schedules)
-        .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        rows.into_iter()
             .map(|r| {
-                let seat: i32 = r.try_get(1)?;
-                Ok(OccupiedSeat {
-                    schedule_id: r.try_get(0)?,
-                    seat_number: platform::db::unsigned(seat, "seat_number")?,
-                    status: r.try_get(2)?,
-                })
+                let seat_number = platform::db::unsigned(r.seat_number, "seat_number")?;
+                Ok(OccupiedSeat { schedule_id: r.schedule_id, seat_number, status: r.status })
             })
             .collect()
     }

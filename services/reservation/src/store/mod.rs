@@ -35,6 +35,7 @@ mod payment_starts;
 mod payments;
 
 use chrono::{DateTime, Utc};
+use platform::money::Won;
 use sqlx::{PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
 
@@ -74,37 +75,120 @@ pub(super) fn violated_constraint(e: &sqlx::Error) -> Option<String> {
     e.as_database_error().and_then(|d| d.constraint()).map(str::to_owned)
 }
 
+/// A reservation as stored, with whether a payment exists for it (what the compile-time
+/// checked reads return; [`Reservation`] is the domain's view of it).
+pub(super) struct ReservationRow {
+    pub reservation_id: Uuid,
+    pub user_id: String,
+    pub token: Uuid,
+    pub concert_id: Uuid,
+    pub schedule_id: Uuid,
+    pub seat_number: i32,
+    pub price: Won,
+    pub status: ReservationStatus,
+    pub held_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub payment_started: bool,
+}
+
+impl TryFrom<ReservationRow> for Reservation {
+    type Error = ReservationError;
+
+    fn try_from(r: ReservationRow) -> Result<Self, ReservationError> {
+        Ok(Reservation {
+            reservation_id: r.reservation_id,
+            user_id: r.user_id,
+            token: r.token,
+            concert_id: r.concert_id,
+            schedule_id: r.schedule_id,
+            seat_number: platform::db::unsigned(r.seat_number, "seat_number")?,
+            price: r.price,
+            status: r.status,
+            held_at: r.held_at,
+            expires_at: r.expires_at,
+            payment_started: r.payment_started,
+        })
+    }
+}
+
+/// A payment as stored (the refusal by its stored name).
+pub(super) struct PaymentRow {
+    pub payment_id: Uuid,
+    pub reservation_id: Uuid,
+    pub user_id: String,
+    pub token: Uuid,
+    pub idempotency_key: String,
+    pub amount: Won,
+    pub status: PaymentStatus,
+    pub failure_reason: Option<String>,
+    pub balance_after: Option<Won>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<PaymentRow> for Payment {
+    fn from(p: PaymentRow) -> Self {
+        Payment {
+            payment_id: p.payment_id,
+            reservation_id: p.reservation_id,
+            user_id: p.user_id,
+            token: p.token,
+            idempotency_key: p.idempotency_key,
+            amount: p.amount,
+            status: p.status,
+            failure_reason: p.failure_reason.as_deref().map(DebitRefusal::from_reason),
+            balance_after: p.balance_after,
+            paid_at: p.paid_at,
+            created_at: p.created_at,
+        }
+    }
+}
+
 pub(super) async fn lock_reservation(
     tx: &mut Transaction<'_, Postgres>,
     id: Uuid,
 ) -> Result<Reservation, ReservationError> {
-    let row = sqlx::query(&format!(
-        "SELECT {RESERVATION_COLUMNS} FROM reservations r WHERE r.reservation_id = $1 FOR UPDATE"
-    ))
-    .bind(id)
+    sqlx::query_as!(
+        ReservationRow,
+        r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
+                      r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
+                      EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id) AS "payment_started!"
+           FROM reservations r WHERE r.reservation_id = $1 FOR UPDATE"#,
+        id
+    )
     .fetch_optional(&mut **tx)
     .await?
-    .ok_or(ReservationError::NotFound)?;
-    reservation_from_row(&row)
+    .ok_or(ReservationError::NotFound)?
+    .try_into()
 }
 
 pub(super) async fn lock_payment(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<Payment, ReservationError> {
-    let row = sqlx::query(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = $1 FOR UPDATE"))
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?;
-    payment_from_row(&row)
+    let row = sqlx::query_as!(
+        PaymentRow,
+        r#"SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
+                      status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
+                      paid_at, created_at FROM payments WHERE payment_id = $1 FOR UPDATE"#,
+        id
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.into())
 }
 
 pub(super) async fn payment_of_reservation(
     tx: &mut Transaction<'_, Postgres>,
     id: Uuid,
 ) -> Result<Option<Payment>, ReservationError> {
-    let row = sqlx::query(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE reservation_id = $1"))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    row.as_ref().map(payment_from_row).transpose()
+    let row = sqlx::query_as!(
+        PaymentRow,
+        r#"SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
+                      status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
+                      paid_at, created_at FROM payments WHERE reservation_id = $1"#,
+        id
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(Payment::from))
 }
 
 pub(super) async fn set_reservation_status(
@@ -113,12 +197,14 @@ pub(super) async fn set_reservation_status(
     status: ReservationStatus,
     now: DateTime<Utc>,
 ) -> Result<(), ReservationError> {
-    sqlx::query("UPDATE reservations SET status = $2, released_at = $3 WHERE reservation_id = $1")
-        .bind(id)
-        .bind(status)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE reservations SET status = $2, released_at = $3 WHERE reservation_id = $1",
+        id,
+        status.as_str(),
+        now
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -129,17 +215,20 @@ pub(super) async fn set_payment_status(
     refusal: Option<&DebitRefusal>,
     now: DateTime<Utc>,
 ) -> Result<Payment, ReservationError> {
-    let row = sqlx::query(&format!(
-        "UPDATE payments SET status = $2, failure_reason = $3, updated_at = $4 WHERE payment_id = $1
-         RETURNING {PAYMENT_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(status)
-    .bind(refusal.map(DebitRefusal::as_str))
-    .bind(now)
+    let row = sqlx::query_as!(
+        PaymentRow,
+        r#"UPDATE payments SET status = $2, failure_reason = $3, updated_at = $4 WHERE payment_id = $1
+           RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
+                      status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
+                      paid_at, created_at"#,
+        id,
+        status.as_str(),
+        refusal.map(DebitRefusal::as_str),
+        now
+    )
     .fetch_one(&mut **tx)
     .await?;
-    payment_from_row(&row)
+    Ok(row.into())
 }
 
 pub(super) fn reservation_from_row(row: &PgRow) -> Result<Reservation, ReservationError> {

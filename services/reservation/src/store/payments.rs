@@ -2,13 +2,10 @@
 //! recovery, and reading them. Every write is a compare-and-set on the stored state, so any number of
 //! drivers of one saga (the request, a retry, the recovery worker) cannot move it twice.
 use chrono::{DateTime, Duration, Utc};
-use sqlx::Row;
+use platform::money::Won;
 use uuid::Uuid;
 
-use super::{
-    PAYMENT_COLUMNS, ReservationRepo, lock_payment, lock_reservation, payment_from_row, set_payment_status,
-    set_reservation_status,
-};
+use super::{PaymentRow, ReservationRepo, lock_payment, lock_reservation, set_payment_status, set_reservation_status};
 use crate::{
     domain::{DebitRefusal, Payment, PaymentStatus, ReservationStatus},
     error::ReservationError,
@@ -58,22 +55,26 @@ impl ReservationRepo {
         now: DateTime<Utc>,
     ) -> Result<Payment, ReservationError> {
         // Compare-and-set in one round trip; a payment that moved on is returned as it is.
-        let row = sqlx::query(&format!(
-            "WITH moved AS (
-                 UPDATE payments SET status = $3, updated_at = $4 WHERE payment_id = $1 AND status = $2
-                 RETURNING {PAYMENT_COLUMNS}
-             )
-             SELECT {PAYMENT_COLUMNS} FROM moved
-             UNION ALL
-             SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)"
-        ))
-        .bind(p.payment_id)
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(now)
+        let row = sqlx::query_as!(
+            PaymentRow,
+            r#"WITH moved AS (
+                   UPDATE payments SET status = $3, updated_at = $4 WHERE payment_id = $1 AND status = $2
+                   RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount, status, failure_reason, balance_after, paid_at, created_at
+               )
+               SELECT payment_id AS "payment_id!", reservation_id AS "reservation_id!", user_id AS "user_id!",
+                      token AS "token!", idempotency_key AS "idempotency_key!", amount AS "amount!: Won",
+                      status AS "status!: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
+                      paid_at, created_at AS "created_at!" FROM moved
+               UNION ALL
+               SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, status, failure_reason, balance_after, paid_at, created_at FROM payments WHERE payment_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)"#,
+            p.payment_id,
+            from.as_str(),
+            to.as_str(),
+            now
+        )
         .fetch_one(&self.pool)
         .await?;
-        payment_from_row(&row)
+        Ok(row.into())
     }
 
     /// Marks CONFIRMED payments COMPLETED once their tokens are expired; returns how many
@@ -115,23 +116,43 @@ impl ReservationRepo {
         limit: i64,
         max_attempts: i32,
     ) -> Result<Vec<(Payment, i32)>, ReservationError> {
-        let rows = sqlx::query(&format!(
-            "UPDATE payments SET next_attempt_at = $2, attempts = attempts + 1
-             WHERE payment_id IN (
-                 SELECT payment_id FROM payments
-                 WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND next_attempt_at <= $1
-                   AND attempts < $4
-                 ORDER BY next_attempt_at LIMIT $3
-                 FOR UPDATE SKIP LOCKED)
-             RETURNING {PAYMENT_COLUMNS}, attempts"
-        ))
-        .bind(now)
-        .bind(now + lease)
-        .bind(limit)
-        .bind(max_attempts)
+        let rows = sqlx::query!(
+            r#"UPDATE payments SET next_attempt_at = $2, attempts = attempts + 1
+               WHERE payment_id IN (
+                   SELECT payment_id FROM payments
+                   WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND next_attempt_at <= $1
+                     AND attempts < $4
+                   ORDER BY next_attempt_at LIMIT $3
+                   FOR UPDATE SKIP LOCKED)
+               RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
+                      status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
+                      paid_at, created_at, attempts"#,
+            now,
+            now + lease,
+            limit,
+            max_attempts
+        )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|row| Ok((payment_from_row(row)?, row.try_get("attempts")?))).collect()
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let payment = PaymentRow {
+                    payment_id: r.payment_id,
+                    reservation_id: r.reservation_id,
+                    user_id: r.user_id,
+                    token: r.token,
+                    idempotency_key: r.idempotency_key,
+                    amount: r.amount,
+                    status: r.status,
+                    failure_reason: r.failure_reason,
+                    balance_after: r.balance_after,
+                    paid_at: r.paid_at,
+                    created_at: r.created_at,
+                };
+                (payment.into(), r.attempts)
+            })
+            .collect())
     }
 
     /// Unfinished payments the recovery worker gave up on after `max_attempts` tries: each
@@ -140,15 +161,18 @@ impl ReservationRepo {
     /// # Errors
     /// Database failures only.
     pub async fn needing_attention(&self, max_attempts: i32) -> Result<Vec<Payment>, ReservationError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments
-             WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND attempts >= $1
-             ORDER BY created_at LIMIT 1000"
-        ))
-        .bind(max_attempts)
+        let rows = sqlx::query_as!(
+            PaymentRow,
+            r#"SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
+                      status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
+                      paid_at, created_at FROM payments
+               WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND attempts >= $1
+               ORDER BY created_at LIMIT 1000"#,
+            max_attempts
+        )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(payment_from_row).collect()
+        Ok(rows.into_iter().map(Payment::from).collect())
     }
 
     /// One page of a user's payments, newest first.
@@ -162,18 +186,21 @@ impl ReservationRepo {
         page: &platform::paging::PageRequest,
     ) -> Result<Vec<Payment>, ReservationError> {
         let (at, id) = page.after_parts();
-        let rows = sqlx::query(&format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments
-             WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, payment_id) < ($2, $3))
-             ORDER BY created_at DESC, payment_id DESC LIMIT $4"
-        ))
-        .bind(user_id)
-        .bind(at)
-        .bind(id)
-        .bind(page.fetch_limit())
+        let rows = sqlx::query_as!(
+            PaymentRow,
+            r#"SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
+                      status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
+                      paid_at, created_at FROM payments
+               WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, payment_id) < ($2, $3::uuid))
+               ORDER BY created_at DESC, payment_id DESC LIMIT $4"#,
+            user_id,
+            at,
+            id,
+            page.fetch_limit()
+        )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(payment_from_row).collect()
+        Ok(rows.into_iter().map(Payment::from).collect())
     }
 
     /// The payment a token made for a reservation, if any (to answer replays after the
@@ -186,12 +213,16 @@ impl ReservationRepo {
         reservation_id: Uuid,
         token: Uuid,
     ) -> Result<Option<Payment>, ReservationError> {
-        let row =
-            sqlx::query(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE reservation_id = $1 AND token = $2"))
-                .bind(reservation_id)
-                .bind(token)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.as_ref().map(payment_from_row).transpose()
+        let row = sqlx::query_as!(
+            PaymentRow,
+            r#"SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
+                      status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
+                      paid_at, created_at FROM payments WHERE reservation_id = $1 AND token = $2"#,
+            reservation_id,
+            token
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Payment::from))
     }
 }
