@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates (or with --check, verifies) the compile-time SQL metadata (`.sqlx/` of each
-# service crate that uses `sqlx::query!`): a scratch database gets each service's schema
+# service crate, and of libs/platform, that uses `sqlx::query!`): a scratch database gets each service's schema
 # from migrations/<svc> (sqlx-cli), and `cargo sqlx prepare` checks every query of that
 # crate against its own schema (the search_path is that schema alone, as at run time).
 # Builds use the committed metadata (SQLX_OFFLINE, .cargo/config.toml); a query or schema
@@ -33,3 +33,6 @@ for svc in "${CRATES[@]}"; do
   (cd "services/$svc" && DATABASE_URL="$url" SQLX_OFFLINE=false cargo sqlx prepare "${check[@]}" -- --locked --lib)
   echo "sqlx: services/$svc/.sqlx $done"
 done
+# The platform's own statements name no table (locks, schema creation).
+(cd libs/platform && DATABASE_URL="$base/$db" SQLX_OFFLINE=false cargo sqlx prepare "${check[@]}" -- --locked --lib)
+echo "sqlx: libs/platform/.sqlx $done"

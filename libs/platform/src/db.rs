@@ -77,7 +77,7 @@ pub async fn connect(db: &DbOptions, schema: &str, max_connections: u32) -> anyh
 /// When the schema cannot be created or a migration fails.
 pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('concert.create_schema'))").execute(&mut *tx).await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('concert.create_schema'))").execute(&mut *tx).await?;
     // Identifiers cannot be bound as parameters; `schema` is one of our own constants, and
     // quote_ident-style quoting keeps even a surprising value inert.
     let quoted = format!("\"{}\"", schema.replace('"', "\"\""));

@@ -37,8 +37,8 @@ pub struct Cursor {
 }
 
 /// The service's key for page tokens: 32 random bytes made once per deployment by the
-/// service's migration (`page_token_key`), so every replica signs and checks alike and no
-/// operator has to provision a secret.
+/// service's migration (table `page_token_key`, read by its store), so every replica signs
+/// and checks alike and no operator has to provision a secret.
 #[derive(Clone)]
 pub struct PageKey(HmacSha256);
 
@@ -49,18 +49,6 @@ impl std::fmt::Debug for PageKey {
 }
 
 impl PageKey {
-    /// Reads the key from the service's own schema.
-    ///
-    /// # Errors
-    /// When the table is missing or empty (its migration has not run) or the database fails.
-    pub async fn load(pool: &sqlx::PgPool) -> anyhow::Result<Self> {
-        let key: Vec<u8> = sqlx::query_scalar("SELECT key FROM page_token_key")
-            .fetch_one(pool)
-            .await
-            .context("reading page_token_key (made by the service's migrations)")?;
-        Self::from_bytes(&key)
-    }
-
     /// A key of at least 32 bytes.
     ///
     /// # Errors

@@ -38,8 +38,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Every background task of this replica lives in `tasks` and ends with `run`.
     let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
-    let pages = platform::paging::PageKey::load(&pool).await?;
     let repo = CatalogRepo::new(pool);
+    let pages = repo.page_key().await?;
     let concerts = Concerts::new(
         repo.clone(),
         Layouts::new(repo, settings.layout_cache_ttl),

@@ -47,8 +47,8 @@ pub async fn run(
     let auth = settings.auth.build().await?;
     // Every background task of this replica lives in `tasks` and ends with `run`.
     let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
-    let pages = platform::paging::PageKey::load(&pool).await?;
     let repo = ReservationRepo::new(pool);
+    let pages = repo.page_key().await?;
 
     let queue_channel = lazy_channel(&settings.queue_url)?;
     let queue = Queue::new(queue_channel.clone(), settings.peer_policy.with_own_budget());

@@ -21,6 +21,15 @@ impl CatalogRepo {
         Self { pool }
     }
 
+    /// The key that signs this service's page tokens (made by its migration).
+    ///
+    /// # Errors
+    /// Database failures; a key too short for `platform::paging`.
+    pub async fn page_key(&self) -> anyhow::Result<platform::paging::PageKey> {
+        let key = sqlx::query_scalar!("SELECT key FROM page_token_key").fetch_one(&self.pool).await?;
+        platform::paging::PageKey::from_bytes(&key)
+    }
+
     /// Creates a concert.
     ///
     /// # Errors

@@ -106,13 +106,7 @@ impl ReservationRepo {
         // worker recording the same debit) are read as they are.
         let unmoved: Vec<Uuid> = payment_ids.iter().filter(|id| !stored.contains_key(id)).copied().collect();
         if !unmoved.is_empty() {
-            let rows = sqlx::query(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = ANY($1)"))
-                .bind(&unmoved)
-                .persistent(platform::db::lone_batch_prepared())
-                .fetch_all(&self.pool)
-                .await?;
-            for row in &rows {
-                let payment = payment_from_row(row)?;
+            for payment in self.payments_by_id(&unmoved).await? {
                 stored.insert(payment.payment_id, payment);
             }
         }
@@ -125,5 +119,22 @@ impl ReservationRepo {
                 })
             })
             .collect()
+    }
+}
+
+impl ReservationRepo {
+    /// The payments `ids` as they are, read unprepared (a batch's array; see
+    /// `platform::db::lone_batch_prepared`).
+    async fn payments_by_id(&self, ids: &[Uuid]) -> Result<Vec<Payment>, ReservationError> {
+        let rows = sqlx::query(
+            "SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, status, failure_reason,
+                    balance_after, paid_at, created_at
+             FROM payments WHERE payment_id = ANY($1)",
+        )
+        .bind(ids)
+        .persistent(platform::db::lone_batch_prepared())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(payment_from_row).collect()
     }
 }

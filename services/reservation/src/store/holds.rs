@@ -148,8 +148,8 @@ impl ReservationRepo {
     }
 
     /// Marks the expired, unpaid holds of one user and concert EXPIRED (freeing their hold
-    /// slots); true when any was released. See [`Self::expire_stale`] for the race with a
-    /// payment that starts at the expiry instant.
+    /// slots); true when any was released. See `expire_unpaid` for the race with a payment
+    /// that starts at the expiry instant.
     ///
     /// # Errors
     /// Database failures only.
@@ -159,19 +159,22 @@ impl ReservationRepo {
         concert_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<bool, ReservationError> {
-        let candidates = sqlx::query_scalar(
+        let mut tx = self.pool.begin().await?;
+        let locked = sqlx::query_scalar!(
             "SELECT reservation_id FROM reservations
              WHERE user_id = $1 AND concert_id = $2 AND status = 'HELD' AND expires_at <= $3
              FOR UPDATE SKIP LOCKED",
+            user_id,
+            concert_id,
+            now
         )
-        .bind(user_id)
-        .bind(concert_id)
-        .bind(now);
-        Ok(self.expire_stale(candidates, now).await? > 0)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(expire_unpaid(tx, &locked, now).await? > 0)
     }
 
     /// Marks an expired, unpaid hold on one seat EXPIRED; true when one was released. See
-    /// [`Self::expire_stale`].
+    /// `expire_unpaid`.
     ///
     /// # Errors
     /// Database failures only.
@@ -181,15 +184,18 @@ impl ReservationRepo {
         seat: u32,
         now: DateTime<Utc>,
     ) -> Result<bool, ReservationError> {
-        let candidates = sqlx::query_scalar(
+        let mut tx = self.pool.begin().await?;
+        let locked = sqlx::query_scalar!(
             "SELECT reservation_id FROM reservations
              WHERE schedule_id = $1 AND seat_number = $2 AND status = 'HELD' AND expires_at <= $3
              FOR UPDATE SKIP LOCKED",
+            schedule_id,
+            i32::try_from(seat).unwrap_or(0),
+            now
         )
-        .bind(schedule_id)
-        .bind(i32::try_from(seat).unwrap_or(0))
-        .bind(now);
-        Ok(self.expire_stale(candidates, now).await? > 0)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(expire_unpaid(tx, &locked, now).await? > 0)
     }
 
     /// Marks up to `limit` expired, unpaid holds EXPIRED (the sweeper). Safe with several
@@ -199,51 +205,18 @@ impl ReservationRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all)]
     pub async fn expire_holds(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, ReservationError> {
-        let candidates = sqlx::query_scalar(
+        let mut tx = self.pool.begin().await?;
+        let locked = sqlx::query_scalar!(
             "SELECT reservation_id FROM reservations
              WHERE status = 'HELD' AND expires_at <= $1
              ORDER BY expires_at LIMIT $2
              FOR UPDATE SKIP LOCKED",
+            now,
+            limit
         )
-        .bind(now)
-        .bind(limit);
-        self.expire_stale(candidates, now).await
-    }
-
-    /// Expires the holds `candidates` locks (HELD and past `expires_at`, `FOR UPDATE SKIP
-    /// LOCKED`) that have no payment; how many.
-    ///
-    /// A payment starts by locking its hold, checking it is still payable and inserting the
-    /// payment, in one transaction ([`Self::start_payment`]). At the expiry instant the two
-    /// can meet, and whoever locks the row first decides: a hold being paid is skipped
-    /// (locked), and the "no payment" check runs in a statement of its own after the lock is
-    /// held, so it sees a payment that committed while the candidates were read. (Checked
-    /// in the locking statement it used that statement's snapshot, taken before the payment
-    /// committed, and expired a hold whose payment had just begun: a spurious failure and a
-    /// refund for the payer.)
-    async fn expire_stale(
-        &self,
-        candidates: sqlx::query::QueryScalar<'_, sqlx::Postgres, Uuid, sqlx::postgres::PgArguments>,
-        now: DateTime<Utc>,
-    ) -> Result<u64, ReservationError> {
-        let mut tx = self.pool.begin().await?;
-        let locked: Vec<Uuid> = candidates.fetch_all(&mut *tx).await?;
-        if locked.is_empty() {
-            tx.rollback().await?;
-            return Ok(0);
-        }
-        let expired = sqlx::query(
-            "UPDATE reservations r SET status = 'EXPIRED', released_at = $2
-             WHERE r.reservation_id = ANY($1) AND r.status = 'HELD'
-               AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)",
-        )
-        .bind(&locked)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(expired)
+        .fetch_all(&mut *tx)
+        .await?;
+        expire_unpaid(tx, &locked, now).await
     }
 
     /// One reservation.
@@ -346,4 +319,38 @@ impl ReservationRepo {
             })
             .collect()
     }
+}
+
+/// Expires the holds `tx` has locked (`locked`: HELD and past `expires_at`, `FOR UPDATE SKIP
+/// LOCKED`) that have no payment, and commits; how many.
+///
+/// A payment starts by locking its hold, checking it is still payable and inserting the
+/// payment, in one transaction (`ReservationRepo::start_payment`). At the expiry instant the
+/// two can meet, and whoever locks the row first decides: a hold being paid is skipped
+/// (locked), and the "no payment" check runs in a statement of its own after the lock is
+/// held, so it sees a payment that committed while the candidates were read. (Checked in the
+/// locking statement it used that statement's snapshot, taken before the payment committed,
+/// and expired a hold whose payment had just begun: a spurious failure and a refund for the
+/// payer.)
+async fn expire_unpaid(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    locked: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<u64, ReservationError> {
+    if locked.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let expired = sqlx::query!(
+        "UPDATE reservations r SET status = 'EXPIRED', released_at = $2
+         WHERE r.reservation_id = ANY($1) AND r.status = 'HELD'
+           AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)",
+        locked,
+        now
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(expired)
 }

@@ -68,6 +68,15 @@ impl ReservationRepo {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
+
+    /// The key that signs this service's page tokens (made by its migration).
+    ///
+    /// # Errors
+    /// Database failures; a key too short for `platform::paging`.
+    pub async fn page_key(&self) -> anyhow::Result<platform::paging::PageKey> {
+        let key = sqlx::query_scalar!("SELECT key FROM page_token_key").fetch_one(&self.pool).await?;
+        platform::paging::PageKey::from_bytes(&key)
+    }
 }
 
 /// The constraint a database error violated, if it names one.

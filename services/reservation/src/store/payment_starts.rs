@@ -7,16 +7,16 @@ use std::{
 };
 
 use chrono::{DateTime, Duration, Utc};
-use platform::{auth::Principal, db};
+use platform::{auth::Principal, db, money::Won};
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::{
-    PAYMENT_COLUMNS, RESERVATION_COLUMNS, ReservationRepo, payment_from_row, payment_of_reservation,
-    reservation_from_row, set_reservation_status, violated_constraint,
+    PaymentRow, RESERVATION_COLUMNS, ReservationRepo, payment_of_reservation, reservation_from_row,
+    set_reservation_status, violated_constraint,
 };
 use crate::{
-    domain::{Payer, Payment, Reservation, ReservationStatus, StartStep, payment_start::start_step},
+    domain::{Payer, Payment, PaymentStatus, Reservation, ReservationStatus, StartStep, payment_start::start_step},
     error::ReservationError,
 };
 
@@ -209,24 +209,27 @@ async fn insert_one_started(
     now: DateTime<Utc>,
     lease: Duration,
 ) -> Result<Option<Payment>, ReservationError> {
-    let inserted = sqlx::query(&format!(
-        "INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
-                               created_at, updated_at, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 'STARTED', $7, $7, $8)
-         RETURNING {PAYMENT_COLUMNS}"
-    ))
-    .bind(Uuid::now_v7())
-    .bind(r.reservation_id)
-    .bind(&payer.user_id)
-    .bind(payer.token)
-    .bind(key)
-    .bind(r.price)
-    .bind(now)
-    .bind(now + lease)
+    let inserted = sqlx::query_as!(
+        PaymentRow,
+        r#"INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
+                                 created_at, updated_at, next_attempt_at)
+           VALUES ($1, $2, $3, $4, $5, $6, 'STARTED', $7, $7, $8)
+           RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
+                   status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
+                   paid_at, created_at"#,
+        Uuid::now_v7(),
+        r.reservation_id,
+        payer.user_id,
+        payer.token,
+        key,
+        r.price.get(),
+        now,
+        now + lease
+    )
     .fetch_one(&mut **tx)
     .await;
     match inserted {
-        Ok(row) => Ok(Some(payment_from_row(&row)?)),
+        Ok(row) => Ok(Some(row.into())),
         Err(e) if violated_constraint(&e).as_deref() == Some("payments_reservation_id_key") => Ok(None),
         // This admission already pays (or paid) for another seat.
         Err(e) if violated_constraint(&e).as_deref() == Some("payments_one_purchase_per_token") => {
@@ -281,30 +284,37 @@ async fn insert_started(
     locked: &HashMap<usize, (Reservation, bool)>,
 ) -> Result<Vec<(usize, Payment)>, ReservationError> {
     let payment_ids: Vec<Uuid> = insert.iter().map(|_| Uuid::now_v7()).collect();
-    let rows = sqlx::query(&format!(
-        "INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
-                               created_at, updated_at, next_attempt_at)
-         SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, 'STARTED', at, at, retry_at
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::bigint[],
-                     $7::timestamptz[], $8::timestamptz[])
-              AS i (payment_id, reservation_id, user_id, token, idempotency_key, amount, at, retry_at)
-         ON CONFLICT DO NOTHING
-         RETURNING {PAYMENT_COLUMNS}"
-    ))
-    .bind(&payment_ids)
-    .bind(insert.iter().map(|&i| requests[i].reservation_id).collect::<Vec<_>>())
-    .bind(insert.iter().map(|&i| requests[i].payer.user_id.as_str()).collect::<Vec<_>>())
-    .bind(insert.iter().map(|&i| requests[i].payer.token).collect::<Vec<_>>())
-    .bind(insert.iter().map(|&i| requests[i].key.as_str()).collect::<Vec<_>>())
-    .bind(insert.iter().map(|&i| locked[&i].0.price).collect::<Vec<_>>())
-    .bind(insert.iter().map(|&i| requests[i].now).collect::<Vec<_>>())
-    .bind(insert.iter().map(|&i| requests[i].now + requests[i].lease).collect::<Vec<_>>())
+    let reservations: Vec<Uuid> = insert.iter().map(|&i| requests[i].reservation_id).collect();
+    let users: Vec<&str> = insert.iter().map(|&i| requests[i].payer.user_id.as_str()).collect();
+    let tokens: Vec<Uuid> = insert.iter().map(|&i| requests[i].payer.token).collect();
+    let keys: Vec<&str> = insert.iter().map(|&i| requests[i].key.as_str()).collect();
+    let amounts: Vec<i64> = insert.iter().map(|&i| locked[&i].0.price.get()).collect();
+    let at: Vec<DateTime<Utc>> = insert.iter().map(|&i| requests[i].now).collect();
+    let retry_at: Vec<DateTime<Utc>> = insert.iter().map(|&i| requests[i].now + requests[i].lease).collect();
+    let rows = sqlx::query_as!(
+        PaymentRow,
+        r#"INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
+                                 created_at, updated_at, next_attempt_at)
+           SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, 'STARTED', at, at, retry_at
+           FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::bigint[],
+                       $7::timestamptz[], $8::timestamptz[])
+                AS i (payment_id, reservation_id, user_id, token, idempotency_key, amount, at, retry_at)
+           ON CONFLICT DO NOTHING
+           RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
+                   status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
+                   paid_at, created_at"#,
+        &payment_ids,
+        &reservations,
+        &users as &[&str],
+        &tokens,
+        &keys as &[&str],
+        &amounts,
+        &at,
+        &retry_at
+    )
     .fetch_all(&mut **tx)
     .await?;
-    let mut inserted: HashMap<Uuid, Payment> = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let payment = payment_from_row(row)?;
-        inserted.insert(payment.payment_id, payment);
-    }
+    let mut inserted: HashMap<Uuid, Payment> =
+        rows.into_iter().map(|row| (row.payment_id, Payment::from(row))).collect();
     Ok(insert.iter().zip(&payment_ids).filter_map(|(&index, id)| Some((index, inserted.remove(id)?))).collect())
 }
