@@ -89,6 +89,8 @@ pub struct LineDelta {
     /// Highest `seq` among the changed tokens (0 for none); seqs are drawn from one
     /// sequence for every room.
     pub max_seq: i64,
+    /// The database's clock at the read (`None`: not read from a database, e.g. in tests).
+    pub read_at: Option<DateTime<Utc>>,
 }
 
 /// Every room's line as one replica last read it.
@@ -98,15 +100,20 @@ pub struct LineSnapshot {
     pub rooms: HashMap<Uuid, RoomLine>,
     /// Highest `seq` of any token read so far (0 for none).
     pub max_seq: i64,
-    /// When the read was made.
+    /// When the read was made, by this replica's clock (the departure rates' time base).
     pub taken_at: DateTime<Utc>,
+    /// The database's clock at the read: whether a room's sale has opened is judged by it,
+    /// the clock that decided at insert whether a join went to the pre-queue, so a replica
+    /// whose clock runs ahead or behind never shows a pre-queue token a position (or hides
+    /// one) the database disagrees with.
+    pub database_time: DateTime<Utc>,
 }
 
 impl LineSnapshot {
     /// No line at all, before the first read.
     #[must_use]
     pub fn empty(now: DateTime<Utc>) -> Self {
-        Self { rooms: HashMap::new(), max_seq: 0, taken_at: now }
+        Self { rooms: HashMap::new(), max_seq: 0, taken_at: now, database_time: now }
     }
 
     /// The next snapshot: this one with `delta` (read at `now`) applied. Rooms nobody is
@@ -136,7 +143,8 @@ impl LineSnapshot {
             let departure_rate = if dt > 0.0 { old_rate + alpha * (departed as f64 / dt - old_rate) } else { old_rate };
             rooms.insert(concert, RoomLine { waiting, active, departure_rate });
         }
-        Self { rooms, max_seq: self.max_seq.max(delta.max_seq), taken_at: now }
+        let database_time = delta.read_at.unwrap_or(now);
+        Self { rooms, max_seq: self.max_seq.max(delta.max_seq), taken_at: now, database_time }
     }
 
     /// The line of one room (empty when nobody was waiting or active in it).
@@ -178,6 +186,7 @@ mod tests {
             rooms: rooms.iter().map(|(c, p)| (*c, RoomDelta { joined: p.clone(), left: Vec::new() })).collect(),
             active: HashMap::new(),
             max_seq,
+            read_at: None,
         }
     }
 
@@ -232,6 +241,7 @@ mod tests {
             ]),
             active: HashMap::from([(a, 1)]),
             max_seq: 99,
+            read_at: None,
         };
         let s = s.apply(delta, t0() + Duration::seconds(1));
         assert_eq!((s.ahead_of(a, 6), s.ahead_of(a, 11), s.room(a).waiting_count()), (3, 4, 5));
@@ -253,6 +263,7 @@ mod tests {
                 rooms: HashMap::from([(a, RoomDelta { joined: Vec::new(), left: head })]),
                 active: HashMap::from([(a, 5)]),
                 max_seq: 0,
+                read_at: None,
             };
             s = s.apply(delta, t0() + Duration::seconds(tick));
         }

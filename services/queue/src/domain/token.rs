@@ -112,10 +112,12 @@ impl QueueStatus {
     }
 
     /// Builds the status of a freshly read token against a snapshot of the lines: the state
-    /// is the token's own, position and counts are its room's in the snapshot. Before the
-    /// sale opens (`sale_opens_at` ahead of `now`) a WAITING token is in the pre-queue and
-    /// has no position yet: its place is drawn at random, and showing it would let a user
-    /// leave and re-join until the draw looked good.
+    /// is the token's own, position and counts are its room's in the snapshot. A WAITING
+    /// token that joined before the sale opened (the database decided so at insert, drawing
+    /// it a random negative place) is in the pre-queue until the sale opens by the database's
+    /// clock as of the snapshot (the one clock that judges the opening), and has no position
+    /// yet: showing its random place would let a user leave and re-join until the draw
+    /// looked good. `now` (this replica's clock) serves the token's own expiry only.
     #[must_use]
     pub fn in_line(
         token: Token,
@@ -130,7 +132,13 @@ impl QueueStatus {
         // A join newer than the snapshot is not in it yet: count it in.
         status.waiting_count = status.waiting_count.max(status.position);
         status.active_count = line.active;
-        if status.state == TokenState::Waiting && sale_opens_at.is_some_and(|opens| now < opens) {
+        // A join the database placed in the pre-queue (a negative place, drawn at insert by the
+        // database's clock) stays there until the database's clock passes the opening.
+        let joined_early = status.token.place < 0;
+        if status.state == TokenState::Waiting
+            && joined_early
+            && sale_opens_at.is_some_and(|opens| snapshot.database_time < opens)
+        {
             status.pre_queue = true;
             status.position = 0;
         } else {
@@ -182,12 +190,25 @@ mod tests {
         let now = Utc::now();
         let line = super::super::LineSnapshot::empty(now);
         let opens = now + Duration::minutes(5);
-        let s = QueueStatus::in_line(token(TokenState::Waiting, None), &line, Some(opens), now);
+        // Joined before the opening: the database drew it a random negative place.
+        let early = || Token { place: -5, ..token(TokenState::Waiting, None) };
+        let s = QueueStatus::in_line(early(), &line, Some(opens), now);
         assert!(s.pre_queue);
         assert_eq!((s.position, s.estimated_wait_secs, s.sale_opens_at), (0, None, Some(opens)));
-        let s = QueueStatus::in_line(token(TokenState::Waiting, None), &line, Some(opens), opens);
+        let opened = super::super::LineSnapshot { database_time: opens, ..line.clone() };
+        let s = QueueStatus::in_line(early(), &opened, Some(opens), opens);
         assert!(!s.pre_queue, "open at the instant itself");
         assert_eq!(s.position, 1);
+        // Issue #28: one clock judges the opening. This replica's clock past it changes
+        // nothing while the database's (as of the snapshot) is not.
+        let s = QueueStatus::in_line(early(), &line, Some(opens), opens + Duration::seconds(5));
+        assert!(s.pre_queue, "the database says the sale has not opened");
+        let s = QueueStatus::in_line(early(), &opened, Some(opens), now);
+        assert!(!s.pre_queue, "the database says it opened, whatever this replica's clock says");
+        // A join the database placed in the line (after the opening, by its clock) is never
+        // in the pre-queue, even against a snapshot read before the opening.
+        let late = QueueStatus::in_line(token(TokenState::Waiting, None), &line, Some(opens), now);
+        assert!(!late.pre_queue);
     }
 
     #[sqlx::test(migrations = false)]

@@ -21,6 +21,7 @@ pub struct RoomStats {
     pub counts: QueueCounts,
     /// The service-wide policy with the room's overrides.
     pub policy: AdmissionPolicy,
+    /// The database's clock at the count: whether the sale has opened is judged by it.
     pub at: DateTime<Utc>,
 }
 
@@ -56,7 +57,7 @@ impl Stats {
             .await
             .map_err(|e| QueueError::shared(&e, "counting the line"))?;
         let policy = self.policy_of(&room);
-        Ok(RoomStats { room, counts, policy, at })
+        Ok(RoomStats { room, counts, policy, at: counts.read_at })
     }
 
     /// The policy `room` runs under: the service-wide one with the room's overrides.

@@ -16,6 +16,8 @@ pub struct QueueCounts {
     pub active: u64,
     pub admitted_last_minute: u64,
     pub serving_seq: u64,
+    /// The database's clock at the count (what judges whether the sale has opened).
+    pub read_at: DateTime<Utc>,
 }
 
 /// Where a replica's last read of the line stood: the PostgreSQL snapshot it was taken in
@@ -127,10 +129,17 @@ impl QueueRepo {
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL enable_seqscan = off")
             .await?;
-        let watermark = LineWatermark(
-            sqlx::query_scalar!(r#"SELECT pg_current_snapshot()::text AS "snapshot!""#).fetch_one(&mut *tx).await?,
-        );
-        let mut delta = LineDelta::default();
+        // The snapshot, and the database's clock (a test clock instead, as for joins): the
+        // time that judges whether a sale has opened.
+        let read = sqlx::query!(
+            r#"SELECT pg_current_snapshot()::text AS "snapshot!",
+                      COALESCE($1::timestamptz, statement_timestamp()) AS "read_at!""#,
+            self.clock.instead_of_database_time()
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let watermark = LineWatermark(read.snapshot);
+        let mut delta = LineDelta { read_at: Some(read.read_at), ..LineDelta::default() };
         match since {
             None => {
                 let rooms = sqlx::query!(
@@ -229,9 +238,11 @@ impl QueueRepo {
                       (SELECT count(*) FROM tokens
                        WHERE concert_id = $1 AND activated_at > $2 - interval '60 seconds') AS "recent!",
                       (SELECT COALESCE(max(seq), 0) FROM tokens WHERE concert_id = $1 AND activated_at IS NOT NULL)
-                          AS "serving!""#,
+                          AS "serving!",
+                      COALESCE($3::timestamptz, statement_timestamp()) AS "read_at!""#,
             concert_id,
-            now
+            now,
+            self.clock.instead_of_database_time()
         )
         .fetch_one(&self.pool)
         .await?;
@@ -241,6 +252,7 @@ impl QueueRepo {
             active: platform::db::unsigned(active, "active")?,
             admitted_last_minute: platform::db::unsigned(recent, "admitted_last_minute")?,
             serving_seq: platform::db::unsigned(serving, "serving_seq")?,
+            read_at: counts.read_at,
         })
     }
 
