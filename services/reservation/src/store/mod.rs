@@ -14,9 +14,9 @@
 /// insert, the hold diagnosis and both saga starts apply it; expanded at compile time.
 ///
 /// A scalar subquery, not `EXISTS`: PostgreSQL may turn `NOT EXISTS` into a hash anti-join
-/// over every paid payment, and with stale statistics it did, once per batch of holds
-/// (holds fell from ~11,000/s to ~2,000/s once payments existed). A scalar subquery is
-/// always a per-row probe of `payments_one_purchase_per_token`.
+/// over every paid payment, and with stale statistics it does, once per batch of holds (the
+/// figures are in docs/BENCHMARKS.md). A scalar subquery is always a per-row probe of
+/// `payments_one_purchase_per_token`.
 macro_rules! token_has_paid {
     ($token:literal) => {
         concat!(
