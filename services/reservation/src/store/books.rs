@@ -1,7 +1,7 @@
 //! What the cross-service reconciliation reads from this schema.
 use platform::money::Won;
 
-use super::{PaymentRow, ReservationRepo};
+use super::ReservationRepo;
 use crate::{
     domain::{PaymentBook, PaymentStatus, ReservationStatus},
     error::ReservationError,
@@ -28,19 +28,7 @@ impl ReservationRepo {
         tx.commit().await?;
         rows.into_iter()
             .map(|r| {
-                let payment = PaymentRow {
-                    payment_id: r.payment_id,
-                    reservation_id: r.reservation_id,
-                    user_id: r.user_id,
-                    token: r.token,
-                    idempotency_key: r.idempotency_key,
-                    amount: r.amount,
-                    status: r.status,
-                    failure_reason: r.failure_reason,
-                    balance_after: r.balance_after,
-                    paid_at: r.paid_at,
-                    created_at: r.created_at,
-                };
+                let payment = payment_row!(r);
                 Ok(PaymentBook {
                     payment: payment.into(),
                     reservation_status: r.reservation_status,

@@ -27,6 +27,26 @@ macro_rules! token_has_paid {
     };
 }
 
+/// A [`PaymentRow`] from the record of a `query!` that selected the payment's columns
+/// (each statement has a record type of its own, so no function can take them all).
+macro_rules! payment_row {
+    ($r:expr) => {
+        $crate::store::PaymentRow {
+            payment_id: $r.payment_id,
+            reservation_id: $r.reservation_id,
+            user_id: $r.user_id,
+            token: $r.token,
+            idempotency_key: $r.idempotency_key,
+            amount: $r.amount,
+            status: $r.status,
+            failure_reason: $r.failure_reason,
+            balance_after: $r.balance_after,
+            paid_at: $r.paid_at,
+            created_at: $r.created_at,
+        }
+    };
+}
+
 mod books;
 mod debits;
 mod gauges;
