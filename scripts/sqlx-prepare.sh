@@ -24,24 +24,20 @@ db=concert_sqlx_$$
 base=${PG_ADMIN_URL%/*}
 trap 'psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $db" >/dev/null
-# Every library checked once offline first: each prepare below then recompiles only the crate
-# it prepares, so only that crate's queries are collected (a dependency rebuilt during it,
-# such as the platform after a clippy run, would add its own and fail the comparison).
-SQLX_OFFLINE=true cargo check --locked --lib -p platform -p catalog-service -p queue-service \
-  -p reservation-service -p wallet-service -q
 for svc in "${CRATES[@]}"; do
   url="$base/$db?options=-c%20search_path%3D$svc"
   psql "$base/$db" -qc "CREATE SCHEMA $svc" >/dev/null
   sqlx migrate run --source "migrations/$svc" --database-url "$url" >/dev/null
   # --lib: every query is in the library; test targets pull other services in as
   # dev-dependencies, whose queries belong to other schemas (their own run checks them).
-  # The macros read SQLX_OFFLINE* from the environment, which cargo does not track: a crate
-  # built offline before (by clippy, say) is fresh to cargo and would not be checked again.
-  touch "services/$svc/src/lib.rs"
+  # The same check offline first, so that the prepare below recompiles only this crate (it
+  # touches it) and collects only its queries: a dependency built with another feature set
+  # (a clippy run of the workspace, say) would otherwise be rebuilt during it and add its own.
+  (cd "services/$svc" && SQLX_OFFLINE=true cargo check --locked --lib -q)
   (cd "services/$svc" && DATABASE_URL="$url" SQLX_OFFLINE=false cargo sqlx prepare "${check[@]}" -- --locked --lib)
   echo "sqlx: services/$svc/.sqlx $done"
 done
 # The platform's own statements name no table (locks, schema creation).
-touch libs/platform/src/lib.rs
+(cd libs/platform && SQLX_OFFLINE=true cargo check --locked --lib -q)
 (cd libs/platform && DATABASE_URL="$base/$db" SQLX_OFFLINE=false cargo sqlx prepare "${check[@]}" -- --locked --lib)
 echo "sqlx: libs/platform/.sqlx $done"
