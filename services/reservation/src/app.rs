@@ -22,7 +22,9 @@ use crate::{
     clients::{Catalog, Queue, Wallet},
     config::Settings,
     grpc::ReservationApi,
-    service::{gauges, hold::Holds, pay::Payments, recovery, saga::Saga, sweeper, taken_seats::TakenSeats},
+    service::{
+        cancel::Cancels, gauges, hold::Holds, pay::Payments, recovery, saga::Saga, sweeper, taken_seats::TakenSeats,
+    },
     store::ReservationRepo,
 };
 
@@ -58,6 +60,17 @@ pub async fn run(
 
     spawn_background_work(&mut tasks, &repo, &saga, &settings);
     let completions = CompletionBatcher::start(repo.clone(), queue, settings.clock.clone(), &mut tasks);
+    let catalog = Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl);
+    let taken = TakenSeats::new(settings.seat_taken_ttl);
+    let cancels = Cancels {
+        repo: repo.clone(),
+        catalog: catalog.clone(),
+        saga: saga.clone(),
+        taken: taken.clone(),
+        clock: settings.clock.clone(),
+        refund_deadline: settings.refund_deadline,
+        lease: settings.payment_lease,
+    };
 
     let api = ReservationApi {
         auth: TokenValidator::new(
@@ -70,12 +83,14 @@ pub async fn run(
         holds: Holds {
             repo: repo.clone(),
             batcher: HoldBatcher::start(repo.clone(), &mut tasks),
-            catalog: Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl),
-            taken: TakenSeats::new(settings.seat_taken_ttl),
+            catalog,
+            taken,
             clock: settings.clock.clone(),
             ttl: settings.hold_ttl,
             max_holds: settings.max_holds_per_user,
+            refund_deadline: settings.refund_deadline,
         },
+        cancels,
         payments: Payments {
             repo: repo.clone(),
             starts: PaymentStartBatcher::start(repo.clone(), &mut tasks),

@@ -44,6 +44,11 @@ pub struct Config {
     #[arg(long, env = "MAX_HOLDS_PER_USER", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub max_holds_per_user: u32,
 
+    /// Hours before a show after which a bought seat can no longer be given back
+    /// (CancelReservation answers FAILED_PRECONDITION REFUND_WINDOW_CLOSED).
+    #[arg(long, env = "REFUND_DEADLINE_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=8_760))]
+    pub refund_deadline_hours: u32,
+
     /// Milliseconds a seat seen taken is refused without asking the database (0 disables).
     /// Never longer than the blocking hold's expiry; see `taken_seats`.
     #[arg(long, env = "SEAT_TAKEN_CACHE_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
@@ -82,6 +87,8 @@ pub struct Settings {
     pub peer_policy: CallPolicy,
     pub hold_ttl: chrono::Duration,
     pub max_holds_per_user: u32,
+    /// How long before a show a bought seat can still be given back.
+    pub refund_deadline: chrono::Duration,
     pub sweep_interval: Duration,
     pub recovery_interval: Duration,
     pub payment_lease: chrono::Duration,
@@ -117,6 +124,7 @@ impl platform::app::ServiceConfig for Config {
             peer_policy: self.peers.policy(),
             hold_ttl: chrono::Duration::seconds(i64::from(self.hold_ttl_secs)),
             max_holds_per_user: self.max_holds_per_user,
+            refund_deadline: chrono::Duration::hours(i64::from(self.refund_deadline_hours)),
             sweep_interval: Duration::from_millis(u64::from(self.hold_sweep_interval_ms)),
             recovery_interval: Duration::from_millis(u64::from(self.payment_recovery_interval_ms)),
             payment_lease: chrono::Duration::seconds(i64::from(self.payment_lease_secs)),

@@ -31,6 +31,10 @@ pub enum ReservationError {
     HoldExpired,
     #[error("the reservation is not an unpaid hold")]
     NotHeld,
+    /// A bought seat can no longer be given back: its show starts within
+    /// `REFUND_DEADLINE_HOURS`.
+    #[error("this ticket can no longer be given back: the refund window closed before the show")]
+    RefundWindowClosed,
     #[error("the wallet balance is too low for this seat")]
     InsufficientBalance,
     #[error("another payment of this reservation is in flight; retry shortly")]
@@ -99,6 +103,7 @@ impl From<ReservationError> for Status {
             E::ScheduleStarted => with_reason(Code::FailedPrecondition, "SCHEDULE_STARTED", message),
             E::HoldExpired => with_reason(Code::FailedPrecondition, "HOLD_EXPIRED", message),
             E::NotHeld => with_reason(Code::FailedPrecondition, "RESERVATION_NOT_HELD", message),
+            E::RefundWindowClosed => with_reason(Code::FailedPrecondition, "REFUND_WINDOW_CLOSED", message),
             E::InsufficientBalance => with_reason(Code::FailedPrecondition, "INSUFFICIENT_BALANCE", message),
             E::PaymentInProgress => with_reason(Code::Aborted, "PAYMENT_IN_PROGRESS", message),
             E::IdempotencyKeyReused => invalid_argument("idempotency_key", &message),
@@ -133,6 +138,7 @@ mod tests {
             (E::ScheduleStarted, Code::FailedPrecondition, Some("SCHEDULE_STARTED")),
             (E::HoldExpired, Code::FailedPrecondition, Some("HOLD_EXPIRED")),
             (E::NotHeld, Code::FailedPrecondition, Some("RESERVATION_NOT_HELD")),
+            (E::RefundWindowClosed, Code::FailedPrecondition, Some("REFUND_WINDOW_CLOSED")),
             (E::InsufficientBalance, Code::FailedPrecondition, Some("INSUFFICIENT_BALANCE")),
             (E::PaymentInProgress, Code::Aborted, Some("PAYMENT_IN_PROGRESS")),
             (E::TokenUsed, Code::Unauthenticated, Some("TOKEN_USED")),

@@ -75,6 +75,6 @@ fn reservation(id: Uuid, h: &NewHold) -> Reservation {
         status: ReservationStatus::Held,
         held_at: h.now,
         expires_at: h.now + h.ttl,
-        payment_started: false,
+        payment_id: None,
     }
 }

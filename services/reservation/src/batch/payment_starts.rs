@@ -65,8 +65,8 @@ impl PaymentStartBatcher {
         match batched {
             Some(decided) => decided,
             None => {
-                let PaymentRequest { reservation_id, payer, key, now, lease } = request;
-                self.repo.start_payment(reservation_id, &payer, &key, now, lease).await
+                let PaymentRequest { reservation_ids, payer, key, now, lease } = request;
+                self.repo.start_payment(&reservation_ids, &payer, &key, now, lease).await
             }
         }
     }

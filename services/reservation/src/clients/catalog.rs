@@ -1,10 +1,10 @@
-//! The catalog's internal API: seat prices and start times, cached per schedule (layouts
-//! never change once created).
+//! The catalog's internal API: seat prices, grades and start times cached per schedule, and
+//! concert titles and venues cached per concert (neither changes once created).
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use concert_proto::concert::catalog::v1::{
-    GetScheduleSeatsRequest, catalog_internal_service_client::CatalogInternalServiceClient,
+    GetConcertRequest, GetScheduleSeatsRequest, catalog_internal_service_client::CatalogInternalServiceClient,
 };
 use moka::future::Cache;
 use platform::{
@@ -27,12 +27,29 @@ pub struct SeatInfo {
     pub starts_at: DateTime<Utc>,
 }
 
-/// A schedule's start and its seat prices (index = seat number − 1).
+/// A schedule's start and its seats' prices and grades (index = seat number − 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Layout {
     concert_id: Uuid,
     starts_at: DateTime<Utc>,
     prices: Vec<Won>,
+    grades: Vec<String>,
+}
+
+/// What a ticket shows of its seat beyond the reservation: the concert, the date, the grade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketDetails {
+    pub concert_title: String,
+    pub venue: String,
+    pub starts_at: DateTime<Utc>,
+    pub grade: String,
+}
+
+/// A concert's title and venue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ConcertInfo {
+    title: String,
+    venue: String,
 }
 
 /// Most schedule layouts one replica keeps.
@@ -45,6 +62,7 @@ pub struct Catalog {
     /// GetScheduleSeats is an idempotent read, under the default call policy.
     catalog: Peer<CatalogInternalServiceClient<PeerChannel>>,
     layouts: Cache<Uuid, Arc<Layout>>,
+    concerts: Cache<Uuid, Arc<ConcertInfo>>,
 }
 
 impl Catalog {
@@ -53,7 +71,49 @@ impl Catalog {
         Self {
             catalog: Peer::new("catalog", CatalogInternalServiceClient::new(channel), CallPolicy::default()),
             layouts: Cache::builder().max_capacity(LAYOUT_CAPACITY).time_to_live(layout_ttl).build(),
+            concerts: Cache::builder().max_capacity(LAYOUT_CAPACITY).time_to_live(layout_ttl).build(),
         }
+    }
+
+    async fn layout(&self, schedule_id: Uuid) -> Result<Arc<Layout>, ReservationError> {
+        self.layouts
+            .try_get_with(schedule_id, fetch_layout(&self.catalog, schedule_id))
+            .await
+            .map_err(|e| ReservationError::shared(&e, "loading seat layout"))
+    }
+
+    /// When schedule `schedule_id` starts.
+    ///
+    /// # Errors
+    /// As [`Self::seat`].
+    pub async fn starts_at(&self, schedule_id: Uuid) -> Result<DateTime<Utc>, ReservationError> {
+        Ok(self.layout(schedule_id).await?.starts_at)
+    }
+
+    /// The concert, date and grade of seat `seat_number` of `schedule_id` (cached: one call
+    /// per schedule and per concert and replica).
+    ///
+    /// # Errors
+    /// As [`Self::seat`].
+    pub async fn ticket_details(&self, schedule_id: Uuid, seat_number: u32) -> Result<TicketDetails, ReservationError> {
+        let layout = self.layout(schedule_id).await?;
+        let concert = self
+            .concerts
+            .try_get_with(layout.concert_id, fetch_concert(&self.catalog, layout.concert_id))
+            .await
+            .map_err(|e| ReservationError::shared(&e, "loading concert"))?;
+        let grade = usize::try_from(seat_number)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| layout.grades.get(i))
+            .cloned()
+            .unwrap_or_default();
+        Ok(TicketDetails {
+            concert_title: concert.title.clone(),
+            venue: concert.venue.clone(),
+            starts_at: layout.starts_at,
+            grade,
+        })
     }
 
     /// Price and start of one seat.
@@ -62,11 +122,7 @@ impl Catalog {
     /// [`ReservationError::ScheduleNotFound`] for an unknown schedule or seat;
     /// [`ReservationError::Peer`] when catalog fails.
     pub async fn seat(&self, schedule_id: Uuid, seat_number: u32) -> Result<SeatInfo, ReservationError> {
-        let layout = self
-            .layouts
-            .try_get_with(schedule_id, fetch_layout(&self.catalog, schedule_id))
-            .await
-            .map_err(|e| ReservationError::shared(&e, "loading seat layout"))?;
+        let layout = self.layout(schedule_id).await?;
         let index = usize::try_from(seat_number).ok().and_then(|n| n.checked_sub(1));
         let price = index.and_then(|i| layout.prices.get(i)).ok_or(ReservationError::ScheduleNotFound)?;
         Ok(SeatInfo { concert_id: layout.concert_id, price: *price, starts_at: layout.starts_at })
@@ -96,5 +152,26 @@ async fn fetch_layout(
     if !in_order {
         return Err(ReservationError::from(anyhow::anyhow!("catalog sent seats that are not 1..=n")));
     }
-    Ok(Arc::new(Layout { concert_id, starts_at, prices: seats.iter().map(|s| Won::new(s.price)).collect() }))
+    Ok(Arc::new(Layout {
+        concert_id,
+        starts_at,
+        prices: seats.iter().map(|s| Won::new(s.price)).collect(),
+        grades: seats.into_iter().map(|s| s.grade).collect(),
+    }))
+}
+
+async fn fetch_concert(
+    catalog: &Peer<CatalogInternalServiceClient<PeerChannel>>,
+    concert_id: Uuid,
+) -> Result<Arc<ConcertInfo>, ReservationError> {
+    let request = GetConcertRequest { concert_id: concert_id.to_string() };
+    let response = catalog
+        .unary(Deadline::NONE, Idempotency::Idempotent, &request, async |mut c, r| c.get_concert(r).await)
+        .await
+        .map_err(|s| match s.code() {
+            Code::NotFound => ReservationError::ScheduleNotFound,
+            _ => ReservationError::Peer(from_peer("catalog", &s)),
+        })?;
+    let concert = response.concert.unwrap_or_default();
+    Ok(Arc::new(ConcertInfo { title: concert.title, venue: concert.venue }))
 }

@@ -5,6 +5,6 @@ mod catalog;
 mod queue;
 mod wallet;
 
-pub use catalog::{Catalog, SeatInfo};
+pub use catalog::{Catalog, SeatInfo, TicketDetails};
 pub use queue::Queue;
 pub use wallet::{DebitOutcome, RefundOutcome, Wallet, is_final_refusal};

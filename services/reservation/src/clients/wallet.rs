@@ -14,7 +14,7 @@ use platform::{
 use tonic::{Code, Status};
 
 use crate::{
-    domain::{DebitRefusal, Payment},
+    domain::{DebitRefusal, Payment, SeatRefund},
     error::ReservationError,
 };
 
@@ -113,6 +113,28 @@ impl Wallet {
             Err(s) if is_reason(&s, Code::NotFound, "DEBIT_NOT_FOUND") => Ok(RefundOutcome::NothingTaken),
             Err(s) => Err(ReservationError::Peer(from_peer("wallet", &s))),
         }
+    }
+}
+
+impl Wallet {
+    /// Refunds a given-back seat's price against its payment's debit, under the seat's own
+    /// refund key (the wallet applies it once, however often it is sent).
+    ///
+    /// # Errors
+    /// [`ReservationError::Peer`] when the wallet cannot be reached or refuses the refund;
+    /// the refund stays owed and a later try settles it.
+    pub async fn refund_seat(&self, r: &SeatRefund, deadline: Deadline) -> Result<(), ReservationError> {
+        let request = RefundRequest {
+            user_id: r.user_id.clone(),
+            amount: r.amount.get(),
+            idempotency_key: r.refund_key(),
+            debit_idempotency_key: r.debit_key(),
+        };
+        self.wallet
+            .unary(deadline, Idempotency::Idempotent, &request, async |mut c, r| c.refund(r).await)
+            .await
+            .map(drop)
+            .map_err(|s| ReservationError::Peer(from_peer("wallet", &s)))
     }
 }
 

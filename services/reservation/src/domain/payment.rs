@@ -111,10 +111,12 @@ impl PaymentStatus {
     }
 }
 
-/// One payment saga.
+/// One payment saga. It covers one seat or an order of several (`payment_seats`); its
+/// amount is the sum of their prices, debited once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
     pub payment_id: Uuid,
+    /// The order's first reservation.
     pub reservation_id: Uuid,
     pub user_id: String,
     pub token: Uuid,
@@ -133,7 +135,7 @@ impl Payment {
     /// this saga (by the caller or the recovery worker) debits at most once.
     #[must_use]
     pub fn debit_key(&self) -> String {
-        format!("payment:{}:debit", self.payment_id)
+        debit_key(self.payment_id)
     }
 
     /// Idempotency key of the compensating refund.
@@ -143,14 +145,71 @@ impl Payment {
     }
 }
 
-/// One payment saga with its reservation, for the cross-service reconciliation.
+/// The wallet key of payment `payment_id`'s debit.
+fn debit_key(payment_id: Uuid) -> String {
+    format!("payment:{payment_id}:debit")
+}
+
+/// A give-back's refund: the price of one seat of a paid payment, owed back to its payer
+/// against the payment's debit. Recorded (REFUNDING) in the transaction that gives the seat
+/// back, so a crash before the wallet answered leaves it for the recovery worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatRefund {
+    pub payment_id: Uuid,
+    pub reservation_id: Uuid,
+    pub user_id: String,
+    /// Won: the seat's price.
+    pub amount: Won,
+}
+
+impl SeatRefund {
+    /// The wallet key of the payment's debit, which this refund gives part of back.
+    #[must_use]
+    pub fn debit_key(&self) -> String {
+        debit_key(self.payment_id)
+    }
+
+    /// The refund's own idempotency key: one per seat, so giving a seat back twice refunds
+    /// it once, and the seats of one order are refunded each on its own.
+    #[must_use]
+    pub fn refund_key(&self) -> String {
+        format!("payment:{}:seat:{}:refund", self.payment_id, self.reservation_id)
+    }
+}
+
+/// Where a bought seat's give-back stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GiveBack {
+    /// Given back; its refund is owed (the recovery worker finishes it).
+    Refunding,
+    /// Given back and refunded.
+    Refunded,
+}
+
+/// One seat of a payment, for the reconciliation.
+#[derive(Debug, Clone)]
+pub struct BookSeat {
+    pub reservation_id: Uuid,
+    pub schedule_id: Uuid,
+    pub seat_number: u32,
+    /// Won.
+    pub price: Won,
+    pub status: ReservationStatus,
+    pub give_back: Option<GiveBack>,
+}
+
+/// One payment saga with its seats, for the cross-service reconciliation.
 #[derive(Debug, Clone)]
 pub struct PaymentBook {
     pub payment: Payment,
+    /// The first seat's reservation status (as `payment.reservation_id`).
     pub reservation_status: ReservationStatus,
     pub schedule_id: Uuid,
     pub seat_number: u32,
     pub attempts: u32,
+    /// Every seat the payment covers, the first included.
+    pub seats: Vec<BookSeat>,
 }
 
 #[cfg(test)]
@@ -177,8 +236,11 @@ mod tests {
             ReservationStatus::Confirmed,
             ReservationStatus::Cancelled,
             ReservationStatus::Expired,
+            ReservationStatus::Refunded,
         ];
         platform::testing::assert_stored_names(&pool, &statuses.map(|s| (s, s.as_str()))).await;
+        let give_backs = [(GiveBack::Refunding, "REFUNDING"), (GiveBack::Refunded, "REFUNDED")];
+        platform::testing::assert_stored_names(&pool, &give_backs).await;
     }
 
     #[test]
@@ -198,5 +260,15 @@ mod tests {
         };
         assert_ne!(p.debit_key(), p.refund_key());
         assert!(p.debit_key().contains(&Uuid::nil().to_string()));
+        let seat = |reservation_id| SeatRefund {
+            payment_id: p.payment_id,
+            reservation_id,
+            user_id: "u".into(),
+            amount: Won::new(1),
+        };
+        let (a, b) = (seat(Uuid::from_u128(1)), seat(Uuid::from_u128(2)));
+        assert_eq!(a.debit_key(), p.debit_key(), "a give-back refunds part of the order's debit");
+        assert_ne!(a.refund_key(), b.refund_key(), "each seat is refunded on its own");
+        assert_ne!(a.refund_key(), p.refund_key());
     }
 }

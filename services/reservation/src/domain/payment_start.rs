@@ -1,21 +1,23 @@
-//! Whether a request may start paying for a reservation: the one decision both the batched
-//! and the single start of a payment saga apply to what they read under the row lock.
+//! Whether a request may start paying for an order of reservations (one seat or several):
+//! the one decision both the batched and the single start of a payment saga apply to what
+//! they read under the row locks.
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Reservation, ReservationStatus};
 use crate::error::ReservationError;
 
-/// The next step for a request to pay for a reservation, as locked.
+/// The next step for a request to pay for an order, as locked.
 #[derive(Debug)]
 pub enum StartStep {
-    /// Record a STARTED payment.
+    /// Record a STARTED payment covering every reservation of the order.
     Start,
-    /// A payment exists for it: answer that one, whatever the request's key (the caller owns
-    /// the reservation, and it has one payment).
-    Existing,
-    /// The hold ran out but is still marked HELD: mark it EXPIRED, then refuse with this.
-    ReleaseAndRefuse(ReservationError),
+    /// Every reservation of the order is in this payment already: answer that one, whatever
+    /// the request's key (the caller owns them, and a reservation has one payment).
+    Existing(Uuid),
+    /// A hold of the order ran out but is still marked HELD: mark those (`expired`) EXPIRED,
+    /// then refuse the whole order with this (all or nothing: nothing is paid).
+    ReleaseAndRefuse { expired: Vec<Uuid>, error: ReservationError },
     /// Refuse with this; nothing is written.
     Refuse(ReservationError),
 }
@@ -26,30 +28,41 @@ pub struct Payer<'a> {
     pub user_id: &'a str,
     /// The concert the caller's admission is for.
     pub concert_id: Uuid,
-    /// The admission already paid for a seat (one admission buys one seat).
+    /// The admission already paid (one admission makes one payment).
     pub token_paid: bool,
 }
 
-/// Decides a payment start for `r` (as locked, with whether a payment exists for it) at
-/// `now`. The order is the contract: the owner and concert first (a stranger learns
-/// nothing), then an existing payment (a retry learns its outcome), then the admission's
-/// one purchase, then the hold's life.
+/// Decides a payment start for `order` (its reservations as locked, in the request's order,
+/// each with the payment that covers it, if any) at `now`. The order of the checks is the
+/// contract: owner and concert of every seat first (a stranger learns nothing), then an
+/// existing payment (a retry learns its outcome), then the admission's one purchase, then
+/// every hold's life.
 #[must_use]
-pub fn start_step(r: &Reservation, payer: Payer<'_>, now: DateTime<Utc>) -> StartStep {
-    if let Err(e) = r.check_caller(payer.user_id, payer.concert_id) {
+pub fn start_step(order: &[Reservation], payer: Payer<'_>, now: DateTime<Utc>) -> StartStep {
+    if let Some(e) = order.iter().find_map(|r| r.check_caller(payer.user_id, payer.concert_id).err()) {
         return StartStep::Refuse(e);
     }
-    if r.payment_started {
-        return StartStep::Existing;
+    if let Some(payment_id) = order.iter().find_map(|r| r.payment_id) {
+        // Some seat is paid for, or being paid: the same order again is answered with its
+        // payment; a different order containing it cannot pay it a second time.
+        return if order.iter().all(|r| r.payment_id == Some(payment_id)) {
+            StartStep::Existing(payment_id)
+        } else {
+            StartStep::Refuse(ReservationError::NotHeld)
+        };
     }
     if payer.token_paid {
         return StartStep::Refuse(ReservationError::TokenUsed);
     }
-    match r.check_payable(now) {
-        Ok(()) => StartStep::Start,
-        Err(e) if r.status == ReservationStatus::Held => StartStep::ReleaseAndRefuse(e),
-        Err(e) => StartStep::Refuse(e),
-    }
+    let Some(error) = order.iter().find_map(|r| r.check_payable(now).err()) else {
+        return StartStep::Start;
+    };
+    let expired: Vec<Uuid> = order
+        .iter()
+        .filter(|r| r.status == ReservationStatus::Held && r.check_payable(now).is_err())
+        .map(|r| r.reservation_id)
+        .collect();
+    if expired.is_empty() { StartStep::Refuse(error) } else { StartStep::ReleaseAndRefuse { expired, error } }
 }
 
 #[cfg(test)]
@@ -71,7 +84,7 @@ mod tests {
             status: ReservationStatus::Held,
             held_at: now,
             expires_at: now + Duration::seconds(ttl_secs),
-            payment_started: false,
+            payment_id: None,
         }
     }
 
@@ -82,23 +95,53 @@ mod tests {
     #[test]
     fn every_outcome_in_the_contracts_order() {
         let now = Utc::now();
-        assert!(matches!(start_step(&held(now, 60), ann(false), now), StartStep::Start));
+        let one = |r: &Reservation, payer| start_step(std::slice::from_ref(r), payer, now);
+        assert!(matches!(one(&held(now, 60), ann(false)), StartStep::Start));
         let stranger = Payer { user_id: "bob", ..ann(true) };
-        assert!(matches!(start_step(&held(now, 60), stranger, now), StartStep::Refuse(ReservationError::NotOwner)));
+        assert!(matches!(one(&held(now, 60), stranger), StartStep::Refuse(ReservationError::NotOwner)));
         let elsewhere = Payer { concert_id: Uuid::from_u128(2), ..ann(false) };
-        assert!(matches!(
-            start_step(&held(now, 60), elsewhere, now),
-            StartStep::Refuse(ReservationError::WrongConcert)
-        ));
+        assert!(matches!(one(&held(now, 60), elsewhere), StartStep::Refuse(ReservationError::WrongConcert)));
         // A payment exists: its outcome, even past expiry and with the token spent.
-        let paying = Reservation { payment_started: true, ..held(now, -5) };
-        assert!(matches!(start_step(&paying, ann(true), now), StartStep::Existing));
-        assert!(matches!(start_step(&held(now, 60), ann(true), now), StartStep::Refuse(ReservationError::TokenUsed)));
+        let payment = Uuid::new_v4();
+        let paying = Reservation { payment_id: Some(payment), ..held(now, -5) };
+        assert!(matches!(one(&paying, ann(true)), StartStep::Existing(p) if p == payment));
+        assert!(matches!(one(&held(now, 60), ann(true)), StartStep::Refuse(ReservationError::TokenUsed)));
         assert!(matches!(
-            start_step(&held(now, 0), ann(false), now),
-            StartStep::ReleaseAndRefuse(ReservationError::HoldExpired)
+            one(&held(now, 0), ann(false)),
+            StartStep::ReleaseAndRefuse { error: ReservationError::HoldExpired, .. }
         ));
         let cancelled = Reservation { status: ReservationStatus::Cancelled, ..held(now, 60) };
-        assert!(matches!(start_step(&cancelled, ann(false), now), StartStep::Refuse(ReservationError::NotHeld)));
+        assert!(matches!(one(&cancelled, ann(false)), StartStep::Refuse(ReservationError::NotHeld)));
+    }
+
+    #[test]
+    fn an_order_is_decided_as_a_whole() {
+        let now = Utc::now();
+        let live: Vec<Reservation> = (0..4).map(|_| held(now, 60)).collect();
+        assert!(matches!(start_step(&live, ann(false), now), StartStep::Start));
+        // One stranger's seat refuses the order, whichever position it has.
+        let mut with_strangers = live.clone();
+        with_strangers[2].user_id = "bob".into();
+        assert!(matches!(start_step(&with_strangers, ann(false), now), StartStep::Refuse(ReservationError::NotOwner)));
+        // One expired hold: nothing is paid, and only that hold is released.
+        let mut one_expired = live.clone();
+        one_expired[1].expires_at = now;
+        match start_step(&one_expired, ann(false), now) {
+            StartStep::ReleaseAndRefuse { expired, error: ReservationError::HoldExpired } => {
+                assert_eq!(expired, vec![one_expired[1].reservation_id]);
+            }
+            other => panic!("expected the order refused, got {other:?}"),
+        }
+        // The same order again answers its payment; an order mixing paid and free seats, or
+        // seats of two payments, is refused.
+        let payment = Uuid::new_v4();
+        let paid: Vec<Reservation> =
+            live.iter().map(|r| Reservation { payment_id: Some(payment), ..r.clone() }).collect();
+        assert!(matches!(start_step(&paid, ann(true), now), StartStep::Existing(p) if p == payment));
+        let mut mixed = paid.clone();
+        mixed[3].payment_id = None;
+        assert!(matches!(start_step(&mixed, ann(false), now), StartStep::Refuse(ReservationError::NotHeld)));
+        mixed[3].payment_id = Some(Uuid::new_v4());
+        assert!(matches!(start_step(&mixed, ann(false), now), StartStep::Refuse(ReservationError::NotHeld)));
     }
 }

@@ -8,8 +8,10 @@ use crate::error::ReservationError;
 pub const SEATS_PER_SCHEDULE: u32 = 50;
 
 /// Lifecycle of a reservation:
-/// HELD → CONFIRMED (paid), HELD → CANCELLED (by the user or by compensation),
-/// HELD → EXPIRED (not paid in time). Stored by name in the TEXT column `status`.
+/// HELD → CONFIRMED (paid), HELD → CANCELLED (by the user, by compensation, or because the
+/// admission's payment for other seats completed), HELD → EXPIRED (not paid in time),
+/// CONFIRMED → REFUNDED (given back by its owner before the refund deadline; the price is
+/// refunded). Stored by name in the TEXT column `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReservationStatus {
@@ -17,6 +19,8 @@ pub enum ReservationStatus {
     Confirmed,
     Cancelled,
     Expired,
+    /// Bought, then given back: the seat is on sale again and its price refunded.
+    Refunded,
 }
 
 impl ReservationStatus {
@@ -28,6 +32,7 @@ impl ReservationStatus {
             Self::Confirmed => "CONFIRMED",
             Self::Cancelled => "CANCELLED",
             Self::Expired => "EXPIRED",
+            Self::Refunded => "REFUNDED",
         }
     }
 }
@@ -54,17 +59,23 @@ pub struct Reservation {
     pub status: ReservationStatus,
     pub held_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
-    /// True while a payment saga exists for this reservation; such a hold is not released
-    /// by expiry until the saga finishes.
-    pub payment_started: bool,
+    /// The payment saga that covers this reservation, if one started (a reservation has at
+    /// most one, ever); a hold with one is not released by expiry until the saga finishes.
+    pub payment_id: Option<Uuid>,
 }
 
 impl Reservation {
+    /// A payment saga exists for this reservation.
+    #[must_use]
+    pub fn payment_started(&self) -> bool {
+        self.payment_id.is_some()
+    }
+
     /// The status as seen at `now`: a HELD reservation past `expires_at` with no payment
     /// under way no longer holds its seat, even before the sweeper marks it.
     #[must_use]
     pub fn effective_status(&self, now: DateTime<Utc>) -> ReservationStatus {
-        if self.status == ReservationStatus::Held && self.expires_at <= now && !self.payment_started {
+        if self.status == ReservationStatus::Held && self.expires_at <= now && !self.payment_started() {
             ReservationStatus::Expired
         } else {
             self.status
@@ -98,7 +109,9 @@ impl Reservation {
         match self.effective_status(now) {
             ReservationStatus::Held => Ok(()),
             ReservationStatus::Expired => Err(ReservationError::HoldExpired),
-            ReservationStatus::Confirmed | ReservationStatus::Cancelled => Err(ReservationError::NotHeld),
+            ReservationStatus::Confirmed | ReservationStatus::Cancelled | ReservationStatus::Refunded => {
+                Err(ReservationError::NotHeld)
+            }
         }
     }
 
@@ -107,7 +120,7 @@ impl Reservation {
     /// # Errors
     /// [`ReservationError::NotHeld`] when it is not an unpaid live hold.
     pub fn check_cancellable(&self, now: DateTime<Utc>) -> Result<(), ReservationError> {
-        if self.effective_status(now) == ReservationStatus::Held && !self.payment_started {
+        if self.effective_status(now) == ReservationStatus::Held && !self.payment_started() {
             Ok(())
         } else {
             Err(ReservationError::NotHeld)
@@ -121,7 +134,7 @@ mod tests {
 
     use super::*;
 
-    fn held(expires_in: i64, payment_started: bool) -> Reservation {
+    fn held(expires_in: i64, paying: bool) -> Reservation {
         let now = Utc::now();
         Reservation {
             reservation_id: Uuid::new_v4(),
@@ -134,7 +147,7 @@ mod tests {
             status: ReservationStatus::Held,
             held_at: now - Duration::seconds(600),
             expires_at: now + Duration::seconds(expires_in),
-            payment_started,
+            payment_id: paying.then(Uuid::new_v4),
         }
     }
 

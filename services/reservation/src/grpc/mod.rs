@@ -12,10 +12,11 @@ use platform::{auth::TokenValidator, clock::SharedClock, identity, outbound::Dea
 use tonic::{Code, Request, Response, Status};
 
 use crate::service::{
+    cancel::Cancels,
     hold::Holds,
     pay::{Paid, Payer, Payments},
 };
-use convert::{occupied, payment, payment_record, reservation, seat_number};
+use convert::{occupied, order, payment, payment_record, reservation, seat_number, ticket};
 
 /// Most schedules one occupancy lookup may name.
 const MAX_OCCUPANCY_SCHEDULES: usize = 1_000;
@@ -28,6 +29,7 @@ pub struct ReservationApi {
     pub(crate) auth: TokenValidator,
     pub(crate) holds: Holds,
     pub(crate) payments: Payments,
+    pub(crate) cancels: Cancels,
     pub(crate) clock: SharedClock,
     /// The recovery worker's limit of tries (reported by ExportPayments).
     pub(crate) payment_max_attempts: i32,
@@ -37,12 +39,15 @@ pub struct ReservationApi {
     pub(crate) payment_pages: platform::paging::PageTokens,
 }
 
-/// The answer to a payment that bought its seat.
+/// The answer to a payment that bought its seats.
 fn paid(p: &Paid, now: chrono::DateTime<chrono::Utc>) -> PayReservationResponse {
+    let reservations: Vec<_> = p.reservations.iter().map(|r| reservation(r, now)).collect();
+    let ids = p.reservations.iter().map(|r| r.reservation_id).collect::<Vec<_>>();
     PayReservationResponse {
-        payment: Some(payment(&p.payment)),
-        reservation: Some(reservation(&p.reservation, now)),
+        payment: Some(payment(&p.payment, &ids)),
+        reservation: reservations.first().cloned(),
         balance_after: p.payment.balance_after.map(|b| b.get()).unwrap_or_default(),
+        reservations,
     }
 }
 
@@ -72,7 +77,7 @@ impl ReservationService for ReservationApi {
         let r = request.into_inner();
         let id = validate::uuid("reservation_id", &r.reservation_id)?;
         let found = self.holds.reservation_of(&user_id, id).await?;
-        Ok(Response::new(GetReservationResponse { reservation: Some(reservation(&found, self.clock.now())) }))
+        Ok(Response::new(GetReservationResponse { reservation: Some(ticket(&found, self.clock.now())) }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -85,10 +90,10 @@ impl ReservationService for ReservationApi {
         let page = self.reservation_pages.request(r.page_size, &r.page_token)?;
         let now = self.clock.now();
         let list = self.holds.list(&user_id, &page).await?;
-        let (list, next_page_token) =
-            page.page(list, |r| platform::paging::Cursor { at: r.held_at, id: r.reservation_id });
+        let (list, next_page_token) = page
+            .page(list, |t| platform::paging::Cursor { at: t.reservation.held_at, id: t.reservation.reservation_id });
         Ok(Response::new(ListReservationsResponse {
-            reservations: list.iter().map(|r| reservation(r, now)).collect(),
+            reservations: list.iter().map(|t| ticket(t, now)).collect(),
             next_page_token,
         }))
     }
@@ -98,21 +103,29 @@ impl ReservationService for ReservationApi {
         &self,
         request: Request<CancelReservationRequest>,
     ) -> Result<Response<CancelReservationResponse>, Status> {
-        let principal = self.auth.authenticate_fresh(&request).await?;
+        // The reservation is the caller's: the access token is enough (a queue token spent by
+        // the payment, or none, may still release holds and give tickets back). Without
+        // identities (authentication off) the queue token names the caller.
+        let user_id = match identity::identity(&request) {
+            Some(caller) => caller.subject.clone(),
+            None => self.auth.authenticate_fresh(&request).await?.user_id,
+        };
         let id = validate::uuid("reservation_id", &request.get_ref().reservation_id)?;
-        let cancelled = self.holds.cancel(&principal, id).await?;
+        let cancelled = self.cancels.cancel(&user_id, id, Deadline::from_request(&request)).await?;
         Ok(Response::new(CancelReservationResponse { reservation: Some(reservation(&cancelled, self.clock.now())) }))
     }
 
-    #[tracing::instrument(skip_all, fields(reservation_id = %request.get_ref().reservation_id))]
+    #[tracing::instrument(skip_all, fields(reservation_id = %request.get_ref().reservation_id, seats = request.get_ref().reservation_ids.len()))]
     async fn pay_reservation(
         &self,
         request: Request<PayReservationRequest>,
     ) -> Result<Response<PayReservationResponse>, Status> {
         let deadline = Deadline::from_request(&request);
-        let reservation_id = validate::uuid("reservation_id", &request.get_ref().reservation_id)?;
-        let key = match request.get_ref().idempotency_key.as_str() {
-            "" => format!("reservation:{reservation_id}"),
+        let r = request.get_ref();
+        let order = order(&r.reservation_id, &r.reservation_ids, self.holds.max_holds)?;
+        let key = match r.idempotency_key.as_str() {
+            // The first seat's id: a reservation is in one payment only, so this names one.
+            "" => format!("reservation:{}", order[0]),
             k => validate::key("idempotency_key", k)?,
         };
         // A token the check refuses may still have paid for this very reservation: the use
@@ -130,7 +143,7 @@ impl ReservationService for ReservationApi {
             Payer::Admitted(principal) => Some(principal.token),
             Payer::Refused { .. } => None,
         };
-        let done = self.payments.pay_as(payer, reservation_id, key, deadline).await?;
+        let done = self.payments.pay_as(payer, order, key, deadline).await?;
         if let Some(token) = spent {
             // This replica stops trusting the token at once; other replicas learn it from
             // the queue after their cache TTL, and refuse it meanwhile from `payments`.
@@ -149,8 +162,11 @@ impl ReservationService for ReservationApi {
         let page = self.payment_pages.request(r.page_size, &r.page_token)?;
         let payments = self.payments.list(&user_id, &page).await?;
         let (payments, next_page_token) =
-            page.page(payments, |p| platform::paging::Cursor { at: p.created_at, id: p.payment_id });
-        Ok(Response::new(ListPaymentsResponse { payments: payments.iter().map(payment).collect(), next_page_token }))
+            page.page(payments, |(p, _)| platform::paging::Cursor { at: p.created_at, id: p.payment_id });
+        Ok(Response::new(ListPaymentsResponse {
+            payments: payments.iter().map(|(p, seats)| payment(p, seats)).collect(),
+            next_page_token,
+        }))
     }
 }
 

@@ -1,4 +1,4 @@
-//! HoldSeat and CancelReservation as use cases. A hold reads top to bottom: price and
+//! HoldSeat and the reads of one's reservations as use cases. A hold reads top to bottom: price and
 //! concert of the seat (cached layout) → the admission's concert → refuse a crowd early →
 //! the date has not started → insert (batched), and when the insert did nothing, find out
 //! why and act on it (release what expired, refuse, or report the seat taken).
@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     batch::holds::HoldBatcher,
-    clients::Catalog,
+    clients::{Catalog, TicketDetails},
     domain::{
         OccupiedSeat, Reservation,
         hold::{HoldStep, after_refused_insert},
@@ -31,6 +31,18 @@ pub struct Holds {
     pub(crate) ttl: Duration,
     /// Most live holds per user and concert.
     pub(crate) max_holds: u32,
+    /// How long before a show a bought seat can still be given back.
+    pub(crate) refund_deadline: Duration,
+}
+
+/// A reservation as "my tickets" shows it.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub reservation: Reservation,
+    /// Concert, date and grade; `None` when the catalog could not be asked.
+    pub details: Option<TicketDetails>,
+    /// Until when a bought seat may be given back (with the details).
+    pub refundable_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Holds {
@@ -96,22 +108,42 @@ impl Holds {
         Ok((info, now))
     }
 
-    /// `user_id`'s reservation `reservation_id`.
+    /// `user_id`'s reservation `reservation_id`, with its ticket details.
     ///
     /// # Errors
     /// [`ReservationError::NotFound`]; [`ReservationError::NotOwner`] for another user's.
-    pub async fn reservation_of(&self, user_id: &str, reservation_id: Uuid) -> Result<Reservation, ReservationError> {
+    pub async fn reservation_of(&self, user_id: &str, reservation_id: Uuid) -> Result<Ticket, ReservationError> {
         let found = self.repo.get(reservation_id).await?;
         found.check_owner(user_id)?;
-        Ok(found)
+        Ok(self.tickets(vec![found]).await.remove(0))
     }
 
-    /// One page of `user_id`'s reservations, newest first.
+    /// One page of `user_id`'s reservations, newest first, with their ticket details.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn list(&self, user_id: &str, page: &PageRequest) -> Result<Vec<Reservation>, ReservationError> {
-        self.repo.list_for_user(user_id, page).await
+    pub async fn list(&self, user_id: &str, page: &PageRequest) -> Result<Vec<Ticket>, ReservationError> {
+        Ok(self.tickets(self.repo.list_for_user(user_id, page).await?).await)
+    }
+
+    /// Adds to each reservation its concert, date and grade, from the catalog (cached per
+    /// date and concert, so a page costs at most one call per date and concert not cached). A
+    /// date the catalog cannot describe now is left without details: the reservation itself
+    /// is still shown.
+    async fn tickets(&self, reservations: Vec<Reservation>) -> Vec<Ticket> {
+        let mut tickets = Vec::with_capacity(reservations.len());
+        for r in reservations {
+            let details = match self.catalog.ticket_details(r.schedule_id, r.seat_number).await {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(error = %e, schedule_id = %r.schedule_id, "ticket details unavailable");
+                    None
+                }
+            };
+            let refundable_until = details.as_ref().map(|d| d.starts_at - self.refund_deadline);
+            tickets.push(Ticket { reservation: r, details, refundable_until });
+        }
+        tickets
     }
 
     /// The held and sold seats of `schedules` now (what the seat maps show).
@@ -120,16 +152,6 @@ impl Holds {
     /// Database failures.
     pub async fn occupancy(&self, schedules: &[Uuid]) -> Result<Vec<OccupiedSeat>, ReservationError> {
         self.repo.occupancy(schedules, self.clock.now()).await
-    }
-
-    /// Cancels `holder`'s unpaid hold `reservation_id`; its seat is free at once.
-    ///
-    /// # Errors
-    /// As [`ReservationRepo::cancel`].
-    pub async fn cancel(&self, holder: &Principal, reservation_id: Uuid) -> Result<Reservation, ReservationError> {
-        let cancelled = self.repo.cancel(reservation_id, &holder.user_id, holder.concert_id, self.clock.now()).await?;
-        self.taken.forget(cancelled.schedule_id, cancelled.seat_number);
-        Ok(cancelled)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Use cases that orchestrate the store, the batchers and the peer clients, and the
 //! background work every replica runs.
+pub mod cancel;
 pub mod gauges;
 pub mod hold;
 pub mod pay;

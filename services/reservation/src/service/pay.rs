@@ -1,10 +1,11 @@
 //! PayReservation as one use case, read top to bottom in its phases:
 //!
-//! 1. **lock and decide**: lock the hold, check the payment rules (owner, admission, one
-//!    purchase per admission, hold still live) and record the saga as STARTED, or find the
-//!    saga this request or key already started (batched with concurrent starts);
+//! 1. **lock and decide**: lock the order's holds (one seat or several), check the payment
+//!    rules (owner, admission, one purchase per admission, every hold still live) and record
+//!    the saga as STARTED with its seats, or find the saga that already covers the order
+//!    (batched with concurrent starts);
 //! 2. **debit → confirm → complete** (or compensate): the saga ([`Saga::drive`]);
-//! 3. **answer**: the payment and the seat it bought, or why it did not buy one.
+//! 3. **answer**: the payment and the seats it bought, or why it did not buy them.
 //!
 //! Validating the request and authenticating its token are the handler's.
 use chrono::Duration;
@@ -19,13 +20,14 @@ use crate::{
     store::{PaymentRequest, PaymentStart, ReservationRepo},
 };
 
-/// A payment that bought its seat.
+/// A payment that bought its seats.
 #[derive(Debug, Clone)]
 pub struct Paid {
-    /// CONFIRMED or COMPLETED: the money is taken once and the seat sold.
+    /// CONFIRMED or COMPLETED: the money is taken once and every seat sold.
     pub payment: Payment,
-    /// The reservation, CONFIRMED.
-    pub reservation: Reservation,
+    /// The reservations it bought, CONFIRMED (later given back ones read as they are now),
+    /// the order's first one first.
+    pub reservations: Vec<Reservation>,
 }
 
 /// Who asks to pay, as the handler's token check found them.
@@ -57,8 +59,8 @@ pub struct Payments {
 }
 
 impl Payments {
-    /// Pays `reservation_id` for `payer` under idempotency key `key`, waiting at most until
-    /// `deadline` for the wallet and the queue.
+    /// Pays the order `reservation_ids` (one seat or several, distinct) for `payer` under
+    /// idempotency key `key`, waiting at most until `deadline` for the wallet and the queue.
     ///
     /// # Errors
     /// The payment rules ([`ReservationError::NotFound`], [`ReservationError::NotOwner`],
@@ -72,12 +74,12 @@ impl Payments {
     pub async fn pay(
         &self,
         payer: Principal,
-        reservation_id: Uuid,
+        reservation_ids: Vec<Uuid>,
         key: String,
         deadline: Deadline,
     ) -> Result<Paid, ReservationError> {
         // 1. Lock and decide.
-        let request = PaymentRequest { reservation_id, payer, key, now: self.clock.now(), lease: self.lease };
+        let request = PaymentRequest { reservation_ids, payer, key, now: self.clock.now(), lease: self.lease };
         let (payment, paid_for) = match self.starts.start_payment(request).await? {
             PaymentStart::New(p, r) => (p, Some(r)),
             PaymentStart::Existing(p) => (p, None),
@@ -89,29 +91,30 @@ impl Payments {
     }
 
     /// Pays for `payer` ([`Self::pay`]), or for a refused token answers the payment it
-    /// already made for `reservation_id` ([`Self::outcome_for_spent_token`]) or its refusal.
+    /// already made for the order ([`Self::outcome_for_spent_token`]) or its refusal.
     ///
     /// # Errors
     /// As [`Self::pay`]; the token's refusal when it made no payment for this reservation.
     pub async fn pay_as(
         &self,
         payer: Payer,
-        reservation_id: Uuid,
+        reservation_ids: Vec<Uuid>,
         key: String,
         deadline: Deadline,
     ) -> Result<Paid, ReservationError> {
         match payer {
-            Payer::Admitted(principal) => self.pay(principal, reservation_id, key, deadline).await,
+            Payer::Admitted(principal) => self.pay(principal, reservation_ids, key, deadline).await,
             Payer::Refused { token, caller, refusal } => self
-                .outcome_for_spent_token(token, caller, reservation_id, deadline)
+                .outcome_for_spent_token(token, caller, &reservation_ids, deadline)
                 .await?
                 .ok_or(ReservationError::TokenRefused(refusal)),
         }
     }
 
-    /// The outcome of the payment `token` made for `reservation_id`, resumed first if
-    /// unfinished: what a caller whose token that payment already spent is told, whatever
-    /// key it sends. `None` when there is no such payment or `caller` is not its payer.
+    /// The outcome of the payment `token` made that covers every reservation of `order`,
+    /// resumed first if unfinished: what a caller whose token that payment already spent is
+    /// told, whatever key it sends. `None` when there is no such payment or `caller` is not
+    /// its payer.
     ///
     /// # Errors
     /// As [`Payments::pay`].
@@ -119,10 +122,11 @@ impl Payments {
         &self,
         token: Uuid,
         caller: Option<String>,
-        reservation_id: Uuid,
+        order: &[Uuid],
         deadline: Deadline,
     ) -> Result<Option<Paid>, ReservationError> {
-        let Some(p) = self.repo.payment_by_token(reservation_id, token).await? else {
+        let Some(first) = order.first() else { return Ok(None) };
+        let Some(p) = self.repo.payment_by_token(*first, token).await? else {
             return Ok(None);
         };
         // Only the payer learns the outcome through a spent token.
@@ -130,15 +134,28 @@ impl Payments {
             return Ok(None);
         }
         let p = if p.status.next_step() == SagaStep::Done { p } else { self.saga.drive(p, deadline).await? };
-        Ok(Some(self.outcome(p, None).await?))
+        let paid = self.outcome(p, None).await?;
+        // The payment must cover the whole order asked about.
+        let covered = order.iter().all(|id| paid.reservations.iter().any(|r| r.reservation_id == *id));
+        Ok(covered.then_some(paid))
     }
 
-    /// One page of `user_id`'s payments, newest first.
+    /// One page of `user_id`'s payments, newest first, each with the reservations it covers
+    /// (first one first).
     ///
     /// # Errors
     /// Database failures.
-    pub async fn list(&self, user_id: &str, page: &PageRequest) -> Result<Vec<Payment>, ReservationError> {
-        self.repo.payments_of(user_id, page).await
+    pub async fn list(&self, user_id: &str, page: &PageRequest) -> Result<Vec<(Payment, Vec<Uuid>)>, ReservationError> {
+        let payments = self.repo.payments_of(user_id, page).await?;
+        let ids: Vec<Uuid> = payments.iter().map(|p| p.payment_id).collect();
+        let mut seats = self.repo.seats_of_payments(&ids).await?;
+        Ok(payments
+            .into_iter()
+            .map(|p| {
+                let covered = seats.remove(&p.payment_id).unwrap_or_else(|| vec![p.reservation_id]);
+                (p, covered)
+            })
+            .collect())
     }
 
     /// Every payment with its reservation (the reconciliation export).
@@ -150,16 +167,23 @@ impl Payments {
     }
 
     /// What a payment whose saga has run as far as it can now means for the caller.
-    /// `paid_for` is the reservation as the start locked it (saves a read); replays read it.
-    async fn outcome(&self, p: Payment, paid_for: Option<Reservation>) -> Result<Paid, ReservationError> {
+    /// `paid_for` is the order as the start locked it (saves a read); replays read it.
+    async fn outcome(&self, p: Payment, paid_for: Option<Vec<Reservation>>) -> Result<Paid, ReservationError> {
         match p.status {
             PaymentStatus::Completed | PaymentStatus::Confirmed => {
-                let reservation = match paid_for {
-                    // The saga confirmed it: the seat is sold and stays sold.
-                    Some(r) => Reservation { status: ReservationStatus::Confirmed, ..r },
-                    None => self.repo.get(p.reservation_id).await?,
+                let reservations = match paid_for {
+                    // The saga confirmed them: the seats are sold.
+                    Some(order) => order
+                        .into_iter()
+                        .map(|r| Reservation {
+                            status: ReservationStatus::Confirmed,
+                            payment_id: Some(p.payment_id),
+                            ..r
+                        })
+                        .collect(),
+                    None => self.repo.reservations_of_payment(p.payment_id).await?,
                 };
-                Ok(Paid { payment: p, reservation })
+                Ok(Paid { payment: p, reservations })
             }
             PaymentStatus::Failed | PaymentStatus::Compensated
                 if p.failure_reason == Some(DebitRefusal::InsufficientBalance) =>

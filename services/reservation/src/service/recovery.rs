@@ -1,5 +1,5 @@
 //! The saga recovery worker every replica runs; safe with any number of replicas because it
-//! claims payments with `FOR UPDATE SKIP LOCKED` under a lease.
+//! claims payments and owed give-back refunds with `FOR UPDATE SKIP LOCKED` under a lease.
 use std::time::Duration;
 
 use platform::{clock::SharedClock, outbound::Deadline};
@@ -31,7 +31,7 @@ pub struct RecoveryPolicy {
     pub max_attempts: i32,
 }
 
-/// One recovery pass; returns how many sagas it finished.
+/// One recovery pass; returns how many sagas and give-back refunds it finished.
 pub async fn recover_once(repo: &ReservationRepo, saga: &Saga, clock: &SharedClock, policy: RecoveryPolicy) -> usize {
     let claimed = match repo.claim_unfinished(clock.now(), policy.lease, RECOVERY_BATCH, policy.max_attempts).await {
         Ok(c) => c,
@@ -56,6 +56,35 @@ pub async fn recover_once(repo: &ReservationRepo, saga: &Saga, clock: &SharedClo
                 "payment needs a person: the recovery worker gave up on it (its hold stays blocked)"
             ),
             Err(e) => tracing::warn!(payment_id = %id, attempts = attempt, error = %e, "payment saga still blocked"),
+        }
+    }
+    finished + recover_give_backs(repo, saga, clock, policy).await
+}
+
+/// Finishes give-back refunds left owed by a crash or an unreachable wallet; how many.
+async fn recover_give_backs(repo: &ReservationRepo, saga: &Saga, clock: &SharedClock, policy: RecoveryPolicy) -> usize {
+    let claimed = match repo.claim_give_backs(clock.now(), policy.lease, RECOVERY_BATCH).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "claiming owed give-back refunds failed");
+            return 0;
+        }
+    };
+    let mut finished = 0;
+    for (refund, attempt) in claimed {
+        match saga.give_back(&refund, Deadline::NONE).await {
+            Ok(()) => {
+                finished += 1;
+                tracing::info!(reservation_id = %refund.reservation_id, "give-back refund finished");
+            }
+            // Retried every pass, without a limit: the money is owed and the seat already
+            // resold, so nothing is blocked meanwhile, but a person should know.
+            Err(e) => tracing::warn!(
+                reservation_id = %refund.reservation_id,
+                attempts = attempt,
+                error = %e,
+                "give-back refund still owed"
+            ),
         }
     }
     finished

@@ -12,7 +12,7 @@ use crate::{
     batch::completions::CompletionBatcher,
     batch::debits::DebitBatcher,
     clients::{DebitOutcome, Queue, RefundOutcome, Wallet},
-    domain::{Payment, PaymentStatus, SagaStep},
+    domain::{Payment, PaymentStatus, SagaStep, SeatRefund},
     error::ReservationError,
     store::{RecordedDebit, ReservationRepo},
 };
@@ -64,12 +64,7 @@ impl Saga {
                 SagaStep::Debit => match self.wallet.debit(&payment, deadline).await? {
                     DebitOutcome::Debited { balance_after } => {
                         crate::faults::crash_point_after_debit().await;
-                        let debit = RecordedDebit {
-                            payment_id: payment.payment_id,
-                            reservation_id: payment.reservation_id,
-                            balance_after,
-                            at: now,
-                        };
+                        let debit = RecordedDebit { payment_id: payment.payment_id, balance_after, at: now };
                         self.debits.record(debit).await?
                     }
                     // Not FAILED yet: another driver of this saga may have had its debit taken
@@ -111,5 +106,18 @@ impl Saga {
             };
             tracing::debug!(status = payment.status.as_str(), "saga advanced");
         }
+    }
+
+    /// The refund step of a give-back: refunds the seat's price (recorded as owed when the
+    /// seat was given back) and marks it refunded. Safe to run any number of times, by the
+    /// request and by the recovery worker: the wallet applies the seat's refund key once.
+    ///
+    /// # Errors
+    /// [`ReservationError::Peer`] when the wallet cannot be reached; the refund stays owed.
+    #[tracing::instrument(skip_all, fields(payment_id = %refund.payment_id, reservation_id = %refund.reservation_id))]
+    pub async fn give_back(&self, refund: &SeatRefund, deadline: Deadline) -> Result<(), ReservationError> {
+        crate::faults::crash_point_after_give_back().await;
+        self.wallet.refund_seat(refund, deadline).await?;
+        self.repo.finish_give_back(refund.reservation_id, self.clock.now()).await
     }
 }

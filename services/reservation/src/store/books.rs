@@ -1,14 +1,17 @@
 //! What the cross-service reconciliation reads from this schema.
+use std::collections::HashMap;
+
 use platform::money::Won;
+use uuid::Uuid;
 
 use super::ReservationRepo;
 use crate::{
-    domain::{PaymentBook, PaymentStatus, ReservationStatus},
+    domain::{BookSeat, GiveBack, PaymentBook, PaymentStatus, ReservationStatus},
     error::ReservationError,
 };
 
 impl ReservationRepo {
-    /// Every payment with its reservation, read in one REPEATABLE READ snapshot.
+    /// Every payment with its seats, read in one REPEATABLE READ snapshot.
     ///
     /// # Errors
     /// Database failures only.
@@ -25,16 +28,37 @@ impl ReservationRepo {
         )
         .fetch_all(&mut *tx)
         .await?;
+        let seat_rows = sqlx::query!(
+            r#"SELECT s.payment_id, s.reservation_id, s.price AS "price: Won", s.refund_status AS "give_back: GiveBack",
+                      r.status AS "status: ReservationStatus", r.schedule_id, r.seat_number
+               FROM payment_seats s JOIN reservations r USING (reservation_id)
+               ORDER BY s.payment_id, s.reservation_id"#
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
+        let mut seats: HashMap<Uuid, Vec<BookSeat>> = HashMap::new();
+        for s in seat_rows {
+            seats.entry(s.payment_id).or_default().push(BookSeat {
+                reservation_id: s.reservation_id,
+                schedule_id: s.schedule_id,
+                seat_number: platform::db::unsigned(s.seat_number, "seat_number")?,
+                price: s.price,
+                status: s.status,
+                give_back: s.give_back,
+            });
+        }
         rows.into_iter()
             .map(|r| {
                 let payment = payment_row!(r);
+                let seats = seats.remove(&r.payment_id).unwrap_or_default();
                 Ok(PaymentBook {
                     payment: payment.into(),
                     reservation_status: r.reservation_status,
                     schedule_id: r.schedule_id,
                     seat_number: platform::db::unsigned(r.seat_number, "seat_number")?,
                     attempts: platform::db::unsigned(r.attempts, "attempts")?,
+                    seats,
                 })
             })
             .collect()

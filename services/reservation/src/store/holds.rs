@@ -7,7 +7,7 @@ use platform::money::Won;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{ReservationRepo, ReservationRow, lock_reservation, set_reservation_status};
+use super::{ReservationRepo, ReservationRow};
 use crate::{
     domain::{Blocker, HoldDiagnosis, OccupiedSeat, Reservation, ReservationStatus},
     error::ReservationError,
@@ -56,7 +56,7 @@ static HOLD_DIAGNOSIS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {},
                 r.status, r.expires_at,
-                EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id),
+                EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = r.reservation_id),
                 (SELECT count(*) FROM reservations h
                  WHERE h.user_id = $4 AND h.concert_id = $5 AND h.status = 'HELD' AND h.hold_slot IS NOT NULL)
          FROM (SELECT 1) AS one
@@ -229,7 +229,8 @@ impl ReservationRepo {
             ReservationRow,
             r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
                       r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
-                      EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id) AS "payment_started!" FROM reservations r WHERE r.reservation_id = $1"#,
+                      (SELECT s.payment_id FROM payment_seats s WHERE s.reservation_id = r.reservation_id) AS payment_id
+               FROM reservations r WHERE r.reservation_id = $1"#,
             id
         )
         .fetch_optional(&self.pool)
@@ -253,7 +254,8 @@ impl ReservationRepo {
             ReservationRow,
             r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
                       r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
-                      EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id) AS "payment_started!" FROM reservations r
+                      (SELECT s.payment_id FROM payment_seats s WHERE s.reservation_id = r.reservation_id) AS payment_id
+               FROM reservations r
                WHERE r.user_id = $1 AND ($2::timestamptz IS NULL OR (r.held_at, r.reservation_id) < ($2, $3::uuid))
                ORDER BY r.held_at DESC, r.reservation_id DESC LIMIT $4"#,
             user_id,
@@ -264,31 +266,6 @@ impl ReservationRepo {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(Reservation::try_from).collect()
-    }
-
-    /// Releases the owner's unpaid hold. Idempotent on an already CANCELLED reservation.
-    ///
-    /// # Errors
-    /// [`ReservationError::NotFound`], [`ReservationError::NotOwner`],
-    /// [`ReservationError::WrongConcert`], [`ReservationError::NotHeld`].
-    #[tracing::instrument(skip_all, fields(%id))]
-    pub async fn cancel(
-        &self,
-        id: Uuid,
-        user_id: &str,
-        concert_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Reservation, ReservationError> {
-        let mut tx = self.pool.begin().await?;
-        let r = lock_reservation(&mut tx, id).await?;
-        r.check_caller(user_id, concert_id)?;
-        if r.status == ReservationStatus::Cancelled {
-            return Ok(r);
-        }
-        r.check_cancellable(now)?;
-        set_reservation_status(&mut tx, id, ReservationStatus::Cancelled, now).await?;
-        tx.commit().await?;
-        Ok(Reservation { status: ReservationStatus::Cancelled, ..r })
     }
 
     /// Live occupancy of `schedules`: HELD (not expired, or with a payment under way) and
@@ -306,7 +283,7 @@ impl ReservationRepo {
             r#"SELECT schedule_id, seat_number, status AS "status: ReservationStatus" FROM reservations r
                WHERE schedule_id = ANY($1) AND status IN ('HELD', 'CONFIRMED')
                  AND (status = 'CONFIRMED' OR expires_at > $2
-                      OR EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id))"#,
+                      OR EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = r.reservation_id))"#,
             schedules,
             now
         )
@@ -344,7 +321,7 @@ async fn expire_unpaid(
     let expired = sqlx::query!(
         "UPDATE reservations r SET status = 'EXPIRED', released_at = $2
          WHERE r.reservation_id = ANY($1) AND r.status = 'HELD'
-           AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)",
+           AND NOT EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = r.reservation_id)",
         locked,
         now
     )

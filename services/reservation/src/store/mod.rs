@@ -50,6 +50,7 @@ macro_rules! payment_row {
 mod books;
 mod debits;
 mod gauges;
+mod give_backs;
 mod holds;
 mod payment_starts;
 mod payments;
@@ -66,13 +67,14 @@ use crate::{
 
 pub use debits::RecordedDebit;
 pub use gauges::Gauges;
+pub use give_backs::Cancelled;
 pub use holds::{HoldAttempt, NewHold};
 pub use payment_starts::{PaymentRequest, PaymentStart};
 
 const RESERVATION_COLUMNS: &str =
     "r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number, r.price,
      r.status, r.held_at, r.expires_at,
-     EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id) AS payment_started";
+     (SELECT s.payment_id FROM payment_seats s WHERE s.reservation_id = r.reservation_id) AS payment_id";
 
 const PAYMENT_COLUMNS: &str = "payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
      failure_reason, balance_after, paid_at, created_at";
@@ -104,7 +106,7 @@ pub(super) fn violated_constraint(e: &sqlx::Error) -> Option<String> {
     e.as_database_error().and_then(|d| d.constraint()).map(str::to_owned)
 }
 
-/// A reservation as stored, with whether a payment exists for it (what the compile-time
+/// A reservation as stored, with the payment that covers it, if any (what the compile-time
 /// checked reads return; [`Reservation`] is the domain's view of it).
 pub(super) struct ReservationRow {
     pub reservation_id: Uuid,
@@ -117,7 +119,7 @@ pub(super) struct ReservationRow {
     pub status: ReservationStatus,
     pub held_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
-    pub payment_started: bool,
+    pub payment_id: Option<Uuid>,
 }
 
 impl TryFrom<ReservationRow> for Reservation {
@@ -135,7 +137,7 @@ impl TryFrom<ReservationRow> for Reservation {
             status: r.status,
             held_at: r.held_at,
             expires_at: r.expires_at,
-            payment_started: r.payment_started,
+            payment_id: r.payment_id,
         })
     }
 }
@@ -181,7 +183,7 @@ pub(super) async fn lock_reservation(
         ReservationRow,
         r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
                       r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
-                      EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id) AS "payment_started!"
+                      (SELECT s.payment_id FROM payment_seats s WHERE s.reservation_id = r.reservation_id) AS payment_id
            FROM reservations r WHERE r.reservation_id = $1 FOR UPDATE"#,
         id
     )
@@ -204,7 +206,7 @@ pub(super) async fn lock_payment(tx: &mut Transaction<'_, Postgres>, id: Uuid) -
     Ok(row.into())
 }
 
-pub(super) async fn payment_of_reservation(
+pub(super) async fn payment_by_id(
     tx: &mut Transaction<'_, Postgres>,
     id: Uuid,
 ) -> Result<Option<Payment>, ReservationError> {
@@ -212,7 +214,7 @@ pub(super) async fn payment_of_reservation(
         PaymentRow,
         r#"SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
                       status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
-                      paid_at, created_at FROM payments WHERE reservation_id = $1"#,
+                      paid_at, created_at FROM payments WHERE payment_id = $1"#,
         id
     )
     .fetch_optional(&mut **tx)
@@ -273,7 +275,7 @@ pub(super) fn reservation_from_row(row: &PgRow) -> Result<Reservation, Reservati
         status: row.try_get("status")?,
         held_at: row.try_get("held_at")?,
         expires_at: row.try_get("expires_at")?,
-        payment_started: row.try_get("payment_started")?,
+        payment_id: row.try_get("payment_id")?,
     })
 }
 

@@ -5,16 +5,16 @@ use chrono::{DateTime, Duration, Utc};
 use platform::money::Won;
 use uuid::Uuid;
 
-use super::{PaymentRow, ReservationRepo, lock_payment, lock_reservation, set_payment_status, set_reservation_status};
+use super::{PaymentRow, ReservationRepo, ReservationRow, lock_payment, set_payment_status};
 use crate::{
-    domain::{DebitRefusal, Payment, PaymentStatus, ReservationStatus},
+    domain::{DebitRefusal, Payment, PaymentStatus, Reservation, ReservationStatus},
     error::ReservationError,
 };
 
 impl ReservationRepo {
-    /// The debit was refused for good: the hold is released and the payment moves to
-    /// COMPENSATING with `refusal` as its failure reason, in one transaction. A payment that already left STARTED
-    /// is returned as it is.
+    /// The debit was refused for good: every hold of the payment is released and the payment
+    /// moves to COMPENSATING with `refusal` as its failure reason, in one transaction. A
+    /// payment that already left STARTED is returned as it is.
     ///
     /// # Errors
     /// Database failures only.
@@ -26,14 +26,29 @@ impl ReservationRepo {
         now: DateTime<Utc>,
     ) -> Result<Payment, ReservationError> {
         let mut tx = self.pool.begin().await?;
-        let r = lock_reservation(&mut tx, p.reservation_id).await?;
+        // Seats first, in key order, then the payment: the order every writer of both takes.
+        sqlx::query!(
+            "SELECT r.reservation_id FROM reservations r
+             WHERE r.reservation_id IN (SELECT reservation_id FROM payment_seats WHERE payment_id = $1)
+             ORDER BY r.reservation_id FOR UPDATE",
+            p.payment_id
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         let current = lock_payment(&mut tx, p.payment_id).await?;
         if current.status != PaymentStatus::Started {
             return Ok(current);
         }
-        if r.status == ReservationStatus::Held {
-            set_reservation_status(&mut tx, p.reservation_id, ReservationStatus::Cancelled, now).await?;
-        }
+        sqlx::query!(
+            "UPDATE reservations SET status = $2, released_at = $3
+             WHERE reservation_id IN (SELECT reservation_id FROM payment_seats WHERE payment_id = $1)
+               AND status = 'HELD'",
+            p.payment_id,
+            ReservationStatus::Cancelled.as_str(),
+            now
+        )
+        .execute(&mut *tx)
+        .await?;
         // COMPENSATING, not FAILED: the refund step settles what the wallet holds under the
         // debit key (gives it back, or voids the key) before the payment may end FAILED.
         let updated =
@@ -191,8 +206,8 @@ impl ReservationRepo {
         Ok(rows.into_iter().map(Payment::from).collect())
     }
 
-    /// The payment a token made for a reservation, if any (to answer replays after the
-    /// token has been expired by that very payment).
+    /// The payment a token made that covers a reservation, if any (to answer replays after
+    /// the token has been expired by that very payment).
     ///
     /// # Errors
     /// Database failures only.
@@ -203,14 +218,60 @@ impl ReservationRepo {
     ) -> Result<Option<Payment>, ReservationError> {
         let row = sqlx::query_as!(
             PaymentRow,
-            r#"SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
-                      status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
-                      paid_at, created_at FROM payments WHERE reservation_id = $1 AND token = $2"#,
+            r#"SELECT p.payment_id, p.reservation_id, p.user_id, p.token, p.idempotency_key, p.amount AS "amount: Won",
+                      p.status AS "status: PaymentStatus", p.failure_reason, p.balance_after AS "balance_after: Won",
+                      p.paid_at, p.created_at
+               FROM payment_seats s JOIN payments p ON p.payment_id = s.payment_id
+               WHERE s.reservation_id = $1 AND p.token = $2"#,
             reservation_id,
             token
         )
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(Payment::from))
+    }
+
+    /// The reservations payment `payment_id` covers: its first one, then the others by id.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn reservations_of_payment(&self, payment_id: Uuid) -> Result<Vec<Reservation>, ReservationError> {
+        let rows = sqlx::query_as!(
+            ReservationRow,
+            r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
+                      r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
+                      s.payment_id AS "payment_id?"
+               FROM payment_seats s JOIN reservations r ON r.reservation_id = s.reservation_id
+               JOIN payments p ON p.payment_id = s.payment_id
+               WHERE s.payment_id = $1
+               ORDER BY r.reservation_id <> p.reservation_id, r.reservation_id"#,
+            payment_id
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Reservation::try_from).collect()
+    }
+
+    /// The reservations each of `payments` covers (first one first, then by id).
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn seats_of_payments(
+        &self,
+        payments: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, Vec<Uuid>>, ReservationError> {
+        let rows = sqlx::query!(
+            "SELECT s.payment_id, s.reservation_id FROM payment_seats s JOIN payments p ON p.payment_id = s.payment_id
+             WHERE s.payment_id = ANY($1)
+             ORDER BY s.payment_id, s.reservation_id <> p.reservation_id, s.reservation_id",
+            payments
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut seats: std::collections::HashMap<Uuid, Vec<Uuid>> = std::collections::HashMap::new();
+        for r in rows {
+            seats.entry(r.payment_id).or_default().push(r.reservation_id);
+        }
+        Ok(seats)
     }
 }

@@ -19,19 +19,14 @@ async fn started_payment(repo: &ReservationRepo, schedule_id: Uuid, seat: u32) -
     let now = Utc::now();
     let payer = crate::support::payer(&format!("user-{seat}"), Uuid::nil(), now);
     let id = crate::support::hold(repo, &payer, schedule_id, seat, PRICE, now, chrono::Duration::seconds(300)).await;
-    match repo.start_payment(id, &payer, &format!("key-{seat}"), now, chrono::Duration::seconds(30)).await.unwrap() {
+    match repo.start_payment(&[id], &payer, &format!("key-{seat}"), now, chrono::Duration::seconds(30)).await.unwrap() {
         PaymentStart::New(payment, _) => payment,
         PaymentStart::Existing(p) => panic!("a first payment was found existing: {p:?}"),
     }
 }
 
 fn debit(p: &Payment, balance_after: i64) -> RecordedDebit {
-    RecordedDebit {
-        payment_id: p.payment_id,
-        reservation_id: p.reservation_id,
-        balance_after: Won::new(balance_after),
-        at: Utc::now(),
-    }
+    RecordedDebit { payment_id: p.payment_id, balance_after: Won::new(balance_after), at: Utc::now() }
 }
 
 async fn reservation_status(pool: &PgPool, id: Uuid) -> String {

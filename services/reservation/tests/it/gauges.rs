@@ -21,7 +21,7 @@ async fn hold(
 }
 
 async fn pay(repo: &ReservationRepo, id: Uuid, payer: &Principal) -> Uuid {
-    match repo.start_payment(id, payer, &format!("key-{id}"), Utc::now(), Duration::seconds(30)).await.unwrap() {
+    match repo.start_payment(&[id], payer, &format!("key-{id}"), Utc::now(), Duration::seconds(30)).await.unwrap() {
         PaymentStart::New(payment, _) => payment.payment_id,
         PaymentStart::Existing(p) => panic!("{p:?}"),
     }

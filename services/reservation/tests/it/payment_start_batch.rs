@@ -24,12 +24,12 @@ async fn hold(repo: &ReservationRepo, who: &Principal, seat: u32, now: DateTime<
 }
 
 fn request(reservation_id: Uuid, who: &Principal, key: &str, now: DateTime<Utc>) -> PaymentRequest {
-    PaymentRequest { reservation_id, payer: who.clone(), key: key.into(), now, lease: LEASE }
+    PaymentRequest { reservation_ids: vec![reservation_id], payer: who.clone(), key: key.into(), now, lease: LEASE }
 }
 
 /// What the single path answers `q`.
 async fn single(repo: &ReservationRepo, q: &PaymentRequest) -> Result<PaymentStart, ReservationError> {
-    repo.start_payment(q.reservation_id, &q.payer, &q.key, q.now, q.lease).await
+    repo.start_payment(&q.reservation_ids, &q.payer, &q.key, q.now, q.lease).await
 }
 
 async fn count(pool: &PgPool, sql: &str) -> i64 {
@@ -51,7 +51,8 @@ async fn one_batch_starts_refuses_and_defers(pool: PgPool) {
     let dan_seat = hold(&repo, &dan, 4, now, Duration::minutes(5)).await;
     let dan_other = hold(&repo, &dan, 5, now, Duration::minutes(5)).await;
     // Dan already started paying for seat 4 with key "dan-1".
-    let PaymentStart::New(dan_first, _) = repo.start_payment(dan_seat, &dan, "dan-1", now, LEASE).await.unwrap() else {
+    let PaymentStart::New(dan_first, _) = repo.start_payment(&[dan_seat], &dan, "dan-1", now, LEASE).await.unwrap()
+    else {
         panic!("dan's first payment existed already");
     };
 
@@ -71,7 +72,7 @@ async fn one_batch_starts_refuses_and_defers(pool: PgPool) {
     let Some(Ok(PaymentStart::New(ann_payment, ann_reservation))) = &out[0] else { panic!("{:?}", out[0]) };
     assert_eq!((ann_payment.status, ann_payment.amount), (PaymentStatus::Started, Won::new(PRICE)));
     assert_eq!((ann_payment.reservation_id, ann_payment.idempotency_key.as_str()), (ann_seat, "ann-1"));
-    assert_eq!(ann_reservation.reservation_id, ann_seat);
+    assert_eq!(ann_reservation[0].reservation_id, ann_seat);
     assert!(matches!(out[1], Some(Err(ReservationError::NotOwner))), "{:?}", out[1]);
     assert!(matches!(out[2], Some(Err(ReservationError::NotFound))), "{:?}", out[2]);
     let Some(Ok(PaymentStart::New(bob_payment, _))) = &out[3] else { panic!("{:?}", out[3]) };
@@ -99,7 +100,7 @@ async fn a_token_that_paid_starts_nothing_more(pool: PgPool) {
     let ann = payer("ann", Uuid::new_v4(), now);
     let first = hold(&repo, &ann, 1, now, Duration::minutes(5)).await;
     let second = hold(&repo, &ann, 2, now, Duration::minutes(5)).await;
-    let PaymentStart::New(paid, _) = repo.start_payment(first, &ann, "ann-1", now, LEASE).await.unwrap() else {
+    let PaymentStart::New(paid, _) = repo.start_payment(&[first], &ann, "ann-1", now, LEASE).await.unwrap() else {
         panic!("first payment existed");
     };
     sqlx::query("UPDATE payments SET status = 'CONFIRMED' WHERE payment_id = $1")
