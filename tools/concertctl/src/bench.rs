@@ -417,6 +417,7 @@ async fn pay(
             let pay = PayReservationRequest {
                 reservation_id: reservation_id.clone(),
                 idempotency_key: format!("bench-{reservation_id}"),
+                ..Default::default()
             };
             let request = session.request(pay).ok()?;
             Some(c.reservation().pay_reservation(request).await.map(|_| ()).map_err(|e| e.code()))

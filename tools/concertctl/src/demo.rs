@@ -230,6 +230,7 @@ async fn charge_and_pay(
         .pay_reservation(session.request(PayReservationRequest {
             reservation_id: held.reservation_id.clone(),
             idempotency_key: String::new(),
+            ..Default::default()
         })?)
         .await?
         .into_inner();

@@ -208,8 +208,11 @@ impl Person {
         let key = format!("rush-pay-{}", held.reservation_id);
         let paid = self
             .retried(ctx, Rpc::PayReservation, || async {
-                let pay =
-                    PayReservationRequest { reservation_id: held.reservation_id.clone(), idempotency_key: key.clone() };
+                let pay = PayReservationRequest {
+                    reservation_id: held.reservation_id.clone(),
+                    idempotency_key: key.clone(),
+                    ..Default::default()
+                };
                 c.reservation().pay_reservation(session.request(pay).map_err(|_| Status::internal("metadata"))?).await
             })
             .await;
