@@ -14,8 +14,8 @@ use concert_proto::concert::{
     },
     queue::v1::{GetQueueStatusRequest, IssueTokenRequest, TokenState, queue_service_client::QueueServiceClient},
     reservation::v1::{
-        HoldSeatRequest, PayReservationRequest, PayReservationResponse,
-        reservation_service_client::ReservationServiceClient,
+        CancelReservationRequest, GetReservationRequest, HoldSeatRequest, PayReservationRequest,
+        PayReservationResponse, Reservation, reservation_service_client::ReservationServiceClient,
     },
     wallet::v1::{
         ChargeRequest, GetBalanceRequest, ListTransactionsRequest, wallet_service_client::WalletServiceClient,
@@ -46,6 +46,8 @@ pub struct SuiteOptions {
     pub max_active: u64,
     pub hold_ttl: chrono::Duration,
     /// Most live holds per user and concert.
+    /// How long before a show a bought seat can still be given back (REFUND_DEADLINE_HOURS).
+    pub refund_deadline: chrono::Duration,
     pub max_holds_per_user: u32,
     pub reservation_replicas: usize,
     pub clock: SharedClock,
@@ -73,6 +75,7 @@ impl Default for SuiteOptions {
             max_active: 1_000,
             hold_ttl: chrono::Duration::seconds(300),
             max_holds_per_user: 4,
+            refund_deadline: chrono::Duration::hours(24),
             reservation_replicas: 1,
             clock: platform::clock::system(),
             recovery_interval: Duration::from_secs(3_600),
@@ -197,6 +200,7 @@ impl Suite {
             peer_policy: opts.peer_policy,
             hold_ttl: opts.hold_ttl,
             max_holds_per_user: opts.max_holds_per_user,
+            refund_deadline: opts.refund_deadline,
             sweep_interval: Duration::from_millis(100),
             recovery_interval: opts.recovery_interval,
             payment_lease: opts.payment_lease,
@@ -438,10 +442,44 @@ impl Suite {
         self.reservation(0)
             .pay_reservation(authed(
                 token,
-                PayReservationRequest { reservation_id: reservation_id.into(), idempotency_key: key.into() },
+                PayReservationRequest {
+                    reservation_id: reservation_id.into(),
+                    idempotency_key: key.into(),
+                    ..Default::default()
+                },
             ))
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    /// PayReservation of an order (`reservation_ids`) through replica `replica`.
+    pub async fn pay_order(
+        &self,
+        replica: usize,
+        token: &str,
+        reservation_ids: &[String],
+        key: &str,
+    ) -> Result<PayReservationResponse, Status> {
+        let pay = PayReservationRequest {
+            reservation_ids: reservation_ids.to_vec(),
+            idempotency_key: key.into(),
+            ..Default::default()
+        };
+        self.reservation(replica).pay_reservation(authed(token, pay)).await.map(tonic::Response::into_inner)
+    }
+
+    /// CancelReservation as `user` with the access token alone (no queue token): how a
+    /// buyer releases a hold or gives a ticket back.
+    pub async fn cancel_as(&self, user: &str, reservation_id: &str) -> Result<Reservation, Status> {
+        let cancel = CancelReservationRequest { reservation_id: reservation_id.into() };
+        let answer = self.reservation(0).cancel_reservation(as_user(user, cancel)).await?;
+        Ok(answer.into_inner().reservation.unwrap_or_default())
+    }
+
+    /// `user`'s reservation `reservation_id` as GetReservation shows it.
+    pub async fn reservation_of(&self, user: &str, reservation_id: &str) -> Reservation {
+        let get = GetReservationRequest { reservation_id: reservation_id.into(), user_id: String::new() };
+        self.reservation(0).get_reservation(as_user(user, get)).await.unwrap().into_inner().reservation.unwrap()
     }
 
     /// `user`'s ledger, newest first, as (kind, amount).

@@ -58,7 +58,10 @@ async fn a_crash_between_debit_and_confirmation_is_finished_after_restart(_p: Pg
 
     fail::cfg("reservation::after-debit", "return").unwrap();
     let mut client = suite.reservation(0);
-    let request = authed(&token, PayReservationRequest { reservation_id: id.clone(), idempotency_key: "k".into() });
+    let request = authed(
+        &token,
+        PayReservationRequest { reservation_id: id.clone(), idempotency_key: "k".into(), ..Default::default() },
+    );
     let paying = tokio::spawn(async move { client.pay_reservation(request).await });
 
     // The wallet takes the money; the replica freezes before recording anything ...
@@ -124,7 +127,10 @@ async fn the_callers_deadline_bounds_the_saga_and_a_retry_completes_it(_p: PgPoo
     suite.charge("alice", 100_000).await;
 
     fail::cfg("wallet::debit-reply-delay", "1*return(1500)").unwrap();
-    let mut request = authed(&token, PayReservationRequest { reservation_id: id.clone(), idempotency_key: "k".into() });
+    let mut request = authed(
+        &token,
+        PayReservationRequest { reservation_id: id.clone(), idempotency_key: "k".into(), ..Default::default() },
+    );
     request.set_timeout(Duration::from_millis(400));
     let started = std::time::Instant::now();
     let err = suite.reservation(0).pay_reservation(request).await.unwrap_err();
@@ -164,5 +170,63 @@ async fn transient_wallet_failures_are_retried_within_the_call(_p: PgPoolOptions
     assert_eq!(debits(&suite, "alice").await, vec![150_000]);
     // Whatever the fault did, every won and every seat is accounted for across services.
     suite.assert_books_settle(std::time::Duration::from_secs(10)).await;
+    scenario.teardown();
+}
+
+/// Issue #29: the process dies after a give-back released the seat and recorded its refund
+/// as owed, before the wallet refunded it. The seat is on sale already; the restarted
+/// replica's recovery worker refunds the price once.
+#[sqlx::test(migrations = false)]
+async fn a_crash_between_a_give_back_and_its_refund_is_finished_after_restart(_p: PgPoolOptions, db: PgConnectOptions) {
+    let scenario = FailScenario::setup();
+    let opts = SuiteOptions {
+        recovery_interval: Duration::from_millis(100),
+        payment_lease: chrono::Duration::seconds(1),
+        ..SuiteOptions::default()
+    };
+    let mut suite = Suite::start(db, opts).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(3)).await;
+    let token = suite.active_token("alice", &concert_id).await;
+    let id = suite.hold(&token, &schedule_id, 9).await; // VIP, 150,000 won
+    suite.charge("alice", 150_000).await;
+    suite.pay(&token, &id, "k").await.unwrap();
+    suite.assert_books_settle(std::time::Duration::from_secs(10)).await;
+
+    fail::cfg("reservation::after-give-back", "return").unwrap();
+    let mut client = suite.reservation(0);
+    let mut request = as_user(
+        "alice",
+        concert_proto::concert::reservation::v1::CancelReservationRequest { reservation_id: id.clone() },
+    );
+    request.set_timeout(Duration::from_secs(30));
+    let giving_back = tokio::spawn(async move { client.cancel_reservation(request).await });
+
+    // The seat is given back (REFUNDED, on sale) and the replica freezes before the refund.
+    let refunded = ReservationStatus::Refunded as i32;
+    assert_eq!(e2e::eventually(refunded, || reservation_status(&suite, &id, "alice")).await, refunded);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(suite.balance("alice").await, 0, "no refund yet");
+    assert!(!suite.reconcile().await.is_settled(), "the refund is owed");
+    // ... and dies there.
+    fail::remove("reservation::after-give-back");
+    suite.crash_and_restart_reservation(0).await;
+    assert!(giving_back.await.unwrap().is_err(), "the call died with its replica");
+
+    // The new replica's recovery worker refunds it once its lease has run out.
+    assert_eq!(balance_eventually(&suite, "alice", 150_000).await, 150_000);
+    let refunds: Vec<i64> = suite
+        .ledger_kinds("alice")
+        .await
+        .into_iter()
+        .filter(|(k, _)| *k == TransactionKind::Refund as i32)
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(refunds, vec![150_000], "refunded exactly once");
+    // Giving it back again answers the same and moves nothing.
+    let again = suite.cancel_as("alice", &id).await.unwrap();
+    assert_eq!(again.status, refunded);
+    assert_eq!(suite.balance("alice").await, 150_000);
+    let report = suite.assert_books_settle(std::time::Duration::from_secs(10)).await;
+    assert_eq!(report.given_back, 1);
     scenario.teardown();
 }

@@ -234,13 +234,12 @@ async fn a_queue_token_works_only_for_its_own_user(_p: PgPoolOptions, db: PgConn
     };
     let hold = HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 4 };
     not_yours(suite.reservation(0).hold_seat(as_bob_with(&alices, hold)).await.map(drop), "HoldSeat");
-    let pay = PayReservationRequest { reservation_id: held.clone(), idempotency_key: "k".into() };
+    let pay = PayReservationRequest { reservation_id: held.clone(), idempotency_key: "k".into(), ..Default::default() };
     not_yours(suite.reservation(0).pay_reservation(as_bob_with(&alices, pay)).await.map(drop), "PayReservation");
+    // CancelReservation checks no queue token (issue #29): the reservation is not bob's.
     let cancel = CancelReservationRequest { reservation_id: held.clone() };
-    not_yours(
-        suite.reservation(0).cancel_reservation(as_bob_with(&alices, cancel)).await.map(drop),
-        "CancelReservation",
-    );
+    let err = suite.reservation(0).cancel_reservation(as_bob_with(&alices, cancel)).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::PermissionDenied, Some("NOT_OWNER")));
     let seats = ListSeatsRequest { schedule_id: schedule_id.clone() };
     not_yours(suite.catalog().list_seats(as_bob_with(&alices, seats)).await.map(drop), "ListSeats");
     let dates = ListAvailableDatesRequest { concert_id: concert_id.clone() };
@@ -401,7 +400,11 @@ async fn the_whole_journey_over_grpc_web_with_an_access_token(_p: PgPoolOptions,
     assert_eq!(held.user_id, "wendy");
     let charge = ChargeRequest { user_id: String::new(), amount: 200_000, idempotency_key: "top-up".into() };
     wallet.charge(as_user("wendy", charge)).await.unwrap();
-    let pay = PayReservationRequest { reservation_id: held.reservation_id.clone(), idempotency_key: "pay".into() };
+    let pay = PayReservationRequest {
+        reservation_id: held.reservation_id.clone(),
+        idempotency_key: "pay".into(),
+        ..Default::default()
+    };
     let paid = reservation.pay_reservation(authed(&token, pay)).await.unwrap().into_inner();
     assert_eq!(paid.balance_after, 200_000 - 120_000);
     let got = reservation

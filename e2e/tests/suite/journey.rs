@@ -58,7 +58,11 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
     let paid = reservation
         .pay_reservation(authed(
             &token,
-            PayReservationRequest { reservation_id: held.reservation_id.clone(), idempotency_key: "pay-1".into() },
+            PayReservationRequest {
+                reservation_id: held.reservation_id.clone(),
+                idempotency_key: "pay-1".into(),
+                ..Default::default()
+            },
         ))
         .await
         .unwrap()

@@ -6,6 +6,7 @@ mod flood;
 mod holds;
 mod identity;
 mod journey;
+mod orders;
 mod passes;
 mod payments;
 mod rush;

@@ -81,12 +81,12 @@ async fn an_idempotency_key_cannot_pay_two_reservations(_p: PgPoolOptions, db: P
     let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
     let token = suite.active_token("alice", &concert_id).await;
     let a = suite.hold(&token, &schedule_id, 31).await;
-    let b = suite.hold(&token, &schedule_id, 32).await;
     suite.charge("alice", 1_000_000).await;
     // Key "k" pays reservation a ...
     suite.pay(&token, &a, "k").await.unwrap();
     assert!(suite.token_expired_eventually(&token).await, "paying expires the token");
     let other = suite.active_token("alice", &concert_id).await;
+    let b = suite.hold(&other, &schedule_id, 32).await;
     // ... so it cannot also pay reservation b.
     let err = suite.pay(&other, &b, "k").await.unwrap_err();
     assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("idempotency_key")));
@@ -194,9 +194,12 @@ async fn a_token_that_paid_is_refused_at_once_even_where_it_is_cached(_p: PgPool
         .reservation
         .unwrap();
     let on_a = suite.hold(&token, &schedule_id, 3).await;
-    a.pay_reservation(authed(&token, PayReservationRequest { reservation_id: on_a, idempotency_key: "p1".into() }))
-        .await
-        .unwrap();
+    a.pay_reservation(authed(
+        &token,
+        PayReservationRequest { reservation_id: on_a, idempotency_key: "p1".into(), ..Default::default() },
+    ))
+    .await
+    .unwrap();
 
     // Immediately, B still has the token cached as ACTIVE, yet refuses a second booking.
     let err = b
@@ -210,7 +213,11 @@ async fn a_token_that_paid_is_refused_at_once_even_where_it_is_cached(_p: PgPool
     let err = b
         .pay_reservation(authed(
             &token,
-            PayReservationRequest { reservation_id: on_b.reservation_id, idempotency_key: "p2".into() },
+            PayReservationRequest {
+                reservation_id: on_b.reservation_id,
+                idempotency_key: "p2".into(),
+                ..Default::default()
+            },
         ))
         .await
         .unwrap_err();
@@ -272,8 +279,12 @@ async fn a_double_click_with_exactly_the_price_pays_once_and_loses_nothing(_p: P
             90_000
         };
         suite.charge(&user, price).await;
-        let request =
-            || authed(&token, PayReservationRequest { reservation_id: id.clone(), idempotency_key: "k".into() });
+        let request = || {
+            authed(
+                &token,
+                PayReservationRequest { reservation_id: id.clone(), idempotency_key: "k".into(), ..Default::default() },
+            )
+        };
         let (mut r0, mut r1) = (suite.reservation(0), suite.reservation(1));
         let (a, b) = tokio::join!(r0.pay_reservation(request()), r1.pay_reservation(request()));
         assert!(a.is_ok() || b.is_ok(), "trial {trial}: neither call paid: {a:?} / {b:?}");
@@ -416,7 +427,10 @@ async fn one_admission_pays_for_one_seat_even_all_at_once(_p: PgPoolOptions, db:
     }
     let pays = ids.iter().enumerate().map(|(i, id)| {
         let mut replica = suite.reservation(i % 2);
-        let request = authed(&token, PayReservationRequest { reservation_id: id.clone(), idempotency_key: id.clone() });
+        let request = authed(
+            &token,
+            PayReservationRequest { reservation_id: id.clone(), idempotency_key: id.clone(), ..Default::default() },
+        );
         async move { replica.pay_reservation(request).await }
     });
     let answers = futures::future::join_all(pays).await;
