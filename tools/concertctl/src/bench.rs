@@ -95,11 +95,15 @@ enum Scenario {
         seconds: u64,
     },
     /// PayReservation end to end (reservation → wallet → queue): each of `payments` users
-    /// is admitted, charged and holds one seat beforehand (not timed); then every hold is
-    /// paid. Needs QUEUE_MAX_ACTIVE ≥ payments + concurrency.
+    /// is admitted, charged and holds `seats_per_order` seats beforehand (not timed); then
+    /// each user pays for all of them in one order. Needs QUEUE_MAX_ACTIVE ≥ payments +
+    /// concurrency, and MAX_HOLDS_PER_USER ≥ seats_per_order.
     Pay {
         #[arg(long, default_value_t = 5_000)]
         payments: usize,
+        /// Seats in each payment (1..=25): 1 sends `reservation_id`, more `reservation_ids`.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=25))]
+        seats_per_order: u32,
     },
     /// The waiting room: IssueToken for `waiting` new users (timed), then GetQueueStatus of
     /// random ones among them for `seconds`. The run's room admits one person at a time
@@ -291,7 +295,10 @@ async fn scenario(clients: &Clients, d: &Driver, scenario: Scenario, concurrency
             .await;
             anyhow::ensure!(report.errors.is_empty(), "ListSeats failed: {:?}", report.errors);
         }
-        Scenario::Pay { payments } => pay(clients, d, concurrency, &concert_id, &run_id, payments).await?,
+        Scenario::Pay { payments, seats_per_order } => {
+            let order = usize::try_from(seats_per_order)?;
+            pay(clients, d, concurrency, (&concert_id, &run_id), payments, order).await?;
+        }
         Scenario::Hops { .. } | Scenario::Queue { .. } | Scenario::Noop { .. } | Scenario::Rush(_) => {
             unreachable!("handled above")
         }
@@ -369,55 +376,72 @@ async fn noop(d: &Driver, concurrency: usize, seconds: u64) -> anyhow::Result<()
     Ok(())
 }
 
-/// Set-up (untimed): `n` users, each admitted, charged 200,000 won and holding one seat;
-/// then the timed part: every hold is paid, `concurrency` payments in flight.
+/// Set-up (untimed): `n` users, each admitted, charged 200,000 won a seat and holding
+/// `order` seats of one date; then the timed part: each user pays for its seats in one
+/// order, `concurrency` payments in flight.
 async fn pay(
     clients: &Clients,
     d: &Driver,
     concurrency: usize,
-    concert_id: &str,
-    run_id: &str,
+    (concert_id, run_id): (&str, &str),
     n: usize,
+    order: usize,
 ) -> anyhow::Result<()> {
     use concert_proto::concert::{reservation::v1::PayReservationRequest, wallet::v1::ChargeRequest};
     use futures::{StreamExt, TryStreamExt};
 
     let set_up = Instant::now();
-    let schedules = concertctl::seed::schedules(clients, concert_id, n.div_ceil(50)).await?;
-    let holds: Vec<(Session, String)> = futures::stream::iter(0..n)
+    // Each date seats `per_date` orders side by side.
+    let per_date = 50 / order;
+    let schedules = concertctl::seed::schedules(clients, concert_id, n.div_ceil(per_date)).await?;
+    let holds: Vec<(Session, Vec<String>)> = futures::stream::iter(0..n)
         .map(|i| {
-            let (c, schedule_id) = (d.pool[i % d.pool.len()].clone(), schedules[i / 50].clone());
+            let (c, schedule_id) = (d.pool[i % d.pool.len()].clone(), schedules[i / per_date].clone());
             let concert_id = concert_id.to_owned();
             let user = format!("pay-{run_id}-{i}");
+            let first_seat = (i % per_date) * order + 1;
             async move {
                 let session = c.active_token(&user, &concert_id, Duration::from_secs(120)).await?;
                 let charge = ChargeRequest {
                     user_id: String::new(),
-                    amount: 200_000,
+                    amount: 200_000 * i64::try_from(order)?,
                     idempotency_key: format!("{user}-charge"),
                 };
                 c.wallet().charge(session.request(charge)?).await?;
-                let hold = HoldSeatRequest { schedule_id, seat_number: (i % 50 + 1) as u32 };
-                let held = c.reservation().hold_seat(session.request(hold)?).await?.into_inner();
-                let id = held.reservation.ok_or_else(|| anyhow::anyhow!("no reservation"))?.reservation_id;
-                anyhow::Ok((session, id))
+                let mut ids = Vec::with_capacity(order);
+                for seat in first_seat..first_seat + order {
+                    let hold = HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: u32::try_from(seat)? };
+                    let held = c.reservation().hold_seat(session.request(hold)?).await?.into_inner();
+                    ids.push(held.reservation.ok_or_else(|| anyhow::anyhow!("no reservation"))?.reservation_id);
+                }
+                anyhow::Ok((session, ids))
             }
         })
         .buffer_unordered(concurrency)
         .try_collect()
         .await?;
-    println!("set-up: {n} users admitted, charged and holding a seat in {:.1} s", set_up.elapsed().as_secs_f64());
+    println!(
+        "set-up: {n} users admitted, charged and holding {order} seat(s) each in {:.1} s",
+        set_up.elapsed().as_secs_f64()
+    );
 
     let holds = Arc::new(holds);
     let next = Arc::new(AtomicUsize::new(0));
-    let report = drive(d, concurrency, "PayReservation end to end", move |c, _| {
+    let label = if order == 1 {
+        "PayReservation end to end".to_owned()
+    } else {
+        format!("PayReservation end to end, {order} seats an order")
+    };
+    let report = drive(d, concurrency, &label, move |c, _| {
         let (holds, next) = (holds.clone(), next.clone());
         async move {
-            let (session, reservation_id) = holds.get(next.fetch_add(1, Ordering::Relaxed))?;
-            let pay = PayReservationRequest {
-                reservation_id: reservation_id.clone(),
-                idempotency_key: format!("bench-{reservation_id}"),
-                ..Default::default()
+            let (session, ids) = holds.get(next.fetch_add(1, Ordering::Relaxed))?;
+            let key = format!("bench-{}", ids[0]);
+            let pay = match ids.as_slice() {
+                [one] => {
+                    PayReservationRequest { reservation_id: one.clone(), idempotency_key: key, ..Default::default() }
+                }
+                _ => PayReservationRequest { reservation_ids: ids.clone(), idempotency_key: key, ..Default::default() },
             };
             let request = session.request(pay).ok()?;
             Some(c.reservation().pay_reservation(request).await.map(|_| ()).map_err(|e| e.code()))

@@ -230,7 +230,23 @@ pub fn reconcile(books: &WalletBooks, payments: &[PaymentRecord]) -> Report {
             ));
         }
     }
-    for ((schedule, seat), reservations) in &sold {
+    v.extend(sold_violations(&sold, &paid_reservations, &mut report));
+
+    v.extend(wallet_violations(books, payments, &paid_by_user, &owing_users, &mut report));
+    v.sort();
+    report.violations = v;
+    report
+}
+
+/// Each sold seat has one live owner, who paid: `sold` maps (schedule, seat) to its
+/// CONFIRMED reservations. Counts the sold seats into `report`.
+fn sold_violations(
+    sold: &HashMap<(&str, u32), Vec<&str>>,
+    paid_reservations: &HashSet<&str>,
+    report: &mut Report,
+) -> Vec<String> {
+    let mut v = Vec::new();
+    for ((schedule, seat), reservations) in sold {
         report.sold_seats += reservations.len();
         if reservations.len() > 1 {
             v.push(format!("seat {seat} of schedule {schedule} is sold {} times", reservations.len()));
@@ -241,11 +257,7 @@ pub fn reconcile(books: &WalletBooks, payments: &[PaymentRecord]) -> Report {
             }
         }
     }
-
-    v.extend(wallet_violations(books, payments, &paid_by_user, &owing_users, &mut report));
-    v.sort();
-    report.violations = v;
-    report
+    v
 }
 
 /// The seats a payment covers; a record from before orders (no `seats`) covers its one

@@ -19,6 +19,69 @@ pub struct RecordedDebit {
     pub at: DateTime<Utc>,
 }
 
+/// The statement of [`ReservationRepo::record_debits`].
+///
+/// Rows are found by primary key and their status checked on the row. The status
+/// tests are written `IS NOT DISTINCT FROM` (the same test on these NOT NULL columns)
+/// so the planner cannot answer them from the partial indexes on status
+/// (`reservations_held_by_expiry`, `payments_unfinished`) ANDed with the key lookup: a
+/// status change leaves a dead entry in those until VACUUM, and a bitmap scan never
+/// prunes it, so each batch would scan every payment made so far (docs/BENCHMARKS.md).
+static RECORD_DEBITS: LazyLock<String> = LazyLock::new(|| {
+    let moved_columns = PAYMENT_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ");
+    format!(
+        "WITH seats AS (
+             SELECT s.payment_id, s.reservation_id FROM payment_seats s
+             WHERE s.payment_id = ANY($1::uuid[])
+         ),
+         whole AS (
+             -- STARTED payments whose every seat is still HELD.
+             SELECT p.payment_id FROM payments p
+             WHERE p.payment_id = ANY($1::uuid[]) AND p.status IS NOT DISTINCT FROM 'STARTED'
+               AND NOT EXISTS (SELECT 1 FROM seats JOIN reservations gone USING (reservation_id)
+                               WHERE seats.payment_id = p.payment_id
+                                 AND gone.status IS DISTINCT FROM 'HELD')
+         ),
+         sold AS (
+             UPDATE reservations res
+             SET status = 'CONFIRMED',
+                 confirmed_at = ($3::timestamptz[])[array_position($1::uuid[], seats.payment_id)]
+             FROM seats
+             WHERE res.reservation_id = seats.reservation_id
+               AND seats.payment_id IN (SELECT payment_id FROM whole)
+               AND res.status IS NOT DISTINCT FROM 'HELD'
+             RETURNING seats.payment_id, res.user_id, res.concert_id, res.token
+         ),
+         released AS (
+             -- The admission's other live holds (same token), none in a payment: no
+             -- payment of them can start any more (one purchase per admission, and
+             -- this one is paid). Rows locked elsewhere (a payment start about to be
+             -- refused, a cancel) are skipped rather than waited for, so two such
+             -- statements never wait on each other; a skipped hold expires as usual.
+             UPDATE reservations other
+             SET status = 'CANCELLED',
+                 released_at = ($3::timestamptz[])[array_position($1::uuid[], candidate.payment_id)]
+             FROM (SELECT h.reservation_id, buyer.payment_id
+                   FROM (SELECT DISTINCT ON (payment_id) payment_id, user_id, concert_id, token FROM sold) buyer
+                   JOIN reservations h ON h.user_id = buyer.user_id AND h.concert_id = buyer.concert_id
+                                      AND h.status = 'HELD' AND h.token = buyer.token
+                   WHERE NOT EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = h.reservation_id)
+                   FOR UPDATE OF h SKIP LOCKED) candidate
+             WHERE other.reservation_id = candidate.reservation_id
+             RETURNING other.reservation_id
+         )
+         UPDATE payments p
+         SET status = CASE WHEN p.payment_id IN (SELECT payment_id FROM sold)
+                           THEN 'CONFIRMED' ELSE 'COMPENSATING' END,
+             balance_after = ($2::bigint[])[array_position($1::uuid[], p.payment_id)],
+             updated_at = ($3::timestamptz[])[array_position($1::uuid[], p.payment_id)],
+             paid_at = CASE WHEN p.payment_id IN (SELECT payment_id FROM sold)
+                            THEN ($3::timestamptz[])[array_position($1::uuid[], p.payment_id)] END
+         WHERE p.payment_id = ANY($1::uuid[]) AND p.status IS NOT DISTINCT FROM 'STARTED'
+         RETURNING {moved_columns}"
+    )
+});
+
 impl ReservationRepo {
     /// After successful debits: confirms every seat of each payment and the payment
     /// together, or, when a seat of it is no longer HELD, moves the payment to COMPENSATING
@@ -47,67 +110,6 @@ impl ReservationRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all, fields(payments = debits.len()))]
     pub async fn record_debits(&self, debits: &[RecordedDebit]) -> Result<Vec<Payment>, ReservationError> {
-        // Rows are found by primary key and their status checked on the row. The status
-        // tests are written `IS NOT DISTINCT FROM` (the same test on these NOT NULL columns)
-        // so the planner cannot answer them from the partial indexes on status
-        // (`reservations_held_by_expiry`, `payments_unfinished`) ANDed with the key lookup: a
-        // status change leaves a dead entry in those until VACUUM, and a bitmap scan never
-        // prunes it, so each batch would scan every payment made so far (docs/BENCHMARKS.md).
-        static SQL: LazyLock<String> = LazyLock::new(|| {
-            let moved_columns =
-                PAYMENT_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ");
-            format!(
-                "WITH seats AS (
-                     SELECT s.payment_id, s.reservation_id FROM payment_seats s
-                     WHERE s.payment_id = ANY($1::uuid[])
-                 ),
-                 whole AS (
-                     -- STARTED payments whose every seat is still HELD.
-                     SELECT p.payment_id FROM payments p
-                     WHERE p.payment_id = ANY($1::uuid[]) AND p.status IS NOT DISTINCT FROM 'STARTED'
-                       AND NOT EXISTS (SELECT 1 FROM seats JOIN reservations gone USING (reservation_id)
-                                       WHERE seats.payment_id = p.payment_id
-                                         AND gone.status IS DISTINCT FROM 'HELD')
-                 ),
-                 sold AS (
-                     UPDATE reservations res
-                     SET status = 'CONFIRMED',
-                         confirmed_at = ($3::timestamptz[])[array_position($1::uuid[], seats.payment_id)]
-                     FROM seats
-                     WHERE res.reservation_id = seats.reservation_id
-                       AND seats.payment_id IN (SELECT payment_id FROM whole)
-                       AND res.status IS NOT DISTINCT FROM 'HELD'
-                     RETURNING seats.payment_id, res.user_id, res.concert_id, res.token
-                 ),
-                 released AS (
-                     -- The admission's other live holds (same token), none in a payment: no
-                     -- payment of them can start any more (one purchase per admission, and
-                     -- this one is paid). Rows locked elsewhere (a payment start about to be
-                     -- refused, a cancel) are skipped rather than waited for, so two such
-                     -- statements never wait on each other; a skipped hold expires as usual.
-                     UPDATE reservations other
-                     SET status = 'CANCELLED',
-                         released_at = ($3::timestamptz[])[array_position($1::uuid[], candidate.payment_id)]
-                     FROM (SELECT h.reservation_id, buyer.payment_id
-                           FROM (SELECT DISTINCT ON (payment_id) payment_id, user_id, concert_id, token FROM sold) buyer
-                           JOIN reservations h ON h.user_id = buyer.user_id AND h.concert_id = buyer.concert_id
-                                              AND h.status = 'HELD' AND h.token = buyer.token
-                           WHERE NOT EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = h.reservation_id)
-                           FOR UPDATE OF h SKIP LOCKED) candidate
-                     WHERE other.reservation_id = candidate.reservation_id
-                     RETURNING other.reservation_id
-                 )
-                 UPDATE payments p
-                 SET status = CASE WHEN p.payment_id IN (SELECT payment_id FROM sold)
-                                   THEN 'CONFIRMED' ELSE 'COMPENSATING' END,
-                     balance_after = ($2::bigint[])[array_position($1::uuid[], p.payment_id)],
-                     updated_at = ($3::timestamptz[])[array_position($1::uuid[], p.payment_id)],
-                     paid_at = CASE WHEN p.payment_id IN (SELECT payment_id FROM sold)
-                                    THEN ($3::timestamptz[])[array_position($1::uuid[], p.payment_id)] END
-                 WHERE p.payment_id = ANY($1::uuid[]) AND p.status IS NOT DISTINCT FROM 'STARTED'
-                 RETURNING {moved_columns}"
-            )
-        });
         let mut payment_ids = Vec::with_capacity(debits.len());
         let mut balances = Vec::with_capacity(debits.len());
         let mut ats = Vec::with_capacity(debits.len());
@@ -116,7 +118,7 @@ impl ReservationRepo {
             balances.push(d.balance_after);
             ats.push(d.at);
         }
-        let rows = sqlx::query(&SQL)
+        let rows = sqlx::query(&RECORD_DEBITS)
             .bind(&payment_ids)
             .bind(&balances)
             .bind(&ats)

@@ -102,10 +102,7 @@ impl ReservationRepo {
     /// # Errors
     /// Database failures fail the whole batch (nothing is written).
     #[tracing::instrument(skip_all, fields(requests = requests.len()))]
-    pub async fn start_payments(
-        &self,
-        requests: &[PaymentRequest],
-    ) -> Result<BatchOutcomes, ReservationError> {
+    pub async fn start_payments(&self, requests: &[PaymentRequest]) -> Result<BatchOutcomes, ReservationError> {
         static LOCK: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "SELECT i.n, {RESERVATION_COLUMNS}, {} AS token_paid

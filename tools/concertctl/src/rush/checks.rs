@@ -85,7 +85,13 @@ pub async fn run(
     let mut sold: HashMap<(&str, u32), usize> = HashMap::new();
     for p in payments.iter().filter(|p| ours.contains(p.schedule_id.as_str())) {
         if matches!(SagaState::try_from(p.state), Ok(SagaState::Confirmed | SagaState::Completed)) {
-            *sold.entry((p.schedule_id.as_str(), p.seat_number)).or_default() += 1;
+            // Every seat of the payment (an order), or its one seat (a record from before orders).
+            if p.seats.is_empty() {
+                *sold.entry((p.schedule_id.as_str(), p.seat_number)).or_default() += 1;
+            }
+            for s in &p.seats {
+                *sold.entry((s.schedule_id.as_str(), s.seat_number)).or_default() += 1;
+            }
         }
     }
     let twice: Vec<String> = sold
@@ -95,10 +101,10 @@ pub async fn run(
         .collect();
     checks.push(check("no seat sold twice", &twice, format!("{} seats sold", sold.len())));
     let told: HashSet<(&str, u32)> =
-        traces.iter().filter_map(|t| t.bought.as_ref()).map(|(s, seat, _)| (s.as_str(), *seat)).collect();
+        traces.iter().flat_map(|t| &t.bought).map(|(s, seat, _)| (s.as_str(), *seat)).collect();
     // A payment whose answer was lost may have gone either way.
     let unknown: HashSet<(&str, u32)> =
-        traces.iter().filter_map(|t| t.pay_unknown.as_ref()).map(|(s, seat, _)| (s.as_str(), *seat)).collect();
+        traces.iter().flat_map(|t| &t.pay_unknown).map(|(s, seat, _)| (s.as_str(), *seat)).collect();
     let mut mismatch: Vec<String> = sold
         .keys()
         .filter(|k| !told.contains(k) && !unknown.contains(k))
@@ -109,12 +115,12 @@ pub async fn run(
             .filter(|k| !sold.contains_key(k))
             .map(|(s, seat)| format!("seat {seat} of {s}: payment answered OK, but the seat is not sold")),
     );
-    let paid_people = traces.iter().filter(|t| t.bought.is_some()).count();
+    let paid_people = traces.iter().filter(|t| !t.bought.is_empty()).count();
     checks.push(check(
         "sold seats = successful payments",
         &mismatch,
         format!(
-            "{} seats sold, {paid_people} payments answered OK, {} payments' answers lost ({} of them sold)",
+            "{} seats sold, {paid_people} payments answered OK, {} seats' payments' answers lost ({} of them sold)",
             sold.len(),
             unknown.len(),
             unknown.iter().filter(|k| sold.contains_key(k)).count()
@@ -125,12 +131,12 @@ pub async fn run(
     let accounts: HashMap<&str, _> = books.accounts.iter().map(|a| (a.user_id.as_str(), a)).collect();
     let mut astray = Vec::new();
     for t in traces {
-        let spent = t.bought.as_ref().map_or(0, |b| b.2);
+        let spent: i64 = t.bought.iter().map(|b| b.2).sum();
         let (charged, balance) = accounts.get(t.user.as_str()).map_or((0, 0), |a| (a.charged, a.balance));
         // What the person was answered, with any call whose answer was lost counted as made
         // or not: the wallet must match one of those.
         let charge_ok = charged == t.charged || charged == t.charged + t.charge_unknown;
-        let lost_pay = t.pay_unknown.as_ref().map_or(0, |p| p.2);
+        let lost_pay: i64 = t.pay_unknown.iter().map(|p| p.2).sum();
         let balance_ok = balance == charged - spent || balance == charged - spent - lost_pay;
         if !charge_ok || !balance_ok {
             astray.push(format!(
@@ -249,9 +255,9 @@ mod tests {
             left: false,
             admitted: true,
             charged: 0,
-            bought: None,
+            bought: Vec::new(),
             charge_unknown: 0,
-            pay_unknown: None,
+            pay_unknown: Vec::new(),
             end: End::Paid,
         }
     }

@@ -46,6 +46,10 @@ pub struct RushArgs {
     /// Seats on sale, created for this run: ⌈seats / 50⌉ dates of 50 seats.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub seats: u64,
+    /// Most seats one person buys together, in one payment (each person wants 1..=this, at
+    /// random; the server's MAX_HOLDS_PER_USER bounds it).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub seats_per_person: u32,
     /// People arriving per second (open loop, evenly spaced); 0: everyone at once.
     #[arg(long, default_value_t = 0.0)]
     pub arrival_rate: f64,
@@ -263,6 +267,7 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
         deadline: start + Duration::from_secs(args.duration),
         sold_out: Default::default(),
         seed: args.seed,
+        seats_per_person: args.seats_per_person,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for person in people {

@@ -59,13 +59,14 @@ pub struct Trace {
     pub admitted: bool,
     /// Won charged successfully.
     pub charged: i64,
-    /// The seat paid for and its price.
-    pub bought: Option<(String, u32, i64)>,
+    /// The seats paid for (one payment), each with its price.
+    pub bought: Vec<(String, u32, i64)>,
     /// A charge (won) whose answer never came (every try failed transiently): it may or may
     /// not have been made.
     pub charge_unknown: i64,
-    /// A payment (seat and price) whose answer never came: it may or may not have been made.
-    pub pay_unknown: Option<(String, u32, i64)>,
+    /// A payment (its seats and prices) whose answer never came: it may or may not have been
+    /// made.
+    pub pay_unknown: Vec<(String, u32, i64)>,
     pub end: End,
 }
 
@@ -94,6 +95,8 @@ pub struct Ctx {
     /// Set once every seat of the run is sold: people still in line leave.
     pub sold_out: AtomicBool,
     pub seed: u64,
+    /// Most seats one person buys together (each person wants 1..=this, at random).
+    pub seats_per_person: u32,
 }
 
 /// How a person waits in line.
@@ -155,9 +158,9 @@ impl Person {
             left: false,
             admitted: false,
             charged: 0,
-            bought: None,
+            bought: Vec::new(),
             charge_unknown: 0,
-            pay_unknown: None,
+            pay_unknown: Vec::new(),
             end: End::Failed,
         };
         let due = ctx.recorder.start + self.arrival;

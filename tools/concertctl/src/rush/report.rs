@@ -207,7 +207,7 @@ impl RushReport {
             queue_rss_first_mb: rss_first.map(|kb| kb as f64 / 1024.0),
             queue_rss_peak_mb: rss_peak.map(|kb| kb as f64 / 1024.0),
             queue_kb_per_waiting,
-            seats_sold: traces.iter().filter(|t| t.end == End::Paid).count(),
+            seats_sold: traces.iter().filter(|t| t.end == End::Paid).map(|t| t.bought.len()).sum(),
             outcomes,
             rpcs,
             timeline,

@@ -1,4 +1,5 @@
-//! The admitted part of a person's journey: dates → seat map → hold → charge → pay.
+//! The admitted part of a person's journey: dates → seat map → hold (one seat, or several
+//! on one date) → charge → pay them in one order.
 use std::{
     sync::atomic::Ordering,
     time::{Duration, Instant},
@@ -50,10 +51,21 @@ impl Person {
         session: &Session,
         trace: &mut Trace,
     ) -> End {
-        let held = match self.hold(ctx, c, rng, session).await {
+        let first = match self.hold(ctx, c, rng, session).await {
             Ok(held) => held,
             Err(end) => return end,
         };
+        // People buying together want their seats on one date: the rest from the same map.
+        let wanted = rng.random_range(1..=ctx.seats_per_person.max(1));
+        let mut held = vec![first];
+        while held.len() < wanted as usize {
+            match self.hold_on(ctx, c, rng, session, &held[0].schedule_id.clone()).await {
+                Ok(Some(more)) => held.push(more),
+                // Nothing left there (or the hold limit): buy what is held.
+                Ok(None) | Err(End::Failed) => break,
+                Err(end) => return end,
+            }
+        }
         ctx.gauges.holding.fetch_add(1, Ordering::Relaxed);
         let end = self.buy(ctx, c, rng, session, trace, &held).await;
         ctx.gauges.holding.fetch_sub(1, Ordering::Relaxed);
@@ -156,7 +168,7 @@ impl Person {
         Ok(None)
     }
 
-    /// Charges what is missing and pays the hold.
+    /// Charges what is missing and pays the holds, in one order.
     async fn buy(
         &self,
         ctx: &Ctx,
@@ -164,7 +176,7 @@ impl Person {
         rng: &mut StdRng,
         session: &Session,
         trace: &mut Trace,
-        held: &Held,
+        held: &[Held],
     ) -> End {
         if self.abandon == Some(Abandon::WithHold) {
             return End::Abandoned;
@@ -185,9 +197,11 @@ impl Person {
             Ok(r) => r.into_inner().balance,
             Err(s) => return end_of(&s),
         };
-        if balance < held.price {
-            let amount = held.price - balance;
-            let key = format!("rush-charge-{}", held.reservation_id);
+        let total: i64 = held.iter().map(|h| h.price).sum();
+        let first = &held[0].reservation_id;
+        if balance < total {
+            let amount = total - balance;
+            let key = format!("rush-charge-{first}");
             let charged = self
                 .retried(ctx, Rpc::Charge, || async {
                     let charge = ChargeRequest { user_id: String::new(), amount, idempotency_key: key.clone() };
@@ -205,27 +219,37 @@ impl Person {
             }
         }
         self.think(ctx, rng).await;
-        let key = format!("rush-pay-{}", held.reservation_id);
+        let key = format!("rush-pay-{first}");
+        let ids: Vec<String> = held.iter().map(|h| h.reservation_id.clone()).collect();
         let paid = self
             .retried(ctx, Rpc::PayReservation, || async {
-                let pay = PayReservationRequest {
-                    reservation_id: held.reservation_id.clone(),
-                    idempotency_key: key.clone(),
-                    ..Default::default()
+                let pay = match ids.as_slice() {
+                    [one] => PayReservationRequest {
+                        reservation_id: one.clone(),
+                        idempotency_key: key.clone(),
+                        ..Default::default()
+                    },
+                    _ => PayReservationRequest {
+                        reservation_ids: ids.clone(),
+                        idempotency_key: key.clone(),
+                        ..Default::default()
+                    },
                 };
                 c.reservation().pay_reservation(session.request(pay).map_err(|_| Status::internal("metadata"))?).await
             })
             .await;
         match paid {
             Ok(_) => {
-                trace.bought = Some((held.schedule_id.clone(), held.seat, held.price));
-                ctx.gauges.paid.fetch_add(1, Ordering::Relaxed);
-                ctx.recorder.paid();
+                trace.bought = held.iter().map(|h| (h.schedule_id.clone(), h.seat, h.price)).collect();
+                ctx.gauges.paid.fetch_add(held.len() as u64, Ordering::Relaxed);
+                for _ in held {
+                    ctx.recorder.paid();
+                }
                 End::Paid
             }
             Err(s) => {
                 if transient(s.code()) {
-                    trace.pay_unknown = Some((held.schedule_id.clone(), held.seat, held.price));
+                    trace.pay_unknown = held.iter().map(|h| (h.schedule_id.clone(), h.seat, h.price)).collect();
                 }
                 end_of(&s)
             }
