@@ -105,4 +105,53 @@ mod tests {
         let expired = reservation(ReservationStatus::Expired, false, now);
         assert!(matches!(cancel_step(&expired, "ann", now, open), CancelStep::Refuse(ReservationError::NotHeld)));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// Whatever the reservation and the clock, money goes back only for a bought
+            /// seat of the caller, inside its refund window; a hold is released only when
+            /// it is the caller's live hold with no payment; a repeat moves nothing.
+            #[test]
+            fn money_goes_back_only_for_the_owners_bought_seat_in_time(
+                status in prop_oneof![
+                    Just(ReservationStatus::Held),
+                    Just(ReservationStatus::Confirmed),
+                    Just(ReservationStatus::Cancelled),
+                    Just(ReservationStatus::Expired),
+                    Just(ReservationStatus::Refunded),
+                ],
+                paid in any::<bool>(),
+                stranger in any::<bool>(),
+                window in prop::option::of(-3_600i64..3_600),
+                expires_in in -60i64..300,
+            ) {
+                let now = Utc::now();
+                let r = Reservation {
+                    expires_at: now + Duration::seconds(expires_in),
+                    ..reservation(status, paid, now)
+                };
+                let caller = if stranger { "bob" } else { "ann" };
+                let until = window.map(|s| now + Duration::seconds(s));
+                match cancel_step(&r, caller, now, until) {
+                    CancelStep::GiveBack { payment_id } => {
+                        prop_assert!(!stranger && status == ReservationStatus::Confirmed);
+                        prop_assert_eq!(Some(payment_id), r.payment_id);
+                        prop_assert!(until.is_some_and(|u| now < u));
+                    }
+                    CancelStep::Release => {
+                        prop_assert!(!stranger && status == ReservationStatus::Held && !paid && expires_in > 0);
+                    }
+                    CancelStep::Unchanged => {
+                        prop_assert!(!stranger);
+                        prop_assert!(matches!(status, ReservationStatus::Cancelled | ReservationStatus::Refunded));
+                    }
+                    CancelStep::Refuse(_) => {}
+                }
+            }
+        }
+    }
 }

@@ -144,4 +144,72 @@ mod tests {
         mixed[3].payment_id = Some(Uuid::new_v4());
         assert!(matches!(start_step(&mixed, ann(false), now), StartStep::Refuse(ReservationError::NotHeld)));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A reservation of `ann`'s concert 1 in any state: owner, concert, status, expiry
+        /// and payment drawn at random (payments from a small pool, so orders share them).
+        fn any_reservation(now: DateTime<Utc>) -> impl Strategy<Value = Reservation> {
+            let statuses = prop_oneof![
+                4 => Just(ReservationStatus::Held),
+                1 => Just(ReservationStatus::Confirmed),
+                1 => Just(ReservationStatus::Cancelled),
+                1 => Just(ReservationStatus::Expired),
+                1 => Just(ReservationStatus::Refunded),
+            ];
+            (any::<bool>(), any::<bool>(), statuses, -60i64..300, prop::option::weighted(0.3, 0u128..3)).prop_map(
+                move |(stranger, elsewhere, status, ttl, payment)| Reservation {
+                    user_id: if stranger { "bob".into() } else { "ann".into() },
+                    concert_id: Uuid::from_u128(if elsewhere { 2 } else { 1 }),
+                    status,
+                    payment_id: payment.map(|p| Uuid::from_u128(100 + p)),
+                    ..held(now, ttl)
+                },
+            )
+        }
+
+        proptest! {
+            /// Whatever the order, a payment starts only when every seat is the caller's
+            /// live, unpaid hold of the admission's concert and the admission has not paid;
+            /// an existing payment is answered only when it covers every seat; a release
+            /// names exactly the seats whose hold ran out.
+            #[test]
+            fn an_order_starts_only_when_every_seat_may_be_paid(
+                order in prop::collection::vec(any_reservation(Utc::now()), 1..=4),
+                token_paid in any::<bool>(),
+            ) {
+                let now = order[0].held_at;
+                let step = start_step(&order, ann(token_paid), now);
+                let mine = order.iter().all(|r| r.user_id == "ann" && r.concert_id == Uuid::from_u128(1));
+                let live = |r: &Reservation| r.status == ReservationStatus::Held && r.expires_at > now;
+                match step {
+                    StartStep::Start => {
+                        prop_assert!(mine && !token_paid);
+                        prop_assert!(order.iter().all(|r| live(r) && r.payment_id.is_none()));
+                    }
+                    StartStep::Existing(p) => {
+                        prop_assert!(mine);
+                        prop_assert!(order.iter().all(|r| r.payment_id == Some(p)));
+                    }
+                    StartStep::ReleaseAndRefuse { expired, error } => {
+                        prop_assert!(mine && !token_paid && order.iter().all(|r| r.payment_id.is_none()));
+                        prop_assert!(matches!(error, ReservationError::HoldExpired | ReservationError::NotHeld));
+                        let want: Vec<Uuid> = order
+                            .iter()
+                            .filter(|r| r.status == ReservationStatus::Held && !live(r))
+                            .map(|r| r.reservation_id)
+                            .collect();
+                        prop_assert_eq!(expired, want);
+                    }
+                    StartStep::Refuse(_) => {
+                        let startable = mine && !token_paid && order.iter().all(|r| live(r) && r.payment_id.is_none());
+                        prop_assert!(!startable, "a payable order was refused");
+                    }
+                }
+            }
+        }
+    }
 }
