@@ -58,6 +58,7 @@ describe("seat map", () => {
   it("names every reservation state", () => {
     expect(reservationWord(ReservationStatus.CONFIRMED)).toBe("confirmed");
     expect(reservationWord(ReservationStatus.EXPIRED)).toBe("expired");
+    expect(reservationWord(ReservationStatus.REFUNDED)).toBe("given back, refunded");
   });
 
   it("moves focus with the arrow keys and stays on the map", () => {

@@ -59,6 +59,7 @@ const RESERVATION_WORD: Record<ReservationStatus, string> = {
   [ReservationStatus.CONFIRMED]: "confirmed",
   [ReservationStatus.CANCELLED]: "cancelled",
   [ReservationStatus.EXPIRED]: "expired",
+  [ReservationStatus.REFUNDED]: "given back, refunded",
 };
 
 /** A reservation's state in words ("my tickets"). */
