@@ -122,28 +122,35 @@ async fn user(n: usize, seed: u64, schedules: Arc<Vec<String>>, c: Clients, tall
                 }
             }
         } else if roll < 75 && !held.is_empty() {
-            let id = held[rng.random_range(0..held.len())].clone();
+            // One seat, or (a third of the time, holding several) everything held in one
+            // order (issue #29).
+            let order: Vec<String> = if held.len() > 1 && rng.random_range(0..3) == 0 {
+                held.iter().take(4).cloned().collect()
+            } else {
+                vec![held[rng.random_range(0..held.len())].clone()]
+            };
             let style = rng.random_range(0..100);
             if style >= 93 {
                 // Key squatting: charge 1 won under the saga's debit key of my newest payment.
                 squat(&c, &replica, &name, &tally).await;
             }
-            let (label, answer) = pay(&c, &token, &id, style, &mut rng).await;
+            let (label, answer) = pay(&c, &token, &order, style, &mut rng).await;
+            let label = if order.len() > 1 { format!("{label}, order of {}", order.len()) } else { label.to_owned() };
             match answer {
                 Ok(()) => {
                     let mut t = tally.lock().unwrap();
                     t.count(format!("pay ({label}) ok"));
-                    t.paid.insert(id.clone());
+                    t.paid.extend(order.iter().cloned());
                     drop(t);
-                    held.retain(|h| *h != id);
-                    bought.push(id.clone());
+                    held.retain(|h| !order.contains(h));
+                    bought.extend(order.iter().cloned());
                     stale_token = true;
                 }
                 Err(code) => {
-                    stale_token |= code == Code::Unauthenticated || label == "leave the queue meanwhile";
+                    stale_token |= code == Code::Unauthenticated || label.starts_with("leave the queue meanwhile");
                     tally.lock().unwrap().count(format!("pay ({label}) {}", outcome(code)));
                     if code == Code::FailedPrecondition {
-                        held.retain(|h| *h != id); // insufficient balance, expired, not held
+                        held.retain(|h| !order.contains(h)); // insufficient balance, expired, not held
                     }
                 }
             }
@@ -199,13 +206,24 @@ async fn user(n: usize, seed: u64, schedules: Arc<Vec<String>>, c: Clients, tall
     }
 }
 
-/// One PayReservation of `id`, the way `style` (0..100) says a hostile or unlucky person
-/// would send it. Returns what was done and how it ended (`Err(CANCELLED)` for a call the
-/// client gave up on itself).
-async fn pay(c: &Clients, token: &str, id: &str, style: u32, rng: &mut StdRng) -> (&'static str, Result<(), Code>) {
+/// One PayReservation of `order` (one seat, or several in one payment), the way `style`
+/// (0..100) says a hostile or unlucky person would send it. Returns what was done and how it
+/// ended (`Err(CANCELLED)` for a call the client gave up on itself).
+async fn pay(
+    c: &Clients,
+    token: &str,
+    order: &[String],
+    style: u32,
+    rng: &mut StdRng,
+) -> (&'static str, Result<(), Code>) {
     let request = |key: String| {
-        authed(token, PayReservationRequest { reservation_id: id.into(), idempotency_key: key, ..Default::default() })
+        let pay = match order {
+            [one] => PayReservationRequest { reservation_id: one.clone(), idempotency_key: key, ..Default::default() },
+            _ => PayReservationRequest { reservation_ids: order.to_vec(), idempotency_key: key, ..Default::default() },
+        };
+        authed(token, pay)
     };
+    let id = &order[0];
     let key = format!("pay-{id}");
     let mut a = c.replicas[0].clone();
     let mut b = c.replicas[1 % c.replicas.len()].clone();
