@@ -1,33 +1,41 @@
 -- Orders: one payment may buy several seats (up to MAX_HOLDS_PER_USER, every one held under
--- the admission that pays), all confirmed together or none. Each seat a payment covers has a
--- row here; the primary key makes "a reservation has at most one payment, ever" a property of
--- the table, whatever the number of replicas (it was payments.reservation_id's UNIQUE, which
--- stays: that column names the order's first seat, as before orders existed).
---
--- Give-back: the owner of a sold seat may return it before REFUND_DEADLINE_HOURS before the
--- show. The seat's reservation turns REFUNDED (the seat is on sale again at once) in the same
--- transaction that marks its row here REFUNDING; the refund of its price against the order's
--- debit is then owed, and recovered after a crash, until the wallet answered (REFUNDED).
-CREATE TABLE payment_seats (
-    reservation_id        UUID PRIMARY KEY,
-    payment_id            UUID NOT NULL REFERENCES payments (payment_id),
-    -- Won: the seat's price, fixed at hold time; the payment's amount is the sum over its seats.
-    price                 BIGINT NOT NULL CHECK (price >= 0),
-    refund_status         TEXT CHECK (refund_status IN ('REFUNDING', 'REFUNDED')),
-    refund_requested_at   TIMESTAMPTZ,
-    refunded_at           TIMESTAMPTZ,
-    -- Lease of the give-back's refund step, as payments.next_attempt_at for the saga.
-    refund_next_attempt_at TIMESTAMPTZ,
-    refund_attempts       INTEGER NOT NULL DEFAULT 0,
-    CHECK ((refund_status IS NULL) = (refund_requested_at IS NULL))
+-- the admission that pays), all confirmed together or none. `payments.reservation_id` is
+-- the order's first seat (unique, as before orders existed: a single-seat payment writes
+-- exactly what it wrote before); each further seat of an order has a row here. A
+-- reservation is in at most one payment, ever: as a first seat (payments_reservation_id_key)
+-- or as a further one (this primary key); the two are kept apart by the payment start, which
+-- locks every seat of the order and checks both under the locks (store/payment_starts.rs).
+CREATE TABLE order_seats (
+    reservation_id UUID PRIMARY KEY,
+    -- No foreign key: a row is written only by the statement that writes its payment, and the
+    -- key's check would cost a trigger per seat on the hottest write of a sale.
+    payment_id     UUID NOT NULL
 );
-CREATE INDEX payment_seats_by_payment ON payment_seats (payment_id);
-CREATE INDEX payment_seats_refunds_due ON payment_seats (refund_next_attempt_at) WHERE refund_status = 'REFUNDING';
-INSERT INTO payment_seats (reservation_id, payment_id, price)
-SELECT reservation_id, payment_id, amount FROM payments;
+-- (A seat's price is its reservation's, fixed at hold time; a payment's amount is the sum
+-- over its seats.)
+CREATE INDEX order_seats_by_payment ON order_seats (payment_id);
+-- How many seats each payment covers (1 + its order_seats): the saga's confirmation takes
+-- the single-seat statement or the order's by it.
+ALTER TABLE payments ADD COLUMN seats SMALLINT NOT NULL DEFAULT 1 CHECK (seats >= 1);
 
--- A sold seat given back: its money is returned (payment_seats.refund_status) and the seat is
--- on sale again (the live-seat unique index covers HELD and CONFIRMED only).
+-- Give-back: the owner of a sold seat may return it until REFUND_DEADLINE_HOURS before the
+-- show. The seat's reservation turns REFUNDED (on sale again at once) in the same transaction
+-- that writes its row here (REFUNDING); the refund of its price against the payment's debit
+-- is then owed, recovered after a crash under a lease, until the wallet answered (REFUNDED).
+CREATE TABLE give_backs (
+    reservation_id  UUID PRIMARY KEY,
+    payment_id      UUID NOT NULL,
+    user_id         TEXT NOT NULL,
+    -- Won: what is refunded, the seat's price.
+    price           BIGINT NOT NULL CHECK (price >= 0),
+    status          TEXT NOT NULL CHECK (status IN ('REFUNDING', 'REFUNDED')),
+    requested_at    TIMESTAMPTZ NOT NULL,
+    refunded_at     TIMESTAMPTZ,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX give_backs_due ON give_backs (next_attempt_at) WHERE status = 'REFUNDING';
+
 ALTER TABLE reservations DROP CONSTRAINT reservations_status_check;
 ALTER TABLE reservations ADD CONSTRAINT reservations_status_check
     CHECK (status IN ('HELD', 'CONFIRMED', 'CANCELLED', 'EXPIRED', 'REFUNDED'));

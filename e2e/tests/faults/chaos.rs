@@ -398,7 +398,7 @@ async fn books_balance_after_a_randomized_chaos_run(_p: PgPoolOptions, db: PgCon
     for _ in 0..150 {
         unsettled = sqlx::query_scalar(
             "SELECT (SELECT count(*) FROM payments WHERE status NOT IN ('COMPLETED', 'FAILED', 'COMPENSATED'))
-                  + (SELECT count(*) FROM payment_seats WHERE refund_status = 'REFUNDING')",
+                  + (SELECT count(*) FROM give_backs WHERE status = 'REFUNDING')",
         )
         .fetch_one(&reservation_db)
         .await
@@ -439,7 +439,9 @@ async fn books_balance_after_a_randomized_chaos_run(_p: PgPoolOptions, db: PgCon
     .await
     .unwrap();
     let completed: Vec<String> = sqlx::query_scalar(
-        "SELECT s.reservation_id::text FROM payment_seats s JOIN payments p USING (payment_id)
+        "SELECT s.reservation_id::text
+         FROM (SELECT payment_id, reservation_id FROM payments UNION ALL SELECT payment_id, reservation_id FROM order_seats) s
+         JOIN payments p USING (payment_id)
          WHERE p.status = 'COMPLETED' ORDER BY 1",
     )
     .fetch_all(&reservation_db)
@@ -447,8 +449,8 @@ async fn books_balance_after_a_randomized_chaos_run(_p: PgPoolOptions, db: PgCon
     .unwrap();
     assert_eq!(confirmed, completed, "CONFIRMED and given-back seats must be exactly the completed payments'");
     let given_back: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM payment_seats s JOIN reservations r USING (reservation_id)
-         WHERE r.status = 'REFUNDED' AND s.refund_status = 'REFUNDED'",
+        "SELECT count(*) FROM give_backs g JOIN reservations r USING (reservation_id)
+         WHERE r.status = 'REFUNDED' AND g.status = 'REFUNDED'",
     )
     .fetch_one(&reservation_db)
     .await
@@ -465,7 +467,7 @@ async fn books_balance_after_a_randomized_chaos_run(_p: PgPoolOptions, db: PgCon
     assert!(t.paid.is_subset(&completed), "a payment answered OK is not completed");
     let paid_amount: i64 = sqlx::query_scalar(
         "SELECT ((SELECT COALESCE(sum(amount), 0) FROM payments WHERE status = 'COMPLETED')
-               - (SELECT COALESCE(sum(price), 0) FROM payment_seats WHERE refund_status = 'REFUNDED'))::bigint",
+               - (SELECT COALESCE(sum(price), 0) FROM give_backs WHERE status = 'REFUNDED'))::bigint",
     )
     .fetch_one(&reservation_db)
     .await

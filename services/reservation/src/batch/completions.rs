@@ -1,5 +1,5 @@
-//! The last saga step, batched: expire the paid tokens in the queue and mark their payments
-//! COMPLETED.
+//! The last saga step, batched: release the paid admissions' other holds, expire the paid
+//! tokens in the queue and mark their payments COMPLETED.
 //!
 //! By the time a payment reaches CONFIRMED the money is taken and the seat is sold; what is
 //! left only frees the user's active slot. Doing it inline cost every payment a queue call
@@ -42,6 +42,11 @@ impl BatchHandler for Completer {
 
     async fn run(&self, items: &[(Uuid, Uuid)]) -> Result<Vec<()>, ReservationError> {
         let (payments, tokens): (Vec<Uuid>, Vec<Uuid>) = items.iter().copied().unzip();
+        // The admissions have paid: their other holds go back on sale now, whatever the
+        // queue says (the recovery worker does it again for what fails here).
+        if let Err(e) = self.repo.release_admissions_other_holds(&payments, self.clock.now()).await {
+            tracing::warn!(error = %e, "releasing the paid admissions' other holds failed; left to the recovery worker");
+        }
         if let Err(e) = self.queue.expire_tokens(&tokens, Deadline::NONE).await {
             tracing::warn!(error = %e, payments = payments.len(), "token expiry failed; left to the recovery worker");
         } else {

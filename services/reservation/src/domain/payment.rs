@@ -111,7 +111,7 @@ impl PaymentStatus {
     }
 }
 
-/// One payment saga. It covers one seat or an order of several (`payment_seats`); its
+/// One payment saga. It covers one seat or an order of several (`order_seats`); its
 /// amount is the sum of their prices, debited once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
@@ -128,6 +128,8 @@ pub struct Payment {
     pub balance_after: Option<Won>,
     pub paid_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// How many seats it covers (1: `reservation_id` alone; more: an order).
+    pub seats: u32,
 }
 
 impl Payment {
@@ -257,6 +259,7 @@ mod tests {
             balance_after: None,
             paid_at: None,
             created_at: Utc::now(),
+            seats: 1,
         };
         assert_ne!(p.debit_key(), p.refund_key());
         assert!(p.debit_key().contains(&Uuid::nil().to_string()));

@@ -64,7 +64,13 @@ impl Saga {
                 SagaStep::Debit => match self.wallet.debit(&payment, deadline).await? {
                     DebitOutcome::Debited { balance_after } => {
                         crate::faults::crash_point_after_debit().await;
-                        let debit = RecordedDebit { payment_id: payment.payment_id, balance_after, at: now };
+                        let debit = RecordedDebit {
+                            payment_id: payment.payment_id,
+                            reservation_id: payment.reservation_id,
+                            seats: payment.seats,
+                            balance_after,
+                            at: now,
+                        };
                         self.debits.record(debit).await?
                     }
                     // Not FAILED yet: another driver of this saga may have had its debit taken
@@ -81,6 +87,8 @@ impl Saga {
                         completions.submit(payment.payment_id, payment.token);
                         return Ok(payment);
                     }
+                    // The admission has paid: its other holds go back on sale.
+                    self.repo.release_admissions_other_holds(&[payment.payment_id], now).await?;
                     match self.queue.expire_token(payment.token, deadline).await {
                         Ok(()) => {
                             self.repo

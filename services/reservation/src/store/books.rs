@@ -21,7 +21,7 @@ impl ReservationRepo {
         let rows = sqlx::query!(
             r#"SELECT p.payment_id, p.reservation_id, p.user_id, p.token, p.idempotency_key, p.amount AS "amount: Won",
                       p.status AS "status: PaymentStatus", p.failure_reason, p.balance_after AS "balance_after: Won",
-                      p.paid_at, p.created_at, p.attempts, r.status AS "reservation_status: ReservationStatus",
+                      p.paid_at, p.created_at, p.seats, p.attempts, r.status AS "reservation_status: ReservationStatus",
                       r.schedule_id, r.seat_number
                FROM payments p JOIN reservations r USING (reservation_id)
                ORDER BY p.created_at"#
@@ -29,9 +29,13 @@ impl ReservationRepo {
         .fetch_all(&mut *tx)
         .await?;
         let seat_rows = sqlx::query!(
-            r#"SELECT s.payment_id, s.reservation_id, s.price AS "price: Won", s.refund_status AS "give_back: GiveBack",
-                      r.status AS "status: ReservationStatus", r.schedule_id, r.seat_number
-               FROM payment_seats s JOIN reservations r USING (reservation_id)
+            r#"SELECT s.payment_id AS "payment_id!", s.reservation_id AS "reservation_id!", r.price AS "price: Won",
+                      g.status AS "give_back?: GiveBack", r.status AS "status: ReservationStatus", r.schedule_id,
+                      r.seat_number
+               FROM (SELECT payment_id, reservation_id FROM payments
+                     UNION ALL SELECT payment_id, reservation_id FROM order_seats) s
+               JOIN reservations r ON r.reservation_id = s.reservation_id
+               LEFT JOIN give_backs g ON g.reservation_id = s.reservation_id
                ORDER BY s.payment_id, s.reservation_id"#
         )
         .fetch_all(&mut *tx)

@@ -13,13 +13,51 @@ use crate::{domain::Payment, error::ReservationError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedDebit {
     pub payment_id: Uuid,
+    /// The payment's first (for a single-seat payment, only) reservation.
+    pub reservation_id: Uuid,
+    /// How many seats the payment covers.
+    pub seats: u32,
     /// The wallet's balance after the debit, in won.
     pub balance_after: Won,
     /// When the debit was recorded (the payment's `paid_at` when the seat is confirmed).
     pub at: DateTime<Utc>,
 }
 
-/// The statement of [`ReservationRepo::record_debits`].
+/// [`ReservationRepo::record_debits`] for single-seat payments (most of them): the seat is
+/// the payment's own `reservation_id`, so no further seat is read. See [`RECORD_ORDERS`] for
+/// why the status tests are written `IS NOT DISTINCT FROM`.
+static RECORD_SINGLES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH sold AS (
+             UPDATE reservations res
+             SET status = 'CONFIRMED',
+                 confirmed_at = ($4::timestamptz[])[array_position($2::uuid[], res.reservation_id)]
+             WHERE res.reservation_id = ANY($2::uuid[]) AND res.status IS NOT DISTINCT FROM 'HELD'
+               AND EXISTS (SELECT 1 FROM payments p
+                           WHERE p.reservation_id = res.reservation_id
+                             AND p.payment_id = ANY($1::uuid[])
+                             AND p.status IS NOT DISTINCT FROM 'STARTED')
+             RETURNING res.reservation_id
+         )
+         UPDATE payments p
+         SET status = CASE WHEN p.reservation_id IN (SELECT reservation_id FROM sold)
+                           THEN 'CONFIRMED' ELSE 'COMPENSATING' END,
+             balance_after = ($3::bigint[])[array_position($1::uuid[], p.payment_id)],
+             updated_at = ($4::timestamptz[])[array_position($1::uuid[], p.payment_id)],
+             paid_at = CASE WHEN p.reservation_id IN (SELECT reservation_id FROM sold)
+                            THEN ($4::timestamptz[])[array_position($1::uuid[], p.payment_id)] END
+         WHERE p.payment_id = ANY($1::uuid[]) AND p.status IS NOT DISTINCT FROM 'STARTED'
+         RETURNING {}",
+        moved_columns()
+    )
+});
+
+/// The payment columns the statements return, of `payments p`.
+fn moved_columns() -> String {
+    PAYMENT_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ")
+}
+
+/// [`ReservationRepo::record_debits`] for orders of several seats.
 ///
 /// Rows are found by primary key and their status checked on the row. The status
 /// tests are written `IS NOT DISTINCT FROM` (the same test on these NOT NULL columns)
@@ -27,20 +65,25 @@ pub struct RecordedDebit {
 /// (`reservations_held_by_expiry`, `payments_unfinished`) ANDed with the key lookup: a
 /// status change leaves a dead entry in those until VACUUM, and a bitmap scan never
 /// prunes it, so each batch would scan every payment made so far (docs/BENCHMARKS.md).
-static RECORD_DEBITS: LazyLock<String> = LazyLock::new(|| {
-    let moved_columns = PAYMENT_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ");
+static RECORD_ORDERS: LazyLock<String> = LazyLock::new(|| {
+    let moved_columns = moved_columns();
     format!(
         "WITH seats AS (
-             SELECT s.payment_id, s.reservation_id FROM payment_seats s
-             WHERE s.payment_id = ANY($1::uuid[])
+             -- Each seat of the batch's payments with its status. A scalar subquery is a
+             -- probe by key per seat; as a join it was planned as a scan of every
+             -- reservation (no statistics during a sale: docs/BENCHMARKS.md).
+             SELECT s.payment_id, s.reservation_id,
+                    (SELECT r.status FROM reservations r WHERE r.reservation_id = s.reservation_id) AS status
+             FROM (SELECT payment_id, reservation_id FROM payments WHERE payment_id = ANY($1::uuid[])
+                   UNION ALL
+                   SELECT payment_id, reservation_id FROM order_seats WHERE payment_id = ANY($1::uuid[])) s
          ),
          whole AS (
              -- STARTED payments whose every seat is still HELD.
              SELECT p.payment_id FROM payments p
              WHERE p.payment_id = ANY($1::uuid[]) AND p.status IS NOT DISTINCT FROM 'STARTED'
-               AND NOT EXISTS (SELECT 1 FROM seats JOIN reservations gone USING (reservation_id)
-                               WHERE seats.payment_id = p.payment_id
-                                 AND gone.status IS DISTINCT FROM 'HELD')
+               AND NOT EXISTS (SELECT 1 FROM seats
+                               WHERE seats.payment_id = p.payment_id AND seats.status IS DISTINCT FROM 'HELD')
          ),
          sold AS (
              UPDATE reservations res
@@ -50,25 +93,7 @@ static RECORD_DEBITS: LazyLock<String> = LazyLock::new(|| {
              WHERE res.reservation_id = seats.reservation_id
                AND seats.payment_id IN (SELECT payment_id FROM whole)
                AND res.status IS NOT DISTINCT FROM 'HELD'
-             RETURNING seats.payment_id, res.user_id, res.concert_id, res.token
-         ),
-         released AS (
-             -- The admission's other live holds (same token), none in a payment: no
-             -- payment of them can start any more (one purchase per admission, and
-             -- this one is paid). Rows locked elsewhere (a payment start about to be
-             -- refused, a cancel) are skipped rather than waited for, so two such
-             -- statements never wait on each other; a skipped hold expires as usual.
-             UPDATE reservations other
-             SET status = 'CANCELLED',
-                 released_at = ($3::timestamptz[])[array_position($1::uuid[], candidate.payment_id)]
-             FROM (SELECT h.reservation_id, buyer.payment_id
-                   FROM (SELECT DISTINCT ON (payment_id) payment_id, user_id, concert_id, token FROM sold) buyer
-                   JOIN reservations h ON h.user_id = buyer.user_id AND h.concert_id = buyer.concert_id
-                                      AND h.status = 'HELD' AND h.token = buyer.token
-                   WHERE NOT EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = h.reservation_id)
-                   FOR UPDATE OF h SKIP LOCKED) candidate
-             WHERE other.reservation_id = candidate.reservation_id
-             RETURNING other.reservation_id
+             RETURNING seats.payment_id
          )
          UPDATE payments p
          SET status = CASE WHEN p.payment_id IN (SELECT payment_id FROM sold)
@@ -85,13 +110,14 @@ static RECORD_DEBITS: LazyLock<String> = LazyLock::new(|| {
 impl ReservationRepo {
     /// After successful debits: confirms every seat of each payment and the payment
     /// together, or, when a seat of it is no longer HELD, moves the payment to COMPENSATING
-    /// (all or nothing: an order is sold whole). A payment that is confirmed releases the
-    /// admission's other live holds (its token's, none in a payment): the admission has made
-    /// its one payment, so its other seats go back on sale at once. Idempotent: a payment that already
+    /// (all or nothing: an order is sold whole); the admission's other holds are released
+    /// right after, off the answer's path ([`Self::release_admissions_other_holds`]).
+    /// Idempotent: a payment that already
     /// left STARTED is returned as it is. Returns one payment per debit, in order (the debit
     /// recorder batches the calls).
     ///
-    /// One statement. It rests on a rule the rest of the saga keeps: a reservation with a
+    /// One statement for the single-seat payments of the batch and one for its orders. They
+    /// rest on a rule the rest of the saga keeps: a reservation with a
     /// payment stays HELD only while that payment is STARTED (this statement sells it as the
     /// payment leaves STARTED; a refused debit releases it in the same transaction as the
     /// COMPENSATING write; expiry and cancel skip holds with a payment), and a reservation
@@ -110,21 +136,33 @@ impl ReservationRepo {
     /// Database failures only.
     #[tracing::instrument(skip_all, fields(payments = debits.len()))]
     pub async fn record_debits(&self, debits: &[RecordedDebit]) -> Result<Vec<Payment>, ReservationError> {
-        let mut payment_ids = Vec::with_capacity(debits.len());
-        let mut balances = Vec::with_capacity(debits.len());
-        let mut ats = Vec::with_capacity(debits.len());
-        for d in debits {
-            payment_ids.push(d.payment_id);
-            balances.push(d.balance_after);
-            ats.push(d.at);
+        let payment_ids: Vec<Uuid> = debits.iter().map(|d| d.payment_id).collect();
+        let (singles, orders): (Vec<&RecordedDebit>, Vec<&RecordedDebit>) = debits.iter().partition(|d| d.seats == 1);
+        let mut rows = Vec::with_capacity(debits.len());
+        if !singles.is_empty() {
+            let reservation_ids: Vec<Uuid> = singles.iter().map(|d| d.reservation_id).collect();
+            rows.extend(
+                sqlx::query(&RECORD_SINGLES)
+                    .bind(singles.iter().map(|d| d.payment_id).collect::<Vec<_>>())
+                    .bind(&reservation_ids)
+                    .bind(singles.iter().map(|d| d.balance_after).collect::<Vec<_>>())
+                    .bind(singles.iter().map(|d| d.at).collect::<Vec<_>>())
+                    .persistent(platform::db::lone_batch_prepared())
+                    .fetch_all(&self.pool)
+                    .await?,
+            );
         }
-        let rows = sqlx::query(&RECORD_DEBITS)
-            .bind(&payment_ids)
-            .bind(&balances)
-            .bind(&ats)
-            .persistent(platform::db::lone_batch_prepared())
-            .fetch_all(&self.pool)
-            .await?;
+        if !orders.is_empty() {
+            rows.extend(
+                sqlx::query(&RECORD_ORDERS)
+                    .bind(orders.iter().map(|d| d.payment_id).collect::<Vec<_>>())
+                    .bind(orders.iter().map(|d| d.balance_after).collect::<Vec<_>>())
+                    .bind(orders.iter().map(|d| d.at).collect::<Vec<_>>())
+                    .persistent(platform::db::lone_batch_prepared())
+                    .fetch_all(&self.pool)
+                    .await?,
+            );
+        }
         let mut stored = HashMap::with_capacity(debits.len());
         for row in &rows {
             let payment = payment_from_row(row)?;
@@ -156,7 +194,7 @@ impl ReservationRepo {
     async fn payments_by_id(&self, ids: &[Uuid]) -> Result<Vec<Payment>, ReservationError> {
         let rows = sqlx::query(
             "SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, status, failure_reason,
-                    balance_after, paid_at, created_at
+                    balance_after, paid_at, created_at, seats
              FROM payments WHERE payment_id = ANY($1)",
         )
         .bind(ids)

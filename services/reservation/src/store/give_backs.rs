@@ -55,21 +55,23 @@ impl ReservationRepo {
             }
             CancelStep::GiveBack { payment_id } => {
                 set_reservation_status(&mut tx, id, ReservationStatus::Refunded, now).await?;
-                let row = sqlx::query!(
-                    r#"UPDATE payment_seats SET refund_status = 'REFUNDING', refund_requested_at = $2,
-                              refund_next_attempt_at = $3
-                       WHERE reservation_id = $1 AND payment_id = $4 AND refund_status IS NULL
-                       RETURNING price AS "price: Won""#,
+                // The seat's price is its reservation's (fixed at hold time): its share of the
+                // payment's debit.
+                sqlx::query!(
+                    "INSERT INTO give_backs (reservation_id, payment_id, user_id, price, status, requested_at,
+                                             next_attempt_at)
+                     VALUES ($1, $2, $3, $4, 'REFUNDING', $5, $6)",
                     id,
+                    payment_id,
+                    r.user_id,
+                    r.price.get(),
                     now,
-                    now + lease,
-                    payment_id
+                    now + lease
                 )
-                .fetch_one(&mut *tx)
+                .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                let refund =
-                    SeatRefund { payment_id, reservation_id: id, user_id: r.user_id.clone(), amount: row.price };
+                let refund = SeatRefund { payment_id, reservation_id: id, user_id: r.user_id.clone(), amount: r.price };
                 Ok(Cancelled {
                     reservation: Reservation { status: ReservationStatus::Refunded, ..r },
                     refund: Some(refund),
@@ -84,8 +86,8 @@ impl ReservationRepo {
     /// Database failures only.
     pub async fn finish_give_back(&self, reservation_id: Uuid, now: DateTime<Utc>) -> Result<(), ReservationError> {
         sqlx::query!(
-            "UPDATE payment_seats SET refund_status = 'REFUNDED', refunded_at = $2
-             WHERE reservation_id = $1 AND refund_status = 'REFUNDING'",
+            "UPDATE give_backs SET status = 'REFUNDED', refunded_at = $2
+             WHERE reservation_id = $1 AND status = 'REFUNDING'",
             reservation_id,
             now
         )
@@ -107,17 +109,13 @@ impl ReservationRepo {
         limit: i64,
     ) -> Result<Vec<(SeatRefund, i32)>, ReservationError> {
         let rows = sqlx::query!(
-            r#"WITH claimed AS (
-                   UPDATE payment_seats SET refund_next_attempt_at = $2, refund_attempts = refund_attempts + 1
-                   WHERE reservation_id IN (
-                       SELECT reservation_id FROM payment_seats
-                       WHERE refund_status = 'REFUNDING' AND refund_next_attempt_at <= $1
-                       ORDER BY refund_next_attempt_at LIMIT $3
-                       FOR UPDATE SKIP LOCKED)
-                   RETURNING reservation_id, payment_id, price, refund_attempts
-               )
-               SELECT c.reservation_id, c.payment_id, c.price AS "price: Won", c.refund_attempts, p.user_id
-               FROM claimed c JOIN payments p ON p.payment_id = c.payment_id"#,
+            r#"UPDATE give_backs SET next_attempt_at = $2, attempts = attempts + 1
+               WHERE reservation_id IN (
+                   SELECT reservation_id FROM give_backs
+                   WHERE status = 'REFUNDING' AND next_attempt_at <= $1
+                   ORDER BY next_attempt_at LIMIT $3
+                   FOR UPDATE SKIP LOCKED)
+               RETURNING reservation_id, payment_id, user_id, price AS "price: Won", attempts"#,
             now,
             now + lease,
             limit
@@ -133,7 +131,7 @@ impl ReservationRepo {
                     user_id: r.user_id,
                     amount: r.price,
                 };
-                (refund, r.refund_attempts)
+                (refund, r.attempts)
             })
             .collect())
     }
@@ -148,8 +146,8 @@ async fn owed_refund(
         return Ok(None);
     }
     let owed = sqlx::query!(
-        r#"SELECT payment_id, price AS "price: Won" FROM payment_seats
-           WHERE reservation_id = $1 AND refund_status = 'REFUNDING'"#,
+        r#"SELECT payment_id, price AS "price: Won" FROM give_backs
+           WHERE reservation_id = $1 AND status = 'REFUNDING'"#,
         r.reservation_id
     )
     .fetch_optional(&mut **tx)

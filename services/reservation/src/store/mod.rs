@@ -43,6 +43,7 @@ macro_rules! payment_row {
             balance_after: $r.balance_after,
             paid_at: $r.paid_at,
             created_at: $r.created_at,
+            seats: $r.seats,
         }
     };
 }
@@ -74,10 +75,11 @@ pub use payment_starts::{PaymentRequest, PaymentStart};
 const RESERVATION_COLUMNS: &str =
     "r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number, r.price,
      r.status, r.held_at, r.expires_at,
-     (SELECT s.payment_id FROM payment_seats s WHERE s.reservation_id = r.reservation_id) AS payment_id";
+     COALESCE((SELECT p.payment_id FROM payments p WHERE p.reservation_id = r.reservation_id),
+              (SELECT o.payment_id FROM order_seats o WHERE o.reservation_id = r.reservation_id)) AS payment_id";
 
 const PAYMENT_COLUMNS: &str = "payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
-     failure_reason, balance_after, paid_at, created_at";
+     failure_reason, balance_after, paid_at, created_at, seats";
 
 /// Reservation storage.
 #[derive(Debug, Clone)]
@@ -155,6 +157,7 @@ pub(super) struct PaymentRow {
     pub balance_after: Option<Won>,
     pub paid_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub seats: i16,
 }
 
 impl From<PaymentRow> for Payment {
@@ -171,6 +174,7 @@ impl From<PaymentRow> for Payment {
             balance_after: p.balance_after,
             paid_at: p.paid_at,
             created_at: p.created_at,
+            seats: u32::from(p.seats.unsigned_abs()),
         }
     }
 }
@@ -183,7 +187,8 @@ pub(super) async fn lock_reservation(
         ReservationRow,
         r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
                       r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
-                      (SELECT s.payment_id FROM payment_seats s WHERE s.reservation_id = r.reservation_id) AS payment_id
+                      COALESCE((SELECT p.payment_id FROM payments p WHERE p.reservation_id = r.reservation_id),
+                               (SELECT o.payment_id FROM order_seats o WHERE o.reservation_id = r.reservation_id)) AS payment_id
            FROM reservations r WHERE r.reservation_id = $1 FOR UPDATE"#,
         id
     )
@@ -198,7 +203,7 @@ pub(super) async fn lock_payment(tx: &mut Transaction<'_, Postgres>, id: Uuid) -
         PaymentRow,
         r#"SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
                       status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
-                      paid_at, created_at FROM payments WHERE payment_id = $1 FOR UPDATE"#,
+                      paid_at, created_at, seats FROM payments WHERE payment_id = $1 FOR UPDATE"#,
         id
     )
     .fetch_one(&mut **tx)
@@ -214,7 +219,7 @@ pub(super) async fn payment_by_id(
         PaymentRow,
         r#"SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
                       status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
-                      paid_at, created_at FROM payments WHERE payment_id = $1"#,
+                      paid_at, created_at, seats FROM payments WHERE payment_id = $1"#,
         id
     )
     .fetch_optional(&mut **tx)
@@ -251,7 +256,7 @@ pub(super) async fn set_payment_status(
         r#"UPDATE payments SET status = $2, failure_reason = $3, updated_at = $4 WHERE payment_id = $1
            RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
                       status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
-                      paid_at, created_at"#,
+                      paid_at, created_at, seats"#,
         id,
         status.as_str(),
         refusal.map(DebitRefusal::as_str),
@@ -292,5 +297,6 @@ pub(super) fn payment_from_row(row: &PgRow) -> Result<Payment, ReservationError>
         balance_after: row.try_get("balance_after")?,
         paid_at: row.try_get("paid_at")?,
         created_at: row.try_get("created_at")?,
+        seats: u32::from(row.try_get::<i16, _>("seats")?.unsigned_abs()),
     })
 }

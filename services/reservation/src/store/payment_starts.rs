@@ -138,7 +138,10 @@ impl ReservationRepo {
             tx.rollback().await?;
             return Ok(outcomes);
         }
-        let started = insert_started(&mut tx, requests, &insert).await?;
+        let Some(started) = insert_started(&mut tx, requests, &insert).await? else {
+            tx.rollback().await?;
+            return Ok(outcomes);
+        };
         tx.commit().await?;
         // A request whose payment was not written (a payment of one of its seats committed
         // meanwhile, its key already paid another order, its admission pays already) keeps
@@ -227,10 +230,15 @@ async fn payments_of_seats(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     seats: &[Uuid],
 ) -> Result<HashMap<Uuid, Uuid>, ReservationError> {
-    let rows =
-        sqlx::query!("SELECT reservation_id, payment_id FROM payment_seats WHERE reservation_id = ANY($1)", seats)
-            .fetch_all(&mut **tx)
-            .await?;
+    let rows = sqlx::query!(
+        r#"SELECT reservation_id AS "reservation_id!", payment_id AS "payment_id!" FROM payments
+           WHERE reservation_id = ANY($1)
+           UNION ALL
+           SELECT reservation_id, payment_id FROM order_seats WHERE reservation_id = ANY($1)"#,
+        seats
+    )
+    .fetch_all(&mut **tx)
+    .await?;
     Ok(rows.into_iter().map(|r| (r.reservation_id, r.payment_id)).collect())
 }
 
@@ -249,30 +257,33 @@ async fn insert_one_started(
     lease: Duration,
 ) -> Result<Option<Payment>, ReservationError> {
     let seats: Vec<Uuid> = order.iter().map(|r| r.reservation_id).collect();
-    let prices: Vec<i64> = order.iter().map(|r| r.price.get()).collect();
     let amount = order.iter().try_fold(Won::ZERO, |sum, r| sum.checked_add(r.price));
     let amount = amount.ok_or_else(|| anyhow::anyhow!("the order's total overflows"))?;
-    // One statement: the payment, then its seats, unless a seat of the order already has a
-    // payment. This statement's snapshot is taken after every seat was locked, and a payment
-    // starts only under those locks, so it sees every payment of them that committed.
+    let count = i16::try_from(order.len()).map_err(|_| anyhow::anyhow!("an order of {} seats", order.len()))?;
+    // One statement: the payment (its first seat on its row), then its further seats,
+    // unless a seat of the order already has a payment. This statement's snapshot is taken
+    // after every seat was locked, and a payment starts only under those locks, so it sees
+    // every payment of them that committed.
     let inserted = sqlx::query_as!(
         PaymentRow,
-        r#"WITH f AS (SELECT * FROM UNNEST($9::uuid[], $10::bigint[]) AS f (reservation_id, price)),
+        r#"WITH f AS (SELECT * FROM UNNEST($9::uuid[]) AS f (reservation_id)),
                 p AS (
                     INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
-                                          created_at, updated_at, next_attempt_at)
+                                          created_at, updated_at, next_attempt_at, seats)
                     SELECT $1::uuid, $2::uuid, $3::text, $4::uuid, $5::text, $6::bigint, 'STARTED', $7::timestamptz, $7,
-                           $8::timestamptz
-                    WHERE NOT EXISTS (SELECT 1 FROM f JOIN payment_seats taken USING (reservation_id))
+                           $8::timestamptz, $10::smallint
+                    WHERE NOT EXISTS (SELECT 1 FROM f JOIN payments taken ON taken.reservation_id = f.reservation_id)
+                      AND NOT EXISTS (SELECT 1 FROM f JOIN order_seats taken USING (reservation_id))
                     RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
-                              failure_reason, balance_after, paid_at, created_at
+                              failure_reason, balance_after, paid_at, created_at, seats
                 ),
-                s AS (INSERT INTO payment_seats (reservation_id, payment_id, price)
-                      SELECT f.reservation_id, p.payment_id, f.price FROM f CROSS JOIN p)
+                s AS (INSERT INTO order_seats (reservation_id, payment_id)
+                      SELECT f.reservation_id, p.payment_id FROM f CROSS JOIN p
+                      WHERE f.reservation_id <> p.reservation_id)
            SELECT payment_id AS "payment_id!", reservation_id AS "reservation_id!", user_id AS "user_id!",
                   token AS "token!", idempotency_key AS "idempotency_key!", amount AS "amount!: Won",
                   status AS "status!: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
-                  paid_at, created_at AS "created_at!" FROM p"#,
+                  paid_at, created_at AS "created_at!", seats AS "seats!" FROM p"#,
         Uuid::now_v7(),
         seats[0],
         payer.user_id,
@@ -282,7 +293,7 @@ async fn insert_one_started(
         now,
         now + lease,
         &seats,
-        &prices
+        count
     )
     .fetch_optional(&mut **tx)
     .await;
@@ -293,7 +304,7 @@ async fn insert_one_started(
         Err(e)
             if matches!(
                 violated_constraint(&e).as_deref(),
-                Some("payments_reservation_id_key" | "payment_seats_pkey")
+                Some("payments_reservation_id_key" | "order_seats_pkey")
             ) =>
         {
             Ok(None)
@@ -352,77 +363,122 @@ fn decide_batch(
 }
 
 /// Writes a STARTED payment with its seats for each order of `insert` in one statement; the
-/// payments written, by request index, with their orders (an order with a seat that has a
-/// payment by now, or whose payment row conflicts, writes nothing).
+/// payments written, by request index, with their orders (an order whose payment row
+/// conflicts writes nothing). `None` when a seat of the batch got a payment meanwhile: then
+/// nothing is written (the statement failed) and the transaction must be rolled back.
 async fn insert_started(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     requests: &[PaymentRequest],
     insert: &[(usize, Vec<Reservation>)],
-) -> Result<Vec<(usize, Payment, Vec<Reservation>)>, ReservationError> {
+) -> Result<Option<Vec<(usize, Payment, Vec<Reservation>)>>, ReservationError> {
     let payment_ids: Vec<Uuid> = insert.iter().map(|_| Uuid::now_v7()).collect();
     let firsts: Vec<Uuid> = insert.iter().map(|(_, order)| order[0].reservation_id).collect();
     let users: Vec<&str> = insert.iter().map(|&(i, _)| requests[i].payer.user_id.as_str()).collect();
     let tokens: Vec<Uuid> = insert.iter().map(|&(i, _)| requests[i].payer.token).collect();
     let keys: Vec<&str> = insert.iter().map(|&(i, _)| requests[i].key.as_str()).collect();
     let mut amounts = Vec::with_capacity(insert.len());
-    let mut seat_payments = Vec::new();
-    let mut seat_ids = Vec::new();
-    let mut seat_prices = Vec::new();
+    let mut counts = Vec::with_capacity(insert.len());
+    // The further seats of the orders (the first is on the payment's row).
+    let (mut further_payments, mut further_ids) = (Vec::new(), Vec::new());
     for ((_, order), payment_id) in insert.iter().zip(&payment_ids) {
         let mut amount = Won::ZERO;
         for r in order {
             amount = amount.checked_add(r.price).ok_or_else(|| anyhow::anyhow!("the order's total overflows"))?;
-            seat_payments.push(*payment_id);
-            seat_ids.push(r.reservation_id);
-            seat_prices.push(r.price.get());
+        }
+        for r in &order[1..] {
+            further_payments.push(*payment_id);
+            further_ids.push(r.reservation_id);
         }
         amounts.push(amount.get());
+        counts.push(i16::try_from(order.len()).map_err(|_| anyhow::anyhow!("an order of {} seats", order.len()))?);
     }
     let at: Vec<DateTime<Utc>> = insert.iter().map(|&(i, _)| requests[i].now).collect();
     let retry_at: Vec<DateTime<Utc>> = insert.iter().map(|&(i, _)| requests[i].now + requests[i].lease).collect();
-    let rows = sqlx::query_as!(
-        PaymentRow,
-        r#"WITH f AS (SELECT * FROM UNNEST($9::uuid[], $10::uuid[], $11::bigint[]) AS f (payment_id, reservation_id, price)),
-                p AS (
-                    INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
-                                          created_at, updated_at, next_attempt_at)
-                    SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, 'STARTED', at, at, retry_at
-                    FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::bigint[],
-                                $7::timestamptz[], $8::timestamptz[])
-                         AS i (payment_id, reservation_id, user_id, token, idempotency_key, amount, at, retry_at)
-                    -- Read in this statement's snapshot, after every seat was locked (see
-                    -- `insert_one_started`).
-                    WHERE NOT EXISTS (SELECT 1 FROM f JOIN payment_seats taken USING (reservation_id)
-                                      WHERE f.payment_id = i.payment_id)
-                    ON CONFLICT DO NOTHING
-                    RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
-                              failure_reason, balance_after, paid_at, created_at
-                ),
-                s AS (INSERT INTO payment_seats (reservation_id, payment_id, price)
-                      SELECT f.reservation_id, f.payment_id, f.price FROM f JOIN p USING (payment_id))
-           SELECT payment_id AS "payment_id!", reservation_id AS "reservation_id!", user_id AS "user_id!",
-                  token AS "token!", idempotency_key AS "idempotency_key!", amount AS "amount!: Won",
-                  status AS "status!: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
-                  paid_at, created_at AS "created_at!" FROM p"#,
-        &payment_ids,
-        &firsts,
-        &users as &[&str],
-        &tokens,
-        &keys as &[&str],
-        &amounts,
-        &at,
-        &retry_at,
-        &seat_payments,
-        &seat_ids,
-        &seat_prices
-    )
-    .fetch_all(&mut **tx)
-    .await?;
+    // Both statements read in their own snapshot, taken after every seat was locked, so they
+    // see every payment of those seats that committed: a first seat's (ON CONFLICT on
+    // `payments_reservation_id_key`), a further seat's (the NOT EXISTS), and a further seat
+    // of this batch taken meanwhile fails the statement on `order_seats_pkey`.
+    let rows = if further_ids.is_empty() {
+        // Single seats only (the common case): the payments alone, as before orders existed.
+        sqlx::query_as!(
+            PaymentRow,
+            r#"INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
+                                     created_at, updated_at, next_attempt_at)
+               SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, 'STARTED', at, at, retry_at
+               FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::bigint[],
+                           $7::timestamptz[], $8::timestamptz[])
+                    AS i (payment_id, reservation_id, user_id, token, idempotency_key, amount, at, retry_at)
+               WHERE NOT EXISTS (SELECT 1 FROM order_seats o WHERE o.reservation_id = i.reservation_id)
+               ON CONFLICT DO NOTHING
+               RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
+                         status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
+                         paid_at, created_at, seats"#,
+            &payment_ids,
+            &firsts,
+            &users as &[&str],
+            &tokens,
+            &keys as &[&str],
+            &amounts,
+            &at,
+            &retry_at
+        )
+        .fetch_all(&mut **tx)
+        .await
+    } else {
+        sqlx::query_as!(
+            PaymentRow,
+            r#"WITH f AS (SELECT * FROM UNNEST($9::uuid[], $10::uuid[]) AS f (payment_id, reservation_id)),
+                    p AS (
+                        INSERT INTO payments (payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
+                                              created_at, updated_at, next_attempt_at, seats)
+                        SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, 'STARTED', at, at,
+                               retry_at, seats
+                        FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::bigint[],
+                                    $7::timestamptz[], $8::timestamptz[], $11::smallint[])
+                             AS i (payment_id, reservation_id, user_id, token, idempotency_key, amount, at, retry_at, seats)
+                        WHERE NOT EXISTS (SELECT 1 FROM order_seats o WHERE o.reservation_id = i.reservation_id)
+                          AND NOT EXISTS (SELECT 1 FROM f JOIN payments taken ON taken.reservation_id = f.reservation_id
+                                          WHERE f.payment_id = i.payment_id)
+                        ON CONFLICT DO NOTHING
+                        RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
+                                  failure_reason, balance_after, paid_at, created_at, seats
+                    ),
+                    s AS (INSERT INTO order_seats (reservation_id, payment_id)
+                          SELECT f.reservation_id, f.payment_id FROM f JOIN p USING (payment_id))
+               SELECT payment_id AS "payment_id!", reservation_id AS "reservation_id!", user_id AS "user_id!",
+                      token AS "token!", idempotency_key AS "idempotency_key!", amount AS "amount!: Won",
+                      status AS "status!: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
+                      paid_at, created_at AS "created_at!", seats AS "seats!" FROM p"#,
+            &payment_ids,
+            &firsts,
+            &users as &[&str],
+            &tokens,
+            &keys as &[&str],
+            &amounts,
+            &at,
+            &retry_at,
+            &further_payments,
+            &further_ids,
+            &counts
+        )
+        .fetch_all(&mut **tx)
+        .await
+    };
+    let rows = match rows {
+        Ok(rows) => rows,
+        // A further seat's payment committed while this batch waited for its row locks (the
+        // lock statement's snapshot did not show it): the statement wrote nothing, and every
+        // request of it goes to the single path, which reads the payments after its locks.
+        Err(e) if violated_constraint(&e).as_deref() == Some("order_seats_pkey") => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     let mut inserted: HashMap<Uuid, Payment> =
         rows.into_iter().map(|row| (row.payment_id, Payment::from(row))).collect();
-    Ok(insert
-        .iter()
-        .zip(&payment_ids)
-        .filter_map(|((index, order), id)| Some((*index, inserted.remove(id)?, order.clone())))
-        .collect())
+    Ok(Some(
+        insert
+            .iter()
+            .zip(&payment_ids)
+            .filter_map(|((index, order), id)| Some((*index, inserted.remove(id)?, order.clone())))
+            .collect(),
+    ))
 }

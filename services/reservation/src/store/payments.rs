@@ -29,7 +29,8 @@ impl ReservationRepo {
         // Seats first, in key order, then the payment: the order every writer of both takes.
         sqlx::query!(
             "SELECT r.reservation_id FROM reservations r
-             WHERE r.reservation_id IN (SELECT reservation_id FROM payment_seats WHERE payment_id = $1)
+             WHERE r.reservation_id IN (SELECT reservation_id FROM payments WHERE payment_id = $1
+                                      UNION ALL SELECT reservation_id FROM order_seats WHERE payment_id = $1)
              ORDER BY r.reservation_id FOR UPDATE",
             p.payment_id
         )
@@ -41,7 +42,8 @@ impl ReservationRepo {
         }
         sqlx::query!(
             "UPDATE reservations SET status = $2, released_at = $3
-             WHERE reservation_id IN (SELECT reservation_id FROM payment_seats WHERE payment_id = $1)
+             WHERE reservation_id IN (SELECT reservation_id FROM payments WHERE payment_id = $1
+                                      UNION ALL SELECT reservation_id FROM order_seats WHERE payment_id = $1)
                AND status = 'HELD'",
             p.payment_id,
             ReservationStatus::Cancelled.as_str(),
@@ -74,14 +76,14 @@ impl ReservationRepo {
             PaymentRow,
             r#"WITH moved AS (
                    UPDATE payments SET status = $3, updated_at = $4 WHERE payment_id = $1 AND status = $2
-                   RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount, status, failure_reason, balance_after, paid_at, created_at
+                   RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount, status, failure_reason, balance_after, paid_at, created_at, seats
                )
                SELECT payment_id AS "payment_id!", reservation_id AS "reservation_id!", user_id AS "user_id!",
                       token AS "token!", idempotency_key AS "idempotency_key!", amount AS "amount!: Won",
                       status AS "status!: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
-                      paid_at, created_at AS "created_at!" FROM moved
+                      paid_at, created_at AS "created_at!", seats AS "seats!" FROM moved
                UNION ALL
-               SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, status, failure_reason, balance_after, paid_at, created_at FROM payments WHERE payment_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)"#,
+               SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount, status, failure_reason, balance_after, paid_at, created_at, seats FROM payments WHERE payment_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)"#,
             p.payment_id,
             from.as_str(),
             to.as_str(),
@@ -141,7 +143,7 @@ impl ReservationRepo {
                    FOR UPDATE SKIP LOCKED)
                RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
                       status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
-                      paid_at, created_at, attempts"#,
+                      paid_at, created_at, seats, attempts"#,
             now,
             now + lease,
             limit,
@@ -168,7 +170,7 @@ impl ReservationRepo {
             PaymentRow,
             r#"SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
                       status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
-                      paid_at, created_at FROM payments
+                      paid_at, created_at, seats FROM payments
                WHERE status IN ('STARTED', 'CONFIRMED', 'COMPENSATING') AND attempts >= $1
                ORDER BY created_at LIMIT 1000"#,
             max_attempts
@@ -193,7 +195,7 @@ impl ReservationRepo {
             PaymentRow,
             r#"SELECT payment_id, reservation_id, user_id, token, idempotency_key, amount AS "amount: Won",
                       status AS "status: PaymentStatus", failure_reason, balance_after AS "balance_after: Won",
-                      paid_at, created_at FROM payments
+                      paid_at, created_at, seats FROM payments
                WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, payment_id) < ($2, $3::uuid))
                ORDER BY created_at DESC, payment_id DESC LIMIT $4"#,
             user_id,
@@ -220,9 +222,11 @@ impl ReservationRepo {
             PaymentRow,
             r#"SELECT p.payment_id, p.reservation_id, p.user_id, p.token, p.idempotency_key, p.amount AS "amount: Won",
                       p.status AS "status: PaymentStatus", p.failure_reason, p.balance_after AS "balance_after: Won",
-                      p.paid_at, p.created_at
-               FROM payment_seats s JOIN payments p ON p.payment_id = s.payment_id
-               WHERE s.reservation_id = $1 AND p.token = $2"#,
+                      p.paid_at, p.created_at, p.seats
+               FROM payments p
+               WHERE p.token = $2
+                 AND (p.reservation_id = $1
+                      OR p.payment_id = (SELECT o.payment_id FROM order_seats o WHERE o.reservation_id = $1))"#,
             reservation_id,
             token
         )
@@ -241,10 +245,11 @@ impl ReservationRepo {
             r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
                       r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
                       s.payment_id AS "payment_id?"
-               FROM payment_seats s JOIN reservations r ON r.reservation_id = s.reservation_id
-               JOIN payments p ON p.payment_id = s.payment_id
-               WHERE s.payment_id = $1
-               ORDER BY r.reservation_id <> p.reservation_id, r.reservation_id"#,
+               FROM (SELECT payment_id, reservation_id, true AS first FROM payments WHERE payment_id = $1
+                     UNION ALL
+                     SELECT payment_id, reservation_id, false FROM order_seats WHERE payment_id = $1) s
+               JOIN reservations r ON r.reservation_id = s.reservation_id
+               ORDER BY s.first DESC, r.reservation_id"#,
             payment_id
         )
         .fetch_all(&self.pool)
@@ -261,9 +266,11 @@ impl ReservationRepo {
         payments: &[Uuid],
     ) -> Result<std::collections::HashMap<Uuid, Vec<Uuid>>, ReservationError> {
         let rows = sqlx::query!(
-            "SELECT s.payment_id, s.reservation_id FROM payment_seats s JOIN payments p ON p.payment_id = s.payment_id
-             WHERE s.payment_id = ANY($1)
-             ORDER BY s.payment_id, s.reservation_id <> p.reservation_id, s.reservation_id",
+            r#"SELECT payment_id AS "payment_id!", reservation_id AS "reservation_id!" FROM (
+                 SELECT payment_id, reservation_id, true AS first FROM payments WHERE payment_id = ANY($1)
+                 UNION ALL
+                 SELECT payment_id, reservation_id, false FROM order_seats WHERE payment_id = ANY($1)) s
+             ORDER BY payment_id, first DESC, reservation_id"#,
             payments
         )
         .fetch_all(&self.pool)
@@ -273,5 +280,46 @@ impl ReservationRepo {
             seats.entry(r.payment_id).or_default().push(r.reservation_id);
         }
         Ok(seats)
+    }
+
+    /// Releases (CANCELLED) the other live holds of the admissions that made `payments`:
+    /// each admission makes one payment, so once it is paid its other seats go back on sale.
+    /// Only holds of the payment's token that no payment covers are released (none can start
+    /// any more: one purchase per admission); payments not paid release nothing. Rows locked
+    /// elsewhere (a payment start about to be refused, a cancel) are skipped rather than
+    /// waited for; a skipped hold expires as usual. Returns how many were released.
+    ///
+    /// Every access is by key: payments by primary key, the user's live holds through
+    /// `reservations_hold_slots`. The status tests are written `IS NOT DISTINCT FROM` so no
+    /// partial index on status is ANDed in (see `record_debits`).
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(payments = payments.len()))]
+    pub async fn release_admissions_other_holds(
+        &self,
+        payments: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<u64, ReservationError> {
+        let released = sqlx::query!(
+            "UPDATE reservations other SET status = 'CANCELLED', released_at = $2
+             WHERE other.reservation_id = ANY(ARRAY(
+                 SELECT h.reservation_id FROM payments p
+                 CROSS JOIN LATERAL (
+                     SELECT h.reservation_id FROM reservations h
+                     WHERE h.user_id = p.user_id AND h.status = 'HELD' AND h.token = p.token
+                       AND NOT EXISTS (SELECT 1 FROM payments x WHERE x.reservation_id = h.reservation_id)
+                       AND NOT EXISTS (SELECT 1 FROM order_seats o WHERE o.reservation_id = h.reservation_id)
+                     FOR UPDATE SKIP LOCKED
+                 ) h
+                 WHERE p.payment_id = ANY($1)
+                   AND (p.status IS NOT DISTINCT FROM 'CONFIRMED' OR p.status IS NOT DISTINCT FROM 'COMPLETED')))
+               AND other.status IS NOT DISTINCT FROM 'HELD'",
+            payments,
+            now
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(released.rows_affected())
     }
 }

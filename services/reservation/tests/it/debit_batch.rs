@@ -26,7 +26,13 @@ async fn started_payment(repo: &ReservationRepo, schedule_id: Uuid, seat: u32) -
 }
 
 fn debit(p: &Payment, balance_after: i64) -> RecordedDebit {
-    RecordedDebit { payment_id: p.payment_id, balance_after: Won::new(balance_after), at: Utc::now() }
+    RecordedDebit {
+        payment_id: p.payment_id,
+        reservation_id: p.reservation_id,
+        seats: p.seats,
+        balance_after: Won::new(balance_after),
+        at: Utc::now(),
+    }
 }
 
 async fn reservation_status(pool: &PgPool, id: Uuid) -> String {

@@ -141,6 +141,7 @@ fn payment(user: &str, amount: i64) -> Payment {
         balance_after: None,
         paid_at: None,
         created_at: Utc::now(),
+        seats: 1,
     }
 }
 
