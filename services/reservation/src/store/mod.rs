@@ -53,6 +53,7 @@ mod debits;
 mod gauges;
 mod give_backs;
 mod holds;
+mod payment_start_batches;
 mod payment_starts;
 mod payments;
 

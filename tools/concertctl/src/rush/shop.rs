@@ -182,41 +182,9 @@ impl Person {
             return End::Abandoned;
         }
         self.think(ctx, rng).await;
-        let balance = match self
-            .retried(ctx, Rpc::GetBalance, || async {
-                c.wallet()
-                    .get_balance(
-                        session
-                            .request(GetBalanceRequest { user_id: String::new() })
-                            .map_err(|_| Status::internal("metadata"))?,
-                    )
-                    .await
-            })
-            .await
-        {
-            Ok(r) => r.into_inner().balance,
-            Err(s) => return end_of(&s),
-        };
-        let total: i64 = held.iter().map(|h| h.price).sum();
         let first = &held[0].reservation_id;
-        if balance < total {
-            let amount = total - balance;
-            let key = format!("rush-charge-{first}");
-            let charged = self
-                .retried(ctx, Rpc::Charge, || async {
-                    let charge = ChargeRequest { user_id: String::new(), amount, idempotency_key: key.clone() };
-                    c.wallet().charge(session.request(charge).map_err(|_| Status::internal("metadata"))?).await
-                })
-                .await;
-            match charged {
-                Ok(_) => trace.charged += amount,
-                Err(s) => {
-                    if transient(s.code()) {
-                        trace.charge_unknown += amount;
-                    }
-                    return end_of(&s);
-                }
-            }
+        if let Err(end) = self.top_up(ctx, c, session, trace, held.iter().map(|h| h.price).sum(), first).await {
+            return end;
         }
         self.think(ctx, rng).await;
         let key = format!("rush-pay-{first}");
@@ -252,6 +220,53 @@ impl Person {
                     trace.pay_unknown = held.iter().map(|h| (h.schedule_id.clone(), h.seat, h.price)).collect();
                 }
                 end_of(&s)
+            }
+        }
+    }
+
+    /// Charges what the balance lacks for `total` won (under a key derived from the order's
+    /// first reservation, so a retried top-up charges once).
+    async fn top_up(
+        &self,
+        ctx: &Ctx,
+        c: &Clients,
+        session: &Session,
+        trace: &mut Trace,
+        total: i64,
+        first: &str,
+    ) -> Result<(), End> {
+        let balance = self
+            .retried(ctx, Rpc::GetBalance, || async {
+                let request = session
+                    .request(GetBalanceRequest { user_id: String::new() })
+                    .map_err(|_| Status::internal("metadata"))?;
+                c.wallet().get_balance(request).await
+            })
+            .await
+            .map_err(|s| end_of(&s))?
+            .into_inner()
+            .balance;
+        if balance >= total {
+            return Ok(());
+        }
+        let amount = total - balance;
+        let key = format!("rush-charge-{first}");
+        let charged = self
+            .retried(ctx, Rpc::Charge, || async {
+                let charge = ChargeRequest { user_id: String::new(), amount, idempotency_key: key.clone() };
+                c.wallet().charge(session.request(charge).map_err(|_| Status::internal("metadata"))?).await
+            })
+            .await;
+        match charged {
+            Ok(_) => {
+                trace.charged += amount;
+                Ok(())
+            }
+            Err(s) => {
+                if transient(s.code()) {
+                    trace.charge_unknown += amount;
+                }
+                Err(end_of(&s))
             }
         }
     }
