@@ -7,6 +7,8 @@ mod reservation;
 
 pub use give_back::{CancelStep, cancel_step};
 pub use hold::{Blocker, HoldDiagnosis, HoldStep};
-pub use payment::{BookSeat, DebitRefusal, GiveBack, Payment, PaymentBook, PaymentStatus, SagaStep, SeatRefund};
+pub use payment::{
+    BookSeat, DebitRefusal, GiveBack, Payment, PaymentBook, PaymentStatus, SagaStep, SeatRefund, give_back_refund_key,
+};
 pub use payment_start::{Payer, StartStep};
 pub use reservation::{OccupiedSeat, Reservation, ReservationStatus, SEATS_PER_SCHEDULE};

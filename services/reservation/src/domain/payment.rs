@@ -175,8 +175,14 @@ impl SeatRefund {
     /// it once, and the seats of one order are refunded each on its own.
     #[must_use]
     pub fn refund_key(&self) -> String {
-        format!("payment:{}:seat:{}:refund", self.payment_id, self.reservation_id)
+        give_back_refund_key(self.payment_id, self.reservation_id)
     }
+}
+
+/// The wallet key of the give-back refund of seat `reservation_id` of payment `payment_id`.
+#[must_use]
+pub fn give_back_refund_key(payment_id: Uuid, reservation_id: Uuid) -> String {
+    format!("payment:{payment_id}:seat:{reservation_id}:refund")
 }
 
 /// Where a bought seat's give-back stands.
@@ -205,13 +211,17 @@ pub struct BookSeat {
 #[derive(Debug, Clone)]
 pub struct PaymentBook {
     pub payment: Payment,
-    /// The first seat's reservation status (as `payment.reservation_id`).
-    pub reservation_status: ReservationStatus,
-    pub schedule_id: Uuid,
-    pub seat_number: u32,
     pub attempts: u32,
     /// Every seat the payment covers, the first included.
     pub seats: Vec<BookSeat>,
+}
+
+impl PaymentBook {
+    /// The order's first seat (`payment.reservation_id`).
+    #[must_use]
+    pub fn first_seat(&self) -> Option<&BookSeat> {
+        self.seats.iter().find(|s| s.reservation_id == self.payment.reservation_id)
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! the one decision both the batched and the single start of a payment saga apply to what
 //! they read under the row locks.
 use chrono::{DateTime, Utc};
+use platform::money::Won;
 use uuid::Uuid;
 
 use super::{Reservation, ReservationStatus};
@@ -20,6 +21,15 @@ pub enum StartStep {
     ReleaseAndRefuse { expired: Vec<Uuid>, error: ReservationError },
     /// Refuse with this; nothing is written.
     Refuse(ReservationError),
+}
+
+/// What an order costs: the sum of its seats' prices (won, fixed at hold time), debited once.
+///
+/// # Errors
+/// [`ReservationError::System`] when the sum overflows (no order of real prices does).
+pub fn order_amount(order: &[Reservation]) -> Result<Won, ReservationError> {
+    let total = order.iter().try_fold(Won::ZERO, |sum, r| sum.checked_add(r.price));
+    total.ok_or_else(|| anyhow::anyhow!("the order's total overflows").into())
 }
 
 /// What the caller is, for the decision.

@@ -57,16 +57,11 @@ pub(super) fn payment_record(b: &PaymentBook, max_attempts: i32) -> pb::PaymentR
         PaymentStatus::Failed => pb::SagaState::Failed,
     };
     let unfinished = p.status.next_step() != crate::domain::SagaStep::Done;
+    let first = b.first_seat();
     let seats = b
         .seats
         .iter()
         .map(|s| {
-            let refund = crate::domain::SeatRefund {
-                payment_id: p.payment_id,
-                reservation_id: s.reservation_id,
-                user_id: p.user_id.clone(),
-                amount: s.price,
-            };
             let give_back = match s.give_back {
                 None => pb::GiveBackState::None,
                 Some(GiveBack::Refunding) => pb::GiveBackState::Refunding,
@@ -79,7 +74,7 @@ pub(super) fn payment_record(b: &PaymentBook, max_attempts: i32) -> pb::PaymentR
                 price: s.price.get(),
                 reservation_status: status(s.status).into(),
                 give_back: give_back.into(),
-                give_back_refund_key: refund.refund_key(),
+                give_back_refund_key: crate::domain::give_back_refund_key(p.payment_id, s.reservation_id),
             }
         })
         .collect();
@@ -89,9 +84,9 @@ pub(super) fn payment_record(b: &PaymentBook, max_attempts: i32) -> pb::PaymentR
         user_id: p.user_id.clone(),
         amount: p.amount.get(),
         state: state.into(),
-        reservation_status: status(b.reservation_status).into(),
-        schedule_id: b.schedule_id.to_string(),
-        seat_number: b.seat_number,
+        reservation_status: first.map_or(pb::ReservationStatus::Unspecified, |s| status(s.status)).into(),
+        schedule_id: first.map(|s| s.schedule_id.to_string()).unwrap_or_default(),
+        seat_number: first.map_or(0, |s| s.seat_number),
         attempts: b.attempts,
         needs_attention: unfinished && i64::from(b.attempts) >= i64::from(max_attempts),
         debit_key: p.debit_key(),

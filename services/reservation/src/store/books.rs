@@ -21,9 +21,8 @@ impl ReservationRepo {
         let rows = sqlx::query!(
             r#"SELECT p.payment_id, p.reservation_id, p.user_id, p.token, p.idempotency_key, p.amount AS "amount: Won",
                       p.status AS "status: PaymentStatus", p.failure_reason, p.balance_after AS "balance_after: Won",
-                      p.paid_at, p.created_at, p.seats, p.attempts, r.status AS "reservation_status: ReservationStatus",
-                      r.schedule_id, r.seat_number
-               FROM payments p JOIN reservations r USING (reservation_id)
+                      p.paid_at, p.created_at, p.seats, p.attempts
+               FROM payments p
                ORDER BY p.created_at"#
         )
         .fetch_all(&mut *tx)
@@ -58,9 +57,6 @@ impl ReservationRepo {
                 let seats = seats.remove(&r.payment_id).unwrap_or_default();
                 Ok(PaymentBook {
                     payment: payment.into(),
-                    reservation_status: r.reservation_status,
-                    schedule_id: r.schedule_id,
-                    seat_number: platform::db::unsigned(r.seat_number, "seat_number")?,
                     attempts: platform::db::unsigned(r.attempts, "attempts")?,
                     seats,
                 })

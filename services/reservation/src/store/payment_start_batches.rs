@@ -17,7 +17,10 @@ use super::{
     reservation_from_row, violated_constraint,
 };
 use crate::{
-    domain::{Payer, Payment, PaymentStatus, Reservation, StartStep, payment_start::start_step},
+    domain::{
+        Payer, Payment, PaymentStatus, Reservation, StartStep,
+        payment_start::{order_amount, start_step},
+    },
     error::ReservationError,
 };
 
@@ -165,8 +168,7 @@ impl<'a> StartRows<'a> {
         for (index, order) in insert {
             let q = &requests[*index];
             let payment_id = Uuid::now_v7();
-            let amount = order.iter().try_fold(Won::ZERO, |sum, r| sum.checked_add(r.price));
-            rows.amounts.push(amount.ok_or_else(|| anyhow::anyhow!("the order's total overflows"))?.get());
+            rows.amounts.push(order_amount(order)?.get());
             rows.counts
                 .push(i16::try_from(order.len()).map_err(|_| anyhow::anyhow!("an order of {} seats", order.len()))?);
             rows.firsts.push(order[0].reservation_id);

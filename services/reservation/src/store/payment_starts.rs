@@ -13,7 +13,10 @@ use super::{
     PaymentRow, RESERVATION_COLUMNS, ReservationRepo, payment_by_id, reservation_from_row, violated_constraint,
 };
 use crate::{
-    domain::{Payer, Payment, PaymentStatus, Reservation, StartStep, payment_start::start_step},
+    domain::{
+        Payer, Payment, PaymentStatus, Reservation, StartStep,
+        payment_start::{order_amount, start_step},
+    },
     error::ReservationError,
 };
 
@@ -190,8 +193,7 @@ async fn insert_one_started(
     lease: Duration,
 ) -> Result<Option<Payment>, ReservationError> {
     let seats: Vec<Uuid> = order.iter().map(|r| r.reservation_id).collect();
-    let amount = order.iter().try_fold(Won::ZERO, |sum, r| sum.checked_add(r.price));
-    let amount = amount.ok_or_else(|| anyhow::anyhow!("the order's total overflows"))?;
+    let amount = order_amount(order)?;
     let count = i16::try_from(order.len()).map_err(|_| anyhow::anyhow!("an order of {} seats", order.len()))?;
     // One statement: the payment (its first seat on its row), then its further seats,
     // unless a seat of the order already has a payment. This statement's snapshot is taken
