@@ -14,6 +14,15 @@ CREATE TABLE order_seats (
 -- (A seat's price is its reservation's, fixed at hold time; a payment's amount is the sum
 -- over its seats.)
 CREATE INDEX order_seats_by_payment ON order_seats (payment_id);
+-- Every seat of every payment, in one place: the first on its payment's row, the others in
+-- order_seats. The reads that ask "which payment covers this reservation?" or "which seats
+-- does this payment cover?" go through it; PostgreSQL pushes their conditions down to both
+-- tables' indexes (payments_reservation_id_key / payments_pkey, order_seats_pkey /
+-- order_seats_by_payment).
+CREATE VIEW payment_seats AS
+    SELECT reservation_id, payment_id, true AS first FROM payments
+    UNION ALL
+    SELECT reservation_id, payment_id, false AS first FROM order_seats;
 -- How many seats each payment covers (1 + its order_seats): the saga's confirmation takes
 -- the single-seat statement or the order's by it.
 ALTER TABLE payments ADD COLUMN seats SMALLINT NOT NULL DEFAULT 1 CHECK (seats >= 1);

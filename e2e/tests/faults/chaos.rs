@@ -439,9 +439,7 @@ async fn books_balance_after_a_randomized_chaos_run(_p: PgPoolOptions, db: PgCon
     .await
     .unwrap();
     let completed: Vec<String> = sqlx::query_scalar(
-        "SELECT s.reservation_id::text
-         FROM (SELECT payment_id, reservation_id FROM payments UNION ALL SELECT payment_id, reservation_id FROM order_seats) s
-         JOIN payments p USING (payment_id)
+        "SELECT s.reservation_id::text FROM payment_seats s JOIN payments p USING (payment_id)
          WHERE p.status = 'COMPLETED' ORDER BY 1",
     )
     .fetch_all(&reservation_db)

@@ -31,8 +31,7 @@ impl ReservationRepo {
             r#"SELECT s.payment_id AS "payment_id!", s.reservation_id AS "reservation_id!", r.price AS "price: Won",
                       g.status AS "give_back?: GiveBack", r.status AS "status: ReservationStatus", r.schedule_id,
                       r.seat_number
-               FROM (SELECT payment_id, reservation_id FROM payments
-                     UNION ALL SELECT payment_id, reservation_id FROM order_seats) s
+               FROM payment_seats s
                JOIN reservations r ON r.reservation_id = s.reservation_id
                LEFT JOIN give_backs g ON g.reservation_id = s.reservation_id
                ORDER BY s.payment_id, s.reservation_id"#

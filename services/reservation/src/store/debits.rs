@@ -74,9 +74,7 @@ static RECORD_ORDERS: LazyLock<String> = LazyLock::new(|| {
              -- reservation (no statistics during a sale: docs/BENCHMARKS.md).
              SELECT s.payment_id, s.reservation_id,
                     (SELECT r.status FROM reservations r WHERE r.reservation_id = s.reservation_id) AS status
-             FROM (SELECT payment_id, reservation_id FROM payments WHERE payment_id = ANY($1::uuid[])
-                   UNION ALL
-                   SELECT payment_id, reservation_id FROM order_seats WHERE payment_id = ANY($1::uuid[])) s
+             FROM payment_seats s WHERE s.payment_id = ANY($1::uuid[])
          ),
          whole AS (
              -- STARTED payments whose every seat is still HELD.

@@ -56,8 +56,7 @@ static HOLD_DIAGNOSIS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {},
                 r.status, r.expires_at,
-                (EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)
-                 OR EXISTS (SELECT 1 FROM order_seats o WHERE o.reservation_id = r.reservation_id)),
+                EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = r.reservation_id),
                 (SELECT count(*) FROM reservations h
                  WHERE h.user_id = $4 AND h.concert_id = $5 AND h.status = 'HELD' AND h.hold_slot IS NOT NULL)
          FROM (SELECT 1) AS one
@@ -230,8 +229,7 @@ impl ReservationRepo {
             ReservationRow,
             r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
                       r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
-                      COALESCE((SELECT p.payment_id FROM payments p WHERE p.reservation_id = r.reservation_id),
-                               (SELECT o.payment_id FROM order_seats o WHERE o.reservation_id = r.reservation_id)) AS payment_id
+                      (SELECT s.payment_id FROM payment_seats s WHERE s.reservation_id = r.reservation_id) AS payment_id
                FROM reservations r WHERE r.reservation_id = $1"#,
             id
         )
@@ -256,8 +254,7 @@ impl ReservationRepo {
             ReservationRow,
             r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
                       r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
-                      COALESCE((SELECT p.payment_id FROM payments p WHERE p.reservation_id = r.reservation_id),
-                               (SELECT o.payment_id FROM order_seats o WHERE o.reservation_id = r.reservation_id)) AS payment_id
+                      (SELECT s.payment_id FROM payment_seats s WHERE s.reservation_id = r.reservation_id) AS payment_id
                FROM reservations r
                WHERE r.user_id = $1 AND ($2::timestamptz IS NULL OR (r.held_at, r.reservation_id) < ($2, $3::uuid))
                ORDER BY r.held_at DESC, r.reservation_id DESC LIMIT $4"#,
@@ -286,8 +283,7 @@ impl ReservationRepo {
             r#"SELECT schedule_id, seat_number, status AS "status: ReservationStatus" FROM reservations r
                WHERE schedule_id = ANY($1) AND status IN ('HELD', 'CONFIRMED')
                  AND (status = 'CONFIRMED' OR expires_at > $2
-                      OR EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)
-                      OR EXISTS (SELECT 1 FROM order_seats o WHERE o.reservation_id = r.reservation_id))"#,
+                      OR EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = r.reservation_id))"#,
             schedules,
             now
         )
@@ -325,8 +321,7 @@ async fn expire_unpaid(
     let expired = sqlx::query!(
         "UPDATE reservations r SET status = 'EXPIRED', released_at = $2
          WHERE r.reservation_id = ANY($1) AND r.status = 'HELD'
-           AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.reservation_id = r.reservation_id)
-           AND NOT EXISTS (SELECT 1 FROM order_seats o WHERE o.reservation_id = r.reservation_id)",
+           AND NOT EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = r.reservation_id)",
         locked,
         now
     )

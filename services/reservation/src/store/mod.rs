@@ -76,8 +76,7 @@ pub use payment_starts::{PaymentRequest, PaymentStart};
 const RESERVATION_COLUMNS: &str =
     "r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number, r.price,
      r.status, r.held_at, r.expires_at,
-     COALESCE((SELECT p.payment_id FROM payments p WHERE p.reservation_id = r.reservation_id),
-              (SELECT o.payment_id FROM order_seats o WHERE o.reservation_id = r.reservation_id)) AS payment_id";
+     (SELECT s.payment_id FROM payment_seats s WHERE s.reservation_id = r.reservation_id) AS payment_id";
 
 const PAYMENT_COLUMNS: &str = "payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
      failure_reason, balance_after, paid_at, created_at, seats";
@@ -188,8 +187,7 @@ pub(super) async fn lock_reservation(
         ReservationRow,
         r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
                       r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
-                      COALESCE((SELECT p.payment_id FROM payments p WHERE p.reservation_id = r.reservation_id),
-                               (SELECT o.payment_id FROM order_seats o WHERE o.reservation_id = r.reservation_id)) AS payment_id
+                      (SELECT s.payment_id FROM payment_seats s WHERE s.reservation_id = r.reservation_id) AS payment_id
            FROM reservations r WHERE r.reservation_id = $1 FOR UPDATE"#,
         id
     )

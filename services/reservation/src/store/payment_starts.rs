@@ -167,10 +167,8 @@ async fn payments_of_seats(
     seats: &[Uuid],
 ) -> Result<HashMap<Uuid, Uuid>, ReservationError> {
     let rows = sqlx::query!(
-        r#"SELECT reservation_id AS "reservation_id!", payment_id AS "payment_id!" FROM payments
-           WHERE reservation_id = ANY($1)
-           UNION ALL
-           SELECT reservation_id, payment_id FROM order_seats WHERE reservation_id = ANY($1)"#,
+        r#"SELECT reservation_id AS "reservation_id!", payment_id AS "payment_id!" FROM payment_seats
+           WHERE reservation_id = ANY($1)"#,
         seats
     )
     .fetch_all(&mut **tx)
@@ -207,8 +205,7 @@ async fn insert_one_started(
                                           created_at, updated_at, next_attempt_at, seats)
                     SELECT $1::uuid, $2::uuid, $3::text, $4::uuid, $5::text, $6::bigint, 'STARTED', $7::timestamptz, $7,
                            $8::timestamptz, $10::smallint
-                    WHERE NOT EXISTS (SELECT 1 FROM f JOIN payments taken ON taken.reservation_id = f.reservation_id)
-                      AND NOT EXISTS (SELECT 1 FROM f JOIN order_seats taken USING (reservation_id))
+                    WHERE NOT EXISTS (SELECT 1 FROM f JOIN payment_seats taken USING (reservation_id))
                     RETURNING payment_id, reservation_id, user_id, token, idempotency_key, amount, status,
                               failure_reason, balance_after, paid_at, created_at, seats
                 ),

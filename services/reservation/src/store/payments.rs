@@ -29,8 +29,7 @@ impl ReservationRepo {
         // Seats first, in key order, then the payment: the order every writer of both takes.
         sqlx::query!(
             "SELECT r.reservation_id FROM reservations r
-             WHERE r.reservation_id IN (SELECT reservation_id FROM payments WHERE payment_id = $1
-                                      UNION ALL SELECT reservation_id FROM order_seats WHERE payment_id = $1)
+             WHERE r.reservation_id IN (SELECT reservation_id FROM payment_seats WHERE payment_id = $1)
              ORDER BY r.reservation_id FOR UPDATE",
             p.payment_id
         )
@@ -42,8 +41,7 @@ impl ReservationRepo {
         }
         sqlx::query!(
             "UPDATE reservations SET status = $2, released_at = $3
-             WHERE reservation_id IN (SELECT reservation_id FROM payments WHERE payment_id = $1
-                                      UNION ALL SELECT reservation_id FROM order_seats WHERE payment_id = $1)
+             WHERE reservation_id IN (SELECT reservation_id FROM payment_seats WHERE payment_id = $1)
                AND status = 'HELD'",
             p.payment_id,
             ReservationStatus::Cancelled.as_str(),
@@ -224,9 +222,8 @@ impl ReservationRepo {
                       p.status AS "status: PaymentStatus", p.failure_reason, p.balance_after AS "balance_after: Won",
                       p.paid_at, p.created_at, p.seats
                FROM payments p
-               WHERE p.token = $2
-                 AND (p.reservation_id = $1
-                      OR p.payment_id = (SELECT o.payment_id FROM order_seats o WHERE o.reservation_id = $1))"#,
+               WHERE p.payment_id = (SELECT s.payment_id FROM payment_seats s WHERE s.reservation_id = $1)
+                 AND p.token = $2"#,
             reservation_id,
             token
         )
@@ -245,10 +242,8 @@ impl ReservationRepo {
             r#"SELECT r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number,
                       r.price AS "price: Won", r.status AS "status: ReservationStatus", r.held_at, r.expires_at,
                       s.payment_id AS "payment_id?"
-               FROM (SELECT payment_id, reservation_id, true AS first FROM payments WHERE payment_id = $1
-                     UNION ALL
-                     SELECT payment_id, reservation_id, false FROM order_seats WHERE payment_id = $1) s
-               JOIN reservations r ON r.reservation_id = s.reservation_id
+               FROM payment_seats s JOIN reservations r ON r.reservation_id = s.reservation_id
+               WHERE s.payment_id = $1
                ORDER BY s.first DESC, r.reservation_id"#,
             payment_id
         )
@@ -266,11 +261,9 @@ impl ReservationRepo {
         payments: &[Uuid],
     ) -> Result<std::collections::HashMap<Uuid, Vec<Uuid>>, ReservationError> {
         let rows = sqlx::query!(
-            r#"SELECT payment_id AS "payment_id!", reservation_id AS "reservation_id!" FROM (
-                 SELECT payment_id, reservation_id, true AS first FROM payments WHERE payment_id = ANY($1)
-                 UNION ALL
-                 SELECT payment_id, reservation_id, false FROM order_seats WHERE payment_id = ANY($1)) s
-             ORDER BY payment_id, first DESC, reservation_id"#,
+            r#"SELECT payment_id AS "payment_id!", reservation_id AS "reservation_id!" FROM payment_seats
+               WHERE payment_id = ANY($1)
+               ORDER BY payment_id, first DESC, reservation_id"#,
             payments
         )
         .fetch_all(&self.pool)
@@ -308,8 +301,7 @@ impl ReservationRepo {
                  CROSS JOIN LATERAL (
                      SELECT h.reservation_id FROM reservations h
                      WHERE h.user_id = p.user_id AND h.status = 'HELD' AND h.token = p.token
-                       AND NOT EXISTS (SELECT 1 FROM payments x WHERE x.reservation_id = h.reservation_id)
-                       AND NOT EXISTS (SELECT 1 FROM order_seats o WHERE o.reservation_id = h.reservation_id)
+                       AND NOT EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = h.reservation_id)
                      FOR UPDATE SKIP LOCKED
                  ) h
                  WHERE p.payment_id = ANY($1)
