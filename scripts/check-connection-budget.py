@@ -3,12 +3,14 @@
 
 Client connections: every service Deployment at its HPA maximum (else its replicas) ×
 DATABASE_MAX_CONNECTIONS (its env, else the concert-config ConfigMap, else 16), plus for the
-queue the internal lane's own pool, QUEUE_INTERNAL_CONNECTIONS (likewise, else 4).
+queue the internal lane's own pool, QUEUE_INTERNAL_CONNECTIONS (likewise, else 4), and for
+reservation its LISTEN session (one per replica, for the live seat maps; always direct).
 - Without PgBouncer they go straight to PostgreSQL: with the superuser reserve (3) they must
   fit the in-cluster PostgreSQL's max_connections (its `-c max_connections=N`, else 100).
 - With PgBouncer they must fit its max_client_conn; its server connections
   (default_pool_size × databases × PgBouncer replicas) plus one migration connection per
-  service replica starting at once, plus the reserve, must fit the max_connections named by
+  service replica starting at once, plus reservation's LISTEN sessions (direct, one per
+  replica), plus the reserve, must fit the max_connections named by
   the PgBouncer Deployment's annotation concert.example/postgres-max-connections.
 Exits 1, saying which sum is too big, when the budget does not hold.
 """
@@ -32,7 +34,7 @@ def main():
     )
     hpa_max = {h["spec"]["scaleTargetRef"]["name"]: h["spec"]["maxReplicas"] for h in by_kind.get("HorizontalPodAutoscaler", [])}
 
-    clients, replicas, lines = 0, 0, []
+    clients, replicas, listeners, lines = 0, 0, 0, []
     for dep in by_kind.get("Deployment", []):
         labels = dep["spec"]["template"]["metadata"].get("labels", {})
         if labels.get("app.kubernetes.io/component") != "service":
@@ -43,9 +45,15 @@ def main():
         per = int(env.get("DATABASE_MAX_CONNECTIONS") or config.get("DATABASE_MAX_CONNECTIONS") or 16)
         if name == "queue":
             per += int(env.get("QUEUE_INTERNAL_CONNECTIONS") or config.get("QUEUE_INTERNAL_CONNECTIONS") or 4)
-        clients += n * per
         replicas += n
-        lines.append(f"{name} {n} × {per}")
+        if name == "reservation":
+            # The LISTEN session of the seat feed (service/seat_feed.rs): its own direct
+            # connection, never through PgBouncer.
+            listeners += n
+            lines.append(f"{name} {n} × ({per} + 1 LISTEN)")
+        else:
+            lines.append(f"{name} {n} × {per}")
+        clients += n * per
     if not lines:
         print(f"budget {overlay}: no service Deployments found", file=sys.stderr)
         return 1
@@ -60,8 +68,8 @@ def main():
         args = " ".join(a for c in pg["spec"]["template"]["spec"]["containers"] for a in c.get("args", []))
         m = re.search(r"max_connections=(\d+)", args)
         limit = int(m.group(1)) if m else 100
-        ok = clients + RESERVED <= limit
-        print(f"budget {overlay}: {' + '.join(lines)} = {clients} connections (+{RESERVED} reserved) "
+        ok = clients + listeners + RESERVED <= limit
+        print(f"budget {overlay}: {' + '.join(lines)} = {clients + listeners} connections (+{RESERVED} reserved) "
               f"{'within' if ok else 'EXCEEDS'} PostgreSQL max_connections {limit}")
     else:
         ini = next(c["data"]["pgbouncer.ini"] for c in by_kind["ConfigMap"] if c["metadata"]["name"].startswith("pgbouncer-config"))
@@ -72,12 +80,12 @@ def main():
         limit = int(bouncer["metadata"]["annotations"]["concert.example/postgres-max-connections"])
         # Each PgBouncer replica accepts max_client_conn; clients spread over the replicas.
         client_ok = clients <= max_client * bouncers
-        server = pool * databases * bouncers + replicas
+        server = pool * databases * bouncers + replicas + listeners
         server_ok = server + RESERVED <= limit
         ok = client_ok and server_ok
         print(f"budget {overlay}: {' + '.join(lines)} = {clients} client connections "
               f"{'within' if client_ok else 'EXCEED'} {bouncers} PgBouncer × max_client_conn {max_client}; "
-              f"server {pool} × {databases} databases × {bouncers} + {replicas} migrating = {server} (+{RESERVED} reserved) "
+              f"server {pool} × {databases} databases × {bouncers} + {replicas} migrating + {listeners} LISTEN = {server} (+{RESERVED} reserved) "
               f"{'within' if server_ok else 'EXCEEDS'} PostgreSQL max_connections {limit}")
     return 0 if ok else 1
 

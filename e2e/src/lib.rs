@@ -67,6 +67,10 @@ pub struct SuiteOptions {
     pub passes: Option<platform::admission::PassSigner>,
     /// The queue's total join rate per second (`QUEUE_JOIN_RATE_TOTAL`); `None`: no limit.
     pub join_rate_total: Option<std::num::NonZeroU32>,
+    /// Catalog's `SEAT_MAP_MAX_STREAMS`.
+    pub seat_map_max_streams: usize,
+    /// Catalog's `SEAT_MAP_STREAM_SECS`.
+    pub seat_map_stream_lifetime: Duration,
 }
 
 impl Default for SuiteOptions {
@@ -86,6 +90,8 @@ impl Default for SuiteOptions {
             pgbouncer: false,
             passes: Some(platform::testing::admission::signer()),
             join_rate_total: None,
+            seat_map_max_streams: 20_000,
+            seat_map_stream_lifetime: Duration::from_secs(600),
         }
     }
 }
@@ -185,6 +191,8 @@ impl Suite {
             passes: opts.passes.as_ref().map(platform::admission::PassSigner::verifier),
             layout_cache_ttl: Duration::from_secs(300),
             seat_status_ttl: SEAT_STATUS_CACHE,
+            seat_map_max_streams: opts.seat_map_max_streams,
+            seat_map_stream_lifetime: opts.seat_map_stream_lifetime,
             clock: opts.clock.clone(),
         };
         let catalog =

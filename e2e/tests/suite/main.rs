@@ -10,4 +10,5 @@ mod orders;
 mod passes;
 mod payments;
 mod rush;
+mod seat_maps;
 mod traces;

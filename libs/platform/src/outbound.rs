@@ -332,6 +332,20 @@ where
         .await
 }
 
+/// Delays between attempts to reopen a long-lived stream or session (a LISTEN session, an
+/// upstream watch): exponential from 200 ms to 5 s with jitter, never giving up — the
+/// stream's users wait for it, and a down peer must not be hammered. Start a new iterator
+/// after each success.
+pub fn reconnect_delays() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .with_jitter()
+        .build()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

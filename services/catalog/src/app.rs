@@ -15,7 +15,7 @@ use crate::{
     clients::reservation::OccupancyClient,
     config::Settings,
     grpc::CatalogApi,
-    service::{concerts::Concerts, layouts::Layouts},
+    service::{concerts::Concerts, layouts::Layouts, seat_maps::SeatMaps},
     store::CatalogRepo,
 };
 
@@ -40,12 +40,10 @@ pub async fn run(
     let (pool, mut tasks) = platform::app::start(&settings.db, SCHEMA, settings.max_connections, &MIGRATOR).await?;
     let repo = CatalogRepo::new(pool);
     let pages = repo.page_key().await?;
-    let concerts = Concerts::new(
-        repo.clone(),
-        Layouts::new(repo, settings.layout_cache_ttl),
-        OccupancyClient::new(lazy_channel(&settings.reservation_url)?, settings.seat_status_ttl),
-        settings.clock.clone(),
-    );
+    let occupancy = OccupancyClient::new(lazy_channel(&settings.reservation_url)?, settings.seat_status_ttl);
+    let seat_maps = SeatMaps::new(occupancy.clone(), settings.seat_map_max_streams);
+    let concerts =
+        Concerts::new(repo.clone(), Layouts::new(repo, settings.layout_cache_ttl), occupancy, settings.clock.clone());
     let auth_checks = TokenValidator::new(
         lazy_channel(&settings.queue_url)?,
         settings.token_cache_ttl,
@@ -53,7 +51,7 @@ pub async fn run(
         settings.clock,
         &mut tasks,
     );
-    let api = CatalogApi::new(concerts, auth_checks, &pages);
+    let api = CatalogApi::new(concerts, auth_checks, &pages, seat_maps, settings.seat_map_stream_lifetime);
     let auth = settings.auth.build().await?;
     let ports = vec![
         Port::public(

@@ -31,6 +31,16 @@ pub struct Config {
     #[arg(long, env = "SEAT_STATUS_CACHE_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=5_000))]
     pub seat_status_cache_ms: u64,
 
+    /// Most WatchSeats streams (live seat maps) one replica serves at once; more are refused
+    /// with RESOURCE_EXHAUSTED (TOO_MANY_STREAMS) and the page polls ListSeats instead.
+    #[arg(long, env = "SEAT_MAP_MAX_STREAMS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub seat_map_max_streams: u32,
+
+    /// Seconds one WatchSeats stream lives before it ends OK (the page opens a new one, with
+    /// a current credential): a credential checked at the stream's start is not trusted forever.
+    #[arg(long, env = "SEAT_MAP_STREAM_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub seat_map_stream_secs: u64,
+
     /// Reservation service's internal port, for live seat status.
     #[arg(long, env = "RESERVATION_INTERNAL_URL", default_value = "http://127.0.0.1:50063")]
     pub reservation_url: String,
@@ -51,6 +61,8 @@ pub struct Settings {
     pub passes: Option<platform::admission::PassVerifier>,
     pub layout_cache_ttl: Duration,
     pub seat_status_ttl: Duration,
+    pub seat_map_max_streams: usize,
+    pub seat_map_stream_lifetime: Duration,
     pub clock: SharedClock,
 }
 
@@ -77,6 +89,8 @@ impl platform::app::ServiceConfig for Config {
             passes: self.passes.verifier()?,
             layout_cache_ttl: self.cache.layout_ttl(),
             seat_status_ttl: Duration::from_millis(self.seat_status_cache_ms),
+            seat_map_max_streams: usize::try_from(self.seat_map_max_streams)?,
+            seat_map_stream_lifetime: Duration::from_secs(self.seat_map_stream_secs),
             clock: platform::clock::system(),
         })
     }

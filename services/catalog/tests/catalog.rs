@@ -36,6 +36,8 @@ async fn spawn(db: PgConnectOptions) -> App {
         passes: None,
         layout_cache_ttl: std::time::Duration::from_secs(300),
         seat_status_ttl: std::time::Duration::from_millis(100),
+        seat_map_max_streams: 100,
+        seat_map_stream_lifetime: std::time::Duration::from_secs(600),
         clock: platform::clock::system(),
     };
     let server = RunningServer::start(|l, s| app::run(settings, l, s)).await;

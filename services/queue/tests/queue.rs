@@ -69,6 +69,8 @@ async fn replica_with(
         passes: None,
         layout_cache_ttl: Duration::from_secs(60),
         seat_status_ttl: Duration::ZERO,
+        seat_map_max_streams: 100,
+        seat_map_stream_lifetime: std::time::Duration::from_secs(600),
         clock: clock.clone(),
     };
     let catalog = RunningServer::start(|l, s| catalog_service::app::run(catalog_settings, l, s)).await;

@@ -23,7 +23,8 @@ use crate::{
     config::Settings,
     grpc::ReservationApi,
     service::{
-        cancel::Cancels, gauges, hold::Holds, pay::Payments, recovery, saga::Saga, sweeper, taken_seats::TakenSeats,
+        cancel::Cancels, gauges, hold::Holds, pay::Payments, recovery, saga::Saga, seat_feed::SeatFeed, sweeper,
+        taken_seats::TakenSeats,
     },
     store::ReservationRepo,
 };
@@ -72,6 +73,9 @@ pub async fn run(
         lease: settings.payment_lease,
     };
 
+    let seat_changes = crate::store::listen_for_seat_changes(&settings.db, SCHEMA, &mut tasks);
+    let seat_feed = SeatFeed::start(repo.clone(), settings.clock.clone(), seat_changes, &mut tasks);
+
     let api = ReservationApi {
         auth: TokenValidator::new(
             queue_channel,
@@ -91,6 +95,7 @@ pub async fn run(
             refund_deadline: settings.refund_deadline,
         },
         cancels,
+        seat_feed,
         payments: Payments {
             repo: repo.clone(),
             starts: PaymentStartBatcher::start(repo.clone(), &mut tasks),

@@ -46,6 +46,10 @@ pub enum ReservationError {
     /// One admission buys one seat: the token already pays for another reservation.
     #[error("this admission is already paying for another seat; one admission buys one seat")]
     AdmissionInUse,
+    /// The seat feed could not read a watched schedule's occupancy: its streams end rather
+    /// than show a map that may be stale.
+    #[error("the live occupancy could not be read; watch again or poll GetOccupancy")]
+    SeatFeedLost,
     /// A peer refused or failed; its status is already the right answer for the caller.
     #[error("{0}")]
     Peer(Status),
@@ -109,6 +113,7 @@ impl From<ReservationError> for Status {
             E::IdempotencyKeyReused => invalid_argument("idempotency_key", &message),
             E::TokenUsed => with_reason(Code::Unauthenticated, "TOKEN_USED", message),
             E::AdmissionInUse => with_reason(Code::FailedPrecondition, "ADMISSION_IN_USE", message),
+            E::SeatFeedLost => with_reason(Code::Unavailable, "SEAT_FEED_LOST", message),
             E::Peer(status) | E::TokenRefused(status) => status,
             E::System(system) => system.into(),
         }
@@ -143,6 +148,7 @@ mod tests {
             (E::PaymentInProgress, Code::Aborted, Some("PAYMENT_IN_PROGRESS")),
             (E::TokenUsed, Code::Unauthenticated, Some("TOKEN_USED")),
             (E::AdmissionInUse, Code::FailedPrecondition, Some("ADMISSION_IN_USE")),
+            (E::SeatFeedLost, Code::Unavailable, Some("SEAT_FEED_LOST")),
             (E::Peer(Status::unavailable("x")), Code::Unavailable, None),
             (E::from(anyhow::anyhow!("x")), Code::Internal, None),
         ];

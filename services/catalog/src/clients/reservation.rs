@@ -9,7 +9,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use moka::future::Cache;
 
 use concert_proto::concert::reservation::v1::{
-    GetOccupancyRequest, ReservationStatus, reservation_internal_service_client::ReservationInternalServiceClient,
+    GetOccupancyRequest, OccupiedSeat, ReservationStatus, WatchOccupancyRequest, WatchOccupancyResponse,
+    reservation_internal_service_client::ReservationInternalServiceClient,
 };
 use platform::status::from_peer;
 use platform::{
@@ -28,6 +29,9 @@ pub type Occupancy = HashMap<(Uuid, u32), SeatStatus>;
 pub struct OccupancyClient {
     /// GetOccupancy is an idempotent read, under the default call policy.
     reservation: Peer<ReservationInternalServiceClient<PeerChannel>>,
+    /// The same channel for WatchOccupancy streams, which the seat-map feed reopens itself
+    /// (`service::seat_maps`): a stream has no call policy to retry under.
+    streams: ReservationInternalServiceClient<PeerChannel>,
     per_schedule: Option<Cache<Uuid, Arc<Occupancy>>>,
 }
 
@@ -44,7 +48,11 @@ impl OccupancyClient {
         let per_schedule =
             (!cache_ttl.is_zero()).then(|| Cache::builder().max_capacity(CAPACITY).time_to_live(cache_ttl).build());
         let client = ReservationInternalServiceClient::new(channel);
-        Self { reservation: Peer::new("reservation", client, CallPolicy::default()), per_schedule }
+        Self {
+            reservation: Peer::new("reservation", client.clone(), CallPolicy::default()),
+            streams: client,
+            per_schedule,
+        }
     }
 
     /// Seat status of one schedule, at most `SEAT_STATUS_CACHE_MS` old.
@@ -82,15 +90,38 @@ impl OccupancyClient {
             .unary(Deadline::NONE, Idempotency::Idempotent, &request, async |mut c, r| c.get_occupancy(r).await)
             .await
             .map_err(|s| CatalogError::Peer(from_peer("reservation", &s)))?;
-        for seat in response.seats {
-            let schedule = Uuid::parse_str(&seat.schedule_id)
-                .map_err(|e| CatalogError::from(anyhow::anyhow!("reservation sent a bad schedule id: {e}")))?;
-            let status = match ReservationStatus::try_from(seat.status) {
-                Ok(ReservationStatus::Confirmed) => SeatStatus::Sold,
-                _ => SeatStatus::Held,
-            };
-            occupancy.insert((schedule, seat.seat_number), status);
-        }
-        Ok(())
+        add_seats(response.seats, occupancy)
     }
+
+    /// Reservation's live occupancy of `schedule` (WatchOccupancy): now, then at each change.
+    ///
+    /// # Errors
+    /// Reservation's status when the stream cannot be opened.
+    pub async fn watch(&self, schedule: Uuid) -> Result<tonic::Streaming<WatchOccupancyResponse>, tonic::Status> {
+        let request = WatchOccupancyRequest { schedule_id: schedule.to_string() };
+        Ok(self.streams.clone().watch_occupancy(request).await?.into_inner())
+    }
+}
+
+/// One WatchOccupancy message as an [`Occupancy`].
+///
+/// # Errors
+/// A schedule id that is not a UUID (reservation's bug).
+pub fn occupancy_of(message: WatchOccupancyResponse) -> Result<Occupancy, CatalogError> {
+    let mut occupancy = Occupancy::new();
+    add_seats(message.seats, &mut occupancy)?;
+    Ok(occupancy)
+}
+
+fn add_seats(seats: Vec<OccupiedSeat>, occupancy: &mut Occupancy) -> Result<(), CatalogError> {
+    for seat in seats {
+        let schedule = Uuid::parse_str(&seat.schedule_id)
+            .map_err(|e| CatalogError::from(anyhow::anyhow!("reservation sent a bad schedule id: {e}")))?;
+        let status = match ReservationStatus::try_from(seat.status) {
+            Ok(ReservationStatus::Confirmed) => SeatStatus::Sold,
+            _ => SeatStatus::Held,
+        };
+        occupancy.insert((schedule, seat.seat_number), status);
+    }
+    Ok(())
 }

@@ -6,8 +6,9 @@ use concert_proto::concert::catalog::v1::{
     AddScheduleRequest, AddScheduleResponse, CreateConcertRequest, CreateConcertResponse, GetConcertRequest,
     GetConcertResponse, GetConcertSalesRequest, GetConcertSalesResponse, GetScheduleSeatsRequest,
     GetScheduleSeatsResponse, ListAvailableDatesRequest, ListAvailableDatesResponse, ListConcertsRequest,
-    ListConcertsResponse, ListSeatsRequest, ListSeatsResponse, catalog_admin_service_server::CatalogAdminService,
-    catalog_internal_service_server::CatalogInternalService, catalog_service_server::CatalogService,
+    ListConcertsResponse, ListSeatsRequest, ListSeatsResponse, WatchSeatsRequest, WatchSeatsResponse,
+    catalog_admin_service_server::CatalogAdminService, catalog_internal_service_server::CatalogInternalService,
+    catalog_service_server::CatalogService,
 };
 use platform::{
     auth::TokenValidator,
@@ -16,7 +17,14 @@ use platform::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{domain::SeatStatus, service::concerts::Concerts};
+use crate::{
+    domain::SeatStatus,
+    service::layouts::ScheduleSeats,
+    service::{
+        concerts::{Concerts, with_status},
+        seat_maps::{Reading, SeatMaps, Watcher},
+    },
+};
 use convert::{concert, grade_ranges, schedule, seat, validated_title_venue};
 
 /// Implements the public, admin and internal catalog APIs.
@@ -26,13 +34,59 @@ pub struct CatalogApi {
     auth: TokenValidator,
     /// Page tokens of ListConcerts.
     concert_pages: PageTokens,
+    seat_maps: SeatMaps,
+    /// How long one WatchSeats stream lives (`SEAT_MAP_STREAM_SECS`).
+    seat_stream_lifetime: std::time::Duration,
 }
 
 impl CatalogApi {
     #[must_use]
-    pub fn new(concerts: Concerts, auth: TokenValidator, pages: &PageKey) -> Self {
-        Self { concerts, auth, concert_pages: pages.tokens("ListConcerts") }
+    pub fn new(
+        concerts: Concerts,
+        auth: TokenValidator,
+        pages: &PageKey,
+        seat_maps: SeatMaps,
+        seat_stream_lifetime: std::time::Duration,
+    ) -> Self {
+        Self { concerts, auth, concert_pages: pages.tokens("ListConcerts"), seat_maps, seat_stream_lifetime }
     }
+}
+
+/// A WatchSeats stream: the map each time the date's reading changes, until the reading is
+/// lost (UNAVAILABLE, SEAT_FEED_LOST), the watcher leaves or its lifetime ends.
+fn seat_map_stream(
+    layout: ScheduleSeats,
+    watcher: Watcher,
+    lifetime: std::time::Duration,
+) -> impl futures::Stream<Item = Result<WatchSeatsResponse, Status>> {
+    let maps = futures::stream::unfold(Some((watcher, true)), move |state| {
+        let layout = layout.clone();
+        async move {
+            let (mut watcher, first) = state?;
+            if !first {
+                watcher.readings.changed().await.ok()?;
+            }
+            loop {
+                let reading = watcher.readings.borrow_and_update().clone();
+                match reading {
+                    Reading::Pending => watcher.readings.changed().await.ok()?,
+                    Reading::Live(occupancy) => {
+                        let seats = with_status(&layout, &occupancy).iter().map(|(s, st)| seat(s, *st)).collect();
+                        return Some((Ok(WatchSeatsResponse { seats }), Some((watcher, false))));
+                    }
+                    Reading::Lost => {
+                        let lost = platform::status::with_reason(
+                            tonic::Code::Unavailable,
+                            "SEAT_FEED_LOST",
+                            "the live seat map lost its feed; poll ListSeats or watch again shortly",
+                        );
+                        return Some((Err(lost), None));
+                    }
+                }
+            }
+        }
+    });
+    futures::StreamExt::take_until(maps, tokio::time::sleep(lifetime))
 }
 
 #[tonic::async_trait]
@@ -75,6 +129,21 @@ impl CatalogService for CatalogApi {
         principal.require_concert(layout.0.concert_id)?;
         let seats = self.concerts.seat_map(&layout).await?.iter().map(|(s, status)| seat(s, *status)).collect();
         Ok(Response::new(ListSeatsResponse { seats }))
+    }
+
+    type WatchSeatsStream = futures::stream::BoxStream<'static, Result<WatchSeatsResponse, Status>>;
+
+    #[tracing::instrument(skip_all, fields(schedule_id = %request.get_ref().schedule_id))]
+    async fn watch_seats(
+        &self,
+        request: Request<WatchSeatsRequest>,
+    ) -> Result<Response<Self::WatchSeatsStream>, Status> {
+        let principal = self.auth.authenticate(&request).await?;
+        let schedule_id = validate::uuid("schedule_id", &request.get_ref().schedule_id)?;
+        let layout = self.concerts.layout(schedule_id).await?;
+        principal.require_concert(layout.0.concert_id)?;
+        let watcher = self.seat_maps.watch(schedule_id)?;
+        Ok(Response::new(Box::pin(seat_map_stream(layout, watcher, self.seat_stream_lifetime))))
     }
 }
 

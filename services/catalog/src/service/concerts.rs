@@ -11,7 +11,7 @@ use super::{
     sales::{self, Sales},
 };
 use crate::{
-    clients::reservation::OccupancyClient,
+    clients::reservation::{Occupancy, OccupancyClient},
     domain::{Concert, SEATS_PER_SCHEDULE, Schedule, Seat, SeatStatus},
     error::CatalogError,
     store::CatalogRepo,
@@ -80,16 +80,8 @@ impl Concerts {
     /// # Errors
     /// An unreachable reservation service.
     pub async fn seat_map(&self, layout: &ScheduleSeats) -> Result<Vec<(Seat, SeatStatus)>, CatalogError> {
-        let schedule_id = layout.0.schedule_id;
-        let occupancy: Arc<_> = self.occupancy.schedule(schedule_id).await?;
-        Ok(layout
-            .1
-            .iter()
-            .map(|s| {
-                let status = occupancy.get(&(schedule_id, s.seat_number)).copied().unwrap_or(SeatStatus::Available);
-                (s.clone(), status)
-            })
-            .collect())
+        let occupancy: Arc<_> = self.occupancy.schedule(layout.0.schedule_id).await?;
+        Ok(with_status(layout, &occupancy))
     }
 
     /// What is left of the sale of `concert_id` now.
@@ -129,4 +121,18 @@ impl Concerts {
         }
         self.repo.add_schedule(concert_id, starts_at, layout).await
     }
+}
+
+/// The seats of `layout` with their status in `occupancy` (absent: available).
+#[must_use]
+pub fn with_status(layout: &ScheduleSeats, occupancy: &Occupancy) -> Vec<(Seat, SeatStatus)> {
+    let schedule_id = layout.0.schedule_id;
+    layout
+        .1
+        .iter()
+        .map(|s| {
+            let status = occupancy.get(&(schedule_id, s.seat_number)).copied().unwrap_or(SeatStatus::Available);
+            (s.clone(), status)
+        })
+        .collect()
 }

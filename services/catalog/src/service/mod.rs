@@ -3,3 +3,4 @@
 pub mod concerts;
 pub mod layouts;
 pub mod sales;
+pub mod seat_maps;

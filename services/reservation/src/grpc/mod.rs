@@ -5,8 +5,8 @@ use concert_proto::concert::reservation::v1::{
     CancelReservationRequest, CancelReservationResponse, ExportPaymentsRequest, ExportPaymentsResponse,
     GetOccupancyRequest, GetOccupancyResponse, GetReservationRequest, GetReservationResponse, HoldSeatRequest,
     HoldSeatResponse, ListPaymentsRequest, ListPaymentsResponse, ListReservationsRequest, ListReservationsResponse,
-    PayReservationRequest, PayReservationResponse, reservation_internal_service_server::ReservationInternalService,
-    reservation_service_server::ReservationService,
+    PayReservationRequest, PayReservationResponse, WatchOccupancyRequest, WatchOccupancyResponse,
+    reservation_internal_service_server::ReservationInternalService, reservation_service_server::ReservationService,
 };
 use platform::{auth::TokenValidator, clock::SharedClock, identity, outbound::Deadline, validate};
 use tonic::{Code, Request, Response, Status};
@@ -15,6 +15,7 @@ use crate::service::{
     cancel::Cancels,
     hold::Holds,
     pay::{Paid, Payer, Payments},
+    seat_feed::SeatFeed,
 };
 use convert::{occupied, order, payment, payment_record, reservation, seat_number, ticket};
 
@@ -30,6 +31,7 @@ pub struct ReservationApi {
     pub(crate) holds: Holds,
     pub(crate) payments: Payments,
     pub(crate) cancels: Cancels,
+    pub(crate) seat_feed: SeatFeed,
     pub(crate) clock: SharedClock,
     /// The recovery worker's limit of tries (reported by ExportPayments).
     pub(crate) payment_max_attempts: i32,
@@ -194,5 +196,21 @@ impl ReservationInternalService for ReservationApi {
         let ids = validate::uuids("schedule_ids", &request.get_ref().schedule_ids, MAX_OCCUPANCY_SCHEDULES)?;
         let seats = self.holds.occupancy(&ids).await?;
         Ok(Response::new(GetOccupancyResponse { seats: seats.iter().map(occupied).collect() }))
+    }
+
+    type WatchOccupancyStream = futures::stream::BoxStream<'static, Result<WatchOccupancyResponse, Status>>;
+
+    #[tracing::instrument(skip_all, fields(schedule_id = %request.get_ref().schedule_id))]
+    async fn watch_occupancy(
+        &self,
+        request: Request<WatchOccupancyRequest>,
+    ) -> Result<Response<Self::WatchOccupancyStream>, Status> {
+        let schedule = validate::uuid("schedule_id", &request.get_ref().schedule_id)?;
+        let readings = self.seat_feed.watch(schedule)?;
+        Ok(Response::new(Box::pin(futures::StreamExt::map(readings, |reading| {
+            reading
+                .map(|seats| WatchOccupancyResponse { seats: seats.iter().map(occupied).collect() })
+                .map_err(Status::from)
+        }))))
     }
 }

@@ -6,5 +6,6 @@ pub mod hold;
 pub mod pay;
 pub mod recovery;
 pub mod saga;
+pub mod seat_feed;
 pub mod sweeper;
 pub mod taken_seats;

@@ -7,6 +7,7 @@
 //! - [`payments`]: moving sagas between states, recovery claims, listings.
 //! - [`debits`]: recording the wallet's debits on their payments, in batches.
 //! - [`books`]: the export the cross-service reconciliation reads.
+//! - [`seat_changes`]: which schedules' seats changed (LISTEN), for the live seat maps.
 
 /// The SQL expression "the token in `$token` (a column or parameter, as a string literal)
 /// has paid for a seat": a payment of it is CONFIRMED or COMPLETED (the seat is sold). Such a token
@@ -56,6 +57,7 @@ mod holds;
 mod payment_start_batches;
 mod payment_starts;
 mod payments;
+mod seat_changes;
 
 use chrono::{DateTime, Utc};
 use platform::money::Won;
@@ -72,6 +74,7 @@ pub use gauges::Gauges;
 pub use give_backs::Cancelled;
 pub use holds::{HoldAttempt, NewHold};
 pub use payment_starts::{PaymentRequest, PaymentStart};
+pub use seat_changes::{SeatChange, listen as listen_for_seat_changes};
 
 const RESERVATION_COLUMNS: &str =
     "r.reservation_id, r.user_id, r.token, r.concert_id, r.schedule_id, r.seat_number, r.price,
