@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use catalog_service::{app, config::Settings};
 use concert_proto::concert::catalog::v1::{
-    AddScheduleRequest, CreateConcertRequest, GetConcertRequest, GetScheduleSeatsRequest, GradePricing,
+    self as pb, AddScheduleRequest, CreateConcertRequest, GetConcertRequest, GetScheduleSeatsRequest, GradePricing,
     ListConcertsRequest, ListSeatsRequest, catalog_admin_service_client::CatalogAdminServiceClient,
     catalog_internal_service_client::CatalogInternalServiceClient, catalog_service_client::CatalogServiceClient,
 };
@@ -85,8 +85,33 @@ async fn admin_creates_concerts_and_fifty_seat_schedules(_p: PgPoolOptions, db: 
     assert_eq!(created.schedule.as_ref().unwrap().available_seats, 50);
     let schedule_id = created.schedule.unwrap().schedule_id;
 
+    // A second, later date with other prices: the list gives the dates' span and the price
+    // range over both.
+    let cheap = vec![
+        GradePricing { grade: "VIP".into(), first_seat: 1, last_seat: 10, price: 170_000 },
+        GradePricing { grade: "S".into(), first_seat: 11, last_seat: 50, price: 60_000 },
+    ];
+    let second_at = chrono::Utc::now() + chrono::Duration::days(5);
+    let second = AddScheduleRequest { starts_at: Some(timestamp(second_at)), ..schedule(&concert.concert_id, cheap) };
+    app.admin.add_schedule(second).await.unwrap();
     let listed = app.public.list_concerts(ListConcertsRequest::default()).await.unwrap().into_inner().concerts;
-    assert_eq!(listed, vec![concert]);
+    assert_eq!(listed.len(), 1);
+    let shown = &listed[0];
+    assert_eq!((shown.upcoming_dates, shown.price_from, shown.price_to), (2, 60_000, 170_000));
+    assert!(shown.first_starts_at.unwrap().seconds < shown.last_starts_at.unwrap().seconds);
+    assert_eq!(shown.last_starts_at.unwrap().seconds, second_at.timestamp());
+    assert_eq!(
+        pb::Concert {
+            upcoming_dates: 0,
+            first_starts_at: None,
+            last_starts_at: None,
+            price_from: 0,
+            price_to: 0,
+            ..shown.clone()
+        },
+        concert,
+        "the rest is the concert as created"
+    );
 
     let layout = app
         .internal
@@ -123,6 +148,10 @@ async fn admin_creates_concerts_and_fifty_seat_schedules(_p: PgPoolOptions, db: 
         .concert
         .unwrap();
     assert_eq!(read, later);
+    // A concert with no date yet: listed with no span and no prices.
+    let listed = app.public.list_concerts(ListConcertsRequest::default()).await.unwrap().into_inner().concerts;
+    let shown = listed.iter().find(|c| c.concert_id == later.concert_id).unwrap();
+    assert_eq!((shown.upcoming_dates, shown.first_starts_at, shown.price_from, shown.price_to), (0, None, 0, 0));
     let unknown = GetConcertRequest { concert_id: uuid::Uuid::new_v4().to_string() };
     assert_eq!(app.internal.get_concert(unknown).await.unwrap_err().code(), Code::NotFound);
     let bad = GetConcertRequest { concert_id: "nope".into() };

@@ -13,6 +13,18 @@ pub struct Concert {
     pub sale_opens_at: Option<DateTime<Utc>>,
 }
 
+/// What the concert list shows of a concert's dates that have not started yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpcomingDates {
+    pub count: u32,
+    /// The first and last date's start; `None` when there is none.
+    pub first_starts_at: Option<DateTime<Utc>>,
+    pub last_starts_at: Option<DateTime<Utc>>,
+    /// The cheapest and the dearest seat of those dates; `None` when there is none.
+    pub price_from: Option<Won>,
+    pub price_to: Option<Won>,
+}
+
 /// One date of a concert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {

@@ -2,7 +2,7 @@
 use concert_proto::concert::catalog::v1::{self as pb, GradePricing};
 use platform::{convert::timestamp, money::Won, validate::FieldViolation};
 
-use crate::domain::{Concert, GradeRange, Schedule, Seat, SeatStatus, seat_layout};
+use crate::domain::{Concert, GradeRange, Schedule, Seat, SeatStatus, UpcomingDates, seat_layout};
 
 pub(super) fn concert(c: &Concert) -> pb::Concert {
     pb::Concert {
@@ -10,6 +10,19 @@ pub(super) fn concert(c: &Concert) -> pb::Concert {
         title: c.title.clone(),
         venue: c.venue.clone(),
         sale_opens_at: c.sale_opens_at.map(timestamp),
+        ..pb::Concert::default()
+    }
+}
+
+/// A concert as the list shows it, with its upcoming dates and price range.
+pub(super) fn listed_concert(c: &Concert, upcoming: &UpcomingDates) -> pb::Concert {
+    pb::Concert {
+        upcoming_dates: upcoming.count,
+        first_starts_at: upcoming.first_starts_at.map(timestamp),
+        last_starts_at: upcoming.last_starts_at.map(timestamp),
+        price_from: upcoming.price_from.map_or(0, Won::get),
+        price_to: upcoming.price_to.map_or(0, Won::get),
+        ..concert(c)
     }
 }
 

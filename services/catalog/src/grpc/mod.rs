@@ -25,7 +25,7 @@ use crate::{
         seat_maps::{Reading, SeatMaps, Watcher},
     },
 };
-use convert::{concert, grade_ranges, schedule, seat, validated_title_venue};
+use convert::{concert, grade_ranges, listed_concert, schedule, seat, validated_title_venue};
 
 /// Implements the public, admin and internal catalog APIs.
 #[derive(Debug, Clone)]
@@ -99,9 +99,10 @@ impl CatalogService for CatalogApi {
         let r = request.into_inner();
         let page = self.concert_pages.request(r.page_size, &r.page_token)?;
         let rows = self.concerts.page(&page).await?;
-        let (rows, next_page_token) = page.page(rows, |(at, c)| platform::paging::Cursor { at: *at, id: c.concert_id });
+        let (rows, next_page_token) =
+            page.page(rows, |(at, c, _)| platform::paging::Cursor { at: *at, id: c.concert_id });
         Ok(Response::new(ListConcertsResponse {
-            concerts: rows.iter().map(|(_, c)| concert(c)).collect(),
+            concerts: rows.iter().map(|(_, c, upcoming)| listed_concert(c, upcoming)).collect(),
             next_page_token,
         }))
     }

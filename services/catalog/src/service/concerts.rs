@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     clients::reservation::{Occupancy, OccupancyClient},
-    domain::{Concert, SEATS_PER_SCHEDULE, Schedule, Seat, SeatStatus},
+    domain::{Concert, SEATS_PER_SCHEDULE, Schedule, Seat, SeatStatus, UpcomingDates},
     error::CatalogError,
     store::CatalogRepo,
 };
@@ -36,8 +36,8 @@ impl Concerts {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn page(&self, page: &PageRequest) -> Result<Vec<(DateTime<Utc>, Concert)>, CatalogError> {
-        self.repo.concerts(page).await
+    pub async fn page(&self, page: &PageRequest) -> Result<Vec<(DateTime<Utc>, Concert, UpcomingDates)>, CatalogError> {
+        self.repo.concerts(page, self.clock.now()).await
     }
 
     /// One concert.

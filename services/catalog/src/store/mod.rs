@@ -5,7 +5,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    domain::{Concert, SEATS_PER_SCHEDULE, Schedule, Seat},
+    domain::{Concert, SEATS_PER_SCHEDULE, Schedule, Seat, UpcomingDates},
     error::CatalogError,
 };
 
@@ -79,20 +79,33 @@ impl CatalogRepo {
     pub async fn concerts(
         &self,
         page: &platform::paging::PageRequest,
-    ) -> Result<Vec<(DateTime<Utc>, Concert)>, CatalogError> {
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, Concert, UpcomingDates)>, CatalogError> {
         let (at, id) = page.after_parts();
+        // Per concert of the page, two probes of `schedules_by_concert` (and the seats of
+        // its upcoming dates for the price range): a page of 50 costs 100 small lookups.
         let rows = sqlx::query!(
-            "SELECT concert_id, title, venue, sale_opens_at, created_at FROM concerts
-             WHERE $1::timestamptz IS NULL OR (created_at, concert_id) < ($1, $2::uuid)
-             ORDER BY created_at DESC, concert_id DESC LIMIT $3",
+            r#"SELECT c.concert_id, c.title, c.venue, c.sale_opens_at, c.created_at,
+                      d.dates AS "dates!", d.first_starts_at, d.last_starts_at,
+                      p.price_from AS "price_from: Won", p.price_to AS "price_to: Won"
+               FROM concerts c
+               CROSS JOIN LATERAL (
+                   SELECT count(*) AS dates, min(starts_at) AS first_starts_at, max(starts_at) AS last_starts_at
+                   FROM schedules s WHERE s.concert_id = c.concert_id AND s.starts_at > $4) d
+               CROSS JOIN LATERAL (
+                   SELECT min(st.price) AS price_from, max(st.price) AS price_to
+                   FROM schedules s JOIN seats st ON st.schedule_id = s.schedule_id
+                   WHERE s.concert_id = c.concert_id AND s.starts_at > $4) p
+               WHERE $1::timestamptz IS NULL OR (c.created_at, c.concert_id) < ($1, $2::uuid)
+               ORDER BY c.created_at DESC, c.concert_id DESC LIMIT $3"#,
             at,
             id,
-            page.fetch_limit()
+            page.fetch_limit(),
+            now
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|r| {
                 let concert = Concert {
                     concert_id: r.concert_id,
@@ -100,9 +113,16 @@ impl CatalogRepo {
                     venue: r.venue,
                     sale_opens_at: r.sale_opens_at,
                 };
-                (r.created_at, concert)
+                let upcoming = UpcomingDates {
+                    count: platform::db::unsigned(r.dates, "dates")?,
+                    first_starts_at: r.first_starts_at,
+                    last_starts_at: r.last_starts_at,
+                    price_from: r.price_from,
+                    price_to: r.price_to,
+                };
+                Ok((r.created_at, concert, upcoming))
             })
-            .collect())
+            .collect()
     }
 
     /// Adds a schedule and its seats in one transaction.
