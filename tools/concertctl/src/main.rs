@@ -51,6 +51,23 @@ enum Command {
     },
     /// Prints the JWKS (public keys) that verifies tokens of the signing key.
     Jwks,
+    /// Sets a concert's admission policy (QueueAdminService.SetAdmissionPolicy); a value not
+    /// given falls back to the queue's default (QUEUE_MAX_ACTIVE, ...). Prints the policy.
+    Policy {
+        /// The concert (UUID, as `concertctl concerts` lists it).
+        #[arg(long)]
+        concert: String,
+        /// Most ACTIVE (admitted) tokens at once, 1..=1,000,000; lowered below the active
+        /// count, nobody is admitted until enough of them leave.
+        #[arg(long)]
+        max_active: Option<u64>,
+        /// Most admissions per second.
+        #[arg(long)]
+        admit_per_sec: Option<u64>,
+        /// Seconds an admitted token stays ACTIVE.
+        #[arg(long)]
+        active_ttl_secs: Option<u64>,
+    },
     /// Reconciles the wallet's ledger with reservation's payments (every won and every seat
     /// accounted for, per payment and per user); exits 1 on any violation.
     Reconcile {
@@ -73,6 +90,18 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&clients, args).await,
         Command::Audit => audit(&clients).await,
         Command::Reconcile { settled } => reconcile(&clients, settled).await,
+        Command::Policy { concert, max_active, admit_per_sec, active_ttl_secs } => {
+            use concert_proto::concert::queue::v1::SetAdmissionPolicyRequest;
+            let request = SetAdmissionPolicyRequest {
+                concert_id: concert,
+                max_active,
+                admit_per_sec,
+                active_ttl_seconds: active_ttl_secs,
+            };
+            let policy = clients.queue_admin().set_admission_policy(request).await?.into_inner().policy;
+            println!("{policy:?}");
+            Ok(())
+        }
         Command::Token { user, ttl_secs } => {
             platform::validate::key("user", &user).map_err(|v| anyhow::anyhow!("--{v}"))?;
             println!("{}", clients.minter()?.access_token(&user, std::time::Duration::from_secs(ttl_secs))?);
