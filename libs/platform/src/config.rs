@@ -56,8 +56,9 @@ pub struct DatabaseConfig {
     #[arg(long, env = "DATABASE_PGBOUNCER", default_value_t = false, requires = "database_migration_url")]
     pub database_pgbouncer: bool,
 
-    /// A direct PostgreSQL URL (not through a pooler) for the start-up migrations, whose
-    /// lock is held for a whole session. Unset: migrations use `DATABASE_URL`. Kept secret.
+    /// A direct PostgreSQL URL (not through a pooler) for what needs a whole session: the
+    /// start-up migrations (their lock) and reservation's `LISTEN` for seat changes (one
+    /// connection per replica). Unset: both use `DATABASE_URL`. Kept secret.
     #[arg(long, env = "DATABASE_MIGRATION_URL")]
     pub database_migration_url: Option<SecretString>,
 }
