@@ -17,7 +17,7 @@ if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
     { apt_get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt_get install -y --no-install-recommends chromium >/dev/null; }
 fi
 
-(cd web && npm ci --no-fund --no-audit --loglevel=error && npm test --silent)
+(cd web && npm ci --no-fund --no-audit --loglevel=error && npm run lint --silent && npm test --silent)
 
 find_postgres
 db=concert_web_e2e
@@ -38,7 +38,7 @@ export QUEUE_URL=http://127.0.0.1:20051 CATALOG_URL=http://127.0.0.1:20052 \
   AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem" \
   ADMISSION_PASS_SIGNING_KEY_FILE="$ROOT/deploy/dev-auth/admission-pass-key.pem" \
   ADMISSION_PASS_PUBLIC_KEY_FILE="$ROOT/deploy/dev-auth/admission-pass-public.pem" \
-  QUEUE_MAX_ACTIVE=1000 HOLD_TTL_SECS=15 RUST_LOG=warn
+  QUEUE_MAX_ACTIVE=1000 HOLD_TTL_SECS=30 RUST_LOG=warn
 logs=$(mktemp -d)
 pids=()
 cleanup() {
@@ -76,10 +76,10 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 
-for user in ada bea cal dan eve; do
+for user in ada bea cal dan eve fay gus hal ivy jon kim lee; do
   export "TOKEN_${user^^}=$($ctl token --user "web-$user-$$" --ttl-secs 3600)"
 done
-PAGE_URL=http://127.0.0.1:8090/ HOLD_TTL_SECS=15 node web/e2e/run.mjs || {
+CONCERTCTL=$ctl PAGE_URL=http://127.0.0.1:8090/ HOLD_TTL_SECS=30 node web/e2e/run.mjs || {
   echo "web: service logs:" >&2
   tail -n 5 "$logs"/*.log >&2
   exit 1

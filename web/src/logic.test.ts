@@ -15,10 +15,20 @@ import {
   lineText,
   moveFocus,
   pollDelayMs,
+  formatDates,
+  formatPrices,
+  formatWait,
+  formatWhen,
+  holdOf,
+  lineProgress,
   reservationWord,
+  saleStatus,
   secondsLeft,
   seatView,
+  skewOf,
 } from "./logic";
+import { ReservationSchema } from "./gen/concert/reservation/v1/reservation_pb";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 
 const seat = (n: number, status: SeatStatus, grade = "VIP", price = 150_000n) =>
   create(SeatSchema, { seatNumber: n, status, grade, price });
@@ -38,12 +48,13 @@ describe("seat map", () => {
     });
     expect(seatView(seat(2, SeatStatus.SOLD), false)).toMatchObject({ selectable: false, mark: "✕" });
     expect(seatView(seat(3, SeatStatus.HELD), false)).toMatchObject({ className: "seat seat--on-hold grade--vip", mark: "…" });
-    expect(seatView(seat(4, SeatStatus.HELD), true)).toMatchObject({ className: "seat seat--mine grade--vip", mark: "★", selectable: false });
+    // A seat of mine can be picked again, to release it.
+    expect(seatView(seat(4, SeatStatus.HELD), true)).toMatchObject({ className: "seat seat--mine grade--vip", mark: "★", selectable: true });
   });
 
   it("announces number, grade, price and status", () => {
     expect(seatView(seat(7, SeatStatus.AVAILABLE, "R", 120_000n), false).label).toBe("Seat 7, R, 120,000 won, available");
-    expect(seatView(seat(7, SeatStatus.HELD, "R", 120_000n), true).label).toBe("Seat 7, R, 120,000 won, held by you");
+    expect(seatView(seat(7, SeatStatus.HELD, "R", 120_000n), true).label).toBe("Seat 7, R, 120,000 won, held by you (select to release)");
   });
 
   it("lists each grade once, dearest first", () => {
@@ -102,7 +113,7 @@ describe("words", () => {
       [Code.FailedPrecondition, "HOLD_EXPIRED", /hold .* has expired/],
       [Code.FailedPrecondition, "RESERVATION_NOT_HELD", /hold .* has expired/],
       [Code.FailedPrecondition, "INSUFFICIENT_BALANCE", /balance was too low/],
-      [Code.FailedPrecondition, "HOLD_LIMIT", /as many seats as allowed/],
+      [Code.FailedPrecondition, "HOLD_LIMIT", /as many seats as one person may/],
       [Code.Unauthenticated, "TOKEN_EXPIRED", /turn has ended.*join the waiting room again/],
       [Code.Unauthenticated, "TOKEN_USED", /turn has ended/],
       [Code.ResourceExhausted, "RATE_LIMITED", /very busy/],
@@ -147,5 +158,75 @@ describe("a sold-out line", () => {
   it("says so in words and offers to leave", () => {
     expect(SOLD_OUT_TEXT).toMatch(/Every seat is sold/);
     expect(SOLD_OUT_TEXT).toMatch(/leave/);
+  });
+});
+
+describe("dates, prices and the sale", () => {
+  const at = Date.UTC(2026, 11, 13, 18, 30, 45);
+  it("says a date with its weekday and without seconds", () => {
+    const text = formatWhen(at, "en-US");
+    expect(text).toMatch(/^Sun, Dec 13, 2026/);
+    expect(text).not.toMatch(/:45/);
+  });
+  it("gives a concert's dates as a span with their count", () => {
+    expect(formatDates(at, at, 1, "en-US")).toMatch(/^Sun, Dec 13, 2026 · 1 date$/);
+    expect(formatDates(at, at + 8 * 86_400_000, 3, "en-US")).toMatch(/Dec 13.*21, 2026 · 3 dates$/);
+    expect(formatDates(undefined, undefined, 0)).toBe("No dates on sale");
+  });
+  it("gives the price range, or nothing without prices", () => {
+    expect(formatPrices(90_000n, 150_000n)).toBe("90,000 – 150,000 won");
+    expect(formatPrices(90_000n, 90_000n)).toBe("90,000 won");
+    expect(formatPrices(0n, 0n)).toBeUndefined();
+  });
+  it("counts down to a sale's opening, and says when it is open", () => {
+    expect(saleStatus(undefined, 0)).toEqual({ open: true, text: "On sale now" });
+    expect(saleStatus(1_000, 2_000).open).toBe(true);
+    expect(saleStatus(65_000, 0)).toEqual({ open: false, text: "Sale opens in 1:05" });
+    expect(saleStatus(3_600_000 + 5 * 60_000, 0).text).toBe("Sale opens in 1 h 05 min");
+    expect(formatWait(2 * 86_400 + 3 * 3_600)).toBe("2 d 3 h");
+  });
+  it("measures progress through the line from the first place seen", () => {
+    expect(lineProgress(101, 101)).toBe(0);
+    expect(lineProgress(101, 51)).toBe(0.5);
+    expect(lineProgress(101, 1)).toBe(1);
+    expect(lineProgress(1, 1)).toBe(1);
+    expect(lineProgress(10, 50)).toBe(0);
+  });
+});
+
+describe("holds from the server", () => {
+  const held = create(ReservationSchema, {
+    reservationId: "r1",
+    concertId: "c1",
+    scheduleId: "s1",
+    seatNumber: 12,
+    grade: "R",
+    price: 120_000n,
+    status: ReservationStatus.HELD,
+    heldAt: timestampFromMs(1_000_000),
+    expiresAt: timestampFromMs(1_300_000),
+  });
+  it("keeps a live hold with its server-clock expiry, and nothing else", () => {
+    expect(holdOf(held)).toEqual({
+      reservationId: "r1",
+      concertId: "c1",
+      scheduleId: "s1",
+      seatNumber: 12,
+      grade: "R",
+      price: 120_000,
+      expiresAt: 1_300_000,
+    });
+    expect(holdOf({ ...held, status: ReservationStatus.CONFIRMED })).toBeUndefined();
+  });
+  it("measures the server's clock against this browser's, so a 5-minute hold counts down from 5:00", () => {
+    // The server's clock is 6 s ahead: the browser sent the hold at its 994.0 s, the server
+    // stamped it at its 1,000.0 s (the call took no time there), the answer arrived 0.3 s later.
+    const sentAt = 1_000_000 - 6_000;
+    const skew = skewOf(held, sentAt);
+    expect(skew).toBe(6_000);
+    expect(formatCountdown(1_300_000, sentAt + 300 + skew)).toBe("5:00");
+    // A slow call (the stamp late in the round trip) errs toward less time, never more.
+    const slow = skewOf(held, sentAt - 2_000);
+    expect(formatCountdown(1_300_000, sentAt + 300 + slow)).toBe("4:58");
   });
 });

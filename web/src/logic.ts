@@ -1,8 +1,10 @@
 // View logic with no I/O: what the page shows for a seat, a countdown, a place in line and a
 // refusal. Unit-tested in logic.test.ts.
 import { Code, ConnectError } from "@connectrpc/connect";
+import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Seat, SeatStatus } from "./gen/concert/catalog/v1/catalog_pb";
-import { ReservationStatus } from "./gen/concert/reservation/v1/reservation_pb";
+import { type Reservation, ReservationStatus } from "./gen/concert/reservation/v1/reservation_pb";
+import type { Hold } from "./session";
 import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
 
 /** Amounts are whole won (KRW has no minor unit). */
@@ -40,15 +42,16 @@ const STATUS_WORD: Record<SeatStatus, string> = {
   [SeatStatus.SOLD]: "sold",
 };
 
-/** How one seat of the map is drawn and announced; `mine` marks the seat this user holds. */
+/** How one seat of the map is drawn and announced; `mine` marks a seat this user holds
+ * (selecting it releases it). */
 export function seatView(seat: Seat, mine: boolean): SeatView {
   const status = mine ? "mine" : STATUS_WORD[seat.status] ?? "unknown";
-  const word = mine ? "held by you" : STATUS_WORD[seat.status] ?? "unknown";
+  const word = mine ? "held by you (select to release)" : STATUS_WORD[seat.status] ?? "unknown";
   return {
     number: seat.seatNumber,
     className: `seat seat--${status.replace(" ", "-")} grade--${seat.grade.toLowerCase()}`,
     label: `Seat ${seat.seatNumber}, ${seat.grade}, ${formatWon(seat.price)}, ${word}`,
-    selectable: seat.status === SeatStatus.AVAILABLE && !mine,
+    selectable: mine || seat.status === SeatStatus.AVAILABLE,
     mark: mine ? "★" : seat.status === SeatStatus.SOLD ? "✕" : seat.status === SeatStatus.HELD ? "…" : "",
   };
 }
@@ -81,11 +84,11 @@ export function moveFocus(seatNumber: number, key: string, seats = 50, perRow = 
   return next >= 1 && next <= seats ? next : seatNumber;
 }
 
-/** The place in line in words. */
 /** Shown in the waiting room once the queue says every seat is sold (`soldOut`). */
 export const SOLD_OUT_TEXT =
   "Every seat is sold. If a ticket comes back you will still get your turn here, but it is unlikely: you may leave.";
 
+/** The place in line in words. */
 export function lineText(position: bigint, waiting: bigint, etaSeconds: bigint | undefined, preQueue: boolean): string {
   if (preQueue) return "You are in the pre-queue: places are drawn at random when the sale opens.";
   const eta =
@@ -114,7 +117,7 @@ export function describeError(err: unknown): string {
     case "INSUFFICIENT_BALANCE":
       return "Your wallet balance was too low, so the seat was released. Top up, then choose a seat again.";
     case "HOLD_LIMIT":
-      return "You already hold as many seats as allowed. Pay for or release one first.";
+      return "You already hold as many seats as one person may. Check out, or release one first.";
     case "TOKEN_EXPIRED":
     case "TOKEN_UNKNOWN":
     case "TOKEN_USED":
@@ -122,7 +125,11 @@ export function describeError(err: unknown): string {
     case "TOKEN_WAITING":
       return "It is not your turn yet. Please keep waiting in line.";
     case "ADMISSION_IN_USE":
-      return "A payment for another seat is already under way with this turn.";
+      return "A payment for other seats is already under way with this turn.";
+    case "REFUND_WINDOW_CLOSED":
+      return "This ticket can no longer be given back: the show is too close.";
+    case "NOT_OWNER":
+      return "This ticket is not yours.";
     case "PAYMENT_IN_PROGRESS":
       return "Your payment is still being processed. Please wait a moment.";
     case "SCHEDULE_STARTED":
@@ -169,4 +176,85 @@ export function pollDelayMs(pollAfterSeconds: number, random: number): number {
  * from a queue that hands out no passes. */
 export function credentialOf(status: { token: string; admissionPass: string }): string {
   return status.admissionPass || status.token;
+}
+
+/** A timestamp in ms since the epoch (undefined stays undefined). */
+export function msOf(t?: Timestamp): number | undefined {
+  return t ? timestampMs(t) : undefined;
+}
+
+/** A date and time as a buyer reads it: weekday, date, hours and minutes (no seconds), in
+ * the buyer's locale (`locale` for tests). */
+export function formatWhen(ms: number, locale?: string): string {
+  return new Intl.DateTimeFormat(locale, {
+    weekday: "short",
+    day: "numeric",
+    month: "short",
+    year: "numeric",
+    hour: "2-digit",
+    minute: "2-digit",
+  }).format(ms);
+}
+
+/** A concert's dates in words: "Sun, Dec 13, 2026" or "Sun, Dec 13 – Mon, Dec 21, 2026". */
+export function formatDates(first: number | undefined, last: number | undefined, count: number, locale?: string): string {
+  if (!first || !last || count === 0) return "No dates on sale";
+  const day = new Intl.DateTimeFormat(locale, { weekday: "short", day: "numeric", month: "short", year: "numeric" });
+  const span = first === last ? day.format(first) : day.formatRange(first, last);
+  return `${span} · ${count} ${count === 1 ? "date" : "dates"}`;
+}
+
+/** A price range in words ("90,000 – 150,000 won"), or undefined without prices. */
+export function formatPrices(from: bigint, to: bigint): string | undefined {
+  if (from <= 0n) return undefined;
+  if (from === to) return formatWon(from);
+  return `${from.toLocaleString("en-US")} – ${formatWon(to)}`;
+}
+
+/** How long until `seconds` pass, in words a countdown shows: "2 d 3 h", "1 h 05 min",
+ * "4:09". */
+export function formatWait(seconds: number): string {
+  const s = Math.max(0, Math.ceil(seconds));
+  const d = Math.floor(s / 86_400);
+  const h = Math.floor((s % 86_400) / 3_600);
+  const m = Math.floor((s % 3_600) / 60);
+  if (d > 0) return `${d} d ${h} h`;
+  if (h > 0) return `${h} h ${String(m).padStart(2, "0")} min`;
+  return `${m}:${String(s % 60).padStart(2, "0")}`;
+}
+
+/** A concert's sale as its card says it, live: open, or opening in a countdown. */
+export function saleStatus(saleOpensAt: number | undefined, now: number): { open: boolean; text: string } {
+  if (saleOpensAt === undefined || saleOpensAt <= now) return { open: true, text: "On sale now" };
+  return { open: false, text: `Sale opens in ${formatWait((saleOpensAt - now) / 1000)}` };
+}
+
+/** How far through the line a person is, 0..1, from the first place they saw. */
+export function lineProgress(firstPosition: number, position: number): number {
+  if (firstPosition <= 1) return position <= 1 ? 1 : 0;
+  return Math.min(1, Math.max(0, (firstPosition - position) / (firstPosition - 1)));
+}
+
+/** A reservation the server says is HELD as a basket entry (`undefined` for any other). */
+export function holdOf(r: Reservation): Hold | undefined {
+  const expiresAt = msOf(r.expiresAt);
+  if (r.status !== ReservationStatus.HELD || expiresAt === undefined) return undefined;
+  return {
+    reservationId: r.reservationId,
+    concertId: r.concertId,
+    scheduleId: r.scheduleId,
+    seatNumber: r.seatNumber,
+    grade: r.grade,
+    price: Number(r.price),
+    expiresAt,
+  };
+}
+
+/** The server's clock minus this browser's, from a reservation the server stamped
+ * (`held_at`) during a call this browser sent at `sentAt`; 0 without a stamp. The stamp
+ * fell between sending and arriving, so this errs by at most the round trip, and on the
+ * buyer's side: a countdown from it never shows more time than the hold has. */
+export function skewOf(r: Reservation, sentAt: number): number {
+  const heldAt = msOf(r.heldAt);
+  return heldAt === undefined ? 0 : heldAt - sentAt;
 }
