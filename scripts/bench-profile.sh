@@ -13,6 +13,9 @@
 #   scripts/bench-profile.sh ceiling-purchase    # pgbench with scripts/ceilings/purchase.sql
 #                                                # (10 s, 64 clients, as bench-ceilings.sh)
 # PERF=0 skips perf. The cluster lives in .run/pgdata-profile on 127.0.0.1:55434.
+# PROFILE_SETUP_SQL runs once the suite has migrated, before the bench: e.g. an A/B of one
+# database object with the same binaries ("ALTER TABLE reservation.reservations DISABLE
+# TRIGGER reservations_seat_taken").
 # AGING_JOINS=N first ages the database as bench-stability.sh does (N joins in another room
 # that then leave by idle expiry; QUEUE_IDLE_TIMEOUT_SECS applies) and AUTOVACUUM=on runs
 # the cluster with production settings; the profiled phase comes after.
@@ -47,6 +50,7 @@ rm -rf "$out" && mkdir -p "$out"
 start_bench_suite concert_profile
 trap 'kill "${bench_pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; stop_cluster' EXIT
 psql "$DATABASE_URL" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+[ -z "${PROFILE_SETUP_SQL:-}" ] || psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qc "$PROFILE_SETUP_SQL"
 postmaster=$(head -1 "$data/postmaster.pid")
 if [ -n "${AGING_JOINS:-}" ]; then
   echo "aging: $AGING_JOINS joins, then waiting for idle expiry to empty the line"
