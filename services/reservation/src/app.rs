@@ -59,7 +59,7 @@ pub async fn run(
     let debits = DebitBatcher::start(repo.clone(), &mut tasks);
     let saga = Saga::new(repo.clone(), wallet, queue.clone(), debits, settings.clock.clone());
 
-    spawn_background_work(&mut tasks, &repo, &saga, &settings);
+    let seat_feed = spawn_background_work(&mut tasks, &repo, &saga, &settings);
     let completions = CompletionBatcher::start(repo.clone(), queue, settings.clock.clone(), &mut tasks);
     let catalog = Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl);
     let taken = TakenSeats::new(settings.seat_taken_ttl);
@@ -72,9 +72,6 @@ pub async fn run(
         refund_deadline: settings.refund_deadline,
         lease: settings.payment_lease,
     };
-
-    let seat_changes = crate::store::listen_for_seat_changes(&settings.db, SCHEMA, &mut tasks);
-    let seat_feed = SeatFeed::start(repo.clone(), settings.clock.clone(), seat_changes, &mut tasks);
 
     let api = ReservationApi {
         auth: TokenValidator::new(
@@ -125,9 +122,15 @@ pub async fn run(
     platform::app::serve(ports, settings.limits, shutdown, tasks).await
 }
 
-/// The replica's background work: the hold sweeper, the gauges, and the recovery worker
-/// (which drives sagas inline, with no completion batcher: it finishes what it resumes).
-fn spawn_background_work(tasks: &mut platform::app::Tasks, repo: &ReservationRepo, saga: &Saga, settings: &Settings) {
+/// The replica's background work: the hold sweeper, the gauges, the recovery worker (which
+/// drives sagas inline, with no completion batcher: it finishes what it resumes), and the
+/// seat feed with its LISTEN session, which it returns for `WatchOccupancy`.
+fn spawn_background_work(
+    tasks: &mut platform::app::Tasks,
+    repo: &ReservationRepo,
+    saga: &Saga,
+    settings: &Settings,
+) -> SeatFeed {
     tasks.spawn(sweeper::sweep_expired_holds(repo.clone(), settings.clock.clone(), settings.sweep_interval));
     tasks.spawn(gauges::export_gauges(
         repo.clone(),
@@ -145,4 +148,6 @@ fn spawn_background_work(tasks: &mut platform::app::Tasks, repo: &ReservationRep
             max_attempts: settings.payment_max_attempts,
         },
     ));
+    let seat_changes = crate::store::listen_for_seat_changes(&settings.db, SCHEMA, tasks);
+    SeatFeed::start(repo.clone(), settings.clock.clone(), seat_changes, tasks)
 }

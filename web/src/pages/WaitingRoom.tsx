@@ -38,6 +38,13 @@ export function WaitingRoom() {
       }
       return s.state !== TokenState.WAITING;
     };
+    /** Whether `e` ended the turn (then the tab's admission is dropped and the buyer told). */
+    const ended = (e: unknown) => {
+      if (!turnEnded(e)) return false;
+      dispatch({ type: "turnEnded" });
+      fail(describeError(e));
+      return true;
+    };
     (async () => {
       try {
         const stream = queue.watchQueue({ token }, { ...as(access), timeoutMs: undefined, signal: abort.signal });
@@ -45,12 +52,7 @@ export function WaitingRoom() {
           if (update.status && settle(update.status)) return;
         }
       } catch (e) {
-        if (abort.signal.aborted) return;
-        if (turnEnded(e)) {
-          dispatch({ type: "turnEnded" });
-          fail(describeError(e));
-          return;
-        }
+        if (abort.signal.aborted || ended(e)) return;
       }
       let pace = 1;
       while (!abort.signal.aborted) {
@@ -59,12 +61,7 @@ export function WaitingRoom() {
           if (polled.status && settle(polled.status)) return;
           pace = polled.status?.pollAfterSeconds ?? 1;
         } catch (e) {
-          if (abort.signal.aborted) return;
-          if (turnEnded(e)) {
-            dispatch({ type: "turnEnded" });
-            fail(describeError(e));
-            return;
-          }
+          if (abort.signal.aborted || ended(e)) return;
           fail(describeError(e));
           pace = 1;
         }
