@@ -22,5 +22,7 @@ if ! find /usr/share/fonts /usr/local/share/fonts "$HOME/.local/share/fonts" -na
     { apt_get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt_get install -y --no-install-recommends fonts-dejavu-core >/dev/null; }
 fi
 cargo test --workspace --locked "$@"
+# PostgreSQL killed mid-rush and restarted: nothing lost, nothing INTERNAL, nothing restarted.
+scripts/test-db-crash.sh
 # The booking page: unit tests and the browser scenarios in headless Chromium.
 scripts/test-web.sh

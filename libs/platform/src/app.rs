@@ -10,9 +10,38 @@ use std::{future::Future, net::SocketAddr, pin::Pin};
 
 use crate::{config::ListenConfig, server::Listeners};
 
-/// Every background task of a replica: batch workers, sweepers, refreshers. Dropping or
-/// shutting down the set aborts them all; a task that ends by itself leaves the set.
-pub type Tasks = tokio::task::JoinSet<()>;
+/// Every background task of a replica (batch workers, sweepers, refreshers), and what the
+/// replica knows of its database's reachability, which the health service reports. Dropping
+/// or shutting down the set aborts them all; a task that ends by itself leaves the set.
+#[derive(Debug, Default)]
+pub struct Tasks {
+    set: tokio::task::JoinSet<()>,
+    database: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+impl Tasks {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `task` until it ends or the set is shut down.
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.set.spawn(task);
+    }
+
+    /// Aborts every task and waits until they have stopped.
+    pub async fn shutdown(&mut self) {
+        self.set.shutdown().await;
+    }
+
+    /// Whether the database answers now, as the replica's watcher sees it ([`start`]);
+    /// `None` for a task set without one.
+    #[must_use]
+    pub fn database(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.database.clone()
+    }
+}
 
 /// Resolves when the replica should stop (SIGTERM, Ctrl-C).
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -55,7 +84,8 @@ impl Service {
 }
 
 /// What every service's `app::run` starts with: its connection pool to its own schema,
-/// migrated, and its task set, already holding the pool's metrics sampler.
+/// migrated, and its task set, already holding the pool's metrics sampler and the database
+/// watcher whose verdict the health service reports ([`crate::db::watch_reachable`]).
 ///
 /// # Errors
 /// When the database is unreachable or a migration fails.
@@ -68,6 +98,9 @@ pub async fn start(
     let pool = crate::db::connect_and_migrate(db, schema, max_connections, migrator).await?;
     let mut tasks = Tasks::new();
     tasks.spawn(crate::metrics::sample_pool(pool.clone()));
+    let (reachable, watcher) = crate::db::watch_reachable(pool.clone());
+    tasks.spawn(watcher);
+    tasks.database = Some(reachable);
     Ok((pool, tasks))
 }
 
@@ -82,7 +115,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     mut tasks: Tasks,
 ) -> anyhow::Result<()> {
-    let served = crate::server::serve(ports, limits, shutdown).await;
+    let served = crate::server::serve(ports, limits, shutdown, tasks.database()).await;
     tasks.shutdown().await;
     served
 }

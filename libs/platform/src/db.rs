@@ -4,7 +4,7 @@
 //! another's. Every connection's `search_path` is that schema alone, so unqualified table
 //! names resolve to the service's own schema (including sqlx's `_sqlx_migrations`
 //! bookkeeping table); see [`connect`] for how, directly and through PgBouncer.
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -110,6 +110,41 @@ pub async fn connect_and_migrate(
     Ok(pool)
 }
 
+/// How often, and how patiently, [`watch_reachable`] asks the database.
+const REACHABLE_EVERY: Duration = Duration::from_secs(1);
+const REACHABLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether `pool`'s database answers, asked every second (`SELECT 1` through the pool, so
+/// through PgBouncer where there is one, within 2 s): the receiver, starting `true` (the
+/// pool just connected), and the watcher to run among the replica's tasks. The health
+/// service reports NOT_SERVING while it is `false`, so that load balancers and readiness
+/// probes send calls to replicas that can work, and SERVING again once it answers: the
+/// replica reconnects by itself, nothing restarts it.
+pub fn watch_reachable(
+    pool: PgPool,
+) -> (tokio::sync::watch::Receiver<bool>, impl Future<Output = ()> + Send + 'static) {
+    let (tx, rx) = tokio::sync::watch::channel(true);
+    let watcher = async move {
+        let mut every = tokio::time::interval(REACHABLE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let answered = tokio::time::timeout(REACHABLE_TIMEOUT, sqlx::query!("SELECT 1 AS one").fetch_one(&pool))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            let changed = tx.send_if_modified(|reachable| std::mem::replace(reachable, answered) != answered);
+            if changed {
+                if answered {
+                    tracing::warn!("database reachable again: serving");
+                } else {
+                    tracing::warn!("database unreachable: health NOT_SERVING until it answers");
+                }
+            }
+        }
+    };
+    (rx, watcher)
+}
+
 /// What [`begin_batch`] sends: `BEGIN` and the planner setting, in one round trip.
 pub const BEGIN_BATCH: &str = "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan";
 
@@ -172,16 +207,45 @@ pub fn sqlstate(err: &sqlx::Error) -> Option<String> {
 }
 
 /// True when `err` means "the database cannot be reached right now" (pool exhausted or
-/// closed, connection refused or dropped): the caller may retry, so services answer
+/// closed, connection refused or dropped, the server shutting down, crashed or starting, a
+/// primary demoted under the connection): the caller may retry, so services answer
 /// UNAVAILABLE rather than INTERNAL.
 #[must_use]
 pub fn is_unavailable(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
-        || sqlstate(err).is_some_and(|code| code.starts_with("08") || code == "53300" || code == "57P03")
+        || sqlstate(err).is_some_and(|code| is_unavailable_state(&code))
+}
+
+/// The SQLSTATEs that say "not now" rather than "not this": class 08 (connection exception),
+/// 53300 (too many connections), 57P01 (admin shutdown: `pg_ctl stop -m fast`, a failover
+/// manager stopping the old primary), 57P02 (crash shutdown: another backend crashed and the
+/// postmaster is resetting), 57P03 (cannot connect now: starting or in recovery), 25006
+/// (read-only transaction: the connection is on a primary that was demoted to a standby).
+#[must_use]
+pub fn is_unavailable_state(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03" | "25006")
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn losing_the_server_is_unavailable_and_a_refused_statement_is_not() {
+        for code in ["08006", "08001", "08003", "53300", "57P01", "57P02", "57P03", "25006"] {
+            assert!(super::is_unavailable_state(code), "{code}");
+        }
+        // Unique and check violations, a serialization failure, a syntax error: answers
+        // about the statement, which a retry as such would not change.
+        for code in ["23505", "23514", "40001", "42601", "57014"] {
+            assert!(!super::is_unavailable_state(code), "{code}");
+        }
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset by peer");
+        assert!(super::is_unavailable(&sqlx::Error::Io(reset)));
+        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "server closed the connection");
+        assert!(super::is_unavailable(&sqlx::Error::Io(eof)));
+        assert!(super::is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(!super::is_unavailable(&sqlx::Error::RowNotFound));
+    }
+
     #[test]
     fn an_out_of_range_column_is_an_error_naming_it_never_zero() {
         assert_eq!(super::unsigned::<i32, u32>(50, "seat_number").ok(), Some(50));

@@ -124,6 +124,12 @@ pub enum Access {
     Internal,
 }
 
+/// The health service name a liveness probe asks (`grpc: {port, service: liveness}`): SERVING
+/// while the process serves, whatever its database. The server as a whole ("") and each
+/// service follow the database as well (readiness): a replica whose database is down must be
+/// taken out of rotation, not restarted — restarting it would not bring the database back.
+pub const LIVENESS: &str = "liveness";
+
 /// The shutdown future shared by a service's ports.
 type SharedShutdown = futures::future::Shared<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>;
 
@@ -131,14 +137,47 @@ type SharedShutdown = futures::future::Shared<std::pin::Pin<Box<dyn Future<Outpu
 ///
 /// # Errors
 /// When a port cannot serve or reflection cannot load the descriptor set.
+///
+/// `database`, when given, is whether the replica's database answers
+/// (`db::watch_reachable`): every port's health reports NOT_SERVING while it does not.
 pub async fn serve(
     ports: Vec<Port>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    database: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> anyhow::Result<()> {
     let shutdown: SharedShutdown = (Box::pin(shutdown) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>).shared();
-    futures::future::try_join_all(ports.into_iter().map(|port| serve_port(port, limits, shutdown.clone()))).await?;
+    futures::future::try_join_all(
+        ports.into_iter().map(|port| serve_port(port, limits, shutdown.clone(), database.clone())),
+    )
+    .await?;
     Ok(())
+}
+
+/// Reports `names` (and the whole server, "") SERVING or NOT_SERVING as the database is
+/// reachable or not, until `shutdown` (which then reports NOT_SERVING for good).
+async fn follow_database(
+    reporter: tonic_health::server::HealthReporter,
+    names: Vec<&'static str>,
+    mut database: tokio::sync::watch::Receiver<bool>,
+    shutdown: SharedShutdown,
+) {
+    let follow = async {
+        loop {
+            let status = if *database.borrow_and_update() { ServingStatus::Serving } else { ServingStatus::NotServing };
+            reporter.set_service_status("", status).await;
+            for name in &names {
+                reporter.set_service_status(*name, status).await;
+            }
+            if database.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = follow => {}
+        () = shutdown => {}
+    }
 }
 
 /// Adds server reflection (v1 and v1alpha) to `builder`, listing and describing only what
@@ -188,12 +227,21 @@ fn access_layers(access: Access, names: &[&'static str]) -> AccessLayers {
     AccessLayers { browsers, gate, identity, await_keys }
 }
 
-async fn serve_port(port: Port, limits: Limits, shutdown: SharedShutdown) -> anyhow::Result<()> {
+async fn serve_port(
+    port: Port,
+    limits: Limits,
+    shutdown: SharedShutdown,
+    database: Option<tokio::sync::watch::Receiver<bool>>,
+) -> anyhow::Result<()> {
     let Port { listener, routes, names, access } = port;
     let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter.set_service_status(LIVENESS, ServingStatus::Serving).await;
     reporter.set_service_status("", ServingStatus::Serving).await;
     for name in &names {
         reporter.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    if let Some(database) = database {
+        tokio::spawn(follow_database(reporter.clone(), names.clone(), database, shutdown.clone()));
     }
 
     let mut builder = RoutesBuilder::from(routes);

@@ -299,4 +299,29 @@ async fn a_database_outage_is_unavailable_not_internal(_p: PgPoolOptions, db: Pg
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unavailable, Some("DATABASE_UNAVAILABLE")), "{err:?}");
     let err = app.public.list_concerts(ListConcertsRequest::default()).await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::Unavailable, Some("DATABASE_UNAVAILABLE")), "{err:?}");
+
+    // Readiness follows the database (the replica asks it every second, 2 s to answer), on
+    // both ports; liveness does not, so nothing restarts a replica that waits for its database.
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    for url in [app._server.url(), app._server.internal_url()] {
+        let mut ready = health_of(&url, "").await;
+        for _ in 0..50 {
+            if ready == not_serving {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            ready = health_of(&url, "").await;
+        }
+        assert_eq!(ready, not_serving, "{url}: readiness with the database down");
+        assert_eq!(health_of(&url, platform::server::LIVENESS).await, serving, "{url}: liveness");
+    }
+    assert_eq!(health_of(&app._server.url(), "concert.catalog.v1.CatalogService").await, not_serving);
+}
+
+/// The health status `url`'s server reports for `service` ("" for the whole server).
+async fn health_of(url: &str, service: &str) -> i32 {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mut health = HealthClient::new(platform::testing::test_channel(url));
+    health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status
 }

@@ -131,12 +131,16 @@ fn serve_internal_lane(
     let connections = settings.internal_connections;
     Ok(platform::app::run_apart("queue-internal", move || async move {
         let pool = platform::db::connect(&db, SCHEMA, connections).await?;
+        let pool_for_health = pool.clone();
         let api = api.with_tokens(api.tokens.on(QueueRepo::new(pool, clock)));
         let port = Port::internal(
             tokio::net::TcpListener::from_std(internal)?,
             Routes::new(QueueAdminServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api)),
             vec![QueueAdminServiceServer::<QueueApi>::NAME, QueueInternalServiceServer::<QueueApi>::NAME],
         );
-        platform::server::serve(vec![port], limits, shutdown).await
+        // The lane's own database watcher, on the lane's runtime (which ends with it).
+        let (reachable, watcher) = platform::db::watch_reachable(pool_for_health);
+        tokio::spawn(watcher);
+        platform::server::serve(vec![port], limits, shutdown, Some(reachable)).await
     }))
 }

@@ -65,6 +65,7 @@ async fn calls_past_the_in_flight_limit_are_refused_at_once() {
         async {
             let _ = stopped.await;
         },
+        None,
     ));
     let channel = platform::grpc_client::lazy_channel(&url).unwrap();
 

@@ -113,7 +113,7 @@ async fn serve(stand_in: Arc<StandIn>) -> RunningServer {
             Port::internal(listeners.internal, routes, vec![]),
             Port::internal(listeners.public, Routes::default(), vec![]),
         ];
-        platform::server::serve(ports, platform::server::Limits::default(), shutdown)
+        platform::server::serve(ports, platform::server::Limits::default(), shutdown, None)
     })
     .await
 }
