@@ -154,6 +154,28 @@ pub async fn serve(
     Ok(())
 }
 
+/// The port's health service, SERVING for [`LIVENESS`], the whole server ("") and `names`;
+/// the last two follow `database` from now on, when given.
+async fn health(
+    names: &[&'static str],
+    database: Option<tokio::sync::watch::Receiver<bool>>,
+    shutdown: &SharedShutdown,
+) -> (
+    tonic_health::server::HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter.set_service_status(LIVENESS, ServingStatus::Serving).await;
+    reporter.set_service_status("", ServingStatus::Serving).await;
+    for name in names {
+        reporter.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    if let Some(database) = database {
+        tokio::spawn(follow_database(reporter.clone(), names.to_vec(), database, shutdown.clone()));
+    }
+    (reporter, health_service)
+}
+
 /// Reports `names` (and the whole server, "") SERVING or NOT_SERVING as the database is
 /// reachable or not, until `shutdown` (which then reports NOT_SERVING for good).
 async fn follow_database(
@@ -234,15 +256,7 @@ async fn serve_port(
     database: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> anyhow::Result<()> {
     let Port { listener, routes, names, access } = port;
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    reporter.set_service_status(LIVENESS, ServingStatus::Serving).await;
-    reporter.set_service_status("", ServingStatus::Serving).await;
-    for name in &names {
-        reporter.set_service_status(*name, ServingStatus::Serving).await;
-    }
-    if let Some(database) = database {
-        tokio::spawn(follow_database(reporter.clone(), names.clone(), database, shutdown.clone()));
-    }
+    let (reporter, health_service) = health(&names, database, &shutdown).await;
 
     let mut builder = RoutesBuilder::from(routes);
     add_reflection(&mut builder, &names)?;
