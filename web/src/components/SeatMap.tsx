@@ -51,7 +51,7 @@ export function SeatMap({
             >
               <span aria-hidden="true">
                 {s.seatNumber}
-                {v.mark}
+                {v.mark && <span class="mark">{v.mark}</span>}
               </span>
             </button>
           );
