@@ -112,3 +112,32 @@ mod tests {
         assert!(!status.message().contains("hunter2"));
     }
 }
+
+/// A replica's bound on the long-lived streams of one RPC (WatchQueue, WatchSeats,
+/// WatchOccupancy): a slot per open stream, held until the stream is dropped, and the one
+/// refusal beyond it.
+#[derive(Debug, Clone)]
+pub struct StreamSlots {
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The refusal's message: which streams, and what to do instead.
+    full: &'static str,
+    retry_after: std::time::Duration,
+}
+
+impl StreamSlots {
+    /// Room for `max` streams; beyond it callers are told `full` and to retry after `retry_after`.
+    #[must_use]
+    pub fn new(max: usize, full: &'static str, retry_after: std::time::Duration) -> Self {
+        Self { slots: std::sync::Arc::new(tokio::sync::Semaphore::new(max)), full, retry_after }
+    }
+
+    /// A slot for one more stream.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED (reason TOO_MANY_STREAMS, with RetryInfo) when every slot is taken.
+    pub fn take(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        std::sync::Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| resource_exhausted("TOO_MANY_STREAMS", self.full, self.retry_after))
+    }
+}

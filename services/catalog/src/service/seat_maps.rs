@@ -13,7 +13,8 @@ use std::{
 };
 
 use platform::outbound::reconnect_delays;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use platform::status::StreamSlots;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use uuid::Uuid;
 
 use crate::clients::reservation::{Occupancy, OccupancyClient, occupancy_of};
@@ -36,7 +37,7 @@ type Rooms = HashMap<Uuid, watch::Sender<Reading>>;
 pub struct SeatMaps {
     occupancy: OccupancyClient,
     rooms: Arc<Mutex<Rooms>>,
-    permits: Arc<Semaphore>,
+    slots: StreamSlots,
 }
 
 /// A watcher's place: its readings and its slot among the replica's streams.
@@ -50,7 +51,12 @@ impl SeatMaps {
     /// Room for `max_streams` watchers at once.
     #[must_use]
     pub fn new(occupancy: OccupancyClient, max_streams: usize) -> Self {
-        Self { occupancy, rooms: Arc::default(), permits: Arc::new(Semaphore::new(max_streams)) }
+        let slots = StreamSlots::new(
+            max_streams,
+            "this replica serves its maximum of WatchSeats streams; poll ListSeats instead",
+            Duration::from_secs(5),
+        );
+        Self { occupancy, rooms: Arc::default(), slots }
     }
 
     /// Starts watching `schedule`, starting its feed if nobody watched it on this replica.
@@ -59,13 +65,7 @@ impl SeatMaps {
     /// RESOURCE_EXHAUSTED (reason TOO_MANY_STREAMS, with RetryInfo) when the replica serves
     /// its maximum of streams.
     pub fn watch(&self, schedule: Uuid) -> Result<Watcher, tonic::Status> {
-        let slot = Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
-            platform::status::resource_exhausted(
-                "TOO_MANY_STREAMS",
-                "this replica serves its maximum of WatchSeats streams; poll ListSeats instead",
-                Duration::from_secs(5),
-            )
-        })?;
+        let slot = self.slots.take()?;
         let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
         let readings = match rooms.get(&schedule) {
             Some(room) => room.subscribe(),

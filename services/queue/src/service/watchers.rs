@@ -11,7 +11,7 @@ use std::{
     },
 };
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use uuid::Uuid;
 
 /// token → its live stream: (generation, the signal that ends it, its slot). The slot lives
@@ -28,7 +28,7 @@ const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// The live streams of this replica.
 #[derive(Debug, Clone)]
 pub struct Watchers {
-    permits: Arc<Semaphore>,
+    slots: platform::status::StreamSlots,
     live: Live,
     generation: Arc<AtomicU64>,
 }
@@ -48,7 +48,11 @@ impl Watchers {
     #[must_use]
     pub fn new(max_streams: usize) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(max_streams)),
+            slots: platform::status::StreamSlots::new(
+                max_streams,
+                "this replica serves its maximum of WatchQueue streams; poll GetQueueStatus instead",
+                RETRY_AFTER,
+            ),
             live: Arc::new(Mutex::new(HashMap::new())),
             generation: Arc::new(AtomicU64::new(0)),
         }
@@ -60,13 +64,7 @@ impl Watchers {
     /// RESOURCE_EXHAUSTED (reason TOO_MANY_STREAMS, with RetryInfo) when the replica already
     /// serves its maximum of streams.
     pub fn register(&self, token: Uuid) -> Result<WatchGuard, tonic::Status> {
-        let permit = Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
-            platform::status::resource_exhausted(
-                "TOO_MANY_STREAMS",
-                "this replica serves its maximum of WatchQueue streams; poll GetQueueStatus instead",
-                RETRY_AFTER,
-            )
-        })?;
+        let permit = self.slots.take()?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let (stop, replaced) = oneshot::channel();
         let older = self.lock().insert(token, (generation, stop, permit));

@@ -15,7 +15,8 @@ use std::{
 
 use futures::Stream;
 use platform::clock::SharedClock;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use platform::status::StreamSlots;
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, watch};
 use uuid::Uuid;
 
 use crate::{
@@ -50,7 +51,7 @@ type Rooms = HashMap<Uuid, watch::Sender<Reading>>;
 #[derive(Debug, Clone)]
 pub struct SeatFeed {
     rooms: Arc<Mutex<Rooms>>,
-    permits: Arc<Semaphore>,
+    slots: StreamSlots,
     /// Wakes the feed to read a schedule someone started watching.
     wake: Arc<Notify>,
 }
@@ -66,7 +67,11 @@ impl SeatFeed {
     ) -> Self {
         let feed = Self {
             rooms: Arc::default(),
-            permits: Arc::new(Semaphore::new(MAX_STREAMS)),
+            slots: StreamSlots::new(
+                MAX_STREAMS,
+                "this replica serves its maximum of WatchOccupancy streams",
+                Duration::from_secs(1),
+            ),
             wake: Arc::new(Notify::new()),
         };
         tasks.spawn(feed.clone().run(repo, clock, changes));
@@ -82,13 +87,7 @@ impl SeatFeed {
         &self,
         schedule: Uuid,
     ) -> Result<impl Stream<Item = Result<Arc<Vec<OccupiedSeat>>, ReservationError>> + use<>, tonic::Status> {
-        let permit = Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
-            platform::status::resource_exhausted(
-                "TOO_MANY_STREAMS",
-                "this replica serves its maximum of WatchOccupancy streams",
-                Duration::from_secs(1),
-            )
-        })?;
+        let permit = self.slots.take()?;
         let readings = {
             let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
             rooms.entry(schedule).or_insert_with(|| watch::Sender::new(Reading::Pending)).subscribe()
