@@ -10,10 +10,11 @@
 // State lives in the tab's session (session.ts), not in the views.
 import { LocationProvider, Route, Router, useLocation } from "preact-iso";
 import { useCallback, useEffect, useMemo, useReducer, useState } from "preact/hooks";
-import { as, reservation, subjectOf } from "./api";
+import { subjectOf } from "./api";
 import { currentAccessToken, keepDevToken, signOut } from "./auth";
 import { HoldBar } from "./components/HoldBar";
-import { describeError, holdOf } from "./logic";
+import { syncHolds } from "./holds";
+import { describeError } from "./logic";
 import { Checkout } from "./pages/Checkout";
 import { Concerts } from "./pages/Concerts";
 import { Confirmation } from "./pages/Confirmation";
@@ -117,13 +118,7 @@ function SignedIn({ access }: { access: string }) {
   // The server is the authority on holds: at start (a reload, a second tab), the live holds
   // it lists replace what the tab remembers, with those placed elsewhere.
   useEffect(() => {
-    reservation
-      .listReservations({ pageSize: 50 }, as(access))
-      .then((r) => {
-        const live = r.reservations.map(holdOf).filter((h) => h !== undefined);
-        dispatch({ type: "synced", holds: live });
-      })
-      .catch(() => undefined);
+    syncHolds(access, dispatch).catch(() => undefined);
   }, [access]);
 
   const serverNow = now + session.skewMs;

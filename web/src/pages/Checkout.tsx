@@ -2,7 +2,8 @@ import { ConnectError } from "@connectrpc/connect";
 import { useLocation } from "preact-iso";
 import { useEffect, useState } from "preact/hooks";
 import { as, reservation, wallet } from "../api";
-import { formatWhen, formatWon, holdOf, isNetworkError, reasonOf } from "../logic";
+import { syncHolds } from "../holds";
+import { formatWhen, formatWon, isNetworkError, reasonOf } from "../logic";
 import { startOf } from "../schedules";
 import { basket, payKeyFor, total } from "../session";
 import { Heading, useShop } from "../shop";
@@ -39,12 +40,6 @@ export function Checkout() {
       setBalance(r.balance);
     });
 
-  /** The server's live holds now (after a refusal that may have released some). */
-  const resync = async () => {
-    const r = await reservation.listReservations({ pageSize: 50 }, as(access));
-    dispatch({ type: "synced", holds: r.reservations.map(holdOf).filter((h) => h !== undefined) });
-  };
-
   const pay = () =>
     run(async () => {
       if (!admission || !credential) return;
@@ -78,7 +73,8 @@ export function Checkout() {
           // A refused debit ends the payment and releases every seat of the order (the
           // saga's compensation); an expired hold was released by the server too.
           if (reason === "INSUFFICIENT_BALANCE" || reason === "HOLD_EXPIRED" || reason === "RESERVATION_NOT_HELD") {
-            await resync().catch(() => undefined);
+            // The server's live holds now: the refusal may have released some.
+            await syncHolds(access, dispatch).catch(() => undefined);
             setBalance((await wallet.getBalance({}, as(access))).balance);
           }
           throw e;

@@ -2,7 +2,8 @@ import { useLocation } from "preact-iso";
 import { useCallback, useEffect, useState } from "preact/hooks";
 import { as, reservation } from "../api";
 import { type Payment, PaymentStatus, type Reservation, ReservationStatus } from "../gen/concert/reservation/v1/reservation_pb";
-import { formatCountdown, formatWhen, formatWon, holdOf, msOf, reservationWord } from "../logic";
+import { syncHolds } from "../holds";
+import { formatCountdown, formatWhen, formatWon, msOf, reservationWord } from "../logic";
 import { Heading, useShop } from "../shop";
 
 const PAYMENT_WORD: Record<PaymentStatus, string> = {
@@ -22,12 +23,11 @@ export function MyTickets() {
   const [confirming, setConfirming] = useState<string>();
 
   const load = useCallback(async () => {
-    const [r, p] = await Promise.all([
-      reservation.listReservations({ pageSize: 50 }, as(access)),
+    const [reservations, p] = await Promise.all([
+      syncHolds(access, dispatch),
       reservation.listPayments({ pageSize: 50 }, as(access)),
     ]);
-    setMine({ reservations: r.reservations, payments: p.payments });
-    dispatch({ type: "synced", holds: r.reservations.map(holdOf).filter((h) => h !== undefined) });
+    setMine({ reservations, payments: p.payments });
   }, [access, dispatch]);
   useEffect(() => {
     void run(load);
