@@ -4,11 +4,16 @@
 //! another's. Every connection's `search_path` is that schema alone, so unqualified table
 //! names resolve to the service's own schema (including sqlx's `_sqlx_migrations`
 //! bookkeeping table); see [`connect`] for how, directly and through PgBouncer.
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        LazyLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use sqlx::{PgPool, Postgres, Transaction, migrate::Migrator, postgres::PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction, migrate::Migrator, pool::PoolConnectionMetadata, postgres::PgPoolOptions};
 
 use crate::config::{DbOptions, Pooler};
 
@@ -26,6 +31,44 @@ static LONE_BATCH_PREPARED: AtomicBool = AtomicBool::new(false);
 #[must_use]
 pub fn lone_batch_prepared() -> bool {
     LONE_BATCH_PREPARED.load(Ordering::Relaxed)
+}
+
+/// When this process last saw a statement refused as a read-only transaction (SQLSTATE
+/// 25006), in milliseconds since [`EPOCH`] plus one (0: never).
+static READ_ONLY_SEEN: AtomicU64 = AtomicU64::new(0);
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn millis_since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*EPOCH).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Records that `err` was a write refused because the connection is on a standby (SQLSTATE
+/// 25006): the primary it was opened to has been demoted, and the failover manager promoted
+/// another. Every connection opened before this moment is then closed instead of reused
+/// ([`keep_connection`]): some of them are on the demoted node, and would fail every write
+/// until closed. The new ones go where the router (HAProxy, the operator's read-write
+/// service) now points: the new primary. Called where database errors become
+/// [`crate::error::SystemError`].
+pub fn note_read_only(err: &sqlx::Error) {
+    if sqlstate(err).as_deref() == Some(READ_ONLY_TRANSACTION) {
+        let now = millis_since_epoch(Instant::now()).saturating_add(1);
+        if READ_ONLY_SEEN.swap(now, Ordering::Relaxed) == 0 {
+            tracing::warn!("a write met a read-only (demoted) node: closing the pool's older connections");
+        }
+    }
+}
+
+/// Whether a pooled connection may be used (again): not if it was opened before the last
+/// read-only refusal ([`note_read_only`]). One atomic load per acquire and release while no
+/// demotion was seen. Connections opened in the same millisecond as the refusal are closed
+/// too (erring toward a reconnect).
+fn keep_connection(meta: &PoolConnectionMetadata) -> bool {
+    let seen = READ_ONLY_SEEN.load(Ordering::Relaxed);
+    if seen == 0 {
+        return true;
+    }
+    let opened = Instant::now().checked_sub(meta.age).map_or(0, millis_since_epoch).saturating_add(1);
+    opened > seen
 }
 
 /// Opens a pool whose connections use `schema` as their only search path, without JIT.
@@ -63,6 +106,9 @@ pub async fn connect(db: &DbOptions, schema: &str, max_connections: u32) -> anyh
         // One DEBUG event per acquire with its wait, which `metrics::PoolWaitLayer` records
         // (the log filter keeps it out of the logs).
         .acquire_time_level(log::LevelFilter::Debug)
+        // A connection left on a demoted primary is closed, not handed out again.
+        .before_acquire(|_, meta| Box::pin(async move { Ok(keep_connection(&meta)) }))
+        .after_release(|_, meta| Box::pin(async move { Ok(keep_connection(&meta)) }))
         .connect_with(options.application_name(schema))
         .await?;
     Ok(pool)
@@ -196,6 +242,8 @@ pub const FOREIGN_KEY_VIOLATION: &str = "23503";
 pub const CHECK_VIOLATION: &str = "23514";
 /// SQLSTATE of a serialization failure.
 pub const SERIALIZATION_FAILURE: &str = "40001";
+/// SQLSTATE of a write in a read-only transaction: on a standby, a demoted primary.
+pub const READ_ONLY_TRANSACTION: &str = "25006";
 
 /// The SQLSTATE of a database error, if `err` is one.
 #[must_use]
@@ -220,7 +268,8 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
 /// 53300 (too many connections), 57P01 (admin shutdown: `pg_ctl stop -m fast`, a failover
 /// manager stopping the old primary), 57P02 (crash shutdown: another backend crashed and the
 /// postmaster is resetting), 57P03 (cannot connect now: starting or in recovery), 25006
-/// (read-only transaction: the connection is on a primary that was demoted to a standby).
+/// (read-only transaction: the connection is on a primary that was demoted to a standby;
+/// [`note_read_only`] then closes it).
 #[must_use]
 pub fn is_unavailable_state(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03" | "25006")

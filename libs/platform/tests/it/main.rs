@@ -3,3 +3,4 @@
 mod db_batch;
 mod load_shed;
 mod pool_wait;
+mod read_only;
