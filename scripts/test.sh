@@ -24,5 +24,8 @@ fi
 cargo test --workspace --locked "$@"
 # PostgreSQL killed mid-rush and restarted: nothing lost, nothing INTERNAL, nothing restarted.
 scripts/test-db-crash.sh
+# Patroni fails over from a killed primary to its synchronous standby, then switches back:
+# nothing acknowledged is lost.
+scripts/test-failover.sh
 # The booking page: unit tests and the browser scenarios in headless Chromium.
 scripts/test-web.sh

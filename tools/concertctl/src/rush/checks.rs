@@ -17,7 +17,7 @@ use std::{
 
 use concert_proto::concert::{
     queue::v1::{ExportTokensRequest, TokenRecord, TokenState},
-    reservation::v1::SagaState,
+    reservation::v1::{PaymentRecord, SagaState},
 };
 use futures::StreamExt;
 
@@ -127,6 +127,8 @@ pub async fn run(
         ),
     ));
 
+    checks.push(acknowledged_and_lost(&books, &payments, traces));
+
     // Money, per person.
     let accounts: HashMap<&str, _> = books.accounts.iter().map(|a| (a.user_id.as_str(), a)).collect();
     let mut astray = Vec::new();
@@ -156,6 +158,53 @@ pub async fn run(
     checks.push(fifo(&tokens));
     checks.push(join_order(&tokens, traces));
     Ok(checks)
+}
+
+/// Every write a person was answered OK is in the books (what a Jepsen test asks of a
+/// database across a crash or failover): each payment answered OK is there by its id, paid
+/// (CONFIRMED or COMPLETED), with the seats the person was told; each charge answered OK is
+/// in that person's wallet (a person charges at most once, so their acknowledged won must
+/// all be in `charged`).
+fn acknowledged_and_lost(books: &reconcile::WalletBooks, payments: &[PaymentRecord], traces: &[Trace]) -> Check {
+    let by_id: HashMap<&str, &PaymentRecord> = payments.iter().map(|p| (p.payment_id.as_str(), p)).collect();
+    let charged: HashMap<&str, i64> = books.accounts.iter().map(|a| (a.user_id.as_str(), a.charged)).collect();
+    let (mut paid, mut charges, mut won) = (0, 0, 0);
+    let mut lost = Vec::new();
+    for t in traces {
+        if let Some(id) = &t.payment_id {
+            paid += 1;
+            let seats: HashSet<(&str, u32)> = t.bought.iter().map(|(s, seat, _)| (s.as_str(), *seat)).collect();
+            match by_id.get(id.as_str()) {
+                None => lost.push(format!("{}: payment {id} answered OK is not in the books", t.user)),
+                Some(p) if !matches!(SagaState::try_from(p.state), Ok(SagaState::Confirmed | SagaState::Completed)) => {
+                    lost.push(format!("{}: payment {id} answered OK is {:?} in the books", t.user, p.state()));
+                }
+                Some(p) => {
+                    let kept: HashSet<(&str, u32)> = if p.seats.is_empty() {
+                        HashSet::from([(p.schedule_id.as_str(), p.seat_number)])
+                    } else {
+                        p.seats.iter().map(|s| (s.schedule_id.as_str(), s.seat_number)).collect()
+                    };
+                    if kept != seats {
+                        lost.push(format!("{}: payment {id} was answered for seats {seats:?}, the books have {kept:?}", t.user));
+                    }
+                }
+            }
+        }
+        if t.charged > 0 {
+            charges += 1;
+            won += t.charged;
+            let kept = charged.get(t.user.as_str()).copied().unwrap_or(0);
+            if kept < t.charged {
+                lost.push(format!("{}: {} won charged and answered OK, the wallet has {kept} won charged", t.user, t.charged));
+            }
+        }
+    }
+    let detail = format!(
+        "acknowledged and lost: {}; {paid} payments and {charges} charges ({won} won) were answered OK",
+        lost.len()
+    );
+    check("acknowledged and lost", &lost, detail)
 }
 
 async fn export_tokens(clients: &Clients, concert_id: &str) -> anyhow::Result<Vec<TokenRecord>> {

@@ -7,6 +7,7 @@
 //! when each call was due, so a generator that falls behind does not hide latency) and
 //! status codes, and per second the line's length, admissions and p99. Afterwards the
 //! invariants are checked ([`checks`]); any violation fails the run.
+mod acks;
 mod checks;
 mod person;
 mod plot;
@@ -93,6 +94,11 @@ pub struct RushArgs {
     /// HTTP/2 connections (per service) the people share; 0: one per 250 people, 4..=400.
     #[arg(long, default_value_t = 0)]
     pub connections: usize,
+    /// Log every try of a write (HoldSeat, Charge, PayReservation) and its answer here, one
+    /// JSON line each (what an acknowledged one did included): the client's record of what it
+    /// was told, which the checks compare with the books.
+    #[arg(long)]
+    pub ack_log: Option<std::path::PathBuf>,
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -268,6 +274,7 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
         sold_out: Default::default(),
         seed: args.seed,
         seats_per_person: args.seats_per_person,
+        acks: args.ack_log.as_deref().map(|path| acks::AckLog::create(path)).transpose()?,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for person in people {
@@ -281,6 +288,9 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
     let elapsed = start.elapsed();
     let generator_cpu = process_cpu().saturating_sub(cpu_at_start);
     let sell_out = watcher.await?;
+    if let Some(log) = &ctx.acks {
+        log.finish()?;
+    }
     let (rpcs, timeline) = ctx.recorder.finish(elapsed);
     let checks = checks::run(clients, &concert_id, &schedules, &traces).await?;
     Ok(RushReport::new(args, seats, elapsed, generator_cpu, sell_out, &traces, &rpcs, &timeline, checks))

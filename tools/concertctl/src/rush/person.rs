@@ -67,6 +67,8 @@ pub struct Trace {
     /// A payment (its seats and prices) whose answer never came: it may or may not have been
     /// made.
     pub pay_unknown: Vec<(String, u32, i64)>,
+    /// The payment answered OK, by id.
+    pub payment_id: Option<String>,
     pub end: End,
 }
 
@@ -97,6 +99,17 @@ pub struct Ctx {
     pub seed: u64,
     /// Most seats one person buys together (each person wants 1..=this, at random).
     pub seats_per_person: u32,
+    /// Every write's tries and answers, when asked for (`--ack-log`).
+    pub acks: Option<super::acks::AckLog>,
+}
+
+impl Ctx {
+    /// Logs a try of a write, when the run keeps an acknowledgement log.
+    pub(super) fn ack(&self, rpc: Rpc, code: Code, ack: &super::acks::Ack<'_>) {
+        if let Some(log) = &self.acks {
+            log.record(rpc, code, ack);
+        }
+    }
 }
 
 /// How a person waits in line.
@@ -161,6 +174,7 @@ impl Person {
             bought: Vec::new(),
             charge_unknown: 0,
             pay_unknown: Vec::new(),
+            payment_id: None,
             end: End::Failed,
         };
         let due = ctx.recorder.start + self.arrival;

@@ -15,6 +15,7 @@ use rand::{Rng, rngs::StdRng};
 use tonic::{Code, Status};
 
 use super::{
+    acks::Ack,
     person::{Abandon, Ctx, End, Person, Trace, rec, transient},
     stats::Rpc,
 };
@@ -150,7 +151,20 @@ impl Person {
             let request = session
                 .request(HoldSeatRequest { schedule_id: schedule_id.into(), seat_number: seat })
                 .map_err(|_| End::Failed)?;
-            match rec(ctx, Rpc::HoldSeat, t, c.reservation().hold_seat(request).await) {
+            let answer = rec(ctx, Rpc::HoldSeat, t, c.reservation().hold_seat(request).await);
+            let code = answer.as_ref().map_or_else(Status::code, |_| Code::Ok);
+            let reservation_id = answer.as_ref().ok().and_then(|r| r.get_ref().reservation.as_ref());
+            ctx.ack(
+                Rpc::HoldSeat,
+                code,
+                &Ack {
+                    user: &self.user,
+                    reservation_id: reservation_id.map(|r| r.reservation_id.as_str()),
+                    seats: vec![(schedule_id, seat)],
+                    ..Ack::default()
+                },
+            );
+            match answer {
                 Ok(r) => {
                     let reservation = r.into_inner().reservation.ok_or(End::Failed)?;
                     return Ok(Some(Held {
@@ -207,7 +221,21 @@ impl Person {
             })
             .await;
         match paid {
-            Ok(_) => {
+            Ok(r) => {
+                let payment_id = r.into_inner().payment.map(|p| p.payment_id).unwrap_or_default();
+                ctx.ack(
+                    Rpc::PayReservation,
+                    Code::Ok,
+                    &Ack {
+                        user: &self.user,
+                        payment_id: Some(&payment_id),
+                        idempotency_key: Some(&key),
+                        amount: Some(held.iter().map(|h| h.price).sum()),
+                        seats: held.iter().map(|h| (h.schedule_id.as_str(), h.seat)).collect(),
+                        ..Ack::default()
+                    },
+                );
+                trace.payment_id = Some(payment_id);
                 trace.bought = held.iter().map(|h| (h.schedule_id.clone(), h.seat, h.price)).collect();
                 ctx.gauges.paid.fetch_add(held.len() as u64, Ordering::Relaxed);
                 for _ in held {
@@ -259,6 +287,11 @@ impl Person {
             .await;
         match charged {
             Ok(_) => {
+                ctx.ack(
+                    Rpc::Charge,
+                    Code::Ok,
+                    &Ack { user: &self.user, idempotency_key: Some(&key), amount: Some(amount), ..Ack::default() },
+                );
                 trace.charged += amount;
                 Ok(())
             }
@@ -272,13 +305,23 @@ impl Person {
     }
 
     /// A call retried (up to [`TRIES`] tries, 200 ms apart, same idempotency key) while it
-    /// fails transiently; each try is recorded.
+    /// fails transiently; each try is recorded, and a failed try of a write (Charge,
+    /// PayReservation) is logged (its success is logged by the caller, with what was done).
     async fn retried<T, F, Fut>(&self, ctx: &Ctx, rpc: Rpc, call: F) -> Result<T, Status>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let pace = ConstantBuilder::default().with_delay(Duration::from_millis(200)).with_max_times(TRIES - 1);
-        (|| async { rec(ctx, rpc, Instant::now(), call().await) }).retry(pace).when(|s| transient(s.code())).await
+        (|| async {
+            let answer = rec(ctx, rpc, Instant::now(), call().await);
+            if let (Err(s), Rpc::Charge | Rpc::PayReservation) = (&answer, rpc) {
+                ctx.ack(rpc, s.code(), &Ack { user: &self.user, ..Ack::default() });
+            }
+            answer
+        })
+        .retry(pace)
+        .when(|s| transient(s.code()))
+        .await
     }
 }
