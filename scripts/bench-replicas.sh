@@ -18,9 +18,9 @@ out=$(mktemp -d)
 
 run() { # replicas
   QUEUE_REPLICAS=$1 start_bench_suite concert_replicas
-  local second=http://127.0.0.1:51151
-  [ "$1" != 2 ] || second=http://127.0.0.1:51191
-  QUEUE_URL=http://127.0.0.1:51151 "$bin/concertctl" bench --quiet --json "$out/$1-a.json" \
+  local second=http://127.0.0.1:61151
+  [ "$1" != 2 ] || second=http://127.0.0.1:61191
+  QUEUE_URL=http://127.0.0.1:61151 "$bin/concertctl" bench --quiet --json "$out/$1-a.json" \
     queue --waiting "$joins" --seconds 1 >/dev/null &
   local a=$!
   QUEUE_URL=$second "$bin/concertctl" bench --quiet --json "$out/$1-b.json" \

@@ -15,7 +15,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EPHEMERAL = range(32768, 61000)
 PORT = re.compile(r"(?::|\$\(\()(\d{4,5})\b")
-SCRIPTS = ["scripts/test.sh", "scripts/test-web.sh", "scripts/test-fresh-postgres.sh", "web/e2e/run.mjs"]
+SCRIPTS = [
+    "scripts/test.sh",
+    "scripts/test-web.sh",
+    "scripts/test-fresh-postgres.sh",
+    "scripts/test-db-crash.sh",
+    "scripts/test-failover.sh",
+    "scripts/test-backup.sh",
+    "scripts/lib/bench-suite.sh",
+    "web/e2e/run.mjs",
+]
 
 
 def main() -> int:

@@ -8,7 +8,7 @@
 #   - no service restarted (same processes), and sales went on after the restart;
 #   - the recovery worker settled every payment the crash interrupted: `concertctl reconcile
 #     --settled` and `concertctl audit` are clean (every won and every seat accounted for).
-# A private cluster on 127.0.0.1:55438 (.run/pgdata-crash, removed first), this tree's debug
+# A private cluster on 127.0.0.1:62438 (.run/pgdata-crash, removed first), this tree's debug
 # builds (BENCH_BIN_DIR to use others) on the bench ports, a small rush as the traffic.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +16,7 @@ cd "$ROOT"
 # shellcheck source=lib/postgres.sh
 . scripts/lib/postgres.sh
 data="$ROOT/.run/pgdata-crash"
-port=55438
+port=62438
 out="${CARGO_TARGET_DIR:-$ROOT/target}/db-crash"
 rm -rf "$data" "$out"
 mkdir -p "$out"

@@ -204,7 +204,7 @@ services=("${bench_pids[@]}")
 now() { python3 -c 'import time; print(f"{time.time():.3f}")'; }
 echo "failover: a rush of 4,000 people for 1,000 seats over both reservation replicas"
 "$ctl" bench rush --users 4000 --seats 1000 --arrival-rate 60 --max-active 100 --seats-per-person 2 \
-  --duration 110 --targets reservation=http://127.0.0.1:51153,http://127.0.0.1:51173 \
+  --duration 110 --targets reservation=http://127.0.0.1:61153,http://127.0.0.1:61173 \
   --ack-log "$out/acks.jsonl" --quiet --json "$out/rush.json" >"$out/rush.log" 2>&1 &
 rush=$!
 sleep 12

@@ -27,5 +27,8 @@ scripts/test-db-crash.sh
 # Patroni fails over from a killed primary to its synchronous standby, then switches back:
 # nothing acknowledged is lost.
 scripts/test-failover.sh
+# A base backup taken mid-rush plus the archived WAL restore into a fresh cluster whose books
+# are the lost one's.
+scripts/test-backup.sh
 # The booking page: unit tests and the browser scenarios in headless Chromium.
 scripts/test-web.sh

@@ -1,15 +1,18 @@
 # Starts a fresh suite of release builds for benchmarks (sourced by bench-rush.sh and
 # bench-ceilings.sh): its own database (recreated), queue, catalog, wallet and two
-# reservation replicas on ports 5115x/5116x and 5117x/5118x, so a demo suite from
+# reservation replicas on ports 6115x/6116x and 6117x/6118x (outside the ephemeral range,
+# where a client socket could hold them), so a demo suite from
 # run-suite.sh may keep running. Stopped when the sourcing script exits.
 # Sets DATABASE_URL, bin (where the binaries are) and queue_pid (the first queue replica). BENCH_BIN_DIR runs the
 # binaries of a saved build instead of building this tree's.
 # shellcheck source=postgres.sh
 . "$ROOT/scripts/lib/postgres.sh"
 
-start_bench_suite() { # database name
+start_bench_suite() { # database name, [keep: start on the database as it is (a restored one)]
   find_postgres
-  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
+  if [ "${2:-}" != keep ]; then
+    psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
+  fi
   ensure_database "$1"
   export DATABASE_URL="${PG_ADMIN_URL%/*}/$1"
   # BENCH_BIN_DIR: binaries saved from another build, for A/B runs interleaved against the
@@ -24,10 +27,10 @@ start_bench_suite() { # database name
   mkdir -p "$logs"
   bench_pids=()
   trap 'kill "${bench_pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-  export QUEUE_INTERNAL_URL=http://127.0.0.1:51161 CATALOG_INTERNAL_URL=http://127.0.0.1:51162 \
-    RESERVATION_INTERNAL_URL=http://127.0.0.1:51163 WALLET_INTERNAL_URL=http://127.0.0.1:51164 \
-    QUEUE_URL=http://127.0.0.1:51151 CATALOG_URL=http://127.0.0.1:51152 \
-    RESERVATION_URL=http://127.0.0.1:51153 WALLET_URL=http://127.0.0.1:51154
+  export QUEUE_INTERNAL_URL=http://127.0.0.1:61161 CATALOG_INTERNAL_URL=http://127.0.0.1:61162 \
+    RESERVATION_INTERNAL_URL=http://127.0.0.1:61163 WALLET_INTERNAL_URL=http://127.0.0.1:61164 \
+    QUEUE_URL=http://127.0.0.1:61151 CATALOG_URL=http://127.0.0.1:61152 \
+    RESERVATION_URL=http://127.0.0.1:61153 WALLET_URL=http://127.0.0.1:61154
   export AUTH_JWKS_FILE="$ROOT/deploy/dev-auth/jwks.json" AUTH_ISSUER=https://dev-auth.concert.invalid/ \
     AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem" \
     ADMISSION_PASS_SIGNING_KEY_FILE="$ROOT/deploy/dev-auth/admission-pass-key.pem" \
@@ -41,18 +44,18 @@ start_bench_suite() { # database name
     MAX_IN_FLIGHT_REQUESTS="${MAX_IN_FLIGHT_REQUESTS:-4096}" \
     QUEUE_JOIN_RATE_TOTAL="${QUEUE_JOIN_RATE_TOTAL:-5000}" \
     QUEUE_MAX_ACTIVE="${QUEUE_MAX_ACTIVE:-100000}" RUST_LOG="${RUST_LOG:-warn}"
-  bench_start wallet wallet 51154 51164
-  bench_start queue queue 51151 51161
-  # QUEUE_REPLICAS=2: a second queue replica on 51191/51201 (the line lives in PostgreSQL, so
+  bench_start wallet wallet 61154 61164
+  bench_start queue queue 61151 61161
+  # QUEUE_REPLICAS=2: a second queue replica on 61191/61201 (the line lives in PostgreSQL, so
   # replicas share it); scripts pass it to the load with --targets.
   if [ "${QUEUE_REPLICAS:-1}" = 2 ]; then
-    bench_start queue queue-1 51191 51201
+    bench_start queue queue-1 61191 61201
   fi
-  bench_start catalog catalog 51152 51162
-  bench_start reservation reservation-0 51153 51163
+  bench_start catalog catalog 61152 61162
+  bench_start reservation reservation-0 61153 61163
   "$bin/concertctl" wait --only wallet --timeout-secs 60 >/dev/null
   "$bin/concertctl" wait --only reservation --timeout-secs 60 >/dev/null
-  bench_start reservation reservation-1 51173 51183
+  bench_start reservation reservation-1 61173 61183
   "$bin/concertctl" wait --timeout-secs 60 >/dev/null
 }
 
