@@ -12,6 +12,9 @@ reservation its LISTEN session (one per replica, for the live seat maps; always 
   service replica starting at once, plus reservation's LISTEN sessions (direct, one per
   replica), plus the reserve, must fit the max_connections named by
   the PgBouncer Deployment's annotation concert.example/postgres-max-connections.
+- With a CloudNativePG Pooler (prod) the same sums, from the Pooler's parameters and
+  instances (one pool per service role: each connects as its own user to one database), must
+  fit the Cluster's `postgresql.parameters.max_connections`.
 Exits 1, saying which sum is too big, when the budget does not hold.
 """
 import re
@@ -59,8 +62,24 @@ def main():
         return 1
 
     bouncer = next((d for d in by_kind.get("Deployment", []) if d["metadata"]["name"] == "pgbouncer"), None)
+    pooler = next((p for p in by_kind.get("Pooler", []) if p["spec"].get("type", "rw") == "rw"), None)
     ok = True
-    if bouncer is None:
+    if pooler is not None:
+        cluster = next(c for c in by_kind["Cluster"] if c["metadata"]["name"] == pooler["spec"]["cluster"]["name"])
+        params = pooler["spec"]["pgbouncer"].get("parameters", {})
+        max_client, pool = int(params.get("max_client_conn", 1000)), int(params.get("default_pool_size", 20))
+        bouncers = pooler["spec"].get("instances", 1)
+        limit = int(cluster["spec"].get("postgresql", {}).get("parameters", {}).get("max_connections", 100))
+        users = len(lines)
+        client_ok = clients <= max_client * bouncers
+        server = pool * users * bouncers + replicas + listeners
+        server_ok = server + RESERVED <= limit
+        ok = client_ok and server_ok
+        print(f"budget {overlay}: {' + '.join(lines)} = {clients} client connections "
+              f"{'within' if client_ok else 'EXCEED'} {bouncers} Pooler instances × max_client_conn {max_client}; "
+              f"server {pool} × {users} roles × {bouncers} + {replicas} migrating + {listeners} LISTEN = {server} (+{RESERVED} reserved) "
+              f"{'within' if server_ok else 'EXCEEDS'} Cluster {cluster['metadata']['name']} max_connections {limit}")
+    elif bouncer is None:
         pg = next((s for s in by_kind.get("StatefulSet", []) if s["metadata"]["name"] == "postgres"), None)
         if pg is None:
             print(f"budget {overlay}: neither PgBouncer nor an in-cluster PostgreSQL to check against", file=sys.stderr)

@@ -27,6 +27,9 @@ if command -v kubectl >/dev/null 2>&1; then
     echo "k8s $name: kustomize renders $(grep -c '^kind:' <<<"$rendered") objects"
     "$venv/bin/kubernetes-validate" --quiet --strict -k 1.30 - <<<"$rendered"
     echo "k8s $name: schemas valid for 1.30"
+    # Custom resources (the CloudNativePG Cluster, Pooler, ScheduledBackup) against the CRDs
+    # vendored in k8s/vendor: kubernetes-validate only warns about kinds it does not know.
+    "$venv/bin/python" scripts/check-crds.py "$name" <<<"$rendered"
     "$venv/bin/python" scripts/check-connection-budget.py "$name" <<<"$rendered"
   done
 else

@@ -258,10 +258,16 @@ for name, at in events.items():
         continue
     first, last = fails[0]["at_ms"] / 1000 - at, fails[-1]["at_ms"] / 1000 - at
     ok_after = next((t["at_ms"] / 1000 - at for t in after if t["code"] == "Ok" and t["at_ms"] > fails[-1]["at_ms"]), None)
+    # The outage as a writer felt it: from the last write acknowledged before the first
+    # failure (calls in flight at the kill hang until they fail) to the first one after the last.
+    ok_before = max((t["at_ms"] / 1000 - at for t in tries if t["code"] == "Ok" and t["at_ms"] < fails[0]["at_ms"]), default=None)
     codes = Counter(f"{t['rpc']} {t['code']}" for t in fails)
-    print(f"failover: {name}: writes failed from +{first:.1f} s to +{last:.1f} s after it "
-          f"(window {last - first:.1f} s); first acknowledged write after: +{ok_after:.1f} s" if ok_after is not None else
-          f"failover: {name}: writes failed from +{first:.1f} s to +{last:.1f} s; none acknowledged after")
+    if ok_after is None:
+        bad.append(f"{name}: no write acknowledged after it")
+        print(f"failover: {name}: writes failed from +{first:.1f} s to +{last:.1f} s; none acknowledged after")
+    else:
+        print(f"failover: {name}: writes failed from +{first:.1f} s to +{last:.1f} s after it; no write acknowledged "
+              f"from {ok_before:+.1f} s to +{ok_after:.1f} s (write outage {ok_after - ok_before:.1f} s)")
     print("failover:   failed tries:", ", ".join(f"{k} ×{v}" for k, v in sorted(codes.items())))
 acked = Counter(t["rpc"] for t in tries if t["code"] == "Ok")
 print("failover: writes acknowledged:", ", ".join(f"{k} ×{v}" for k, v in sorted(acked.items())))

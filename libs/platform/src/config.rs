@@ -52,7 +52,8 @@ pub struct DatabaseConfig {
 
     /// `DATABASE_URL` points at PgBouncer (1.21 or later, transaction pooling,
     /// `max_prepared_statements` set): no `search_path` start-up option (the pooler sets it
-    /// per database; see `deploy/pgbouncer/`). Needs `DATABASE_MIGRATION_URL`.
+    /// per database, `deploy/pgbouncer/`, or the service's role carries it,
+    /// `k8s/overlays/prod/database.yaml`). Needs `DATABASE_MIGRATION_URL`.
     #[arg(long, env = "DATABASE_PGBOUNCER", default_value_t = false, requires = "database_migration_url")]
     pub database_pgbouncer: bool,
 

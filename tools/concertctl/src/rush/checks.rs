@@ -186,7 +186,10 @@ fn acknowledged_and_lost(books: &reconcile::WalletBooks, payments: &[PaymentReco
                         p.seats.iter().map(|s| (s.schedule_id.as_str(), s.seat_number)).collect()
                     };
                     if kept != seats {
-                        lost.push(format!("{}: payment {id} was answered for seats {seats:?}, the books have {kept:?}", t.user));
+                        lost.push(format!(
+                            "{}: payment {id} was answered for seats {seats:?}, the books have {kept:?}",
+                            t.user
+                        ));
                     }
                 }
             }
@@ -196,7 +199,10 @@ fn acknowledged_and_lost(books: &reconcile::WalletBooks, payments: &[PaymentReco
             won += t.charged;
             let kept = charged.get(t.user.as_str()).copied().unwrap_or(0);
             if kept < t.charged {
-                lost.push(format!("{}: {} won charged and answered OK, the wallet has {kept} won charged", t.user, t.charged));
+                lost.push(format!(
+                    "{}: {} won charged and answered OK, the wallet has {kept} won charged",
+                    t.user, t.charged
+                ));
             }
         }
     }
