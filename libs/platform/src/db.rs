@@ -48,7 +48,7 @@ fn millis_since_epoch(at: Instant) -> u64 {
 /// ([`keep_connection`]): some of them are on the demoted node, and would fail every write
 /// until closed. The new ones go where the router (HAProxy, the operator's read-write
 /// service) now points: the new primary. Called where database errors become
-/// [`crate::error::SystemError`].
+/// the platform's `SystemError` (the `error` module, which depends on this one).
 pub fn note_read_only(err: &sqlx::Error) {
     if sqlstate(err).as_deref() == Some(READ_ONLY_TRANSACTION) {
         let now = millis_since_epoch(Instant::now()).saturating_add(1);

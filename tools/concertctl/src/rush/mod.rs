@@ -274,7 +274,7 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
         sold_out: Default::default(),
         seed: args.seed,
         seats_per_person: args.seats_per_person,
-        acks: args.ack_log.as_deref().map(|path| acks::AckLog::create(path)).transpose()?,
+        acks: args.ack_log.as_deref().map(acks::AckLog::create).transpose()?,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for person in people {
