@@ -313,8 +313,46 @@ mod tests {
             bought: Vec::new(),
             charge_unknown: 0,
             pay_unknown: Vec::new(),
+            payment_id: None,
             end: End::Paid,
         }
+    }
+
+    #[test]
+    fn a_payment_or_charge_answered_ok_but_missing_from_the_books_is_lost() {
+        use concert_proto::concert::{reservation::v1::PaymentSeatRecord, wallet::v1::AccountBook};
+        let paid = |id: &str, user: &str, seat: u32| PaymentRecord {
+            payment_id: id.into(),
+            user_id: user.into(),
+            state: SagaState::Confirmed.into(),
+            seats: vec![PaymentSeatRecord { schedule_id: "d".into(), seat_number: seat, ..Default::default() }],
+            ..Default::default()
+        };
+        let mut kept = trace("kept", 0, 1);
+        (kept.payment_id, kept.bought, kept.charged) = (Some("p1".into()), vec![("d".into(), 1, 90_000)], 90_000);
+        let mut lost_payment = trace("lost", 0, 1);
+        (lost_payment.payment_id, lost_payment.bought) = (Some("p2".into()), vec![("d".into(), 2, 90_000)]);
+        let mut other_seat = trace("moved", 0, 1);
+        (other_seat.payment_id, other_seat.bought) = (Some("p3".into()), vec![("d".into(), 3, 90_000)]);
+        let mut lost_charge = trace("short", 0, 1);
+        lost_charge.charged = 50_000;
+        let books = reconcile::WalletBooks {
+            accounts: vec![
+                AccountBook { user_id: "u-kept".into(), charged: 90_000, ..Default::default() },
+                AccountBook { user_id: "u-short".into(), charged: 20_000, ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        let payments = [paid("p1", "u-kept", 1), paid("p3", "u-moved", 4)];
+
+        let c = acknowledged_and_lost(&books, &payments, &[kept.clone(), lost_payment, other_seat, lost_charge]);
+        assert!(!c.ok);
+        assert!(c.detail.starts_with("acknowledged and lost: 3;"), "{}", c.detail);
+        assert!(c.examples.iter().any(|e| e.contains("p2") && e.contains("not in the books")), "{:?}", c.examples);
+        assert!(c.examples.iter().any(|e| e.contains("p3") && e.contains("seats")), "{:?}", c.examples);
+        assert!(c.examples.iter().any(|e| e.contains("u-short") && e.contains("20000")), "{:?}", c.examples);
+        let c = acknowledged_and_lost(&books, &payments, &[kept]);
+        assert!(c.ok, "{c:?}");
     }
 
     #[test]
