@@ -84,14 +84,9 @@ backrest check
 echo "backup: cluster on 127.0.0.1:62451 archiving its WAL with pgBackRest into $dir/repo"
 
 export DATABASE_URL=postgres://postgres@127.0.0.1:62451/postgres
-if [ -z "${BENCH_BIN_DIR:-}" ]; then
-  cargo build --locked --bins -q
-  BENCH_BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
-fi
-export BENCH_BIN_DIR PAYMENT_RECOVERY_INTERVAL_MS=1000 PAYMENT_LEASE_SECS=5
-# shellcheck source=lib/bench-suite.sh
-. scripts/lib/bench-suite.sh
-start_bench_suite concert_backup
+# shellcheck source=lib/chaos-suite.sh
+. scripts/lib/chaos-suite.sh
+start_chaos_suite concert_backup
 trap cleanup EXIT
 ctl="$bin/concertctl"
 
@@ -113,12 +108,7 @@ import json; r = json.load(open('$out/rush.json'))
 print(sum(s['paid'] for s in r['timeline'] if s['t'] > $backed_up - $started))")
 echo "backup: seats sold after the base backup finished: $after"
 [ "$after" -gt 0 ] || { echo "backup: FAIL: nothing was sold after the backup; the WAL replay is untested" >&2; exit 1; }
-settled=""
-for _ in $(seq 1 60); do
-  if "$ctl" reconcile --settled >"$out/reconcile-original.txt" 2>&1; then settled=1; break; fi
-  sleep 1
-done
-[ -n "$settled" ] || { cat "$out/reconcile-original.txt" >&2; echo "backup: FAIL: the original did not settle" >&2; exit 1; }
+await_settled "$out/reconcile-original.txt" 60 || { cat "$out/reconcile-original.txt" >&2; echo "backup: FAIL: the original did not settle" >&2; exit 1; }
 echo "backup: the original at its end:"
 sed 's/^/  /' "$out/reconcile-original.txt"
 stop_bench_suite
@@ -143,7 +133,7 @@ done
 echo "backup: restored and promoted on 127.0.0.1:62452 in $(python3 -c "import time; print(f'{time.time() - $t0:.1f}')") s"
 
 export DATABASE_URL=postgres://postgres@127.0.0.1:62452/postgres
-start_bench_suite concert_backup keep
+start_chaos_suite concert_backup keep
 trap cleanup EXIT
 "$ctl" reconcile --settled >"$out/reconcile-restored.txt" 2>&1 ||
   { cat "$out/reconcile-restored.txt" >&2; echo "backup: FAIL: the restored books do not reconcile" >&2; exit 1; }

@@ -27,16 +27,9 @@ stop_cluster() {
   "${runas[@]}" "$(pg_bin_dir)/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
 }
 export DATABASE_URL="${PG_ADMIN_URL%/*}/concert_crash"
-if [ -z "${BENCH_BIN_DIR:-}" ]; then
-  cargo build --locked --bins -q
-  BENCH_BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
-fi
-export BENCH_BIN_DIR
-# The recovery worker looks every second and takes over a payment whose lease (5 s) ran out.
-export PAYMENT_RECOVERY_INTERVAL_MS=1000 PAYMENT_LEASE_SECS=5
-# shellcheck source=lib/bench-suite.sh
-. scripts/lib/bench-suite.sh
-start_bench_suite concert_crash
+# shellcheck source=lib/chaos-suite.sh
+. scripts/lib/chaos-suite.sh
+start_chaos_suite concert_crash
 trap 'kill "${bench_pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; stop_cluster' EXIT
 ctl="$bin/concertctl"
 services=("${bench_pids[@]}")
@@ -99,10 +92,7 @@ if paid_after == 0:
 PY
 
 settled=""
-for _ in $(seq 1 90); do
-  if "$ctl" reconcile --settled >"$out/reconcile.txt" 2>&1; then settled=1; break; fi
-  sleep 1
-done
+await_settled "$out/reconcile.txt" 90 && settled=1
 cat "$out/reconcile.txt"
 [ -n "$settled" ] || { echo "db-crash: FAIL: not reconciled and settled within 90 s" >&2; exit 1; }
 "$ctl" audit

@@ -187,16 +187,9 @@ disown
 for _ in $(seq 1 50); do pg_reachable 127.0.0.1 62440 && break; sleep 0.2; done
 
 export DATABASE_URL=postgres://postgres@127.0.0.1:62440/postgres
-if [ -z "${BENCH_BIN_DIR:-}" ]; then
-  cargo build --locked --bins -q
-  BENCH_BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
-fi
-export BENCH_BIN_DIR
-# The recovery worker looks every second and takes over a payment whose lease (5 s) ran out.
-export PAYMENT_RECOVERY_INTERVAL_MS=1000 PAYMENT_LEASE_SECS=5
-# shellcheck source=lib/bench-suite.sh
-. scripts/lib/bench-suite.sh
-start_bench_suite concert_failover
+# shellcheck source=lib/chaos-suite.sh
+. scripts/lib/chaos-suite.sh
+start_chaos_suite concert_failover
 trap cleanup EXIT
 ctl="$bin/concertctl"
 services=("${bench_pids[@]}")
@@ -291,10 +284,7 @@ if bad:
 PY
 
 settled=""
-for _ in $(seq 1 90); do
-  if "$ctl" reconcile --settled >"$out/reconcile.txt" 2>&1; then settled=1; break; fi
-  sleep 1
-done
+await_settled "$out/reconcile.txt" 90 && settled=1
 cat "$out/reconcile.txt"
 [ -n "$settled" ] || { echo "failover: FAIL: not reconciled and settled within 90 s" >&2; exit 1; }
 "$ctl" audit
