@@ -177,6 +177,7 @@ impl Suite {
                 total: opts.join_rate_total,
             },
             max_watch_streams: 1_000,
+            retention: platform::retention::Retention::days(30, 1),
             clock: opts.clock.clone(),
         };
         let queue = RunningServer::start_on(queue_l, |l, s| queue_service::app::run(queue_settings, l, s)).await;
@@ -217,6 +218,8 @@ impl Suite {
             passes: opts.passes.as_ref().map(platform::admission::PassSigner::verifier),
             layout_cache_ttl: Duration::from_secs(300),
             seat_taken_ttl: Duration::from_millis(500),
+            // Purged every second: the retention test moves a manual clock past it.
+            retention: platform::retention::Retention::days(30, 1),
             clock: opts.clock.clone(),
         };
         let mut reservations = Vec::new();

@@ -9,6 +9,7 @@ mod journey;
 mod orders;
 mod passes;
 mod payments;
+mod retention;
 mod rush;
 mod seat_maps;
 mod traces;

@@ -22,6 +22,7 @@ pub mod money;
 pub mod outbound;
 pub mod paging;
 pub mod reflection;
+pub mod retention;
 pub mod server;
 pub mod status;
 pub mod telemetry;

@@ -73,6 +73,15 @@ pub struct Config {
     #[arg(long, env = "QUEUE_JOIN_RATE_TOTAL", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     pub join_rate_total: u32,
 
+    /// Days a token is kept after it ended (EXPIRED: admitted and done, left, paid or
+    /// abandoned) before it is deleted (platform::retention); 0 deletes it at the next purge.
+    #[arg(long, env = "QUEUE_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3_650))]
+    pub retention_days: u32,
+
+    /// Seconds between purges of rows past their retention.
+    #[arg(long, env = "PURGE_INTERVAL_SECS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub purge_interval_secs: u32,
+
     /// Connections of the internal port's own pool (ValidateTokens, ExpireTokens): apart from
     /// DATABASE_MAX_CONNECTIONS, so the token checks of admitted people never wait for a
     /// connection the line's joins and polls hold.
@@ -112,6 +121,8 @@ pub struct Settings {
     pub join_rates: JoinRates,
     /// Most WatchQueue streams at once on this replica.
     pub max_watch_streams: usize,
+    /// How long ended tokens are kept.
+    pub retention: platform::retention::Retention,
     pub clock: SharedClock,
 }
 
@@ -153,6 +164,7 @@ impl platform::app::ServiceConfig for Config {
                 total: NonZeroU32::new(self.join_rate_total),
             },
             max_watch_streams: self.max_watch_streams as usize,
+            retention: platform::retention::Retention::days(self.retention_days, self.purge_interval_secs),
             clock: platform::clock::system(),
         })
     }

@@ -110,6 +110,8 @@ async fn replica_with(
             total: None,
         },
         max_watch_streams: 100,
+        // Purged every second, so the retention test need not wait long.
+        retention: platform::retention::Retention::days(30, 1),
         clock,
     };
     let server = RunningServer::start(|l, s| app::run(settings, l, s)).await;
@@ -930,4 +932,44 @@ async fn a_replica_with_a_fast_clock_cannot_open_the_sale_early(_p: PgPoolOption
             .await
             .unwrap();
     assert_eq!(active, 0, "nobody is admitted before the real opening");
+}
+
+#[sqlx::test(migrations = false)]
+async fn tokens_that_ended_longer_ago_than_the_retention_are_deleted_and_no_others(
+    _p: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let clock = ManualClock::new();
+    let q = replica(db.clone(), 1, std::sync::Arc::new(clock.clone())).await;
+    let pool = PgPoolOptions::new().connect_with(db.options([("search_path", "queue")])).await.unwrap();
+    let old = join(&q, "old").await.token;
+    q.public.clone().leave_queue(LeaveQueueRequest { token: old.clone() }).await.unwrap();
+    // 31 days later: one more ended a moment ago, and one is in line (admitted: the room has one slot).
+    clock.advance(chrono::Duration::days(31));
+    let recent = join(&q, "recent").await.token;
+    q.public.clone().leave_queue(LeaveQueueRequest { token: recent.clone() }).await.unwrap();
+    let live = join(&q, "live").await.token;
+
+    let count = |token: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tokens WHERE token = $1::uuid")
+                .bind(token)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while count(old.clone()).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the token that ended 31 days ago was not purged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(recent.clone()).await, 1, "a token that ended within the retention is kept");
+    assert_eq!(count(live.clone()).await, 1, "a live token is never purged");
+    // A purged token is unknown (or ended, where this replica remembers it), never INTERNAL.
+    match q.public.clone().get_queue_status(GetQueueStatusRequest { token: old }).await {
+        Err(gone) => assert_eq!(gone.code(), Code::NotFound, "{gone:?}"),
+        Ok(s) => assert_eq!(s.into_inner().status.map(|s| s.state), Some(TokenState::Expired as i32)),
+    }
 }

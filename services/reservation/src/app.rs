@@ -123,7 +123,8 @@ pub async fn run(
 }
 
 /// The replica's background work: the hold sweeper, the gauges, the recovery worker (which
-/// drives sagas inline, with no completion batcher: it finishes what it resumes), and the
+/// drives sagas inline, with no completion batcher: it finishes what it resumes), the purge
+/// of holds past their retention, and the
 /// seat feed with its LISTEN session, which it returns for `WatchOccupancy`.
 fn spawn_background_work(
     tasks: &mut platform::app::Tasks,
@@ -146,6 +147,16 @@ fn spawn_background_work(
             interval: settings.recovery_interval,
             lease: settings.payment_lease,
             max_attempts: settings.payment_max_attempts,
+        },
+    ));
+    let purging = repo.clone();
+    tasks.spawn(platform::retention::purge_forever(
+        "reservation.reservations",
+        settings.retention,
+        settings.clock.clone(),
+        move |cutoff, limit| {
+            let repo = purging.clone();
+            async move { repo.purge_ended(cutoff, limit).await }
         },
     ));
     let seat_changes = crate::store::listen_for_seat_changes(&settings.db, SCHEMA, tasks);

@@ -67,6 +67,16 @@ pub struct Config {
     #[arg(long, env = "PAYMENT_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3_600))]
     pub payment_lease_secs: u32,
 
+    /// Days a hold that ended without a payment (ran out or released) is kept before it is
+    /// deleted (platform::retention); 0 deletes it at the next purge. Paid seats and every
+    /// hold a payment names are never deleted.
+    #[arg(long, env = "RESERVATION_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3_650))]
+    pub retention_days: u32,
+
+    /// Seconds between purges of rows past their retention.
+    #[arg(long, env = "PURGE_INTERVAL_SECS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub purge_interval_secs: u32,
+
     /// Tries the recovery worker makes at an unfinished payment before it leaves it to a
     /// person (logged at ERROR as "payment needs a person", reported by `concertctl reconcile`).
     #[arg(long, env = "PAYMENT_MAX_ATTEMPTS", default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=1_000_000))]
@@ -98,6 +108,8 @@ pub struct Settings {
     pub passes: Option<platform::admission::PassVerifier>,
     pub layout_cache_ttl: Duration,
     pub seat_taken_ttl: Duration,
+    /// How long holds that ended without a payment are kept.
+    pub retention: platform::retention::Retention,
     pub clock: SharedClock,
 }
 
@@ -133,6 +145,7 @@ impl platform::app::ServiceConfig for Config {
             passes: self.passes.verifier()?,
             layout_cache_ttl: self.cache.layout_ttl(),
             seat_taken_ttl: Duration::from_millis(self.seat_taken_cache_ms),
+            retention: platform::retention::Retention::days(self.retention_days, self.purge_interval_secs),
             clock: platform::clock::system(),
         })
     }
