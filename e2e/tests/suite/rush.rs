@@ -43,6 +43,7 @@ async fn a_small_rush_sells_out_with_every_invariant_intact(_p: PgPoolOptions, d
             "reconciliation",
             "no seat sold twice",
             "sold seats = successful payments",
+            "acknowledged and lost",
             "every person's money accounted for",
             "FIFO admission",
             "join order"
