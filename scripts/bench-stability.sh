@@ -32,7 +32,7 @@ rm -rf "$out" && mkdir -p "$out"
 # Retention 0 and a purge every 5 s stand for "30 days later"; a line abandoned after 30 s
 # and unpaid holds running out after 60 s keep the run short.
 export QUEUE_RETENTION_DAYS=0 RESERVATION_RETENTION_DAYS=0 PURGE_INTERVAL_SECS=5 QUEUE_IDLE_TIMEOUT_SECS=30 \
-  HOLD_TTL_SECS=60
+  HOLD_TTL_SECS=60 QUEUE_JOIN_RATE_TOTAL=0  # every join of the bench must be served
 start_bench_suite concert_stability
 trap 'kill "${bench_pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; stop_cluster' EXIT
 C="$bin/concertctl"
