@@ -91,9 +91,8 @@ if paid_after == 0:
     sys.exit("db-crash: FAIL: nothing was sold after the restart")
 PY
 
-settled=""
-await_settled "$out/reconcile.txt" 90 && settled=1
+await_settled "$out/reconcile.txt" 90 ||
+  { cat "$out/reconcile.txt"; echo "db-crash: FAIL: not reconciled and settled within 90 s" >&2; exit 1; }
 cat "$out/reconcile.txt"
-[ -n "$settled" ] || { echo "db-crash: FAIL: not reconciled and settled within 90 s" >&2; exit 1; }
 "$ctl" audit
 echo "db-crash: passed"

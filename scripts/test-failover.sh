@@ -283,9 +283,8 @@ if bad:
     sys.exit("failover: FAIL: " + "; ".join(bad))
 PY
 
-settled=""
-await_settled "$out/reconcile.txt" 90 && settled=1
+await_settled "$out/reconcile.txt" 90 ||
+  { cat "$out/reconcile.txt"; echo "failover: FAIL: not reconciled and settled within 90 s" >&2; exit 1; }
 cat "$out/reconcile.txt"
-[ -n "$settled" ] || { echo "failover: FAIL: not reconciled and settled within 90 s" >&2; exit 1; }
 "$ctl" audit
 echo "failover: passed"

@@ -36,16 +36,17 @@ impl Retention {
     }
 }
 
-/// Deletes `what`'s ended rows past `retention`, forever: `purge(cutoff, limit)` deletes at
-/// most `limit` rows that ended before `cutoff` and says how many. A failure (the database
-/// away) is logged and retried at the next interval. Returns never; run it among the
-/// replica's tasks.
-pub async fn purge_forever<F, Fut, E>(what: &'static str, retention: Retention, clock: SharedClock, mut purge: F)
-where
-    F: FnMut(DateTime<Utc>, i64) -> Fut + Send,
-    Fut: Future<Output = Result<u64, E>> + Send,
-    E: std::fmt::Display,
-{
+/// A store that can delete its ended rows: at most `limit` rows that ended before `cutoff`,
+/// answering how many.
+pub trait Purge: Send + Sync + 'static {
+    type Error: std::fmt::Display;
+    fn purge_ended(&self, cutoff: DateTime<Utc>, limit: i64) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+}
+
+/// Deletes `what`'s ended rows past `retention` through `store`, forever. A failure (the
+/// database away) is logged and retried at the next interval. Returns never; run it among
+/// the replica's tasks.
+pub async fn purge_forever<P: Purge>(what: &'static str, retention: Retention, clock: SharedClock, store: P) {
     let mut every = tokio::time::interval(retention.every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -53,7 +54,7 @@ where
         let cutoff = clock.now() - retention.keep;
         let mut purged = 0;
         loop {
-            match purge(cutoff, PURGE_BATCH).await {
+            match store.purge_ended(cutoff, PURGE_BATCH).await {
                 Ok(n) => {
                     purged += n;
                     if n < PURGE_BATCH.unsigned_abs() {

@@ -78,15 +78,11 @@ pub async fn run(
         settings.seen_flush,
         settings.seen_rewrite_after,
     ));
-    let purging = repo.clone();
     tasks.spawn(platform::retention::purge_forever(
         "queue.tokens",
         settings.retention,
         settings.clock.clone(),
-        move |cutoff, limit| {
-            let repo = purging.clone();
-            async move { repo.purge_ended(cutoff, limit).await }
-        },
+        repo.clone(),
     ));
     let api = QueueApi {
         tokens: Tokens::new(

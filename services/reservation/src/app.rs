@@ -149,15 +149,11 @@ fn spawn_background_work(
             max_attempts: settings.payment_max_attempts,
         },
     ));
-    let purging = repo.clone();
     tasks.spawn(platform::retention::purge_forever(
         "reservation.reservations",
         settings.retention,
         settings.clock.clone(),
-        move |cutoff, limit| {
-            let repo = purging.clone();
-            async move { repo.purge_ended(cutoff, limit).await }
-        },
+        repo.clone(),
     ));
     let seat_changes = crate::store::listen_for_seat_changes(&settings.db, SCHEMA, tasks);
     SeatFeed::start(repo.clone(), settings.clock.clone(), seat_changes, tasks)

@@ -86,25 +86,6 @@ impl QueueRepo {
         .ok_or(QueueError::TokenNotFound)
     }
 
-    /// Deletes at most `limit` tokens that ended (EXPIRED) before `cutoff`, oldest first;
-    /// how many. Rows another replica is deleting are skipped, not waited for.
-    ///
-    /// # Errors
-    /// When the database cannot be reached.
-    pub async fn purge_ended(&self, cutoff: DateTime<Utc>, limit: i64) -> Result<u64, QueueError> {
-        let purged = sqlx::query!(
-            "DELETE FROM tokens WHERE token IN (
-                 SELECT token FROM tokens WHERE state = 'EXPIRED' AND expired_at < $1
-                 ORDER BY expired_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            cutoff,
-            limit
-        )
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(purged)
-    }
-
     /// Expires many tokens in one statement (idempotent); returns how many changed.
     ///
     /// # Errors
@@ -307,6 +288,29 @@ impl QueueRepo {
                 admission_round: r.admission_round,
             })
             .collect())
+    }
+}
+
+impl platform::retention::Purge for QueueRepo {
+    type Error = QueueError;
+
+    /// Deletes at most `limit` tokens that ended (EXPIRED) before `cutoff`, oldest first;
+    /// how many. Rows another replica is deleting are skipped, not waited for.
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    async fn purge_ended(&self, cutoff: DateTime<Utc>, limit: i64) -> Result<u64, QueueError> {
+        let purged = sqlx::query!(
+            "DELETE FROM tokens WHERE token IN (
+                 SELECT token FROM tokens WHERE state = 'EXPIRED' AND expired_at < $1
+                 ORDER BY expired_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            cutoff,
+            limit
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(purged)
     }
 }
 

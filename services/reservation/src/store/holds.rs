@@ -219,29 +219,6 @@ impl ReservationRepo {
         expire_unpaid(tx, &locked, now).await
     }
 
-    /// Deletes at most `limit` holds that ended without a payment (EXPIRED or CANCELLED,
-    /// released before `cutoff`), oldest first; how many. A hold any payment names — one
-    /// seat or a seat of an order, paid, failed or compensated — is the books' and stays.
-    /// Rows another replica is deleting are skipped, not waited for.
-    ///
-    /// # Errors
-    /// When the database cannot be reached.
-    pub async fn purge_ended(&self, cutoff: DateTime<Utc>, limit: i64) -> Result<u64, ReservationError> {
-        let purged = sqlx::query!(
-            "DELETE FROM reservations WHERE reservation_id IN (
-                 SELECT r.reservation_id FROM reservations r
-                 WHERE r.status IN ('EXPIRED', 'CANCELLED') AND r.released_at < $1
-                   AND NOT EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = r.reservation_id)
-                 ORDER BY r.released_at LIMIT $2 FOR UPDATE OF r SKIP LOCKED)",
-            cutoff,
-            limit
-        )
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(purged)
-    }
-
     /// One reservation.
     ///
     /// # Errors
@@ -353,4 +330,31 @@ async fn expire_unpaid(
     .rows_affected();
     tx.commit().await?;
     Ok(expired)
+}
+
+impl platform::retention::Purge for ReservationRepo {
+    type Error = ReservationError;
+
+    /// Deletes at most `limit` holds that ended without a payment (EXPIRED or CANCELLED,
+    /// released before `cutoff`), oldest first; how many. A hold any payment names — one
+    /// seat or a seat of an order, paid, failed or compensated — is the books' and stays.
+    /// Rows another replica is deleting are skipped, not waited for.
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    async fn purge_ended(&self, cutoff: DateTime<Utc>, limit: i64) -> Result<u64, ReservationError> {
+        let purged = sqlx::query!(
+            "DELETE FROM reservations WHERE reservation_id IN (
+                 SELECT r.reservation_id FROM reservations r
+                 WHERE r.status IN ('EXPIRED', 'CANCELLED') AND r.released_at < $1
+                   AND NOT EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = r.reservation_id)
+                 ORDER BY r.released_at LIMIT $2 FOR UPDATE OF r SKIP LOCKED)",
+            cutoff,
+            limit
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(purged)
+    }
 }
