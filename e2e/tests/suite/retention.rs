@@ -40,6 +40,20 @@ async fn ended_holds_and_tokens_are_purged_after_the_retention_and_the_books_sta
     let bought = suite.hold(&token, &schedule_id, 3).await;
     suite.charge("ida", 1_000_000).await;
     suite.pay_order(0, &token, std::slice::from_ref(&bought), "ida-pays").await.unwrap();
+    // Paying spends the token: the saga's last step expires it (after the answer). Wait for
+    // it before the clock moves, or it would end at the moved time and stay within the
+    // retention.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while sqlx::query_scalar::<_, String>("SELECT state FROM queue.tokens WHERE token::text = $1")
+        .bind(&token)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        != "EXPIRED"
+    {
+        assert!(std::time::Instant::now() < until, "the paid token was not spent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     clock.advance(chrono::Duration::seconds(301));
     let until = std::time::Instant::now() + Duration::from_secs(10);
     // It ends either way: run out (the sweeper) or released when the same admission paid
