@@ -104,10 +104,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Logs a try of a write, when the run keeps an acknowledgement log.
-    pub(super) fn ack(&self, rpc: Rpc, code: Code, ack: &super::acks::Ack<'_>) {
+    /// Logs a try of a write, when the run keeps an acknowledgement log; the entry is built
+    /// only then (a run without a log allocates nothing per call).
+    pub(super) fn ack<'a>(&self, rpc: Rpc, code: Code, ack: impl FnOnce() -> super::acks::Ack<'a>) {
         if let Some(log) = &self.acks {
-            log.record(rpc, code, ack);
+            log.record(rpc, code, &ack());
         }
     }
 }

@@ -154,16 +154,12 @@ impl Person {
             let answer = rec(ctx, Rpc::HoldSeat, t, c.reservation().hold_seat(request).await);
             let code = answer.as_ref().map_or_else(Status::code, |_| Code::Ok);
             let reservation_id = answer.as_ref().ok().and_then(|r| r.get_ref().reservation.as_ref());
-            ctx.ack(
-                Rpc::HoldSeat,
-                code,
-                &Ack {
-                    user: &self.user,
-                    reservation_id: reservation_id.map(|r| r.reservation_id.as_str()),
-                    seats: vec![(schedule_id, seat)],
-                    ..Ack::default()
-                },
-            );
+            ctx.ack(Rpc::HoldSeat, code, || Ack {
+                user: &self.user,
+                reservation_id: reservation_id.map(|r| r.reservation_id.as_str()),
+                seats: vec![(schedule_id, seat)],
+                ..Ack::default()
+            });
             match answer {
                 Ok(r) => {
                     let reservation = r.into_inner().reservation.ok_or(End::Failed)?;
@@ -223,18 +219,14 @@ impl Person {
         match paid {
             Ok(r) => {
                 let payment_id = r.into_inner().payment.map(|p| p.payment_id).unwrap_or_default();
-                ctx.ack(
-                    Rpc::PayReservation,
-                    Code::Ok,
-                    &Ack {
-                        user: &self.user,
-                        payment_id: Some(&payment_id),
-                        idempotency_key: Some(&key),
-                        amount: Some(held.iter().map(|h| h.price).sum()),
-                        seats: held.iter().map(|h| (h.schedule_id.as_str(), h.seat)).collect(),
-                        ..Ack::default()
-                    },
-                );
+                ctx.ack(Rpc::PayReservation, Code::Ok, || Ack {
+                    user: &self.user,
+                    payment_id: Some(&payment_id),
+                    idempotency_key: Some(&key),
+                    amount: Some(held.iter().map(|h| h.price).sum()),
+                    seats: held.iter().map(|h| (h.schedule_id.as_str(), h.seat)).collect(),
+                    ..Ack::default()
+                });
                 trace.payment_id = Some(payment_id);
                 trace.bought = held.iter().map(|h| (h.schedule_id.clone(), h.seat, h.price)).collect();
                 ctx.gauges.paid.fetch_add(held.len() as u64, Ordering::Relaxed);
@@ -287,11 +279,12 @@ impl Person {
             .await;
         match charged {
             Ok(_) => {
-                ctx.ack(
-                    Rpc::Charge,
-                    Code::Ok,
-                    &Ack { user: &self.user, idempotency_key: Some(&key), amount: Some(amount), ..Ack::default() },
-                );
+                ctx.ack(Rpc::Charge, Code::Ok, || Ack {
+                    user: &self.user,
+                    idempotency_key: Some(&key),
+                    amount: Some(amount),
+                    ..Ack::default()
+                });
                 trace.charged += amount;
                 Ok(())
             }
@@ -316,7 +309,7 @@ impl Person {
         (|| async {
             let answer = rec(ctx, rpc, Instant::now(), call().await);
             if let (Err(s), Rpc::Charge | Rpc::PayReservation) = (&answer, rpc) {
-                ctx.ack(rpc, s.code(), &Ack { user: &self.user, ..Ack::default() });
+                ctx.ack(rpc, s.code(), || Ack { user: &self.user, ..Ack::default() });
             }
             answer
         })
