@@ -19,14 +19,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 # shellcheck source=lib/postgres.sh
 . scripts/lib/postgres.sh
-if ! command -v pgbackrest >/dev/null 2>&1; then
-  sudo=()
-  [ "$(id -u)" = 0 ] || sudo=(sudo -n)
-  echo "backup: installing pgbackrest"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbackrest >/dev/null ||
-    { "${sudo[@]}" apt-get update >/dev/null &&
-      "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbackrest >/dev/null; }
-fi
+# shellcheck source=lib/apt.sh
+. scripts/lib/apt.sh
+command -v pgbackrest >/dev/null 2>&1 || apt_install pgbackrest
 pgbin=$(pg_bin_dir) || { echo "backup: no PostgreSQL binaries" >&2; exit 1; }
 
 dir="$ROOT/.run/backup"

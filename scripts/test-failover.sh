@@ -30,19 +30,16 @@ cd "$ROOT"
 # shellcheck source=lib/postgres.sh
 . scripts/lib/postgres.sh
 
+# shellcheck source=lib/apt.sh
+. scripts/lib/apt.sh
 need=()
 command -v patroni >/dev/null 2>&1 || need+=(patroni)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 if [ "${#need[@]}" -gt 0 ]; then
-  sudo=()
-  [ "$(id -u)" = 0 ] || sudo=(sudo -n)
-  echo "failover: installing ${need[*]}"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null ||
-    { "${sudo[@]}" apt-get update >/dev/null &&
-      "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
+  apt_install "${need[@]}"
   # Debian starts the packaged etcd and haproxy services where it can; this test runs its own.
-  "${sudo[@]}" systemctl disable --now etcd haproxy >/dev/null 2>&1 || true
+  systemctl disable --now etcd haproxy >/dev/null 2>&1 || sudo -n systemctl disable --now etcd haproxy >/dev/null 2>&1 || true
 fi
 pgbin=$(pg_bin_dir) || { echo "failover: no PostgreSQL binaries" >&2; exit 1; }
 

@@ -16,10 +16,9 @@ PGBOUNCER=$(scripts/install-pgbouncer.sh)
 export PGBOUNCER
 # The rush's plot lays out and draws its text with a system font (fontdb finds it; tested).
 if ! find /usr/share/fonts /usr/local/share/fonts "$HOME/.local/share/fonts" -name '*.[ot]tf' 2>/dev/null | grep -q .; then
-  echo "fonts: installing Debian's fonts-dejavu-core for the rush's plot"
-  if [ "$(id -u)" = 0 ]; then apt_get() { apt-get "$@"; }; else apt_get() { sudo -n apt-get "$@"; }; fi
-  DEBIAN_FRONTEND=noninteractive apt_get install -y --no-install-recommends fonts-dejavu-core >/dev/null 2>&1 ||
-    { apt_get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt_get install -y --no-install-recommends fonts-dejavu-core >/dev/null; }
+  # shellcheck source=lib/apt.sh
+  . scripts/lib/apt.sh
+  apt_install fonts-dejavu-core
 fi
 cargo test --workspace --locked "$@"
 # PostgreSQL killed mid-rush and restarted: nothing lost, nothing INTERNAL, nothing restarted.
