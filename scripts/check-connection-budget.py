@@ -63,23 +63,7 @@ def main():
 
     bouncer = next((d for d in by_kind.get("Deployment", []) if d["metadata"]["name"] == "pgbouncer"), None)
     pooler = next((p for p in by_kind.get("Pooler", []) if p["spec"].get("type", "rw") == "rw"), None)
-    ok = True
-    if pooler is not None:
-        cluster = next(c for c in by_kind["Cluster"] if c["metadata"]["name"] == pooler["spec"]["cluster"]["name"])
-        params = pooler["spec"]["pgbouncer"].get("parameters", {})
-        max_client, pool = int(params.get("max_client_conn", 1000)), int(params.get("default_pool_size", 20))
-        bouncers = pooler["spec"].get("instances", 1)
-        limit = int(cluster["spec"].get("postgresql", {}).get("parameters", {}).get("max_connections", 100))
-        users = len(lines)
-        client_ok = clients <= max_client * bouncers
-        server = pool * users * bouncers + replicas + listeners
-        server_ok = server + RESERVED <= limit
-        ok = client_ok and server_ok
-        print(f"budget {overlay}: {' + '.join(lines)} = {clients} client connections "
-              f"{'within' if client_ok else 'EXCEED'} {bouncers} Pooler instances × max_client_conn {max_client}; "
-              f"server {pool} × {users} roles × {bouncers} + {replicas} migrating + {listeners} LISTEN = {server} (+{RESERVED} reserved) "
-              f"{'within' if server_ok else 'EXCEEDS'} Cluster {cluster['metadata']['name']} max_connections {limit}")
-    elif bouncer is None:
+    if pooler is None and bouncer is None:
         pg = next((s for s in by_kind.get("StatefulSet", []) if s["metadata"]["name"] == "postgres"), None)
         if pg is None:
             print(f"budget {overlay}: neither PgBouncer nor an in-cluster PostgreSQL to check against", file=sys.stderr)
@@ -90,22 +74,34 @@ def main():
         ok = clients + listeners + RESERVED <= limit
         print(f"budget {overlay}: {' + '.join(lines)} = {clients + listeners} connections (+{RESERVED} reserved) "
               f"{'within' if ok else 'EXCEEDS'} PostgreSQL max_connections {limit}")
+        return 0 if ok else 1
+
+    # A pooler: the CloudNativePG Pooler (one pool per service role) or our PgBouncer (one per
+    # database name). Each instance accepts max_client_conn; clients spread over the instances.
+    if pooler is not None:
+        cluster = next(c for c in by_kind["Cluster"] if c["metadata"]["name"] == pooler["spec"]["cluster"]["name"])
+        params = pooler["spec"]["pgbouncer"].get("parameters", {})
+        max_client, pool = int(params.get("max_client_conn", 1000)), int(params.get("default_pool_size", 20))
+        bouncers, what = pooler["spec"].get("instances", 1), "Pooler instances"
+        pools, per = len(lines), "roles"
+        limit = int(cluster["spec"].get("postgresql", {}).get("parameters", {}).get("max_connections", 100))
+        server_name = f"Cluster {cluster['metadata']['name']}"
     else:
         ini = next(c["data"]["pgbouncer.ini"] for c in by_kind["ConfigMap"] if c["metadata"]["name"].startswith("pgbouncer-config"))
         setting = lambda key: int(re.search(rf"^{key}\s*=\s*(\d+)", ini, re.M).group(1))
-        databases = len(re.findall(r"^\w+\s*=\s*host=", ini, re.M))
         max_client, pool = setting("max_client_conn"), setting("default_pool_size")
-        bouncers = bouncer["spec"].get("replicas", 1)
+        bouncers, what = bouncer["spec"].get("replicas", 1), "PgBouncer"
+        pools, per = len(re.findall(r"^\w+\s*=\s*host=", ini, re.M)), "databases"
         limit = int(bouncer["metadata"]["annotations"]["concert.example/postgres-max-connections"])
-        # Each PgBouncer replica accepts max_client_conn; clients spread over the replicas.
-        client_ok = clients <= max_client * bouncers
-        server = pool * databases * bouncers + replicas + listeners
-        server_ok = server + RESERVED <= limit
-        ok = client_ok and server_ok
-        print(f"budget {overlay}: {' + '.join(lines)} = {clients} client connections "
-              f"{'within' if client_ok else 'EXCEED'} {bouncers} PgBouncer × max_client_conn {max_client}; "
-              f"server {pool} × {databases} databases × {bouncers} + {replicas} migrating + {listeners} LISTEN = {server} (+{RESERVED} reserved) "
-              f"{'within' if server_ok else 'EXCEEDS'} PostgreSQL max_connections {limit}")
+        server_name = "PostgreSQL"
+    client_ok = clients <= max_client * bouncers
+    server = pool * pools * bouncers + replicas + listeners
+    server_ok = server + RESERVED <= limit
+    ok = client_ok and server_ok
+    print(f"budget {overlay}: {' + '.join(lines)} = {clients} client connections "
+          f"{'within' if client_ok else 'EXCEED'} {bouncers} {what} × max_client_conn {max_client}; "
+          f"server {pool} × {pools} {per} × {bouncers} + {replicas} migrating + {listeners} LISTEN = {server} (+{RESERVED} reserved) "
+          f"{'within' if server_ok else 'EXCEEDS'} {server_name} max_connections {limit}")
     return 0 if ok else 1
 
 
