@@ -42,8 +42,13 @@ pub async fn run(
     let pages = repo.page_key().await?;
     let occupancy = OccupancyClient::new(lazy_channel(&settings.reservation_url)?, settings.seat_status_ttl);
     let seat_maps = SeatMaps::new(occupancy.clone(), settings.seat_map_max_streams);
-    let concerts =
-        Concerts::new(repo.clone(), Layouts::new(repo, settings.layout_cache_ttl), occupancy, settings.clock.clone());
+    let concerts = Concerts::new(
+        repo.clone(),
+        Layouts::new(repo, settings.layout_cache_ttl),
+        occupancy,
+        settings.clock.clone(),
+        settings.seat_status_ttl,
+    );
     let auth_checks = TokenValidator::new(
         lazy_channel(&settings.queue_url)?,
         settings.token_cache_ttl,
