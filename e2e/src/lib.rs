@@ -439,7 +439,10 @@ impl Suite {
     /// Holds `seat` through replica 0 with an ACTIVE `token`; returns the reservation id.
     pub async fn hold(&self, token: &str, schedule_id: &str, seat: u32) -> String {
         self.reservation(0)
-            .hold_seat(authed(token, HoldSeatRequest { schedule_id: schedule_id.into(), seat_number: seat }))
+            .hold_seat(authed(
+                token,
+                HoldSeatRequest { schedule_id: schedule_id.into(), seat_number: seat, ..Default::default() },
+            ))
             .await
             .unwrap()
             .into_inner()

@@ -109,7 +109,7 @@ async fn user(n: usize, seed: u64, schedules: Arc<Vec<String>>, c: Clients, tall
         if roll < 40 {
             let schedule_id = schedules[rng.random_range(0..schedules.len())].clone();
             let seat_number = rng.random_range(1..=SEATS);
-            let mut r = authed(&token, HoldSeatRequest { schedule_id, seat_number });
+            let mut r = authed(&token, HoldSeatRequest { schedule_id, seat_number, ..Default::default() });
             r.set_timeout(Duration::from_secs(2));
             match replica.hold_seat(r).await {
                 Ok(resp) => {

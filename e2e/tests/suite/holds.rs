@@ -18,8 +18,13 @@ use platform::{
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tonic::{Code, Request};
 
+/// A hold of `seat_number` or, when it is taken, the first free of `alternatives`.
+fn or_next(schedule_id: &str, seat_number: u32, alternatives: Vec<u32>) -> HoldSeatRequest {
+    HoldSeatRequest { schedule_id: schedule_id.into(), seat_number, alternative_seat_numbers: alternatives }
+}
+
 fn hold(schedule_id: &str, seat_number: u32) -> HoldSeatRequest {
-    HoldSeatRequest { schedule_id: schedule_id.into(), seat_number }
+    HoldSeatRequest { schedule_id: schedule_id.into(), seat_number, ..Default::default() }
 }
 
 #[sqlx::test(migrations = false)]
@@ -48,6 +53,77 @@ async fn one_seat_two_replicas_many_racers_exactly_one_winner(_p: PgPoolOptions,
         .await
         .unwrap();
     assert_eq!(live, 1);
+}
+
+/// "Or the next best": a taken seat's alternatives are tried in the caller's order, the first
+/// free one is held, and only a list of taken seats is refused. A crowd naming the same
+/// seats, on two replicas, gets each seat once.
+#[sqlx::test(migrations = false)]
+async fn a_taken_seat_s_alternatives_are_held_in_order(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..SuiteOptions::default() }).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let first = suite.active_token("first", &concert_id).await;
+    let mut reservation = suite.reservation(0);
+    reservation.hold_seat(authed(&first, hold(&schedule_id, 5))).await.unwrap();
+    reservation.hold_seat(authed(&first, hold(&schedule_id, 9))).await.unwrap();
+
+    let second = suite.active_token("second", &concert_id).await;
+    // 5 and 9 are taken (9 is skipped on the occupancy read after 5 was lost); 7 is next.
+    let held = reservation
+        .hold_seat(authed(&second, or_next(&schedule_id, 5, vec![9, 7, 3])))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!(held.seat_number, 7, "the first free seat in the caller's order, not the lowest");
+    // On the other replica (which has seen none of it taken) as well.
+    let third = suite.active_token("third", &concert_id).await;
+    let held = suite
+        .reservation(1)
+        .hold_seat(authed(&third, or_next(&schedule_id, 7, vec![5, 9, 3])))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!(held.seat_number, 3);
+    let fourth = suite.active_token("fourth", &concert_id).await;
+    let err = reservation.hold_seat(authed(&fourth, or_next(&schedule_id, 3, vec![5, 7, 9]))).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")));
+
+    // Twenty people at once, each naming seats 20..=30 in its own order, over both replicas:
+    // eleven seats, eleven holds, nobody's seat twice.
+    let racers: Vec<String> = futures::future::join_all((0..20).map(|i| {
+        let suite = &suite;
+        let concert_id = concert_id.clone();
+        async move { suite.active_token(&format!("racer-{i}"), &concert_id).await }
+    }))
+    .await;
+    let attempts = racers.iter().enumerate().map(|(i, token)| {
+        let mut client = suite.reservation(i % 2);
+        let mut seats: Vec<u32> = (20..=30).collect();
+        seats.rotate_left(i % 11);
+        let request = or_next(&schedule_id, seats[0], seats[1..].to_vec());
+        let token = token.clone();
+        async move { client.hold_seat(authed(&token, request)).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut won: Vec<u32> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.get_ref().reservation.as_ref().unwrap().seat_number)
+        .collect();
+    won.sort_unstable();
+    assert_eq!(won, (20..=30).collect::<Vec<_>>(), "each named seat held once");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!((r.code(), reason(r).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")), "{r:?}");
+    }
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE status = 'HELD'")
+        .fetch_one(&suite.pool("reservation").await)
+        .await
+        .unwrap();
+    assert_eq!(live, 4 + 11);
 }
 
 #[sqlx::test(migrations = false)]
@@ -186,6 +262,18 @@ async fn bad_input_is_refused_with_the_field_named(_p: PgPoolOptions, db: PgConn
     for seat in [0, 51, u32::MAX] {
         let err = reservation.hold_seat(authed(&token, hold(&schedule_id, seat))).await.unwrap_err();
         assert_eq!((err.code(), violated_field(&err).as_deref()), (Code::InvalidArgument, Some("seat_number")));
+    }
+    // Alternatives out of range, repeated (the seat wanted included), or more than ten.
+    for alternatives in [vec![2, 0], vec![51], vec![2, 3, 2], vec![1], (2..=12).collect()] {
+        let err = reservation
+            .hold_seat(authed(&token, or_next(&schedule_id, 1, alternatives.clone())))
+            .await
+            .expect_err(&format!("{alternatives:?}"));
+        assert_eq!(
+            (err.code(), violated_field(&err).as_deref()),
+            (Code::InvalidArgument, Some("alternative_seat_numbers")),
+            "{alternatives:?}"
+        );
     }
     let err = reservation.hold_seat(authed(&token, hold("not-a-uuid", 1))).await.unwrap_err();
     assert_eq!(violated_field(&err).as_deref(), Some("schedule_id"));

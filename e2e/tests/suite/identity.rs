@@ -149,7 +149,10 @@ async fn every_public_port_refuses_forged_or_missing_identity(_p: PgPoolOptions,
         seats.metadata_mut().insert("x-queue-token", token.parse().unwrap());
         let r = suite.catalog().list_seats(seats).await;
         assert_refused(case, "catalog ListSeats", r.map(drop), want);
-        let mut hold = with_authorization(auth, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 1 });
+        let mut hold = with_authorization(
+            auth,
+            HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 1, ..Default::default() },
+        );
         hold.metadata_mut().insert("x-queue-token", token.parse().unwrap());
         let r = suite.reservation(0).hold_seat(hold).await;
         assert_refused(case, "reservation HoldSeat", r.map(drop), want);
@@ -232,7 +235,7 @@ async fn a_queue_token_works_only_for_its_own_user(_p: PgPoolOptions, db: PgConn
         let err = r.expect_err(what);
         assert_eq!((err.code(), reason(&err).as_deref()), (Code::PermissionDenied, Some("TOKEN_NOT_YOURS")), "{what}");
     };
-    let hold = HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 4 };
+    let hold = HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 4, ..Default::default() };
     not_yours(suite.reservation(0).hold_seat(as_bob_with(&alices, hold)).await.map(drop), "HoldSeat");
     let pay = PayReservationRequest { reservation_id: held.clone(), idempotency_key: "k".into(), ..Default::default() };
     not_yours(suite.reservation(0).pay_reservation(as_bob_with(&alices, pay)).await.map(drop), "PayReservation");
@@ -391,7 +394,10 @@ async fn the_whole_journey_over_grpc_web_with_an_access_token(_p: PgPoolOptions,
         catalog.list_seats(authed(&token, ListSeatsRequest { schedule_id: schedule_id.clone() })).await.unwrap();
     assert_eq!(seats.into_inner().seats.len(), 50);
     let held = reservation
-        .hold_seat(authed(&token, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 12 }))
+        .hold_seat(authed(
+            &token,
+            HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 12, ..Default::default() },
+        ))
         .await
         .unwrap()
         .into_inner()

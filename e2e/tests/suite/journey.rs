@@ -42,7 +42,10 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
 
     // Hold seat 7.
     let held = reservation
-        .hold_seat(authed(&token, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 7 }))
+        .hold_seat(authed(
+            &token,
+            HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 7, ..Default::default() },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -87,7 +90,10 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
     // saga's last step (batched, right after the answer) expires it in the queue.
     assert!(suite.token_expired_eventually(&token).await, "paying expires the token");
     let err = reservation
-        .hold_seat(authed(&token, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 8 }))
+        .hold_seat(authed(
+            &token,
+            HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 8, ..Default::default() },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
@@ -114,7 +120,10 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
         .into_inner()
         .schedules;
     assert_eq!(dates[0].available_seats, 49);
-    let err = reservation.hold_seat(authed(&bob, HoldSeatRequest { schedule_id, seat_number: 7 })).await.unwrap_err();
+    let err = reservation
+        .hold_seat(authed(&bob, HoldSeatRequest { schedule_id, seat_number: 7, ..Default::default() }))
+        .await
+        .unwrap_err();
     assert_eq!((err.code(), reason(&err).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")));
 }
 
@@ -181,7 +190,7 @@ async fn the_journey_and_the_books_hold_through_pgbouncer(_p: PgPoolOptions, db:
     let seat = reservation
         .hold_seat(authed(
             &suite.active_token("late", &concert_id).await,
-            HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 1 },
+            HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 1, ..Default::default() },
         ))
         .await
         .unwrap_err();

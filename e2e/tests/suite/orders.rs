@@ -41,6 +41,7 @@ async fn an_order_of_four_is_one_payment_through_two_replicas(_p: PgPoolOptions,
         let hold = concert_proto::concert::reservation::v1::HoldSeatRequest {
             schedule_id: schedule_id.clone(),
             seat_number: seat,
+            ..Default::default()
         };
         let held = client.hold_seat(e2e::authed(&token, hold)).await.unwrap().into_inner().reservation.unwrap();
         order.push(held.reservation_id);
@@ -279,6 +280,7 @@ async fn a_give_back_racing_buyers_of_the_seat_leaves_one_owner(_p: PgPoolOption
                 let hold = concert_proto::concert::reservation::v1::HoldSeatRequest {
                     schedule_id: schedule_id.clone(),
                     seat_number: 12,
+                    ..Default::default()
                 };
                 if let Ok(h) = suite.reservation(i % 2).hold_seat(e2e::authed(&token, hold)).await {
                     let h = h.into_inner().reservation.unwrap();

@@ -56,7 +56,7 @@ async fn an_admitted_person_reads_with_the_pass_while_the_queue_is_down(_p: PgPo
     let bare = suite.catalog().list_seats(authed(&token, ListSeatsRequest { schedule_id: schedule_id.clone() })).await;
     assert_eq!(bare.unwrap_err().code(), Code::Unavailable);
     // A write asks the queue whether the token is still live: not while it is down.
-    let hold = HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 7 };
+    let hold = HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 7, ..Default::default() };
     assert_eq!(suite.reservation(0).hold_seat(authed(&pass, hold)).await.unwrap_err().code(), Code::Unavailable);
 }
 
@@ -74,7 +74,11 @@ async fn a_pass_is_refused_forged_ended_elsewhere_for_others_spent_or_left(_p: P
     };
     let hold = |credential: &str, user: &str, seat: u32| {
         let reservation = suite.reservation(0);
-        let request = with(user, credential, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: seat });
+        let request = with(
+            user,
+            credential,
+            HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: seat, ..Default::default() },
+        );
         async move { reservation.clone().hold_seat(request).await.map(drop) }
     };
     let claims = Pass {

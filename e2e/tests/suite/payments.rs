@@ -187,7 +187,10 @@ async fn a_token_that_paid_is_refused_at_once_even_where_it_is_cached(_p: PgPool
 
     // Replica B caches the token (a hold there), replica A takes the payment.
     let on_b = b
-        .hold_seat(authed(&token, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 2 }))
+        .hold_seat(authed(
+            &token,
+            HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 2, ..Default::default() },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -203,7 +206,10 @@ async fn a_token_that_paid_is_refused_at_once_even_where_it_is_cached(_p: PgPool
 
     // Immediately, B still has the token cached as ACTIVE, yet refuses a second booking.
     let err = b
-        .hold_seat(authed(&token, HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 4 }))
+        .hold_seat(authed(
+            &token,
+            HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 4, ..Default::default() },
+        ))
         .await
         .unwrap_err();
     // TOKEN_USED from reservation's own payments, or TOKEN_EXPIRED once the queue has expired

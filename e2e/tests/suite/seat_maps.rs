@@ -65,7 +65,11 @@ async fn an_open_map_sees_every_hold_sale_release_and_expiry_within_a_second(_p:
         let buyer = buyer.clone();
         let schedule_id = schedule_id.clone();
         async move {
-            let request = concert_proto::concert::reservation::v1::HoldSeatRequest { schedule_id, seat_number: seat };
+            let request = concert_proto::concert::reservation::v1::HoldSeatRequest {
+                schedule_id,
+                seat_number: seat,
+                ..Default::default()
+            };
             client.hold_seat(authed(&buyer, request)).await.unwrap().into_inner().reservation.unwrap().reservation_id
         }
     };
@@ -85,8 +89,11 @@ async fn an_open_map_sees_every_hold_sale_release_and_expiry_within_a_second(_p:
     // A hold that runs out by time changes no row: the feed's rescan shows it free within a
     // second of its expiry (4 s hold).
     let buyer2 = suite.active_token("cy", &concert_id).await;
-    let request =
-        concert_proto::concert::reservation::v1::HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 9 };
+    let request = concert_proto::concert::reservation::v1::HoldSeatRequest {
+        schedule_id: schedule_id.clone(),
+        seat_number: 9,
+        ..Default::default()
+    };
     suite.reservation(1).hold_seat(authed(&buyer2, request)).await.unwrap();
     until(&mut maps, 9, SeatStatus::Held, LIVE).await;
     let expired_after = until(&mut maps, 9, SeatStatus::Available, Duration::from_secs(4) + LIVE + LIVE).await;

@@ -3,6 +3,11 @@ use chrono::{DateTime, Utc};
 
 use super::ReservationStatus;
 
+/// Most alternative seats one HoldSeat may name (`alternative_seat_numbers`): enough for a
+/// buyer's next picks in a row of the map, few enough that a refused call (every seat named
+/// taken) costs a bounded number of hold attempts.
+pub const MAX_ALTERNATIVE_SEATS: usize = 10;
+
 /// The live reservation that blocks a seat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Blocker {

@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        GiveBack, OccupiedSeat, Payment, PaymentBook, PaymentStatus, Reservation, ReservationStatus, SEATS_PER_SCHEDULE,
+        GiveBack, OccupiedSeat, Payment, PaymentBook, PaymentStatus, Reservation, ReservationStatus,
+        SEATS_PER_SCHEDULE, hold::MAX_ALTERNATIVE_SEATS,
     },
     service::hold::Ticket,
 };
@@ -35,6 +36,27 @@ pub(super) fn order(single: &str, many: &[String], max: u32) -> Result<Vec<Uuid>
         return Err(FieldViolation::new("reservation_ids", format!("names reservation {twice} twice")));
     }
     Ok(ids)
+}
+
+/// The seats a HoldSeatRequest names, in the order to try them: `seat_number`, then its
+/// `alternative_seat_numbers` (at most [`MAX_ALTERNATIVE_SEATS`], each 1..=50, none
+/// repeated and none equal to `seat_number`).
+pub(super) fn seat_choice(seat: u32, alternatives: &[u32]) -> Result<Vec<u32>, FieldViolation> {
+    const FIELD: &str = "alternative_seat_numbers";
+    let mut seats = vec![seat_number(seat)?];
+    if alternatives.len() > MAX_ALTERNATIVE_SEATS {
+        return Err(FieldViolation::new(FIELD, format!("at most {MAX_ALTERNATIVE_SEATS} alternative seats")));
+    }
+    for &n in alternatives {
+        if !(1..=SEATS_PER_SCHEDULE).contains(&n) {
+            return Err(FieldViolation::new(FIELD, format!("seat {n} is not within 1..={SEATS_PER_SCHEDULE}")));
+        }
+        if seats.contains(&n) {
+            return Err(FieldViolation::new(FIELD, format!("names seat {n} twice (seat_number included)")));
+        }
+        seats.push(n);
+    }
+    Ok(seats)
 }
 
 pub(super) fn seat_number(n: u32) -> Result<u32, FieldViolation> {

@@ -17,7 +17,7 @@ use crate::service::{
     pay::{Paid, Payer, Payments},
     seat_feed::SeatFeed,
 };
-use convert::{occupied, order, payment, payment_record, reservation, seat_number, ticket};
+use convert::{occupied, order, payment, payment_record, reservation, seat_choice, ticket};
 
 /// Most schedules one occupancy lookup may name.
 const MAX_OCCUPANCY_SCHEDULES: usize = 1_000;
@@ -58,15 +58,16 @@ impl ReservationService for ReservationApi {
     #[tracing::instrument(skip_all, fields(schedule_id = %request.get_ref().schedule_id, seat = request.get_ref().seat_number))]
     async fn hold_seat(&self, request: Request<HoldSeatRequest>) -> Result<Response<HoldSeatResponse>, Status> {
         let shown = self.auth.admission_shown(&request)?;
-        let schedule_id = validate::uuid("schedule_id", &request.get_ref().schedule_id)?;
-        let seat = seat_number(request.get_ref().seat_number)?;
+        let r = request.get_ref();
+        let schedule_id = validate::uuid("schedule_id", &r.schedule_id)?;
+        let seats = seat_choice(r.seat_number, &r.alternative_seat_numbers)?;
         if let Some(admission) = &shown {
-            // A crowd on one seat is refused from what this replica knows before the queue
-            // is asked whether the admission still stands: a refusal writes nothing.
-            self.holds.refuse_early(admission, schedule_id, seat).await?;
+            // A crowd on the same seats is refused from what this replica knows before the
+            // queue is asked whether the admission still stands: a refusal writes nothing.
+            self.holds.refuse_early(admission, schedule_id, &seats).await?;
         }
         let principal = self.auth.authenticate_fresh(&request).await?;
-        let held = self.holds.hold(&principal, schedule_id, seat).await?;
+        let held = self.holds.hold(&principal, schedule_id, &seats).await?;
         Ok(Response::new(HoldSeatResponse { reservation: Some(reservation(&held, self.clock.now())) }))
     }
 

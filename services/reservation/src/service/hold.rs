@@ -2,6 +2,8 @@
 //! concert of the seat (cached layout) → the admission's concert → refuse a crowd early →
 //! the date has not started → insert (batched), and when the insert did nothing, find out
 //! why and act on it (release what expired, refuse, or report the seat taken).
+use std::collections::HashSet;
+
 use chrono::Duration;
 use platform::{auth::Principal, clock::SharedClock, paging::PageRequest};
 use uuid::Uuid;
@@ -35,6 +37,14 @@ pub struct Holds {
     pub(crate) refund_deadline: Duration,
 }
 
+/// What a replica knows of a seat before any query.
+enum Known {
+    /// Seen taken lately (a hint: see [`TakenSeats`]).
+    Taken,
+    /// Not known taken: its price and date, and the time it was judged by.
+    Maybe(crate::clients::SeatInfo, chrono::DateTime<chrono::Utc>),
+}
+
 /// A reservation as "my tickets" shows it.
 #[derive(Debug, Clone)]
 pub struct Ticket {
@@ -46,46 +56,68 @@ pub struct Ticket {
 }
 
 impl Holds {
-    /// Holds seat `seat` of `schedule_id` for `holder` until now + the hold TTL.
+    /// Holds the first free seat of `seats` (the seat wanted, then its alternatives in the
+    /// caller's order) of `schedule_id` for `holder` until now + the hold TTL.
+    ///
+    /// The seats are tried one after the other, each exactly as a hold of that seat alone: a
+    /// seat seen taken lately is skipped without a query, any other is decided by the unique
+    /// index, and a loss moves on to the next seat, skipping those the date's occupancy (read
+    /// once, at the first loss) shows held or sold. A refusal that is about the holder, not
+    /// the seat (the hold limit, a spent token, a started date), ends the call at once.
     ///
     /// # Errors
     /// [`ReservationError::ScheduleNotFound`] for an unknown schedule or seat;
     /// [`ReservationError::WrongConcert`] for a token of another concert;
-    /// [`ReservationError::SeatUnavailable`] when the seat is held or sold;
+    /// [`ReservationError::SeatUnavailable`] when every seat named is held or sold;
     /// [`ReservationError::ScheduleStarted`] once the date has begun; as [`place_hold`].
     pub async fn hold(
         &self,
         holder: &Principal,
         schedule_id: Uuid,
-        seat: u32,
+        seats: &[u32],
     ) -> Result<Reservation, ReservationError> {
-        let (info, now) = self.refuse_early(holder, schedule_id, seat).await?;
-        if info.starts_at <= now {
-            return Err(ReservationError::ScheduleStarted);
-        }
-        let new = NewHold {
-            user_id: holder.user_id.clone(),
-            token: holder.token,
-            concert_id: info.concert_id,
-            schedule_id,
-            seat_number: seat,
-            price: info.price,
-            now,
-            ttl: self.ttl,
-            max_holds: self.max_holds,
-        };
-        match place_hold(&self.repo, &self.batcher, &new).await? {
-            HoldAttempt::Held(held) => Ok(held),
-            HoldAttempt::Taken { blocked_until } => {
-                self.taken.mark(schedule_id, seat, blocked_until);
-                Err(ReservationError::SeatUnavailable)
+        // The date's held and sold seats, read once after the first seat is lost: the rest of
+        // the list is judged against it rather than lost one insert at a time while a crowd
+        // takes the same front rows. Only a reason to skip a seat, never to hold one.
+        let mut occupied: Option<HashSet<u32>> = None;
+        for (i, &seat) in seats.iter().enumerate() {
+            if occupied.as_ref().is_some_and(|o| o.contains(&seat)) {
+                continue;
+            }
+            let (info, now) = match self.known(holder, schedule_id, seat).await? {
+                Known::Taken => continue,
+                Known::Maybe(info, now) => (info, now),
+            };
+            if info.starts_at <= now {
+                return Err(ReservationError::ScheduleStarted);
+            }
+            let new = NewHold {
+                user_id: holder.user_id.clone(),
+                token: holder.token,
+                concert_id: info.concert_id,
+                schedule_id,
+                seat_number: seat,
+                price: info.price,
+                now,
+                ttl: self.ttl,
+                max_holds: self.max_holds,
+            };
+            match place_hold(&self.repo, &self.batcher, &new).await? {
+                HoldAttempt::Held(held) => return Ok(held),
+                HoldAttempt::Taken { blocked_until } => {
+                    self.taken.mark(schedule_id, seat, blocked_until);
+                    if occupied.is_none() && i + 1 < seats.len() {
+                        let seats = self.repo.occupancy(&[schedule_id], now).await?;
+                        occupied = Some(seats.into_iter().map(|o| o.seat_number).collect());
+                    }
+                }
             }
         }
+        Err(ReservationError::SeatUnavailable)
     }
 
-    /// Refuses a hold from what this replica knows without a query: a seat of another
-    /// concert than the admission's, or a seat seen taken lately. Returns the seat's price
-    /// and date and the time it judged by.
+    /// Refuses a hold from what this replica knows without a query: seats of another
+    /// concert than the admission's, or every seat named seen taken lately.
     ///
     /// # Errors
     /// [`ReservationError::ScheduleNotFound`], [`ReservationError::WrongConcert`],
@@ -94,18 +126,28 @@ impl Holds {
         &self,
         holder: &Principal,
         schedule_id: Uuid,
-        seat: u32,
-    ) -> Result<(crate::clients::SeatInfo, chrono::DateTime<chrono::Utc>), ReservationError> {
-        // The layout is cached (immutable), so the concert check costs no round trip.
+        seats: &[u32],
+    ) -> Result<(), ReservationError> {
+        for &seat in seats {
+            if let Known::Maybe(..) = self.known(holder, schedule_id, seat).await? {
+                return Ok(());
+            }
+        }
+        Err(ReservationError::SeatUnavailable)
+    }
+
+    /// What this replica knows of `seat` without a query: its price and date (the layout is
+    /// cached, so the concert check costs no round trip), and whether it was seen taken.
+    async fn known(&self, holder: &Principal, schedule_id: Uuid, seat: u32) -> Result<Known, ReservationError> {
         let info = self.catalog.seat(schedule_id, seat).await?;
         if info.concert_id != holder.concert_id {
             return Err(ReservationError::WrongConcert);
         }
         let now = self.clock.now();
         if self.taken.is_taken(schedule_id, seat, now) {
-            return Err(ReservationError::SeatUnavailable);
+            return Ok(Known::Taken);
         }
-        Ok((info, now))
+        Ok(Known::Maybe(info, now))
     }
 
     /// `user_id`'s reservation `reservation_id`, with its ticket details.
