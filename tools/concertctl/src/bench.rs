@@ -243,8 +243,11 @@ async fn scenario(clients: &Clients, d: &Driver, scenario: Scenario, concurrency
                     if k >= total {
                         return None;
                     }
-                    let req =
-                        HoldSeatRequest { schedule_id: schedules[k / 50].clone(), seat_number: (k % 50 + 1) as u32 };
+                    let req = HoldSeatRequest {
+                        schedule_id: schedules[k / 50].clone(),
+                        seat_number: (k % 50 + 1) as u32,
+                        ..Default::default()
+                    };
                     let request = tokens[k / holds_per_user.max(1)].request(req).ok()?;
                     Some(c.reservation().hold_seat(request).await.map(|_| ()).map_err(|e| e.code()))
                 }
@@ -260,7 +263,7 @@ async fn scenario(clients: &Clients, d: &Driver, scenario: Scenario, concurrency
                 let (tokens, schedule, left) = (tokens.clone(), schedule.clone(), left.clone());
                 async move {
                     left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).ok()?;
-                    let req = HoldSeatRequest { schedule_id: schedule, seat_number: 1 };
+                    let req = HoldSeatRequest { schedule_id: schedule, seat_number: 1, ..Default::default() };
                     let request = tokens[worker % tokens.len()].request(req).ok()?;
                     Some(c.reservation().hold_seat(request).await.map(|_| ()).map_err(|e| e.code()))
                 }
@@ -410,7 +413,11 @@ async fn pay(
                 c.wallet().charge(session.request(charge)?).await?;
                 let mut ids = Vec::with_capacity(order);
                 for seat in first_seat..first_seat + order {
-                    let hold = HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: u32::try_from(seat)? };
+                    let hold = HoldSeatRequest {
+                        schedule_id: schedule_id.clone(),
+                        seat_number: u32::try_from(seat)?,
+                        ..Default::default()
+                    };
                     let held = c.reservation().hold_seat(session.request(hold)?).await?.into_inner();
                     ids.push(held.reservation.ok_or_else(|| anyhow::anyhow!("no reservation"))?.reservation_id);
                 }

@@ -145,9 +145,11 @@ async fn hold_a_seat(
 
     let held = clients
         .reservation()
-        .hold_seat(
-            session.request(HoldSeatRequest { schedule_id: schedule_id.to_owned(), seat_number: seat.seat_number })?,
-        )
+        .hold_seat(session.request(HoldSeatRequest {
+            schedule_id: schedule_id.to_owned(),
+            seat_number: seat.seat_number,
+            ..Default::default()
+        })?)
         .await?
         .into_inner()
         .reservation
@@ -175,10 +177,11 @@ async fn after_the_sale(
 ) -> anyhow::Result<(&'static str, String)> {
     let refused = clients
         .reservation()
-        .hold_seat(
-            session
-                .request(HoldSeatRequest { schedule_id: held.schedule_id.clone(), seat_number: held.seat_number })?,
-        )
+        .hold_seat(session.request(HoldSeatRequest {
+            schedule_id: held.schedule_id.clone(),
+            seat_number: held.seat_number,
+            ..Default::default()
+        })?)
         .await
         .err()
         .map_or_else(|| "still accepted (unexpected)".to_owned(), |e| format!("refused with {:?}", e.code()));

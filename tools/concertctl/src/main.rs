@@ -77,6 +77,12 @@ enum Command {
     },
 }
 
+/// mimalloc, not glibc malloc: the rush keeps a task, buffers and timers for each of up to a
+/// million simulated people, and glibc's allocator took a fifth of the generator's CPU in a
+/// flood's profile (docs/BENCHMARKS.md, "The flood"), CPU the suite it measures then lacks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

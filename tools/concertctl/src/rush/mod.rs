@@ -58,6 +58,13 @@ pub struct RushArgs {
     /// (admitted in random order, ahead of later joins). 0: on sale at once.
     #[arg(long, default_value_t = 0.0)]
     pub opens_in: f64,
+    /// Next picks each try to hold a seat names besides the seat wanted
+    /// (HoldSeatRequest.alternative_seat_numbers, at most 10): chosen the same way, popular
+    /// seats first, from the same map. The server holds the first free one, so a person who
+    /// loses the race for a seat gets their next pick without another call. 0: one seat per
+    /// call, the person tries the next after each refusal.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10))]
+    pub seat_alternatives: u64,
     /// Share of people (0..=1) who abandon: a third each in line, at the seat map, and
     /// holding a seat (which then runs out on its own).
     #[arg(long, default_value_t = 0.05)]
@@ -272,8 +279,10 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
         },
         deadline: start + Duration::from_secs(args.duration),
         sold_out: Default::default(),
+        sold_out_signal: Default::default(),
         seed: args.seed,
         seats_per_person: args.seats_per_person,
+        seat_alternatives: usize::try_from(args.seat_alternatives).unwrap_or(0),
         acks: args.ack_log.as_deref().map(acks::AckLog::create).transpose()?,
     });
     let mut tasks = tokio::task::JoinSet::new();
@@ -338,6 +347,7 @@ async fn watch(
         if sell_out.is_none() && paid >= seats {
             sell_out = Some(ctx.recorder.start.elapsed());
             ctx.sold_out.store(true, Ordering::Relaxed);
+            ctx.sold_out_signal.notify_waiters();
         }
         if n.is_multiple_of(4) {
             let stats =

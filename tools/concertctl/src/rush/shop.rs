@@ -29,6 +29,9 @@ const TRIES: usize = 5;
 /// The seat a person aims for is among the first this many free ones (front rows first):
 /// people collide on the popular seats.
 const POPULAR: usize = 3;
+/// Oldest a seat map may be when a person picks from it after losing a race: the booking
+/// page's live map redraws within a second of a change (web/src/live-seats.ts).
+const MAP_FRESH: Duration = Duration::from_secs(1);
 
 /// What ended a call the journey cannot go on from.
 fn end_of(s: &Status) -> End {
@@ -118,6 +121,11 @@ impl Person {
 
     /// Loads one date's seat map and holds one of its free seats; `None` when they are all
     /// taken by the time this person tries.
+    ///
+    /// The map a person picks from is at most [`MAP_FRESH`] old, as on the booking page,
+    /// whose live map (WatchSeats) redraws within a second of any change: a seat lost to
+    /// someone quicker is struck off at once, and a map older than that is read again
+    /// before the next try, rather than walked seat by seat long after it went stale.
     async fn hold_on(
         &self,
         ctx: &Ctx,
@@ -127,6 +135,75 @@ impl Person {
         schedule_id: &str,
     ) -> Result<Option<Held>, End> {
         self.think(ctx, rng).await;
+        let Some((mut free, mut read_at)) = self.seat_map(ctx, c, session, schedule_id).await? else {
+            return Ok(None);
+        };
+        if self.abandon == Some(Abandon::AtSeatMap) {
+            return Err(End::Abandoned);
+        }
+        self.think(ctx, rng).await;
+        while !free.is_empty() {
+            // The seat wanted, then (with --seat-alternatives) the next picks in the same
+            // popular-first way, named in the same call as "or the next best".
+            let mut picks = Vec::with_capacity(1 + ctx.seat_alternatives);
+            while picks.len() <= ctx.seat_alternatives && !free.is_empty() {
+                picks.push(free.remove(rng.random_range(0..free.len().min(POPULAR))));
+            }
+            let (seat, _) = picks[0];
+            let t = Instant::now();
+            let request = session
+                .request(HoldSeatRequest {
+                    schedule_id: schedule_id.into(),
+                    seat_number: seat,
+                    alternative_seat_numbers: picks[1..].iter().map(|&(n, _)| n).collect(),
+                })
+                .map_err(|_| End::Failed)?;
+            let answer = rec(ctx, Rpc::HoldSeat, t, c.reservation().hold_seat(request).await);
+            let code = answer.as_ref().map_or_else(Status::code, |_| Code::Ok);
+            let reservation = answer.as_ref().ok().and_then(|r| r.get_ref().reservation.as_ref());
+            let held_seat = reservation.map_or(seat, |r| r.seat_number);
+            ctx.ack(Rpc::HoldSeat, code, || Ack {
+                user: &self.user,
+                reservation_id: reservation.map(|r| r.reservation_id.as_str()),
+                seats: vec![(schedule_id, held_seat)],
+                ..Ack::default()
+            });
+            match answer {
+                Ok(r) => {
+                    let reservation = r.into_inner().reservation.ok_or(End::Failed)?;
+                    let seat = reservation.seat_number;
+                    let shown = picks.iter().find(|&&(n, _)| n == seat).map_or(0, |&(_, p)| p);
+                    return Ok(Some(Held {
+                        reservation_id: reservation.reservation_id,
+                        schedule_id: schedule_id.into(),
+                        seat,
+                        price: if reservation.price > 0 { reservation.price } else { shown },
+                    }));
+                }
+                // Someone else was quicker: another seat, from a map no older than the page's.
+                Err(s) if s.code() == Code::AlreadyExists || transient(s.code()) => {
+                    if !free.is_empty() && read_at.elapsed() >= MAP_FRESH {
+                        match self.seat_map(ctx, c, session, schedule_id).await? {
+                            Some((now_free, now)) => (free, read_at) = (now_free, now),
+                            None => return Ok(None),
+                        }
+                    }
+                }
+                Err(s) => return Err(end_of(&s)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// One date's free seats (seat order, with prices) and when they were read; `None` when
+    /// the map could not be had for now.
+    async fn seat_map(
+        &self,
+        ctx: &Ctx,
+        c: &Clients,
+        session: &Session,
+        schedule_id: &str,
+    ) -> Result<Option<(Vec<(u32, i64)>, Instant)>, End> {
         let t = Instant::now();
         let request = session.request(ListSeatsRequest { schedule_id: schedule_id.into() }).map_err(|_| End::Failed)?;
         let mut free: Vec<(u32, i64)> = match rec(ctx, Rpc::ListSeats, t, c.catalog().list_seats(request).await) {
@@ -140,42 +217,8 @@ impl Person {
             Err(s) if transient(s.code()) => return Ok(None),
             Err(s) => return Err(end_of(&s)),
         };
-        if self.abandon == Some(Abandon::AtSeatMap) {
-            return Err(End::Abandoned);
-        }
         free.sort_unstable();
-        self.think(ctx, rng).await;
-        while !free.is_empty() {
-            let (seat, price) = free.remove(rng.random_range(0..free.len().min(POPULAR)));
-            let t = Instant::now();
-            let request = session
-                .request(HoldSeatRequest { schedule_id: schedule_id.into(), seat_number: seat })
-                .map_err(|_| End::Failed)?;
-            let answer = rec(ctx, Rpc::HoldSeat, t, c.reservation().hold_seat(request).await);
-            let code = answer.as_ref().map_or_else(Status::code, |_| Code::Ok);
-            let reservation_id = answer.as_ref().ok().and_then(|r| r.get_ref().reservation.as_ref());
-            ctx.ack(Rpc::HoldSeat, code, || Ack {
-                user: &self.user,
-                reservation_id: reservation_id.map(|r| r.reservation_id.as_str()),
-                seats: vec![(schedule_id, seat)],
-                ..Ack::default()
-            });
-            match answer {
-                Ok(r) => {
-                    let reservation = r.into_inner().reservation.ok_or(End::Failed)?;
-                    return Ok(Some(Held {
-                        reservation_id: reservation.reservation_id,
-                        schedule_id: schedule_id.into(),
-                        seat,
-                        price: if reservation.price > 0 { reservation.price } else { price },
-                    }));
-                }
-                // Someone else was quicker: another seat.
-                Err(s) if s.code() == Code::AlreadyExists || transient(s.code()) => {}
-                Err(s) => return Err(end_of(&s)),
-            }
-        }
-        Ok(None)
+        Ok(Some((free, Instant::now())))
     }
 
     /// Charges what is missing and pays the holds, in one order.
