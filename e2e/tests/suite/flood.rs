@@ -3,8 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::time::Duration;
 
-use concert_proto::concert::queue::v1::{
-    IssueTokenRequest, SetAdmissionPolicyRequest, TokenState, queue_admin_service_client::QueueAdminServiceClient,
+use concert_proto::concert::{
+    catalog::v1::ListSeatsRequest,
+    queue::v1::{
+        IssueTokenRequest, SetAdmissionPolicyRequest, TokenState, queue_admin_service_client::QueueAdminServiceClient,
+    },
+    reservation::v1::HoldSeatRequest,
 };
 use e2e::{Suite, SuiteOptions, as_user, register_token};
 use platform::status::reason;
@@ -79,6 +83,88 @@ async fn a_sold_out_sale_tells_the_people_in_line(_p: PgPoolOptions, db: PgConne
         told = suite.queue_status(&late.token).await;
     }
     assert_eq!((told.state, told.sold_out), (TokenState::Waiting as i32, true), "{told:?}");
+    suite.assert_books_settle(Duration::from_secs(10)).await;
+}
+
+/// Issue #26, part 1: the admitted path never waits behind the line. The test stalls the
+/// line's work in the database — it holds the join fence, so every join worker of the queue
+/// and its admission round wait on PostgreSQL, holding every connection of the public side's
+/// pool — and while forty joins hang there, an admitted person reads the seat map, holds,
+/// pays, and is told the token is spent: the token checks and the expiry go through the
+/// queue's internal lane (its own runtime and pool). The joins sent before are still
+/// unanswered afterwards, so the line was stalled all along; released, they all join.
+#[sqlx::test(migrations = false)]
+async fn the_admitted_path_goes_on_while_the_line_is_stalled(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions::default()).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let alice = suite.active_token("alice", &concert_id).await;
+    suite.charge("alice", 150_000).await;
+
+    let queue_db = suite.pool("queue").await;
+    let mut fence = queue_db.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(queue_service::store::JOIN_FENCE)
+        .execute(&mut *fence)
+        .await
+        .unwrap();
+    // Spaced out, so that each join worker (four) finds the others stuck and takes its own
+    // batch, and a connection of its own, rather than one batch taking all forty.
+    let mut joins = Vec::new();
+    for i in 0..40 {
+        let mut queue = suite.queue();
+        let join = IssueTokenRequest { user_id: String::new(), concert_id: concert_id.clone() };
+        joins.push(tokio::spawn(async move { queue.issue_token(as_user(&format!("crowd-{i}"), join)).await }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every connection of the queue's public pool (four in the suite) is waiting on the fence:
+    // the join workers' and the admission round's.
+    let mut stuck = 0;
+    for _ in 0..300 {
+        stuck = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+        )
+        .fetch_one(&queue_db)
+        .await
+        .unwrap();
+        if stuck >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stuck >= 4, "the line's connections are stuck on the fence: {stuck}");
+
+    // The admitted path, with the line stalled.
+    let seats = suite
+        .catalog()
+        .list_seats(e2e::authed(&alice, ListSeatsRequest { schedule_id: schedule_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .seats;
+    assert_eq!(seats.len(), 50);
+    let held = suite.hold(&alice, &schedule_id, 1).await;
+    suite.pay(&alice, &held, "stalled-line").await.unwrap();
+    let spent = suite
+        .reservation(0)
+        .hold_seat(e2e::authed(
+            &alice,
+            HoldSeatRequest { schedule_id: schedule_id.clone(), seat_number: 2, ..Default::default() },
+        ))
+        .await
+        .expect_err("a paid token is spent");
+    assert_eq!(spent.code(), Code::Unauthenticated, "{spent:?}");
+    assert!(joins.iter().all(|j| !j.is_finished()), "the line was stalled while the admitted person paid");
+
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(queue_service::store::JOIN_FENCE)
+        .execute(&mut *fence)
+        .await
+        .unwrap();
+    for join in joins {
+        let status = join.await.unwrap().expect("released, every join goes through").into_inner().status.unwrap();
+        assert_eq!(status.concert_id, concert_id);
+    }
     suite.assert_books_settle(Duration::from_secs(10)).await;
 }
 

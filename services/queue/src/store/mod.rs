@@ -32,7 +32,10 @@ pub(super) const BEGIN_WITHOUT_SEQSCAN: &str = "BEGIN; SET LOCAL enable_seqscan 
 /// in flight. So when a round picks the head of a line, no lower `seq` is still
 /// uncommitted: admission order is exactly join order, across any number of replicas.
 /// Joins never wait for each other, only (for a few milliseconds) for a round.
-pub(super) const JOIN_FENCE: i64 = 0x0051_4A4F_494E; // "QJOIN"
+///
+/// Public so that a test can hold the fence and stall every join of a replica (the line's
+/// work stuck in the database) to show the admitted path does not wait behind it.
+pub const JOIN_FENCE: i64 = 0x0051_4A4F_494E; // "QJOIN"
 
 /// Queue storage.
 #[derive(Debug, Clone)]
