@@ -38,7 +38,7 @@ esac
 data="$ROOT/.run/pgdata-profile"
 rm -rf "$data"
 PG_SERVER_OPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on -c autovacuum=${AUTOVACUUM:-off}" \
-  start_private_cluster "$data" 55434
+  start_private_cluster "$data" 25434
 stop_cluster() {
   local runas=()
   [ "$(id -u)" != 0 ] || runas=(runuser -u "$(stat -c %U "$data")" --)

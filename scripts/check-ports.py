@@ -14,7 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EPHEMERAL = range(32768, 61000)
-PORT = re.compile(r"(?::|\$\(\()(\d{4,5})\b")
+# `:5432`, a default `${2:-5432}`, `$((base + i))`, or a port handed to start_private_cluster.
+PORT = re.compile(r"(?::-?|\$\(\(|start_private_cluster \S+ )(\d{4,5})\b")
 SCRIPTS = [
     "scripts/test.sh",
     "scripts/test-web.sh",
@@ -23,6 +24,9 @@ SCRIPTS = [
     "scripts/test-failover.sh",
     "scripts/test-backup.sh",
     "scripts/lib/bench-suite.sh",
+    "scripts/lib/postgres.sh",
+    "scripts/bench-profile.sh",
+    "scripts/bench-stability.sh",
     "web/e2e/run.mjs",
 ]
 

@@ -3,7 +3,8 @@
 #   1. $DATABASE_URL if set;
 #   2. a server on 127.0.0.1:5432 (user postgres, trust auth);
 #   3. a private throwaway cluster initialised from the installed PostgreSQL binaries
-#      (data in .run/pgdata, port 55432);
+#      (data in .run/pgdata, port 25432: below the ephemeral range, where a client socket
+#      left in TIME_WAIT could hold it);
 #   4. no binaries: on Debian/Ubuntu, install the distribution's `postgresql` package (as
 #      root, or through sudo without a password) and go on with 3;
 #   5. otherwise: say the one command to run, and fail.
@@ -27,8 +28,8 @@ pg_reachable() { # host port
 }
 
 # PG_SERVER_OPTS adds server settings (e.g. "-c shared_preload_libraries=pg_stat_statements").
-start_private_cluster() { # [data directory (.run/pgdata)] [port (55432)]
-  local bin data="${1:-$ROOT/.run/pgdata}" port="${2:-55432}" runas=()
+start_private_cluster() { # [data directory (.run/pgdata)] [port (25432)]
+  local bin data="${1:-$ROOT/.run/pgdata}" port="${2:-25432}" runas=()
   bin=$(pg_bin_dir) || return 1
   mkdir -p "$ROOT/.run"
   # initdb refuses to run as root: run the cluster as the postgres (or nobody) user.
