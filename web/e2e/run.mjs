@@ -353,6 +353,33 @@ await scenario("the waiting room shows the place and progress, and moves on by i
   await lee.context().close();
 });
 
+await scenario("a sold-out sale ends the line: the waiting room says every seat is sold and offers to leave", async () => {
+  const ctl = (...args) => execFileSync(process.env.CONCERTCTL ?? "concertctl", args, { encoding: "utf8" });
+  // A small rush of the operator's load generator sells a concert of its own out: one date,
+  // 50 seats, 60 buyers, nobody abandoning (its checks fail the command if anything is off).
+  ctl("bench", "rush", "--users", "60", "--seats", "50", "--max-active", "60", "--abandon", "0", "--duration", "120", "--quiet");
+  const rush = ctl("concerts").split("\n").find((l) => l.split("\t")[1]?.startsWith("rush "))?.split("\t");
+  if (!rush) throw new Error("the rush's concert is not listed");
+  const [concertId, title] = rush;
+  // One person at a time: Mia is let in (to a sale with nothing left), so Ned waits.
+  ctl("policy", "--concert", concertId, "--max-active", "1");
+  const mia = await open("mia");
+  await card(mia, title).getByRole("button", { name: "Join the waiting room" }).click();
+  await heading(mia, /Choose a date/);
+  const ned = await open("ned");
+  await card(ned, title).getByRole("button", { name: "Join the waiting room" }).click();
+  await heading(ned, new RegExp(`Waiting room: ${title}`));
+  // The queue looks at each room's sales every 2 s; the notice replaces the wait.
+  await expectText(ned, /Every seat is sold/, "the sold-out notice");
+  await step(ned, "sold-out");
+  await ned.getByRole("status").getByRole("button", { name: "Leave the waiting room" }).click();
+  await heading(ned, "Pick a concert");
+  // Out of the line: the concert offers a fresh join, not "Back to your place".
+  await card(ned, title).getByRole("button", { name: "Join the waiting room" }).waitFor();
+  await mia.context().close();
+  await ned.context().close();
+});
+
 await browser.close();
 console.log(failures.length ? `${failures.length} browser scenario(s) failed` : `browser scenarios passed; screenshots in ${SHOTS}`);
 process.exit(failures.length ? 1 : 0);
