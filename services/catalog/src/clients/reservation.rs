@@ -3,7 +3,8 @@
 //! ListSeats (the hottest read on opening day, polled by every browser) may reuse one
 //! schedule's answer for `SEAT_STATUS_CACHE_MS` (default 100 ms; 0 = ask on every call), with
 //! concurrent misses sharing one request: a seat map lags by at most that long.
-//! ListAvailableDates reuses a concert's answer for as long (`service::concerts`). Holds never rely on it; reservation decides them.
+//! ListAvailableDates reuses a concert's answer for as long (`service::concerts`). Holds
+//! never rely on either; reservation decides them.
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use moka::future::Cache;
