@@ -278,8 +278,7 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
             (false, ms) => person::Waiting::PollEvery(Duration::from_millis(ms)),
         },
         deadline: start + Duration::from_secs(args.duration),
-        sold_out: Default::default(),
-        sold_out_signal: Default::default(),
+        sold_out: tokio::sync::watch::Sender::new(false),
         seed: args.seed,
         seats_per_person: args.seats_per_person,
         seat_alternatives: usize::try_from(args.seat_alternatives).unwrap_or(0),
@@ -346,8 +345,7 @@ async fn watch(
         let paid = g.paid.load(Ordering::Relaxed);
         if sell_out.is_none() && paid >= seats {
             sell_out = Some(ctx.recorder.start.elapsed());
-            ctx.sold_out.store(true, Ordering::Relaxed);
-            ctx.sold_out_signal.notify_waiters();
+            ctx.sold_out.send_replace(true);
         }
         if n.is_multiple_of(4) {
             let stats =

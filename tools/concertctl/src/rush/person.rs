@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -94,13 +94,12 @@ pub struct Ctx {
     /// How people wait in line.
     pub waiting: Waiting,
     pub deadline: Instant,
-    /// Set once every seat of the run is sold: people still in line leave.
-    pub sold_out: AtomicBool,
-    /// Wakes the people waiting on streams when `sold_out` is set (they sleep until a
-    /// message, their patience's end or this, rather than waking to look twice a second:
-    /// 50,000 streams looking twice a second were 100,000 timer wake-ups a second of the
-    /// generator's CPU, taken from the suite it measures).
-    pub sold_out_signal: tokio::sync::Notify,
+    /// True once every seat of the run is sold: people still in line leave. A watch, so
+    /// that people waiting on streams sleep until a message, their patience's end or this,
+    /// rather than waking to look twice a second (50,000 streams looking twice a second were
+    /// 100,000 timer wake-ups a second of the generator's CPU, taken from the suite it
+    /// measures).
+    pub sold_out: tokio::sync::watch::Sender<bool>,
     pub seed: u64,
     /// Most seats one person buys together (each person wants 1..=this, at random).
     pub seats_per_person: u32,
@@ -362,7 +361,7 @@ impl Person {
 
     /// `Some` when the person stops waiting: out of patience, out of time, or sold out.
     fn gone(&self, ctx: &Ctx, give_up: Instant) -> Option<Wait> {
-        if ctx.sold_out.load(Ordering::Relaxed) {
+        if *ctx.sold_out.borrow() {
             return Some(Wait::Gone(End::SoldOut));
         }
         if Instant::now() >= give_up {
@@ -385,15 +384,15 @@ impl Person {
             }
         };
         let mut first = true;
+        let mut sold_out = ctx.sold_out.subscribe();
         loop {
-            let sold_out = ctx.sold_out_signal.notified();
             if let Some(done) = self.gone(ctx, give_up) {
                 return Some(done);
             }
             let message = tokio::select! {
                 m = stream.next() => m,
                 () = tokio::time::sleep_until(give_up.into()) => continue,
-                () = sold_out => continue,
+                _ = sold_out.wait_for(|sold| *sold) => continue,
             };
             let status = match message {
                 Some(Ok(m)) => m.status,

@@ -100,7 +100,7 @@ impl Person {
                 dates.into_iter().filter(|d| d.available_seats > 0).map(|d| d.schedule_id).collect();
             if open.is_empty() {
                 looked += 1;
-                if looked >= SEAT_PATIENCE || ctx.sold_out.load(Ordering::Relaxed) {
+                if looked >= SEAT_PATIENCE || *ctx.sold_out.borrow() {
                     return Err(End::SoldOut);
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
