@@ -71,8 +71,13 @@ impl QueueRepo {
 
     /// What the round will admit in each room whose sale is open and where someone waits:
     /// each one's policy, rate window and active count (an index probe per room; the active
-    /// sets are small). Someone waiting is a scalar probe with LIMIT 1, which stays a probe:
-    /// as `EXISTS`, a cached plan made while the table was small hashed every WAITING token.
+    /// sets are small). Someone waiting is a scalar probe for the head of the room's line
+    /// (ORDER BY place LIMIT 1), which only `tokens_waiting_by_place` answers without a sort,
+    /// so it stays one index probe whatever the statistics say. As `EXISTS`, a cached plan
+    /// made while the table was small hashed every WAITING token; without the ORDER BY, a
+    /// plan made after the purge had emptied the table walked every WAITING token of every
+    /// room by `last_seen_at` for each room, past sales' rooms included (1 s a round with
+    /// 100,000 waiting and 39 rooms: `scripts/bench-stability.sh`, issue #31).
     async fn quota(
         &self,
         tx: &mut Transaction<'_, Postgres>,
@@ -86,7 +91,8 @@ impl QueueRepo {
                           AS "active!"
                FROM rooms r
                WHERE (r.sale_opens_at IS NULL OR r.sale_opens_at <= COALESCE($1::timestamptz, statement_timestamp()))
-                 AND (SELECT true FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'WAITING' LIMIT 1)"#,
+                 AND (SELECT true FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'WAITING'
+                      ORDER BY t.place LIMIT 1)"#,
             // The sale's opening is judged by the database's clock, like joins (see insert_joins).
             self.clock.instead_of_database_time()
         )

@@ -282,9 +282,12 @@ impl ReservationRepo {
     /// elsewhere (a payment start about to be refused, a cancel) are skipped rather than
     /// waited for; a skipped hold expires as usual. Returns how many were released.
     ///
-    /// Every access is by key: payments by primary key, the user's live holds through
-    /// `reservations_hold_slots`. The status tests are written `IS NOT DISTINCT FROM` so no
-    /// partial index on status is ANDed in (see `record_debits`).
+    /// Every access is by key: payments by primary key, the user's reservations through
+    /// `reservations_by_user` (a user has few). Every status test is written `IS NOT DISTINCT
+    /// FROM`, so no partial index on status can be chosen: with `h.status = 'HELD'`, a plan
+    /// made while the purge had left no HELD row walked `reservations_held_by_expiry`, every
+    /// live hold of every user, once per payment (52–290 ms a call with a sale's 20,000
+    /// holds live: `scripts/bench-stability.sh`, issue #31).
     ///
     /// # Errors
     /// Database failures only.
@@ -300,7 +303,7 @@ impl ReservationRepo {
                  SELECT h.reservation_id FROM payments p
                  CROSS JOIN LATERAL (
                      SELECT h.reservation_id FROM reservations h
-                     WHERE h.user_id = p.user_id AND h.status = 'HELD' AND h.token = p.token
+                     WHERE h.user_id = p.user_id AND h.status IS NOT DISTINCT FROM 'HELD' AND h.token = p.token
                        AND NOT EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = h.reservation_id)
                      FOR UPDATE SKIP LOCKED
                  ) h
