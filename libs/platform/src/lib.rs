@@ -23,6 +23,7 @@ pub mod outbound;
 pub mod paging;
 pub mod reflection;
 pub mod retention;
+pub mod reuse;
 pub mod server;
 pub mod status;
 pub mod telemetry;

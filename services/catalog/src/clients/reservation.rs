@@ -7,8 +7,6 @@
 //! never rely on either; reservation decides them.
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use moka::future::Cache;
-
 use concert_proto::concert::reservation::v1::{
     GetOccupancyRequest, OccupiedSeat, ReservationStatus, WatchOccupancyRequest, WatchOccupancyResponse,
     reservation_internal_service_client::ReservationInternalServiceClient,
@@ -17,6 +15,7 @@ use platform::status::from_peer;
 use platform::{
     grpc_client::PeerChannel,
     outbound::{CallPolicy, Deadline, Idempotency, Peer},
+    reuse::Reused,
 };
 use uuid::Uuid;
 
@@ -33,7 +32,7 @@ pub struct OccupancyClient {
     /// The same channel for WatchOccupancy streams, which the seat-map feed reopens itself
     /// (`service::seat_maps`): a stream has no call policy to retry under.
     streams: ReservationInternalServiceClient<PeerChannel>,
-    per_schedule: Option<Cache<Uuid, Arc<Occupancy>>>,
+    per_schedule: Reused<Uuid, Arc<Occupancy>>,
 }
 
 /// Most schedules one GetOccupancy call may name (reservation's documented limit).
@@ -46,8 +45,7 @@ impl OccupancyClient {
     /// A client that may reuse one schedule's answer for `cache_ttl` (zero: never).
     #[must_use]
     pub fn new(channel: PeerChannel, cache_ttl: Duration) -> Self {
-        let per_schedule =
-            (!cache_ttl.is_zero()).then(|| Cache::builder().max_capacity(CAPACITY).time_to_live(cache_ttl).build());
+        let per_schedule = Reused::new(CAPACITY, cache_ttl);
         let client = ReservationInternalServiceClient::new(channel);
         Self {
             reservation: Peer::new("reservation", client.clone(), CallPolicy::default()),
@@ -61,14 +59,8 @@ impl OccupancyClient {
     /// # Errors
     /// As [`OccupancyClient::occupancy`].
     pub async fn schedule(&self, schedule_id: Uuid) -> Result<Arc<Occupancy>, CatalogError> {
-        let Some(cache) = &self.per_schedule else {
-            return self.occupancy(&[schedule_id]).await.map(Arc::new);
-        };
-        let this = self.clone();
-        cache
-            .try_get_with(schedule_id, async move { this.occupancy(&[schedule_id]).await.map(Arc::new) })
-            .await
-            .map_err(|e| CatalogError::shared(&e, "seat status"))
+        let read = async { self.occupancy(&[schedule_id]).await.map(Arc::new) };
+        self.per_schedule.get(schedule_id, read, |e| CatalogError::shared(e, "seat status")).await
     }
 
     /// Who holds or bought which seat of `schedules`, right now.

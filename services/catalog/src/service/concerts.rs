@@ -3,8 +3,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use moka::future::Cache;
-use platform::{clock::SharedClock, money::Won, paging::PageRequest, validate::FieldViolation};
+use platform::{clock::SharedClock, money::Won, paging::PageRequest, reuse::Reused, validate::FieldViolation};
 use uuid::Uuid;
 
 use super::{
@@ -34,8 +33,8 @@ pub struct Concerts {
     /// ListAvailableDates' answers per concert, reused for `SEAT_STATUS_CACHE_MS` as seat
     /// maps are, and concurrent misses share one read: in a rush every admitted buyer who
     /// finds the dates full asks again each second, and each answer reads every date's
-    /// occupancy (5,000 rows for 100 dates). `None` when that setting is 0.
-    dates: Option<Cache<Uuid, DatesOnSale>>,
+    /// occupancy (5,000 rows for 100 dates). Never reused when that setting is 0.
+    dates: Reused<Uuid, DatesOnSale>,
 }
 
 impl Concerts {
@@ -48,9 +47,7 @@ impl Concerts {
         clock: SharedClock,
         status_ttl: Duration,
     ) -> Self {
-        let dates = (!status_ttl.is_zero())
-            .then(|| Cache::builder().max_capacity(DATES_CAPACITY).time_to_live(status_ttl).build());
-        Self { repo, layouts, occupancy, clock, dates }
+        Self { repo, layouts, occupancy, clock, dates: Reused::new(DATES_CAPACITY, status_ttl) }
     }
 
     /// One page of concerts, newest first, each with its paging key.
@@ -75,14 +72,8 @@ impl Concerts {
     /// # Errors
     /// Database failures; an unreachable reservation service.
     pub async fn available_dates(&self, concert_id: Uuid) -> Result<DatesOnSale, CatalogError> {
-        let Some(cache) = &self.dates else {
-            return self.read_available_dates(concert_id).await;
-        };
-        let this = self.clone();
-        cache
-            .try_get_with(concert_id, async move { this.read_available_dates(concert_id).await })
-            .await
-            .map_err(|e| CatalogError::shared(&e, "dates on sale"))
+        let read = self.read_available_dates(concert_id);
+        self.dates.get(concert_id, read, |e| CatalogError::shared(e, "dates on sale")).await
     }
 
     async fn read_available_dates(&self, concert_id: Uuid) -> Result<DatesOnSale, CatalogError> {
