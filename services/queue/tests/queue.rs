@@ -195,8 +195,10 @@ async fn admits_in_fifo_order_up_to_the_limit(_p: PgPoolOptions, db: PgConnectOp
         tokens.push(join(&q, &format!("user-{i}")).await.token);
     }
     wait_for(&q, &tokens[1], |s| s.state == TokenState::Active as i32).await;
-    // Positions come from the line as last read (every 20 ms here).
-    wait_for(&q, &tokens[2], |s| s.position == 1).await;
+    // Positions come from the line as last read (every 20 ms here). A read taken while the
+    // last joins were still being written ranks tokens[2] first already but counts only the
+    // joins it saw, so wait until it counts all three waiting.
+    wait_for(&q, &tokens[2], |s| s.position == 1 && s.waiting_count == 3).await;
     let s0 = status(&q, &tokens[0]).await;
     assert_eq!((s0.state, s0.position), (TokenState::Active as i32, 0));
     assert!(s0.expires_at.is_some());
