@@ -352,7 +352,9 @@ async fn watch(
                 clients.queue().get_queue_stats(GetQueueStatsRequest { concert_id: ctx.concert_id.clone() }).await;
             if let Ok(s) = stats {
                 let s = s.into_inner();
-                ctx.recorder.line(s.waiting_count + s.pre_queue_count, s.active_count);
+                // waiting_count counts the pre-queue already (pre_queue_count is the part of it
+                // before the opening).
+                ctx.recorder.line(s.waiting_count, s.active_count);
             }
             if let Some(kb) = queue_pid.and_then(resident_kb) {
                 ctx.recorder.queue_memory(kb);
