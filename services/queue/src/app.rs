@@ -85,7 +85,7 @@ pub async fn run(
         repo.clone(),
     ));
     let api = QueueApi {
-        tokens: Tokens::new(
+        tokens: std::sync::Arc::new(Tokens::new(
             repo.clone(),
             JoinBatcher::start(repo.clone(), &mut tasks),
             rooms.clone(),
@@ -97,12 +97,12 @@ pub async fn run(
             settings.policy.idle_timeout.to_std().unwrap_or_default(),
             settings.pacing,
             sold_out,
-        ),
+        )),
         stats: Stats::new(repo, rooms.clone(), settings.policy, settings.clock.clone(), settings.line_refresh),
         rooms,
         clock: settings.clock.clone(),
         watchers: Watchers::new(settings.max_watch_streams),
-        passes: settings.passes.clone(),
+        passes: settings.passes.clone().map(std::sync::Arc::new),
     };
     let shutdown = (Box::pin(shutdown) as platform::app::Shutdown).shared();
     let lane = serve_internal_lane(listeners.internal, api.clone(), &settings, shutdown.clone())?;

@@ -90,8 +90,10 @@ pub struct Config {
 
     /// Most WatchQueue streams one replica serves at once; more are refused with
     /// RESOURCE_EXHAUSTED (reason TOO_MANY_STREAMS) and the client polls instead. A token has
-    /// at most one live stream per replica: a newer one ends the older (ABORTED).
-    #[arg(long, env = "QUEUE_MAX_WATCH_STREAMS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// at most one live stream per replica: a newer one ends the older (ABORTED). An open
+    /// stream costs the replica ~2.3 KiB more than a person polling (docs/BENCHMARKS.md,
+    /// "Memory per waiting person"), so the default's 100,000 streams take ~230 MiB.
+    #[arg(long, env = "QUEUE_MAX_WATCH_STREAMS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_watch_streams: u32,
 }
 

@@ -33,7 +33,8 @@ pub type WatchStream =
 /// `service::rooms` (policies). Built by `app::run`, which owns the background tasks.
 #[derive(Debug, Clone)]
 pub struct QueueApi {
-    pub(crate) tokens: Tokens,
+    /// Shared, not copied: each WatchQueue stream keeps a pointer to it.
+    pub(crate) tokens: std::sync::Arc<Tokens>,
     pub(crate) rooms: Rooms,
     /// GetQueueStats' figures (counted once per room, line refresh and replica).
     pub(crate) stats: Stats,
@@ -41,14 +42,15 @@ pub struct QueueApi {
     /// Live WatchQueue streams (one per token, a cap per replica).
     pub(crate) watchers: Watchers,
     /// Signs the admission passes of ACTIVE tokens (`None`: no passes).
-    pub(crate) passes: Option<PassSigner>,
+    /// Shared, not copied: each WatchQueue stream keeps a pointer to it.
+    pub(crate) passes: Option<std::sync::Arc<PassSigner>>,
 }
 
 impl QueueApi {
     /// The same API reading and writing through `tokens` (the internal lane's own pool).
     #[must_use]
     pub fn with_tokens(&self, tokens: Tokens) -> Self {
-        Self { tokens, ..self.clone() }
+        Self { tokens: std::sync::Arc::new(tokens), ..self.clone() }
     }
 }
 
@@ -60,7 +62,7 @@ impl QueueService for QueueApi {
         let r = request.into_inner();
         let concert_id = validate::uuid("concert_id", &r.concert_id)?;
         let status = self.tokens.join(user_id, concert_id).await?;
-        Ok(Response::new(IssueTokenResponse { status: Some(for_owner(&status, self.passes.as_ref())) }))
+        Ok(Response::new(IssueTokenResponse { status: Some(for_owner(&status, self.passes.as_deref())) }))
     }
 
     #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
@@ -71,7 +73,7 @@ impl QueueService for QueueApi {
         let id = validate::uuid("token", &request.get_ref().token)?;
         let status = self.tokens.status(id).await?;
         require_owner(&request, &status.token.user_id)?;
-        Ok(Response::new(GetQueueStatusResponse { status: Some(for_owner(&status, self.passes.as_ref())) }))
+        Ok(Response::new(GetQueueStatusResponse { status: Some(for_owner(&status, self.passes.as_deref())) }))
     }
 
     type WatchQueueStream = WatchStream;
@@ -83,8 +85,8 @@ impl QueueService for QueueApi {
         require_owner(&request, &token.user_id)?;
         let guard = self.watchers.register(token.token)?;
         let passes = self.passes.clone();
-        let feed = self.tokens.watch(token, guard).map(move |update| {
-            update.map(|s| WatchQueueResponse { status: Some(for_owner(&s, passes.as_ref())) }).map_err(Status::from)
+        let feed = Tokens::watch(&self.tokens, token, guard).await?.map(move |update| {
+            update.map(|s| WatchQueueResponse { status: Some(for_owner(&s, passes.as_deref())) }).map_err(Status::from)
         });
         Ok(Response::new(Box::pin(feed)))
     }

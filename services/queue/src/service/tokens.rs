@@ -3,7 +3,7 @@
 //!
 //! Positions come from this replica's snapshot of the line (`line`); a WAITING token's row
 //! is remembered, so a poll whose token the snapshot still shows waiting costs no query.
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use platform::clock::SharedClock;
 use uuid::Uuid;
@@ -190,24 +190,31 @@ impl Tokens {
     /// refresh, so an admission reaches it at once. The token is read from the database only
     /// when the snapshot no longer shows it waiting (admitted, expired, or joined after the
     /// snapshot), so a waiting stream costs no queries. It is a state machine polled by the
-    /// response itself, with no task or channel of its own: an open stream costs its state
-    /// and the HTTP/2 stream, nothing more.
-    pub fn watch(&self, token: Token, guard: WatchGuard) -> WatchFeed {
+    /// response itself, with no task or channel of its own, and its resting state is kept
+    /// small (~550 bytes: the use cases are shared, the room is read before the stream starts,
+    /// the rare database read is boxed only while it runs, one timer), because a replica holds
+    /// one per person watching; reading the room inside the feed made it ~11 KB.
+    ///
+    /// # Errors
+    /// [`QueueError::ConcertNotFound`] when the token's room is gone; database failures
+    /// reading it.
+    pub async fn watch(tokens: &Arc<Self>, token: Token, guard: WatchGuard) -> Result<WatchFeed, QueueError> {
+        let sale_opens_at = tokens.rooms.get(token.concert_id).await?.sale_opens_at;
         let feed = Feed {
-            tokens: self.clone(),
-            line: self.line.subscribe(),
+            tokens: Arc::clone(tokens),
+            line: tokens.line.subscribe(),
             token,
             guard,
-            sale_opens_at: None,
+            sale_opens_at,
             sent: None,
             pace: Duration::ZERO,
             started: false,
             finished: false,
         };
-        Box::pin(futures::stream::unfold(feed, |mut feed| async move {
+        Ok(Box::pin(futures::stream::unfold(feed, |mut feed| async move {
             let item = feed.next().await?;
             Some((item, feed))
-        }))
+        })))
     }
 
     /// Keeps WAITING tokens for cheap polls; forgets the others.
@@ -229,12 +236,12 @@ type Sent = ((TokenState, u64, bool, bool), tokio::time::Instant);
 
 /// The state of one `WatchQueue` stream between two of its messages.
 struct Feed {
-    tokens: Tokens,
+    tokens: Arc<Tokens>,
     line: tokio::sync::watch::Receiver<std::sync::Arc<crate::domain::LineSnapshot>>,
     token: Token,
     guard: WatchGuard,
-    /// The room's opening, once read.
-    sale_opens_at: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    /// The room's opening, read when the stream opened.
+    sale_opens_at: Option<chrono::DateTime<chrono::Utc>>,
     sent: Option<Sent>,
     /// The pace of the last status: how long to wait before looking again.
     pace: Duration,
@@ -248,13 +255,6 @@ impl Feed {
         if self.finished {
             return None;
         }
-        let sale_opens_at = match self.sale_opens_at {
-            Some(opens) => opens,
-            None => match self.tokens.rooms.get(self.token.concert_id).await {
-                Ok(room) => *self.sale_opens_at.insert(room.sale_opens_at),
-                Err(e) => return self.end(Err(e)),
-            },
-        };
         loop {
             if self.started {
                 if let Err(replaced) = self.wait().await {
@@ -268,13 +268,16 @@ impl Feed {
             let snapshot = self.line.borrow_and_update().clone();
             let token = &self.token;
             if !(token.state == TokenState::Waiting && snapshot.room(token.concert_id).contains(token.place)) {
-                match self.tokens.repo.get(token.token).await {
+                // Boxed: the read's state would otherwise be part of every stream's resting
+                // state, though only a stream whose token left the line runs it.
+                match Box::pin(self.tokens.repo.get(token.token)).await {
                     Ok(fresh) => self.token = fresh,
                     Err(e) => return self.end(Err(e)),
                 }
             }
             let now = self.tokens.clock.now();
-            let status = self.tokens.paced(QueueStatus::in_line(self.token.clone(), &snapshot, sale_opens_at, now));
+            let status =
+                self.tokens.paced(QueueStatus::in_line(self.token.clone(), &snapshot, self.sale_opens_at, now));
             let key = (status.state, status.position, status.pre_queue, status.sold_out);
             self.pace = Duration::from_secs(u64::from(status.poll_after_secs.max(1)));
             if status.state != TokenState::Waiting {
@@ -298,14 +301,16 @@ impl Feed {
     /// [`QueueError::WatchReplaced`] when a newer stream of the token replaced this one.
     async fn wait(&mut self) -> Result<(), QueueError> {
         let near_front = self.pace <= Duration::from_secs(1);
+        // One timer: the pace far back, the heartbeat near the front (where a refresh of the
+        // line usually wakes the stream first).
+        let sleep = tokio::time::sleep(if near_front { WATCH_HEARTBEAT } else { self.pace });
         tokio::select! {
-            () = tokio::time::sleep(self.pace), if !near_front => Ok(()),
+            () = sleep => Ok(()),
             changed = self.line.changed(), if near_front => {
                 // The replica is stopping: nothing more will change, the stream ends.
                 self.finished = changed.is_err();
                 Ok(())
             },
-            () = tokio::time::sleep(WATCH_HEARTBEAT), if near_front => Ok(()),
             _ = &mut self.guard.replaced => Err(QueueError::WatchReplaced),
         }
     }
@@ -314,5 +319,28 @@ impl Feed {
     fn end(&mut self, last: Result<QueueStatus, QueueError>) -> Option<Result<QueueStatus, QueueError>> {
         self.finished = true;
         Some(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replica holds one resting stream per person watching the line (20,000 and more), so
+    /// what one costs between messages is a budget: the feed's state and the state of its
+    /// pending step. An await of a large future inside `Feed::next` (reading the room through
+    /// the catalog client was ~10 KB of state) makes every stream that large, though few ever
+    /// run it.
+    #[test]
+    fn a_resting_stream_state_stays_small() {
+        fn future_size<Fut>(_: &impl FnOnce(Feed) -> Fut) -> usize {
+            std::mem::size_of::<Fut>()
+        }
+        let step = |mut feed: Feed| async move {
+            let item = feed.next().await;
+            (item, feed)
+        };
+        let size = future_size(&step);
+        assert!(size <= 1024, "a stream's state between messages is {size} bytes");
     }
 }

@@ -1,8 +1,9 @@
 //! Bounds on `WatchQueue` streams: one live stream per token (the newest wins: a reloaded
 //! page replaces its old stream, which ends with ABORTED), and at most a configured number of
 //! streams per replica (more are refused with RESOURCE_EXHAUSTED, reason TOO_MANY_STREAMS, so
-//! the page falls back to polling). Each stream is a task on this replica, so the bound is
-//! per replica; HTTP/2 `max_concurrent_streams` bounds streams per connection.
+//! the page falls back to polling). Each stream's state and HTTP/2 stream live on this
+//! replica, so the bound is per replica; HTTP/2 `max_concurrent_streams` bounds streams per
+//! connection.
 use std::{
     collections::HashMap,
     sync::{
