@@ -12,7 +12,10 @@ use concert_proto::concert::{
         AddScheduleRequest, CreateConcertRequest, GradePricing,
         catalog_admin_service_client::CatalogAdminServiceClient, catalog_service_client::CatalogServiceClient,
     },
-    queue::v1::{GetQueueStatusRequest, IssueTokenRequest, TokenState, queue_service_client::QueueServiceClient},
+    queue::v1::{
+        GetQueueStatusRequest, IssueTokenRequest, TokenState, queue_admin_service_client::QueueAdminServiceClient,
+        queue_service_client::QueueServiceClient,
+    },
     reservation::v1::{
         CancelReservationRequest, GetReservationRequest, HoldSeatRequest, PayReservationRequest,
         PayReservationResponse, Reservation, reservation_service_client::ReservationServiceClient,
@@ -257,6 +260,11 @@ impl Suite {
 
     pub fn queue(&self) -> QueueServiceClient<PeerChannel> {
         QueueServiceClient::new(self.queue_server().channel())
+    }
+
+    /// The queue's operator API (on its internal port).
+    pub fn queue_admin(&self) -> QueueAdminServiceClient<PeerChannel> {
+        QueueAdminServiceClient::new(self.queue_server().internal_channel())
     }
 
     pub fn catalog(&self) -> CatalogServiceClient<PeerChannel> {

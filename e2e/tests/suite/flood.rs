@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use concert_proto::concert::{
     catalog::v1::ListSeatsRequest,
-    queue::v1::{
-        IssueTokenRequest, SetAdmissionPolicyRequest, TokenState, queue_admin_service_client::QueueAdminServiceClient,
-    },
+    queue::v1::{GetRoomStatsRequest, IssueTokenRequest, SetAdmissionPolicyRequest, TokenState},
     reservation::v1::HoldSeatRequest,
 };
 use e2e::{Suite, SuiteOptions, as_user, register_token};
@@ -61,7 +59,7 @@ async fn a_sold_out_sale_tells_the_people_in_line(_p: PgPoolOptions, db: PgConne
     let _blocker = suite.active_token("blocker", &concert_id).await;
     let policy =
         SetAdmissionPolicyRequest { concert_id: concert_id.clone(), max_active: Some(1), ..Default::default() };
-    QueueAdminServiceClient::new(suite.queue_server().internal_channel()).set_admission_policy(policy).await.unwrap();
+    suite.queue_admin().set_admission_policy(policy).await.unwrap();
     let join = IssueTokenRequest { user_id: String::new(), concert_id: concert_id.clone() };
     let late = suite.queue().issue_token(as_user("late", join)).await.unwrap().into_inner().status.unwrap();
     register_token(&late.token, "late");
@@ -155,6 +153,20 @@ async fn the_admitted_path_goes_on_while_the_line_is_stalled(_p: PgPoolOptions, 
         .expect_err("a paid token is spent");
     assert_eq!(spent.code(), Code::Unauthenticated, "{spent:?}");
     assert!(joins.iter().all(|j| !j.is_finished()), "the line was stalled while the admitted person paid");
+    // The operator sees the room too: GetRoomStats is served on the lane, with its own pool.
+    let mut operator = suite.queue_admin();
+    let figures = operator.get_room_stats(GetRoomStatsRequest { concert_id: concert_id.clone() });
+    let figures = tokio::time::timeout(Duration::from_secs(10), figures)
+        .await
+        .expect("the operator's figures do not wait for the stalled line")
+        .expect("the operator's figures while the line is stalled")
+        .into_inner()
+        .stats
+        .expect("figures");
+    assert_eq!(figures.concert_id, concert_id);
+    assert_eq!((figures.waiting_count, figures.active_count), (0, 0), "alice paid; the stalled joins wrote nothing");
+    assert!(figures.admitted_last_minute >= 1, "alice was admitted: {figures:?}");
+    assert!(joins.iter().all(|j| !j.is_finished()), "still stalled when the operator looked");
 
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(queue_service::store::JOIN_FENCE)

@@ -138,7 +138,7 @@ fn serve_internal_lane(
     Ok(platform::app::run_apart("queue-internal", move || async move {
         let pool = platform::db::connect(&db, SCHEMA, connections).await?;
         let pool_for_health = pool.clone();
-        let api = api.with_tokens(api.tokens.on(QueueRepo::new(pool, clock)));
+        let api = api.on(QueueRepo::new(pool, clock));
         let port = Port::internal(
             tokio::net::TcpListener::from_std(internal)?,
             Routes::new(QueueAdminServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api)),

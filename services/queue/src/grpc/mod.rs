@@ -2,9 +2,9 @@
 
 use concert_proto::concert::queue::v1::{
     self as pb, GetQueueStatsRequest, GetQueueStatsResponse, GetQueueStatusRequest, GetQueueStatusResponse,
-    IssueTokenRequest, IssueTokenResponse, LeaveQueueRequest, LeaveQueueResponse, SetAdmissionPolicyRequest,
-    SetAdmissionPolicyResponse, WatchQueueRequest, WatchQueueResponse, queue_admin_service_server::QueueAdminService,
-    queue_service_server::QueueService,
+    GetRoomStatsRequest, GetRoomStatsResponse, IssueTokenRequest, IssueTokenResponse, LeaveQueueRequest,
+    LeaveQueueResponse, SetAdmissionPolicyRequest, SetAdmissionPolicyResponse, WatchQueueRequest, WatchQueueResponse,
+    queue_admin_service_server::QueueAdminService, queue_service_server::QueueService,
 };
 use futures::StreamExt;
 use platform::{
@@ -47,10 +47,16 @@ pub struct QueueApi {
 }
 
 impl QueueApi {
-    /// The same API reading and writing through `tokens` (the internal lane's own pool).
+    /// The same API reading, writing and counting through `repo` (the internal lane's own
+    /// pool: token checks, expiry, the operator's policies and figures).
     #[must_use]
-    pub fn with_tokens(&self, tokens: Tokens) -> Self {
-        Self { tokens: std::sync::Arc::new(tokens), ..self.clone() }
+    pub fn on(&self, repo: crate::store::QueueRepo) -> Self {
+        Self {
+            tokens: std::sync::Arc::new(self.tokens.on(repo.clone())),
+            stats: self.stats.on(repo.clone()),
+            rooms: self.rooms.on(repo),
+            ..self.clone()
+        }
     }
 }
 
@@ -107,10 +113,17 @@ impl QueueService for QueueApi {
         &self,
         request: Request<GetQueueStatsRequest>,
     ) -> Result<Response<GetQueueStatsResponse>, Status> {
-        let concert_id = validate::uuid("concert_id", &request.get_ref().concert_id)?;
+        Ok(Response::new(self.room_stats(&request.get_ref().concert_id).await?))
+    }
+}
+
+impl QueueApi {
+    /// One room's figures (GetQueueStats on the public port, GetRoomStats on the internal one).
+    async fn room_stats(&self, concert_id: &str) -> Result<GetQueueStatsResponse, Status> {
+        let concert_id = validate::uuid("concert_id", concert_id)?;
         let stats = self.stats.of(concert_id).await?;
         let (room, counts) = (&stats.room, &stats.counts);
-        Ok(Response::new(GetQueueStatsResponse {
+        Ok(GetQueueStatsResponse {
             concert_id: concert_id.to_string(),
             waiting_count: counts.waiting,
             active_count: counts.active,
@@ -119,7 +132,7 @@ impl QueueService for QueueApi {
             policy: Some(policy_to_proto(&stats.policy)),
             sale_opens_at: room.sale_opens_at.map(timestamp),
             pre_queue_count: if room.is_open(stats.at) { 0 } else { counts.waiting },
-        }))
+        })
     }
 }
 
@@ -140,6 +153,15 @@ impl QueueAdminService for QueueApi {
         overrides.validate().map_err(|(field, rule)| FieldViolation::new(field, rule))?;
         let room = self.rooms.set_policy(concert_id, &overrides).await?;
         Ok(Response::new(SetAdmissionPolicyResponse { policy: Some(policy_to_proto(&self.stats.policy_of(&room))) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(concert_id = %request.get_ref().concert_id))]
+    async fn get_room_stats(
+        &self,
+        request: Request<GetRoomStatsRequest>,
+    ) -> Result<Response<GetRoomStatsResponse>, Status> {
+        let stats = self.room_stats(&request.get_ref().concert_id).await?;
+        Ok(Response::new(GetRoomStatsResponse { stats: Some(stats) }))
     }
 }
 

@@ -52,6 +52,12 @@ impl Rooms {
         }
     }
 
+    /// The same registry (the same caches) reading and writing through `repo` (another pool).
+    #[must_use]
+    pub fn on(&self, repo: QueueRepo) -> Self {
+        Self { repo, ..self.clone() }
+    }
+
     /// The room of `concert_id`, created on first use; concurrent misses share one load.
     ///
     /// # Errors

@@ -32,6 +32,8 @@ pub struct Stats {
     rooms: Rooms,
     policy: AdmissionPolicy,
     clock: SharedClock,
+    /// How long a count is reused (the line refresh).
+    refresh: Duration,
     counts: moka::future::Cache<Uuid, QueueCounts>,
 }
 
@@ -40,7 +42,14 @@ impl Stats {
     #[must_use]
     pub fn new(repo: QueueRepo, rooms: Rooms, policy: AdmissionPolicy, clock: SharedClock, refresh: Duration) -> Self {
         let counts = moka::future::Cache::builder().max_capacity(100_000).time_to_live(refresh).build();
-        Self { repo, rooms, policy, clock, counts }
+        Self { repo, rooms, policy, clock, refresh, counts }
+    }
+
+    /// The same figures read through `repo` (another pool), rooms included; its counts are
+    /// reused apart from this one's.
+    #[must_use]
+    pub fn on(&self, repo: QueueRepo) -> Self {
+        Self::new(repo.clone(), self.rooms.on(repo), self.policy, self.clock.clone(), self.refresh)
     }
 
     /// The figures of `concert_id`'s room.
