@@ -23,7 +23,7 @@ use std::{
 use clap::Args;
 use concert_proto::concert::{
     catalog::v1::CreateConcertRequest,
-    queue::v1::{GetQueueStatsRequest, SetAdmissionPolicyRequest},
+    queue::v1::{GetRoomStatsRequest, SetAdmissionPolicyRequest},
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -260,8 +260,11 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
     anyhow::ensure!(args.opens_in >= 0.0 && args.opens_in.is_finite(), "--opens-in must be ≥ 0");
     let run_id = chrono::Utc::now().format("%m%d%H%M%S%3f").to_string();
     let pool = pool(clients, args)?;
-    let (concert_id, schedules) = set_up(clients, args, &run_id).await?;
+    // People first (signing 100,000 access tokens takes seconds), then the concert: the sale
+    // opens `--opens-in` after the concert is made, so only the set-up's few calls stand
+    // between it and the first arrival.
     let people = people(clients, args, &run_id).await?;
+    let (concert_id, schedules) = set_up(clients, args, &run_id).await?;
     let seats = args.seats.div_ceil(50) * 50;
 
     let start = Instant::now();
@@ -348,10 +351,11 @@ async fn watch(
             ctx.sold_out.send_replace(true);
         }
         if n.is_multiple_of(4) {
+            // From the operator's API on the internal port: the public one refuses calls
+            // while the flood is on (by design), and the line's length would go unrecorded.
             let stats =
-                clients.queue().get_queue_stats(GetQueueStatsRequest { concert_id: ctx.concert_id.clone() }).await;
-            if let Ok(s) = stats {
-                let s = s.into_inner();
+                clients.queue_admin().get_room_stats(GetRoomStatsRequest { concert_id: ctx.concert_id.clone() }).await;
+            if let Some(s) = stats.ok().and_then(|s| s.into_inner().stats) {
                 // waiting_count counts the pre-queue already (pre_queue_count is the part of it
                 // before the opening).
                 ctx.recorder.line(s.waiting_count, s.active_count);
