@@ -138,7 +138,8 @@ fn serve_internal_lane(
     Ok(platform::app::run_apart("queue-internal", move || async move {
         let pool = platform::db::connect(&db, SCHEMA, connections).await?;
         let pool_for_health = pool.clone();
-        let api = api.on(QueueRepo::new(pool, clock));
+        let repo = QueueRepo::new(pool, clock);
+        let api = api.with_use_cases(api.tokens.on(repo.clone()), api.stats.on(repo.clone()), api.rooms.on(repo));
         let port = Port::internal(
             tokio::net::TcpListener::from_std(internal)?,
             Routes::new(QueueAdminServiceServer::new(api.clone())).add_service(QueueInternalServiceServer::new(api)),

@@ -47,16 +47,11 @@ pub struct QueueApi {
 }
 
 impl QueueApi {
-    /// The same API reading, writing and counting through `repo` (the internal lane's own
-    /// pool: token checks, expiry, the operator's policies and figures).
+    /// The same API over other use cases: the internal lane's, on its own pool (token
+    /// checks, expiry, the operator's policies and figures).
     #[must_use]
-    pub fn on(&self, repo: crate::store::QueueRepo) -> Self {
-        Self {
-            tokens: std::sync::Arc::new(self.tokens.on(repo.clone())),
-            stats: self.stats.on(repo.clone()),
-            rooms: self.rooms.on(repo),
-            ..self.clone()
-        }
+    pub fn with_use_cases(&self, tokens: Tokens, stats: Stats, rooms: Rooms) -> Self {
+        Self { tokens: std::sync::Arc::new(tokens), stats, rooms, ..self.clone() }
     }
 }
 
