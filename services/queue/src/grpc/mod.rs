@@ -86,7 +86,7 @@ impl QueueService for QueueApi {
         require_owner(&request, &token.user_id)?;
         let guard = self.watchers.register(token.token)?;
         let passes = self.passes.clone();
-        let feed = Tokens::watch(&self.tokens, token, guard).await?.map(move |update| {
+        let feed = self.tokens.watch(token, guard).await?.map(move |update| {
             update.map(|s| WatchQueueResponse { status: Some(for_owner(&s, passes.as_deref())) }).map_err(Status::from)
         });
         Ok(Response::new(Box::pin(feed)))

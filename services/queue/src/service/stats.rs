@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use platform::clock::SharedClock;
+use platform::{clock::SharedClock, reuse::Reused};
 use uuid::Uuid;
 
 use super::rooms::Rooms;
@@ -34,19 +34,19 @@ pub struct Stats {
     clock: SharedClock,
     /// How long a count is reused (the line refresh).
     refresh: Duration,
-    counts: moka::future::Cache<Uuid, QueueCounts>,
+    counts: Reused<Uuid, QueueCounts>,
 }
 
 impl Stats {
     /// Counts live for `refresh` (the line refresh); `policy` is the service-wide one.
     #[must_use]
     pub fn new(repo: QueueRepo, rooms: Rooms, policy: AdmissionPolicy, clock: SharedClock, refresh: Duration) -> Self {
-        let counts = moka::future::Cache::builder().max_capacity(100_000).time_to_live(refresh).build();
-        Self { repo, rooms, policy, clock, refresh, counts }
+        Self { repo, rooms, policy, clock, refresh, counts: Reused::new(100_000, refresh) }
     }
 
-    /// The same figures read through `repo` (another pool), rooms included; its counts are
-    /// reused apart from this one's.
+    /// The same figures read through `repo` (another pool), rooms included. Its counts are
+    /// reused apart from this one's: a caller on the lane must not join a count in flight on
+    /// the stalled public pool.
     #[must_use]
     pub fn on(&self, repo: QueueRepo) -> Self {
         Self::new(repo.clone(), self.rooms.on(repo), self.policy, self.clock.clone(), self.refresh)
@@ -59,12 +59,8 @@ impl Stats {
     pub async fn of(&self, concert_id: Uuid) -> Result<RoomStats, QueueError> {
         let room = self.rooms.fresh(concert_id).await?;
         let at = self.clock.now();
-        let repo = self.repo.clone();
-        let counts = self
-            .counts
-            .try_get_with(concert_id, async move { repo.counts(concert_id, at).await })
-            .await
-            .map_err(|e| QueueError::shared(&e, "counting the line"))?;
+        let read = self.repo.counts(concert_id, at);
+        let counts = self.counts.get(concert_id, read, |e| QueueError::shared(e, "counting the line")).await?;
         let policy = self.policy_of(&room);
         Ok(RoomStats { room, counts, policy, at: counts.read_at })
     }

@@ -198,11 +198,11 @@ impl Tokens {
     /// # Errors
     /// [`QueueError::ConcertNotFound`] when the token's room is gone; database failures
     /// reading it.
-    pub async fn watch(tokens: &Arc<Self>, token: Token, guard: WatchGuard) -> Result<WatchFeed, QueueError> {
-        let sale_opens_at = tokens.rooms.get(token.concert_id).await?.sale_opens_at;
+    pub async fn watch(self: &Arc<Self>, token: Token, guard: WatchGuard) -> Result<WatchFeed, QueueError> {
+        let sale_opens_at = self.rooms.get(token.concert_id).await?.sale_opens_at;
         let feed = Feed {
-            tokens: Arc::clone(tokens),
-            line: tokens.line.subscribe(),
+            tokens: Arc::clone(self),
+            line: self.line.subscribe(),
             token,
             guard,
             sale_opens_at,
