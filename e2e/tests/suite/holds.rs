@@ -20,7 +20,12 @@ use tonic::{Code, Request};
 
 /// A hold of `seat_number` or, when it is taken, the first free of `alternatives`.
 fn or_next(schedule_id: &str, seat_number: u32, alternatives: Vec<u32>) -> HoldSeatRequest {
-    HoldSeatRequest { schedule_id: schedule_id.into(), seat_number, alternative_seat_numbers: alternatives }
+    HoldSeatRequest {
+        schedule_id: schedule_id.into(),
+        seat_number,
+        alternative_seat_numbers: alternatives,
+        ..Default::default()
+    }
 }
 
 fn hold(schedule_id: &str, seat_number: u32) -> HoldSeatRequest {
@@ -124,6 +129,82 @@ async fn a_taken_seat_s_alternatives_are_held_in_order(_p: PgPoolOptions, db: Pg
         .await
         .unwrap();
     assert_eq!(live, 4 + 11);
+}
+
+/// A hold of `seat_number`, its `alternatives`, or else the best available of its grade.
+fn or_best(schedule_id: &str, seat_number: u32, alternatives: Vec<u32>) -> HoldSeatRequest {
+    HoldSeatRequest { best_available: true, ..or_next(schedule_id, seat_number, alternatives) }
+}
+
+/// The best available: the front-most free seat of the wanted seat's grade and price (never
+/// another grade), and a crowd asking at once on two replicas gets every seat of the grade,
+/// each once, with a refusal for the rest.
+#[sqlx::test(migrations = false)]
+async fn best_available_holds_the_front_most_free_seat_of_the_grade(_p: PgPoolOptions, db: PgConnectOptions) {
+    let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..SuiteOptions::default() }).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let first = suite.active_token("first", &concert_id).await;
+    let mut reservation = suite.reservation(0);
+    for seat in [1, 2] {
+        reservation.hold_seat(authed(&first, hold(&schedule_id, seat))).await.unwrap();
+    }
+    let held_seat = |r: tonic::Response<concert_proto::concert::reservation::v1::HoldSeatResponse>| {
+        r.into_inner().reservation.unwrap()
+    };
+
+    // 1 and 2 are held: the named next pick (7) first, then the front-most free VIP seat.
+    let second = suite.active_token("second", &concert_id).await;
+    let held = held_seat(reservation.hold_seat(authed(&second, or_best(&schedule_id, 1, vec![2, 7]))).await.unwrap());
+    assert_eq!((held.seat_number, held.price), (7, 150_000), "a named pick before the best available");
+    let held = held_seat(reservation.hold_seat(authed(&second, or_best(&schedule_id, 2, vec![]))).await.unwrap());
+    assert_eq!((held.seat_number, held.price), (3, 150_000), "the front-most free seat of the grade");
+    // On the other replica, which has seen none of it taken.
+    let held = held_seat(suite.reservation(1).hold_seat(authed(&second, or_best(&schedule_id, 9, vec![]))).await.unwrap());
+    assert_eq!(held.seat_number, 9, "the seat wanted, when free, whatever is in front of it");
+
+    // The R grade (11..=30, 120,000 won) is untouched by the VIP holds: 40 people at once,
+    // over both replicas, all wanting seat 11 or the best available.
+    let racers: Vec<String> = futures::future::join_all((0..40).map(|i| {
+        let suite = &suite;
+        let concert_id = concert_id.clone();
+        async move { suite.active_token(&format!("racer-{i}"), &concert_id).await }
+    }))
+    .await;
+    let attempts = racers.iter().enumerate().map(|(i, token)| {
+        let mut client = suite.reservation(i % 2);
+        let token = token.clone();
+        let request = or_best(&schedule_id, 11, vec![]);
+        async move { client.hold_seat(authed(&token, request)).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut won: Vec<(u32, i64)> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.get_ref().reservation.as_ref().map(|h| (h.seat_number, h.price)).unwrap())
+        .collect();
+    won.sort_unstable();
+    assert_eq!(won, (11..=30).map(|n| (n, 120_000)).collect::<Vec<_>>(), "every R seat held once, no other grade");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!((r.code(), reason(r).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")), "{r:?}");
+    }
+
+    // Every VIP seat taken: the best available does not spill into another grade or price.
+    for seat in [4, 5, 6, 8, 10] {
+        let token = suite.active_token(&format!("vip-{seat}"), &concert_id).await;
+        reservation.hold_seat(authed(&token, hold(&schedule_id, seat))).await.unwrap();
+    }
+    let late = suite.active_token("late", &concert_id).await;
+    for replica in [0, 1] {
+        let err = suite.reservation(replica).hold_seat(authed(&late, or_best(&schedule_id, 1, vec![]))).await.unwrap_err();
+        assert_eq!((err.code(), reason(&err).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")));
+    }
+    let held = held_seat(reservation.hold_seat(authed(&late, or_best(&schedule_id, 31, vec![]))).await.unwrap());
+    assert_eq!((held.seat_number, held.price), (31, 90_000));
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE status = 'HELD'")
+        .fetch_one(&suite.pool("reservation").await)
+        .await
+        .unwrap();
+    assert_eq!(live, 10 + 20 + 1, "each hold answered is one live hold");
 }
 
 #[sqlx::test(migrations = false)]

@@ -23,7 +23,7 @@ use crate::{
     config::Settings,
     grpc::ReservationApi,
     service::{
-        cancel::Cancels, gauges, hold::Holds, pay::Payments, recovery, saga::Saga, seat_feed::SeatFeed, sweeper,
+        cancel::Cancels, gauges, hold::Holds, in_flight::InFlightHolds, pay::Payments, recovery, saga::Saga, seat_feed::SeatFeed, sweeper,
         taken_seats::TakenSeats,
     },
     store::ReservationRepo,
@@ -86,6 +86,7 @@ pub async fn run(
             batcher: HoldBatcher::start(repo.clone(), &mut tasks),
             catalog,
             taken,
+            in_flight: InFlightHolds::default(),
             clock: settings.clock.clone(),
             ttl: settings.hold_ttl,
             max_holds: settings.max_holds_per_user,

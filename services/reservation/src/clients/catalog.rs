@@ -127,6 +127,24 @@ impl Catalog {
         let price = index.and_then(|i| layout.prices.get(i)).ok_or(ReservationError::ScheduleNotFound)?;
         Ok(SeatInfo { concert_id: layout.concert_id, price: *price, starts_at: layout.starts_at })
     }
+
+    /// The seats of `schedule_id` of the same grade and price as `seat_number` (it
+    /// included), in seat order: where a best-available hold may land.
+    ///
+    /// # Errors
+    /// As [`Self::seat`].
+    pub async fn same_grade(&self, schedule_id: Uuid, seat_number: u32) -> Result<Vec<u32>, ReservationError> {
+        let layout = self.layout(schedule_id).await?;
+        let index = usize::try_from(seat_number).ok().and_then(|n| n.checked_sub(1));
+        let wanted = index
+            .and_then(|i| Some((layout.grades.get(i)?, layout.prices.get(i)?)))
+            .ok_or(ReservationError::ScheduleNotFound)?;
+        Ok((1..)
+            .zip(layout.grades.iter().zip(&layout.prices))
+            .filter(|&(_, seat)| seat == wanted)
+            .map(|(n, _)| n)
+            .collect())
+    }
 }
 
 async fn fetch_layout(

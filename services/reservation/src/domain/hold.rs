@@ -8,6 +8,34 @@ use super::ReservationStatus;
 /// taken) costs a bounded number of hold attempts.
 pub const MAX_ALTERNATIVE_SEATS: usize = 10;
 
+/// Most hold attempts (inserts) one HoldSeat makes, whatever it names: a best-available call
+/// costs no more than one naming every alternative allowed.
+pub const MAX_HOLD_TRIES: usize = 1 + MAX_ALTERNATIVE_SEATS;
+
+/// The seats one HoldSeat asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatChoice {
+    /// The seat wanted, then the caller's next picks, in the caller's order (validated:
+    /// 1..=50, none twice, at most 1 + [`MAX_ALTERNATIVE_SEATS`]).
+    pub named: Vec<u32>,
+    /// When every seat named is taken, the best free seat of the wanted seat's grade and
+    /// price (lowest number first) may be held instead.
+    pub best_available: bool,
+}
+
+impl SeatChoice {
+    /// The seats to try, in order: the named ones, then (best available) the seats of
+    /// `same_grade` (the wanted seat's grade and price, in seat order) not named.
+    #[must_use]
+    pub fn order(&self, same_grade: &[u32]) -> Vec<u32> {
+        let mut order = self.named.clone();
+        if self.best_available {
+            order.extend(same_grade.iter().filter(|n| !self.named.contains(n)));
+        }
+        order
+    }
+}
+
 /// The live reservation that blocks a seat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Blocker {
@@ -70,6 +98,15 @@ mod tests {
 
     fn diag(blocker: Option<Blocker>, user_holds: i64) -> HoldDiagnosis {
         HoldDiagnosis { token_used: false, blocker, user_holds }
+    }
+
+    #[test]
+    fn best_available_tries_the_named_seats_first_then_the_grade_in_seat_order() {
+        let vip: Vec<u32> = (1..=10).collect();
+        let named = SeatChoice { named: vec![5, 9, 2], best_available: false };
+        assert_eq!(named.order(&vip), vec![5, 9, 2], "named only: the grade is not looked at");
+        let best = SeatChoice { best_available: true, ..named };
+        assert_eq!(best.order(&vip), vec![5, 9, 2, 1, 3, 4, 6, 7, 8, 10]);
     }
 
     #[test]

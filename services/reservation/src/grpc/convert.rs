@@ -9,7 +9,8 @@ use uuid::Uuid;
 use crate::{
     domain::{
         GiveBack, OccupiedSeat, Payment, PaymentBook, PaymentStatus, Reservation, ReservationStatus,
-        SEATS_PER_SCHEDULE, hold::MAX_ALTERNATIVE_SEATS,
+        SEATS_PER_SCHEDULE,
+        hold::{MAX_ALTERNATIVE_SEATS, SeatChoice},
     },
     service::hold::Ticket,
 };
@@ -38,10 +39,10 @@ pub(super) fn order(single: &str, many: &[String], max: u32) -> Result<Vec<Uuid>
     Ok(ids)
 }
 
-/// The seats a HoldSeatRequest names, in the order to try them: `seat_number`, then its
-/// `alternative_seat_numbers` (at most [`MAX_ALTERNATIVE_SEATS`], each 1..=50, none
-/// repeated and none equal to `seat_number`).
-pub(super) fn seat_choice(seat: u32, alternatives: &[u32]) -> Result<Vec<u32>, FieldViolation> {
+/// The seats a HoldSeatRequest asks for: `seat_number`, then its `alternative_seat_numbers`
+/// (at most [`MAX_ALTERNATIVE_SEATS`], each 1..=50, none repeated and none equal to
+/// `seat_number`), in the order to try them, and whether the best available may be held.
+pub(super) fn seat_choice(seat: u32, alternatives: &[u32], best_available: bool) -> Result<SeatChoice, FieldViolation> {
     const FIELD: &str = "alternative_seat_numbers";
     let mut seats = vec![seat_number(seat)?];
     if alternatives.len() > MAX_ALTERNATIVE_SEATS {
@@ -56,7 +57,7 @@ pub(super) fn seat_choice(seat: u32, alternatives: &[u32]) -> Result<Vec<u32>, F
         }
         seats.push(n);
     }
-    Ok(seats)
+    Ok(SeatChoice { named: seats, best_available })
 }
 
 pub(super) fn seat_number(n: u32) -> Result<u32, FieldViolation> {

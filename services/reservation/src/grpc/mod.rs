@@ -60,14 +60,14 @@ impl ReservationService for ReservationApi {
         let shown = self.auth.admission_shown(&request)?;
         let r = request.get_ref();
         let schedule_id = validate::uuid("schedule_id", &r.schedule_id)?;
-        let seats = seat_choice(r.seat_number, &r.alternative_seat_numbers)?;
+        let choice = seat_choice(r.seat_number, &r.alternative_seat_numbers, r.best_available)?;
         if let Some(admission) = &shown {
             // A crowd on the same seats is refused from what this replica knows before the
             // queue is asked whether the admission still stands: a refusal writes nothing.
-            self.holds.refuse_early(admission, schedule_id, &seats).await?;
+            self.holds.refuse_early(admission, schedule_id, &choice).await?;
         }
         let principal = self.auth.authenticate_fresh(&request).await?;
-        let held = self.holds.hold(&principal, schedule_id, &seats).await?;
+        let held = self.holds.hold(&principal, schedule_id, &choice).await?;
         Ok(Response::new(HoldSeatResponse { reservation: Some(reservation(&held, self.clock.now())) }))
     }
 

@@ -13,10 +13,10 @@ use crate::{
     clients::{Catalog, TicketDetails},
     domain::{
         OccupiedSeat, Reservation,
-        hold::{HoldStep, after_refused_insert},
+        hold::{HoldStep, MAX_HOLD_TRIES, SeatChoice, after_refused_insert},
     },
     error::ReservationError,
-    service::taken_seats::TakenSeats,
+    service::{in_flight::InFlightHolds, taken_seats::TakenSeats},
     store::{HoldAttempt, NewHold, ReservationRepo},
 };
 
@@ -28,6 +28,9 @@ pub struct Holds {
     pub(crate) catalog: Catalog,
     /// Seats this replica saw taken lately: a crowd on one seat is refused without a query.
     pub(crate) taken: TakenSeats,
+    /// Seats a hold on this replica is trying: a crowd asking for the best available
+    /// spreads over the free seats.
+    pub(crate) in_flight: InFlightHolds,
     pub(crate) clock: SharedClock,
     /// How long a hold keeps its seat.
     pub(crate) ttl: Duration,
@@ -56,31 +59,42 @@ pub struct Ticket {
 }
 
 impl Holds {
-    /// Holds the first free seat of `seats` (the seat wanted, then its alternatives in the
-    /// caller's order) of `schedule_id` for `holder` until now + the hold TTL.
+    /// Holds the first free seat of `choice` (the seat wanted, then its alternatives in the
+    /// caller's order, then, best available, the seats of its grade in seat order) of
+    /// `schedule_id` for `holder` until now + the hold TTL.
     ///
     /// The seats are tried one after the other, each exactly as a hold of that seat alone: a
     /// seat seen taken lately is skipped without a query, any other is decided by the unique
     /// index, and a loss moves on to the next seat, skipping those the date's occupancy (read
-    /// once, at the first loss) shows held or sold. A refusal that is about the holder, not
-    /// the seat (the hold limit, a spent token, a started date), ends the call at once.
+    /// once, at the first loss or before the first best-available seat) shows held or sold.
+    /// A best-available seat another call on this replica is trying is skipped too, so a
+    /// crowd spreads over the free seats. At most [`MAX_HOLD_TRIES`] inserts are made. A
+    /// refusal that is about the holder, not the seat (the hold limit, a spent token, a
+    /// started date), ends the call at once.
     ///
     /// # Errors
     /// [`ReservationError::ScheduleNotFound`] for an unknown schedule or seat;
     /// [`ReservationError::WrongConcert`] for a token of another concert;
-    /// [`ReservationError::SeatUnavailable`] when every seat named is held or sold;
+    /// [`ReservationError::SeatUnavailable`] when no seat could be held;
     /// [`ReservationError::ScheduleStarted`] once the date has begun; as [`place_hold`].
     pub async fn hold(
         &self,
         holder: &Principal,
         schedule_id: Uuid,
-        seats: &[u32],
+        choice: &SeatChoice,
     ) -> Result<Reservation, ReservationError> {
-        // The date's held and sold seats, read once after the first seat is lost: the rest of
-        // the list is judged against it rather than lost one insert at a time while a crowd
-        // takes the same front rows. Only a reason to skip a seat, never to hold one.
+        let seats = self.candidates(schedule_id, choice).await?;
+        // The date's held and sold seats, read once after the first seat is lost (or before
+        // the best available is looked for): the rest of the list is judged against it
+        // rather than lost one insert at a time while a crowd takes the same front rows.
+        // Only a reason to skip a seat, never to hold one.
         let mut occupied: Option<HashSet<u32>> = None;
+        let mut tries = 0;
         for (i, &seat) in seats.iter().enumerate() {
+            let best_available = i >= choice.named.len();
+            if best_available && occupied.is_none() {
+                occupied = Some(self.occupied(schedule_id).await?);
+            }
             if occupied.as_ref().is_some_and(|o| o.contains(&seat)) {
                 continue;
             }
@@ -91,6 +105,16 @@ impl Holds {
             if info.starts_at <= now {
                 return Err(ReservationError::ScheduleStarted);
             }
+            // A named seat is tried even while another call here tries it (the caller asked
+            // for that seat); a best-available one is left to the call trying it.
+            let claim = self.in_flight.claim(schedule_id, seat);
+            if best_available && claim.is_none() {
+                continue;
+            }
+            if tries == MAX_HOLD_TRIES {
+                break;
+            }
+            tries += 1;
             let new = NewHold {
                 user_id: holder.user_id.clone(),
                 token: holder.token,
@@ -107,8 +131,7 @@ impl Holds {
                 HoldAttempt::Taken { blocked_until } => {
                     self.taken.mark(schedule_id, seat, blocked_until);
                     if occupied.is_none() && i + 1 < seats.len() {
-                        let seats = self.repo.occupancy(&[schedule_id], now).await?;
-                        occupied = Some(seats.into_iter().map(|o| o.seat_number).collect());
+                        occupied = Some(self.occupied(schedule_id).await?);
                     }
                 }
             }
@@ -117,7 +140,7 @@ impl Holds {
     }
 
     /// Refuses a hold from what this replica knows without a query: seats of another
-    /// concert than the admission's, or every seat named seen taken lately.
+    /// concert than the admission's, or every seat `choice` may hold seen taken lately.
     ///
     /// # Errors
     /// [`ReservationError::ScheduleNotFound`], [`ReservationError::WrongConcert`],
@@ -126,14 +149,30 @@ impl Holds {
         &self,
         holder: &Principal,
         schedule_id: Uuid,
-        seats: &[u32],
+        choice: &SeatChoice,
     ) -> Result<(), ReservationError> {
-        for &seat in seats {
+        for seat in self.candidates(schedule_id, choice).await? {
             if let Known::Maybe(..) = self.known(holder, schedule_id, seat).await? {
                 return Ok(());
             }
         }
         Err(ReservationError::SeatUnavailable)
+    }
+
+    /// The seats `choice` may hold, in the order to try them (the grade from the cached
+    /// layout: no round trip).
+    async fn candidates(&self, schedule_id: Uuid, choice: &SeatChoice) -> Result<Vec<u32>, ReservationError> {
+        let same_grade = match (choice.best_available, choice.named.first()) {
+            (true, Some(&wanted)) => self.catalog.same_grade(schedule_id, wanted).await?,
+            _ => Vec::new(),
+        };
+        Ok(choice.order(&same_grade))
+    }
+
+    /// The held and sold seats of `schedule_id` now.
+    async fn occupied(&self, schedule_id: Uuid) -> Result<HashSet<u32>, ReservationError> {
+        let seats = self.repo.occupancy(&[schedule_id], self.clock.now()).await?;
+        Ok(seats.into_iter().map(|o| o.seat_number).collect())
     }
 
     /// What this replica knows of `seat` without a query: its price and date (the layout is

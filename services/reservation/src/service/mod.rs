@@ -3,6 +3,7 @@
 pub mod cancel;
 pub mod gauges;
 pub mod hold;
+pub mod in_flight;
 pub mod pay;
 pub mod recovery;
 pub mod saga;

@@ -65,6 +65,12 @@ pub struct RushArgs {
     /// call, the person tries the next after each refusal.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10))]
     pub seat_alternatives: u64,
+    /// Each try to hold a seat also asks for the best available (HoldSeatRequest.best_available):
+    /// when every seat named is taken, the server holds the free seat of the wanted seat's
+    /// grade nearest the front, spreading a crowd over the free seats. The person still
+    /// picks popular seats first; the box office resolves the collisions.
+    #[arg(long)]
+    pub best_available: bool,
     /// Share of people (0..=1) who abandon: a third each in line, at the seat map, and
     /// holding a seat (which then runs out on its own).
     #[arg(long, default_value_t = 0.05)]
@@ -285,6 +291,7 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
         seed: args.seed,
         seats_per_person: args.seats_per_person,
         seat_alternatives: usize::try_from(args.seat_alternatives).unwrap_or(0),
+        best_available: args.best_available,
         acks: args.ack_log.as_deref().map(acks::AckLog::create).transpose()?,
     });
     let mut tasks = tokio::task::JoinSet::new();

@@ -105,6 +105,8 @@ pub struct Ctx {
     pub seats_per_person: u32,
     /// Next picks a person names with each seat they try to hold (`--seat-alternatives`).
     pub seat_alternatives: usize,
+    /// Each hold also asks for the best available of the wanted seat's grade (`--best-available`).
+    pub best_available: bool,
     /// Every write's tries and answers, when asked for (`--ack-log`).
     pub acks: Option<super::acks::AckLog>,
 }

@@ -156,6 +156,7 @@ impl Person {
                     schedule_id: schedule_id.into(),
                     seat_number: seat,
                     alternative_seat_numbers: picks[1..].iter().map(|&(n, _)| n).collect(),
+                    best_available: ctx.best_available,
                 })
                 .map_err(|_| End::Failed)?;
             let answer = rec(ctx, Rpc::HoldSeat, t, c.reservation().hold_seat(request).await);
