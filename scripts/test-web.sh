@@ -76,7 +76,7 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 
-for user in ada bea cal dan eve fay gus hal ivy jon kim lee mia ned; do
+for user in ada bea cal dan eve fay gus hal ivy jon kim lee mia ned oli pam; do
   export "TOKEN_${user^^}=$($ctl token --user "web-$user-$$" --ttl-secs 3600)"
 done
 CONCERTCTL=$ctl PAGE_URL=http://127.0.0.1:8090/ HOLD_TTL_SECS=30 node web/e2e/run.mjs || {

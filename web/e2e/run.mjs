@@ -166,6 +166,32 @@ await scenario("another buyer's hold reaches an open map within a second; a lost
   await cal.context().close();
 });
 
+await scenario("two buyers ask for the best R seat at once: one holds the front-most free, the other the next", async () => {
+  const [oli, pam] = [await open("oli", DESKTOP), await open("pam")];
+  // A date no other scenario touches, so its front-most free R seat is 11.
+  await toSeatMap(oli, { concert: "Neon", date: 1 });
+  await toSeatMap(pam, { concert: "Neon", date: 1 });
+  const best = (page) => page.getByRole("button", { name: "Best R · 120,000 won" });
+  await best(oli).waitFor();
+  await step(oli, "best-available-offered");
+  await Promise.all([best(oli).click(), best(pam).click()]);
+  const mine = async (page) => {
+    const held = page.getByRole("button", { name: /^Seat \d+, R, 120,000 won, held by you/ });
+    await held.first().waitFor({ timeout: 10_000 });
+    return Number((await held.first().getAttribute("aria-label")).match(/^Seat (\d+)/)[1]);
+  };
+  const [oliSeat, pamSeat] = [await mine(oli), await mine(pam)];
+  console.log(`     best R seats held: ${oliSeat} and ${pamSeat}`);
+  const both = [oliSeat, pamSeat].sort((a, b) => a - b);
+  if (both[0] !== 11 || both[1] !== 12) throw new Error(`the two best R seats held were ${both}, not 11 and 12`);
+  // Each sees the other's seat on hold on the live map.
+  await seat(oli, pamSeat, "on hold").waitFor({ timeout: 5_000 });
+  await seat(pam, oliSeat, "on hold").waitFor({ timeout: 5_000 });
+  await step(pam, "best-available-held");
+  await oli.context().close();
+  await pam.context().close();
+});
+
 await scenario("a reload mid-hold resumes the hold with its countdown, a second tab shows it, and it is paid", async () => {
   const page = await open("fay");
   await toSeatMap(page, { date: 1 });

@@ -11,6 +11,7 @@ import {
   formatCountdown,
   formatWon,
   isNetworkError,
+  bestAvailable,
   legend,
   lineText,
   moveFocus,
@@ -63,6 +64,22 @@ describe("seat map", () => {
       { grade: "VIP", price: 150_000n },
       { grade: "R", price: 120_000n },
       { grade: "S", price: 90_000n },
+    ]);
+  });
+
+  it("names for each grade its front-most free seat as the best available, none when it has none free", () => {
+    const seats = [
+      seat(1, SeatStatus.SOLD, "VIP", 150_000n),
+      seat(2, SeatStatus.HELD, "VIP", 150_000n),
+      seat(11, SeatStatus.SOLD, "R", 120_000n),
+      seat(14, SeatStatus.AVAILABLE, "R", 120_000n),
+      seat(12, SeatStatus.AVAILABLE, "R", 120_000n),
+      seat(31, SeatStatus.AVAILABLE, "S", 90_000n),
+    ];
+    expect(bestAvailable(seats)).toEqual([
+      { grade: "VIP", price: 150_000n, seatNumber: undefined },
+      { grade: "R", price: 120_000n, seatNumber: 12 },
+      { grade: "S", price: 90_000n, seatNumber: 31 },
     ]);
   });
 

@@ -77,6 +77,19 @@ export function legend(seats: Seat[]): { grade: string; price: bigint }[] {
   return [...byGrade].map(([grade, price]) => ({ grade, price })).sort((a, b) => (a.price < b.price ? 1 : -1));
 }
 
+/** Per grade of the map (dearest first), the seat a "best available" hold names: the
+ * front-most seat of the grade the map shows free, or none when it shows none free. The
+ * server holds that seat or, if someone was quicker, the best free one of its grade and
+ * price (`HoldSeatRequest.bestAvailable`). */
+export function bestAvailable(seats: Seat[]): { grade: string; price: bigint; seatNumber?: number }[] {
+  return legend(seats).map(({ grade, price }) => {
+    const free = seats
+      .filter((s) => s.grade === grade && s.price === price && s.status === SeatStatus.AVAILABLE)
+      .map((s) => s.seatNumber);
+    return { grade, price, seatNumber: free.length ? Math.min(...free) : undefined };
+  });
+}
+
 /** The next seat in `direction` (arrow keys on the 10-wide map), staying on the map. */
 export function moveFocus(seatNumber: number, key: string, seats = 50, perRow = 10): number {
   const step: Record<string, number> = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -perRow, ArrowDown: perRow };

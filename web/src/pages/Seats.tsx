@@ -4,7 +4,7 @@ import { as, reservation } from "../api";
 import { SeatMap } from "../components/SeatMap";
 import type { Seat } from "../gen/concert/catalog/v1/catalog_pb";
 import { useLiveSeats } from "../live-seats";
-import { describeError, formatWhen, formatWon, holdOf, reasonOf, skewOf } from "../logic";
+import { bestAvailable, describeError, formatWhen, formatWon, holdOf, reasonOf, skewOf } from "../logic";
 import { startOf } from "../schedules";
 import { basket, total } from "../session";
 import { Heading, useShop } from "../shop";
@@ -40,26 +40,33 @@ export function Seats() {
   const here = holds.filter((h) => h.scheduleId === scheduleId);
   const mine = new Set(here.map((h) => h.seatNumber));
 
-  const pick = (seat: Seat, isMine: boolean) =>
+  const pick = (seat: Seat, isMine: boolean) => {
+    if (!isMine) return hold(seat.seatNumber, seat.grade, false);
+    return run(async () => {
+      const mine = here.find((h) => h.seatNumber === seat.seatNumber);
+      if (!mine) return;
+      await reservation.cancelReservation({ reservationId: mine.reservationId }, as(access));
+      dispatch({ type: "released", reservationIds: [mine.reservationId] });
+    });
+  };
+
+  /** Holds `seatNumber` or, with `best`, the best free seat of its grade if it was just taken. */
+  const hold = (seatNumber: number, grade: string, best: boolean) =>
     run(async () => {
-      if (isMine) {
-        const hold = here.find((h) => h.seatNumber === seat.seatNumber);
-        if (!hold) return;
-        await reservation.cancelReservation({ reservationId: hold.reservationId }, as(access));
-        dispatch({ type: "released", reservationIds: [hold.reservationId] });
-        return;
-      }
       try {
         const sentAt = Date.now();
-        const r = await reservation.holdSeat({ scheduleId, seatNumber: seat.seatNumber }, as(access, credential));
+        const r = await reservation.holdSeat({ scheduleId, seatNumber, bestAvailable: best }, as(access, credential));
         const held = r.reservation && holdOf(r.reservation);
         // HoldSeat's answer names no grade (ListReservations does): the map knows it.
         if (r.reservation && held) {
-          dispatch({ type: "held", hold: { ...held, grade: held.grade || seat.grade }, skewMs: skewOf(r.reservation, sentAt) });
+          dispatch({ type: "held", hold: { ...held, grade: held.grade || grade }, skewMs: skewOf(r.reservation, sentAt) });
         }
       } catch (e) {
         // Lost the race: the seat is shown taken at once, whatever the next map says.
-        if (e instanceof ConnectError && reasonOf(e) === "SEAT_UNAVAILABLE") map.markTaken(seat.seatNumber);
+        if (e instanceof ConnectError && reasonOf(e) === "SEAT_UNAVAILABLE") {
+          map.markTaken(seatNumber);
+          if (best) return fail(`Every free ${grade} seat was just taken. Please pick another grade or date.`);
+        }
         throw e;
       }
     });
@@ -73,6 +80,22 @@ export function Seats() {
       </p>
       {map.seats.length === 0 && <p>Loading the seat map…</p>}
       <SeatMap seats={map.seats} mine={mine} onPick={pick} disabled={busy} />
+      {map.seats.length > 0 && (
+        <p class="best" role="group" aria-label="Best available">
+          Or let us pick the best free seat:{" "}
+          {bestAvailable(map.seats).map((g) => (
+            <button
+              key={g.grade}
+              type="button"
+              class="button"
+              disabled={busy || g.seatNumber === undefined}
+              onClick={() => g.seatNumber !== undefined && hold(g.seatNumber, g.grade, true)}
+            >
+              Best {g.grade} · {formatWon(g.price)}
+            </button>
+          ))}
+        </p>
+      )}
       <h2>Your seats</h2>
       {holds.length === 0 ? (
         <p>No seats picked yet.</p>
