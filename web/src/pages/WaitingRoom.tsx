@@ -63,7 +63,8 @@ export function WaitingRoom() {
         } catch (e) {
           if (abort.signal.aborted || ended(e)) return;
           fail(describeError(e));
-          pace = 1;
+          // A refused poll keeps the server's last pace: an overloaded waiting room is not
+          // asked twice as often by everyone far back in line.
         }
         await new Promise((r) => setTimeout(r, pollDelayMs(pace, Math.random())));
       }

@@ -330,6 +330,10 @@ impl Person {
             Some(every) => Instant::now() + every.mul_f64((self.index % 97) as f64 / 97.0),
             None => Instant::now() + server_pace(joined.poll_after_seconds, &mut rng),
         };
+        // The pace the server last asked for: a refused poll keeps it (at least its RetryInfo)
+        // instead of coming back a second later, or an overloaded queue's refusals double its
+        // polls of people far back in line.
+        let mut pace = joined.poll_after_seconds;
         loop {
             if let Some(done) = self.gone(ctx, give_up) {
                 return done;
@@ -341,22 +345,24 @@ impl Person {
             let Ok(request) = session.request(GetQueueStatusRequest { token: session.token.clone() }) else {
                 return Wait::Gone(End::Failed);
             };
-            let mut pace = None;
+            let mut retry_after = Duration::ZERO;
             match rec(ctx, Rpc::GetQueueStatus, due, c.queue().get_queue_status(request).await) {
                 Ok(r) => match r.into_inner().status {
                     Some(s) if s.state == TokenState::Active as i32 => return Wait::Admitted(s.admission_pass),
                     // The waiting room says every seat is sold: nothing to wait for.
                     Some(s) if s.sold_out => return Wait::Gone(End::SoldOut),
-                    Some(s) if s.state == TokenState::Waiting as i32 => pace = Some(s.poll_after_seconds),
+                    Some(s) if s.state == TokenState::Waiting as i32 => pace = s.poll_after_seconds,
                     _ => return Wait::Gone(End::TokenExpired),
                 },
-                Err(s) if transient(s.code()) => {}
+                Err(s) if transient(s.code()) => {
+                    retry_after = platform::status::retry_after(&s).unwrap_or_default();
+                }
                 Err(_) => return Wait::Gone(End::Failed),
             }
             due = match fixed {
                 Some(every) => (due + every).max(Instant::now()),
-                // A refused poll tries again after a second, as the page does.
-                None => Instant::now() + server_pace(pace.unwrap_or(1), &mut rng),
+                // Answered or refused, the next poll at the server's last pace, as the page does.
+                None => Instant::now() + server_pace(pace, &mut rng).max(retry_after),
             };
         }
     }

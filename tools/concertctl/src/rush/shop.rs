@@ -181,6 +181,13 @@ impl Person {
                         price: if reservation.price > 0 { reservation.price } else { shown },
                     }));
                 }
+                // Asked for the best available: the server found no seat of that grade free,
+                // which is fresher than any map, so the next grade from the same map. (The
+                // rush's layout prices each grade apart, so a price stands for its grade.)
+                Err(s) if s.code() == Code::AlreadyExists && ctx.best_available => {
+                    let (_, price) = picks[0];
+                    free.retain(|&(_, p)| p != price);
+                }
                 // Someone else was quicker: another seat, from a map no older than the page's.
                 Err(s) if s.code() == Code::AlreadyExists || transient(s.code()) => {
                     if !free.is_empty() && read_at.elapsed() >= MAP_FRESH {
