@@ -464,7 +464,8 @@ async fn a_rotated_signing_key_is_accepted_without_restart_from_a_jwks_url(_p: P
     let mut settings = JwtSettings::new(JwksSource::Url(jwks.url.clone()), ISSUER, AUDIENCE);
     settings.min_refresh_interval = Duration::ZERO;
     settings.max_age = Duration::from_millis(300);
-    settings.verified_ttl = Duration::from_millis(100);
+    // Verified tokens are remembered for the default hour: a retired key must still end
+    // them (the remembered key is checked on every call).
     let wallet_settings = wallet_service::config::Settings {
         db: db.into(),
         max_connections: 4,
