@@ -159,7 +159,8 @@ async fn best_available_holds_the_front_most_free_seat_of_the_grade(_p: PgPoolOp
     let held = held_seat(reservation.hold_seat(authed(&second, or_best(&schedule_id, 2, vec![]))).await.unwrap());
     assert_eq!((held.seat_number, held.price), (3, 150_000), "the front-most free seat of the grade");
     // On the other replica, which has seen none of it taken.
-    let held = held_seat(suite.reservation(1).hold_seat(authed(&second, or_best(&schedule_id, 9, vec![]))).await.unwrap());
+    let held =
+        held_seat(suite.reservation(1).hold_seat(authed(&second, or_best(&schedule_id, 9, vec![]))).await.unwrap());
     assert_eq!(held.seat_number, 9, "the seat wanted, when free, whatever is in front of it");
 
     // The R grade (11..=30, 120,000 won) is untouched by the VIP holds: 40 people at once,
@@ -195,7 +196,8 @@ async fn best_available_holds_the_front_most_free_seat_of_the_grade(_p: PgPoolOp
     }
     let late = suite.active_token("late", &concert_id).await;
     for replica in [0, 1] {
-        let err = suite.reservation(replica).hold_seat(authed(&late, or_best(&schedule_id, 1, vec![]))).await.unwrap_err();
+        let err =
+            suite.reservation(replica).hold_seat(authed(&late, or_best(&schedule_id, 1, vec![]))).await.unwrap_err();
         assert_eq!((err.code(), reason(&err).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")));
     }
     let held = held_seat(reservation.hold_seat(authed(&late, or_best(&schedule_id, 31, vec![]))).await.unwrap());

@@ -23,8 +23,8 @@ use crate::{
     config::Settings,
     grpc::ReservationApi,
     service::{
-        cancel::Cancels, gauges, hold::Holds, in_flight::InFlightHolds, pay::Payments, recovery, saga::Saga, seat_feed::SeatFeed, sweeper,
-        taken_seats::TakenSeats,
+        cancel::Cancels, gauges, hold::Holds, in_flight::InFlightHolds, pay::Payments, recovery, saga::Saga,
+        seat_feed::SeatFeed, sweeper, taken_seats::TakenSeats,
     },
     store::ReservationRepo,
 };

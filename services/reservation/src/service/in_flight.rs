@@ -36,9 +36,7 @@ impl InFlightHolds {
     pub fn claim(&self, schedule_id: Uuid, seat: u32) -> Option<Claim> {
         // A poisoned set is still a set of hints: go on with it.
         let mut seats = self.seats.lock().unwrap_or_else(PoisonError::into_inner);
-        seats
-            .insert((schedule_id, seat))
-            .then(|| Claim { seats: Arc::clone(&self.seats), seat: (schedule_id, seat) })
+        seats.insert((schedule_id, seat)).then(|| Claim { seats: Arc::clone(&self.seats), seat: (schedule_id, seat) })
     }
 }
 
