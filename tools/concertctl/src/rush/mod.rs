@@ -373,10 +373,10 @@ async fn watch(
                 ctx.recorder.line(s.waiting_count, s.active_count);
             }
         }
-        if n.is_multiple_of(4) {
-            if let Some(kb) = queue_pid.and_then(resident_kb) {
-                ctx.recorder.queue_memory(kb);
-            }
+        if n.is_multiple_of(4)
+            && let Some(kb) = queue_pid.and_then(resident_kb)
+        {
+            ctx.recorder.queue_memory(kb);
         }
         let msg = format!(
             "waiting {} | admitted {} | holding {} | paid {} | seats left {} | errors {} | done {}/{users}",
