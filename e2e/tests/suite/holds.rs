@@ -32,6 +32,37 @@ fn hold(schedule_id: &str, seat_number: u32) -> HoldSeatRequest {
     HoldSeatRequest { schedule_id: schedule_id.into(), seat_number, ..Default::default() }
 }
 
+/// `n` people of `concert_id` at once, alternating between the two reservation replicas,
+/// person `i` sending `request(i)`: the seats won (with their prices, in seat order), every
+/// other answer checked to be ALREADY_EXISTS (SEAT_UNAVAILABLE).
+async fn crowd(
+    suite: &Suite,
+    concert_id: &str,
+    n: usize,
+    request: impl Fn(usize) -> HoldSeatRequest,
+) -> Vec<(u32, i64)> {
+    let racers: Vec<String> = futures::future::join_all(
+        (0..n).map(|i| async move { suite.active_token(&format!("racer-{i}"), concert_id).await }),
+    )
+    .await;
+    let attempts = racers.iter().enumerate().map(|(i, token)| {
+        let mut client = suite.reservation(i % 2);
+        let (token, request) = (token.clone(), request(i));
+        async move { client.hold_seat(authed(&token, request)).await }
+    });
+    let mut won = Vec::new();
+    for answer in futures::future::join_all(attempts).await {
+        match answer {
+            Ok(r) => won.extend(r.get_ref().reservation.as_ref().map(|h| (h.seat_number, h.price))),
+            Err(e) => {
+                assert_eq!((e.code(), reason(&e).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")), "{e:?}");
+            }
+        }
+    }
+    won.sort_unstable();
+    won
+}
+
 #[sqlx::test(migrations = false)]
 async fn one_seat_two_replicas_many_racers_exactly_one_winner(_p: PgPoolOptions, db: PgConnectOptions) {
     let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..SuiteOptions::default() }).await;
@@ -99,31 +130,17 @@ async fn a_taken_seat_s_alternatives_are_held_in_order(_p: PgPoolOptions, db: Pg
 
     // Twenty people at once, each naming seats 20..=30 in its own order, over both replicas:
     // eleven seats, eleven holds, nobody's seat twice.
-    let racers: Vec<String> = futures::future::join_all((0..20).map(|i| {
-        let suite = &suite;
-        let concert_id = concert_id.clone();
-        async move { suite.active_token(&format!("racer-{i}"), &concert_id).await }
-    }))
-    .await;
-    let attempts = racers.iter().enumerate().map(|(i, token)| {
-        let mut client = suite.reservation(i % 2);
+    let won = crowd(&suite, &concert_id, 20, |i| {
         let mut seats: Vec<u32> = (20..=30).collect();
         seats.rotate_left(i % 11);
-        let request = or_next(&schedule_id, seats[0], seats[1..].to_vec());
-        let token = token.clone();
-        async move { client.hold_seat(authed(&token, request)).await }
-    });
-    let results = futures::future::join_all(attempts).await;
-    let mut won: Vec<u32> = results
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .map(|r| r.get_ref().reservation.as_ref().unwrap().seat_number)
-        .collect();
-    won.sort_unstable();
-    assert_eq!(won, (20..=30).collect::<Vec<_>>(), "each named seat held once");
-    for r in results.iter().filter_map(|r| r.as_ref().err()) {
-        assert_eq!((r.code(), reason(r).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")), "{r:?}");
-    }
+        or_next(&schedule_id, seats[0], seats[1..].to_vec())
+    })
+    .await;
+    assert_eq!(
+        won.iter().map(|&(n, _)| n).collect::<Vec<_>>(),
+        (20..=30).collect::<Vec<_>>(),
+        "each named seat held once"
+    );
     let live: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE status = 'HELD'")
         .fetch_one(&suite.pool("reservation").await)
         .await
@@ -165,29 +182,8 @@ async fn best_available_holds_the_front_most_free_seat_of_the_grade(_p: PgPoolOp
 
     // The R grade (11..=30, 120,000 won) is untouched by the VIP holds: 40 people at once,
     // over both replicas, all wanting seat 11 or the best available.
-    let racers: Vec<String> = futures::future::join_all((0..40).map(|i| {
-        let suite = &suite;
-        let concert_id = concert_id.clone();
-        async move { suite.active_token(&format!("racer-{i}"), &concert_id).await }
-    }))
-    .await;
-    let attempts = racers.iter().enumerate().map(|(i, token)| {
-        let mut client = suite.reservation(i % 2);
-        let token = token.clone();
-        let request = or_best(&schedule_id, 11, vec![]);
-        async move { client.hold_seat(authed(&token, request)).await }
-    });
-    let results = futures::future::join_all(attempts).await;
-    let mut won: Vec<(u32, i64)> = results
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .map(|r| r.get_ref().reservation.as_ref().map(|h| (h.seat_number, h.price)).unwrap())
-        .collect();
-    won.sort_unstable();
+    let won = crowd(&suite, &concert_id, 40, |_| or_best(&schedule_id, 11, vec![])).await;
     assert_eq!(won, (11..=30).map(|n| (n, 120_000)).collect::<Vec<_>>(), "every R seat held once, no other grade");
-    for r in results.iter().filter_map(|r| r.as_ref().err()) {
-        assert_eq!((r.code(), reason(r).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")), "{r:?}");
-    }
 
     // Every VIP seat taken: the best available does not spill into another grade or price.
     for seat in [4, 5, 6, 8, 10] {
