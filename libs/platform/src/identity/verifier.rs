@@ -159,7 +159,7 @@ impl JwtVerifier {
             // A key set past its max age is fetched again here too, or a line of remembered
             // tokens would never learn that a key was retired.
             self.refresh_if_old().await;
-            if self.key(&known.kid).is_some() {
+            if self.knows(&known.kid) {
                 return self.still_valid(&known.claims, now);
             }
             // Its key was retired: verified again below, against the keys there are now.
@@ -264,6 +264,12 @@ impl JwtVerifier {
             return Err(Refusal::NotYetValid);
         }
         Ok(Identity { subject: claims.sub.clone() })
+    }
+
+    /// Whether the key set still holds `kid` (checked on every remembered token, so without
+    /// cloning the key).
+    fn knows(&self, kid: &str) -> bool {
+        self.0.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).set.keys.contains_key(kid)
     }
 
     fn key(&self, kid: &str) -> Option<VerificationKey> {

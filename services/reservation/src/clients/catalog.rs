@@ -102,12 +102,7 @@ impl Catalog {
             .try_get_with(layout.concert_id, fetch_concert(&self.catalog, layout.concert_id))
             .await
             .map_err(|e| ReservationError::shared(&e, "loading concert"))?;
-        let grade = usize::try_from(seat_number)
-            .ok()
-            .and_then(|n| n.checked_sub(1))
-            .and_then(|i| layout.grades.get(i))
-            .cloned()
-            .unwrap_or_default();
+        let grade = seat_index(seat_number).and_then(|i| layout.grades.get(i)).cloned().unwrap_or_default();
         Ok(TicketDetails {
             concert_title: concert.title.clone(),
             venue: concert.venue.clone(),
@@ -123,8 +118,8 @@ impl Catalog {
     /// [`ReservationError::Peer`] when catalog fails.
     pub async fn seat(&self, schedule_id: Uuid, seat_number: u32) -> Result<SeatInfo, ReservationError> {
         let layout = self.layout(schedule_id).await?;
-        let index = usize::try_from(seat_number).ok().and_then(|n| n.checked_sub(1));
-        let price = index.and_then(|i| layout.prices.get(i)).ok_or(ReservationError::ScheduleNotFound)?;
+        let price =
+            seat_index(seat_number).and_then(|i| layout.prices.get(i)).ok_or(ReservationError::ScheduleNotFound)?;
         Ok(SeatInfo { concert_id: layout.concert_id, price: *price, starts_at: layout.starts_at })
     }
 
@@ -135,8 +130,7 @@ impl Catalog {
     /// As [`Self::seat`].
     pub async fn same_grade(&self, schedule_id: Uuid, seat_number: u32) -> Result<Vec<u32>, ReservationError> {
         let layout = self.layout(schedule_id).await?;
-        let index = usize::try_from(seat_number).ok().and_then(|n| n.checked_sub(1));
-        let wanted = index
+        let wanted = seat_index(seat_number)
             .and_then(|i| Some((layout.grades.get(i)?, layout.prices.get(i)?)))
             .ok_or(ReservationError::ScheduleNotFound)?;
         Ok((1..)
@@ -145,6 +139,11 @@ impl Catalog {
             .map(|(n, _)| n)
             .collect())
     }
+}
+
+/// A seat's index in a layout (seat numbers start at 1).
+fn seat_index(seat_number: u32) -> Option<usize> {
+    usize::try_from(seat_number).ok()?.checked_sub(1)
 }
 
 async fn fetch_layout(

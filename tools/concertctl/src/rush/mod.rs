@@ -330,8 +330,9 @@ fn process_cpu() -> Duration {
     Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
 }
 
-/// Shows progress, samples the line every 5 s and the queue's memory every second, and declares the sell-out once every
-/// seat is paid for. Returns when every person is done, with the time the seats sold out.
+/// Shows progress, samples the line every 5 s and the queue's memory every second, and
+/// declares the sell-out once every seat is paid for. Returns when every person is done,
+/// with the time the seats sold out.
 async fn watch(
     clients: Clients,
     ctx: Arc<Ctx>,
