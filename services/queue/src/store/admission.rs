@@ -24,8 +24,8 @@ pub struct RoundOutcome {
 }
 
 impl QueueRepo {
-    /// One admission round for every room: expires ACTIVE tokens past their TTL and
-    /// abandoned WAITING tokens, then admits, in each room whose sale is open, the head of
+    /// One admission round for every room: expires ACTIVE tokens past their TTL and, with
+    /// `sweep_abandoned`, abandoned WAITING tokens (see [`Sweep`]), then admits, in each room whose sale is open, the head of
     /// its line (lowest `place` first) into its free slots, within its rate budget.
     ///
     /// Runs only while holding a transaction-scoped advisory lock, so with any number of
@@ -40,6 +40,7 @@ impl QueueRepo {
         &self,
         defaults: &AdmissionPolicy,
         now: DateTime<Utc>,
+        sweep: Sweep,
     ) -> Result<RoundOutcome, QueueError> {
         // Every statement of a round is built on a partial index (ACTIVE by expiry, WAITING by
         // last seen, WAITING by place) and touches what changed, not the line. Without
@@ -54,7 +55,7 @@ impl QueueRepo {
         if !locked {
             return Ok(RoundOutcome::default());
         }
-        let expired = expire_timed_out(&mut tx, defaults, now).await?;
+        let expired = expire_timed_out(&mut tx, defaults, now, sweep).await?;
         let quota = self.quota(&mut tx, defaults, now).await?;
         if quota.concerts.is_empty() {
             tx.commit().await?;
@@ -115,12 +116,26 @@ impl QueueRepo {
     }
 }
 
-/// Expires ACTIVE tokens past their TTL and WAITING tokens nobody polled for the idle
-/// timeout (abandoned places); how many.
+/// Which timed-out tokens a round expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// ACTIVE tokens past their TTL only: each frees a slot the round may fill at once.
+    Active,
+    /// Also WAITING tokens nobody polled for the idle timeout (abandoned places). With the
+    /// line at 80,000 each sweep costs the database ~9 ms whatever it finds: 6.7 s of a
+    /// flood run when every round swept (785 rounds), 1.2 s once a second
+    /// (docs/BENCHMARKS.md). An abandoned place costs only a wasted admission, so the loop
+    /// sweeps once a second (see `service::admission`), against an idle timeout of a minute.
+    Abandoned,
+}
+
+/// Expires ACTIVE tokens past their TTL and, with [`Sweep::Abandoned`], WAITING tokens
+/// nobody polled for the idle timeout; how many.
 async fn expire_timed_out(
     tx: &mut Transaction<'_, Postgres>,
     defaults: &AdmissionPolicy,
     now: DateTime<Utc>,
+    sweep: Sweep,
 ) -> Result<u64, QueueError> {
     let expired = sqlx::query!(
         "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'ACTIVE' AND expires_at <= $1",
@@ -129,6 +144,9 @@ async fn expire_timed_out(
     .execute(&mut **tx)
     .await?
     .rows_affected();
+    if sweep == Sweep::Active {
+        return Ok(expired);
+    }
     let abandoned = sqlx::query!(
         "UPDATE tokens SET state = 'EXPIRED', expired_at = $1 WHERE state = 'WAITING' AND last_seen_at < $2",
         now,

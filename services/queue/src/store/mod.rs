@@ -17,7 +17,7 @@ use crate::{
     error::QueueError,
 };
 
-pub use admission::RoundOutcome;
+pub use admission::{RoundOutcome, Sweep};
 pub use joins::Join;
 pub use tokens::{LineWatermark, QueueCounts};
 

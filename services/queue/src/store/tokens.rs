@@ -325,7 +325,7 @@ mod tests {
     use super::*;
     use crate::{
         domain::{AdmissionPolicy, LineSnapshot},
-        store::Join,
+        store::{Join, Sweep},
     };
 
     fn repo(pool: PgPool) -> QueueRepo {
@@ -422,7 +422,9 @@ mod tests {
             if rng.random_bool(0.5) {
                 let repo = repo.clone();
                 work.push(tokio::spawn(async move {
-                    repo.admission_round(&policy, Utc::now() + chrono::Duration::seconds(2)).await.unwrap();
+                    repo.admission_round(&policy, Utc::now() + chrono::Duration::seconds(2), Sweep::Abandoned)
+                        .await
+                        .unwrap();
                     None
                 }));
             }
