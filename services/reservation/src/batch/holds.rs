@@ -17,9 +17,9 @@ use platform::{
 use uuid::Uuid;
 
 use crate::{
-    domain::{Reservation, ReservationStatus},
+    domain::{HoldDiagnosis, Reservation, ReservationStatus},
     error::ReservationError,
-    store::{NewHold, ReservationRepo},
+    store::{HoldInsert, NewHold, ReservationRepo},
 };
 
 /// Most holds one statement inserts.
@@ -27,19 +27,37 @@ pub const MAX_BATCH: usize = 64;
 /// Batches in flight at once (each uses one pooled connection).
 const WORKERS: usize = 4;
 
-/// Inserts batches of holds; a hold's output is `None` when its insert did nothing.
+/// What became of one hold of a batch.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    /// The seat is held by the caller.
+    Held(Reservation),
+    /// Nothing was inserted; why, as the batch statement saw it (see
+    /// [`ReservationRepo::insert_holds`]).
+    Refused(HoldDiagnosis),
+}
+
+/// Inserts batches of holds.
 #[derive(Debug)]
 pub struct HoldWriter(ReservationRepo);
 
 impl BatchHandler for HoldWriter {
     type Item = NewHold;
-    type Output = Option<Reservation>;
+    type Output = Inserted;
     type Error = ReservationError;
 
-    async fn run(&self, holds: &[NewHold]) -> Result<Vec<Option<Reservation>>, ReservationError> {
+    async fn run(&self, holds: &[NewHold]) -> Result<Vec<Inserted>, ReservationError> {
         let ids: Vec<Uuid> = holds.iter().map(|_| Uuid::now_v7()).collect();
-        let inserted = self.0.insert_holds(&ids, holds).await?;
-        Ok(ids.into_iter().zip(holds).map(|(id, h)| inserted.contains(&id).then(|| reservation(id, h))).collect())
+        let outcomes = self.0.insert_holds(&ids, holds).await?;
+        Ok(ids
+            .into_iter()
+            .zip(holds)
+            .zip(outcomes)
+            .map(|((id, h), outcome)| match outcome {
+                HoldInsert::Inserted => Inserted::Held(reservation(id, h)),
+                HoldInsert::Refused(why) => Inserted::Refused(why),
+            })
+            .collect())
     }
 }
 
@@ -54,11 +72,11 @@ impl HoldBatcher {
         Self(Batcher::start(HoldWriter(repo), WORKERS, MAX_BATCH, tasks))
     }
 
-    /// Inserts one hold; `None` when the insert did nothing (seat taken, or token used).
+    /// Inserts one hold: held, or refused with the batch statement's reason.
     ///
     /// # Errors
     /// Database failures of this hold.
-    pub async fn insert(&self, hold: NewHold) -> Result<Option<Reservation>, ReservationError> {
+    pub async fn insert(&self, hold: NewHold) -> Result<Inserted, ReservationError> {
         self.0.submit(hold).await.map_err(BatchError::into_error)
     }
 }

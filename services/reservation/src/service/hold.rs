@@ -9,7 +9,7 @@ use platform::{auth::Principal, clock::SharedClock, paging::PageRequest};
 use uuid::Uuid;
 
 use crate::{
-    batch::holds::HoldBatcher,
+    batch::holds::{HoldBatcher, Inserted},
     clients::{Catalog, TicketDetails},
     domain::{
         OccupiedSeat, Reservation,
@@ -255,14 +255,23 @@ async fn place_hold(
     // concurrent hold of this user took the hold slot this one wanted.
     let mut released_elsewhere = false;
     for _ in 0..5 {
-        if let Some(r) = inserter.insert(h.clone()).await? {
-            return Ok(HoldAttempt::Held(r));
-        }
-        let why = repo.hold_diagnosis(h).await?;
+        let seen = match inserter.insert(h.clone()).await? {
+            Inserted::Held(r) => return Ok(HoldAttempt::Held(r)),
+            Inserted::Refused(seen) => seen,
+        };
+        // The batch statement's own read settles the usual refusal (a seat someone else
+        // holds or bought, a spent token) without another round trip: a crowd losing the
+        // same seats costs one statement per batch, not one more per loser. What it cannot
+        // settle (no blocker in its snapshot, a stale hold, a full set of hold slots) is read
+        // again now.
+        let step = match after_refused_insert(&seen, h.now, h.max_holds) {
+            settled @ (HoldStep::TokenUsed | HoldStep::Taken { .. }) => settled,
+            _ => after_refused_insert(&repo.hold_diagnosis(h).await?, h.now, h.max_holds),
+        };
         // Finding nothing stale to release is final only the second time: the sweeper or
         // another replica may have released it between the diagnosis and the release, and
         // then the insert succeeds on the next try.
-        match after_refused_insert(&why, h.now, h.max_holds) {
+        match step {
             HoldStep::TokenUsed => return Err(ReservationError::TokenUsed),
             HoldStep::Retry => {}
             HoldStep::ReleaseUsersStaleHolds => {

@@ -1,6 +1,6 @@
 //! Holds: placing (batched inserts), diagnosing a hold that did not take, releasing expired
 //! ones, cancelling, listing, and the live occupancy of schedules.
-use std::{collections::HashSet, sync::LazyLock};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Duration, Utc};
 use platform::money::Won;
@@ -13,6 +13,35 @@ use crate::{
     error::ReservationError,
 };
 
+/// Why a hold of `seat` on `schedule` by `user`'s `token` for `concert` did not take, as
+/// columns: whether the token already paid, the live reservation of the seat (status,
+/// expiry, whether a payment runs for it), and the user's live holds on the concert. The
+/// arguments are SQL expressions; shared by the batch insert (for the holds it refused) and
+/// the diagnosis read after it, so both judge a refusal by the same rule. Expanded at
+/// compile time.
+macro_rules! diagnosis_columns {
+    ($token:literal, $user:literal, $concert:literal, $schedule:literal, $seat:literal) => {
+        concat!(
+            token_has_paid!($token),
+            " AS token_used, r.status, r.expires_at,
+             EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = r.reservation_id) AS paying,
+             (SELECT count(*) FROM reservations h
+              WHERE h.user_id = ",
+            $user,
+            " AND h.concert_id = ",
+            $concert,
+            " AND h.status = 'HELD' AND h.hold_slot IS NOT NULL) AS user_holds
+             FROM (SELECT 1) AS one
+             LEFT JOIN reservations r
+               ON r.schedule_id = ",
+            $schedule,
+            " AND r.seat_number = ",
+            $seat,
+            " AND r.status IN ('HELD', 'CONFIRMED')"
+        )
+    };
+}
+
 static INSERT_HOLDS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH u AS (
@@ -21,7 +50,8 @@ static INSERT_HOLDS: LazyLock<String> = LazyLock::new(|| {
                          $7::timestamptz[], $8::timestamptz[], $9::uuid[], $10::int[])
                   WITH ORDINALITY AS u(id, user_id, token, schedule_id, seat, price, held_at, expires_at,
                                        concert_id, max_holds, n)
-         )
+         ),
+         ins AS (
          INSERT INTO reservations
              (reservation_id, user_id, token, schedule_id, seat_number, price, status, held_at, expires_at,
               concert_id, hold_slot)
@@ -47,24 +77,22 @@ static INSERT_HOLDS: LazyLock<String> = LazyLock::new(|| {
          -- user on another replica or batch took the slot first); either way nothing is
          -- inserted and the caller looks why.
          ON CONFLICT DO NOTHING
-         RETURNING reservation_id",
-        token_has_paid!("u.token")
+         RETURNING reservation_id
+         )
+         -- Every hold in the batch's order, and for each one refused why, as the statement's
+         -- snapshot shows it (rows this statement inserted, and rows committed while it ran,
+         -- are not in it: such a refusal shows no blocker and is read again).
+         SELECT ins.reservation_id IS NOT NULL AS inserted, d.*
+         FROM u
+         LEFT JOIN ins ON ins.reservation_id = u.id
+         LEFT JOIN LATERAL (SELECT {} WHERE ins.reservation_id IS NULL) AS d ON true
+         ORDER BY u.n",
+        token_has_paid!("u.token"),
+        diagnosis_columns!("u.token", "u.user_id", "u.concert_id", "u.schedule_id", "u.seat"),
     )
 });
 
-static HOLD_DIAGNOSIS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {},
-                r.status, r.expires_at,
-                EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = r.reservation_id),
-                (SELECT count(*) FROM reservations h
-                 WHERE h.user_id = $4 AND h.concert_id = $5 AND h.status = 'HELD' AND h.hold_slot IS NOT NULL)
-         FROM (SELECT 1) AS one
-         LEFT JOIN reservations r
-           ON r.schedule_id = $2 AND r.seat_number = $3 AND r.status IN ('HELD', 'CONFIRMED')",
-        token_has_paid!("$1")
-    )
-});
+const HOLD_DIAGNOSIS: &str = concat!("SELECT ", diagnosis_columns!("$1", "$4", "$5", "$2", "$3"));
 
 /// A hold to place.
 #[derive(Debug, Clone)]
@@ -82,6 +110,26 @@ pub struct NewHold {
     pub max_holds: u32,
 }
 
+/// What the batch insert did with one hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldInsert {
+    /// The hold is placed.
+    Inserted,
+    /// Nothing was inserted; why, as the statement's snapshot shows it.
+    Refused(HoldDiagnosis),
+}
+
+/// A [`HoldDiagnosis`] from the columns of `diagnosis_columns!`.
+fn diagnosis(row: &sqlx::postgres::PgRow) -> Result<HoldDiagnosis, ReservationError> {
+    let status: Option<ReservationStatus> = row.try_get("status")?;
+    let expires_at: Option<DateTime<Utc>> = row.try_get("expires_at")?;
+    let blocker = match (status, expires_at) {
+        (Some(status), Some(expires_at)) => Some(Blocker { status, expires_at, paying: row.try_get("paying")? }),
+        _ => None,
+    };
+    Ok(HoldDiagnosis { token_used: row.try_get("token_used")?, blocker, user_holds: row.try_get("user_holds")? })
+}
+
 /// The outcome of a hold attempt.
 #[derive(Debug, Clone)]
 pub enum HoldAttempt {
@@ -92,12 +140,18 @@ pub enum HoldAttempt {
 }
 
 impl ReservationRepo {
-    /// Inserts holds in one statement; returns the ids of the rows actually inserted. A
-    /// hold is skipped when its seat is live (unique index) or its token already paid.
+    /// Inserts holds in one statement; returns, for each hold in order, whether it was
+    /// inserted and, when not, why as the statement saw it. A hold is skipped when its seat
+    /// is live (unique index), its token already paid, or its user has no free hold slot.
+    ///
+    /// The reason is read in the statement's snapshot, so it misses a blocker that committed
+    /// while the statement ran or that this statement inserted (two holds of one seat in one
+    /// batch): such a refusal shows no blocker, and the caller reads why again
+    /// ([`ReservationRepo::hold_diagnosis`]).
     ///
     /// # Errors
     /// Database failures only.
-    pub async fn insert_holds(&self, ids: &[Uuid], holds: &[NewHold]) -> Result<HashSet<Uuid>, ReservationError> {
+    pub async fn insert_holds(&self, ids: &[Uuid], holds: &[NewHold]) -> Result<Vec<HoldInsert>, ReservationError> {
         let users: Vec<&str> = holds.iter().map(|h| h.user_id.as_str()).collect();
         let tokens: Vec<Uuid> = holds.iter().map(|h| h.token).collect();
         let schedules: Vec<Uuid> = holds.iter().map(|h| h.schedule_id).collect();
@@ -107,7 +161,7 @@ impl ReservationRepo {
         let expires_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now + h.ttl).collect();
         let concerts: Vec<Uuid> = holds.iter().map(|h| h.concert_id).collect();
         let max_holds: Vec<i32> = holds.iter().map(|h| i32::try_from(h.max_holds).unwrap_or(i32::MAX)).collect();
-        let inserted: Vec<Uuid> = sqlx::query_scalar(&INSERT_HOLDS)
+        let rows = sqlx::query(&INSERT_HOLDS)
             .bind(ids)
             .bind(&users)
             .bind(&tokens)
@@ -120,7 +174,11 @@ impl ReservationRepo {
             .bind(&max_holds)
             .fetch_all(&self.pool)
             .await?;
-        Ok(inserted.into_iter().collect())
+        rows.iter()
+            .map(|row| {
+                Ok(if row.try_get("inserted")? { HoldInsert::Inserted } else { HoldInsert::Refused(diagnosis(row)?) })
+            })
+            .collect()
     }
 
     /// Why a hold insert did nothing, read in one statement: whether the token already paid,
@@ -130,7 +188,7 @@ impl ReservationRepo {
     /// # Errors
     /// Database failures only.
     pub async fn hold_diagnosis(&self, h: &NewHold) -> Result<HoldDiagnosis, ReservationError> {
-        let row = sqlx::query(&HOLD_DIAGNOSIS)
+        let row = sqlx::query(HOLD_DIAGNOSIS)
             .bind(h.token)
             .bind(h.schedule_id)
             .bind(i32::try_from(h.seat_number).unwrap_or(0))
@@ -138,13 +196,7 @@ impl ReservationRepo {
             .bind(h.concert_id)
             .fetch_one(&self.pool)
             .await?;
-        let status: Option<ReservationStatus> = row.try_get(1)?;
-        let expires_at: Option<DateTime<Utc>> = row.try_get(2)?;
-        let blocker = match (status, expires_at) {
-            (Some(status), Some(expires_at)) => Some(Blocker { status, expires_at, paying: row.try_get(3)? }),
-            _ => None,
-        };
-        Ok(HoldDiagnosis { token_used: row.try_get(0)?, blocker, user_holds: row.try_get(4)? })
+        diagnosis(&row)
     }
 
     /// Marks the expired, unpaid holds of one user and concert EXPIRED (freeing their hold

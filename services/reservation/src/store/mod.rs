@@ -72,7 +72,7 @@ use crate::{
 pub use debits::RecordedDebit;
 pub use gauges::Gauges;
 pub use give_backs::Cancelled;
-pub use holds::{HoldAttempt, NewHold};
+pub use holds::{HoldAttempt, HoldInsert, NewHold};
 pub use payment_starts::{PaymentRequest, PaymentStart};
 pub use seat_changes::{SeatChange, listen as listen_for_seat_changes};
 
