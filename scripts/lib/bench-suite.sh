@@ -67,7 +67,11 @@ stop_bench_suite() {
 }
 
 bench_start() { # binary, log name, listen port, internal port
-  LISTEN_ADDR=127.0.0.1:$3 INTERNAL_LISTEN_ADDR=127.0.0.1:$4 "$bin/$1-service" \
+  # BENCH_METRICS=1: each process exports /metrics on its listen port + 200 (server-side
+  # call durations, pool waits), to tell a call's time in the service from the client's.
+  local metrics=()
+  [ "${BENCH_METRICS:-}" != 1 ] || metrics=(METRICS_ADDR=127.0.0.1:$(($3 + 200)))
+  env "${metrics[@]}" LISTEN_ADDR=127.0.0.1:$3 INTERNAL_LISTEN_ADDR=127.0.0.1:$4 "$bin/$1-service" \
     >"$ROOT/target/bench-logs/$2.log" 2>&1 &
   bench_pids+=($!)
   # The queue replica's pid, for scripts that watch its memory.
