@@ -1,7 +1,13 @@
 //! Where the services are, and typed clients for them.
 use std::time::{Duration, Instant};
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use clap::Args;
 use concert_proto::concert::{
@@ -26,7 +32,10 @@ use tonic::Request;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 /// Service addresses (same variables the services themselves use): the public ports for
-/// what a user does, the internal ports for operator and peer calls.
+/// what a user does, the internal ports for operator and peer calls. A public address may
+/// list replicas, `URL[,URL…]`: each call then goes to the next of them (round-robin per
+/// call, as Envoy's `ROUND_ROBIN` sends the booking page's calls), so no user is pinned to a
+/// replica.
 #[derive(Debug, Clone, Args)]
 pub struct Endpoints {
     #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
@@ -175,14 +184,41 @@ impl Session {
     }
 }
 
-/// One channel per port of each service.
+/// One service's replicas, each call to the next one.
+#[derive(Debug, Clone)]
+struct Replicas {
+    channels: Arc<[PeerChannel]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Replicas {
+    /// Channels to each URL of `urls` (`URL[,URL…]`).
+    fn connect(urls: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let channels = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| lazy_channel_with_timeout(u, timeout))
+            .collect::<anyhow::Result<Arc<[_]>>>()?;
+        anyhow::ensure!(!channels.is_empty(), "no URL in {urls:?}");
+        Ok(Self { channels, next: Arc::default() })
+    }
+
+    /// The channel of the next call.
+    fn pick(&self) -> PeerChannel {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
+        self.channels[i].clone()
+    }
+}
+
+/// Channels to each port of each service (the public ones to every replica listed).
 #[derive(Debug, Clone)]
 pub struct Clients {
     pub endpoints: Endpoints,
-    queue: PeerChannel,
-    catalog: PeerChannel,
-    reservation: PeerChannel,
-    wallet: PeerChannel,
+    queue: Replicas,
+    catalog: Replicas,
+    reservation: Replicas,
+    wallet: Replicas,
     queue_internal: PeerChannel,
     catalog_internal: PeerChannel,
     reservation_internal: PeerChannel,
@@ -201,10 +237,10 @@ impl Endpoints {
         let channel = |url: &str| lazy_channel_with_timeout(url, timeout);
         Ok(Clients {
             endpoints: self.clone(),
-            queue: channel(&self.queue_url)?,
-            catalog: channel(&self.catalog_url)?,
-            reservation: channel(&self.reservation_url)?,
-            wallet: channel(&self.wallet_url)?,
+            queue: Replicas::connect(&self.queue_url, timeout)?,
+            catalog: Replicas::connect(&self.catalog_url, timeout)?,
+            reservation: Replicas::connect(&self.reservation_url, timeout)?,
+            wallet: Replicas::connect(&self.wallet_url, timeout)?,
             queue_internal: channel(&self.queue_internal_url)?,
             catalog_internal: channel(&self.catalog_internal_url)?,
             reservation_internal: channel(&self.reservation_internal_url)?,
@@ -240,20 +276,20 @@ impl Clients {
 
 impl Clients {
     pub fn queue(&self) -> QueueServiceClient<PeerChannel> {
-        QueueServiceClient::new(self.queue.clone())
+        QueueServiceClient::new(self.queue.pick())
     }
     pub fn catalog(&self) -> CatalogServiceClient<PeerChannel> {
-        CatalogServiceClient::new(self.catalog.clone())
+        CatalogServiceClient::new(self.catalog.pick())
     }
     pub fn admin(&self) -> CatalogAdminServiceClient<PeerChannel> {
         CatalogAdminServiceClient::new(self.catalog_internal.clone())
     }
     pub fn reservation(&self) -> ReservationServiceClient<PeerChannel> {
-        ReservationServiceClient::new(self.reservation.clone())
+        ReservationServiceClient::new(self.reservation.pick())
     }
     /// The channel to queue's public port (for the health service).
     pub fn queue_channel(&self) -> PeerChannel {
-        self.queue.clone()
+        self.queue.pick()
     }
     pub fn queue_admin(&self) -> QueueAdminServiceClient<PeerChannel> {
         QueueAdminServiceClient::new(self.queue_internal.clone())
@@ -268,7 +304,7 @@ impl Clients {
         WalletInternalServiceClient::new(self.wallet_internal.clone())
     }
     pub fn wallet(&self) -> WalletServiceClient<PeerChannel> {
-        WalletServiceClient::new(self.wallet.clone())
+        WalletServiceClient::new(self.wallet.pick())
     }
 
     /// Fresh connections (one HTTP/2 connection per channel), so load spreads over
@@ -281,31 +317,34 @@ impl Clients {
     /// `wallet`) answers SERVING on both its ports.
     pub async fn wait_healthy(&self, timeout: Duration, only: Option<&str>) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
-        for (name, channel) in [
-            ("queue", &self.queue),
-            ("queue (internal)", &self.queue_internal),
-            ("catalog", &self.catalog),
-            ("catalog (internal)", &self.catalog_internal),
-            ("reservation", &self.reservation),
-            ("reservation (internal)", &self.reservation_internal),
-            ("wallet", &self.wallet),
-            ("wallet (internal)", &self.wallet_internal),
+        let one = |c: &PeerChannel| vec![c.clone()];
+        for (name, channels) in [
+            ("queue", self.queue.channels.to_vec()),
+            ("queue (internal)", one(&self.queue_internal)),
+            ("catalog", self.catalog.channels.to_vec()),
+            ("catalog (internal)", one(&self.catalog_internal)),
+            ("reservation", self.reservation.channels.to_vec()),
+            ("reservation (internal)", one(&self.reservation_internal)),
+            ("wallet", self.wallet.channels.to_vec()),
+            ("wallet (internal)", one(&self.wallet_internal)),
         ]
         .into_iter()
         .filter(|(name, _)| only.is_none_or(|only| name.split(' ').next() == Some(only)))
         {
-            let mut health = HealthClient::new(channel.clone());
-            loop {
-                let ok = health
-                    .check(HealthCheckRequest { service: String::new() })
-                    .await
-                    .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
-                if ok {
-                    println!("{name}: SERVING");
-                    break;
+            for channel in channels {
+                let mut health = HealthClient::new(channel);
+                loop {
+                    let ok = health
+                        .check(HealthCheckRequest { service: String::new() })
+                        .await
+                        .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
+                    if ok {
+                        println!("{name}: SERVING");
+                        break;
+                    }
+                    anyhow::ensure!(Instant::now() < deadline, "{name} did not become healthy within {timeout:?}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                anyhow::ensure!(Instant::now() < deadline, "{name} did not become healthy within {timeout:?}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
         Ok(())

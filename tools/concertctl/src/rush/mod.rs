@@ -103,7 +103,8 @@ pub struct RushArgs {
     #[arg(long, default_value_t = 300)]
     pub duration: u64,
     /// Replicas to spread the load over: `SERVICE=URL[,URL…]` (service: queue, catalog,
-    /// reservation, wallet; public ports), repeatable. People are assigned round-robin.
+    /// reservation, wallet; public ports), repeatable. Each call goes to the next replica
+    /// (round-robin per call, as Envoy sends the booking page's calls).
     #[arg(long = "targets", value_name = "SERVICE=URLS")]
     pub targets: Vec<String>,
     /// HTTP/2 connections (per service) the people share; 0: one per 250 people, 4..=400.
@@ -171,16 +172,16 @@ fn pool(clients: &Clients, args: &RushArgs) -> anyhow::Result<Vec<Clients>> {
         anyhow::ensure!(!list.1.is_empty(), "--targets {target:?}: no URL");
     }
     let n = if args.connections > 0 { args.connections } else { (args.users as usize / 250).clamp(4, 400) };
-    let n = lists.iter().map(|(_, l)| l.len()).fold(n, usize::max);
-    (0..n)
-        .map(|i| {
-            endpoints.queue_url.clone_from(&lists[0].1[i % lists[0].1.len()]);
-            endpoints.catalog_url.clone_from(&lists[1].1[i % lists[1].1.len()]);
-            endpoints.reservation_url.clone_from(&lists[2].1[i % lists[2].1.len()]);
-            endpoints.wallet_url.clone_from(&lists[3].1[i % lists[3].1.len()]);
-            endpoints.connect_with_timeout(CALL_TIMEOUT)
-        })
-        .collect()
+    // Every set of channels reaches every replica listed, one call to the next: people are
+    // not pinned to a replica, as the booking page is not behind Envoy. Pinned, the people
+    // on a replica a crowd had slowed kept losing the races for the front seats to those on
+    // the other, stayed in the room retrying, and so kept it slow (one replica answered 20x
+    // the refused holds of the other in the same run: docs/BENCHMARKS.md).
+    endpoints.queue_url = lists[0].1.join(",");
+    endpoints.catalog_url = lists[1].1.join(",");
+    endpoints.reservation_url = lists[2].1.join(",");
+    endpoints.wallet_url = lists[3].1.join(",");
+    (0..n).map(|_| endpoints.connect_with_timeout(CALL_TIMEOUT)).collect()
 }
 
 /// Creates the run's concert (with its sale opening), dates and room policy.
