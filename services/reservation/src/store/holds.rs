@@ -1,6 +1,5 @@
 //! Holds: placing (batched inserts), diagnosing a hold that did not take, releasing expired
 //! ones, cancelling, listing, and the live occupancy of schedules.
-use std::sync::LazyLock;
 
 use chrono::{DateTime, Duration, Utc};
 use platform::money::Won;
@@ -42,9 +41,8 @@ macro_rules! diagnosis_columns {
     };
 }
 
-static INSERT_HOLDS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH u AS (
+const INSERT_HOLDS: &str = concat!(
+    "WITH u AS (
              SELECT u.*, row_number() OVER (PARTITION BY u.user_id, u.concert_id ORDER BY u.n) AS rank
              FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[],
                          $7::timestamptz[], $8::timestamptz[], $9::uuid[], $10::int[])
@@ -67,7 +65,9 @@ static INSERT_HOLDS: LazyLock<String> = LazyLock::new(|| {
                                  AND h.status = 'HELD' AND h.hold_slot = s.n)
              ORDER BY s.n OFFSET u.rank - 1 LIMIT 1
          ) AS slot
-         WHERE NOT {}
+         WHERE NOT ",
+    token_has_paid!("u.token"),
+    "
          -- Rows are inserted in one order across all batches (user, then the user's rank): two
          -- batches holding seats for the same users wait on each other's hold slots in the
          -- same order, so they queue instead of deadlocking (which PostgreSQL would only
@@ -85,12 +85,11 @@ static INSERT_HOLDS: LazyLock<String> = LazyLock::new(|| {
          SELECT ins.reservation_id IS NOT NULL AS inserted, d.*
          FROM u
          LEFT JOIN ins ON ins.reservation_id = u.id
-         LEFT JOIN LATERAL (SELECT {} WHERE ins.reservation_id IS NULL) AS d ON true
-         ORDER BY u.n",
-        token_has_paid!("u.token"),
-        diagnosis_columns!("u.token", "u.user_id", "u.concert_id", "u.schedule_id", "u.seat"),
-    )
-});
+         LEFT JOIN LATERAL (SELECT ",
+    diagnosis_columns!("u.token", "u.user_id", "u.concert_id", "u.schedule_id", "u.seat"),
+    " WHERE ins.reservation_id IS NULL) AS d ON true
+         ORDER BY u.n"
+);
 
 const HOLD_DIAGNOSIS: &str = concat!("SELECT ", diagnosis_columns!("$1", "$4", "$5", "$2", "$3"));
 
@@ -161,7 +160,7 @@ impl ReservationRepo {
         let expires_at: Vec<DateTime<Utc>> = holds.iter().map(|h| h.now + h.ttl).collect();
         let concerts: Vec<Uuid> = holds.iter().map(|h| h.concert_id).collect();
         let max_holds: Vec<i32> = holds.iter().map(|h| i32::try_from(h.max_holds).unwrap_or(i32::MAX)).collect();
-        let rows = sqlx::query(&INSERT_HOLDS)
+        let rows = sqlx::query(INSERT_HOLDS)
             .bind(ids)
             .bind(&users)
             .bind(&tokens)
