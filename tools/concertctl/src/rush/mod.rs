@@ -184,6 +184,9 @@ fn pool(clients: &Clients, args: &RushArgs) -> anyhow::Result<Vec<Clients>> {
     (0..n).map(|_| endpoints.connect_with_timeout(CALL_TIMEOUT)).collect()
 }
 
+/// Worker threads of the generator's lane for admitted people (see [`person::ShopLane`]).
+const SHOP_THREADS: usize = 2;
+
 /// Creates the run's concert (with its sale opening), dates and room policy.
 async fn set_up(clients: &Clients, args: &RushArgs, run_id: &str) -> anyhow::Result<(String, Vec<String>)> {
     let opens = (args.opens_in > 0.0)
@@ -276,10 +279,14 @@ pub async fn rush(clients: &Clients, args: &RushArgs) -> anyhow::Result<RushRepo
     let (concert_id, schedules) = set_up(clients, args, &run_id).await?;
     let seats = args.seats.div_ceil(50) * 50;
 
+    let shop_clients = clients.clone();
+    let shop_args = args.clone();
+    let shop = person::ShopLane::start(SHOP_THREADS, move || self::pool(&shop_clients, &shop_args)).await?;
     let start = Instant::now();
     let cpu_at_start = process_cpu();
     let ctx = Arc::new(Ctx {
         pool,
+        shop,
         recorder: stats::Recorder::new(start),
         gauges: Gauges::default(),
         concert_id: concert_id.clone(),
