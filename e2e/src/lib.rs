@@ -221,6 +221,7 @@ impl Suite {
             passes: opts.passes.as_ref().map(platform::admission::PassSigner::verifier),
             layout_cache_ttl: Duration::from_secs(300),
             seat_taken_ttl: Duration::from_millis(500),
+            seat_occupancy_reuse: Duration::from_millis(100),
             // Purged every second: the retention test moves a manual clock past it.
             retention: platform::retention::Retention::days(30, 1),
             clock: opts.clock.clone(),

@@ -46,6 +46,21 @@ where
             Some(cache) => cache.try_get_with(key, read).await.map_err(|e| shared(&e)),
         }
     }
+
+    /// `key`'s kept answer, if one younger than the time-to-live is kept; never reads.
+    pub async fn peek(&self, key: &K) -> Option<V> {
+        match &self.cache {
+            None => None,
+            Some(cache) => cache.get(key).await,
+        }
+    }
+
+    /// Drops `key`'s kept answer (it is known to be out of date): the next `get` reads.
+    pub async fn forget(&self, key: &K) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(key).await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -70,6 +85,22 @@ mod tests {
         let never = Reused::new(10, Duration::ZERO);
         assert_eq!(never.get(1, count(&reads), String::clone).await.unwrap(), 3);
         assert_eq!(never.get(1, count(&reads), String::clone).await.unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn peek_never_reads_and_a_forgotten_answer_is_read_again() {
+        let reads = AtomicU32::new(0);
+        let reused = Reused::new(10, Duration::from_secs(60));
+        assert_eq!(reused.peek(&1).await, None, "nothing kept yet");
+        assert_eq!(reused.get(1, count(&reads), String::clone).await.unwrap(), 1);
+        assert_eq!(reused.peek(&1).await, Some(1));
+        reused.forget(&1).await;
+        assert_eq!(reused.peek(&1).await, None, "forgotten");
+        assert_eq!(reused.get(1, count(&reads), String::clone).await.unwrap(), 2, "read again");
+        assert_eq!(reads.load(Ordering::SeqCst), 2, "peek read nothing");
+
+        let never: Reused<u8, u32> = Reused::new(10, Duration::ZERO);
+        assert_eq!(never.peek(&1).await, None, "nothing is kept without reuse");
     }
 
     #[tokio::test]

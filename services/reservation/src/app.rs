@@ -24,7 +24,7 @@ use crate::{
     grpc::ReservationApi,
     service::{
         cancel::Cancels, gauges, hold::Holds, in_flight::InFlightHolds, pay::Payments, recovery, saga::Saga,
-        seat_feed::SeatFeed, sweeper, taken_seats::TakenSeats,
+        seat_feed::SeatFeed, seen_occupancy::SeenOccupancy, sweeper, taken_seats::TakenSeats,
     },
     store::ReservationRepo,
 };
@@ -63,11 +63,13 @@ pub async fn run(
     let completions = CompletionBatcher::start(repo.clone(), queue, settings.clock.clone(), &mut tasks);
     let catalog = Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl);
     let taken = TakenSeats::new(settings.seat_taken_ttl);
+    let seen = SeenOccupancy::new(repo.clone(), settings.seat_occupancy_reuse);
     let cancels = Cancels {
         repo: repo.clone(),
         catalog: catalog.clone(),
         saga: saga.clone(),
         taken: taken.clone(),
+        seen: seen.clone(),
         clock: settings.clock.clone(),
         refund_deadline: settings.refund_deadline,
         lease: settings.payment_lease,
@@ -86,6 +88,7 @@ pub async fn run(
             batcher: HoldBatcher::start(repo.clone(), &mut tasks),
             catalog,
             taken,
+            seen,
             in_flight: InFlightHolds::default(),
             clock: settings.clock.clone(),
             ttl: settings.hold_ttl,

@@ -54,6 +54,13 @@ pub struct Config {
     #[arg(long, env = "SEAT_TAKEN_CACHE_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub seat_taken_cache_ms: u64,
 
+    /// Milliseconds one read of a date's held and sold seats is shared by the HoldSeat calls
+    /// of this replica (0: every call that needs it reads): a crowd on one date is judged
+    /// against one read, not one per call. A seat released meanwhile on another replica may
+    /// be refused for at most this long; see `seen_occupancy`.
+    #[arg(long, env = "SEAT_OCCUPANCY_REUSE_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=5_000))]
+    pub seat_occupancy_reuse_ms: u64,
+
     /// Milliseconds between sweeps that mark expired holds EXPIRED.
     #[arg(long, env = "HOLD_SWEEP_INTERVAL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(10..=600_000))]
     pub hold_sweep_interval_ms: u32,
@@ -108,6 +115,8 @@ pub struct Settings {
     pub passes: Option<platform::admission::PassVerifier>,
     pub layout_cache_ttl: Duration,
     pub seat_taken_ttl: Duration,
+    /// How long one read of a date's occupancy is shared by HoldSeat calls.
+    pub seat_occupancy_reuse: Duration,
     /// How long holds that ended without a payment are kept.
     pub retention: platform::retention::Retention,
     pub clock: SharedClock,
@@ -145,6 +154,7 @@ impl platform::app::ServiceConfig for Config {
             passes: self.passes.verifier()?,
             layout_cache_ttl: self.cache.layout_ttl(),
             seat_taken_ttl: Duration::from_millis(self.seat_taken_cache_ms),
+            seat_occupancy_reuse: Duration::from_millis(self.seat_occupancy_reuse_ms),
             retention: platform::retention::Retention::days(self.retention_days, self.purge_interval_secs),
             clock: platform::clock::system(),
         })

@@ -12,7 +12,7 @@ use crate::{
     clients::Catalog,
     domain::{Reservation, ReservationStatus},
     error::ReservationError,
-    service::{saga::Saga, taken_seats::TakenSeats},
+    service::{saga::Saga, seen_occupancy::SeenOccupancy, taken_seats::TakenSeats},
     store::ReservationRepo,
 };
 
@@ -23,6 +23,8 @@ pub struct Cancels {
     pub(crate) catalog: Catalog,
     pub(crate) saga: Saga,
     pub(crate) taken: TakenSeats,
+    /// Dates' occupancy snapshots: a release here drops its date's.
+    pub(crate) seen: SeenOccupancy,
     pub(crate) clock: SharedClock,
     /// How long before a show a bought seat can still be given back.
     pub(crate) refund_deadline: Duration,
@@ -56,6 +58,7 @@ impl Cancels {
         let now = self.clock.now();
         let done = self.repo.cancel(reservation_id, user_id, now, refundable_until, self.lease).await?;
         self.taken.forget(done.reservation.schedule_id, done.reservation.seat_number);
+        self.seen.forget(done.reservation.schedule_id).await;
         if let Some(refund) = &done.refund
             && let Err(e) = self.saga.give_back(refund, deadline).await
         {

@@ -2,7 +2,7 @@
 //! concert of the seat (cached layout) → the admission's concert → refuse a crowd early →
 //! the date has not started → insert (batched), and when the insert did nothing, find out
 //! why and act on it (release what expired, refuse, or report the seat taken).
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use chrono::Duration;
 use platform::{auth::Principal, clock::SharedClock, paging::PageRequest};
@@ -16,7 +16,7 @@ use crate::{
         hold::{HoldStep, MAX_HOLD_TRIES, SeatChoice, after_refused_insert},
     },
     error::ReservationError,
-    service::{in_flight::InFlightHolds, taken_seats::TakenSeats},
+    service::{in_flight::InFlightHolds, seen_occupancy::SeenOccupancy, taken_seats::TakenSeats},
     store::{HoldAttempt, NewHold, ReservationRepo},
 };
 
@@ -28,6 +28,9 @@ pub struct Holds {
     pub(crate) catalog: Catalog,
     /// Seats this replica saw taken lately: a crowd on one seat is refused without a query.
     pub(crate) taken: TakenSeats,
+    /// Dates' held and sold seats, one read shared by the calls of a moment: a crowd on one
+    /// date is judged against it rather than reading it (and losing an insert) per call.
+    pub(crate) seen: SeenOccupancy,
     /// Seats a hold on this replica is trying: a crowd asking for the best available
     /// spreads over the free seats.
     pub(crate) in_flight: InFlightHolds,
@@ -65,8 +68,9 @@ impl Holds {
     ///
     /// The seats are tried one after the other, each exactly as a hold of that seat alone: a
     /// seat seen taken lately is skipped without a query, any other is decided by the unique
-    /// index, and a loss moves on to the next seat, skipping those the date's occupancy (read
-    /// once, at the first loss or before the first best-available seat) shows held or sold.
+    /// index, and a loss moves on to the next seat, skipping those the date's occupancy shows
+    /// held or sold (this replica's snapshot of the last `SEAT_OCCUPANCY_REUSE_MS` when one is
+    /// kept, else read at the first loss or before the first best-available seat).
     /// A best-available seat another call on this replica is trying is skipped too, so a
     /// crowd spreads over the free seats. At most [`MAX_HOLD_TRIES`] inserts are made. A
     /// refusal that is about the holder, not the seat (the hold limit, a spent token, a
@@ -84,16 +88,17 @@ impl Holds {
         choice: &SeatChoice,
     ) -> Result<Reservation, ReservationError> {
         let seats = self.candidates(schedule_id, choice).await?;
-        // The date's held and sold seats, read once after the first seat is lost (or before
-        // the best available is looked for): the rest of the list is judged against it
-        // rather than lost one insert at a time while a crowd takes the same front rows.
-        // Only a reason to skip a seat, never to hold one.
-        let mut occupied: Option<HashSet<u32>> = None;
+        // The date's held and sold seats: the snapshot the replica's calls of this moment
+        // share, or read once after the first seat is lost (or before the best available is
+        // looked for): the rest of the list is judged against it rather than lost one insert
+        // at a time while a crowd takes the same front rows. Only a reason to skip a seat,
+        // never to hold one.
+        let mut occupied: Option<Arc<HashSet<u32>>> = self.seen.peek(schedule_id, self.clock.now()).await;
         let mut tries = 0;
         for (i, &seat) in seats.iter().enumerate() {
             let best_available = i >= choice.named.len();
             if best_available && occupied.is_none() {
-                occupied = Some(self.occupied(schedule_id).await?);
+                occupied = Some(self.seen.get(schedule_id, self.clock.now()).await?);
             }
             if occupied.as_ref().is_some_and(|o| o.contains(&seat)) {
                 continue;
@@ -131,7 +136,7 @@ impl Holds {
                 HoldAttempt::Taken { blocked_until } => {
                     self.taken.mark(schedule_id, seat, blocked_until);
                     if occupied.is_none() && i + 1 < seats.len() {
-                        occupied = Some(self.occupied(schedule_id).await?);
+                        occupied = Some(self.seen.get(schedule_id, self.clock.now()).await?);
                     }
                 }
             }
@@ -139,8 +144,11 @@ impl Holds {
         Err(ReservationError::SeatUnavailable)
     }
 
-    /// Refuses a hold from what this replica knows without a query: seats of another
-    /// concert than the admission's, or every seat `choice` may hold seen taken lately.
+    /// Refuses a hold from what this replica knows before the queue is asked whether the
+    /// admission stands: seats of another concert than the admission's, or every seat
+    /// `choice` may hold seen taken lately or held or sold in the date's occupancy snapshot
+    /// (read now for a best-available call, which needs it anyway; only a kept one
+    /// otherwise).
     ///
     /// # Errors
     /// [`ReservationError::ScheduleNotFound`], [`ReservationError::WrongConcert`],
@@ -151,9 +159,16 @@ impl Holds {
         schedule_id: Uuid,
         choice: &SeatChoice,
     ) -> Result<(), ReservationError> {
+        let now = self.clock.now();
+        let occupied = if choice.best_available {
+            Some(self.seen.get(schedule_id, now).await?)
+        } else {
+            self.seen.peek(schedule_id, now).await
+        };
         for seat in self.candidates(schedule_id, choice).await? {
-            if let Known::Maybe(..) = self.known(holder, schedule_id, seat).await? {
-                return Ok(());
+            match self.known(holder, schedule_id, seat).await? {
+                Known::Maybe(..) if !occupied.as_ref().is_some_and(|o| o.contains(&seat)) => return Ok(()),
+                Known::Maybe(..) | Known::Taken => {}
             }
         }
         Err(ReservationError::SeatUnavailable)
@@ -167,12 +182,6 @@ impl Holds {
             _ => Vec::new(),
         };
         Ok(choice.order(&same_grade))
-    }
-
-    /// The held and sold seats of `schedule_id` now.
-    async fn occupied(&self, schedule_id: Uuid) -> Result<HashSet<u32>, ReservationError> {
-        let seats = self.repo.occupancy(&[schedule_id], self.clock.now()).await?;
-        Ok(seats.into_iter().map(|o| o.seat_number).collect())
     }
 
     /// What this replica knows of `seat` without a query: its price and date (the layout is

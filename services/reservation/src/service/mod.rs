@@ -8,5 +8,6 @@ pub mod pay;
 pub mod recovery;
 pub mod saga;
 pub mod seat_feed;
+pub mod seen_occupancy;
 pub mod sweeper;
 pub mod taken_seats;

@@ -3,6 +3,7 @@ mod debit_batch;
 mod gauges;
 mod hold_batch;
 mod payment_start_batch;
+mod seen_occupancy;
 mod stale_holds;
 mod support;
 mod wallet_debits;
