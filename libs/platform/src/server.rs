@@ -56,6 +56,12 @@ impl Default for Limits {
     }
 }
 
+/// A rate-limited method (IssueToken) holds at most this share (1/n) of a port's in-flight
+/// calls: the rest stays for the calls of people already in line (polls, streams), which
+/// joins that pass the rate faster than they are served must not crowd out (see
+/// [`crate::gate`]).
+pub const GATED_SHARE_OF_IN_FLIGHT: usize = 4;
+
 /// How long a shed caller is told to wait before trying again.
 pub const OVERLOADED_RETRY_AFTER: Duration = Duration::from_millis(100);
 
@@ -232,9 +238,11 @@ struct AccessLayers {
     await_keys: Option<AwaitKeysLayer>,
 }
 
-fn access_layers(access: Access, names: &[&'static str]) -> AccessLayers {
+fn access_layers(access: Access, names: &[&'static str], max_in_flight: usize) -> AccessLayers {
     let gate = match &access {
-        Access::Public { rate_limits, .. } if !rate_limits.is_empty() => Some(RateGateLayer::new(rate_limits)),
+        Access::Public { rate_limits, .. } if !rate_limits.is_empty() => {
+            Some(RateGateLayer::new(rate_limits, max_in_flight / GATED_SHARE_OF_IN_FLIGHT))
+        }
         _ => None,
     };
     let (browsers, identity, await_keys) = match access {
@@ -263,7 +271,7 @@ async fn serve_port(
     builder.add_service(health_service);
 
     let addr = listener.local_addr()?;
-    let AccessLayers { browsers, gate, identity, await_keys } = access_layers(access, &names);
+    let AccessLayers { browsers, gate, identity, await_keys } = access_layers(access, &names, limits.max_in_flight);
     tracing::info!(
         %addr,
         port = if browsers { "public" } else { "internal" },

@@ -322,8 +322,9 @@ impl Person {
         // the join order is judged on the whole span from the first send to the answer.
         trace.join_sent = due.max(Instant::now()) - ctx.recorder.start;
         let first = std::sync::atomic::AtomicBool::new(true);
-        // Exponential backoff with jitter from 1 s, capped at 30 s and at the run's end: a
-        // flood of people all retrying every second would be a retry storm of its own.
+        // Exponential backoff with jitter from 1 s, capped at 30 s and at the run's end, or
+        // the server's RetryInfo when later: a flood of people all retrying every second
+        // would be a retry storm of its own.
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_secs(1))
             .with_max_delay(Duration::from_secs(30))
@@ -339,6 +340,9 @@ impl Person {
         })
         .retry(backoff)
         .when(|s| transient(s.code()))
+        // A refusal names the slot the server booked for this retry (RetryInfo): never
+        // sooner, or a refused crowd comes back as a wave.
+        .adjust(|s, planned| planned.map(|d| d.max(platform::status::retry_after(s).unwrap_or_default())))
         .await;
         match status {
             Ok(r) => {
