@@ -64,16 +64,7 @@ pub async fn run(
     let catalog = Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl);
     let taken = TakenSeats::new(settings.seat_taken_ttl);
     let seen = SeenOccupancy::new(repo.clone(), settings.seat_occupancy_reuse);
-    let cancels = Cancels {
-        repo: repo.clone(),
-        catalog: catalog.clone(),
-        saga: saga.clone(),
-        taken: taken.clone(),
-        seen: seen.clone(),
-        clock: settings.clock.clone(),
-        refund_deadline: settings.refund_deadline,
-        lease: settings.payment_lease,
-    };
+    let cancels = cancels(&repo, &catalog, &saga, (&taken, &seen), &settings);
 
     let api = ReservationApi {
         auth: TokenValidator::new(
@@ -124,6 +115,27 @@ pub async fn run(
         ),
     ];
     platform::app::serve(ports, settings.limits, shutdown, tasks).await
+}
+
+/// Cancels and give-backs, sharing the seat hints (`taken`, `seen`) with the holds, whose
+/// entries a release here drops.
+fn cancels(
+    repo: &ReservationRepo,
+    catalog: &Catalog,
+    saga: &Saga,
+    (taken, seen): (&TakenSeats, &SeenOccupancy),
+    settings: &Settings,
+) -> Cancels {
+    Cancels {
+        repo: repo.clone(),
+        catalog: catalog.clone(),
+        saga: saga.clone(),
+        taken: taken.clone(),
+        seen: seen.clone(),
+        clock: settings.clock.clone(),
+        refund_deadline: settings.refund_deadline,
+        lease: settings.payment_lease,
+    }
 }
 
 /// The replica's background work: the hold sweeper, the gauges, the recovery worker (which

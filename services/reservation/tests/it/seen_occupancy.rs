@@ -5,27 +5,17 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use platform::money::Won;
-use reservation_service::{
-    service::seen_occupancy::SeenOccupancy,
-    store::{HoldInsert, NewHold, ReservationRepo},
-};
+use reservation_service::{service::seen_occupancy::SeenOccupancy, store::ReservationRepo};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::support::{self, payer};
+
+/// Holds `seat` of `schedule_id` for someone new, for five minutes from now.
 async fn hold(repo: &ReservationRepo, schedule_id: Uuid, seat: u32) {
-    let new = NewHold {
-        user_id: format!("user-{seat}"),
-        token: Uuid::new_v4(),
-        concert_id: Uuid::nil(),
-        schedule_id,
-        seat_number: seat,
-        price: Won::new(90_000),
-        now: Utc::now(),
-        ttl: chrono::Duration::seconds(300),
-        max_holds: 50,
-    };
-    assert_eq!(repo.insert_holds(&[Uuid::now_v7()], &[new]).await.unwrap(), vec![HoldInsert::Inserted]);
+    let now = Utc::now();
+    let who = payer(&format!("user-{seat}"), Uuid::nil(), now);
+    support::hold(repo, &who, schedule_id, seat, 90_000, now, TimeDelta::seconds(300)).await;
 }
 
 #[sqlx::test(migrator = "reservation_service::app::MIGRATOR")]
