@@ -57,7 +57,23 @@ struct Gate {
     epoch: Instant,
 }
 
+/// Why a gate refused a call: its reason, what it says, and the soonest a retry could pass.
+type Refusal = (&'static str, &'static str, Duration);
+
 impl Gate {
+    /// A place among the method's calls in flight and a cell of its rate, or why not. The
+    /// place is taken first, so a refusal for lack of one costs no cell of the rate.
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
+        let held = Arc::clone(&self.in_flight)
+            .try_acquire_owned()
+            .map_err(|_| ("OVERLOADED", "too many calls of this method in progress on this replica", Duration::ZERO))?;
+        self.limiter.check().map_err(|not_until| {
+            let earliest = not_until.wait_time_from(self.limiter.clock().now());
+            ("RATE_LIMITED", "too many calls of this method on this replica", earliest)
+        })?;
+        Ok(held)
+    }
+
     /// Books the next retry slot at least `earliest` from now: how long the refused caller
     /// should wait.
     fn book(&self, earliest: Duration) -> Duration {
@@ -136,32 +152,17 @@ where
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let mut permit = None;
         if let Some(gate) = self.gates.iter().find(|g| g.path == request.uri().path()) {
-            // Its place among the calls in flight first, so a refusal for that costs no
-            // cell of the rate.
-            let refused = match Arc::clone(&gate.in_flight).try_acquire_owned() {
-                Err(_) => {
-                    Some(("OVERLOADED", "too many calls of this method in progress on this replica", Duration::ZERO))
+            match gate.admit() {
+                Ok(held) => permit = Some(held),
+                Err((reason, message, earliest)) => {
+                    crate::metrics::record_shed();
+                    let refusal = crate::status::resource_exhausted(
+                        reason,
+                        format!("{message}; retry after the pause in RetryInfo (a slot booked for you)"),
+                        gate.book(earliest),
+                    );
+                    return futures::future::ready(Ok(refusal.into_http())).boxed();
                 }
-                Ok(held) => match gate.limiter.check() {
-                    Ok(()) => {
-                        permit = Some(held);
-                        None
-                    }
-                    Err(not_until) => Some((
-                        "RATE_LIMITED",
-                        "too many calls of this method on this replica",
-                        not_until.wait_time_from(gate.limiter.clock().now()),
-                    )),
-                },
-            };
-            if let Some((reason, message, earliest)) = refused {
-                crate::metrics::record_shed();
-                let refusal = crate::status::resource_exhausted(
-                    reason,
-                    format!("{message}; retry after the pause in RetryInfo (a slot booked for you)"),
-                    gate.book(earliest),
-                );
-                return futures::future::ready(Ok(refusal.into_http())).boxed();
             }
         }
         // The clone that was polled ready is the one to call (tower's usual swap).

@@ -159,13 +159,15 @@ impl Holds {
         schedule_id: Uuid,
         choice: &SeatChoice,
     ) -> Result<(), ReservationError> {
+        // The seats first: an unknown date is refused from the cached layout before any read.
+        let seats = self.candidates(schedule_id, choice).await?;
         let now = self.clock.now();
         let occupied = if choice.best_available {
             Some(self.seen.get(schedule_id, now).await?)
         } else {
             self.seen.peek(schedule_id, now).await
         };
-        for seat in self.candidates(schedule_id, choice).await? {
+        for seat in seats {
             match self.known(holder, schedule_id, seat).await? {
                 Known::Maybe(..) if !occupied.as_ref().is_some_and(|o| o.contains(&seat)) => return Ok(()),
                 Known::Maybe(..) | Known::Taken => {}
