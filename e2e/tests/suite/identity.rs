@@ -254,6 +254,22 @@ async fn a_queue_token_works_only_for_its_own_user(_p: PgPoolOptions, db: PgConn
     let watch = concert_proto::concert::queue::v1::WatchQueueRequest { token: alices.clone() };
     not_yours(suite.queue().watch_queue(as_user("bob", watch)).await.map(drop), "WatchQueue");
 
+    // A WAITING token the replica remembers from its join (a stream opens from that row, no
+    // read): still only its owner may watch it or give its place away.
+    let full = SetAdmissionPolicyRequest { concert_id: concert_id.clone(), max_active: Some(1), ..Default::default() };
+    suite.queue_admin().set_admission_policy(full).await.unwrap();
+    let join = IssueTokenRequest { user_id: String::new(), concert_id: concert_id.clone() };
+    let carols = suite.queue().issue_token(as_user("carol", join)).await.unwrap().into_inner().status.unwrap();
+    assert_eq!(carols.state, TokenState::Waiting as i32, "the room is full: {carols:?}");
+    let watch = concert_proto::concert::queue::v1::WatchQueueRequest { token: carols.token.clone() };
+    not_yours(suite.queue().watch_queue(as_user("bob", watch)).await.map(drop), "WatchQueue of a waiting token");
+    let leave = LeaveQueueRequest { token: carols.token.clone() };
+    not_yours(suite.queue().leave_queue(as_user("bob", leave)).await.map(drop), "LeaveQueue of a waiting token");
+    let watch = concert_proto::concert::queue::v1::WatchQueueRequest { token: carols.token.clone() };
+    let mut own = suite.queue().watch_queue(as_user("carol", watch)).await.unwrap().into_inner();
+    let first = own.message().await.unwrap().unwrap().status.unwrap();
+    assert_eq!((first.token.as_str(), first.state), (carols.token.as_str(), TokenState::Waiting as i32), "{first:?}");
+
     // None of it touched alice: her token is still ACTIVE, her hold HELD, bob charged nothing.
     let status = suite
         .queue()

@@ -82,7 +82,7 @@ impl QueueService for QueueApi {
     #[tracing::instrument(skip_all, fields(token = %platform::telemetry::redacted(&request.get_ref().token)))]
     async fn watch_queue(&self, request: Request<WatchQueueRequest>) -> Result<Response<WatchStream>, Status> {
         let token = validate::uuid("token", &request.get_ref().token)?;
-        let token = self.tokens.get(token).await?;
+        let token = self.tokens.last_seen(token).await?;
         require_owner(&request, &token.user_id)?;
         let guard = self.watchers.register(token.token)?;
         let passes = self.passes.clone();
@@ -97,7 +97,7 @@ impl QueueService for QueueApi {
         let id = validate::uuid("token", &request.get_ref().token)?;
         if identity::identity(&request).is_some() {
             // Only its owner may give a place in line away: read whose it is first.
-            require_owner(&request, &self.tokens.get(id).await?.user_id)?;
+            require_owner(&request, &self.tokens.last_seen(id).await?.user_id)?;
         }
         let status = self.tokens.expire(id).await?;
         Ok(Response::new(LeaveQueueResponse { status: Some(to_proto(&status)) }))
