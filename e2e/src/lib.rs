@@ -74,6 +74,8 @@ pub struct SuiteOptions {
     pub seat_map_max_streams: usize,
     /// Catalog's `SEAT_MAP_STREAM_SECS`.
     pub seat_map_stream_lifetime: Duration,
+    /// Reservation's `SEAT_TAKEN_CACHE_MS`.
+    pub seat_taken_ttl: Duration,
 }
 
 impl Default for SuiteOptions {
@@ -95,6 +97,7 @@ impl Default for SuiteOptions {
             join_rate_total: None,
             seat_map_max_streams: 20_000,
             seat_map_stream_lifetime: Duration::from_secs(600),
+            seat_taken_ttl: Duration::from_millis(500),
         }
     }
 }
@@ -220,7 +223,7 @@ impl Suite {
             token_cache_ttl: TOKEN_CACHE_TTL,
             passes: opts.passes.as_ref().map(platform::admission::PassSigner::verifier),
             layout_cache_ttl: Duration::from_secs(300),
-            seat_taken_ttl: Duration::from_millis(500),
+            seat_taken_ttl: opts.seat_taken_ttl,
             seat_occupancy_reuse: Duration::from_millis(100),
             // Purged every second: the retention test moves a manual clock past it.
             retention: platform::retention::Retention::days(30, 1),

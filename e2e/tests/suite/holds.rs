@@ -91,6 +91,34 @@ async fn one_seat_two_replicas_many_racers_exactly_one_winner(_p: PgPoolOptions,
     assert_eq!(live, 1);
 }
 
+/// A replica remembers the seats it just held (`SEAT_TAKEN_CACHE_MS`): its next calls for
+/// them are refused without an insert, so a crowd on one replica does not lose them one by
+/// one against its older snapshot. Only a hint: the database decides on the other replica,
+/// and the hint never sells a seat twice.
+#[sqlx::test(migrations = false)]
+async fn a_replica_refuses_a_seat_it_just_held_without_a_query(_p: PgPoolOptions, db: PgConnectOptions) {
+    let long = std::time::Duration::from_secs(60);
+    let opts = SuiteOptions { reservation_replicas: 2, seat_taken_ttl: long, ..SuiteOptions::default() };
+    let suite = Suite::start(db, opts).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let (alice, bob) = (suite.active_token("alice", &concert_id).await, suite.active_token("bob", &concert_id).await);
+    let held = suite.hold(&alice, &schedule_id, 7).await;
+    // Released through the other replica: replica 0 is not told, and its hint of the seat it
+    // held still refuses it, though the database would let bob have it.
+    let cancel = CancelReservationRequest { reservation_id: held };
+    suite.reservation(1).cancel_reservation(as_user("alice", cancel)).await.unwrap();
+    let err = suite.reservation(0).hold_seat(authed(&bob, hold(&schedule_id, 7))).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_deref()), (Code::AlreadyExists, Some("SEAT_UNAVAILABLE")));
+    // The database decides on replica 1: bob gets the seat, once.
+    let got = suite.reservation(1).hold_seat(authed(&bob, hold(&schedule_id, 7))).await.unwrap().into_inner();
+    assert_eq!(got.reservation.unwrap().seat_number, 7);
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE seat_number = 7 AND status = 'HELD'")
+        .fetch_one(&suite.pool("reservation").await)
+        .await
+        .unwrap();
+    assert_eq!(live, 1);
+}
+
 /// "Or the next best": a taken seat's alternatives are tried in the caller's order, the first
 /// free one is held, and only a list of taken seats is refused. A crowd naming the same
 /// seats, on two replicas, gets each seat once.

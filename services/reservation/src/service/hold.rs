@@ -26,7 +26,8 @@ pub struct Holds {
     pub(crate) repo: ReservationRepo,
     pub(crate) batcher: HoldBatcher,
     pub(crate) catalog: Catalog,
-    /// Seats this replica saw taken lately: a crowd on one seat is refused without a query.
+    /// Seats this replica saw taken or held lately: a crowd on one seat is refused without a
+    /// query.
     pub(crate) taken: TakenSeats,
     /// Dates' held and sold seats, one read shared by the calls of a moment: a crowd on one
     /// date is judged against it rather than reading it (and losing an insert) per call.
@@ -132,7 +133,12 @@ impl Holds {
                 max_holds: self.max_holds,
             };
             match place_hold(&self.repo, &self.batcher, &new).await? {
-                HoldAttempt::Held(held) => return Ok(held),
+                HoldAttempt::Held(held) => {
+                    // Taken now, by this call: the replica's next calls skip it without an
+                    // insert, rather than lose it one by one while their snapshot is older.
+                    self.taken.mark(schedule_id, seat, held.expires_at);
+                    return Ok(held);
+                }
                 HoldAttempt::Taken { blocked_until } => {
                     self.taken.mark(schedule_id, seat, blocked_until);
                     if occupied.is_none() && i + 1 < seats.len() {

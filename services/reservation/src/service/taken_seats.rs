@@ -1,5 +1,5 @@
-//! A per-replica hint of seats known to be taken, so a crowd racing for one seat is
-//! refused without a database round trip each.
+//! A per-replica hint of seats known to be taken (an insert lost to them, or this replica
+//! held them), so a crowd racing for one seat is refused without a database round trip each.
 //!
 //! It is only a hint: whether a hold succeeds is always decided by PostgreSQL's unique index
 //! over live reservations, so the hint can never cause a seat to be held twice. What it can
