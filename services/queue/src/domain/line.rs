@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::Places;
+use super::{Places, Token, TokenState};
 
 /// Time constant of the departure-rate average, in seconds.
 pub const RATE_TIME_CONSTANT_SECS: f64 = 10.0;
@@ -154,6 +154,21 @@ impl LineSnapshot {
         self.rooms.get(&concert_id).unwrap_or(&EMPTY)
     }
 
+    /// Whether a remembered WAITING row of `token` is as current as this snapshot, so a poll
+    /// or stream may answer from it without reading the row: the snapshot shows it waiting,
+    /// or it joined after the snapshot was read (`place = seq` beyond any seq read), which
+    /// only the next read can tell anything about. Either way the answer is at most one line
+    /// refresh old, as every position is; a row the snapshot has passed by (admitted, left,
+    /// expired) or a pre-queue token not in it is read again.
+    #[must_use]
+    pub fn shows_waiting(&self, token: &Token) -> bool {
+        if token.state != TokenState::Waiting {
+            return false;
+        }
+        let line = self.room(token.concert_id);
+        line.contains(token.place) || token.place > self.max_seq.max(line.waiting.last().unwrap_or(0))
+    }
+
     /// WAITING tokens ahead of `place` in `concert_id`'s line.
     ///
     /// A token that joined after the snapshot (`place = seq > max_seq`) is not in it, and
@@ -192,6 +207,34 @@ mod tests {
 
     fn one_room(concert: Uuid, waiting: Vec<i64>, max_seq: i64) -> LineSnapshot {
         LineSnapshot::empty(t0()).apply(joined(&[(concert, waiting)], max_seq), t0())
+    }
+
+    fn token(concert_id: Uuid, place: i64, state: TokenState) -> Token {
+        Token {
+            token: Uuid::new_v4(),
+            user_id: "u".into(),
+            concert_id,
+            seq: place.max(1),
+            place,
+            state,
+            issued_at: t0(),
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn a_remembered_row_stands_while_the_snapshot_shows_it_waiting_or_has_not_read_that_far() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let s = one_room(a, vec![-5, 3, 7], 10);
+        assert!(s.shows_waiting(&token(a, 7, TokenState::Waiting)), "in the line");
+        assert!(s.shows_waiting(&token(a, -5, TokenState::Waiting)), "a pre-queue place in the line");
+        assert!(s.shows_waiting(&token(a, 11, TokenState::Waiting)), "joined after the read");
+        assert!(s.shows_waiting(&token(b, 11, TokenState::Waiting)), "joined another room after the read");
+        assert!(!s.shows_waiting(&token(a, 8, TokenState::Waiting)), "read past and gone: admitted or left");
+        assert!(!s.shows_waiting(&token(b, 7, TokenState::Waiting)), "not in its own room");
+        assert!(!s.shows_waiting(&token(a, -4, TokenState::Waiting)), "a pre-queue place not in the line");
+        assert!(!s.shows_waiting(&token(a, 7, TokenState::Active)), "only a WAITING row is remembered");
+        assert!(!s.shows_waiting(&token(a, 11, TokenState::Expired)));
     }
 
     #[test]

@@ -114,10 +114,11 @@ impl Tokens {
     pub async fn status(&self, id: Uuid) -> Result<QueueStatus, QueueError> {
         let line = self.line.current();
         // A WAITING token changes only by leaving the line, which the snapshot shows: while
-        // the snapshot still holds its seq, the remembered row is as current as the
-        // position, and the poll costs no query. Otherwise the row is read now.
+        // the snapshot still holds its seq (or has not yet read that far), the remembered row
+        // is as current as the position, and the poll costs no query. Otherwise the row is
+        // read now.
         let token = match self.waiting.get(&id) {
-            Some(t) if line.room(t.concert_id).contains(t.place) => {
+            Some(t) if line.shows_waiting(&t) => {
                 self.seen.mark(id);
                 t
             }
@@ -203,8 +204,9 @@ impl Tokens {
     /// after [`WATCH_HEARTBEAT`], the same status again), so a stream far back in a long line
     /// costs a wake-up every 30 s, not one per line refresh; near the front it follows every
     /// refresh, so an admission reaches it at once. The token is read from the database only
-    /// when the snapshot no longer shows it waiting (admitted, expired, or joined after the
-    /// snapshot), so a waiting stream costs no queries. It is a state machine polled by the
+    /// when the snapshot no longer shows it waiting (admitted, expired, left;
+    /// [`LineSnapshot::shows_waiting`](crate::domain::LineSnapshot::shows_waiting)), so a
+    /// waiting stream costs no queries. It is a state machine polled by the
     /// response itself, with no task or channel of its own, and its resting state is kept
     /// small (~550 bytes: the use cases are shared, the room is read before the stream starts,
     /// the rare database read is boxed only while it runs, one timer), because a replica holds
@@ -282,7 +284,7 @@ impl Feed {
             self.started = true;
             let snapshot = self.line.borrow_and_update().clone();
             let token = &self.token;
-            if !(token.state == TokenState::Waiting && snapshot.room(token.concert_id).contains(token.place)) {
+            if !snapshot.shows_waiting(token) {
                 // Boxed: the read's state would otherwise be part of every stream's resting
                 // state, though only a stream whose token left the line runs it.
                 match Box::pin(self.tokens.repo.get(token.token)).await {
