@@ -201,12 +201,13 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let call = inner.call(request);
-        let gates = Arc::clone(&self.gates);
+        // Only a gated call carries its gate along (an ungated one pays no reference count).
+        let admitted = admitted.map(|(permit, i, since)| (permit, Arc::clone(&self.gates), i, since));
         async move {
             let response = call.await;
             // Served: its time paces the method's booked slots, and its place among the
             // port's calls in flight is free again.
-            if let Some((permit, i, since)) = admitted {
+            if let Some((permit, gates, i, since)) = admitted {
                 gates[i].served(since.elapsed());
                 drop(permit);
             }
