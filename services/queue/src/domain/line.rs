@@ -166,7 +166,13 @@ impl LineSnapshot {
             return false;
         }
         let line = self.room(token.concert_id);
-        line.contains(token.place) || token.place > self.max_seq.max(line.waiting.last().unwrap_or(0))
+        line.contains(token.place) || token.place > self.newest(line)
+    }
+
+    /// The highest seq this snapshot has read, in `line` or anywhere: a place beyond it
+    /// joined after the read.
+    fn newest(&self, line: &RoomLine) -> i64 {
+        self.max_seq.max(line.waiting.last().unwrap_or(0))
     }
 
     /// WAITING tokens ahead of `place` in `concert_id`'s line.
@@ -180,8 +186,7 @@ impl LineSnapshot {
     pub fn ahead_of(&self, concert_id: Uuid, place: i64) -> u64 {
         let line = self.room(concert_id);
         let in_snapshot = line.waiting.rank(place) as u64;
-        let newest = self.max_seq.max(line.waiting.last().unwrap_or(0));
-        let drawn_since = place.saturating_sub(newest).saturating_sub(1);
+        let drawn_since = place.saturating_sub(self.newest(line)).saturating_sub(1);
         in_snapshot + u64::try_from(drawn_since).unwrap_or(0)
     }
 }
