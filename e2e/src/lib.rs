@@ -32,7 +32,7 @@ use platform::{
     identity::AuthSettings,
     outbound::CallPolicy,
     server::{Limits, Listeners},
-    testing::{RunningServer, bind, listeners},
+    testing::{RunningServer, listeners, rebind},
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tonic::{Request, Status};
@@ -332,8 +332,7 @@ impl Suite {
     pub async fn crash_and_restart_reservation(&mut self, i: usize) {
         let (addr, internal) = (self.reservations[i].addr, self.reservations[i].internal_addr);
         self.crash_reservation(i);
-        let listeners =
-            Listeners { public: bind(&addr.to_string()).await, internal: bind(&internal.to_string()).await };
+        let listeners = Listeners { public: rebind(addr).await, internal: rebind(internal).await };
         let replacement = start_reservation(self.reservation_settings.clone(), listeners).await;
         self.reservations.insert(i, replacement);
     }
@@ -345,10 +344,8 @@ impl Suite {
 
     /// Starts the wallet again on its old port.
     pub async fn restart_wallet(&mut self) {
-        let listeners = Listeners {
-            public: bind(&self.wallet_addrs.0.to_string()).await,
-            internal: bind(&self.wallet_addrs.1.to_string()).await,
-        };
+        let listeners =
+            Listeners { public: rebind(self.wallet_addrs.0).await, internal: rebind(self.wallet_addrs.1).await };
         let db = db_options(&self.db, self.pgbouncer.as_deref(), "wallet");
         self.wallet = Some(start_wallet(db, self.wallet_auth.clone(), listeners).await);
     }

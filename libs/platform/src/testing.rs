@@ -16,6 +16,23 @@ pub async fn bind(addr: &str) -> TcpListener {
     TcpListener::bind(addr).await.expect("bind a test port")
 }
 
+/// Binds `addr` again for a service restarted on its old port. That port came from the
+/// ephemeral range, so while the service was down a client socket of a test running
+/// alongside may have taken it as its local port (CI saw AddrInUse once); such a socket is
+/// short-lived, so the bind is tried again every 100 ms for up to 10 s.
+///
+/// # Panics
+/// When the address stays taken (tests only).
+pub async fn rebind(addr: SocketAddr) -> TcpListener {
+    use backon::{ConstantBuilder, Retryable};
+    let pace = ConstantBuilder::default().with_delay(Duration::from_millis(100)).with_max_times(100);
+    (|| TcpListener::bind(addr))
+        .retry(pace)
+        .when(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+        .await
+        .expect("bind a test port again")
+}
+
 /// A public and an internal port on `127.0.0.1:<ephemeral>`.
 ///
 /// # Panics
