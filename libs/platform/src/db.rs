@@ -13,7 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sqlx::{PgPool, Postgres, Transaction, migrate::Migrator, pool::PoolConnectionMetadata, postgres::PgPoolOptions};
+use sqlx::{
+    Connection, PgPool, Postgres, Transaction, migrate::Migrator, pool::PoolConnectionMetadata, postgres::PgPoolOptions,
+};
 
 use crate::config::{DbOptions, Pooler};
 
@@ -32,6 +34,10 @@ static LONE_BATCH_PREPARED: AtomicBool = AtomicBool::new(false);
 pub fn lone_batch_prepared() -> bool {
     LONE_BATCH_PREPARED.load(Ordering::Relaxed)
 }
+
+/// A pooled connection idle at least this long is pinged before it is handed out; one
+/// reused sooner is not (see [`connect`]).
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// When this process last saw a statement refused as a read-only transaction (SQLSTATE
 /// 25006), in milliseconds since [`EPOCH`] plus one (0: never).
@@ -106,8 +112,24 @@ pub async fn connect(db: &DbOptions, schema: &str, max_connections: u32) -> anyh
         // One DEBUG event per acquire with its wait, which `metrics::PoolWaitLayer` records
         // (the log filter keeps it out of the logs).
         .acquire_time_level(log::LevelFilter::Debug)
+        // sqlx's default pings every connection it hands out: one more round trip per
+        // acquire, which under load doubled the time a statement kept its connection (and
+        // PostgreSQL's wake-ups). Only a connection idle for a while is pinged (the server
+        // may have closed it: a restart, a failover); one reused within moments is not.
+        .test_before_acquire(false)
         // A connection left on a demoted primary is closed, not handed out again.
-        .before_acquire(|_, meta| Box::pin(async move { Ok(keep_connection(&meta)) }))
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if !keep_connection(&meta) {
+                    return Ok(false);
+                }
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    // A broken connection errs here: sqlx closes it and opens another.
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .after_release(|_, meta| Box::pin(async move { Ok(keep_connection(&meta)) }))
         .connect_with(options.application_name(schema))
         .await?;
