@@ -54,7 +54,7 @@ async fn join_hold_charge_pay_and_the_seat_is_sold(_p: PgPoolOptions, db: PgConn
     assert_eq!((held.status, held.price, held.user_id.as_str()), (ReservationStatus::Held as i32, 150_000, "alice"));
     // The seat map shows the hold within the seat-status cache TTL.
     let shown = Some(suite.seat_status_eventually(&token, &schedule_id, 7, SeatStatus::Held as i32).await);
-    assert_eq!(shown, Some(SeatStatus::Held as i32), "seat map lags at most {:?}", e2e::SEAT_STATUS_CACHE);
+    assert_eq!(shown, Some(SeatStatus::Held as i32), "seat map lags at most twice {:?}", e2e::SEAT_STATUS_CACHE);
 
     // Charge and pay.
     suite.charge("alice", 200_000).await;

@@ -27,7 +27,8 @@ pub struct Config {
     pub queue_url: String,
 
     /// Milliseconds ListSeats may reuse one schedule's seat status (0: ask reservation on
-    /// every call). Seat maps lag by at most this; holds are always decided live.
+    /// every call); past that it is asked again while other calls are given the kept one, so
+    /// seat maps lag by at most twice this. Holds are always decided live.
     #[arg(long, env = "SEAT_STATUS_CACHE_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=5_000))]
     pub seat_status_cache_ms: u64,
 

@@ -56,8 +56,9 @@ pub struct Config {
 
     /// Milliseconds one read of a date's held and sold seats is shared by the HoldSeat calls
     /// of this replica (0: every call that needs it reads): a crowd on one date is judged
-    /// against one read, not one per call. A seat released meanwhile on another replica may
-    /// be refused for at most this long; see `seen_occupancy`.
+    /// against one read, not one per call; past this, one call reads again while the others
+    /// use the kept read, for at most twice this. A seat released meanwhile on another
+    /// replica may be refused for at most twice this long; see `seen_occupancy`.
     #[arg(long, env = "SEAT_OCCUPANCY_REUSE_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=5_000))]
     pub seat_occupancy_reuse_ms: u64,
 

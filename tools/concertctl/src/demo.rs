@@ -186,7 +186,7 @@ async fn after_the_sale(
         .err()
         .map_or_else(|| "still accepted (unexpected)".to_owned(), |e| format!("refused with {:?}", e.code()));
     let viewer = clients.active_token(&format!("{user}-viewer"), concert_id, Duration::from_secs(60)).await?;
-    // Seat maps may lag by SEAT_STATUS_CACHE_MS (100 ms by default): look as a browser's
+    // Seat maps may lag by twice SEAT_STATUS_CACHE_MS (100 ms by default): look as a browser's
     // next poll would, for at most a second.
     let mut shown = "?";
     for _ in 0..20 {

@@ -2,7 +2,10 @@
 //!
 //! ListSeats (the hottest read on opening day, polled by every browser) may reuse one
 //! schedule's answer for `SEAT_STATUS_CACHE_MS` (default 100 ms; 0 = ask on every call), with
-//! concurrent misses sharing one request: a seat map lags by at most that long.
+//! concurrent misses sharing one request; past that, the caller that finds it old asks
+//! again while the others are given the kept answer (`platform::reuse::Refreshed`), so a
+//! seat map lags by at most twice that long. In a rush the request took longer than the
+//! 100 ms under load, and two in three ListSeats calls waited on one.
 //! ListAvailableDates reuses a concert's answer for as long (`service::concerts`). Holds
 //! never rely on either; reservation decides them.
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -15,7 +18,7 @@ use platform::status::from_peer;
 use platform::{
     grpc_client::PeerChannel,
     outbound::{CallPolicy, Deadline, Idempotency, Peer},
-    reuse::Reused,
+    reuse::Refreshed,
 };
 use uuid::Uuid;
 
@@ -32,7 +35,7 @@ pub struct OccupancyClient {
     /// The same channel for WatchOccupancy streams, which the seat-map feed reopens itself
     /// (`service::seat_maps`): a stream has no call policy to retry under.
     streams: ReservationInternalServiceClient<PeerChannel>,
-    per_schedule: Reused<Uuid, Arc<Occupancy>>,
+    per_schedule: Refreshed<Uuid, Arc<Occupancy>>,
 }
 
 /// Most schedules one GetOccupancy call may name (reservation's documented limit).
@@ -42,10 +45,11 @@ const MAX_OCCUPANCY_SCHEDULES: usize = 1_000;
 const CAPACITY: u64 = 50_000;
 
 impl OccupancyClient {
-    /// A client that may reuse one schedule's answer for `cache_ttl` (zero: never).
+    /// A client that may reuse one schedule's answer for `cache_ttl`, and serve it up to
+    /// twice that while it is asked again (zero: never).
     #[must_use]
     pub fn new(channel: PeerChannel, cache_ttl: Duration) -> Self {
-        let per_schedule = Reused::new(CAPACITY, cache_ttl);
+        let per_schedule = Refreshed::new(CAPACITY, cache_ttl);
         let client = ReservationInternalServiceClient::new(channel);
         Self {
             reservation: Peer::new("reservation", client.clone(), CallPolicy::default()),
@@ -54,7 +58,7 @@ impl OccupancyClient {
         }
     }
 
-    /// Seat status of one schedule, at most `SEAT_STATUS_CACHE_MS` old.
+    /// Seat status of one schedule, at most twice `SEAT_STATUS_CACHE_MS` old.
     ///
     /// # Errors
     /// As [`OccupancyClient::occupancy`].

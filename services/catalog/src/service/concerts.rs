@@ -3,7 +3,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use platform::{clock::SharedClock, money::Won, paging::PageRequest, reuse::Reused, validate::FieldViolation};
+use platform::{clock::SharedClock, money::Won, paging::PageRequest, reuse::Refreshed, validate::FieldViolation};
 use uuid::Uuid;
 
 use super::{
@@ -30,11 +30,12 @@ pub struct Concerts {
     layouts: Layouts,
     occupancy: OccupancyClient,
     clock: SharedClock,
-    /// ListAvailableDates' answers per concert, reused for `SEAT_STATUS_CACHE_MS` as seat
-    /// maps are, and concurrent misses share one read: in a rush every admitted buyer who
-    /// finds the dates full asks again each second, and each answer reads every date's
-    /// occupancy (5,000 rows for 100 dates). Never reused when that setting is 0.
-    dates: Reused<Uuid, DatesOnSale>,
+    /// ListAvailableDates' answers per concert, fresh for `SEAT_STATUS_CACHE_MS` as seat
+    /// maps are (served up to twice that while one caller reads again), and concurrent
+    /// misses share one read: in a rush every admitted buyer who finds the dates full asks
+    /// again each second, and each answer reads every date's occupancy (5,000 rows for 100
+    /// dates). Never reused when that setting is 0.
+    dates: Refreshed<Uuid, DatesOnSale>,
 }
 
 impl Concerts {
@@ -47,7 +48,7 @@ impl Concerts {
         clock: SharedClock,
         status_ttl: Duration,
     ) -> Self {
-        Self { repo, layouts, occupancy, clock, dates: Reused::new(DATES_CAPACITY, status_ttl) }
+        Self { repo, layouts, occupancy, clock, dates: Refreshed::new(DATES_CAPACITY, status_ttl) }
     }
 
     /// One page of concerts, newest first, each with its paging key.
@@ -67,7 +68,7 @@ impl Concerts {
     }
 
     /// The dates of `concert_id` that have not started, each with its seats left (neither
-    /// held nor sold), at most `SEAT_STATUS_CACHE_MS` old.
+    /// held nor sold), at most twice `SEAT_STATUS_CACHE_MS` old (see [`Refreshed`]).
     ///
     /// # Errors
     /// Database failures; an unreachable reservation service.

@@ -70,8 +70,9 @@ impl Holds {
     /// The seats are tried one after the other, each exactly as a hold of that seat alone: a
     /// seat seen taken lately is skipped without a query, any other is decided by the unique
     /// index, and a loss moves on to the next seat, skipping those the date's occupancy shows
-    /// held or sold (this replica's snapshot of the last `SEAT_OCCUPANCY_REUSE_MS` when one is
-    /// kept, else read at the first loss or before the first best-available seat).
+    /// held or sold (this replica's snapshot, at most twice `SEAT_OCCUPANCY_REUSE_MS` old,
+    /// when one is kept, else read at the first loss or before the first best-available
+    /// seat).
     /// A best-available seat another call on this replica is trying is skipped too, so a
     /// crowd spreads over the free seats. At most [`MAX_HOLD_TRIES`] inserts are made. A
     /// refusal that is about the holder, not the seat (the hold limit, a spent token, a

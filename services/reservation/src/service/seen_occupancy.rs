@@ -1,19 +1,22 @@
 //! A per-replica snapshot of each date's held and sold seats, shared by the HoldSeat calls
-//! that arrive together and reused for a moment (`SEAT_OCCUPANCY_REUSE_MS`), so that a crowd
-//! asking for seats of one date is judged against one read of it rather than one read (and
-//! one losing insert) per call.
+//! that arrive together and reused for a moment (`SEAT_OCCUPANCY_REUSE_MS`; past that, the
+//! call that finds it old reads it again while the others are given the kept one, for at
+//! most twice that: `platform::reuse::Refreshed`), so that a crowd asking for seats of one
+//! date is judged against one read of it rather than one read (and one losing insert) per
+//! call, and does not wait on each re-read.
 //!
 //! Like [`super::taken_seats::TakenSeats`] it is only a reason to skip a seat, never to hold
 //! one: PostgreSQL's unique index over live reservations decides every hold, so a snapshot
 //! can never cause a seat to be held twice. A seat taken after the snapshot was read looks
 //! free and its insert loses as before. What a snapshot can do is pass over a seat released
 //! (cancelled, run out, compensated) after it was read, for at most the reuse window: the
-//! caller is refused SEAT_UNAVAILABLE as if it had asked that much earlier. A cancel on this
+//! caller is refused SEAT_UNAVAILABLE as if it had asked that much earlier (at most twice the
+//! window). A cancel on this
 //! replica drops its date's snapshot at once.
 use std::{collections::HashSet, sync::Arc};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use platform::reuse::Reused;
+use platform::reuse::Refreshed;
 use uuid::Uuid;
 
 use crate::{error::ReservationError, store::ReservationRepo};
@@ -32,20 +35,22 @@ struct Snapshot {
 #[derive(Debug, Clone)]
 pub struct SeenOccupancy {
     repo: ReservationRepo,
-    snapshots: Reused<Uuid, Snapshot>,
-    window: TimeDelta,
+    snapshots: Refreshed<Uuid, Snapshot>,
+    /// Oldest a snapshot may be and still be used: twice the reuse window.
+    oldest: TimeDelta,
 }
 
 impl SeenOccupancy {
-    /// Snapshots reused for at most `window` (zero: every call reads).
+    /// Snapshots fresh for `window` and used for at most twice that (zero: every call reads).
     #[must_use]
     pub fn new(repo: ReservationRepo, window: std::time::Duration) -> Self {
-        let snapshots = Reused::new(CAPACITY, window);
-        Self { repo, snapshots, window: TimeDelta::from_std(window).unwrap_or(TimeDelta::MAX) }
+        let snapshots = Refreshed::new(CAPACITY, window);
+        Self { repo, snapshots, oldest: TimeDelta::from_std(window * 2).unwrap_or(TimeDelta::MAX) }
     }
 
-    /// `schedule_id`'s held and sold seats at most the reuse window old by the clock's `now`:
-    /// the kept snapshot, or one read now (shared with the calls that miss together).
+    /// `schedule_id`'s held and sold seats at most twice the reuse window old by the clock's
+    /// `now`: the kept snapshot, or one read now (shared with the calls that miss together;
+    /// past the window, read by this call while the others are given the kept one).
     ///
     /// # Errors
     /// Database failures.
@@ -72,7 +77,7 @@ impl SeenOccupancy {
     }
 
     fn usable(&self, s: &Snapshot, now: DateTime<Utc>) -> bool {
-        s.read_at <= now && now - s.read_at <= self.window
+        s.read_at <= now && now - s.read_at <= self.oldest
     }
 }
 
