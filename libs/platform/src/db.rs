@@ -39,37 +39,55 @@ pub fn lone_batch_prepared() -> bool {
 /// reused sooner is not (see [`connect`]).
 const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
-/// When this process last saw a statement refused as a read-only transaction (SQLSTATE
-/// 25006), in milliseconds since [`EPOCH`] plus one (0: never).
-static READ_ONLY_SEEN: AtomicU64 = AtomicU64::new(0);
+/// When this process last saw a connection it must not reuse older ones after (a statement
+/// refused as read-only, or a connection found lost: see [`note_connection_failure`]), in
+/// milliseconds since [`EPOCH`] plus one (0: never).
+static RETIRE_BEFORE: AtomicU64 = AtomicU64::new(0);
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 fn millis_since_epoch(at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(*EPOCH).as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Records that `err` was a write refused because the connection is on a standby (SQLSTATE
-/// 25006): the primary it was opened to has been demoted, and the failover manager promoted
-/// another. Every connection opened before this moment is then closed instead of reused
-/// ([`keep_connection`]): some of them are on the demoted node, and would fail every write
-/// until closed. The new ones go where the router (HAProxy, the operator's read-write
-/// service) now points: the new primary. Called where database errors become
-/// the platform's `SystemError` (the `error` module, which depends on this one).
-pub fn note_read_only(err: &sqlx::Error) {
-    if sqlstate(err).as_deref() == Some(READ_ONLY_TRANSACTION) {
-        let now = millis_since_epoch(Instant::now()).saturating_add(1);
-        if READ_ONLY_SEEN.swap(now, Ordering::Relaxed) == 0 {
-            tracing::warn!("a write met a read-only (demoted) node: closing the pool's older connections");
-        }
+/// Records a failure that says the pool's older connections are no good, so that every
+/// connection opened before this moment is closed instead of reused ([`keep_connection`]):
+/// - a write refused because the connection is on a standby (SQLSTATE 25006): the primary
+///   it was opened to has been demoted and the failover manager promoted another; the older
+///   connections on the demoted node would fail every write until closed, and the new ones
+///   go where the router (HAProxy, the operator's read-write service) now points;
+/// - a connection found lost (an I/O error, class 08, 57P01/57P02: the server restarted or
+///   went away): the pool pings only connections idle for a second ([`connect`]), so after a
+///   restart the connections used just before it would each be handed out dead and fail one
+///   statement; the first one found retires them all.
+///
+/// Called where database errors become the platform's `SystemError` (the `error` module,
+/// which depends on this one).
+pub fn note_connection_failure(err: &sqlx::Error) {
+    let read_only = sqlstate(err).as_deref() == Some(READ_ONLY_TRANSACTION);
+    if !read_only && !is_lost_connection(err) {
+        return;
+    }
+    let now = millis_since_epoch(Instant::now()).saturating_add(1);
+    let before = RETIRE_BEFORE.swap(now, Ordering::Relaxed);
+    if read_only && before == 0 {
+        tracing::warn!("a write met a read-only (demoted) node: closing the pool's older connections");
+    } else if before == 0 {
+        tracing::info!(error = %err, "a pooled connection was lost: closing the pool's older connections");
     }
 }
 
+/// Whether `err` says the connection itself is gone (not that a new one cannot be had).
+fn is_lost_connection(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Io(_))
+        || sqlstate(err).is_some_and(|code| code.starts_with("08") || matches!(code.as_str(), "57P01" | "57P02"))
+}
+
 /// Whether a pooled connection may be used (again): not if it was opened before the last
-/// read-only refusal ([`note_read_only`]). One atomic load per acquire and release while no
-/// demotion was seen. Connections opened in the same millisecond as the refusal are closed
-/// too (erring toward a reconnect).
+/// failure that retires older connections ([`note_connection_failure`]). One atomic load
+/// per acquire and release while none was seen. Connections opened in the same millisecond
+/// as the failure are closed too (erring toward a reconnect).
 fn keep_connection(meta: &PoolConnectionMetadata) -> bool {
-    let seen = READ_ONLY_SEEN.load(Ordering::Relaxed);
+    let seen = RETIRE_BEFORE.load(Ordering::Relaxed);
     if seen == 0 {
         return true;
     }
@@ -291,7 +309,7 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
 /// manager stopping the old primary), 57P02 (crash shutdown: another backend crashed and the
 /// postmaster is resetting), 57P03 (cannot connect now: starting or in recovery), 25006
 /// (read-only transaction: the connection is on a primary that was demoted to a standby;
-/// [`note_read_only`] then closes it).
+/// [`note_connection_failure`] then closes it).
 #[must_use]
 pub fn is_unavailable_state(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03" | "25006")

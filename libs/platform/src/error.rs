@@ -22,7 +22,7 @@ pub enum SystemError {
 
 impl From<sqlx::Error> for SystemError {
     fn from(e: sqlx::Error) -> Self {
-        crate::db::note_read_only(&e);
+        crate::db::note_connection_failure(&e);
         if crate::db::is_unavailable(&e) {
             Self::DatabaseUnavailable(Arc::new(e))
         } else {
