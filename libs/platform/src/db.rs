@@ -68,18 +68,25 @@ pub fn note_connection_failure(err: &sqlx::Error) {
         return;
     }
     let now = millis_since_epoch(Instant::now()).saturating_add(1);
-    let before = RETIRE_BEFORE.swap(now, Ordering::Relaxed);
-    if read_only && before == 0 {
+    if RETIRE_BEFORE.swap(now, Ordering::Relaxed) != 0 {
+        return;
+    }
+    if read_only {
         tracing::warn!("a write met a read-only (demoted) node: closing the pool's older connections");
-    } else if before == 0 {
+    } else {
         tracing::info!(error = %err, "a pooled connection was lost: closing the pool's older connections");
     }
 }
 
 /// Whether `err` says the connection itself is gone (not that a new one cannot be had).
 fn is_lost_connection(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Io(_))
-        || sqlstate(err).is_some_and(|code| code.starts_with("08") || matches!(code.as_str(), "57P01" | "57P02"))
+    matches!(err, sqlx::Error::Io(_)) || sqlstate(err).is_some_and(|code| is_lost_state(&code))
+}
+
+/// The SQLSTATEs of a connection the server dropped: class 08 (connection exception), 57P01
+/// (admin shutdown), 57P02 (crash shutdown). See [`is_unavailable_state`].
+fn is_lost_state(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02")
 }
 
 /// Whether a pooled connection may be used (again): not if it was opened before the last
@@ -312,7 +319,7 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
 /// [`note_connection_failure`] then closes it).
 #[must_use]
 pub fn is_unavailable_state(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03" | "25006")
+    is_lost_state(code) || matches!(code, "53300" | "57P03" | "25006")
 }
 
 #[cfg(test)]
