@@ -125,18 +125,19 @@ where
         E: Send + Sync + 'static,
     {
         let Some(cache) = &self.cache else { return read.await };
-        let kept = match cache.get(&key).await {
-            Some(kept) if kept.read_at.elapsed() < self.ttl => return Ok(kept.value.clone()),
+        let kept = cache.get(&key).await.map(|kept| (kept.read_at.elapsed(), kept));
+        let kept = match kept {
+            Some((age, kept)) if age < self.ttl => return Ok(kept.value.clone()),
             // Too old to serve (the cache's own expiry counts from when it was kept, after
             // its read): read, shared with whoever misses too.
-            Some(kept) if kept.read_at.elapsed() >= self.ttl * 2 => {
+            Some((age, _)) if age >= self.ttl * 2 => {
                 cache.invalidate(&key).await;
                 None
             }
             // Someone reads it again: theirs is the wait, this caller takes the kept answer.
             // (Should that caller give up, the answer serves until it is too old.)
-            Some(kept) if kept.reading.swap(true, Ordering::AcqRel) => return Ok(kept.value.clone()),
-            Some(kept) => Some(kept),
+            Some((_, kept)) if kept.reading.swap(true, Ordering::AcqRel) => return Ok(kept.value.clone()),
+            Some((_, kept)) => Some(kept),
             None => None,
         };
         let started = Instant::now();

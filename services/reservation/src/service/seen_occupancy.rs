@@ -11,8 +11,7 @@
 //! free and its insert loses as before. What a snapshot can do is pass over a seat released
 //! (cancelled, run out, compensated) after it was read, for at most the reuse window: the
 //! caller is refused SEAT_UNAVAILABLE as if it had asked that much earlier (at most twice the
-//! window). A cancel on this
-//! replica drops its date's snapshot at once.
+//! window). A cancel on this replica drops its date's snapshot at once.
 use std::{collections::HashSet, sync::Arc};
 
 use chrono::{DateTime, TimeDelta, Utc};
