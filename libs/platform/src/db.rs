@@ -171,10 +171,15 @@ pub async fn connect(db: &DbOptions, schema: &str, max_connections: u32) -> anyh
 pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('concert.create_schema'))").execute(&mut *tx).await?;
-    // Identifiers cannot be bound as parameters; `schema` is one of our own constants, and
-    // quote_ident-style quoting keeps even a surprising value inert.
-    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}")).execute(&mut *tx).await?;
+    // An identifier cannot be bound as a parameter, so the name travels as a setting of this
+    // transaction and PostgreSQL quotes it itself (format's %I, quote_ident's rules): no SQL
+    // is put together here, and even a surprising name stays a name.
+    sqlx::query!("SELECT set_config('concert.schema_to_create', $1, true)", schema).fetch_one(&mut *tx).await?;
+    sqlx::query!(
+        "DO $$ BEGIN EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', current_setting('concert.schema_to_create')); END $$"
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     migrator.run(pool).await?;
     Ok(())
