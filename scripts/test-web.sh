@@ -26,6 +26,9 @@ export DATABASE_URL="${PG_ADMIN_URL%/*}/$db"
 
 cargo build --locked --bins -q
 bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+# One join a second per user (a burst of 2), so that a buyer's other tabs joining back to
+# back get the page's join refused for load, with a RetryInfo (no scenario's buyer joins
+# more often than that otherwise).
 # This suite's ports: the usual ones − 30000 (public 20051-20054, internal 20061-20064,
 # metrics 20071-20074), below Linux's ephemeral range (32768-60999), so no client socket left
 # by the tests before can be holding one.
@@ -38,7 +41,8 @@ export QUEUE_URL=http://127.0.0.1:20051 CATALOG_URL=http://127.0.0.1:20052 \
   AUTH_AUDIENCE=concert-api AUTH_DEV_SIGNING_KEY="$ROOT/deploy/dev-auth/dev-signing-key.pem" \
   ADMISSION_PASS_SIGNING_KEY_FILE="$ROOT/deploy/dev-auth/admission-pass-key.pem" \
   ADMISSION_PASS_PUBLIC_KEY_FILE="$ROOT/deploy/dev-auth/admission-pass-public.pem" \
-  QUEUE_MAX_ACTIVE=1000 HOLD_TTL_SECS=30 RUST_LOG=warn
+  QUEUE_MAX_ACTIVE=1000 HOLD_TTL_SECS=30 RUST_LOG=warn \
+  QUEUE_JOIN_RATE_PER_USER=1 QUEUE_JOIN_BURST_PER_USER=2
 logs=$(mktemp -d)
 pids=()
 cleanup() {
@@ -76,7 +80,7 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 
-for user in ada bea cal dan eve fay gus hal ivy jon kim lee mia ned oli pam; do
+for user in ada bea cal dan eve fay gus hal ivy jon kim lee mia ned oli pam ray sue; do
   export "TOKEN_${user^^}=$($ctl token --user "web-$user-$$" --ttl-secs 3600)"
 done
 CONCERTCTL=$ctl PAGE_URL=http://127.0.0.1:8090/ HOLD_TTL_SECS=30 node web/e2e/run.mjs || {

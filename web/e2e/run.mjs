@@ -9,6 +9,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, rmSync } from "node:fs";
 import { AxeBuilder } from "@axe-core/playwright";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { chromium } from "playwright-core";
 
 const PAGE_URL = process.env.PAGE_URL ?? "http://127.0.0.1:8090/";
@@ -346,6 +347,79 @@ await scenario("the sign-in link signs in a tab where the page is already open",
   await page.goto(`${PAGE_URL}#access_token=${token("jon")}`);
   await heading(page, "Pick a concert");
   await context.close();
+});
+
+/** A buyer's other tabs joining `concertId`'s line back to back for `ms` (grpc-web through
+ * the page's origin, four at a time), past this suite's QUEUE_JOIN_RATE_PER_USER of 1 a
+ * second with a burst of 2 (scripts/test-web.sh): every join of `user` meanwhile, the page's
+ * included, is refused for load with a RetryInfo, as a crowd past the join gate is. How
+ * many of these joins were refused so. */
+async function joinOverAndOver(user, concertId, ms) {
+  // IssueTokenRequest { concert_id = 2 } (proto/concert/queue/v1/queue.proto; a wrong field
+  // number is refused, USER_MISMATCH or INVALID_ARGUMENT, and the scenario fails), written
+  // by protobuf-es's wire writer, in one grpc-web frame (flag 0, 4-byte length).
+  const message = new BinaryWriter().tag(2, WireType.LengthDelimited).string(concertId).finish();
+  const frame = new Uint8Array(5 + message.length);
+  new DataView(frame.buffer).setUint32(1, message.length);
+  frame.set(message, 5);
+  const join = () =>
+    fetch(new URL("concert.queue.v1.QueueService/IssueToken", PAGE_URL), {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1", authorization: `Bearer ${token(user)}` },
+      body: frame,
+    }).then(async (r) => {
+      await r.arrayBuffer();
+      return r.headers.get("grpc-status");
+    });
+  let refused = 0;
+  const until = Date.now() + ms;
+  const tab = async () => {
+    while (Date.now() < until) if ((await join()) === "8") refused += 1;
+  };
+  await Promise.all([tab(), tab(), tab(), tab()]);
+  return refused;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+await scenario("a join refused for load waits for the pause the queue named, says so, and gets in by itself", async () => {
+  const ctl = (...args) => execFileSync(process.env.CONCERTCTL ?? "concertctl", args, { encoding: "utf8" });
+  const aurora = ctl("concerts").split("\n").find((l) => l.includes("Aurora"))?.split("\t")[0];
+  if (!aurora) throw new Error("no Aurora concert");
+  const ray = await open("ray");
+  let rayJoins = 0;
+  ray.on("request", (r) => r.url().endsWith("/IssueToken") && (rayJoins += 1));
+  const crowd = joinOverAndOver("ray", aurora, 4_000);
+  await sleep(1_000);
+  await card(ray, /Aurora/).getByRole("button", { name: "Join the waiting room" }).click();
+  const notice = ray.getByRole("status").filter({ hasText: /very busy at the door/ });
+  await expectText(ray, /very busy at the door\. We will try again for you/, "the wait for the pause");
+  await step(ray, "door-crowded");
+  const refused = await crowd;
+  if (refused < 20) throw new Error(`the other tabs' joins were refused ${refused} times: the limit did not bite`);
+  // No second click: the page tries again after each pause and is let in once the other
+  // tabs stop.
+  await ray.getByRole("heading", { name: /Choose a date/, level: 1 }).waitFor({ timeout: 30_000 });
+  if (rayJoins < 2) throw new Error(`the page joined ${rayJoins} time(s); it should have tried again`);
+  if (await notice.count()) throw new Error("the notice stayed after the join went through");
+
+  // Another buyer stops waiting: the notice goes and the button is back; no join is sent after.
+  const sue = await open("sue");
+  let sueJoins = 0;
+  sue.on("request", (r) => r.url().endsWith("/IssueToken") && (sueJoins += 1));
+  const again = joinOverAndOver("sue", aurora, 3_000);
+  await sleep(1_000);
+  await card(sue, /Aurora/).getByRole("button", { name: "Join the waiting room" }).click();
+  await sue.getByRole("status").filter({ hasText: /very busy at the door/ }).waitFor();
+  await sue.getByRole("button", { name: "Stop trying" }).click();
+  await card(sue, /Aurora/).getByRole("button", { name: "Join the waiting room", disabled: false }).waitFor();
+  if (await sue.getByText(/very busy at the door/).count()) throw new Error("the notice stayed after Stop trying");
+  await again;
+  const sent = sueJoins;
+  await sleep(1_500);
+  if (sueJoins !== sent) throw new Error("the page kept joining after Stop trying");
+  await ray.context().close();
+  await sue.context().close();
 });
 
 await scenario("the waiting room shows the place and progress, and moves on by itself when the turn comes", async () => {

@@ -3,11 +3,13 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { SeatSchema, SeatStatus } from "./gen/concert/catalog/v1/catalog_pb";
 import { ReservationStatus } from "./gen/concert/reservation/v1/reservation_pb";
-import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
+import { ErrorInfoSchema, RetryInfoSchema } from "./gen/google/rpc/error_details_pb";
 import {
   SOLD_OUT_TEXT,
+  MAX_RETRY_AFTER_MS,
   credentialOf,
   describeError,
+  doorText,
   formatCountdown,
   formatWon,
   isNetworkError,
@@ -16,6 +18,7 @@ import {
   lineText,
   moveFocus,
   pollDelayMs,
+  retryAfterMs,
   formatDates,
   formatPrices,
   formatWait,
@@ -245,5 +248,44 @@ describe("holds from the server", () => {
     // A slow call (the stamp late in the round trip) errs toward less time, never more.
     const slow = skewOf(held, sentAt - 2_000);
     expect(formatCountdown(1_300_000, sentAt + 300 + slow)).toBe("4:58");
+  });
+});
+
+describe("a refusal for load", () => {
+  /** RESOURCE_EXHAUSTED as the queue's gate sends it: the reason and the booked slot. */
+  const busy = (code: Code, seconds: bigint, nanos: number) =>
+    new ConnectError("refused", code, undefined, [
+      { desc: ErrorInfoSchema, value: { reason: "RATE_LIMITED", domain: "concert.example.com" } },
+      { desc: RetryInfoSchema, value: { retryDelay: { seconds, nanos } } },
+    ]);
+
+  it("is retried after the pause the server booked, in whole milliseconds", () => {
+    expect(retryAfterMs(busy(Code.ResourceExhausted, 6n, 250_000_000))).toBe(6_250);
+    expect(retryAfterMs(busy(Code.ResourceExhausted, 0n, 200_000))).toBe(1);
+  });
+
+  it("read from the binary details a grpc-web response carries", () => {
+    const err = new ConnectError("refused", Code.ResourceExhausted);
+    const info = create(RetryInfoSchema, { retryDelay: { seconds: 3n, nanos: 0 } });
+    err.details.push({ type: "google.rpc.RetryInfo", value: toBinary(RetryInfoSchema, info) });
+    expect(retryAfterMs(err)).toBe(3_000);
+  });
+
+  it("is not retried by the page when it names no pause or is not about load", () => {
+    expect(retryAfterMs(refusal(Code.ResourceExhausted, "RATE_LIMITED"))).toBeUndefined();
+    expect(retryAfterMs(busy(Code.FailedPrecondition, 5n, 0))).toBeUndefined();
+    expect(retryAfterMs(new ConnectError("x", Code.Unavailable))).toBeUndefined();
+    expect(retryAfterMs(new Error("boom"))).toBeUndefined();
+  });
+
+  it("waits at most a minute, whatever the pause says", () => {
+    expect(retryAfterMs(busy(Code.ResourceExhausted, 86_400n, 0))).toBe(MAX_RETRY_AFTER_MS);
+    expect(retryAfterMs(busy(Code.ResourceExhausted, -5n, 0))).toBe(0);
+  });
+
+  it("says when the page tries again, counting down", () => {
+    expect(doorText(16_000, 10_000)).toMatch(/try again for you in 6 s/);
+    expect(doorText(10_500, 10_000)).toMatch(/in a moment/);
+    expect(doorText(9_000, 10_000)).toMatch(/in a moment/);
   });
 });

@@ -5,7 +5,7 @@ import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Seat, SeatStatus } from "./gen/concert/catalog/v1/catalog_pb";
 import { type Reservation, ReservationStatus } from "./gen/concert/reservation/v1/reservation_pb";
 import type { Hold } from "./session";
-import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
+import { ErrorInfoSchema, RetryInfoSchema } from "./gen/google/rpc/error_details_pb";
 
 /** Amounts are whole won (KRW has no minor unit). */
 export function formatWon(amount: bigint | number): string {
@@ -170,6 +170,33 @@ export function describeError(err: unknown): string {
     default:
       return "Something went wrong on our side. Please try again.";
   }
+}
+
+/** The longest pause the page honours from a refusal's RetryInfo: the queue books slots at
+ * most 30 s ahead (`platform::gate::MAX_RETRY_AFTER`), and a wait far past that would more
+ * likely be a fault than a plan. */
+export const MAX_RETRY_AFTER_MS = 60_000;
+
+/** Milliseconds until a call refused for load may be tried again: the pause the server's
+ * `google.rpc.RetryInfo` names (the queue's join gate books one slot per refusal, so a crowd
+ * that honours it comes back spread out), at most [`MAX_RETRY_AFTER_MS`]. Undefined when `err`
+ * is not a refusal for load (RESOURCE_EXHAUSTED) or names no pause: then retrying by itself
+ * is not the page's call. */
+export function retryAfterMs(err: unknown): number | undefined {
+  const e = ConnectError.from(err);
+  if (e.code !== Code.ResourceExhausted) return undefined;
+  const delay = e.findDetails(RetryInfoSchema)[0]?.retryDelay;
+  if (!delay) return undefined;
+  const ms = Number(delay.seconds) * 1_000 + Math.ceil(delay.nanos / 1_000_000);
+  return Number.isFinite(ms) ? Math.min(Math.max(0, ms), MAX_RETRY_AFTER_MS) : undefined;
+}
+
+/** What the page says while it waits to try a refused join again by itself (`retryAt` in ms
+ * since the epoch). */
+export function doorText(retryAt: number, now: number): string {
+  const left = secondsLeft(retryAt, now);
+  const when = left <= 1 ? "in a moment" : `in ${left} s`;
+  return `The waiting room is very busy at the door. We will try again for you ${when}: keep this page open.`;
 }
 
 /** Whether an error means the call may not have reached the server (retry with the same key). */

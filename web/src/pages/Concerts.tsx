@@ -3,7 +3,7 @@ import { useLocation } from "preact-iso";
 import { useEffect, useState } from "preact/hooks";
 import { concerts } from "../concerts";
 import type { Concert } from "../gen/concert/catalog/v1/catalog_pb";
-import { join } from "../join";
+import { DoorNotice, useJoin } from "../join";
 import { formatDates, formatPrices, msOf, saleStatus } from "../logic";
 import { Heading, useShop } from "../shop";
 
@@ -12,6 +12,7 @@ export function Concerts() {
   const { access, session, dispatch, run, busy, now } = useShop();
   const { route } = useLocation();
   const [list, setList] = useState<Concert[]>();
+  const { door, enter: join, stop } = useJoin(access, dispatch);
   useEffect(() => {
     void run(async () => setList(await concerts(access, true)));
   }, [access, run]);
@@ -24,7 +25,8 @@ export function Concerts() {
         route(mine.credential ? `/concerts/${c.concertId}/dates` : `/concerts/${c.concertId}/line`);
         return;
       }
-      route(await join(access, c, dispatch));
+      const next = await join(c);
+      if (next) route(next);
     });
 
   return (
@@ -52,6 +54,7 @@ export function Concerts() {
               >
                 {inLine ? "Back to your place" : "Join the waiting room"}
               </button>
+              {door?.concertId === c.concertId && <DoorNotice door={door} now={now} stop={stop} />}
             </li>
           );
         })}

@@ -3,8 +3,8 @@ import { useEffect, useState } from "preact/hooks";
 import { as, queue } from "../api";
 import { useConcert } from "../concerts";
 import { type QueueStatus, TokenState } from "../gen/concert/queue/v1/queue_pb";
-import { join } from "../join";
-import { credentialOf, describeError, lineProgress, lineText, msOf, pollDelayMs, SOLD_OUT_TEXT, formatWhen } from "../logic";
+import { DoorNotice, useJoin } from "../join";
+import { credentialOf, describeError, lineProgress, lineText, msOf, pollDelayMs, retryAfterMs, SOLD_OUT_TEXT, formatWhen } from "../logic";
 import { Heading, turnEnded, useShop } from "../shop";
 
 /** The waiting room: the WatchQueue stream, or polling GetQueueStatus at the server's pace
@@ -13,11 +13,12 @@ import { Heading, turnEnded, useShop } from "../shop";
 export function WaitingRoom() {
   const { params } = useRoute();
   const concertId = params.concertId ?? "";
-  const { access, session, dispatch, run, busy, fail } = useShop();
+  const { access, session, dispatch, run, busy, fail, now } = useShop();
   const { route } = useLocation();
   const concert = useConcert(access, concertId);
   const admission = session.admission?.concertId === concertId ? session.admission : undefined;
   const [line, setLine] = useState<QueueStatus>();
+  const { door, enter: join, stop } = useJoin(access, dispatch);
 
   // Admitted (now, or before a reload): on to the dates; the line is not a step to go Back to.
   useEffect(() => {
@@ -62,9 +63,14 @@ export function WaitingRoom() {
           pace = polled.status?.pollAfterSeconds ?? 1;
         } catch (e) {
           if (abort.signal.aborted || ended(e)) return;
-          fail(describeError(e));
-          // A refused poll keeps the server's last pace: an overloaded waiting room is not
-          // asked twice as often by everyone far back in line.
+          // Refused for load: the place is kept, and the page asks again when the server
+          // said to (RetryInfo), or at its last pace if later, never sooner: an overloaded
+          // waiting room is not asked twice as often by everyone far back in line. Nothing
+          // for the buyer to do, so no error line; anything else is said.
+          const pause = retryAfterMs(e);
+          if (pause === undefined) fail(describeError(e));
+          await new Promise((r) => setTimeout(r, Math.max(pause ?? 0, pollDelayMs(pace, Math.random()))));
+          continue;
         }
         await new Promise((r) => setTimeout(r, pollDelayMs(pace, Math.random())));
       }
@@ -89,10 +95,17 @@ export function WaitingRoom() {
           type="button"
           class="primary"
           disabled={busy || !concert}
-          onClick={() => concert && run(async () => route(await join(access, concert, dispatch), true))}
+          onClick={() =>
+            concert &&
+            run(async () => {
+              const next = await join(concert);
+              if (next) route(next, true);
+            })
+          }
         >
           Join the waiting room
         </button>
+        {door && <DoorNotice door={door} now={now} stop={stop} />}
       </section>
     );
   }
