@@ -382,44 +382,45 @@ async function joinOverAndOver(user, concertId, ms) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** `user` presses Join on Aurora's card (`concertId`) while their other tabs join over and over for
+ * `ms` ([`joinOverAndOver`]), and sees the page wait at the door. The page, the joins it has
+ * sent so far, and the other tabs' refused joins (once they stop). */
+async function refusedAtTheDoor(user, concertId, ms) {
+  const page = await open(user);
+  const sent = { joins: 0 };
+  page.on("request", (r) => r.url().endsWith("/IssueToken") && (sent.joins += 1));
+  const others = joinOverAndOver(user, concertId, ms);
+  await sleep(1_000);
+  await card(page, /Aurora/).getByRole("button", { name: "Join the waiting room" }).click();
+  await expectText(page, /very busy at the door\. We will try again for you/, "the wait for the pause");
+  return { page, sent, others };
+}
+
 await scenario("a join refused for load waits for the pause the queue named, says so, and gets in by itself", async () => {
   const ctl = (...args) => execFileSync(process.env.CONCERTCTL ?? "concertctl", args, { encoding: "utf8" });
   const aurora = ctl("concerts").split("\n").find((l) => l.includes("Aurora"))?.split("\t")[0];
   if (!aurora) throw new Error("no Aurora concert");
-  const ray = await open("ray");
-  let rayJoins = 0;
-  ray.on("request", (r) => r.url().endsWith("/IssueToken") && (rayJoins += 1));
-  const crowd = joinOverAndOver("ray", aurora, 4_000);
-  await sleep(1_000);
-  await card(ray, /Aurora/).getByRole("button", { name: "Join the waiting room" }).click();
-  const notice = ray.getByRole("status").filter({ hasText: /very busy at the door/ });
-  await expectText(ray, /very busy at the door\. We will try again for you/, "the wait for the pause");
-  await step(ray, "door-crowded");
-  const refused = await crowd;
+  const ray = await refusedAtTheDoor("ray", aurora, 4_000);
+  await step(ray.page, "door-crowded");
+  const refused = await ray.others;
   if (refused < 20) throw new Error(`the other tabs' joins were refused ${refused} times: the limit did not bite`);
   // No second click: the page tries again after each pause and is let in once the other
   // tabs stop.
-  await ray.getByRole("heading", { name: /Choose a date/, level: 1 }).waitFor({ timeout: 30_000 });
-  if (rayJoins < 2) throw new Error(`the page joined ${rayJoins} time(s); it should have tried again`);
-  if (await notice.count()) throw new Error("the notice stayed after the join went through");
+  await ray.page.getByRole("heading", { name: /Choose a date/, level: 1 }).waitFor({ timeout: 30_000 });
+  if (ray.sent.joins < 2) throw new Error(`the page joined ${ray.sent.joins} time(s); it should have tried again`);
+  if (await ray.page.getByText(/very busy at the door/).count()) throw new Error("the notice stayed after the join went through");
 
   // Another buyer stops waiting: the notice goes and the button is back; no join is sent after.
-  const sue = await open("sue");
-  let sueJoins = 0;
-  sue.on("request", (r) => r.url().endsWith("/IssueToken") && (sueJoins += 1));
-  const again = joinOverAndOver("sue", aurora, 3_000);
-  await sleep(1_000);
-  await card(sue, /Aurora/).getByRole("button", { name: "Join the waiting room" }).click();
-  await sue.getByRole("status").filter({ hasText: /very busy at the door/ }).waitFor();
-  await sue.getByRole("button", { name: "Stop trying" }).click();
-  await card(sue, /Aurora/).getByRole("button", { name: "Join the waiting room", disabled: false }).waitFor();
-  if (await sue.getByText(/very busy at the door/).count()) throw new Error("the notice stayed after Stop trying");
-  await again;
-  const sent = sueJoins;
+  const sue = await refusedAtTheDoor("sue", aurora, 3_000);
+  await sue.page.getByRole("button", { name: "Stop trying" }).click();
+  await card(sue.page, /Aurora/).getByRole("button", { name: "Join the waiting room", disabled: false }).waitFor();
+  if (await sue.page.getByText(/very busy at the door/).count()) throw new Error("the notice stayed after Stop trying");
+  await sue.others;
+  const before = sue.sent.joins;
   await sleep(1_500);
-  if (sueJoins !== sent) throw new Error("the page kept joining after Stop trying");
-  await ray.context().close();
-  await sue.context().close();
+  if (sue.sent.joins !== before) throw new Error("the page kept joining after Stop trying");
+  await ray.page.context().close();
+  await sue.page.context().close();
 });
 
 await scenario("the waiting room shows the place and progress, and moves on by itself when the turn comes", async () => {
