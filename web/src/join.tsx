@@ -6,6 +6,9 @@ import { type IssueTokenResponse, TokenState } from "./gen/concert/queue/v1/queu
 import { credentialOf, doorText, retryAfterMs } from "./logic";
 import type { Action } from "./session";
 
+/** The shortest pause between two tries of a refused join, whatever the refusal said. */
+export const MIN_RETRY_PAUSE_MS = 250;
+
 /** Told when the page will try a refused join again (ms since the epoch), and `undefined`
  * once it is no longer waiting. */
 export type OnDoorWait = (retryAt: number | undefined) => void;
@@ -17,8 +20,9 @@ export type OnDoorWait = (retryAt: number | undefined) => void;
  * refusal's RetryInfo. The page waits for that slot and tries again by itself, as often as
  * it is told to, saying meanwhile when (`onWait`): a buyer who pressed "Join" once is not
  * asked to keep pressing it, and a crowd that follows the slots comes back spread out
- * rather than in waves. Any other refusal is thrown; so is the abort of `signal` (the buyer
- * left the page). */
+ * rather than in waves (never sooner than [`MIN_RETRY_PAUSE_MS`]). Any other refusal is
+ * thrown; when `signal` aborts (the buyer stopped waiting or left the page) no further call
+ * is made and the last refusal is thrown. Tested in join.test.ts. */
 export async function join(
   access: string,
   concert: Concert,
@@ -37,8 +41,16 @@ export async function join(
         onWait?.(undefined);
         throw e;
       }
-      onWait?.(Date.now() + pause);
-      await sleep(pause, signal);
+      // Never sooner than MIN_RETRY_PAUSE_MS: a pause of zero (a replica that is merely
+      // shedding) must not turn a waiting page into a loop of calls.
+      const wait = Math.max(pause, MIN_RETRY_PAUSE_MS);
+      onWait?.(Date.now() + wait);
+      await sleep(wait, signal);
+      // Stopped while waiting: no further call, and the last refusal stands.
+      if (signal?.aborted) {
+        onWait?.(undefined);
+        throw e;
+      }
     }
   }
   onWait?.(undefined);
@@ -102,7 +114,7 @@ export function DoorNotice({ door, now, stop }: { door: Door; now: number; stop:
   );
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts (the next call then sees it aborted). */
+/** Resolves after `ms`, or at once when `signal` aborts. */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
