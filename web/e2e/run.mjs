@@ -67,6 +67,16 @@ async function expectText(page, text, what) {
   }
 }
 
+/** The operator's tool (`concertctl`), its output as text. */
+const ctl = (...args) => execFileSync(process.env.CONCERTCTL ?? "concertctl", args, { encoding: "utf8" });
+
+/** The id of the concert whose title contains `title` (`concertctl concerts`). */
+function concertIdOf(title) {
+  const id = ctl("concerts").split("\n").find((l) => l.includes(title))?.split("\t")[0];
+  if (!id) throw new Error(`no ${title} concert`);
+  return id;
+}
+
 const heading = (page, name) => page.getByRole("heading", { name, level: 1 }).waitFor();
 const seat = (page, n, state = "") => page.getByRole("button", { name: new RegExp(`^Seat ${n},.*${state}`) });
 
@@ -397,9 +407,7 @@ async function refusedAtTheDoor(user, concertId, ms) {
 }
 
 await scenario("a join refused for load waits for the pause the queue named, says so, and gets in by itself", async () => {
-  const ctl = (...args) => execFileSync(process.env.CONCERTCTL ?? "concertctl", args, { encoding: "utf8" });
-  const aurora = ctl("concerts").split("\n").find((l) => l.includes("Aurora"))?.split("\t")[0];
-  if (!aurora) throw new Error("no Aurora concert");
+  const aurora = concertIdOf("Aurora");
   const ray = await refusedAtTheDoor("ray", aurora, 4_000);
   await step(ray.page, "door-crowded");
   const refused = await ray.others;
@@ -424,9 +432,7 @@ await scenario("a join refused for load waits for the pause the queue named, say
 });
 
 await scenario("the waiting room shows the place and progress, and moves on by itself when the turn comes", async () => {
-  const ctl = (...args) => execFileSync(process.env.CONCERTCTL ?? "concertctl", args, { encoding: "utf8" });
-  const aurora = ctl("concerts").split("\n").find((l) => l.includes("Aurora"))?.split("\t")[0];
-  if (!aurora) throw new Error("no Aurora concert");
+  const aurora = concertIdOf("Aurora");
   // Kim is admitted; then the room admits one at a time, so Lee waits behind Kim's turn.
   const kim = await open("kim");
   await toSeatMap(kim);
@@ -455,7 +461,6 @@ await scenario("the waiting room shows the place and progress, and moves on by i
 });
 
 await scenario("a sold-out sale ends the line: the waiting room says every seat is sold and offers to leave", async () => {
-  const ctl = (...args) => execFileSync(process.env.CONCERTCTL ?? "concertctl", args, { encoding: "utf8" });
   // A small rush of the operator's load generator sells a concert of its own out: one date,
   // 50 seats, 60 buyers, nobody abandoning (its checks fail the command if anything is off).
   ctl("bench", "rush", "--users", "60", "--seats", "50", "--max-active", "60", "--abandon", "0", "--duration", "120", "--quiet");

@@ -31,29 +31,26 @@ export async function join(
   signal?: AbortSignal,
 ): Promise<string> {
   let joined: IssueTokenResponse;
-  for (;;) {
-    try {
-      joined = await queue.issueToken({ concertId: concert.concertId }, as(access, undefined, signal));
-      break;
-    } catch (e) {
-      const pause = retryAfterMs(e);
-      if (pause === undefined || signal?.aborted) {
-        onWait?.(undefined);
-        throw e;
-      }
-      // Never sooner than MIN_RETRY_PAUSE_MS: a pause of zero (a replica that is merely
-      // shedding) must not turn a waiting page into a loop of calls.
-      const wait = Math.max(pause, MIN_RETRY_PAUSE_MS);
-      onWait?.(Date.now() + wait);
-      await sleep(wait, signal);
-      // Stopped while waiting: no further call, and the last refusal stands.
-      if (signal?.aborted) {
-        onWait?.(undefined);
-        throw e;
+  try {
+    for (;;) {
+      try {
+        joined = await queue.issueToken({ concertId: concert.concertId }, as(access, undefined, signal));
+        break;
+      } catch (e) {
+        const pause = retryAfterMs(e);
+        if (pause === undefined || signal?.aborted) throw e;
+        // Never sooner than MIN_RETRY_PAUSE_MS: a pause of zero (a replica that is merely
+        // shedding) must not turn a waiting page into a loop of calls.
+        const wait = Math.max(pause, MIN_RETRY_PAUSE_MS);
+        onWait?.(Date.now() + wait);
+        await sleep(wait, signal);
+        // Stopped while waiting: no further call, and the last refusal stands.
+        if (signal?.aborted) throw e;
       }
     }
+  } finally {
+    onWait?.(undefined);
   }
-  onWait?.(undefined);
   const status = joined.status;
   if (!status) throw new Error("the queue answered without a status");
   const admitted = status.state === TokenState.ACTIVE;

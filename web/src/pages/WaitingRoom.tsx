@@ -57,6 +57,8 @@ export function WaitingRoom() {
       }
       let pace = 1;
       while (!abort.signal.aborted) {
+        // The server's pause after a refusal for load (RetryInfo), if later than the pace.
+        let pause = 0;
         try {
           const polled = await queue.getQueueStatus({ token }, as(access, undefined, abort.signal));
           if (polled.status && settle(polled.status)) return;
@@ -67,12 +69,11 @@ export function WaitingRoom() {
           // said to (RetryInfo), or at its last pace if later, never sooner: an overloaded
           // waiting room is not asked twice as often by everyone far back in line. Nothing
           // for the buyer to do, so no error line; anything else is said.
-          const pause = retryAfterMs(e);
-          if (pause === undefined) fail(describeError(e));
-          await new Promise((r) => setTimeout(r, Math.max(pause ?? 0, pollDelayMs(pace, Math.random()))));
-          continue;
+          const asked = retryAfterMs(e);
+          if (asked === undefined) fail(describeError(e));
+          pause = asked ?? 0;
         }
-        await new Promise((r) => setTimeout(r, pollDelayMs(pace, Math.random())));
+        await new Promise((r) => setTimeout(r, Math.max(pause, pollDelayMs(pace, Math.random()))));
       }
     })();
     return () => abort.abort();
