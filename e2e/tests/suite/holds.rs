@@ -665,16 +665,92 @@ async fn a_token_that_left_the_queue_books_nothing_more_anywhere(_p: PgPoolOptio
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
-    // Releasing her own hold needs only her access token (issue #29): the seat goes back.
-    let released = b
-        .cancel_reservation(authed(&token, CancelReservationRequest { reservation_id: held.reservation_id }))
-        .await
-        .unwrap()
-        .into_inner()
-        .reservation
-        .unwrap();
-    assert_eq!(released.status, ReservationStatus::Cancelled as i32);
+    // Her hold ended with her admission (issue #26): released by the replicas' admission
+    // check (or, had she been quicker, by her own cancel, which needs only her access token).
+    let status = ended_hold(&suite, "uma", &held.reservation_id).await;
+    assert!(
+        status == ReservationStatus::Expired as i32 || status == ReservationStatus::Cancelled as i32,
+        "{status}"
+    );
     assert_eq!(suite.balance("uma").await, 1_000_000);
+}
+
+/// The status of `user`'s reservation `id` once it is no longer HELD (within 10 s).
+async fn ended_hold(suite: &Suite, user: &str, id: &str) -> i32 {
+    for _ in 0..200 {
+        let r = suite
+            .reservation(0)
+            .get_reservation(as_user(user, GetReservationRequest { reservation_id: id.into(), user_id: String::new() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .reservation
+            .unwrap();
+        if r.status != ReservationStatus::Held as i32 {
+            return r.status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{user}'s hold {id} is still HELD 10 s after its admission ended");
+}
+
+/// Issue #26: a hold lasts at most as long as the admission that placed it. A buyer who
+/// walks away from a hold and leaves the waiting room gives the seat back within the sweep
+/// interval, long before the hold's TTL (5 minutes here): in an on-sale rush those seats are
+/// the last to sell. A buyer who pays for one seat gives back the other (as before). A hold
+/// of a token still ACTIVE is kept, and a paid seat stays sold.
+#[sqlx::test(migrations = false)]
+async fn a_hold_ends_with_the_admission_that_placed_it(_p: PgPoolOptions, db: PgConnectOptions) {
+    use concert_proto::concert::queue::v1::LeaveQueueRequest;
+    let suite = Suite::start(db, SuiteOptions { reservation_replicas: 2, ..SuiteOptions::default() }).await;
+    let (concert_id, schedule_id) = suite.seed_schedule(chrono::Duration::days(1)).await;
+    let (ann, bob, cid) = (
+        suite.active_token("ann", &concert_id).await,
+        suite.active_token("bob", &concert_id).await,
+        suite.active_token("cid", &concert_id).await,
+    );
+    let anns = suite.hold(&ann, &schedule_id, 1).await;
+    let bobs_paid = suite.hold(&bob, &schedule_id, 2).await;
+    let bobs_left = suite.hold(&bob, &schedule_id, 3).await;
+    let cids = suite.hold(&cid, &schedule_id, 4).await;
+
+    // Ann walks away and leaves the line; Bob pays for one of his two seats (paying ends
+    // his admission); Cid is still choosing.
+    suite.queue().leave_queue(authed(&ann, LeaveQueueRequest { token: ann.clone() })).await.unwrap();
+    suite.charge("bob", 1_000_000).await;
+    suite
+        .reservation(1)
+        .pay_reservation(authed(
+            &bob,
+            PayReservationRequest { reservation_id: bobs_paid.clone(), idempotency_key: "b".into(), ..Default::default() },
+        ))
+        .await
+        .unwrap();
+
+    assert_eq!(ended_hold(&suite, "ann", &anns).await, ReservationStatus::Expired as i32);
+    // Bob's other hold went with his payment (CANCELLED, the saga's rule since issue #29).
+    assert_eq!(ended_hold(&suite, "bob", &bobs_left).await, ReservationStatus::Cancelled as i32);
+    // Their seats are on sale again: someone else holds them (past the replica's taken-seat
+    // hint, SEAT_TAKEN_CACHE_MS: 500 ms).
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let dan = suite.active_token("dan", &concert_id).await;
+    suite.hold(&dan, &schedule_id, 1).await;
+    suite.hold(&dan, &schedule_id, 3).await;
+    // Sweeps later, the paid seat is still Bob's, and Cid, still admitted, still holds his.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for (user, id, status) in
+        [("bob", &bobs_paid, ReservationStatus::Confirmed), ("cid", &cids, ReservationStatus::Held)]
+    {
+        let r = suite
+            .reservation(0)
+            .get_reservation(as_user(user, GetReservationRequest { reservation_id: id.clone(), user_id: String::new() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .reservation
+            .unwrap();
+        assert_eq!(r.status, status as i32, "{user}");
+    }
 }
 
 /// Issue #12, item 13: lists come in pages (AIP-158): `page_size` (0 = 50, at most 1,000),

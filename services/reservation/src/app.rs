@@ -60,6 +60,12 @@ pub async fn run(
     let saga = Saga::new(repo.clone(), wallet, queue.clone(), debits, settings.clock.clone());
 
     let seat_feed = spawn_background_work(&mut tasks, &repo, &saga, &settings);
+    tasks.spawn(sweeper::release_holds_of_ended_admissions(
+        repo.clone(),
+        queue.clone(),
+        settings.clock.clone(),
+        settings.sweep_interval,
+    ));
     let completions = CompletionBatcher::start(repo.clone(), queue, settings.clock.clone(), &mut tasks);
     let catalog = Catalog::new(lazy_channel(&settings.catalog_url)?, settings.layout_cache_ttl);
     let taken = TakenSeats::new(settings.seat_taken_ttl);

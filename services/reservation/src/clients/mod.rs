@@ -1,6 +1,6 @@
 //! Clients of the services reservation depends on, each call through `platform::outbound`
 //! (one timeout and retry policy): catalog (seat prices), wallet (debit, refund) and queue
-//! (token expiry). Token checks go through `platform::auth::TokenValidator`.
+//! (token expiry, ended admissions). Token checks go through `platform::auth::TokenValidator`.
 mod catalog;
 mod queue;
 mod wallet;

@@ -1,6 +1,8 @@
-//! The queue's internal API: expiring the tokens of paid payments.
+//! The queue's internal API: expiring the tokens of paid payments, and asking which tokens'
+//! admissions ended.
 use concert_proto::concert::queue::v1::{
-    ExpireTokenRequest, ExpireTokensRequest, queue_internal_service_client::QueueInternalServiceClient,
+    ExpireTokenRequest, ExpireTokensRequest, TokenState, ValidateTokensRequest,
+    queue_internal_service_client::QueueInternalServiceClient,
 };
 use platform::{
     grpc_client::PeerChannel,
@@ -50,5 +52,37 @@ impl Queue {
             .await
             .map(|_| ())
             .map_err(|s| ReservationError::Peer(from_peer("queue", &s)))
+    }
+}
+
+/// Most tokens one ValidateTokens call may carry (the queue's limit).
+const MAX_VALIDATE_BATCH: usize = 1_000;
+
+impl Queue {
+    /// Of `tokens`, those whose admission has ended: EXPIRED (the token left the line, its
+    /// active time ran out, or it paid) or unknown to the queue (purged after its retention).
+    /// A token still WAITING or ACTIVE is not among them. One ValidateTokens call per 1,000
+    /// tokens, on the queue's internal lane.
+    ///
+    /// # Errors
+    /// [`ReservationError::Peer`] when the queue cannot be reached: then nothing is known to
+    /// have ended.
+    pub async fn ended_admissions(&self, tokens: &[Uuid], deadline: Deadline) -> Result<Vec<Uuid>, ReservationError> {
+        let mut ended = Vec::new();
+        for chunk in tokens.chunks(MAX_VALIDATE_BATCH) {
+            let request = ValidateTokensRequest { tokens: chunk.iter().map(Uuid::to_string).collect() };
+            let answer = self
+                .0
+                .unary(deadline, Idempotency::Idempotent, &request, async |mut c, r| c.validate_tokens(r).await)
+                .await
+                .map_err(|s| ReservationError::Peer(from_peer("queue", &s)))?;
+            // One result per token, in request order.
+            for (token, result) in chunk.iter().zip(answer.results) {
+                if result.status.is_none_or(|s| s.state == TokenState::Expired as i32) {
+                    ended.push(*token);
+                }
+            }
+        }
+        Ok(ended)
     }
 }

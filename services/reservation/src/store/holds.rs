@@ -270,6 +270,47 @@ impl ReservationRepo {
         expire_unpaid(tx, &locked, now).await
     }
 
+    /// The queue tokens behind live, unpaid holds (at most `limit`), for the check of
+    /// admissions that ended ([`crate::service::sweeper`]). Holds with a payment under way
+    /// are left out: the saga decides those.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all)]
+    pub async fn tokens_of_live_holds(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, ReservationError> {
+        Ok(sqlx::query_scalar!(
+            "SELECT DISTINCT r.token FROM reservations r
+             WHERE r.status = 'HELD' AND r.expires_at > $1
+               AND NOT EXISTS (SELECT 1 FROM payment_seats s WHERE s.reservation_id = r.reservation_id)
+             LIMIT $2",
+            now,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Marks the unpaid holds placed with `tokens` EXPIRED: their admissions ended (the
+    /// token left the line, ran out or paid), so no call can pay for them any more. As the
+    /// sweeper, rows another replica has locked are skipped, and a hold whose payment began
+    /// meanwhile is kept ([`expire_unpaid`]). How many were released.
+    ///
+    /// # Errors
+    /// Database failures only.
+    #[tracing::instrument(skip_all, fields(tokens = tokens.len()))]
+    pub async fn release_holds_of_tokens(&self, tokens: &[Uuid], now: DateTime<Utc>) -> Result<u64, ReservationError> {
+        let mut tx = self.pool.begin().await?;
+        let locked = sqlx::query_scalar!(
+            "SELECT reservation_id FROM reservations
+             WHERE status = 'HELD' AND token = ANY($1)
+             FOR UPDATE SKIP LOCKED",
+            tokens
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        expire_unpaid(tx, &locked, now).await
+    }
+
     /// One reservation.
     ///
     /// # Errors

@@ -1,5 +1,6 @@
 //! Reservation's integration tests against real PostgreSQL and stand-in peers.
 mod debit_batch;
+mod ended_admissions;
 mod gauges;
 mod hold_batch;
 mod payment_start_batch;
