@@ -668,26 +668,16 @@ async fn a_token_that_left_the_queue_books_nothing_more_anywhere(_p: PgPoolOptio
     // Her hold ended with her admission (issue #26): released by the replicas' admission
     // check (or, had she been quicker, by her own cancel, which needs only her access token).
     let status = ended_hold(&suite, "uma", &held.reservation_id).await;
-    assert!(
-        status == ReservationStatus::Expired as i32 || status == ReservationStatus::Cancelled as i32,
-        "{status}"
-    );
+    assert!(status == ReservationStatus::Expired as i32 || status == ReservationStatus::Cancelled as i32, "{status}");
     assert_eq!(suite.balance("uma").await, 1_000_000);
 }
 
 /// The status of `user`'s reservation `id` once it is no longer HELD (within 10 s).
 async fn ended_hold(suite: &Suite, user: &str, id: &str) -> i32 {
     for _ in 0..200 {
-        let r = suite
-            .reservation(0)
-            .get_reservation(as_user(user, GetReservationRequest { reservation_id: id.into(), user_id: String::new() }))
-            .await
-            .unwrap()
-            .into_inner()
-            .reservation
-            .unwrap();
-        if r.status != ReservationStatus::Held as i32 {
-            return r.status;
+        let status = suite.reservation_of(user, id).await.status;
+        if status != ReservationStatus::Held as i32 {
+            return status;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -722,7 +712,11 @@ async fn a_hold_ends_with_the_admission_that_placed_it(_p: PgPoolOptions, db: Pg
         .reservation(1)
         .pay_reservation(authed(
             &bob,
-            PayReservationRequest { reservation_id: bobs_paid.clone(), idempotency_key: "b".into(), ..Default::default() },
+            PayReservationRequest {
+                reservation_id: bobs_paid.clone(),
+                idempotency_key: "b".into(),
+                ..Default::default()
+            },
         ))
         .await
         .unwrap();
@@ -741,15 +735,7 @@ async fn a_hold_ends_with_the_admission_that_placed_it(_p: PgPoolOptions, db: Pg
     for (user, id, status) in
         [("bob", &bobs_paid, ReservationStatus::Confirmed), ("cid", &cids, ReservationStatus::Held)]
     {
-        let r = suite
-            .reservation(0)
-            .get_reservation(as_user(user, GetReservationRequest { reservation_id: id.clone(), user_id: String::new() }))
-            .await
-            .unwrap()
-            .into_inner()
-            .reservation
-            .unwrap();
-        assert_eq!(r.status, status as i32, "{user}");
+        assert_eq!(suite.reservation_of(user, id).await.status, status as i32, "{user}");
     }
 }
 

@@ -270,9 +270,8 @@ impl ReservationRepo {
         expire_unpaid(tx, &locked, now).await
     }
 
-    /// The queue tokens behind live, unpaid holds (at most `limit`), for the check of
-    /// admissions that ended ([`crate::service::sweeper`]). Holds with a payment under way
-    /// are left out: the saga decides those.
+    /// The queue tokens behind live holds with no payment under way (at most `limit`), for
+    /// the sweeper's check of admissions that ended.
     ///
     /// # Errors
     /// Database failures only.
@@ -290,10 +289,8 @@ impl ReservationRepo {
         .await?)
     }
 
-    /// Marks the unpaid holds placed with `tokens` EXPIRED: their admissions ended (the
-    /// token left the line, ran out or paid), so no call can pay for them any more. As the
-    /// sweeper, rows another replica has locked are skipped, and a hold whose payment began
-    /// meanwhile is kept ([`expire_unpaid`]). How many were released.
+    /// Marks the unpaid holds placed with `tokens` (admissions that ended) EXPIRED, as the
+    /// sweeper does: locked rows skipped, a hold whose payment began kept. How many.
     ///
     /// # Errors
     /// Database failures only.

@@ -7,18 +7,10 @@ use reservation_service::store::ReservationRepo;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{hold, payer};
+use crate::support::{hold, payer, status};
 
 const SCHEDULE: Uuid = Uuid::from_u128(9);
 const CONCERT: Uuid = Uuid::from_u128(1);
-
-async fn status(pool: &PgPool, reservation_id: Uuid) -> String {
-    sqlx::query_scalar("SELECT status::text FROM reservations WHERE reservation_id = $1")
-        .bind(reservation_id)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
 
 #[sqlx::test(migrator = "reservation_service::app::MIGRATOR")]
 async fn holds_of_ended_admissions_are_released_but_never_one_being_paid(pool: PgPool) {

@@ -11,7 +11,7 @@ use reservation_service::store::ReservationRepo;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{hold, payer};
+use crate::support::{hold, payer, status};
 
 const SCHEDULE: Uuid = Uuid::from_u128(9);
 
@@ -55,14 +55,6 @@ async fn release_during_a_payment_start<T: Send + 'static>(
     }
     paying.commit().await.unwrap();
     release.await.unwrap()
-}
-
-async fn status(pool: &PgPool, reservation_id: Uuid) -> String {
-    sqlx::query_scalar("SELECT status::text FROM reservations WHERE reservation_id = $1")
-        .bind(reservation_id)
-        .fetch_one(pool)
-        .await
-        .unwrap()
 }
 
 /// A hold placed 5 minutes before `now` for 5 minutes: expired at `now` by a second.

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use platform::{auth::Principal, money::Won};
 use reservation_service::store::{NewHold, ReservationRepo};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// `user`, admitted to `concert_id` with a fresh token valid 5 minutes from `now`.
@@ -35,4 +36,13 @@ pub async fn hold(
     let id = Uuid::now_v7();
     assert_eq!(repo.insert_holds(&[id], &[hold]).await.unwrap().len(), 1, "seat {seat} held");
     id
+}
+
+/// A reservation's status, read straight from the table.
+pub async fn status(pool: &PgPool, reservation_id: Uuid) -> String {
+    sqlx::query_scalar("SELECT status::text FROM reservations WHERE reservation_id = $1")
+        .bind(reservation_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
