@@ -577,6 +577,73 @@ async fn the_rate_policy_admits_no_more_than_m_per_second(_p: PgPoolOptions, db:
     assert_eq!(status(&q, &tokens[10]).await.state, TokenState::Waiting as i32);
 }
 
+/// Issue #26: a rate-limited room admits no more people at once than its pace calls for.
+/// Its buyers have been finishing in 0.2 s, so at 10 admissions a second it lets in at most
+/// max(⌈10 × 0.2 × 1.5⌉, ⌈10 / 2⌉) = 5 at once, although `max_active` is 1,000 and the
+/// rate would allow 10; each one who finishes frees a place for the next in line.
+#[sqlx::test(migrations = false)]
+async fn a_rate_limited_room_admits_as_many_at_once_as_its_pace_calls_for(_p: PgPoolOptions, db: PgConnectOptions) {
+    let clock = ManualClock::new();
+    let q = replica_with(db.clone(), 1_000, std::sync::Arc::new(clock.clone()), 20, 10, 86_400).await;
+    let pool = PgPoolOptions::new().connect_with(db.options([("search_path", "queue")])).await.unwrap();
+    // The room exists once someone joined; its first buyer is done.
+    let first = join(&q, "first").await;
+    wait_for(&q, &first.token, |s| s.state == TokenState::Active as i32).await;
+    q.internal.clone().expire_token(ExpireTokenRequest { token: first.token }).await.unwrap();
+    // Thirty earlier buyers, each done 0.2 s after admission, 5 s ago.
+    sqlx::query(
+        "INSERT INTO tokens (token, user_id, state, issued_at, activated_at, expires_at, expired_at, last_seen_at,
+                             concert_id)
+         SELECT gen_random_uuid(), 'earlier-' || n, 'EXPIRED', $1 - interval '9 seconds', $1 - interval '5 seconds',
+                $1 + interval '10 minutes', $1 - interval '4.8 seconds', $1 - interval '9 seconds', $2::uuid
+         FROM generate_series(1, 30) AS n",
+    )
+    .bind(clock.now())
+    .bind(&q.concert)
+    .execute(&pool)
+    .await
+    .unwrap();
+    // The next second's round measures the pace (once a second, with the idle sweep).
+    clock.advance(chrono::Duration::seconds(1));
+    for _ in 0..200 {
+        let pace: Option<i64> = sqlx::query_scalar("SELECT pace_ms FROM rooms WHERE concert_id = $1::uuid")
+            .bind(&q.concert)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if pace.is_some() {
+            assert_eq!(pace, Some(200));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut tokens = Vec::new();
+    for i in 0..12 {
+        tokens.push(join(&q, &format!("p{i}")).await.token);
+    }
+    let active = || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tokens WHERE state = 'ACTIVE' AND concert_id = $1::uuid")
+            .bind(&q.concert)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        n
+    };
+    wait_for(&q, &tokens[4], |s| s.state == TokenState::Active as i32).await;
+    // Many rounds in the same (frozen) second: the rate would allow 10, the pace 5.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(active().await, 5);
+    assert_eq!(status(&q, &tokens[5]).await.state, TokenState::Waiting as i32, "FIFO: the sixth waits");
+    // Two finish: the next two in line take their places.
+    for t in &tokens[..2] {
+        q.internal.clone().expire_token(ExpireTokenRequest { token: t.clone() }).await.unwrap();
+    }
+    wait_for(&q, &tokens[6], |s| s.state == TokenState::Active as i32).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(active().await, 5);
+    assert_eq!(status(&q, &tokens[7]).await.state, TokenState::Waiting as i32);
+}
+
 #[sqlx::test(migrations = false)]
 async fn an_abandoned_place_expires_and_later_users_move_up(_p: PgPoolOptions, db: PgConnectOptions) {
     let clock = ManualClock::new();

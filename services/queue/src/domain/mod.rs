@@ -6,7 +6,7 @@ mod places;
 mod room;
 mod token;
 
-pub use admission::{AdmissionPolicy, RateWindow};
+pub use admission::{AdmissionPolicy, PACE_MEMORY_SECS, Pace, RateWindow};
 pub use line::{LineDelta, LineSnapshot, RoomDelta, RoomLine};
 pub use pacing::Pacing;
 pub use places::Places;

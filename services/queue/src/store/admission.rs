@@ -6,9 +6,13 @@ use uuid::Uuid;
 
 use super::{JOIN_FENCE, QueueRepo, room, to_i64};
 use crate::{
-    domain::{AdmissionPolicy, RateWindow},
+    domain::{AdmissionPolicy, PACE_MEMORY_SECS, Pace, RateWindow},
     error::QueueError,
 };
+
+/// Journeys that must have ended within a 10-second window before its median counts as a
+/// room's pace: fewer say little about the crowd.
+const PACE_MIN_JOURNEYS: i64 = 20;
 
 /// Key of the advisory lock that makes one replica at a time run an admission round (for
 /// every room at once).
@@ -56,6 +60,9 @@ impl QueueRepo {
             return Ok(RoundOutcome::default());
         }
         let expired = expire_timed_out(&mut tx, defaults, now, sweep).await?;
+        if sweep == Sweep::Abandoned {
+            refresh_paces(&mut tx, now).await?;
+        }
         let quota = self.quota(&mut tx, defaults, now).await?;
         if quota.concerts.is_empty() {
             tx.commit().await?;
@@ -87,7 +94,7 @@ impl QueueRepo {
     ) -> Result<Quota, QueueError> {
         let rooms = sqlx::query!(
             r#"SELECT concert_id, sale_opens_at, max_active, admit_per_sec, active_ttl_secs, window_start,
-                      window_admitted,
+                      window_admitted, pace_ms, pace_seen_at,
                       (SELECT count(*) FROM tokens t WHERE t.concert_id = r.concert_id AND t.state = 'ACTIVE')
                           AS "active!"
                FROM rooms r
@@ -107,7 +114,11 @@ impl QueueRepo {
                 start: row.window_start,
                 admitted: platform::db::unsigned(row.window_admitted, "window_admitted")?,
             };
-            let (window, n) = policy.admissions(platform::db::unsigned(row.active, "active")?, window, now);
+            let pace = match (row.pace_ms, row.pace_seen_at) {
+                (Some(ms), Some(seen_at)) => Some(Pace { journey: chrono::Duration::milliseconds(ms), seen_at }),
+                _ => None,
+            };
+            let (window, n) = policy.admissions(platform::db::unsigned(row.active, "active")?, pace, window, now);
             if n > 0 {
                 quota.push(room.concert_id, n, &policy, window);
             }
@@ -156,6 +167,33 @@ async fn expire_timed_out(
     .await?
     .rows_affected();
     Ok(expired + abandoned)
+}
+
+/// Measures each room's pace ([`Pace`]) from the journeys that ended in the last ten
+/// seconds (admission to the token's end, paid or left: the `tokens_ended` index), and keeps
+/// the quicker of it and the room's stored pace unless that one is older than
+/// [`PACE_MEMORY_SECS`]. Run once a second, with the sweep of abandoned places.
+async fn refresh_paces(tx: &mut Transaction<'_, Postgres>, now: DateTime<Utc>) -> Result<(), QueueError> {
+    sqlx::query!(
+        "WITH recent AS (
+             SELECT concert_id, count(*) AS n,
+                    GREATEST(0, (extract(epoch FROM percentile_disc(0.5) WITHIN GROUP (ORDER BY expired_at - activated_at))
+                                 * 1000)::bigint) AS ms
+             FROM tokens
+             WHERE state = 'EXPIRED' AND expired_at > $1::timestamptz - interval '10 seconds' AND expired_at <= $1::timestamptz
+               AND activated_at IS NOT NULL
+             GROUP BY concert_id)
+         UPDATE rooms r SET pace_ms = recent.ms, pace_seen_at = $1::timestamptz
+         FROM recent
+         WHERE r.concert_id = recent.concert_id AND recent.n >= $2
+           AND (r.pace_ms IS NULL OR r.pace_seen_at < $3::timestamptz OR recent.ms <= r.pace_ms)",
+        now,
+        PACE_MIN_JOURNEYS,
+        now - chrono::Duration::seconds(PACE_MEMORY_SECS)
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Admits the head of each room's line into its quota and records the rooms' rate
