@@ -10,9 +10,9 @@ use concert_proto::concert::{
         catalog_service_client::CatalogServiceClient,
     },
     queue::v1::{
-        ExpireTokenRequest, ExportTokensRequest, GetQueueStatsRequest, GetQueueStatusRequest, IssueTokenRequest,
-        LeaveQueueRequest, QueueStatus, SetAdmissionPolicyRequest, TokenRecord, TokenState, ValidateTokenRequest,
-        ValidateTokensRequest, queue_admin_service_client::QueueAdminServiceClient,
+        ExpireTokenRequest, ExportTokensRequest, GetQueueStatsRequest, GetQueueStatsResponse, GetQueueStatusRequest,
+        IssueTokenRequest, LeaveQueueRequest, QueueStatus, SetAdmissionPolicyRequest, TokenRecord, TokenState,
+        ValidateTokenRequest, ValidateTokensRequest, queue_admin_service_client::QueueAdminServiceClient,
         queue_internal_service_client::QueueInternalServiceClient, queue_service_client::QueueServiceClient,
     },
 };
@@ -162,6 +162,12 @@ async fn status(r: &Replica, token: &str) -> QueueStatus {
         .into_inner()
         .status
         .unwrap()
+}
+
+/// The replica's default room's figures (GetQueueStats).
+async fn room_stats(r: &Replica) -> GetQueueStatsResponse {
+    let request = GetQueueStatsRequest { concert_id: r.concert.clone() };
+    r.public.clone().get_queue_stats(request).await.unwrap().into_inner()
 }
 
 /// Polls `status` until `pred` holds (admission runs in the background).
@@ -423,13 +429,7 @@ async fn leaving_moves_everyone_behind_up_and_stats_add_up(_p: PgPoolOptions, db
     // Leaving twice is fine.
     q.public.clone().leave_queue(LeaveQueueRequest { token: tokens[0].clone() }).await.unwrap();
 
-    let stats = q
-        .public
-        .clone()
-        .get_queue_stats(GetQueueStatsRequest { concert_id: q.concert.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = room_stats(&q).await;
     assert_eq!((stats.waiting_count, stats.active_count, stats.admitted_last_minute), (1, 1, 2));
     let policy = stats.policy.unwrap();
     assert_eq!((policy.max_active, policy.active_ttl_seconds, policy.admit_per_sec), (1, 600, 0));
@@ -617,6 +617,9 @@ async fn a_rate_limited_room_admits_as_many_at_once_as_its_pace_calls_for(_p: Pg
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Operators see the limit in force beside the policy (GetQueueStats, GetRoomStats).
+    let stats = room_stats(&q).await;
+    assert_eq!((stats.active_limit, stats.policy.unwrap().max_active), (5, 1_000));
     let mut tokens = Vec::new();
     for i in 0..12 {
         tokens.push(join(&q, &format!("p{i}")).await.token);

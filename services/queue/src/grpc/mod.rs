@@ -127,6 +127,7 @@ impl QueueApi {
             policy: Some(policy_to_proto(&stats.policy)),
             sale_opens_at: room.sale_opens_at.map(timestamp),
             pre_queue_count: if room.is_open(stats.at) { 0 } else { counts.waiting },
+            active_limit: stats.policy.concurrency(counts.pace, stats.at),
         })
     }
 }

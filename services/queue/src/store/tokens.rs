@@ -16,6 +16,8 @@ pub struct QueueCounts {
     pub active: u64,
     pub admitted_last_minute: u64,
     pub serving_seq: u64,
+    /// The room's pace, when one was measured (see [`crate::domain::Pace`]).
+    pub pace: Option<crate::domain::Pace>,
     /// The database's clock at the count (what judges whether the sale has opened).
     pub read_at: DateTime<Utc>,
 }
@@ -239,6 +241,8 @@ impl QueueRepo {
                        WHERE concert_id = $1 AND activated_at > $2 - interval '60 seconds') AS "recent!",
                       (SELECT COALESCE(max(seq), 0) FROM tokens WHERE concert_id = $1 AND activated_at IS NOT NULL)
                           AS "serving!",
+                      (SELECT pace_ms FROM rooms WHERE concert_id = $1) AS pace_ms,
+                      (SELECT pace_seen_at FROM rooms WHERE concert_id = $1) AS pace_seen_at,
                       COALESCE($3::timestamptz, statement_timestamp()) AS "read_at!""#,
             concert_id,
             now,
@@ -252,6 +256,12 @@ impl QueueRepo {
             active: platform::db::unsigned(active, "active")?,
             admitted_last_minute: platform::db::unsigned(recent, "admitted_last_minute")?,
             serving_seq: platform::db::unsigned(serving, "serving_seq")?,
+            pace: match (counts.pace_ms, counts.pace_seen_at) {
+                (Some(ms), Some(seen_at)) => {
+                    Some(crate::domain::Pace { journey: chrono::Duration::milliseconds(ms), seen_at })
+                }
+                _ => None,
+            },
             read_at: counts.read_at,
         })
     }
