@@ -116,6 +116,9 @@ fn decide_batch(
         }
         let payer = Payer { user_id: &q.payer.user_id, concert_id: q.payer.concert_id, token_paid };
         let decided = match start_step(&order, payer, q.now) {
+            // Possibly paid after this statement's snapshot (see `start_payment`): the single
+            // path, which reads the payments again, answers it.
+            StartStep::Refuse(ReservationError::NotHeld) => None,
             StartStep::Refuse(e) => Some(Err(e)),
             // Existing payments and expired holds to release: the single path answers them
             // (and writes the release).

@@ -151,6 +151,12 @@ impl ReservationRepo {
                 tx.commit().await?;
                 return Err(error);
             }
+            // A seat seen neither held nor in a payment may have been paid after this
+            // statement's snapshot: the row lock waited for that saga, and PostgreSQL
+            // re-reads a locked row but not the payment subquery (a double click through two
+            // replicas was refused RESERVATION_NOT_HELD while its twin paid). Look again, with
+            // the payments read now.
+            StartStep::Refuse(ReservationError::NotHeld) if !recheck => return Ok(StartAttempt::Raced),
             StartStep::Refuse(e) => return Err(e),
         }
         let Some(payment) = insert_one_started(&mut tx, &locked, payer, key, now, lease).await? else {
