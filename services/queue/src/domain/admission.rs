@@ -41,13 +41,16 @@ pub struct RateWindow {
     pub admitted: u64,
 }
 
-impl AdmissionPolicy {
-    /// How many WAITING tokens one round may admit when `active` tokens are ACTIVE.
+impl Pace {
+    /// The pace as a room row stores it (`rooms.pace_ms`, `rooms.pace_seen_at`); `None` until
+    /// one was measured.
     #[must_use]
-    pub fn free_slots(&self, active: u64) -> u64 {
-        self.max_active.saturating_sub(active)
+    pub fn stored(journey_ms: Option<i64>, seen_at: Option<DateTime<Utc>>) -> Option<Self> {
+        Some(Self { journey: Duration::milliseconds(journey_ms?), seen_at: seen_at? })
     }
+}
 
+impl AdmissionPolicy {
     /// Most tokens ACTIVE at once in a room whose recent pace is `pace`, at `now`.
     ///
     /// Without a rate limit, or without a pace seen within [`PACE_MEMORY_SECS`]: `max_active`.
@@ -63,12 +66,10 @@ impl AdmissionPolicy {
     /// room still admits up to `max_active`.
     #[must_use]
     pub fn concurrency(&self, pace: Option<Pace>, now: DateTime<Utc>) -> u64 {
-        let Some(pace) = pace.filter(|p| now - p.seen_at <= Duration::seconds(PACE_MEMORY_SECS)) else {
+        let fresh = |p: &Pace| now - p.seen_at <= Duration::seconds(PACE_MEMORY_SECS);
+        let Some(pace) = pace.filter(|p| self.admit_per_sec > 0 && fresh(p)) else {
             return self.max_active;
         };
-        if self.admit_per_sec == 0 {
-            return self.max_active;
-        }
         let seconds = pace.journey.num_milliseconds().max(0) as f64 / 1_000.0;
         // Saturating float-to-int conversion: a pace of hours is simply max_active.
         let needed = (self.admit_per_sec as f64 * seconds * PACE_HEADROOM).ceil() as u64;
@@ -208,10 +209,11 @@ mod tests {
 
     #[test]
     fn free_slots_never_negative() {
-        let p = policy(3, 0);
-        assert_eq!(p.free_slots(0), 3);
-        assert_eq!(p.free_slots(3), 0);
-        assert_eq!(p.free_slots(7), 0, "over the limit (policy lowered) admits nobody");
+        let (p, t0) = (policy(3, 0), Utc::now());
+        let free = |active| p.admissions(active, None, RateWindow { start: t0, admitted: 0 }, t0).1;
+        assert_eq!(free(0), 3);
+        assert_eq!(free(3), 0);
+        assert_eq!(free(7), 0, "over the limit (policy lowered) admits nobody");
     }
 
     #[test]

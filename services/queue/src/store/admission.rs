@@ -114,10 +114,7 @@ impl QueueRepo {
                 start: row.window_start,
                 admitted: platform::db::unsigned(row.window_admitted, "window_admitted")?,
             };
-            let pace = match (row.pace_ms, row.pace_seen_at) {
-                (Some(ms), Some(seen_at)) => Some(Pace { journey: chrono::Duration::milliseconds(ms), seen_at }),
-                _ => None,
-            };
+            let pace = Pace::stored(row.pace_ms, row.pace_seen_at);
             let (window, n) = policy.admissions(platform::db::unsigned(row.active, "active")?, pace, window, now);
             if n > 0 {
                 quota.push(room.concert_id, n, &policy, window);

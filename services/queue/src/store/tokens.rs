@@ -256,12 +256,7 @@ impl QueueRepo {
             active: platform::db::unsigned(active, "active")?,
             admitted_last_minute: platform::db::unsigned(recent, "admitted_last_minute")?,
             serving_seq: platform::db::unsigned(serving, "serving_seq")?,
-            pace: match (counts.pace_ms, counts.pace_seen_at) {
-                (Some(ms), Some(seen_at)) => {
-                    Some(crate::domain::Pace { journey: chrono::Duration::milliseconds(ms), seen_at })
-                }
-                _ => None,
-            },
+            pace: crate::domain::Pace::stored(counts.pace_ms, counts.pace_seen_at),
             read_at: counts.read_at,
         })
     }
