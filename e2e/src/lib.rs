@@ -114,6 +114,10 @@ pub struct Suite {
     pub wallet: Option<RunningServer>,
     /// The wallet's (public, internal) addresses, kept across restarts.
     wallet_addrs: (std::net::SocketAddr, std::net::SocketAddr),
+    /// The ports of a stopped wallet, kept from other tests until it restarts.
+    held_wallet_ports: Option<platform::testing::HeldPorts>,
+    /// The ports of a stopped queue, kept from other tests until the suite ends.
+    held_queue_ports: Option<platform::testing::HeldPorts>,
     wallet_auth: AuthSettings,
     reservation_settings: reservation_service::config::Settings,
     db: PgConnectOptions,
@@ -239,6 +243,8 @@ impl Suite {
             reservations,
             wallet: Some(wallet),
             wallet_addrs,
+            held_wallet_ports: None,
+            held_queue_ports: None,
             wallet_auth: opts.auth,
             reservation_settings,
             db,
@@ -258,7 +264,9 @@ impl Suite {
     /// Stops the queue (both its ports), as an outage of the waiting room would.
     pub async fn stop_queue(&mut self) {
         if let Some(queue) = self.queue.take() {
+            let addrs = [queue.addr, queue.internal_addr];
             queue.stop().await.unwrap();
+            self.held_queue_ports = Some(platform::testing::hold_ports(&addrs).await);
         }
     }
 
@@ -323,7 +331,9 @@ impl Suite {
     /// Stops the wallet (calls to it then fail with UNAVAILABLE).
     pub async fn stop_wallet(&mut self) {
         if let Some(w) = self.wallet.take() {
+            let addrs = [w.addr, w.internal_addr];
             w.stop().await.unwrap();
+            self.held_wallet_ports = Some(platform::testing::hold_ports(&addrs).await);
         }
     }
 
@@ -344,6 +354,7 @@ impl Suite {
 
     /// Starts the wallet again on its old port.
     pub async fn restart_wallet(&mut self) {
+        self.held_wallet_ports = None;
         let listeners =
             Listeners { public: rebind(self.wallet_addrs.0).await, internal: rebind(self.wallet_addrs.1).await };
         let db = db_options(&self.db, self.pgbouncer.as_deref(), "wallet");

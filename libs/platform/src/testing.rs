@@ -33,6 +33,43 @@ pub async fn rebind(addr: SocketAddr) -> TcpListener {
         .expect("bind a test port again")
 }
 
+/// The ports of a stopped service, still bound but not listening. A call to them is
+/// refused at once (connection refused: UNAVAILABLE), as a service that is down refuses it,
+/// and no socket of a test running alongside can take them meanwhile: an ephemeral port
+/// freed for the whole outage could be handed to another test's server, and then this
+/// test's peers would reach that test's services instead (a stopped wallet's debit answered
+/// by another test's wallet, say). Dropping it frees the ports for [`rebind`].
+#[derive(Debug)]
+pub struct HeldPorts {
+    /// Held for as long as this lives: dropping them frees the ports.
+    _sockets: Vec<tokio::net::TcpSocket>,
+}
+
+/// Holds `addrs`, just freed by a stopped server (see [`HeldPorts`]). Tried again every
+/// 100 ms for up to 10 s while another socket still has one, as [`rebind`] does.
+///
+/// # Panics
+/// When a port stays taken (tests only).
+pub async fn hold_ports(addrs: &[SocketAddr]) -> HeldPorts {
+    use backon::{ConstantBuilder, Retryable};
+    let pace = ConstantBuilder::default().with_delay(Duration::from_millis(100)).with_max_times(100);
+    let mut held = Vec::new();
+    for &addr in addrs {
+        let bind = || async move {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            // Leftover connections of the stopped server may still be in TIME_WAIT. Bound
+            // sockets with SO_REUSEADDR that do not listen are still passed over by the
+            // kernel when it picks a port for `bind(0)` or an outgoing connection.
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            Ok::<_, std::io::Error>(socket)
+        };
+        let socket = bind.retry(pace).when(|e| e.kind() == std::io::ErrorKind::AddrInUse).await;
+        held.push(socket.expect("hold a stopped server's port"));
+    }
+    HeldPorts { _sockets: held }
+}
+
 /// A public and an internal port on `127.0.0.1:<ephemeral>`.
 ///
 /// # Panics
@@ -417,5 +454,28 @@ pub mod admission {
     #[allow(clippy::expect_used)]
     pub fn signer() -> PassSigner {
         PassSigner::from_pem(include_bytes!("identity/test_keys/admission-pass.pem")).expect("test pass key")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_held_port_refuses_connections_and_is_free_again_once_dropped() {
+        let listener = bind("127.0.0.1:0").await;
+        let addr = listener.local_addr().unwrap();
+        // A connection served and closed, as a stopped service's would be.
+        let (client, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        drop((client.unwrap(), accepted.unwrap()));
+        drop(listener);
+
+        let held = hold_ports(&[addr]).await;
+        let refused = tokio::net::TcpStream::connect(addr).await.unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+
+        drop(held);
+        let again = rebind(addr).await;
+        assert_eq!(again.local_addr().unwrap(), addr);
     }
 }
