@@ -2,7 +2,8 @@
 //! rows and maps them to domain types; deciding what to do (retry, release, compensate) is
 //! left to the callers in `service`, `batch` and `saga`.
 //!
-//! - [`holds`]: placing, diagnosing, releasing and listing holds; seat occupancy.
+//! - [`holds`]: placing, diagnosing and listing holds; seat occupancy.
+//! - [`hold_releases`]: holds ending unpaid (expired, admission ended), and their purge.
 //! - [`payment_starts`]: starting sagas, one request or many in one transaction.
 //! - [`payments`]: moving sagas between states, recovery claims, listings.
 //! - [`debits`]: recording the wallet's debits on their payments, in batches.
@@ -53,6 +54,7 @@ mod books;
 mod debits;
 mod gauges;
 mod give_backs;
+mod hold_releases;
 mod holds;
 mod payment_start_batches;
 mod payment_starts;

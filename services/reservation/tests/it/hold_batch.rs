@@ -79,3 +79,76 @@ async fn a_refused_hold_counts_the_users_live_holds(pool: PgPool) {
     assert_eq!((seen.token_used, seen.user_holds), (false, 2));
     assert_eq!(seen.blocker.map(|b| b.status), Some(ReservationStatus::Held));
 }
+
+/// How many of this database's backends wait on a lock.
+async fn waiting_on_locks(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn until_waiting(pool: &PgPool, n: i64) {
+    for _ in 0..500 {
+        if waiting_on_locks(pool).await >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{n} statements never waited on a lock");
+}
+
+/// Two batches (two replicas) racing for the same seats, each in its users' order the
+/// reverse of the other's, queue on the first seat they share instead of deadlocking (which
+/// PostgreSQL detects only after deadlock_timeout, a second, and fails one batch: a stall
+/// the flood's admitted p99 showed). A third transaction keeps seat 2 until both batches
+/// wait, so that they meet: while rows went in user order, batch B had taken seat 2 and
+/// waited for seat 1 while batch A, holding seat 1, waited for seat 2.
+#[sqlx::test(migrator = "reservation_service::app::MIGRATOR")]
+async fn batches_racing_for_the_same_seats_queue_instead_of_deadlocking(pool: PgPool) {
+    let repo = ReservationRepo::new(pool.clone());
+    let schedule = Uuid::new_v4();
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO reservations (reservation_id, user_id, token, schedule_id, seat_number, price, status, held_at,
+                                   expires_at, concert_id, hold_slot)
+         VALUES ($1, 'x', $2, $3, 2, 90000, 'HELD', now(), now() + interval '5 minutes', $4, 1)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(Uuid::new_v4())
+    .bind(schedule)
+    .bind(Uuid::nil())
+    .execute(&mut *other)
+    .await
+    .unwrap();
+
+    // A: seat 1 for "a", seat 2 for "b" (user order = seat order); it waits at seat 2.
+    let a = [hold("a", Uuid::new_v4(), schedule, 1), hold("b", Uuid::new_v4(), schedule, 2)];
+    let batch_a = tokio::spawn({
+        let repo = repo.clone();
+        async move { repo.insert_holds(&[Uuid::now_v7(), Uuid::now_v7()], &a).await }
+    });
+    until_waiting(&pool, 1).await;
+    // B: seat 2 for "c", seat 1 for "d" (user order the reverse of seat order).
+    let b = [hold("c", Uuid::new_v4(), schedule, 2), hold("d", Uuid::new_v4(), schedule, 1)];
+    let batch_b = tokio::spawn({
+        let repo = repo.clone();
+        async move { repo.insert_holds(&[Uuid::now_v7(), Uuid::now_v7()], &b).await }
+    });
+    until_waiting(&pool, 2).await;
+    other.rollback().await.unwrap();
+
+    let (a, b) = (batch_a.await.unwrap(), batch_b.await.unwrap());
+    assert_eq!(a.expect("no deadlock"), vec![HoldInsert::Inserted; 2], "A came first to both seats");
+    let b = b.expect("no deadlock");
+    assert!(b.iter().all(|o| matches!(o, HoldInsert::Refused(_))), "{b:?}");
+    let held: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT user_id, seat_number FROM reservations WHERE status = 'HELD' AND user_id <> 'x' ORDER BY seat_number",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(held, vec![("a".to_string(), 1), ("b".to_string(), 2)]);
+}
