@@ -14,7 +14,10 @@ use std::{
 };
 
 use sqlx::{
-    Connection, PgPool, Postgres, Transaction, migrate::Migrator, pool::PoolConnectionMetadata, postgres::PgPoolOptions,
+    Connection, PgConnection, PgPool, Postgres, Transaction,
+    migrate::Migrator,
+    pool::PoolConnectionMetadata,
+    postgres::{PgConnectOptions, PgPoolOptions},
 };
 
 use crate::config::{DbOptions, Pooler};
@@ -212,24 +215,37 @@ pub async fn connect_and_migrate(
 const REACHABLE_EVERY: Duration = Duration::from_secs(1);
 const REACHABLE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Whether `pool`'s database answers, asked every second (`SELECT 1` through the pool, so
-/// through PgBouncer where there is one, within 2 s): the receiver, starting `true` (the
-/// pool just connected), and the watcher to run among the replica's tasks. The health
-/// service reports NOT_SERVING while it is `false`, so that load balancers and readiness
-/// probes send calls to replicas that can work, and SERVING again once it answers: the
-/// replica reconnects by itself, nothing restarts it.
+/// Whether `pool`'s database answers, asked every second (`SELECT 1` within 2 s, on a
+/// connection of the watcher's own made with the pool's options, so through PgBouncer where
+/// there is one): the receiver, starting `true` (the pool just connected), and the watcher
+/// to run among the replica's tasks. The health service reports NOT_SERVING while it is
+/// `false`, so that load balancers and readiness probes send calls to replicas that can
+/// work, and SERVING again once it answers: the replica reconnects by itself, nothing
+/// restarts it.
+///
+/// Not through the pool: in a flood every pooled connection is busy and a `SELECT 1` waits
+/// its turn for seconds (3.4 s seen in the queue's log), which read as an outage: the
+/// replica reported NOT_SERVING while serving at full tilt, and with readiness probes every
+/// busy replica would leave its Service at the moment it is needed most. One connection
+/// more per pool watched is the price.
 pub fn watch_reachable(
     pool: PgPool,
 ) -> (tokio::sync::watch::Receiver<bool>, impl Future<Output = ()> + Send + 'static) {
     let (tx, rx) = tokio::sync::watch::channel(true);
+    let options = pool.connect_options();
+    drop(pool);
     let watcher = async move {
         let mut every = tokio::time::interval(REACHABLE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut connection: Option<PgConnection> = None;
         loop {
             every.tick().await;
-            let answered = tokio::time::timeout(REACHABLE_TIMEOUT, sqlx::query!("SELECT 1 AS one").fetch_one(&pool))
-                .await
-                .is_ok_and(|r| r.is_ok());
+            let answered =
+                tokio::time::timeout(REACHABLE_TIMEOUT, ask_database(&mut connection, &options)).await.unwrap_or(false);
+            if !answered {
+                // Broken, or cut off mid-query by the timeout: a fresh one next time.
+                connection = None;
+            }
             let changed = tx.send_if_modified(|reachable| std::mem::replace(reachable, answered) != answered);
             if changed {
                 if answered {
@@ -241,6 +257,15 @@ pub fn watch_reachable(
         }
     };
     (rx, watcher)
+}
+
+/// `SELECT 1` on the watcher's connection, connecting first when it has none.
+async fn ask_database(connection: &mut Option<PgConnection>, options: &PgConnectOptions) -> bool {
+    if connection.is_none() {
+        *connection = PgConnection::connect_with(options).await.ok();
+    }
+    let Some(c) = connection.as_mut() else { return false };
+    sqlx::query!("SELECT 1 AS one").fetch_one(c).await.is_ok()
 }
 
 /// What [`begin_batch`] sends: `BEGIN` and the planner setting, in one round trip.
@@ -345,6 +370,33 @@ mod tests {
         assert!(super::is_unavailable(&sqlx::Error::Io(eof)));
         assert!(super::is_unavailable(&sqlx::Error::PoolTimedOut));
         assert!(!super::is_unavailable(&sqlx::Error::RowNotFound));
+    }
+
+    /// A pool busy to its last connection is no outage: the watcher asks on a connection of
+    /// its own, so readiness stays SERVING. (Asked through the pool, the `SELECT 1` waited
+    /// its turn past the 2 s allowed, and a queue replica serving a flood at full tilt
+    /// reported NOT_SERVING.) The catalog's outage test shows a database cut off is still
+    /// seen, on both ports.
+    #[sqlx::test(migrations = false)]
+    async fn a_pool_busy_to_its_last_connection_is_still_reachable(
+        _p: sqlx::postgres::PgPoolOptions,
+        db: sqlx::postgres::PgConnectOptions,
+    ) {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect_with(db)
+            .await
+            .unwrap();
+        let busy = pool.acquire().await.unwrap();
+        let (reachable, watcher) = super::watch_reachable(pool.clone());
+        let watcher = tokio::spawn(watcher);
+        // The first round asks at once and may take 2 s: through the pool it would have
+        // given up by now.
+        tokio::time::sleep(super::REACHABLE_TIMEOUT + std::time::Duration::from_secs(1)).await;
+        assert!(*reachable.borrow(), "the busy pool's database counts as reachable");
+        watcher.abort();
+        drop(busy);
     }
 
     #[test]
