@@ -264,9 +264,7 @@ impl Suite {
     /// Stops the queue (both its ports), as an outage of the waiting room would.
     pub async fn stop_queue(&mut self) {
         if let Some(queue) = self.queue.take() {
-            let addrs = [queue.addr, queue.internal_addr];
-            queue.stop().await.unwrap();
-            self.held_queue_ports = Some(platform::testing::hold_ports(&addrs).await);
+            self.held_queue_ports = Some(queue.stop_holding_ports().await.unwrap());
         }
     }
 
@@ -331,9 +329,7 @@ impl Suite {
     /// Stops the wallet (calls to it then fail with UNAVAILABLE).
     pub async fn stop_wallet(&mut self) {
         if let Some(w) = self.wallet.take() {
-            let addrs = [w.addr, w.internal_addr];
-            w.stop().await.unwrap();
-            self.held_wallet_ports = Some(platform::testing::hold_ports(&addrs).await);
+            self.held_wallet_ports = Some(w.stop_holding_ports().await.unwrap());
         }
     }
 

@@ -24,10 +24,9 @@ pub async fn bind(addr: &str) -> TcpListener {
 /// # Panics
 /// When the address stays taken (tests only).
 pub async fn rebind(addr: SocketAddr) -> TcpListener {
-    use backon::{ConstantBuilder, Retryable};
-    let pace = ConstantBuilder::default().with_delay(Duration::from_millis(100)).with_max_times(100);
+    use backon::Retryable;
     (|| TcpListener::bind(addr))
-        .retry(pace)
+        .retry(port_retry())
         .when(|e| e.kind() == std::io::ErrorKind::AddrInUse)
         .await
         .expect("bind a test port again")
@@ -51,8 +50,7 @@ pub struct HeldPorts {
 /// # Panics
 /// When a port stays taken (tests only).
 pub async fn hold_ports(addrs: &[SocketAddr]) -> HeldPorts {
-    use backon::{ConstantBuilder, Retryable};
-    let pace = ConstantBuilder::default().with_delay(Duration::from_millis(100)).with_max_times(100);
+    use backon::Retryable;
     let mut held = Vec::new();
     for &addr in addrs {
         let bind = || async move {
@@ -64,10 +62,16 @@ pub async fn hold_ports(addrs: &[SocketAddr]) -> HeldPorts {
             socket.bind(addr)?;
             Ok::<_, std::io::Error>(socket)
         };
-        let socket = bind.retry(pace).when(|e| e.kind() == std::io::ErrorKind::AddrInUse).await;
+        let socket = bind.retry(port_retry()).when(|e| e.kind() == std::io::ErrorKind::AddrInUse).await;
         held.push(socket.expect("hold a stopped server's port"));
     }
     HeldPorts { _sockets: held }
+}
+
+/// How [`rebind`] and [`hold_ports`] wait for a port another socket still has: every 100 ms
+/// for up to 10 s.
+fn port_retry() -> backon::ConstantBuilder {
+    backon::ConstantBuilder::default().with_delay(Duration::from_millis(100)).with_max_times(100)
 }
 
 /// A public and an internal port on `127.0.0.1:<ephemeral>`.
@@ -217,6 +221,18 @@ impl RunningServer {
     /// Whatever the server's `run` failed with.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.halt().await
+    }
+
+    /// Stops the server gracefully and keeps its ports bound, not listening, until the
+    /// returned [`HeldPorts`] drop (see there): a service that is down, whose ports no test
+    /// alongside can take.
+    ///
+    /// # Errors
+    /// Whatever the server's `run` failed with.
+    pub async fn stop_holding_ports(self) -> anyhow::Result<HeldPorts> {
+        let addrs = [self.addr, self.internal_addr];
+        self.stop().await?;
+        Ok(hold_ports(&addrs).await)
     }
 
     /// Stops the server gracefully in place (a stopped server stays stopped; its ports are
