@@ -30,7 +30,10 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 pub use report::RushReport;
 
-use self::person::{Abandon, Ctx, Gauges, Person};
+use self::{
+    person::{Abandon, Ctx, Gauges, Person},
+    stats::Rpc,
+};
 use crate::clients::{Clients, Endpoints};
 
 /// How long a person's call may take before they give up on it and try again: the booking
@@ -338,6 +341,22 @@ fn process_cpu() -> Duration {
     Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
 }
 
+/// One sample of the line, from the operator's API on the internal port: the public one
+/// refuses calls while the flood is on (by design), and the line's length would go
+/// unrecorded. Every 5 s, not every second: each answer counts the room's tokens in
+/// PostgreSQL (~96 ms of it at 80,000 in line), and once a second that was 17 s of the
+/// database in a 210 s flood, taken from the sale being measured. The call is recorded as
+/// `GetRoomStats`, so a sample that was refused or timed out shows in the report.
+async fn sample_line(clients: Clients, ctx: Arc<Ctx>) {
+    let t = Instant::now();
+    let asked = clients.queue_admin().get_room_stats(GetRoomStatsRequest { concert_id: ctx.concert_id.clone() }).await;
+    if let Ok(Some(s)) = person::rec(&ctx, Rpc::GetRoomStats, t, asked).map(|r| r.into_inner().stats) {
+        // waiting_count counts the pre-queue already (pre_queue_count is the part of it
+        // before the opening).
+        ctx.recorder.line(s.waiting_count, s.active_count);
+    }
+}
+
 /// Shows progress, samples the line every 5 s and the queue's memory every second, and
 /// declares the sell-out once every seat is paid for. Returns when every person is done,
 /// with the time the seats sold out.
@@ -358,6 +377,7 @@ async fn watch(
     let plain = !quiet && bar.is_hidden();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut sell_out = None;
+    let mut sample: Option<tokio::task::JoinHandle<()>> = None;
     let mut n = 0u64;
     loop {
         tick.tick().await;
@@ -374,12 +394,10 @@ async fn watch(
         // (~96 ms of it at 80,000 in line), and once a second that was 17 s of the database
         // in a 210 s flood, taken from the sale being measured.
         if n.is_multiple_of(20) {
-            let stats =
-                clients.queue_admin().get_room_stats(GetRoomStatsRequest { concert_id: ctx.concert_id.clone() }).await;
-            if let Some(s) = stats.ok().and_then(|s| s.into_inner().stats) {
-                // waiting_count counts the pre-queue already (pre_queue_count is the part of it
-                // before the opening).
-                ctx.recorder.line(s.waiting_count, s.active_count);
+            // Off this loop, so that a slow answer never delays the sell-out's detection; a
+            // sample still out when the next is due is not doubled.
+            if sample.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+                sample = Some(tokio::spawn(sample_line(clients.clone(), ctx.clone())));
             }
         }
         if n.is_multiple_of(4)

@@ -23,10 +23,13 @@ pub enum Rpc {
     GetBalance,
     Charge,
     PayReservation,
+    /// The operator's sample of the line every 5 s (the queue's internal port), recorded
+    /// so that a sample the flood kept from answering shows in the report with its code.
+    GetRoomStats,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 10] = [
+    pub const ALL: [Rpc; 11] = [
         Rpc::IssueToken,
         Rpc::WatchQueue,
         Rpc::GetQueueStatus,
@@ -37,13 +40,17 @@ impl Rpc {
         Rpc::GetBalance,
         Rpc::Charge,
         Rpc::PayReservation,
+        Rpc::GetRoomStats,
     ];
 
     /// A call of the admitted path (an admitted person shopping), not of the line (joins,
-    /// polls, streams, leaving).
+    /// polls, streams, leaving) nor the operator's.
     #[must_use]
     pub fn is_admitted_path(self) -> bool {
-        !matches!(self, Rpc::IssueToken | Rpc::WatchQueue | Rpc::GetQueueStatus | Rpc::LeaveQueue)
+        !matches!(
+            self,
+            Rpc::IssueToken | Rpc::WatchQueue | Rpc::GetQueueStatus | Rpc::LeaveQueue | Rpc::GetRoomStats
+        )
     }
 
     #[must_use]
@@ -59,6 +66,7 @@ impl Rpc {
             Rpc::GetBalance => "GetBalance",
             Rpc::Charge => "Charge",
             Rpc::PayReservation => "PayReservation",
+            Rpc::GetRoomStats => "GetRoomStats",
         }
     }
 }
