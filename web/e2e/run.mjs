@@ -394,16 +394,34 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** `user` presses Join on Aurora's card (`concertId`) while their other tabs join over and over for
  * `ms` ([`joinOverAndOver`]), and sees the page wait at the door. The page, the joins it has
- * sent so far, and the other tabs' refused joins (once they stop). */
+ * sent so far, and the other tabs' refused joins (once they stop).
+ *
+ * The other tabs keep the user's join allowance spent, but it refills once a second and the
+ * page's join can land in the moment before a tab's next join takes it: then the page is
+ * let in at once (its join is answered with the token the other tabs made). On a loaded
+ * machine that happened (a tab's join takes longer, the moment is longer), so a press that
+ * went straight through is tried again as another person, up to three people. */
 async function refusedAtTheDoor(user, concertId, ms) {
-  const page = await open(user);
-  const sent = { joins: 0 };
-  page.on("request", (r) => r.url().endsWith("/IssueToken") && (sent.joins += 1));
-  const others = joinOverAndOver(user, concertId, ms);
-  await sleep(1_000);
-  await card(page, /Aurora/).getByRole("button", { name: "Join the waiting room" }).click();
-  await expectText(page, /very busy at the door\. We will try again for you/, "the wait for the pause");
-  return { page, sent, others };
+  for (const who of [user, `${user}-again`, `${user}-third`]) {
+    const page = await open(who);
+    const sent = { joins: 0 };
+    page.on("request", (r) => r.url().endsWith("/IssueToken") && (sent.joins += 1));
+    const others = joinOverAndOver(who, concertId, ms);
+    await sleep(1_000);
+    await card(page, /Aurora/).getByRole("button", { name: "Join the waiting room" }).click();
+    const atTheDoor = page.getByText(/very busy at the door\. We will try again for you/).first();
+    const through = page.getByRole("heading", { name: /Choose a date/, level: 1 });
+    try {
+      await atTheDoor.or(through).first().waitFor({ timeout: 20_000 });
+    } catch {
+      throw new Error(`the wait for the pause: the page says: ${(await page.locator("main").innerText()).slice(0, 500)}`);
+    }
+    if (await atTheDoor.isVisible()) return { page, sent, others };
+    console.log(`     ${who}'s join landed between two of the other tabs' joins and went through; another person tries`);
+    await others;
+    await page.context().close();
+  }
+  throw new Error("three people's joins went through while their other tabs were being refused: the limit did not bite");
 }
 
 await scenario("a join refused for load waits for the pause the queue named, says so, and gets in by itself", async () => {
