@@ -47,10 +47,7 @@ impl Rpc {
     /// polls, streams, leaving) nor the operator's.
     #[must_use]
     pub fn is_admitted_path(self) -> bool {
-        !matches!(
-            self,
-            Rpc::IssueToken | Rpc::WatchQueue | Rpc::GetQueueStatus | Rpc::LeaveQueue | Rpc::GetRoomStats
-        )
+        !matches!(self, Rpc::IssueToken | Rpc::WatchQueue | Rpc::GetQueueStatus | Rpc::LeaveQueue | Rpc::GetRoomStats)
     }
 
     #[must_use]
