@@ -80,7 +80,9 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 
-for user in ada bea cal dan eve fay gus hal ivy jon kim lee mia ned oli pam ray sue; do
+# ray2, ray3, sue2, sue3: the people who try again when a press of Join goes straight through
+# (web/e2e/run.mjs, refusedAtTheDoor).
+for user in ada bea cal dan eve fay gus hal ivy jon kim lee mia ned oli pam ray ray2 ray3 sue sue2 sue3; do
   export "TOKEN_${user^^}=$($ctl token --user "web-$user-$$" --ttl-secs 3600)"
 done
 CONCERTCTL=$ctl PAGE_URL=http://127.0.0.1:8090/ HOLD_TTL_SECS=30 node web/e2e/run.mjs || {
