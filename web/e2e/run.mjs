@@ -59,11 +59,14 @@ async function step(page, name) {
   if (layout.header > 64) throw new Error(`${name}: the header is ${layout.header} px tall`);
 }
 
+/** The start of what the page shows, for a failure's message. */
+const pageSays = async (page) => (await page.locator("main").innerText()).slice(0, 500);
+
 async function expectText(page, text, what) {
   try {
     await page.getByText(text).first().waitFor({ timeout: 20_000 });
   } catch {
-    throw new Error(`${what}: expected to see ${text}; the page says: ${(await page.locator("main").innerText()).slice(0, 500)}`);
+    throw new Error(`${what}: expected to see ${text}; the page says: ${await pageSays(page)}`);
   }
 }
 
@@ -415,7 +418,7 @@ async function refusedAtTheDoor(user, concertId, ms) {
     try {
       await atTheDoor.or(through).first().waitFor({ timeout: 20_000 });
     } catch {
-      throw new Error(`the wait for the pause: the page says: ${(await page.locator("main").innerText()).slice(0, 500)}`);
+      throw new Error(`the wait for the pause: the page says: ${await pageSays(page)}`);
     }
     if (await atTheDoor.isVisible()) return { page, sent, others };
     console.log(`     ${who}'s join landed between two of the other tabs' joins and went through; another person tries`);

@@ -157,27 +157,28 @@ async fn the_admitted_path_goes_on_while_the_line_is_stalled(_p: PgPoolOptions, 
     // The paid token is expired in a batch right after the payment's answer (the
     // reservation's completions), also through the lane: within a few seconds the room shows
     // nobody active, while the stalled joins still have written nothing.
-    let mut operator = suite.queue_admin();
-    let mut figures = None;
-    for _ in 0..100 {
-        let asked = operator.get_room_stats(GetRoomStatsRequest { concert_id: concert_id.clone() });
-        let stats = tokio::time::timeout(Duration::from_secs(10), asked)
-            .await
-            .expect("the operator's figures do not wait for the stalled line")
-            .expect("the operator's figures while the line is stalled")
-            .into_inner()
-            .stats
-            .expect("figures");
-        let settled = stats.active_count == 0;
-        figures = Some(stats);
-        if settled {
-            break;
+    let operator = suite.queue_admin();
+    let figures = || {
+        let (mut operator, concert_id) = (operator.clone(), concert_id.clone());
+        async move {
+            let asked = operator.get_room_stats(GetRoomStatsRequest { concert_id });
+            tokio::time::timeout(Duration::from_secs(10), asked)
+                .await
+                .expect("the operator's figures do not wait for the stalled line")
+                .expect("the operator's figures while the line is stalled")
+                .into_inner()
+                .stats
+                .expect("figures")
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let figures = figures.expect("asked at least once");
+    };
+    let counts = e2e::eventually((0, 0), || async {
+        let f = figures().await;
+        (f.waiting_count, f.active_count)
+    })
+    .await;
+    assert_eq!(counts, (0, 0), "alice paid; the stalled joins wrote nothing");
+    let figures = figures().await;
     assert_eq!(figures.concert_id, concert_id);
-    assert_eq!((figures.waiting_count, figures.active_count), (0, 0), "alice paid; the stalled joins wrote nothing");
     assert!(figures.admitted_last_minute >= 1, "alice was admitted: {figures:?}");
     assert!(joins.iter().all(|j| !j.is_finished()), "still stalled when the operator looked");
 

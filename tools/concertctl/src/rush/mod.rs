@@ -388,17 +388,11 @@ async fn watch(
             sell_out = Some(ctx.recorder.start.elapsed());
             ctx.sold_out.send_replace(true);
         }
-        // The line every 5 s, from the operator's API on the internal port: the public one
-        // refuses calls while the flood is on (by design), and the line's length would go
-        // unrecorded. Not every second: each answer counts the room's tokens in PostgreSQL
-        // (~96 ms of it at 80,000 in line), and once a second that was 17 s of the database
-        // in a 210 s flood, taken from the sale being measured.
-        if n.is_multiple_of(20) {
-            // Off this loop, so that a slow answer never delays the sell-out's detection; a
-            // sample still out when the next is due is not doubled.
-            if sample.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
-                sample = Some(tokio::spawn(sample_line(clients.clone(), ctx.clone())));
-            }
+        // The line every 5 s (see `sample_line`), off this loop, so that a slow answer never
+        // delays the sell-out's detection; a sample still out when the next is due is not
+        // doubled.
+        if n.is_multiple_of(20) && sample.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+            sample = Some(tokio::spawn(sample_line(clients.clone(), ctx.clone())));
         }
         if n.is_multiple_of(4)
             && let Some(kb) = queue_pid.and_then(resident_kb)
